@@ -1,0 +1,243 @@
+/* cli.c - the verb table runner and the helpers every program shares. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static void vreport(const struct cli *cli, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "%s: ", cli->prog);
+	if (cli->verb)
+		fprintf(stderr, "%s: ", cli->verb->name);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void cli_err(struct cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(cli, fmt, ap);
+	va_end(ap);
+}
+
+int cli_usage_error(struct cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(cli, fmt, ap);
+	va_end(ap);
+	if (cli->verb)
+		fprintf(stderr, "Try '%s %s --help'.\n", cli->prog,
+			cli->verb->name);
+	else
+		fprintf(stderr, "Try '%s --help'.\n", cli->prog);
+	return 64;
+}
+
+bool cli_duration(struct cli *cli, const char *opt, const char *arg,
+		  long long *ms)
+{
+	if (cq_parse_duration(arg, ms))
+		return true;
+	cli_usage_error(cli, "%s: bad duration '%s' (want e.g. 250ms, 30s, 5m, 2h, 1d)",
+			opt, arg);
+	return false;
+}
+
+bool cli_uint(struct cli *cli, const char *opt, const char *arg,
+	      unsigned long long min, unsigned long long max,
+	      unsigned long long *out)
+{
+	if (cq_parse_uint(arg, min, max, out))
+		return true;
+	cli_usage_error(cli, "%s: bad number '%s' (want %llu-%llu)", opt, arg,
+			min, max);
+	return false;
+}
+
+static void print_verb_usage(const struct cli *cli, FILE *f)
+{
+	fputs(cli->verb->usage, f);
+	fputs("\n" CLI_COMMON_HELP, f);
+}
+
+bool cli_common_opt(struct cli *cli, int c, const char *arg)
+{
+	struct cq_settings *s = &cli->set;
+
+	switch (c) {
+	case OPT_REDIS:
+		s->redis_url = arg;
+		break;
+	case OPT_AMQP:
+		s->amqp_url = arg;
+		break;
+	case OPT_PREFIX:
+		s->prefix = arg;
+		break;
+	case OPT_TIMEOUT:
+		if (!cli_duration(cli, "--timeout", arg, &s->timeout_ms))
+			exit(64);
+		if (s->timeout_ms <= 0)
+			exit(cli_usage_error(cli, "--timeout must be positive"));
+		break;
+	case OPT_PASSWORD_FILE:
+		s->password_file = arg;
+		break;
+	case OPT_CACERT:
+		s->cacert = arg;
+		break;
+	case OPT_CERT:
+		s->cert = arg;
+		break;
+	case OPT_KEY:
+		s->key = arg;
+		break;
+	case OPT_JSON:
+		cli->json = true;
+		break;
+	case 'q':
+		cli->quiet = true;
+		break;
+	case 'h':
+		if (cli->verb)
+			print_verb_usage(cli, stdout);
+		exit(fflush(stdout) || ferror(stdout) ? 74 : 0);
+	case '?':
+		exit(cli_usage_error(cli, "bad option (see above)"));
+	case ':':
+		exit(cli_usage_error(cli, "missing option argument"));
+	default:
+		return false;
+	}
+	return true;
+}
+
+int cli_fail(struct cli *cli)
+{
+	struct cq_ctx *ctx = cli->ctx;
+
+	if (!ctx) {
+		cli_err(cli, "out of memory");
+		return 70;
+	}
+	cli_err(cli, "%s", ctx->errstr[0] ? ctx->errstr : cq_strerror(ctx->err));
+	return cq_exit_code(ctx->err);
+}
+
+int cli_ready(struct cli *cli)
+{
+	if (!cli->ctx)
+		cli->ctx = cq_ctx_new(&cli->set);
+	if (!cli->ctx)
+		return cli_fail(cli);
+	if ((cli->verb->flags & NEED_REDIS) &&
+	    cli->program->connect_redis(cli->ctx))
+		return cli_fail(cli);
+	if ((cli->verb->flags & NEED_AMQP) &&
+	    cli->program->connect_amqp(cli->ctx))
+		return cli_fail(cli);
+	return 0;
+}
+
+bool cli_write(struct cli *cli, const void *p, size_t n)
+{
+	if (cli->out_failed)
+		return false;
+	if (n && fwrite(p, 1, n, stdout) != n)
+		cli->out_failed = true;
+	return !cli->out_failed;
+}
+
+bool cli_progress_wanted(const struct cli *cli)
+{
+	return !cli->quiet && isatty(STDERR_FILENO);
+}
+
+/* Flush stdout and turn a failed write into exit 74 (silent for a closed
+ * pipe: the reader has gone and needs no message). */
+static int finish(struct cli *cli, int code)
+{
+	if (fflush(stdout) != 0 || ferror(stdout))
+		cli->out_failed = true;
+	if (cli->out_failed) {
+		if (errno != EPIPE)
+			cli_err(cli, "cannot write output: %s", strerror(errno));
+		if (code == 0 || code == 1)
+			code = 74;
+	}
+	cq_ctx_free(cli->ctx);
+	cli->ctx = NULL;
+	return code;
+}
+
+static void print_usage(const char *prog, const struct cli_verb *verbs,
+			FILE *f)
+{
+	fprintf(f, "usage: %s [OPTIONS] VERB [ARGS]\n\nVerbs:\n", prog);
+	for (const struct cli_verb *v = verbs; v->name; v++)
+		fprintf(f, "  %-12s %s\n", v->name, v->summary);
+	fprintf(f, "\nRun '%s VERB --help' for a verb's options.\n\n%s", prog,
+		CLI_COMMON_HELP);
+	fputs("  --version          print the version\n", f);
+}
+
+int cli_main(const struct cli_prog *program, int argc, char **argv)
+{
+	const char *prog = program->name;
+	const struct cli_verb *verbs = program->verbs;
+	static const struct option opts[] = {
+		{ "version", no_argument, NULL, 'V' },
+		{ "list-commands", no_argument, NULL, 'L' },
+		CLI_COMMON_OPTIONS
+	};
+	struct cli cli = { .prog = prog, .program = program };
+	char errbuf[200];
+	int c;
+
+	/* Output errors are checked where they happen, and Redis sockets
+	 * must not kill us: a closed pipe becomes EPIPE, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
+	if (cq_settings_from_env(&cli.set, errbuf, sizeof(errbuf)))
+		return cli_usage_error(&cli, "%s", errbuf);
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "+" CLI_COMMON_SHORT, opts, NULL)) != -1) {
+		if (c == 'V') {
+			printf("%s %s\n", prog, CQ_VERSION);
+			return finish(&cli, 0);
+		}
+		if (c == 'L') {
+			for (const struct cli_verb *v = verbs; v->name; v++)
+				printf("%s\n", v->name);
+			return finish(&cli, 0);
+		}
+		if (c == 'h') {
+			print_usage(prog, verbs, stdout);
+			return finish(&cli, 0);
+		}
+		cli_common_opt(&cli, c, optarg);
+	}
+	if (optind >= argc) {
+		print_usage(prog, verbs, stderr);
+		return 64;
+	}
+	for (const struct cli_verb *v = verbs; v->name; v++) {
+		if (strcmp(v->name, argv[optind]) == 0) {
+			cli.verb = v;
+			break;
+		}
+	}
+	if (!cli.verb)
+		return cli_usage_error(&cli, "unknown verb '%s'", argv[optind]);
+	argc -= optind;
+	argv += optind;
+	optind = 0;	/* reset getopt (glibc: 0 reinitialises) */
+	return finish(&cli, cli.verb->fn(&cli, argc, argv));
+}

@@ -1,0 +1,113 @@
+/* cli.h - what the three programs share: the verb table, common options,
+ * error reporting and checked output.  Programs include cq.h and this. */
+#ifndef CQ_CLI_H
+#define CQ_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "cq.h"
+
+enum {
+	NEED_REDIS = 1 << 0,
+	NEED_AMQP = 1 << 1,
+};
+
+struct cli;
+
+struct cli_verb {
+	const char *name;
+	int (*fn)(struct cli *cli, int argc, char **argv);
+	unsigned flags;
+	const char *summary;
+	const char *usage;	/* full help text of the verb */
+};
+
+/*
+ * A program: its verbs, and the connect functions its verbs may need.  A
+ * program names only the backends it links, so cachectl never pulls in
+ * librabbitmq (and its OpenSSL) just to start.
+ */
+struct cli_prog {
+	const char *name;
+	const struct cli_verb *verbs;
+	enum cq_err (*connect_redis)(struct cq_ctx *ctx);
+	enum cq_err (*connect_amqp)(struct cq_ctx *ctx);
+};
+
+struct cli {
+	const char *prog;
+	const struct cli_prog *program;
+	const struct cli_verb *verb;
+	struct cq_settings set;
+	struct cq_ctx *ctx;
+	bool json;
+	bool quiet;
+	bool out_failed;	/* a write to stdout failed */
+};
+
+/* Long options every verb accepts; append to a verb's option table. */
+enum {
+	OPT_REDIS = 256, OPT_AMQP, OPT_PREFIX, OPT_TIMEOUT, OPT_PASSWORD_FILE,
+	OPT_CACERT, OPT_CERT, OPT_KEY, OPT_JSON, OPT_HELP,
+	OPT_VERB = 300,		/* first code free for a verb's own options */
+};
+#define CLI_COMMON_OPTIONS \
+	{ "redis", required_argument, NULL, OPT_REDIS }, \
+	{ "amqp", required_argument, NULL, OPT_AMQP }, \
+	{ "prefix", required_argument, NULL, OPT_PREFIX }, \
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT }, \
+	{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE }, \
+	{ "cacert", required_argument, NULL, OPT_CACERT }, \
+	{ "cert", required_argument, NULL, OPT_CERT }, \
+	{ "key", required_argument, NULL, OPT_KEY }, \
+	{ "json", no_argument, NULL, OPT_JSON }, \
+	{ "quiet", no_argument, NULL, 'q' }, \
+	{ "help", no_argument, NULL, 'h' }, \
+	{ NULL, 0, NULL, 0 }
+/* Short options every verb accepts; prepend to a verb's optstring. */
+#define CLI_COMMON_SHORT "qh"
+
+#define CLI_COMMON_HELP \
+	"Common options:\n" \
+	"  --redis URL        Redis URL (CQ_REDIS_URL, REDIS_URL)\n" \
+	"  --amqp URL[,URL]   AMQP URL list (CQ_AMQP_URL, AMQP_URL)\n" \
+	"  --prefix P         key prefix (CQ_PREFIX)\n" \
+	"  --timeout DUR      connect and command timeout (CQ_TIMEOUT, 5s)\n" \
+	"  --password-file F  read the Redis password from F\n" \
+	"  --cacert F, --cert F, --key F   TLS files for amqps://\n" \
+	"  --json             one JSON object per line\n" \
+	"  -q, --quiet        no progress or summary lines\n" \
+	"  -h, --help         this help\n"
+
+/* Run the program: global options, then the verb named by argv. */
+int cli_main(const struct cli_prog *prog, int argc, char **argv);
+
+/* Handle a common option inside a verb's getopt loop.  Returns true when
+ * c was a common option; on a bad value it prints and exits 64.  -h prints
+ * the verb's usage and exits 0. */
+bool cli_common_opt(struct cli *cli, int c, const char *arg);
+/* Report a usage error for the current verb and return 64. */
+int cli_usage_error(struct cli *cli, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Create the context and connect as the verb's flags say.  Returns 0 or
+ * the exit code after printing the error. */
+int cli_ready(struct cli *cli);
+/* Print "prog: verb: <ctx error>" and return its exit code. */
+int cli_fail(struct cli *cli);
+/* Print "prog: verb: <message>" on stderr. */
+void cli_err(struct cli *cli, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Write to stdout; false (and cli->out_failed) on a write error. */
+bool cli_write(struct cli *cli, const void *p, size_t n);
+/* Parse helpers that print a usage error naming the option. */
+bool cli_duration(struct cli *cli, const char *opt, const char *arg,
+		  long long *ms);
+bool cli_uint(struct cli *cli, const char *opt, const char *arg,
+	      unsigned long long min, unsigned long long max,
+	      unsigned long long *out);
+/* True when stderr is a terminal and progress lines are wanted. */
+bool cli_progress_wanted(const struct cli *cli);
+
+#endif

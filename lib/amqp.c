@@ -1,0 +1,309 @@
+/* amqp.c - AMQP connections: URL list, TLS, login, channel, errors. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <amqp.h>
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+
+#include "amqp_int.h"
+#include "cq.h"
+#include "internal.h"
+
+static void amqp_close(struct cq_ctx *ctx)
+{
+	struct cqi_amqp *a = ctx->amqp;
+
+	if (!a)
+		return;
+	if (a->conn) {
+		if (a->channel_open)
+			amqp_channel_close(a->conn, CQI_CHANNEL,
+					   AMQP_REPLY_SUCCESS);
+		amqp_connection_close(a->conn, AMQP_REPLY_SUCCESS);
+		amqp_destroy_connection(a->conn);
+	}
+	free(a);
+	ctx->amqp = NULL;
+}
+
+static enum cq_err status_class(int status)
+{
+	switch (status) {
+	case AMQP_STATUS_NO_MEMORY:
+		return CQ_ERR_NOMEM;
+	case AMQP_STATUS_SSL_PEER_VERIFY_FAILED:
+	case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED:
+		return CQ_ERR_NOPERM;
+	case AMQP_STATUS_TIMEOUT:
+	case AMQP_STATUS_HEARTBEAT_TIMEOUT:
+	case AMQP_STATUS_CONNECTION_CLOSED:
+	case AMQP_STATUS_SOCKET_CLOSED:
+	case AMQP_STATUS_SOCKET_ERROR:
+		return CQ_ERR_TEMPFAIL;
+	default:
+		return CQ_ERR_TEMPFAIL;
+	}
+}
+
+enum cq_err cqi_amqp_status_err(struct cq_ctx *ctx, int status,
+				const char *what)
+{
+	const char *where = ctx->amqp ? ctx->amqp->where : "?";
+
+	return cq_seterr(ctx, status_class(status), "%s: RabbitMQ at %s: %s",
+			 what, where, amqp_error_string2(status));
+}
+
+/* The text of a connection.close / channel.close reply. */
+static void close_text(amqp_bytes_t t, char *buf, size_t len)
+{
+	size_t n = t.len < len - 1 ? t.len : len - 1;
+
+	memcpy(buf, t.bytes, n);
+	buf[n] = '\0';
+}
+
+static enum cq_err code_class(int code)
+{
+	switch (code) {
+	case 403:	/* ACCESS_REFUSED */
+	case 530:	/* NOT_ALLOWED: e.g. no such vhost */
+		return CQ_ERR_NOPERM;
+	case 404:	/* NOT_FOUND */
+		return CQ_ERR_NOTFOUND;
+	case 406:	/* PRECONDITION_FAILED: inequivalent arg */
+		return CQ_ERR_DATA;
+	case 320:	/* CONNECTION_FORCED */
+	case 405:	/* RESOURCE_LOCKED */
+	case 506:	/* RESOURCE_ERROR */
+		return CQ_ERR_TEMPFAIL;
+	default:
+		return CQ_ERR_INTERNAL;
+	}
+}
+
+enum cq_err cqi_amqp_reopen_channel(struct cq_ctx *ctx)
+{
+	struct cqi_amqp *a = ctx->amqp;
+
+	a->channel_open = false;
+	a->confirming = false;
+	a->next_tag = 1;
+	amqp_channel_open(a->conn, CQI_CHANNEL);
+	if (amqp_get_rpc_reply(a->conn).reply_type != AMQP_RESPONSE_NORMAL)
+		return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
+				 "RabbitMQ at %s: cannot reopen the channel",
+				 a->where);
+	a->channel_open = true;
+	return CQ_OK;
+}
+
+enum cq_err cqi_amqp_rpc_err(struct cq_ctx *ctx, amqp_rpc_reply_t r,
+			     const char *what)
+{
+	struct cqi_amqp *a = ctx->amqp;
+	char text[256];
+	enum cq_err e;
+
+	switch (r.reply_type) {
+	case AMQP_RESPONSE_NORMAL:
+		return CQ_OK;
+	case AMQP_RESPONSE_NONE:
+		return cq_seterr(ctx, CQ_ERR_INTERNAL, "%s: no reply", what);
+	case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+		return cqi_amqp_status_err(ctx, r.library_error, what);
+	case AMQP_RESPONSE_SERVER_EXCEPTION:
+		break;
+	}
+	if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+		amqp_channel_close_t *m = r.reply.decoded;
+		amqp_channel_close_ok_t ok = { 0 };
+
+		close_text(m->reply_text, text, sizeof(text));
+		e = code_class(m->reply_code);
+		amqp_send_method(a->conn, CQI_CHANNEL,
+				 AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+		a->channel_open = false;
+		cq_seterr(ctx, e, "%s: %s", what, text);
+		/* keep the connection usable for the next call */
+		if (cqi_amqp_reopen_channel(ctx) != CQ_OK)
+			cq_seterr(ctx, e, "%s: %s", what, text);
+		return e;
+	}
+	if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+		amqp_connection_close_t *m = r.reply.decoded;
+		amqp_connection_close_ok_t ok = { 0 };
+
+		close_text(m->reply_text, text, sizeof(text));
+		amqp_send_method(a->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
+				 &ok);
+		a->channel_open = false;
+		return cq_seterr(ctx, code_class(m->reply_code), "%s: %s",
+				 what, text);
+	}
+	return cq_seterr(ctx, CQ_ERR_INTERNAL, "%s: unexpected method 0x%08x",
+			 what, r.reply.id);
+}
+
+enum cq_err cqi_amqp_check(struct cq_ctx *ctx, const char *what)
+{
+	return cqi_amqp_rpc_err(ctx, amqp_get_rpc_reply(ctx->amqp->conn),
+				what);
+}
+
+static enum cq_err tls_setup(struct cq_ctx *ctx, amqp_socket_t *s)
+{
+	const struct cq_settings *set = &ctx->set;
+	int st;
+
+	if (set->cacert) {
+		st = amqp_ssl_socket_set_cacert(s, set->cacert);
+		if (st)
+			return cq_seterr(ctx, CQ_ERR_USAGE,
+					 "cannot use CA file '%s': %s",
+					 set->cacert, amqp_error_string2(st));
+	}
+	if (set->cert || set->key) {
+		if (!set->cert || !set->key)
+			return cq_seterr(ctx, CQ_ERR_USAGE,
+					 "--cert and --key go together");
+		st = amqp_ssl_socket_set_key(s, set->cert, set->key);
+		if (st)
+			return cq_seterr(ctx, CQ_ERR_USAGE,
+					 "cannot use client certificate '%s' / key '%s': %s",
+					 set->cert, set->key,
+					 amqp_error_string2(st));
+	}
+	amqp_ssl_socket_set_verify_peer(s, 1);
+	amqp_ssl_socket_set_verify_hostname(s, 1);
+	return CQ_OK;
+}
+
+/* Open one URL: socket, login, channel.  Leaves ctx->amqp set on success. */
+static enum cq_err open_one(struct cq_ctx *ctx, const struct cq_amqp_url *u)
+{
+	struct timeval tv = { ctx->set.timeout_ms / 1000,
+			      (ctx->set.timeout_ms % 1000) * 1000 };
+	struct cqi_amqp *a = calloc(1, sizeof(*a));
+	amqp_socket_t *s;
+	amqp_rpc_reply_t r;
+	int st;
+
+	if (!a)
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	ctx->amqp = a;
+	ctx->amqp_close = amqp_close;
+	a->next_tag = 1;
+	snprintf(a->where, sizeof(a->where),
+		 strchr(u->host, ':') ? "[%s]:%d%s%s" : "%s:%d%s%s", u->host,
+		 u->port, strcmp(u->vhost, "/") ? " vhost " : "",
+		 strcmp(u->vhost, "/") ? u->vhost : "");
+	a->conn = amqp_new_connection();
+	if (!a->conn)
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	s = u->tls ? amqp_ssl_socket_new(a->conn) : amqp_tcp_socket_new(a->conn);
+	if (!s)
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "cannot create a socket");
+	if (u->tls && tls_setup(ctx, s))
+		return ctx->err;
+	amqp_set_handshake_timeout(a->conn, &tv);
+	amqp_set_rpc_timeout(a->conn, &tv);
+	st = amqp_socket_open_noblock(s, u->host, u->port, &tv);
+	if (st) {
+		enum cq_err e = status_class(st);
+
+		if (e == CQ_ERR_TEMPFAIL)
+			e = CQ_ERR_UNAVAILABLE;
+		if (st == AMQP_STATUS_SSL_ERROR ||
+		    st == AMQP_STATUS_SSL_CONNECTION_FAILED)
+			e = CQ_ERR_UNAVAILABLE;
+		return cq_seterr(ctx, e, "cannot connect to RabbitMQ at %s: %s%s",
+				 a->where, amqp_error_string2(st),
+				 e == CQ_ERR_NOPERM ?
+				 " (is --cacert the CA that signed the server certificate?)" : "");
+	}
+	r = amqp_login(a->conn, u->vhost, 0, 131072, ctx->set.heartbeat_s,
+		       AMQP_SASL_METHOD_PLAIN, u->user, u->pass);
+	if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+	    (r.library_error == AMQP_STATUS_CONNECTION_CLOSED ||
+	     r.library_error == AMQP_STATUS_SOCKET_CLOSED))
+		return cq_seterr(ctx, CQ_ERR_NOPERM,
+				 "RabbitMQ at %s refused the login for user '%s'",
+				 a->where, u->user);
+	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+		char what[400];
+
+		snprintf(what, sizeof(what), "login to RabbitMQ at %s as '%s'",
+			 a->where, u->user);
+		return cqi_amqp_rpc_err(ctx, r, what);
+	}
+	amqp_channel_open(a->conn, CQI_CHANNEL);
+	if (cqi_amqp_check(ctx, "open channel"))
+		return ctx->err;
+	a->channel_open = true;
+	return CQ_OK;
+}
+
+enum cq_err cq_amqp_connect(struct cq_ctx *ctx)
+{
+	const char *list = ctx->set.amqp_url;
+	enum cq_err e = CQ_ERR_USAGE;
+
+	if (ctx->err)
+		return ctx->err;
+	if (ctx->amqp)
+		return CQ_OK;
+	/* try each URL of a comma-separated list in order */
+	while (list && *list) {
+		size_t n = strcspn(list, ",");
+		char *one = strndup(list, n), errbuf[200], safe[300];
+		struct cq_amqp_url u;
+
+		if (!one)
+			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		cq_url_redact(one, safe, sizeof(safe));
+		e = cq_amqp_url_parse(one, &u, errbuf, sizeof(errbuf));
+		free(one);
+		if (e)
+			return cq_seterr(ctx, e, "bad AMQP URL '%s': %s", safe,
+					 errbuf);
+		cq_clear_error(ctx);
+		e = open_one(ctx, &u);
+		cq_amqp_url_clear(&u);
+		if (!e)
+			return CQ_OK;
+		amqp_close(ctx);
+		/* a refused login or bad certificate is not worth failing over */
+		if (e == CQ_ERR_NOPERM || e == CQ_ERR_USAGE)
+			break;
+		list += n;
+		if (*list == ',')
+			list++;
+	}
+	if (e == CQ_ERR_USAGE && !ctx->err)
+		return cq_seterr(ctx, e, "no AMQP URL given");
+	return e;
+}
+
+const char *cq_amqp_where(const struct cq_ctx *ctx)
+{
+	return ctx->amqp ? ctx->amqp->where : "";
+}
+
+enum cq_err cqi_amqp_confirm_select(struct cq_ctx *ctx)
+{
+	struct cqi_amqp *a = ctx->amqp;
+
+	if (a->confirming)
+		return CQ_OK;
+	amqp_confirm_select(a->conn, CQI_CHANNEL);
+	if (cqi_amqp_check(ctx, "enable publisher confirms"))
+		return ctx->err;
+	a->confirming = true;
+	a->next_tag = 1;
+	return CQ_OK;
+}

@@ -1,0 +1,35 @@
+/* amqp_int.h - the AMQP connection, shared by lib/ files only. */
+#ifndef CQ_AMQP_INT_H
+#define CQ_AMQP_INT_H
+
+#include <sys/time.h>
+#include <amqp.h>
+
+#include "cq.h"
+
+#define CQI_CHANNEL 1
+
+struct cqi_amqp {
+	amqp_connection_state_t conn;
+	char where[300];	/* host:port/vhost, no secrets */
+	bool channel_open;
+	bool confirming;	/* confirm.select done on CQI_CHANNEL */
+	uint64_t next_tag;	/* delivery tag of the next publish */
+};
+
+/* Translate a failed RPC reply into the context error.  what names the
+ * action ("declare queue 'jobs'").  A channel or connection closed by the
+ * broker is acknowledged, and the channel reopened when only it closed. */
+enum cq_err cqi_amqp_rpc_err(struct cq_ctx *ctx, amqp_rpc_reply_t r,
+			     const char *what);
+/* Translate a librabbitmq status code (< 0) into the context error. */
+enum cq_err cqi_amqp_status_err(struct cq_ctx *ctx, int status,
+				const char *what);
+/* Check the last RPC of the connection (after amqp_queue_declare & co). */
+enum cq_err cqi_amqp_check(struct cq_ctx *ctx, const char *what);
+/* Put CQI_CHANNEL into confirm mode once. */
+enum cq_err cqi_amqp_confirm_select(struct cq_ctx *ctx);
+/* Reopen CQI_CHANNEL after the broker closed it. */
+enum cq_err cqi_amqp_reopen_channel(struct cq_ctx *ctx);
+
+#endif

@@ -1,0 +1,195 @@
+/*
+ * cq.h - the public API of libcq.
+ *
+ * Every behaviour of cachectl, qctl and cqstat lives behind this header.
+ * Programs include only this file; backend types (hiredis, librabbitmq,
+ * jansson) never appear here.
+ *
+ * Conventions
+ * - Functions that act return an enum cq_err (CQ_OK on success) and leave
+ *   a message in ctx->errstr on failure.  Errors are sticky: once ctx->err
+ *   is set, calls that need a connection return it at once until
+ *   cq_clear_error().
+ * - The caller owns what a function returns through an out-pointer unless
+ *   the prototype says the pointer is borrowed.  Every *_free accepts NULL.
+ * - lib/ never prints, never exits, and reads the environment only in
+ *   cq_settings_from_env().
+ */
+#ifndef CQ_H
+#define CQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CQ_VERSION "0.1.0"
+
+/* Append-only: never renumber. */
+enum cq_err {
+	CQ_OK = 0,
+	CQ_ERR_NOTFOUND,	/* cache miss, empty queue, nothing matched */
+	CQ_ERR_USAGE,		/* bad flag, URL or duration */
+	CQ_ERR_DATA,		/* malformed input line, record or value */
+	CQ_ERR_UNAVAILABLE,	/* server unreachable */
+	CQ_ERR_TEMPFAIL,	/* timeout, lost connection, unconfirmed */
+	CQ_ERR_NOPERM,		/* authentication or permission refused */
+	CQ_ERR_INTERNAL,	/* a bug or an impossible state */
+	CQ_ERR_IO,		/* local I/O: reading input, writing output */
+	CQ_ERR_NOMEM,		/* out of memory */
+};
+
+/* The sysexits-style code DESIGN.md gives each error. */
+int cq_exit_code(enum cq_err err);
+/* A short static description of an error code. */
+const char *cq_strerror(enum cq_err err);
+
+/*
+ * Settings shared by every program.  Strings are borrowed: they must stay
+ * valid as long as the context that uses them (argv and environ do).
+ */
+struct cq_settings {
+	const char *redis_url;		/* redis://, unix:// */
+	const char *redis_password;	/* overrides the URL's password */
+	const char *password_file;	/* first line is the Redis password */
+	const char *amqp_url;		/* amqp[s]://, comma-separated list */
+	const char *cacert, *cert, *key;	/* amqps:// files */
+	const char *prefix;		/* prepended to every key */
+	long long timeout_ms;		/* connect and command timeout */
+	int heartbeat_s;		/* AMQP heartbeat, 0 = off */
+	long long default_ttl_ms;	/* CQ_DEFAULT_TTL, 0 = none */
+	bool track;			/* CQ_TRACK: per-prefix hit counters */
+};
+
+#define CQ_DEFAULT_REDIS_URL "redis://127.0.0.1:6379/0"
+#define CQ_DEFAULT_AMQP_URL "amqp://guest:guest@127.0.0.1:5672/%2f"
+#define CQ_DEFAULT_TIMEOUT_MS 5000
+
+/* Fill defaults, then the environment (CQ_REDIS_URL, REDIS_URL, ...).
+ * The only place libcq reads the environment.  Returns CQ_ERR_USAGE with
+ * a message in errbuf for a malformed CQ_TIMEOUT. */
+enum cq_err cq_settings_from_env(struct cq_settings *s, char *errbuf,
+				 size_t errlen);
+
+struct cqi_redis;
+struct cqi_amqp;
+
+struct cq_ctx {
+	enum cq_err err;
+	char errstr[512];
+	struct cq_settings set;
+	struct cqi_redis *redis;	/* NULL until cq_redis_connect */
+	struct cqi_amqp *amqp;		/* NULL until cq_amqp_connect */
+	/* Set by the connect functions, so that freeing a context links no
+	 * backend a program does not use. */
+	void (*redis_close)(struct cq_ctx *ctx);
+	void (*amqp_close)(struct cq_ctx *ctx);
+};
+
+/* Never fails for lack of a server; returns NULL only out of memory.
+ * The settings are copied (their strings stay borrowed). */
+struct cq_ctx *cq_ctx_new(const struct cq_settings *set);
+void cq_ctx_free(struct cq_ctx *ctx);
+/* Set the error (printf-style, truncated to fit) and return it. */
+enum cq_err cq_seterr(struct cq_ctx *ctx, enum cq_err err, const char *fmt,
+		      ...) __attribute__((format(printf, 3, 4)));
+void cq_clear_error(struct cq_ctx *ctx);
+
+/* ---- parsers (parse.c, url.c) ---------------------------------------- */
+
+/* "250ms", "30s", "5m", "2h", "1d" or bare seconds ("1.5" allowed).
+ * Returns false for anything else, negative values, or overflow. */
+bool cq_parse_duration(const char *s, long long *ms);
+/* "512", "64k", "64K", "16M", "1G" (powers of 1024), optional "B"/"iB". */
+bool cq_parse_size(const char *s, unsigned long long *bytes);
+/* Strict unsigned decimal in [min, max]. */
+bool cq_parse_uint(const char *s, unsigned long long min,
+		   unsigned long long max, unsigned long long *out);
+/* A duration or a percentage: "10%" sets *pct (0-100), else *ms. */
+bool cq_parse_jitter(const char *s, long long *ms, double *pct);
+
+struct cq_redis_url {
+	char *host;		/* NULL for unix sockets; IPv6 without [] */
+	int port;
+	char *path;		/* unix socket path, or NULL */
+	int db;
+	char *user;		/* ACL user, or NULL */
+	char *pass;		/* or NULL */
+};
+enum cq_err cq_redis_url_parse(const char *url, struct cq_redis_url *out,
+			       char *errbuf, size_t errlen);
+void cq_redis_url_clear(struct cq_redis_url *u);
+
+struct cq_amqp_url {
+	char *host;
+	int port;
+	char *user;
+	char *pass;
+	char *vhost;		/* decoded; "/" by default */
+	bool tls;
+};
+enum cq_err cq_amqp_url_parse(const char *url, struct cq_amqp_url *out,
+			      char *errbuf, size_t errlen);
+void cq_amqp_url_clear(struct cq_amqp_url *u);
+
+/* Copy url into buf with any password replaced by "***".  Works on
+ * malformed input too, since it is used in error messages. */
+void cq_url_redact(const char *url, char *buf, size_t len);
+
+/* ---- connections (redis.c, amqp.c) ----------------------------------- */
+
+enum cq_err cq_redis_connect(struct cq_ctx *ctx);
+enum cq_err cq_amqp_connect(struct cq_ctx *ctx);
+/* The host:port (or socket) connected to, with no password, for messages.
+ * Borrowed; valid until the context is freed. */
+const char *cq_redis_where(const struct cq_ctx *ctx);
+const char *cq_amqp_where(const struct cq_ctx *ctx);
+
+/* ---- small shared helpers (util.c) ------------------------------------ */
+
+/* Milliseconds on the monotonic clock. */
+long long cq_now_ms(void);
+/* Milliseconds since the epoch. */
+long long cq_wall_ms(void);
+/* Fill buf with n bytes from the OS random source. */
+enum cq_err cq_random_bytes(struct cq_ctx *ctx, void *buf, size_t n);
+/* A uniform random integer in [0, n) from a fast per-process generator
+ * seeded from the OS (not for secrets). */
+uint64_t cq_rand_below(uint64_t n);
+
+/* A growable byte buffer; the caller owns data. */
+struct cq_buf {
+	char *data;
+	size_t len, cap;
+};
+bool cq_buf_append(struct cq_buf *b, const void *p, size_t n);
+void cq_buf_reset(struct cq_buf *b);
+void cq_buf_free(struct cq_buf *b);
+
+/*
+ * A rate limiter: cq_throttle_wait() sleeps as needed so that calls are
+ * spread at most `per_s` a second.  per_s == 0 means unlimited.
+ */
+struct cq_throttle {
+	double per_s;
+	long long start_ms;
+	unsigned long long done;
+};
+void cq_throttle_init(struct cq_throttle *t, double per_s);
+void cq_throttle_wait(struct cq_throttle *t, unsigned long long n);
+
+/* ---- JSON output (json.c) --------------------------------------------- */
+
+/* Standard base64 of n bytes, NUL-terminated; caller frees.  NULL out of
+ * memory. */
+char *cq_base64(const void *p, size_t n);
+/* One JSON line {"key":K,"value":V[,"ttl":T]} without the newline; a key
+ * or value that is not valid UTF-8 is written as "key_base64" /
+ * "value_base64" instead; a NULL val is null.  Caller frees. */
+char *cq_json_value_line(const char *key, size_t keylen, const char *val,
+			 size_t len, const long long *ttl_ms);
+
+#include "cq_cache.h"
+#include "cq_queue.h"
+#include "cq_stats.h"
+
+#endif

@@ -1,0 +1,23 @@
+/* internal.h - symbols shared between lib/ files, never by programs. */
+#ifndef CQ_INTERNAL_H
+#define CQ_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "cq.h"
+
+void cqi_vformat(char *buf, size_t len, const char *fmt, va_list ap);
+void cqi_errbuf(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Join the context's prefix and key into buf (reset first).  Returns false
+ * out of memory. */
+bool cqi_prefixed(const struct cq_ctx *ctx, const char *key, size_t keylen,
+		  struct cq_buf *buf);
+
+/* Percent-decode s[0..n) into a new NUL-terminated string; NULL on a bad
+ * escape or out of memory. */
+char *cqi_pct_decode(const char *s, size_t n);
+
+#endif

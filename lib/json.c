@@ -1,0 +1,79 @@
+/* json.c - JSON output helpers over jansson, and base64. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cq.h"
+
+char *cq_base64(const void *p, size_t n)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *s = p;
+	char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+	size_t i;
+
+	if (!out)
+		return NULL;
+	for (i = 0; i + 2 < n; i += 3) {
+		*o++ = tab[s[i] >> 2];
+		*o++ = tab[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+		*o++ = tab[((s[i + 1] & 15) << 2) | (s[i + 2] >> 6)];
+		*o++ = tab[s[i + 2] & 63];
+	}
+	if (i < n) {
+		*o++ = tab[s[i] >> 2];
+		if (i + 1 < n) {
+			*o++ = tab[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+			*o++ = tab[(s[i + 1] & 15) << 2];
+		} else {
+			*o++ = tab[(s[i] & 3) << 4];
+			*o++ = '=';
+		}
+		*o++ = '=';
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Set name (or name_base64 when p is not valid UTF-8) on obj. */
+static int set_bytes(json_t *obj, const char *name, const char *p, size_t n)
+{
+	json_t *s = json_stringn(p, n);
+	char alt[64], *b;
+	int r;
+
+	if (s)
+		return json_object_set_new(obj, name, s);
+	snprintf(alt, sizeof(alt), "%s_base64", name);
+	b = cq_base64(p, n);
+	if (!b)
+		return -1;
+	r = json_object_set_new(obj, alt, json_string(b));
+	free(b);
+	return r;
+}
+
+char *cq_json_value_line(const char *key, size_t keylen, const char *val,
+			 size_t len, const long long *ttl_ms)
+{
+	json_t *o = json_object();
+	char *out = NULL;
+
+	if (!o)
+		return NULL;
+	if (set_bytes(o, "key", key, keylen))
+		goto done;
+	if (val ? set_bytes(o, "value", val, len) :
+		  json_object_set_new(o, "value", json_null()))
+		goto done;
+	if (ttl_ms && val &&
+	    json_object_set_new(o, "ttl", json_integer(*ttl_ms)))
+		goto done;
+	out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+done:
+	json_decref(o);
+	return out;
+}

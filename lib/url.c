@@ -1,0 +1,387 @@
+/* url.c - Redis and AMQP URL parsing, and redaction for messages. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cq.h"
+#include "internal.h"
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = tolower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+char *cqi_pct_decode(const char *s, size_t n)
+{
+	char *out = malloc(n + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '%') {
+			int hi, lo;
+
+			if (i + 2 >= n)
+				goto bad;
+			hi = hexval((unsigned char)s[i + 1]);
+			lo = hexval((unsigned char)s[i + 2]);
+			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+				goto bad;
+			*o++ = (char)(hi * 16 + lo);
+			i += 2;
+		} else {
+			*o++ = s[i];
+		}
+	}
+	*o = '\0';
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
+/*
+ * The pieces of scheme://[user[:pass]@]host[:port][/path][?query], as
+ * pointers into the URL (not NUL-terminated).
+ */
+struct span {
+	const char *p;
+	size_t n;
+};
+struct url_parts {
+	struct span user, pass, host, port, path, query;
+	bool has_userinfo, has_pass, has_port, has_path;
+};
+
+static const char *scheme_end(const char *url)
+{
+	const char *p = strstr(url, "://");
+
+	return p ? p + 3 : NULL;
+}
+
+static bool split_url(const char *rest, struct url_parts *u,
+		      char *errbuf, size_t errlen)
+{
+	size_t alen = strcspn(rest, "/?#");
+	const char *auth = rest, *at = NULL, *hp, *end = rest + alen;
+
+	memset(u, 0, sizeof(*u));
+	for (const char *p = auth; p < end; p++)
+		if (*p == '@')
+			at = p;
+	hp = auth;
+	if (at) {
+		const char *colon = memchr(auth, ':', (size_t)(at - auth));
+
+		u->has_userinfo = true;
+		u->user.p = auth;
+		u->user.n = colon ? (size_t)(colon - auth) : (size_t)(at - auth);
+		if (colon) {
+			u->has_pass = true;
+			u->pass.p = colon + 1;
+			u->pass.n = (size_t)(at - colon - 1);
+		}
+		hp = at + 1;
+	}
+	if (*hp == '[') {
+		const char *close = memchr(hp, ']', (size_t)(end - hp));
+
+		if (!close) {
+			cqi_errbuf(errbuf, errlen, "unclosed '[' in host");
+			return false;
+		}
+		u->host.p = hp + 1;
+		u->host.n = (size_t)(close - hp - 1);
+		hp = close + 1;
+		if (hp < end && *hp != ':') {
+			cqi_errbuf(errbuf, errlen, "junk after ']' in host");
+			return false;
+		}
+	} else {
+		const char *colon = memchr(hp, ':', (size_t)(end - hp));
+
+		u->host.p = hp;
+		u->host.n = colon ? (size_t)(colon - hp) : (size_t)(end - hp);
+		hp += u->host.n;
+	}
+	if (hp < end && *hp == ':') {
+		u->has_port = true;
+		u->port.p = hp + 1;
+		u->port.n = (size_t)(end - hp - 1);
+	}
+	rest = end;
+	if (*rest == '/') {
+		u->has_path = true;
+		u->path.p = rest + 1;
+		u->path.n = strcspn(rest + 1, "?#");
+		rest = u->path.p + u->path.n;
+	}
+	if (*rest == '?') {
+		u->query.p = rest + 1;
+		u->query.n = strcspn(rest + 1, "#");
+	}
+	return true;
+}
+
+static bool span_port(struct span s, int *port)
+{
+	char buf[8];
+	unsigned long long v;
+
+	if (s.n == 0 || s.n >= sizeof(buf))
+		return false;
+	memcpy(buf, s.p, s.n);
+	buf[s.n] = '\0';
+	if (!cq_parse_uint(buf, 1, 65535, &v))
+		return false;
+	*port = (int)v;
+	return true;
+}
+
+static bool span_db(struct span s, int *db)
+{
+	char buf[16];
+	unsigned long long v;
+
+	if (s.n == 0)
+		return true;
+	if (s.n >= sizeof(buf))
+		return false;
+	memcpy(buf, s.p, s.n);
+	buf[s.n] = '\0';
+	if (!cq_parse_uint(buf, 0, 100000, &v))
+		return false;
+	*db = (int)v;
+	return true;
+}
+
+/* Decode an optional span into *out (NULL if absent). */
+static bool span_decode(struct span s, bool present, char **out)
+{
+	*out = NULL;
+	if (!present)
+		return true;
+	*out = cqi_pct_decode(s.p, s.n);
+	return *out != NULL;
+}
+
+/* db from a "db=N" query parameter of a unix:// URL. */
+static bool query_db(struct span q, int *db)
+{
+	const char *p = q.p, *end = q.p + q.n;
+
+	while (p && p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *stop = amp ? amp : end;
+
+		if (stop - p > 3 && memcmp(p, "db=", 3) == 0) {
+			struct span v = { p + 3, (size_t)(stop - p - 3) };
+
+			if (!span_db(v, db))
+				return false;
+		}
+		p = amp ? amp + 1 : NULL;
+	}
+	return true;
+}
+
+enum cq_err cq_redis_url_parse(const char *url, struct cq_redis_url *out,
+			       char *errbuf, size_t errlen)
+{
+	struct url_parts u;
+	const char *rest = url ? scheme_end(url) : NULL;
+	bool is_unix;
+
+	memset(out, 0, sizeof(*out));
+	out->port = 6379;
+	if (!rest) {
+		cqi_errbuf(errbuf, errlen, "not a URL (want redis://host:port/db or unix:///path)");
+		return CQ_ERR_USAGE;
+	}
+	is_unix = strncmp(url, "unix://", 7) == 0;
+	if (!is_unix && strncmp(url, "redis://", 8) != 0) {
+		cqi_errbuf(errbuf, errlen, "unsupported scheme (want redis:// or unix://)");
+		return CQ_ERR_USAGE;
+	}
+	if (!split_url(rest, &u, errbuf, errlen))
+		return CQ_ERR_USAGE;
+	if (!span_decode(u.user, u.has_userinfo && u.user.n > 0, &out->user) ||
+	    !span_decode(u.pass, u.has_pass, &out->pass))
+		goto bad_escape;
+	if (is_unix) {
+		if (u.host.n || u.has_port || !u.has_path || u.path.n == 0) {
+			cqi_errbuf(errbuf, errlen, "a unix URL needs an absolute path: unix:///path/to/redis.sock");
+			goto fail;
+		}
+		/* keep the leading slash: the path is absolute */
+		out->path = cqi_pct_decode(u.path.p - 1, u.path.n + 1);
+		if (!out->path)
+			goto bad_escape;
+		if (!query_db(u.query, &out->db)) {
+			cqi_errbuf(errbuf, errlen, "bad db number in ?db=");
+			goto fail;
+		}
+		return CQ_OK;
+	}
+	if (u.host.n == 0) {
+		cqi_errbuf(errbuf, errlen, "missing host");
+		goto fail;
+	}
+	if (u.has_port && !span_port(u.port, &out->port)) {
+		cqi_errbuf(errbuf, errlen, "bad port (want 1-65535)");
+		goto fail;
+	}
+	if (u.has_path && !span_db(u.path, &out->db)) {
+		cqi_errbuf(errbuf, errlen, "bad database number after '/'");
+		goto fail;
+	}
+	out->host = cqi_pct_decode(u.host.p, u.host.n);
+	if (!out->host)
+		goto bad_escape;
+	return CQ_OK;
+bad_escape:
+	cqi_errbuf(errbuf, errlen, "bad percent-escape");
+fail:
+	cq_redis_url_clear(out);
+	return CQ_ERR_USAGE;
+}
+
+void cq_redis_url_clear(struct cq_redis_url *u)
+{
+	if (!u)
+		return;
+	free(u->host);
+	free(u->path);
+	free(u->user);
+	free(u->pass);
+	memset(u, 0, sizeof(*u));
+}
+
+enum cq_err cq_amqp_url_parse(const char *url, struct cq_amqp_url *out,
+			      char *errbuf, size_t errlen)
+{
+	struct url_parts u;
+	const char *rest = url ? scheme_end(url) : NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (!rest || (strncmp(url, "amqp://", 7) != 0 &&
+		      strncmp(url, "amqps://", 8) != 0)) {
+		cqi_errbuf(errbuf, errlen, "not an AMQP URL (want amqp://user:pass@host:port/vhost or amqps://...)");
+		return CQ_ERR_USAGE;
+	}
+	out->tls = url[4] == 's';
+	out->port = out->tls ? 5671 : 5672;
+	if (!split_url(rest, &u, errbuf, errlen))
+		return CQ_ERR_USAGE;
+	if (u.host.n == 0) {
+		cqi_errbuf(errbuf, errlen, "missing host");
+		goto fail;
+	}
+	if (u.has_port && !span_port(u.port, &out->port)) {
+		cqi_errbuf(errbuf, errlen, "bad port (want 1-65535)");
+		goto fail;
+	}
+	out->host = cqi_pct_decode(u.host.p, u.host.n);
+	if (!out->host ||
+	    !span_decode(u.user, u.has_userinfo, &out->user) ||
+	    !span_decode(u.pass, u.has_pass, &out->pass))
+		goto bad_escape;
+	if (!out->user)
+		out->user = strdup("guest");
+	if (!out->pass)
+		out->pass = strdup(u.has_userinfo ? "" : "guest");
+	if (u.has_path && u.path.n > 0)
+		out->vhost = cqi_pct_decode(u.path.p, u.path.n);
+	else
+		out->vhost = strdup("/");
+	if (!out->vhost || !out->user || !out->pass)
+		goto bad_escape;
+	return CQ_OK;
+bad_escape:
+	cqi_errbuf(errbuf, errlen, "bad percent-escape");
+fail:
+	cq_amqp_url_clear(out);
+	return CQ_ERR_USAGE;
+}
+
+void cq_amqp_url_clear(struct cq_amqp_url *u)
+{
+	if (!u)
+		return;
+	free(u->host);
+	free(u->user);
+	free(u->pass);
+	free(u->vhost);
+	memset(u, 0, sizeof(*u));
+}
+
+/* Redact one URL of length n into the output. */
+static void redact_one(const char *url, size_t n, struct cq_buf *out)
+{
+	const char *rest = strstr(url, "://");
+	const char *at = NULL, *colon = NULL, *end;
+
+	if (!rest || (size_t)(rest - url) > n) {
+		/* not a URL: hide everything before an '@', just in case */
+		for (const char *p = url; (size_t)(p - url) < n; p++)
+			if (*p == '@')
+				at = p;
+		if (at)
+			cq_buf_append(out, "***", 3);
+		cq_buf_append(out, at ? at : url, n - (size_t)((at ? at : url) - url));
+		return;
+	}
+	rest += 3;
+	end = rest;
+	while ((size_t)(end - url) < n && *end != '/' && *end != '?' &&
+	       *end != '#')
+		end++;
+	for (const char *p = rest; p < end; p++)
+		if (*p == '@')
+			at = p;
+	if (at)
+		colon = memchr(rest, ':', (size_t)(at - rest));
+	if (!colon) {
+		cq_buf_append(out, url, n);
+		return;
+	}
+	cq_buf_append(out, url, (size_t)(colon + 1 - url));
+	cq_buf_append(out, "***", 3);
+	cq_buf_append(out, at, n - (size_t)(at - url));
+}
+
+void cq_url_redact(const char *url, char *buf, size_t len)
+{
+	struct cq_buf out = { 0 };
+	const char *p = url ? url : "";
+
+	if (len == 0)
+		return;
+	for (;;) {
+		size_t n = strcspn(p, ",");
+
+		redact_one(p, n, &out);
+		if (!p[n])
+			break;
+		cq_buf_append(&out, ",", 1);
+		p += n + 1;
+	}
+	if (!out.data) {
+		buf[0] = '\0';
+		return;
+	}
+	if (out.len >= len) {
+		out.len = len - 1;
+		if (len > 4)
+			memcpy(out.data + len - 4, "...", 3);
+	}
+	memcpy(buf, out.data, out.len);
+	buf[out.len] = '\0';
+	cq_buf_free(&out);
+}

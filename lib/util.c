@@ -1,0 +1,144 @@
+/* util.c - clocks, randomness, buffers and throttling. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cq.h"
+#include "internal.h"
+
+long long cq_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+long long cq_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+enum cq_err cq_random_bytes(struct cq_ctx *ctx, void *buf, size_t n)
+{
+	char *p = buf;
+
+	while (n > 0) {
+		ssize_t got = getrandom(p, n, 0);
+
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			return cq_seterr(ctx, CQ_ERR_INTERNAL,
+					 "cannot read the OS random source: %s",
+					 strerror(errno));
+		}
+		p += got;
+		n -= (size_t)got;
+	}
+	return CQ_OK;
+}
+
+/* xorshift64*, seeded once from getrandom(). */
+static uint64_t rng_state;
+
+uint64_t cq_rand_below(uint64_t n)
+{
+	uint64_t x, limit;
+
+	if (n == 0)
+		return 0;
+	if (rng_state == 0) {
+		if (getrandom(&rng_state, sizeof(rng_state), 0) !=
+		    sizeof(rng_state))
+			rng_state = (uint64_t)cq_wall_ms() ^ (uint64_t)getpid();
+		rng_state |= 1;
+	}
+	limit = UINT64_MAX - UINT64_MAX % n;
+	do {
+		rng_state ^= rng_state >> 12;
+		rng_state ^= rng_state << 25;
+		rng_state ^= rng_state >> 27;
+		x = rng_state * 0x2545F4914F6CDD1DULL;
+	} while (x >= limit);
+	return x % n;
+}
+
+bool cq_buf_append(struct cq_buf *b, const void *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 64;
+		char *d;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		d = realloc(b->data, cap);
+		if (!d)
+			return false;
+		b->data = d;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return true;
+}
+
+void cq_buf_reset(struct cq_buf *b)
+{
+	b->len = 0;
+	if (b->data)
+		b->data[0] = '\0';
+}
+
+void cq_buf_free(struct cq_buf *b)
+{
+	if (!b)
+		return;
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+bool cqi_prefixed(const struct cq_ctx *ctx, const char *key, size_t keylen,
+		  struct cq_buf *buf)
+{
+	const char *pre = ctx->set.prefix ? ctx->set.prefix : "";
+
+	cq_buf_reset(buf);
+	return cq_buf_append(buf, pre, strlen(pre)) &&
+	       cq_buf_append(buf, key, keylen);
+}
+
+void cq_throttle_init(struct cq_throttle *t, double per_s)
+{
+	t->per_s = per_s;
+	t->start_ms = cq_now_ms();
+	t->done = 0;
+}
+
+void cq_throttle_wait(struct cq_throttle *t, unsigned long long n)
+{
+	long long due, now;
+
+	t->done += n;
+	if (t->per_s <= 0)
+		return;
+	due = t->start_ms + (long long)((double)t->done * 1000.0 / t->per_s);
+	now = cq_now_ms();
+	if (due > now) {
+		struct timespec ts = { (due - now) / 1000,
+				       ((due - now) % 1000) * 1000000 };
+
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+}
