@@ -1,5 +1,304 @@
-/* cq_queue.h - the queue verbs of libcq (qctl).  Included by cq.h. */
+/* cq_queue.h - the queue verbs of libcq (qctl).  Included by cq.h.
+ *
+ * Sections: header names qctl writes; header values and the dead-letter
+ * summary; consumed messages (struct cq_delivery); messages to publish
+ * (struct cq_message); the confirming publisher; topology and the verbs
+ * (declare, purge, peek, replay).  The consume section at the end belongs
+ * to `qctl consume`.
+ */
 #ifndef CQ_QUEUE_H
 #define CQ_QUEUE_H
+
+/* ---- headers qctl writes on messages ---------------------------------
+ * consume writes them when it retries or dead-letters a message; peek and
+ * replay-dlq read them.  Integers are sent as signed 64-bit fields, the
+ * rest as strings. */
+#define CQ_HDR_RETRIES		"x-cq-retries"		/* int: failed attempts */
+#define CQ_HDR_DEATH_REASON	"x-cq-death-reason"	/* e.g. "exit 3", "poison (exit 65)", "timeout" */
+#define CQ_HDR_EXIT_CODE	"x-cq-exit-code"	/* int: the handler's last exit code */
+#define CQ_HDR_STDERR		"x-cq-stderr"		/* last lines of the handler's stderr */
+#define CQ_HDR_ORIGINAL_QUEUE	"x-cq-original-queue"	/* queue it was consumed from */
+#define CQ_HDR_ORIGINAL_EXCHANGE "x-cq-original-exchange"
+#define CQ_HDR_ORIGINAL_ROUTING_KEY "x-cq-original-routing-key"
+#define CQ_HDR_DIED_AT		"x-cq-died-at"		/* int: epoch seconds */
+#define CQ_HDR_HOST		"x-cq-host"		/* host that gave up on it */
+#define CQ_HDR_REPLAYED		"x-cq-replayed"		/* int: times replay-dlq moved it */
+
+/* The default dead-letter queue of QUEUE is QUEUE CQ_DLQ_SUFFIX, reached
+ * through the exchange QUEUE CQ_DLX_SUFFIX (declare --dlq). */
+#define CQ_DLQ_SUFFIX ".dlq"
+#define CQ_DLX_SUFFIX ".dlx"
+
+/* ---- header values ---------------------------------------------------- */
+
+enum cq_field_kind {
+	CQ_FIELD_VOID,		/* no value */
+	CQ_FIELD_STRING,	/* str/len (long string, binary-safe) */
+	CQ_FIELD_BYTES,		/* str/len (byte array) */
+	CQ_FIELD_INT,		/* i (any integer width) */
+	CQ_FIELD_BOOL,		/* i is 0 or 1 */
+	CQ_FIELD_FLOAT,		/* f (float, double, decimal) */
+	CQ_FIELD_TIMESTAMP,	/* i: epoch seconds */
+	CQ_FIELD_TABLE,		/* items[n], each with a key */
+	CQ_FIELD_ARRAY,		/* items[n], keys NULL */
+};
+
+/* One decoded header (or table entry, or array element).  Strings are
+ * NUL-terminated for convenience and may hold NULs. */
+struct cq_field {
+	char *key;		/* NULL for array elements */
+	enum cq_field_kind kind;
+	char *str;
+	size_t len;
+	long long i;
+	double f;
+	struct cq_field *items;
+	size_t n;
+};
+
+/* A field of a table by name (first match), or NULL.  Borrowed. */
+const struct cq_field *cq_field_get(const struct cq_field *items, size_t n,
+				    const char *key);
+/* The value as text: strings as they are, numbers in decimal, booleans
+ * "true"/"false", tables and arrays as compact JSON.  Caller frees; NULL
+ * out of memory. */
+char *cq_field_text(const struct cq_field *f);
+/* An integer value (INT, BOOL, TIMESTAMP, or a STRING holding a decimal
+ * integer), else false. */
+bool cq_field_int(const struct cq_field *f, long long *out);
+/* Free the fields of an array of n and the array itself. */
+void cq_fields_free(struct cq_field *items, size_t n);
+
+/* One entry of RabbitMQ's x-death header (newest first). */
+struct cq_xdeath {
+	char *queue;		/* the queue it died in */
+	char *reason;		/* rejected, expired, maxlen, delivery_limit */
+	char *exchange;		/* the exchange it had been published to */
+	char *routing_key;	/* the first of its routing keys, or NULL */
+	long long count;	/* times it died in this queue for this reason */
+	long long time;		/* epoch seconds of the last death, 0 unknown */
+};
+
+enum cq_death_source {
+	CQ_DEATH_NONE,		/* nothing says where it came from */
+	CQ_DEATH_XDEATH,	/* RabbitMQ's x-death */
+	CQ_DEATH_QCTL,		/* qctl's own x-cq-* headers */
+	CQ_DEATH_HEADERS,	/* an application's headers (x-original-queue ...) */
+	CQ_DEATH_DLQ_NAME,	/* only the dead-letter queue's name: QUEUE.dlq */
+};
+
+/*
+ * What the headers say about a dead letter.  Strings are owned (free with
+ * cq_death_clear) and NULL when unknown.
+ */
+struct cq_death {
+	enum cq_death_source source;	/* where queue came from */
+	char *queue;		/* the queue to send it back to */
+	char *exchange;		/* the exchange it was first published to */
+	char *routing_key;
+	char *reason;		/* rejected, expired, ..., or qctl's reason */
+	long long count;	/* x-death count for that entry, 0 unknown */
+	long long time;		/* epoch seconds it died, 0 unknown */
+	long long retries;	/* CQ_HDR_RETRIES, -1 none */
+	long long exit_code;	/* CQ_HDR_EXIT_CODE, -1 none */
+	char *stderr_tail;	/* CQ_HDR_STDERR */
+	char *host;		/* CQ_HDR_HOST */
+	struct cq_xdeath *xdeath;	/* every x-death entry, newest first */
+	size_t nxdeath;
+};
+
+/*
+ * Decode the dead-letter story of a message from its headers.  A pure
+ * function (no I/O), fuzzable: any header contents give a result or
+ * CQ_ERR_NOMEM, never a crash.  from_queue is the queue the message was
+ * read from (a DLQ), or NULL: x-death entries for that queue itself are
+ * skipped when choosing where it goes back to, and a DLQ named
+ * "Q.dlq" with nothing better gives queue "Q" (CQ_DEATH_DLQ_NAME).
+ * Precedence: qctl's headers when they are newer than the newest
+ * x-death entry, then x-death, then an application's headers
+ * (x-original-queue, original-queue, x-source-queue, source-queue,
+ * x-original-routing-key...), then the DLQ's name.
+ */
+enum cq_err cq_death_decode(const struct cq_field *headers, size_t n,
+			    const char *from_queue, struct cq_death *out);
+void cq_death_clear(struct cq_death *d);
+
+/* ---- consumed messages -------------------------------------------------- */
+
+struct cqi_props;
+
+/* A message read from a queue (basic.get or basic.deliver).  Everything is
+ * owned by the struct; free with cq_delivery_free. */
+struct cq_delivery {
+	char *body;		/* NUL-terminated for convenience; may hold NULs */
+	size_t len;
+	uint64_t delivery_tag;
+	bool redelivered;
+	char *exchange;		/* "" for the default exchange */
+	char *routing_key;
+	char *queue;		/* the queue it was read from, or NULL */
+	char *message_id;	/* NULL when the message has none */
+	char *content_type;	/* NULL when none */
+	char *expiration;	/* NULL when none */
+	char *correlation_id, *reply_to, *type;	/* NULL when none */
+	long long timestamp;	/* epoch seconds, 0 when none */
+	int priority;		/* -1 when none */
+	bool persistent;
+	uint32_t remaining;	/* basic.get: messages left after this one */
+	struct cq_field *headers;	/* decoded headers, in wire order */
+	size_t nheaders;
+	struct cqi_props *props;	/* the raw properties, for republishing */
+};
+
+/* A header by name, or NULL.  Borrowed from d. */
+const struct cq_field *cq_delivery_header(const struct cq_delivery *d,
+					  const char *name);
+/* A header as text (see cq_field_text), or NULL when absent or out of
+ * memory.  Caller frees. */
+char *cq_delivery_header_text(const struct cq_delivery *d, const char *name);
+/* The dead-letter story of d (cq_death_decode over its headers, with
+ * d->queue as from_queue). */
+enum cq_err cq_delivery_death(const struct cq_delivery *d,
+			      struct cq_death *out);
+void cq_delivery_free(struct cq_delivery *d);
+
+/* One JSON object (no newline) for a delivery: queue, delivery_tag,
+ * redelivered, exchange, routing_key, message_id, timestamp,
+ * content_type, priority, expiration, persistent, headers (x-death as
+ * an array of objects), body (or body_base64 when not UTF-8).  With
+ * death, also "death": the cq_death summary.  Caller frees; NULL out of
+ * memory. */
+char *cq_delivery_json(const struct cq_delivery *d, bool death);
+
+/*
+ * basic.get one message from queue without acking it.  *out is NULL when
+ * the queue is empty (CQ_OK).  A missing queue is CQ_ERR_NOTFOUND.
+ */
+enum cq_err cq_get(struct cq_ctx *ctx, const char *queue,
+		   struct cq_delivery **out);
+/* Settle a delivery by tag.  multiple covers every unsettled tag up to it. */
+enum cq_err cq_ack(struct cq_ctx *ctx, uint64_t tag, bool multiple);
+enum cq_err cq_nack(struct cq_ctx *ctx, uint64_t tag, bool multiple,
+		    bool requeue);
+enum cq_err cq_reject(struct cq_ctx *ctx, uint64_t tag, bool requeue);
+
+/* ---- messages to publish ------------------------------------------------ */
+
+/* A header to send.  value NULL and !is_int removes the header (when
+ * republishing a delivery). */
+struct cq_header {
+	const char *key;
+	const char *value;	/* a string header (binary-safe with vlen) */
+	size_t vlen;		/* 0 means strlen(value) */
+	bool is_int;		/* send ival as a signed 64-bit integer */
+	long long ival;
+};
+
+/*
+ * A message to publish.  Start from cq_message_init() (persistent, no
+ * priority).  All pointers are borrowed for the duration of cq_publish.
+ *
+ * Republishing: set from to a consumed delivery and its body, every
+ * property and every header are kept; the fields set here replace them
+ * (body when body is non-NULL, message_id, content_type, priority >= 0,
+ * expiration, transient), and headers[] add, replace or remove
+ * (value NULL) individual headers.  With from, a NULL message_id keeps
+ * the delivery's id (none stays none).
+ */
+struct cq_message {
+	const void *body;
+	size_t len;
+	const char *exchange;		/* NULL or "" = the default exchange */
+	const char *routing_key;	/* the queue, with the default exchange */
+	const char *message_id;		/* NULL = a fresh unique id */
+	const char *content_type;	/* NULL = none */
+	int priority;			/* 0-255, -1 = none */
+	const char *expiration;		/* per-message TTL in ms as text, NULL = none */
+	bool transient;			/* false = persistent (the default) */
+	const struct cq_header *headers;
+	size_t nheaders;
+	const struct cq_delivery *from;	/* republish this delivery */
+};
+
+void cq_message_init(struct cq_message *m);
+
+/* ---- the confirming publisher ------------------------------------------ */
+
+struct cq_publisher;
+
+/*
+ * Called exactly once for every message given to cq_publish (whatever
+ * cq_publish returns): ok when the broker confirmed it, else reason is one
+ * of "nacked by broker", "unroutable (no queue bound)", "connection lost",
+ * "no confirm within the timeout", "bad message" (borrowed, static).
+ * Runs inside cq_publish, cq_publisher_poll or cq_publisher_flush; it may
+ * ack or nack deliveries (cq_ack) but must not publish.
+ */
+typedef void (*cq_settle_fn)(void *arg, uint64_t user_tag, bool ok,
+			     const char *reason);
+
+/*
+ * A publisher on the context's channel, with publisher confirms, at most
+ * window messages unconfirmed at a time (1 - 1,000,000), and mandatory
+ * publishing (an unroutable message fails instead of vanishing).  NULL on
+ * error (message in ctx).
+ */
+struct cq_publisher *cq_publisher_new(struct cq_ctx *ctx, size_t window,
+				      bool mandatory);
+void cq_publisher_on_settle(struct cq_publisher *pub, cq_settle_fn fn,
+			    void *arg);
+/*
+ * Send one message; blocks reading confirms while the window is full (at
+ * most the context timeout without any confirm).  Returns CQ_OK when sent;
+ * CQ_ERR_DATA for a message that cannot be sent (bad priority...: settled
+ * as failed, the publisher stays usable); CQ_ERR_TEMPFAIL (or another
+ * error) when the connection is lost: every outstanding message is settled
+ * failed and the publisher is dead.
+ */
+enum cq_err cq_publish(struct cq_publisher *pub, const struct cq_message *msg,
+		       uint64_t user_tag);
+/* Settle whatever confirms have already arrived, without blocking. */
+enum cq_err cq_publisher_poll(struct cq_publisher *pub);
+/* Wait for every outstanding confirm.  After the context timeout with no
+ * progress, the rest are settled failed and CQ_ERR_TEMPFAIL returned. */
+enum cq_err cq_publisher_flush(struct cq_publisher *pub);
+uint64_t cq_publisher_confirmed(const struct cq_publisher *pub);
+uint64_t cq_publisher_failed(const struct cq_publisher *pub);
+size_t cq_publisher_outstanding(const struct cq_publisher *pub);
+/* Frees without settling what is still outstanding: flush first. */
+void cq_publisher_free(struct cq_publisher *pub);
+
+/* ---- topology ----------------------------------------------------------- */
+
+struct cq_queue_opts {
+	bool quorum;
+	long long max_length;	/* -1 = no limit */
+	long long message_ttl_ms;	/* -1 = none */
+	int max_priority;	/* -1 = none; 1-255 */
+	long long delivery_limit;	/* -1 = none (quorum queues only) */
+	const char *dlq;	/* NULL = no dead-letter queue, "" = QUEUE.dlq */
+};
+void cq_queue_opts_init(struct cq_queue_opts *o);
+
+struct cq_declared {
+	char *dlq;		/* the dead-letter queue declared, or NULL */
+	char *dlx;		/* its exchange, or NULL */
+	uint32_t messages;	/* ready messages in the queue */
+	uint32_t consumers;
+};
+void cq_declared_clear(struct cq_declared *d);
+
+/* Declare a durable queue (and its DLX + DLQ).  Idempotent; an existing
+ * queue with other arguments is CQ_ERR_DATA naming the argument. */
+enum cq_err cq_declare(struct cq_ctx *ctx, const char *queue,
+		       const struct cq_queue_opts *o, struct cq_declared *out);
+/* Passive declare: ready messages and consumers of an existing queue;
+ * CQ_ERR_NOTFOUND when it does not exist. */
+enum cq_err cq_queue_inspect(struct cq_ctx *ctx, const char *queue,
+			     uint32_t *messages, uint32_t *consumers);
+/* Purge the ready messages of queue; *count gets how many went. */
+enum cq_err cq_purge(struct cq_ctx *ctx, const char *queue, uint32_t *count);
+
+/* ---- consume (owned by `qctl consume`) ----------------------------------- */
 
 #endif
