@@ -85,6 +85,35 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcq.a
 
 unit: $(UNIT_BINS)
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c), built with clang against a
+# sanitized, coverage-instrumented copy of lib/; `make fuzz FUZZ_S=N` runs
+# each for N seconds from its committed seed corpus (tests/fuzz/run).
+FUZZ_CC ?= clang
+FUZZ_S ?= 10
+FUZZ_CFLAGS = -g -O1 -std=gnu11 -fno-omit-frame-pointer \
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRC = $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/fuzz/%.o)
+
+$(BUILD)/fuzz/lib/%.o: lib/%.c
+	$(E) FUZZCC $<
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_LIB_OBJ)
+	$(E) FUZZLD $@
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(LIBS_cqstat)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	$(Q)tests/fuzz/run --seconds $(FUZZ_S) $(FUZZ_BINS)
+
+# The fault tests: each starts, kills and restarts its own private servers.
+faults: all
+	$(Q)CQ_BIN_DIR=$(CURDIR)/$(BUILD)/bin bats $(if $(FAULTS_TAP),--tap) tests/faults/
+
 # The whole test run.  scripts/check does the work so that the summary line
 # comes last whatever fails.
 check:
@@ -122,7 +151,7 @@ install: all
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all unit check deps demo bench install clean
+.PHONY: all unit check deps demo bench install clean fuzz fuzz-build faults
 .SECONDARY:
 
--include $(LIB_OBJ:.o=.d) $(BINS:$(BUILD)/bin/%=$(BUILD)/cmd/%.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(BINS:$(BUILD)/bin/%=$(BUILD)/cmd/%.d) $(CLI_OBJ:.o=.d) $(FUZZ_LIB_OBJ:.o=.d)

@@ -259,7 +259,7 @@ enum cq_err cq_amqp_connect(struct cq_ctx *ctx)
 		return CQ_OK;
 	/* try each URL of a comma-separated list in order */
 	while (list && *list) {
-		size_t n = strcspn(list, ",");
+		size_t n = cqi_url_member_len(list);
 		char *one = strndup(list, n), errbuf[200], safe[300];
 		struct cq_amqp_url u;
 

@@ -20,4 +20,8 @@ bool cqi_prefixed(const struct cq_ctx *ctx, const char *key, size_t keylen,
  * escape or out of memory. */
 char *cqi_pct_decode(const char *s, size_t n);
 
+/* The length of the first member of a comma-separated URL list at p; a
+ * comma inside a member's user info (a password) does not end it. */
+size_t cqi_url_member_len(const char *p);
+
 #endif

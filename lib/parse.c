@@ -95,7 +95,8 @@ bool cq_parse_size(const char *s, unsigned long long *bytes)
 	v *= mult;
 	if (v > 1.8e19)
 		return false;
-	*bytes = (unsigned long long)llround(v);
+	/* not llround: its long long overflows above 2^63 */
+	*bytes = (unsigned long long)(v + 0.5);
 	return true;
 }
 

@@ -174,7 +174,7 @@ static bool span_decode(struct span s, bool present, char **out)
 /* db from a "db=N" query parameter of a unix:// URL. */
 static bool query_db(struct span q, int *db)
 {
-	const char *p = q.p, *end = q.p + q.n;
+	const char *p = q.p, *end = q.p ? q.p + q.n : NULL;	/* NULL + 0 is UB */
 
 	while (p && p < end) {
 		const char *amp = memchr(p, '&', (size_t)(end - p));
@@ -356,6 +356,26 @@ static void redact_one(const char *url, size_t n, struct cq_buf *out)
 	cq_buf_append(out, at, n - (size_t)(at - url));
 }
 
+/* The length of the list member at p: up to the next comma, unless a
+ * comma sits in the member's user info (an '@' follows it before the end
+ * of the authority), where it is part of a password, not a separator. */
+size_t cqi_url_member_len(const char *p)
+{
+	size_t n = strcspn(p, ",");
+	const char *s = strstr(p, "://"), *end, *at = NULL;
+
+	if (!s || (size_t)(s - p) > n)
+		return n;
+	s += 3;
+	end = s + strcspn(s, "/?#");
+	for (const char *q = s; q < end; q++)
+		if (*q == '@')
+			at = q;
+	if (at && at > p + n)
+		n = (size_t)(at - p) + strcspn(at, ",");
+	return n;
+}
+
 void cq_url_redact(const char *url, char *buf, size_t len)
 {
 	struct cq_buf out = { 0 };
@@ -364,7 +384,7 @@ void cq_url_redact(const char *url, char *buf, size_t len)
 	if (len == 0)
 		return;
 	for (;;) {
-		size_t n = strcspn(p, ",");
+		size_t n = cqi_url_member_len(p);
 
 		redact_one(p, n, &out);
 		if (!p[n])
