@@ -1,0 +1,214 @@
+/* declare.c - topology: durable queues, dead-letter exchange and queue,
+ * passive inspection, purge. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amqp_int.h"
+#include "cq.h"
+#include "internal.h"
+#include "queue_int.h"
+
+void cq_queue_opts_init(struct cq_queue_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->max_length = -1;
+	o->message_ttl_ms = -1;
+	o->max_priority = -1;
+	o->delivery_limit = -1;
+}
+
+void cq_declared_clear(struct cq_declared *d)
+{
+	if (!d)
+		return;
+	free(d->dlq);
+	free(d->dlx);
+	memset(d, 0, sizeof(*d));
+}
+
+/* "inequivalent arg 'x-max-length' ... received ... but current is ..."
+ * from the broker becomes a sentence naming the argument. */
+static enum cq_err explain_conflict(struct cq_ctx *ctx, const char *queue)
+{
+	char text[sizeof(ctx->errstr)], arg[100] = "", *p, *q;
+	const char *detail = "";
+
+	snprintf(text, sizeof(text), "%s", ctx->errstr);
+	p = strstr(text, "inequivalent arg '");
+	if (!p)
+		return ctx->err;
+	p += strlen("inequivalent arg '");
+	q = strchr(p, '\'');
+	if (!q)
+		return ctx->err;
+	snprintf(arg, sizeof(arg), "%.*s", (int)(q - p), p);
+	q = strstr(q, "received ");
+	if (q)
+		detail = q;
+	return cq_seterr(ctx, CQ_ERR_DATA,
+			 "queue '%s' already exists with a different '%s'%s%s%s; "
+			 "delete it or declare it with the same arguments",
+			 queue, arg, *detail ? " (" : "", detail,
+			 *detail ? ")" : "");
+}
+
+static void add_int(amqp_table_entry_t *e, int *n, const char *key,
+		    long long v)
+{
+	e[*n].key = amqp_cstring_bytes(key);
+	e[*n].value.kind = AMQP_FIELD_KIND_I64;
+	e[*n].value.value.i64 = v;
+	(*n)++;
+}
+
+static void add_str(amqp_table_entry_t *e, int *n, const char *key,
+		    const char *v)
+{
+	e[*n].key = amqp_cstring_bytes(key);
+	e[*n].value.kind = AMQP_FIELD_KIND_UTF8;
+	e[*n].value.value.bytes = amqp_cstring_bytes(v);
+	(*n)++;
+}
+
+static enum cq_err queue_declare(struct cq_ctx *ctx, const char *queue,
+				 amqp_table_entry_t *e, int n,
+				 struct cq_declared *out)
+{
+	amqp_table_t args = { n, n ? e : NULL };
+	amqp_queue_declare_ok_t *ok;
+	char what[300];
+
+	snprintf(what, sizeof(what), "declare queue '%s'", queue);
+	ok = amqp_queue_declare(ctx->amqp->conn, CQI_CHANNEL,
+				amqp_cstring_bytes(queue), 0, 1, 0, 0, args);
+	if (cqi_amqp_check(ctx, what)) {
+		if (ctx->err == CQ_ERR_DATA)
+			return explain_conflict(ctx, queue);
+		return ctx->err;
+	}
+	if (out) {
+		out->messages = ok->message_count;
+		out->consumers = ok->consumer_count;
+	}
+	return CQ_OK;
+}
+
+/* The dead-letter exchange (direct, durable), queue and binding. */
+static enum cq_err declare_dlq(struct cq_ctx *ctx, const char *dlx,
+			       const char *dlq, bool quorum)
+{
+	amqp_connection_state_t conn = ctx->amqp->conn;
+	amqp_table_entry_t e[1];
+	char what[600];
+	int n = 0;
+
+	snprintf(what, sizeof(what), "declare exchange '%s'", dlx);
+	amqp_exchange_declare(conn, CQI_CHANNEL, amqp_cstring_bytes(dlx),
+			      amqp_cstring_bytes("direct"), 0, 1, 0, 0,
+			      amqp_empty_table);
+	if (cqi_amqp_check(ctx, what))
+		return ctx->err;
+	if (quorum)
+		add_str(e, &n, "x-queue-type", "quorum");
+	if (queue_declare(ctx, dlq, e, n, NULL))
+		return ctx->err;
+	snprintf(what, sizeof(what), "bind queue '%s' to exchange '%s'", dlq,
+		 dlx);
+	amqp_queue_bind(conn, CQI_CHANNEL, amqp_cstring_bytes(dlq),
+			amqp_cstring_bytes(dlx), amqp_cstring_bytes(dlq),
+			amqp_empty_table);
+	return cqi_amqp_check(ctx, what);
+}
+
+enum cq_err cq_declare(struct cq_ctx *ctx, const char *queue,
+		       const struct cq_queue_opts *o, struct cq_declared *out)
+{
+	amqp_table_entry_t e[8];
+	int n = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (ctx->err)
+		return ctx->err;
+	if (!*queue || strlen(queue) > 255)
+		return cq_seterr(ctx, CQ_ERR_USAGE,
+				 "a queue name has 1 to 255 bytes");
+	if (o->dlq) {
+		if (*o->dlq)
+			out->dlq = strdup(o->dlq);
+		else if (asprintf(&out->dlq, "%s%s", queue, CQ_DLQ_SUFFIX) < 0)
+			out->dlq = NULL;
+		if (asprintf(&out->dlx, "%s%s", queue, CQ_DLX_SUFFIX) < 0)
+			out->dlx = NULL;
+		if (!out->dlq || !out->dlx)
+			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		if (strlen(out->dlq) > 255 || strlen(out->dlx) > 255)
+			return cq_seterr(ctx, CQ_ERR_USAGE,
+					 "queue name '%s' too long for a dead-letter queue",
+					 queue);
+		if (strcmp(out->dlq, queue) == 0)
+			return cq_seterr(ctx, CQ_ERR_USAGE,
+					 "a queue cannot be its own dead-letter queue");
+		if (declare_dlq(ctx, out->dlx, out->dlq, o->quorum))
+			return ctx->err;
+		add_str(e, &n, "x-dead-letter-exchange", out->dlx);
+		add_str(e, &n, "x-dead-letter-routing-key", out->dlq);
+	}
+	if (o->quorum)
+		add_str(e, &n, "x-queue-type", "quorum");
+	if (o->max_length >= 0)
+		add_int(e, &n, "x-max-length", o->max_length);
+	if (o->message_ttl_ms >= 0)
+		add_int(e, &n, "x-message-ttl", o->message_ttl_ms);
+	if (o->max_priority >= 0)
+		add_int(e, &n, "x-max-priority", o->max_priority);
+	if (o->delivery_limit >= 0)
+		add_int(e, &n, "x-delivery-limit", o->delivery_limit);
+	return queue_declare(ctx, queue, e, n, out);
+}
+
+enum cq_err cq_queue_inspect(struct cq_ctx *ctx, const char *queue,
+			     uint32_t *messages, uint32_t *consumers)
+{
+	amqp_queue_declare_ok_t *ok;
+	char what[300];
+
+	if (ctx->err)
+		return ctx->err;
+	snprintf(what, sizeof(what), "queue '%s'", queue);
+	ok = amqp_queue_declare(ctx->amqp->conn, CQI_CHANNEL,
+				amqp_cstring_bytes(queue), 1, 0, 0, 0,
+				amqp_empty_table);
+	if (cqi_amqp_check(ctx, what)) {
+		if (ctx->err == CQ_ERR_NOTFOUND)
+			cq_seterr(ctx, CQ_ERR_NOTFOUND,
+				  "queue '%s' does not exist (create it with 'qctl declare %s')",
+				  queue, queue);
+		return ctx->err;
+	}
+	if (messages)
+		*messages = ok->message_count;
+	if (consumers)
+		*consumers = ok->consumer_count;
+	return CQ_OK;
+}
+
+enum cq_err cq_purge(struct cq_ctx *ctx, const char *queue, uint32_t *count)
+{
+	amqp_queue_purge_ok_t *ok;
+	char what[300];
+
+	if (ctx->err)
+		return ctx->err;
+	snprintf(what, sizeof(what), "purge queue '%s'", queue);
+	ok = amqp_queue_purge(ctx->amqp->conn, CQI_CHANNEL,
+			      amqp_cstring_bytes(queue));
+	if (cqi_amqp_check(ctx, what)) {
+		if (ctx->err == CQ_ERR_NOTFOUND)
+			cq_seterr(ctx, CQ_ERR_NOTFOUND,
+				  "queue '%s' does not exist", queue);
+		return ctx->err;
+	}
+	*count = ok->message_count;
+	return CQ_OK;
+}
