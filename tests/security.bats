@@ -1,0 +1,131 @@
+#!/usr/bin/env bats
+# Security (issue 7): no secret is ever needed in argv, and none is ever
+# printed, in error messages, --json output or cqstat; a restricted Redis
+# ACL user gets a clear permission error (77) outside its keys.
+
+bats_require_minimum_version 1.5.0
+load test_helper
+
+per_test_setup() {
+	local hostport=${CQ_REDIS_URL#redis://}
+	HOSTPORT=${hostport%%/*}
+	# a fresh ACL user per test, allowed only keys under ${P}app:
+	USER_NAME="cq_sec_${BATS_TEST_NUMBER}_$$_$RANDOM"
+	SECRET="Pw-$RANDOM$RANDOM-s3cret"
+	admin ACL SETUSER "$USER_NAME" on ">$SECRET" "~${P}app:*" '+@all' >/dev/null
+	APP="${P}app:"
+	export CQ_PREFIX="$APP"
+}
+
+per_test_teardown() {
+	admin ACL DELUSER "$USER_NAME" >/dev/null 2>&1 || true
+}
+
+# redis-cli as the sandbox's default user, whatever CQ_REDIS_URL the test set
+admin() {
+	redis-cli --no-auth-warning -h "${HOSTPORT%:*}" -p "${HOSTPORT##*:}" --raw "$@"
+}
+
+# Fail if the secret (or another string) shows anywhere in the last run.
+refute_secret() {
+	local s
+	for s in "$SECRET" "$@"; do
+		if [[ "$output" == *"$s"* ]] || [[ "${stderr:-}" == *"$s"* ]]; then
+			echo "secret '$s' printed:"
+			echo "stdout: $output"
+			echo "stderr: ${stderr:-}"
+			return 1
+		fi
+	done
+}
+
+@test "the password can come from the URL in CQ_REDIS_URL (nothing in argv)" {
+	export CQ_REDIS_URL="redis://$USER_NAME:$SECRET@$HOSTPORT/0"
+	run -0 --separate-stderr cachectl set k v --ttl 1m
+	refute_secret
+	run -0 --separate-stderr cachectl get k
+	assert_output v
+	refute_secret
+	run -0 --separate-stderr cachectl get --json --ttl k
+	assert_output --partial '"value":"v"'
+	refute_secret
+}
+
+@test "the password can come from --password-file or CQ_PASSWORD_FILE" {
+	export CQ_REDIS_URL="redis://$USER_NAME@$HOSTPORT/0"
+	printf '%s\n' "$SECRET" >"$TMP/pw"
+	chmod 600 "$TMP/pw"
+	run -0 --separate-stderr cachectl set k from-file --ttl 1m --password-file "$TMP/pw"
+	refute_secret
+	run -0 --separate-stderr env CQ_PASSWORD_FILE="$TMP/pw" cachectl get k
+	assert_output from-file
+	refute_secret
+}
+
+@test "the password can come from CQ_REDIS_PASSWORD, which beats the URL's" {
+	export CQ_REDIS_URL="redis://$USER_NAME:not-the-password@$HOSTPORT/0"
+	run -0 --separate-stderr env CQ_REDIS_PASSWORD="$SECRET" cachectl set k v --ttl 1m
+	refute_secret not-the-password
+	run -77 --separate-stderr cachectl get k
+	assert_equal "$stderr" "cachectl: get: Redis at $HOSTPORT refused the user name or password: wrong user name or password"
+	refute_secret not-the-password
+}
+
+@test "a wrong password is exit 77 with a clear message that shows no password" {
+	export CQ_REDIS_URL="redis://$USER_NAME:Wrong-$SECRET@$HOSTPORT/0"
+	run -77 --separate-stderr cachectl get k
+	assert_equal "$stderr" "cachectl: get: Redis at $HOSTPORT refused the user name or password: wrong user name or password"
+	refute_secret
+	run -77 --separate-stderr cachectl get --json k
+	[ -z "$output" ]
+	refute_secret
+	run -77 --separate-stderr cachectl set k v --ttl 1m
+	refute_secret
+	run -77 --separate-stderr env CQ_REDIS_PASSWORD="Wrong-$SECRET" \
+		CQ_REDIS_URL="redis://$USER_NAME@$HOSTPORT/0" cachectl get k
+	refute_secret
+}
+
+@test "a malformed URL is shown with its password hidden, even one holding a comma" {
+	for pw in "$SECRET" "se,$SECRET" "$SECRET,x" "a@b,$SECRET"; do
+		run -64 --separate-stderr env CQ_REDIS_URL="redis://u:$pw@127.0.0.1:99999/0" cachectl get k
+		assert_equal "$stderr" "cachectl: get: bad Redis URL 'redis://u:***@127.0.0.1:99999/0': bad port (want 1-65535)"
+		refute_secret
+		run -64 --separate-stderr cachectl get k --redis "redis://u:$pw@127.0.0.1:0/x"
+		assert_output ''
+		[[ "$stderr" == *"redis://u:***@"* ]]
+		refute_secret
+	done
+}
+
+@test "a password holding a comma works (it is not split like a URL list)" {
+	admin ACL SETUSER "$USER_NAME" resetpass ">a,$SECRET" >/dev/null
+	export CQ_REDIS_URL="redis://$USER_NAME:a,$SECRET@$HOSTPORT/0"
+	run -0 --separate-stderr cachectl set k comma --ttl 1m
+	refute_secret
+	run -0 cachectl get k
+	assert_output comma
+}
+
+@test "a restricted ACL user gets exit 77 and a clear message outside its keys" {
+	export CQ_REDIS_URL="redis://$USER_NAME:$SECRET@$HOSTPORT/0"
+	run -0 cachectl set k mine --ttl 1m
+	run -77 --separate-stderr cachectl --prefix "${P}other:" set k theirs --ttl 1m
+	[[ "$stderr" == "cachectl: set: "*"permission denied: NOPERM this user has no permissions to access one of the keys"* ]]
+	refute_secret
+	run -77 --separate-stderr cachectl --prefix "${P}other:" get k
+	[[ "$stderr" == "cachectl: get: "*"permission denied"* ]]
+	refute_secret
+	run -77 --separate-stderr cachectl --prefix "${P}other:" get --json k
+	[ -z "$output" ]
+	# nothing was written outside app:*
+	run -0 admin EXISTS "${P}other:k"
+	assert_output 0
+	run -0 admin GET "${P}app:k"
+	assert_output mine
+}
+
+@test "a missing password file is a usage error naming the file, not a secret" {
+	run -64 --separate-stderr cachectl get k --password-file "$TMP/nope"
+	assert_equal "$stderr" "cachectl: get: cannot read password file '$TMP/nope': No such file or directory"
+}
