@@ -60,8 +60,10 @@ static int cmd_get(struct cli *cli, int argc, char **argv)
 	vals = calloc((size_t)n, sizeof(*vals));
 	if (!vals)
 		return cli_usage_error(cli, "out of memory");
+	struct cq_get_opts go = { .want_ttl = want_ttl };
+
 	if (cq_cache_get(cli->ctx, (size_t)n, (const char *const *)argv + optind,
-			 want_ttl, vals)) {
+			 &go, vals)) {
 		free(vals);
 		return cli_fail(cli);
 	}
@@ -236,7 +238,7 @@ static int cmd_set(struct cli *cli, int argc, char **argv)
 	ret = cli_ready(cli);
 	if (ret)
 		goto out;
-	if (cq_cache_set(cli->ctx, key, val, len, &o, &written, NULL)) {
+	if (cq_cache_set(cli->ctx, key, strlen(key), val, len, &o, &written, NULL)) {
 		ret = cli_fail(cli);
 		goto out;
 	}

@@ -1,11 +1,11 @@
-/* cache.c - get and set. */
+/* cache.c - key names (slots, derived keys, namespaces, tags), get, set. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cq.h"
 #include "internal.h"
-#include "redis_int.h"
+#include "cache_int.h"
 
 void cq_value_clear(struct cq_value *v)
 {
@@ -15,17 +15,202 @@ void cq_value_clear(struct cq_value *v)
 	memset(v, 0, sizeof(*v));
 }
 
-/* Queue a command with one prefixed key argument after argv0. */
-static enum cq_err append_key_cmd(struct cq_ctx *ctx, const char *cmd,
-				  const char *key, struct cq_buf *kb)
-{
-	const char *argv[2] = { cmd, NULL };
-	size_t lens[2] = { strlen(cmd), 0 };
+/* ---- cluster slots and derived keys ------------------------------------ */
 
-	if (!cqi_prefixed(ctx, key, strlen(key), kb))
+static unsigned crc16(const unsigned char *p, size_t n)
+{
+	unsigned crc = 0;
+
+	while (n--) {
+		crc ^= (unsigned)*p++ << 8;
+		for (int i = 0; i < 8; i++)
+			crc = crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1;
+	}
+	return crc & 0xffff;
+}
+
+/* The {tag} Redis Cluster hashes instead of the key, or NULL. */
+static const char *hash_tag(const char *k, size_t n, size_t *tlen)
+{
+	const char *open = memchr(k, '{', n), *close;
+
+	if (!open)
+		return NULL;
+	close = memchr(open + 1, '}', n - (size_t)(open + 1 - k));
+	if (!close || close == open + 1)
+		return NULL;
+	*tlen = (size_t)(close - open - 1);
+	return open + 1;
+}
+
+unsigned cq_key_slot(const void *key, size_t len)
+{
+	size_t tlen;
+	const char *tag = hash_tag(key, len, &tlen);
+
+	if (tag)
+		return crc16((const unsigned char *)tag, tlen) & 16383;
+	return crc16(key, len) & 16383;
+}
+
+/* A short string of [0-9a-z] that hashes to slot (every slot has one of
+ * at most 4 characters). */
+static void slot_string(unsigned slot, char out[8])
+{
+	static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+
+	for (unsigned long i = 0;; i++) {
+		unsigned long v = i;
+		size_t n = 0;
+
+		do {
+			out[n++] = digits[v % 36];
+			v /= 36;
+		} while (v && n < 7);
+		out[n] = '\0';
+		if ((crc16((unsigned char *)out, n) & 16383) == slot)
+			return;
+	}
+}
+
+bool cq_derived_key(const char *prefix, const void *key, size_t len,
+		    const char *what, struct cq_buf *out)
+{
+	const char *pre = prefix ? prefix : "";
+	size_t tlen;
+	bool ok;
+
+	cq_buf_reset(out);
+	if (hash_tag(key, len, &tlen)) {
+		ok = cq_buf_append(out, key, len);
+	} else if (!memchr(key, '}', len) && !strchr(pre, '{') && len) {
+		ok = cq_buf_append(out, pre, strlen(pre)) &&
+		     cq_buf_append(out, "{", 1) &&
+		     cq_buf_append(out, key, len) &&
+		     cq_buf_append(out, "}", 1);
+	} else {
+		char t[8];
+
+		slot_string(cq_key_slot(key, len), t);
+		ok = cq_buf_append(out, "{", 1) &&
+		     cq_buf_append(out, t, strlen(t)) &&
+		     cq_buf_append(out, "}", 1) &&
+		     cq_buf_append(out, key, len);
+	}
+	return ok && cq_buf_append(out, "|cq:", 4) &&
+	       cq_buf_append(out, what, strlen(what));
+}
+
+/* ---- namespaces ---------------------------------------------------------- */
+
+bool cq_ns_name_ok(const char *ns)
+{
+	size_t n = ns ? strlen(ns) : 0;
+
+	if (n < 1 || n > 100)
+		return false;
+	return strspn(ns, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			  "0123456789._/-") == n;
+}
+
+bool cqi_own_key(const struct cq_ctx *ctx, const char *kind, const char *name,
+		 size_t len, struct cq_buf *out)
+{
+	const char *pre = ctx->set.prefix ? ctx->set.prefix : "";
+
+	cq_buf_reset(out);
+	return cq_buf_append(out, pre, strlen(pre)) &&
+	       cq_buf_append(out, "cq:", 3) &&
+	       cq_buf_append(out, kind, strlen(kind)) &&
+	       cq_buf_append(out, ":", 1) && cq_buf_append(out, name, len);
+}
+
+bool cqi_data_key(const struct cq_ctx *ctx, const char *ns,
+		  const struct cqi_gen *gen, const char *key, size_t keylen,
+		  struct cq_buf *out)
+{
+	const char *pre = ctx->set.prefix ? ctx->set.prefix : "";
+
+	cq_buf_reset(out);
+	if (!cq_buf_append(out, pre, strlen(pre)))
+		return false;
+	if (ns && !(cq_buf_append(out, "ns:", 3) &&
+		    cq_buf_append(out, ns, strlen(ns)) &&
+		    cq_buf_append(out, ":", 1) &&
+		    cq_buf_append(out, gen->s, strlen(gen->s)) &&
+		    cq_buf_append(out, ":", 1)))
+		return false;
+	return cq_buf_append(out, key, keylen);
+}
+
+/* Take a generation reply: nil, or a decimal number. */
+static enum cq_err take_gen(struct cq_ctx *ctx, const char *ns, redisReply *r,
+			    struct cqi_gen *gen)
+{
+	if (r->type == REDIS_REPLY_NIL)
+		return CQ_OK;
+	if (r->type != REDIS_REPLY_STRING || r->len < 1 ||
+	    r->len >= sizeof(gen->s) || strspn(r->str, "0123456789") != r->len)
+		return cq_seterr(ctx, CQ_ERR_DATA,
+				 "namespace '%s': its generation key holds something that is not a generation",
+				 ns);
+	memcpy(gen->s, r->str, r->len);
+	gen->s[r->len] = '\0';
+	gen->found = true;
+	return CQ_OK;
+}
+
+enum cq_err cqi_ns_gen(struct cq_ctx *ctx, const char *ns, bool create,
+		       struct cqi_gen *gen)
+{
+	struct cq_buf k = { 0 };
+	const char *argv[6] = { "GET" };
+	size_t lens[6] = { 3 };
+	char fresh[24];
+	redisReply *r;
+	enum cq_err e = CQ_OK;
+
+	memset(gen, 0, sizeof(*gen));
+	if (!cqi_own_key(ctx, "ns", ns, strlen(ns), &k))
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-	argv[1] = kb->data;
-	lens[1] = kb->len;
+	argv[1] = k.data, lens[1] = k.len;
+	r = cqi_redis_cmd(ctx, 2, argv, lens);
+	if (!r)
+		goto out;
+	e = take_gen(ctx, ns, r, gen);
+	freeReplyObject(r);
+	if (e || gen->found || !create)
+		goto out;
+	/* A fresh random start: never a generation used before the key was
+	 * lost.  SET NX GET: whoever comes first wins, the others read it. */
+	snprintf(fresh, sizeof(fresh), "%llu",
+		 (unsigned long long)(cq_rand_below(1ULL << 40) + (1ULL << 20)));
+	argv[0] = "SET", lens[0] = 3;
+	argv[2] = fresh, lens[2] = strlen(fresh);
+	argv[3] = "NX", lens[3] = 2;
+	argv[4] = "GET", lens[4] = 3;
+	r = cqi_redis_cmd(ctx, 5, argv, lens);
+	if (!r)
+		goto out;
+	e = take_gen(ctx, ns, r, gen);
+	freeReplyObject(r);
+	if (!e && !gen->found) {
+		snprintf(gen->s, sizeof(gen->s), "%s", fresh);
+		gen->found = true;
+	}
+out:
+	cq_buf_free(&k);
+	return ctx->err ? ctx->err : e;
+}
+
+/* ---- get ------------------------------------------------------------------ */
+
+static enum cq_err append_cmd(struct cq_ctx *ctx, const char *cmd,
+			      const struct cq_buf *kb)
+{
+	const char *argv[2] = { cmd, kb->data };
+	size_t lens[2] = { strlen(cmd), kb->len };
+
 	return cqi_redis_append(ctx, 2, argv, lens);
 }
 
@@ -41,7 +226,9 @@ static enum cq_err take_value(struct cq_ctx *ctx, const char *key,
 		return cqi_redis_reply_err(ctx, r, what);
 	}
 	if (r->type != REDIS_REPLY_STRING)
-		return cq_seterr(ctx, CQ_ERR_INTERNAL, "get '%s': unexpected reply type %d", key, r->type);
+		return cq_seterr(ctx, CQ_ERR_INTERNAL,
+				 "get '%s': unexpected reply type %d", key,
+				 r->type);
 	v->data = malloc(r->len + 1);
 	if (!v->data)
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
@@ -53,21 +240,32 @@ static enum cq_err take_value(struct cq_ctx *ctx, const char *key,
 }
 
 enum cq_err cq_cache_get(struct cq_ctx *ctx, size_t n, const char *const *keys,
-			 bool want_ttl, struct cq_value *out)
+			 const struct cq_get_opts *o, struct cq_value *out)
 {
+	static const struct cq_get_opts none = { 0 };
 	struct cq_buf kb = { 0 };
+	struct cqi_gen gen = { .found = true };
 	enum cq_err e = CQ_OK;
-	size_t i;
+	size_t i, queued = 0;
 
+	if (!o)
+		o = &none;
 	memset(out, 0, n * sizeof(*out));
-	for (i = 0; i < n && !e; i++) {
-		e = append_key_cmd(ctx, "GET", keys[i], &kb);
-		if (!e && want_ttl)
-			e = append_key_cmd(ctx, "PTTL", keys[i], &kb);
+	if (o->ns && cqi_ns_gen(ctx, o->ns, false, &gen))
+		return ctx->err;
+	if (!gen.found)		/* a namespace never written: all misses */
+		return CQ_OK;
+	for (i = 0; i < n && !e; i++, queued++) {
+		if (!cqi_data_key(ctx, o->ns, &gen, keys[i], strlen(keys[i]), &kb))
+			e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		if (!e)
+			e = append_cmd(ctx, "GET", &kb);
+		if (!e && o->want_ttl)
+			e = append_cmd(ctx, "PTTL", &kb);
 	}
 	cq_buf_free(&kb);
 	/* read every queued reply, even after a failure, to keep order */
-	for (i = 0; i < n && !ctx->err; i++) {
+	for (i = 0; i < queued && !ctx->err; i++) {
 		redisReply *r;
 
 		if (cqi_redis_reply(ctx, &r))
@@ -75,7 +273,7 @@ enum cq_err cq_cache_get(struct cq_ctx *ctx, size_t n, const char *const *keys,
 		if (!e)
 			e = take_value(ctx, keys[i], r, &out[i]);
 		freeReplyObject(r);
-		if (!want_ttl)
+		if (!o->want_ttl)
 			continue;
 		if (cqi_redis_reply(ctx, &r))
 			break;
@@ -91,6 +289,8 @@ enum cq_err cq_cache_get(struct cq_ctx *ctx, size_t n, const char *const *keys,
 	return CQ_OK;
 }
 
+/* ---- set ------------------------------------------------------------------ */
+
 long long cq_jittered_ttl(const struct cq_set_opts *o)
 {
 	long long spread = o->jitter_ms;
@@ -102,20 +302,107 @@ long long cq_jittered_ttl(const struct cq_set_opts *o)
 	return o->ttl_ms + (long long)cq_rand_below((uint64_t)spread + 1);
 }
 
-enum cq_err cq_cache_set(struct cq_ctx *ctx, const char *key, const void *val,
-			 size_t len, const struct cq_set_opts *o,
-			 bool *written, long long *ttl_used)
+/*
+ * Record a key in a tag set and keep the set alive at least as long as
+ * the key: a new set takes the key's TTL, an existing one only grows its
+ * TTL, and a key without TTL makes the set persistent.  One key per
+ * script (the tag set), so it runs on any cluster node.
+ */
+const char cqi_tag_lua[] =
+	"local existed = redis.call('EXISTS', KEYS[1])\n"
+	"redis.call('SADD', KEYS[1], ARGV[1])\n"
+	"local ttl = tonumber(ARGV[2])\n"
+	"if ttl == 0 then redis.call('PERSIST', KEYS[1]) return 1 end\n"
+	"local cur = redis.call('PTTL', KEYS[1])\n"
+	"if existed == 0 or (cur >= 0 and cur < ttl) then\n"
+	"  redis.call('PEXPIRE', KEYS[1], ttl)\n"
+	"end\n"
+	"return 1\n";
+
+enum cq_err cqi_tag_append(struct cq_ctx *ctx, const char *key, size_t keylen,
+			   const char *const *tags, const size_t *taglens,
+			   size_t ntags, long long ttl_ms, struct cq_buf *scratch)
+{
+	char ttl[32];
+	const char *argv[6] = { "EVAL", cqi_tag_lua, "1" };
+	size_t lens[6] = { 4, strlen(cqi_tag_lua), 1 };
+
+	snprintf(ttl, sizeof(ttl), "%lld", ttl_ms > 0 ? ttl_ms : 0);
+	for (size_t i = 0; i < ntags; i++) {
+		size_t tl = taglens ? taglens[i] : strlen(tags[i]);
+
+		if (!cqi_own_key(ctx, "tag", tags[i], tl, scratch))
+			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		argv[3] = scratch->data, lens[3] = scratch->len;
+		argv[4] = key, lens[4] = keylen;
+		argv[5] = ttl, lens[5] = strlen(ttl);
+		if (cqi_redis_append(ctx, 6, argv, lens))
+			return ctx->err;
+	}
+	return CQ_OK;
+}
+
+/* Read n pipelined replies; the first error reply becomes the error. */
+static enum cq_err read_replies(struct cq_ctx *ctx, size_t n, const char *what)
+{
+	enum cq_err e = CQ_OK;
+
+	for (size_t i = 0; i < n; i++) {
+		redisReply *r;
+
+		if (cqi_redis_reply(ctx, &r))
+			return ctx->err;
+		if (!e && r->type == REDIS_REPLY_ERROR)
+			e = cqi_redis_reply_err(ctx, r, what);
+		freeReplyObject(r);
+	}
+	return e;
+}
+
+static enum cq_err set_tags(struct cq_ctx *ctx, const struct cq_buf *kb,
+			    const struct cq_set_opts *o, long long ttl)
+{
+	struct cq_buf scratch = { 0 };
+	enum cq_err e;
+
+	if (o->keep_ttl) {
+		const char *argv[2] = { "PTTL", kb->data };
+		size_t lens[2] = { 4, kb->len };
+		redisReply *r = cqi_redis_cmd(ctx, 2, argv, lens);
+
+		if (!r)
+			return ctx->err;
+		ttl = r->type == REDIS_REPLY_INTEGER && r->integer > 0 ?
+		      r->integer : 0;
+		freeReplyObject(r);
+	}
+	e = cqi_tag_append(ctx, kb->data, kb->len, o->tags, NULL, o->ntags,
+			   ttl, &scratch);
+	cq_buf_free(&scratch);
+	if (e)
+		return e;
+	return read_replies(ctx, o->ntags, "recording the tag");
+}
+
+enum cq_err cq_cache_set(struct cq_ctx *ctx, const char *key, size_t keylen,
+			 const void *val, size_t len,
+			 const struct cq_set_opts *o, bool *written,
+			 long long *ttl_used)
 {
 	const char *argv[6];
 	size_t lens[6];
 	int argc = 0;
 	char ttl[32];
 	struct cq_buf kb = { 0 };
+	struct cqi_gen gen = { .found = true };
 	long long t = 0;
 	redisReply *r;
+	enum cq_err e = CQ_OK;
 
 	*written = false;
-	if (!cqi_prefixed(ctx, key, strlen(key), &kb))
+	if (o->ns && cqi_ns_gen(ctx, o->ns, true, &gen))
+		return ctx->err;
+	if (!cqi_data_key(ctx, o->ns, &gen, key, keylen, &kb))
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	argv[argc] = "SET", lens[argc++] = 3;
 	argv[argc] = kb.data, lens[argc++] = kb.len;
@@ -131,12 +418,17 @@ enum cq_err cq_cache_set(struct cq_ctx *ctx, const char *key, const void *val,
 	if (o->nx || o->xx)
 		argv[argc] = o->nx ? "NX" : "XX", lens[argc++] = 2;
 	r = cqi_redis_cmd(ctx, argc, argv, lens);
-	cq_buf_free(&kb);
-	if (!r)
-		return ctx->err;
+	if (!r) {
+		e = ctx->err;
+		goto out;
+	}
 	*written = r->type != REDIS_REPLY_NIL;
 	freeReplyObject(r);
 	if (ttl_used)
 		*ttl_used = t;
-	return CQ_OK;
+	if (*written && o->ntags)
+		e = set_tags(ctx, &kb, o, t);
+out:
+	cq_buf_free(&kb);
+	return e;
 }

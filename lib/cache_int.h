@@ -1,0 +1,133 @@
+/* cache_int.h - what the cache files of lib/ (cache.c, pipe.c, warm.c,
+ * invalidate.c, fetch.c, lock.c, run.c) share.  Never used by programs. */
+#ifndef CQ_CACHE_INT_H
+#define CQ_CACHE_INT_H
+
+#include <sys/types.h>
+
+#include "cq.h"
+#include "redis_int.h"
+
+/* ---- key names (cache.c) ----------------------------------------------- */
+
+/* The generation of a namespace, as Redis stores it (decimal). */
+struct cqi_gen {
+	char s[24];
+	bool found;		/* false: the namespace has no generation yet */
+};
+
+/*
+ * Read (create false) or read-or-create (create true) the generation of
+ * namespace ns.  A missing generation key is created with a fresh random
+ * value, so that losing the key (eviction, FLUSHDB of one node) can only
+ * make old keys unreachable, never bring back an older generation.
+ */
+enum cq_err cqi_ns_gen(struct cq_ctx *ctx, const char *ns, bool create,
+		       struct cqi_gen *gen);
+/* prefix + [ "ns:" NS ":" GEN ":" ] + key into out (reset first). */
+bool cqi_data_key(const struct cq_ctx *ctx, const char *ns,
+		  const struct cqi_gen *gen, const char *key, size_t keylen,
+		  struct cq_buf *out);
+/* prefix + "cq:" + kind + ":" + name: keys cachectl owns (generation
+ * counters, tag sets, --once locks). */
+bool cqi_own_key(const struct cq_ctx *ctx, const char *kind, const char *name,
+		 size_t len, struct cq_buf *out);
+/* The script behind cqi_tag_append: EVAL cqi_tag_lua 1 TAGSET KEY TTL_MS. */
+extern const char cqi_tag_lua[];
+/* Record key (a full key name) in each tag's set, pipelined behind
+ * whatever is queued; ttl_ms 0 = the key has no TTL.  Queues 3 commands
+ * per tag; the caller reads their replies. */
+enum cq_err cqi_tag_append(struct cq_ctx *ctx, const char *key, size_t keylen,
+			   const char *const *tags, const size_t *taglens,
+			   size_t ntags, long long ttl_ms, struct cq_buf *scratch);
+
+/* ---- pipelining with a bounded window (pipe.c) ------------------------- */
+
+/*
+ * Commands are formatted into one reused buffer (no allocation per
+ * command), handed to hiredis in batches, and their replies are read
+ * while at most `window` commands are in flight.  Each command carries a
+ * tag (a line number, a kind...) given back with its reply.
+ */
+typedef void (*cqi_reply_fn)(void *arg, uint64_t tag, redisReply *r);
+
+struct cqi_pipe {
+	struct cq_ctx *ctx;
+	struct cq_buf out;	/* formatted commands not yet sent */
+	size_t nout;		/* commands in out */
+	size_t inflight;	/* sent, reply not yet read */
+	size_t window;		/* most commands in flight */
+	size_t batch;		/* send when this many are queued */
+	uint64_t *tags;		/* ring: tags of queued + in-flight commands */
+	size_t ring, head, count;
+	cqi_reply_fn fn;
+	void *arg;
+};
+
+enum cq_err cqi_pipe_init(struct cqi_pipe *p, struct cq_ctx *ctx,
+			  size_t window, cqi_reply_fn fn, void *arg);
+/* Queue one command; sends and reads replies as the window requires. */
+enum cq_err cqi_pipe_cmd(struct cqi_pipe *p, uint64_t tag, int argc,
+			 const char **argv, const size_t *lens);
+/* Send what is queued and read replies until at most keep are in flight. */
+enum cq_err cqi_pipe_sync(struct cqi_pipe *p, size_t keep);
+void cqi_pipe_free(struct cqi_pipe *p);
+
+/* Append the RESP encoding of one command to b. */
+bool cqi_resp_append(struct cq_buf *b, int argc, const char **argv,
+		     const size_t *lens);
+
+/* ---- locks with an owner token (lock.c) -------------------------------- */
+
+struct cqi_lock {
+	char token[33];		/* 16 random bytes, hex */
+	bool held;
+};
+/* SET key token NX PX ttl.  *won says whether we hold it now. */
+enum cq_err cqi_lock_try(struct cq_ctx *ctx, const char *key, size_t keylen,
+			 long long ttl_ms, struct cqi_lock *lk, bool *won);
+/* Compare-and-delete: releases the lock only if we still own it. */
+enum cq_err cqi_lock_release(struct cq_ctx *ctx, const char *key,
+			     size_t keylen, struct cqi_lock *lk);
+/* Compare-and-extend: *still says whether we still own it. */
+enum cq_err cqi_lock_extend(struct cq_ctx *ctx, const char *key,
+			    size_t keylen, long long ttl_ms,
+			    struct cqi_lock *lk, bool *still);
+/* The release script as EVAL arguments, for pipelined use. */
+extern const char cqi_lock_release_lua[];
+extern const char cqi_lock_extend_lua[];
+
+/* ---- child processes (run.c) -------------------------------------------- */
+
+struct cqi_child {
+	pid_t pid;
+	int fd;			/* read end of the child's stdout, -1 at EOF */
+	struct cq_buf out;	/* what it printed, up to max bytes */
+	size_t max;
+	bool too_big;		/* it printed more than max */
+	/* With too_big: out (then everything read after) goes to sink
+	 * instead of memory; NULL drops it. */
+	bool (*sink)(void *arg, const void *p, size_t n);
+	void *sink_arg;
+	bool sink_failed;
+};
+
+/*
+ * Start argv[0] (PATH search) with stdout to a pipe, CQ_KEY=key in its
+ * environment, SIGPIPE back to the default, stdin from /dev/null when
+ * null_stdin.  A command that cannot be run is reported through the
+ * context (CQ_ERR_NOTFOUND: not found, CQ_ERR_NOPERM: not executable).
+ */
+enum cq_err cqi_child_start(struct cq_ctx *ctx, char *const *argv,
+			    const char *key, bool null_stdin,
+			    struct cqi_child *ch);
+/* Read what is available (blocking read once).  Returns false at EOF. */
+bool cqi_child_read(struct cqi_child *ch);
+/* Read to EOF and reap.  Returns the exit code in shell style
+ * (128 + signal for a signal). */
+int cqi_child_finish(struct cqi_child *ch);
+void cqi_child_clear(struct cqi_child *ch);
+/* The shell-style exit code of a waitpid status. */
+int cqi_exit_status(int status);
+
+#endif

@@ -1,0 +1,699 @@
+/* warm.c - bulk cache loading: records from a stream, pipelined SETs with
+ * TTL + jitter in a bounded window, or a command run per missing key. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cq.h"
+#include "internal.h"
+#include "cache_int.h"
+
+#define READ_BUF (256U << 10)
+#define DEFAULT_MAX_SIZE (64ULL << 20)
+#define EXEC_BATCH 256
+
+/* ---- a record reader with a bounded buffer ------------------------------ */
+
+struct reader {
+	int fd;
+	char *buf;
+	size_t cap, start, end;
+	size_t limit;		/* longest record kept */
+	char delim;
+	int nfields;		/* delimiters per record */
+	bool eof;
+	int err;		/* errno of a failed read */
+};
+
+enum { RD_EOF, RD_REC, RD_TOO_LONG, RD_ERR };
+
+static bool reader_fill(struct reader *rd)
+{
+	ssize_t n;
+
+	do
+		n = read(rd->fd, rd->buf + rd->end, rd->cap - rd->end);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		rd->err = errno;
+		return false;
+	}
+	if (n == 0)
+		rd->eof = true;
+	rd->end += (size_t)n;
+	return true;
+}
+
+/* Make room after end: move the partial record to the front, or grow. */
+static bool reader_room(struct reader *rd)
+{
+	if (rd->start > 0) {
+		memmove(rd->buf, rd->buf + rd->start, rd->end - rd->start);
+		rd->end -= rd->start;
+		rd->start = 0;
+	}
+	if (rd->end < rd->cap)
+		return true;
+	if (rd->cap >= rd->limit)
+		return false;
+	{
+		size_t cap = rd->cap * 2 < rd->limit ? rd->cap * 2 : rd->limit;
+		char *b = realloc(rd->buf, cap);
+
+		if (!b)
+			return false;
+		rd->buf = b;
+		rd->cap = cap;
+	}
+	return true;
+}
+
+/* After a long record, give the memory back. */
+static void reader_shrink(struct reader *rd)
+{
+	char *b;
+
+	if (rd->cap <= READ_BUF || rd->end - rd->start > READ_BUF / 2)
+		return;
+	memmove(rd->buf, rd->buf + rd->start, rd->end - rd->start);
+	rd->end -= rd->start;
+	rd->start = 0;
+	b = realloc(rd->buf, READ_BUF);
+	if (b) {
+		rd->buf = b;
+		rd->cap = READ_BUF;
+	}
+}
+
+/* Throw input away up to the end of the current record. */
+static int reader_skip(struct reader *rd, int found)
+{
+	for (;;) {
+		char *p = rd->buf + rd->start, *e = rd->buf + rd->end;
+
+		while (p < e && (p = memchr(p, rd->delim, (size_t)(e - p)))) {
+			p++;
+			if (++found == rd->nfields) {
+				rd->start = (size_t)(p - rd->buf);
+				return RD_TOO_LONG;
+			}
+		}
+		rd->start = rd->end = 0;
+		if (rd->eof)
+			return RD_TOO_LONG;
+		if (!reader_fill(rd))
+			return RD_ERR;
+	}
+}
+
+static int reader_next(struct reader *rd, const char **rec, size_t *len)
+{
+	size_t scan = rd->start;
+	int found = 0;
+
+	reader_shrink(rd);
+	scan = rd->start;
+	for (;;) {
+		char *e = rd->buf + rd->end, *p = rd->buf + scan;
+
+		while (p < e && (p = memchr(p, rd->delim, (size_t)(e - p)))) {
+			if (++found == rd->nfields) {
+				*rec = rd->buf + rd->start;
+				*len = (size_t)(p - *rec);
+				rd->start = (size_t)(p + 1 - rd->buf);
+				return RD_REC;
+			}
+			p++;
+		}
+		scan = rd->end;
+		if (rd->eof) {
+			if (rd->start == rd->end)
+				return RD_EOF;
+			*rec = rd->buf + rd->start;
+			*len = rd->end - rd->start;
+			rd->start = rd->end;
+			return RD_REC;
+		}
+		scan -= rd->start;
+		if (!reader_room(rd))
+			return reader_skip(rd, found);
+		if (!reader_fill(rd))
+			return RD_ERR;
+	}
+}
+
+/* ---- the run --------------------------------------------------------------- */
+
+enum { K_SET, K_TAG, K_LOCK };
+#define TAG(recno, kind) ((recno) << 2 | (kind))
+
+struct warm {
+	struct cq_ctx *ctx;
+	const struct cq_warm_opts *o;
+	struct cq_warm_stats *st;
+	struct cqi_gen gen;
+	struct cqi_pipe pipe;
+	struct cq_buf key, tagkey;
+	struct cq_throttle thr;
+	long long t0, last_progress, last_extend;
+	struct cq_buf lockkey;
+	struct cqi_lock lock;
+	bool lock_lost;
+	unsigned long long max;	/* longest value */
+};
+
+static void report_fail(struct warm *w, uint64_t recno, const char *key,
+			size_t keylen, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static void report_fail(struct warm *w, uint64_t recno, const char *key,
+			size_t keylen, const char *fmt, ...)
+{
+	char msg[400];
+	va_list ap;
+
+	w->st->failed++;
+	if (!w->o->on_fail)
+		return;
+	va_start(ap, fmt);
+	cqi_vformat(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	w->o->on_fail(w->o->arg, recno, key, keylen, msg);
+}
+
+static void on_reply(void *arg, uint64_t tag, redisReply *r)
+{
+	struct warm *w = arg;
+	uint64_t recno = tag >> 2;
+
+	switch (tag & 3) {
+	case K_SET:
+		if (r->type == REDIS_REPLY_ERROR)
+			report_fail(w, recno, NULL, 0, "write refused: %s", r->str);
+		else if (r->type == REDIS_REPLY_NIL)
+			w->st->skipped++;
+		else
+			w->st->warmed++;
+		break;
+	case K_TAG:
+		if (r->type == REDIS_REPLY_ERROR)
+			report_fail(w, recno, NULL, 0, "recording a tag failed: %s",
+				    r->str);
+		break;
+	case K_LOCK:
+		if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
+			if (!w->lock_lost)
+				report_fail(w, 0, NULL, 0, "lost the --once lock (it expired or was taken); another run may start");
+			w->lock_lost = true;
+			w->lock.held = false;
+		}
+		break;
+	}
+}
+
+static void progress(struct warm *w, bool force)
+{
+	long long now = cq_now_ms();
+
+	w->st->elapsed_ms = now - w->t0;
+	if (w->o->on_progress && (force || now - w->last_progress >= 100)) {
+		w->last_progress = now;
+		w->o->on_progress(w->o->arg, w->st);
+	}
+}
+
+static long long once_ttl(const struct warm *w)
+{
+	return w->o->once_ttl_ms > 0 ? w->o->once_ttl_ms : 60000;
+}
+
+/* Keep the --once lock while the run lasts (pipelined in data mode). */
+static enum cq_err extend_lock(struct warm *w, bool pipelined)
+{
+	char ttl[32];
+	const char *argv[6] = { "EVAL", cqi_lock_extend_lua, "1",
+				w->lockkey.data, w->lock.token, ttl };
+	size_t lens[6] = { 4, strlen(cqi_lock_extend_lua), 1, w->lockkey.len,
+			   strlen(w->lock.token), 0 };
+	long long now = cq_now_ms();
+	bool still;
+
+	if (!w->lock.held || now - w->last_extend < once_ttl(w) / 3)
+		return CQ_OK;
+	w->last_extend = now;
+	snprintf(ttl, sizeof(ttl), "%lld", once_ttl(w));
+	lens[5] = strlen(ttl);
+	if (pipelined)
+		return cqi_pipe_cmd(&w->pipe, TAG(0, K_LOCK), 6, argv, lens);
+	if (cqi_lock_extend(w->ctx, w->lockkey.data, w->lockkey.len,
+			    once_ttl(w), &w->lock, &still))
+		return w->ctx->err;
+	if (!still && !w->lock_lost) {
+		w->lock_lost = true;
+		report_fail(w, 0, NULL, 0, "lost the --once lock (it expired or was taken); another run may start");
+	}
+	return CQ_OK;
+}
+
+static enum cq_err queue_tags(struct warm *w, uint64_t recno,
+			      const char *const *tags, const size_t *lens_in,
+			      size_t n, long long ttl)
+{
+	char ttls[32];
+	const char *argv[6] = { "EVAL", cqi_tag_lua, "1" };
+	size_t lens[6] = { 4, strlen(cqi_tag_lua), 1 };
+
+	snprintf(ttls, sizeof(ttls), "%lld", ttl > 0 ? ttl : 0);
+	for (size_t i = 0; i < n; i++) {
+		size_t tl = lens_in ? lens_in[i] : strlen(tags[i]);
+
+		if (!cqi_own_key(w->ctx, "tag", tags[i], tl, &w->tagkey))
+			return cq_seterr(w->ctx, CQ_ERR_NOMEM, "out of memory");
+		argv[3] = w->tagkey.data, lens[3] = w->tagkey.len;
+		argv[4] = w->key.data, lens[4] = w->key.len;
+		argv[5] = ttls, lens[5] = strlen(ttls);
+		if (cqi_pipe_cmd(&w->pipe, TAG(recno, K_TAG), 6, argv, lens))
+			return w->ctx->err;
+	}
+	return CQ_OK;
+}
+
+/* The TTL of one key: the record's own, or the run's; jittered. */
+static long long rec_ttl(const struct warm *w, const struct cq_warm_rec *rec)
+{
+	struct cq_set_opts s = w->o->set;
+
+	if (rec->ttl_ms > 0)
+		s.ttl_ms = rec->ttl_ms;
+	else if (s.no_ttl)
+		return 0;
+	return cq_jittered_ttl(&s);
+}
+
+static enum cq_err queue_set(struct warm *w, uint64_t recno,
+			     const struct cq_warm_rec *rec)
+{
+	const struct cq_set_opts *s = &w->o->set;
+	const char *argv[6] = { "SET" };
+	size_t lens[6] = { 3 };
+	int argc = 1;
+	char ttls[32];
+	long long ttl = rec_ttl(w, rec);
+
+	if (!cqi_data_key(w->ctx, s->ns, &w->gen, rec->key, rec->keylen, &w->key))
+		return cq_seterr(w->ctx, CQ_ERR_NOMEM, "out of memory");
+	argv[argc] = w->key.data, lens[argc++] = w->key.len;
+	argv[argc] = rec->val, lens[argc++] = rec->vallen;
+	if (ttl > 0) {
+		snprintf(ttls, sizeof(ttls), "%lld", ttl);
+		argv[argc] = "PX", lens[argc++] = 2;
+		argv[argc] = ttls, lens[argc++] = strlen(ttls);
+	}
+	if (s->nx)
+		argv[argc] = "NX", lens[argc++] = 2;
+	if (cqi_pipe_cmd(&w->pipe, TAG(recno, K_SET), argc, argv, lens))
+		return w->ctx->err;
+	if (rec->ntags && queue_tags(w, recno, rec->tags, rec->taglens,
+				     rec->ntags, ttl))
+		return w->ctx->err;
+	if (s->ntags && queue_tags(w, recno, s->tags, NULL, s->ntags, ttl))
+		return w->ctx->err;
+	return CQ_OK;
+}
+
+static bool parse(const struct warm *w, const char *p, size_t n,
+		  struct cq_warm_rec *rec, char *err, size_t errlen)
+{
+	if (w->o->exec)
+		return cq_warm_parse_key(p, n, rec, err, errlen);
+	switch (w->o->format) {
+	case CQ_WARM_NUL:
+		return cq_warm_parse_nul(p, n, rec, err, errlen);
+	case CQ_WARM_JSONL:
+		return cq_warm_parse_jsonl(p, n, rec, err, errlen);
+	case CQ_WARM_TSV:
+		break;
+	}
+	return cq_warm_parse_tsv(p, n, rec, err, errlen);
+}
+
+static void report_bad(struct warm *w, uint64_t recno, const char *msg)
+{
+	w->st->bad++;
+	if (w->o->on_bad)
+		w->o->on_bad(w->o->arg, recno, msg);
+}
+
+/* Next good record: bad ones are reported and skipped.  RD_EOF/RD_ERR
+ * end the input. */
+static int next_record(struct warm *w, struct reader *rd,
+		       struct cq_warm_rec *rec)
+{
+	char err[200];
+	const char *p;
+	size_t n;
+
+	for (;;) {
+		int r = reader_next(rd, &p, &n);
+
+		if (r == RD_EOF || r == RD_ERR)
+			return r;
+		w->st->records++;
+		if (r == RD_TOO_LONG) {
+			report_bad(w, w->st->records, "record longer than --max-size");
+			continue;
+		}
+		/* -0 pairs end with a NUL; a trailing one was the delimiter */
+		if (!parse(w, p, n, rec, err, sizeof(err))) {
+			report_bad(w, w->st->records, err);
+			continue;
+		}
+		if (rec->vallen > w->max) {
+			report_bad(w, w->st->records, "value larger than --max-size");
+			continue;
+		}
+		return RD_REC;
+	}
+}
+
+static enum cq_err warm_data(struct warm *w, struct reader *rd)
+{
+	struct cq_warm_rec rec = { 0 };
+	uint64_t every = 1;
+	int r;
+
+	if (w->o->rate > 0)	/* send about 20 times a second */
+		every = w->o->rate / 20 > 1 ? (uint64_t)(w->o->rate / 20) : 1;
+	while ((r = next_record(w, rd, &rec)) == RD_REC) {
+		if (queue_set(w, w->st->records, &rec))
+			break;
+		if (w->o->rate > 0) {
+			if (w->st->records % every == 0 &&
+			    cqi_pipe_sync(&w->pipe, w->pipe.window))
+				break;
+			cq_throttle_wait(&w->thr, 1);
+		}
+		if ((w->st->records & 255) == 0) {
+			progress(w, false);
+			if (extend_lock(w, true))
+				break;
+		}
+	}
+	cq_warm_rec_clear(&rec);
+	if (!w->ctx->err)
+		cqi_pipe_sync(&w->pipe, 0);
+	if (r == RD_ERR && !w->ctx->err)
+		cq_seterr(w->ctx, CQ_ERR_IO, "cannot read the input: %s",
+			  strerror(rd->err));
+	return w->ctx->err;
+}
+
+/* ---- --exec: a command per missing key ------------------------------------ */
+
+struct job {
+	struct cqi_child ch;
+	char *key;		/* the user's key, NUL-terminated */
+	size_t keylen;
+	uint64_t recno;
+	bool running;
+};
+
+/* The missing keys of a batch, with EXISTS pipelined. */
+static enum cq_err find_missing(struct warm *w, struct job *jobs, size_t n,
+				bool *missing)
+{
+	const char *argv[2] = { "EXISTS" };
+	size_t lens[2] = { 6 };
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (!cqi_data_key(w->ctx, w->o->set.ns, &w->gen, jobs[i].key,
+				  jobs[i].keylen, &w->key))
+			return cq_seterr(w->ctx, CQ_ERR_NOMEM, "out of memory");
+		argv[1] = w->key.data, lens[1] = w->key.len;
+		if (cqi_redis_append(w->ctx, 2, argv, lens))
+			return w->ctx->err;
+	}
+	for (i = 0; i < n; i++) {
+		redisReply *r;
+
+		if (cqi_redis_reply(w->ctx, &r))
+			return w->ctx->err;
+		if (r->type == REDIS_REPLY_ERROR)
+			cqi_redis_reply_err(w->ctx, r, "EXISTS");
+		missing[i] = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+		freeReplyObject(r);
+	}
+	return w->ctx->err;
+}
+
+static enum cq_err job_start(struct warm *w, struct job *j)
+{
+	char *argv[] = { "/bin/sh", "-c", (char *)w->o->exec, "sh", j->key, NULL };
+
+	memset(&j->ch, 0, sizeof(j->ch));
+	j->ch.max = w->max;
+	if (cqi_child_start(w->ctx, argv, j->key, true, &j->ch))
+		return w->ctx->err;
+	j->running = true;
+	return CQ_OK;
+}
+
+/* A job's command ended: cache its output if it succeeded. */
+static enum cq_err job_done(struct warm *w, struct job *j)
+{
+	struct cq_warm_rec rec = { .key = j->key, .keylen = j->keylen,
+				   .ttl_ms = -1 };
+	int code = cqi_child_finish(&j->ch);
+	const char *argv[7] = { "SET" };
+	size_t lens[7] = { 3 };
+	int argc = 1;
+	char ttls[32];
+	long long ttl;
+	redisReply *r;
+	bool written = false;
+
+	j->running = false;
+	if (code != 0 || j->ch.too_big) {
+		if (code != 0)
+			report_fail(w, j->recno, j->key, j->keylen,
+				    "command exited %d", code);
+		else
+			report_fail(w, j->recno, j->key, j->keylen,
+				    "output larger than --max-size, not cached");
+		cqi_child_clear(&j->ch);
+		return CQ_OK;
+	}
+	ttl = rec_ttl(w, &rec);
+	cqi_data_key(w->ctx, w->o->set.ns, &w->gen, j->key, j->keylen, &w->key);
+	argv[argc] = w->key.data, lens[argc++] = w->key.len;
+	argv[argc] = j->ch.out.data ? j->ch.out.data : "", lens[argc++] = j->ch.out.len;
+	if (ttl > 0) {
+		snprintf(ttls, sizeof(ttls), "%lld", ttl);
+		argv[argc] = "PX", lens[argc++] = 2;
+		argv[argc] = ttls, lens[argc++] = strlen(ttls);
+	}
+	argv[argc] = "NX", lens[argc++] = 2;
+	r = redisCommandArgv(w->ctx->redis->c, argc, argv, lens);
+	cqi_child_clear(&j->ch);
+	if (!r)
+		return cqi_redis_io_err(w->ctx);
+	if (r->type == REDIS_REPLY_ERROR)
+		report_fail(w, j->recno, j->key, j->keylen, "write refused: %s",
+			    r->str);
+	else if (r->type == REDIS_REPLY_NIL)
+		w->st->skipped++;	/* someone filled it meanwhile */
+	else
+		written = true;
+	freeReplyObject(r);
+	if (!written)
+		return CQ_OK;
+	w->st->warmed++;
+	if (!w->o->set.ntags)
+		return CQ_OK;
+	if (cqi_tag_append(w->ctx, w->key.data, w->key.len, w->o->set.tags,
+			   NULL, w->o->set.ntags, ttl, &w->tagkey))
+		return w->ctx->err;
+	for (size_t i = 0; i < w->o->set.ntags; i++) {
+		if (cqi_redis_reply(w->ctx, &r))
+			return w->ctx->err;
+		if (r->type == REDIS_REPLY_ERROR)
+			report_fail(w, j->recno, j->key, j->keylen,
+				    "recording a tag failed: %s", r->str);
+		freeReplyObject(r);
+	}
+	return CQ_OK;
+}
+
+/* Run the missing keys' commands, jobs at a time, until all are done. */
+static enum cq_err run_jobs(struct warm *w, struct job *jobs, size_t n,
+			    const bool *missing)
+{
+	unsigned max = w->o->jobs ? w->o->jobs : 1;
+	struct pollfd pfd[n ? n : 1];
+	size_t map[n ? n : 1];
+	size_t next = 0, running = 0;
+
+	for (;;) {
+		size_t np = 0;
+
+		while (running < max && next < n) {
+			struct job *j = &jobs[next++];
+
+			if (!missing[j - jobs])
+				continue;
+			if (job_start(w, j)) {
+				if (w->ctx->err == CQ_ERR_INTERNAL)
+					return w->ctx->err;
+				/* not found / not executable: every key fails */
+				report_fail(w, j->recno, j->key, j->keylen, "%s",
+					    w->ctx->errstr);
+				return w->ctx->err;
+			}
+			running++;
+		}
+		if (!running)
+			return CQ_OK;
+		for (size_t i = 0; i < n; i++) {
+			if (jobs[i].running) {
+				pfd[np].fd = jobs[i].ch.fd;
+				pfd[np].events = POLLIN;
+				map[np++] = i;
+			}
+		}
+		if (poll(pfd, np, (int)(once_ttl(w) / 3)) < 0 && errno != EINTR)
+			return cq_seterr(w->ctx, CQ_ERR_INTERNAL, "poll: %s",
+					 strerror(errno));
+		for (size_t i = 0; i < np; i++) {
+			struct job *j = &jobs[map[i]];
+
+			if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			if (cqi_child_read(&j->ch))
+				continue;
+			running--;
+			if (job_done(w, j))
+				return w->ctx->err;
+		}
+		if (extend_lock(w, false))
+			return w->ctx->err;
+		progress(w, false);
+	}
+}
+
+static void free_jobs(struct job *jobs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (jobs[i].running)
+			cqi_child_finish(&jobs[i].ch);
+		cqi_child_clear(&jobs[i].ch);
+		free(jobs[i].key);
+	}
+}
+
+static enum cq_err warm_exec(struct warm *w, struct reader *rd)
+{
+	struct cq_warm_rec rec = { 0 };
+	struct job jobs[EXEC_BATCH];
+	bool missing[EXEC_BATCH];
+	size_t n = 0;
+	int r;
+
+	memset(jobs, 0, sizeof(jobs));
+	do {
+		r = next_record(w, rd, &rec);
+		if (r == RD_REC) {
+			struct job *j = &jobs[n++];
+
+			j->key = malloc(rec.keylen + 1);
+			if (!j->key) {
+				cq_seterr(w->ctx, CQ_ERR_NOMEM, "out of memory");
+				break;
+			}
+			memcpy(j->key, rec.key, rec.keylen);
+			j->key[rec.keylen] = '\0';
+			j->keylen = rec.keylen;
+			j->recno = w->st->records;
+			j->ch.fd = -1;
+		}
+		if (n == EXEC_BATCH || (r != RD_REC && n)) {
+			if (find_missing(w, jobs, n, missing))
+				break;
+			for (size_t i = 0; i < n; i++)
+				w->st->skipped += !missing[i];
+			if (run_jobs(w, jobs, n, missing))
+				break;
+			free_jobs(jobs, n);
+			memset(jobs, 0, sizeof(jobs));
+			n = 0;
+		}
+	} while (r == RD_REC);
+	free_jobs(jobs, n);
+	cq_warm_rec_clear(&rec);
+	if (r == RD_ERR && !w->ctx->err)
+		cq_seterr(w->ctx, CQ_ERR_IO, "cannot read the input: %s",
+			  strerror(rd->err));
+	return w->ctx->err;
+}
+
+/* ---- entry ------------------------------------------------------------------ */
+
+static enum cq_err take_once_lock(struct warm *w)
+{
+	const char *name = w->o->once;
+	bool won;
+
+	if (!cqi_own_key(w->ctx, "once", name, strlen(name), &w->lockkey))
+		return cq_seterr(w->ctx, CQ_ERR_NOMEM, "out of memory");
+	if (cqi_lock_try(w->ctx, w->lockkey.data, w->lockkey.len, once_ttl(w),
+			 &w->lock, &won))
+		return w->ctx->err;
+	w->st->locked_out = !won;
+	w->last_extend = cq_now_ms();
+	return CQ_OK;
+}
+
+enum cq_err cq_warm(struct cq_ctx *ctx, int fd, const struct cq_warm_opts *o,
+		    struct cq_warm_stats *st)
+{
+	struct warm w = { .ctx = ctx, .o = o, .st = st };
+	struct reader rd = { .fd = fd, .cap = READ_BUF };
+	enum cq_err e;
+
+	memset(st, 0, sizeof(*st));
+	w.t0 = w.last_progress = cq_now_ms();
+	w.gen.found = true;
+	w.max = o->max_size ? o->max_size : DEFAULT_MAX_SIZE;
+	rd.limit = w.max + 65536;
+	rd.delim = o->format == CQ_WARM_NUL ? '\0' : '\n';
+	rd.nfields = o->format == CQ_WARM_NUL && !o->exec ? 2 : 1;
+	cq_throttle_init(&w.thr, o->rate);
+	rd.buf = malloc(rd.cap);
+	if (!rd.buf)
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	if (o->once && take_once_lock(&w))
+		goto out;
+	if (st->locked_out)
+		goto out;
+	if (o->set.ns && cqi_ns_gen(ctx, o->set.ns, true, &w.gen))
+		goto out;
+	if (o->exec)
+		warm_exec(&w, &rd);
+	else if (cqi_pipe_init(&w.pipe, ctx, o->window, on_reply, &w) == CQ_OK)
+		warm_data(&w, &rd);
+	progress(&w, true);
+out:
+	e = ctx->err;
+	if (w.lock.held && !ctx->err)
+		cqi_lock_release(ctx, w.lockkey.data, w.lockkey.len, &w.lock);
+	st->elapsed_ms = cq_now_ms() - w.t0;
+	cqi_pipe_free(&w.pipe);
+	cq_buf_free(&w.key);
+	cq_buf_free(&w.tagkey);
+	cq_buf_free(&w.lockkey);
+	free(rd.buf);
+	return e;
+}
