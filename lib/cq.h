@@ -58,6 +58,7 @@ struct cq_settings {
 	int heartbeat_s;		/* AMQP heartbeat, 0 = off */
 	long long default_ttl_ms;	/* CQ_DEFAULT_TTL, 0 = none */
 	bool track;			/* CQ_TRACK: per-prefix hit counters */
+	const char *api_url;		/* CQ_API_URL: RabbitMQ management API */
 };
 
 #define CQ_DEFAULT_REDIS_URL "redis://127.0.0.1:6379/0"

@@ -1,6 +1,300 @@
 /* cq_stats.h - cache and queue figures (cqstat, the stats verbs).
- * Included by cq.h. */
+ * Included by cq.h.
+ *
+ * One module computes every figure; cqstat, `cachectl stats` and
+ * `qctl stats` only choose what to sample and how to show it.
+ *
+ * Files, so that each program links only what it uses:
+ *   stats.c        the metric list, JSON / Prometheus / text output, checks
+ *   check.c        the --check expression parser (pure)
+ *   stats_redis.c  Redis INFO and the per-prefix hit counters (hiredis)
+ *   stats_queue.c  queue depth from a passive declare (librabbitmq)
+ *   mgmt.c         the RabbitMQ management HTTP API (libcurl)
+ *   stats_sample.c cqstat's sampler over all of them
+ *
+ * Every figure is a struct cq_metric: a name from a fixed table (the same
+ * name in text output, JSON, --check; Prometheus adds cq_ and a unit), an
+ * optional label (queue, prefix, db or server) and a value, NAN when
+ * unknown (no lookups yet, server down, no dead-letter queue).
+ */
 #ifndef CQ_STATS_H
 #define CQ_STATS_H
+
+/* ---- metric definitions ------------------------------------------------ */
+
+enum cq_metric_type { CQ_GAUGE, CQ_COUNTER };
+
+/* What a value looks like in text: a ratio 0-1, a count, bytes, a rate. */
+enum cq_metric_fmt { CQ_FMT_RATIO, CQ_FMT_COUNT, CQ_FMT_BYTES, CQ_FMT_RATE };
+
+struct cq_metric_def {
+	const char *name;	/* "hit_rate", "ready", ... */
+	const char *prom;	/* Prometheus name, NULL = not exported */
+	enum cq_metric_type type;
+	enum cq_metric_fmt fmt;
+	const char *label;	/* label name ("queue", "prefix", ...) or NULL */
+	const char *help;
+};
+
+/* The definition of a metric name, or NULL when there is none. */
+const struct cq_metric_def *cq_metric_def(const char *name);
+/* Every definition, n of them. */
+const struct cq_metric_def *cq_metric_defs(size_t *n);
+
+/* ---- a sample: a list of metrics --------------------------------------- */
+
+struct cq_metric {
+	const struct cq_metric_def *def;
+	char *label;		/* owned; NULL when the metric has none */
+	size_t label_len;	/* labels (prefixes) may hold any byte */
+	double value;		/* NAN = unknown */
+};
+
+/* A server read for the sample, and why it could not be. */
+struct cq_source {
+	const char *name;	/* "redis", "amqp", "api" (static) */
+	bool used;		/* asked for in this sample */
+	bool up;
+	enum cq_err err;
+	char errstr[512];	/* no secrets */
+};
+
+enum { CQ_SRC_REDIS, CQ_SRC_AMQP, CQ_SRC_API, CQ_NSRC };
+
+/* A queue looked at, with what is known beside its numbers. */
+struct cq_queue_stat {
+	char *name;
+	char *dlq;		/* its dead-letter queue, NULL when none known */
+	bool found;		/* false: no such queue (or not read) */
+};
+
+struct cq_metrics {
+	long long time_ms;	/* wall clock of the sample */
+	double interval_s;	/* 0 for since-start figures */
+	struct cq_source src[CQ_NSRC];
+	struct cq_queue_stat *queues;
+	size_t nqueues;
+	struct cq_metric *m;
+	size_t n, cap;
+};
+
+void cq_metrics_init(struct cq_metrics *ms);
+void cq_metrics_clear(struct cq_metrics *ms);
+/* Append a metric (name must be in the table; label may be NULL).
+ * Returns false out of memory or for an unknown name. */
+bool cq_metrics_add(struct cq_metrics *ms, const char *name,
+		    const char *label, size_t label_len, double value);
+/* The value of name (with label, or the first of that name when label is
+ * NULL); NAN when absent. */
+double cq_metrics_get(const struct cq_metrics *ms, const char *name,
+		      const char *label);
+/* Record a queue (copied); returns its index or -1 out of memory. */
+int cq_metrics_add_queue(struct cq_metrics *ms, const char *name,
+			 const char *dlq, bool found);
+/* Mark a source used, and up or down with the context's error. */
+void cq_metrics_source(struct cq_metrics *ms, int src, const struct cq_ctx *ctx);
+
+/* ---- output ------------------------------------------------------------ */
+
+/* One JSON object for the sample (no newline): {"time":..,"interval":..,
+ * "redis":{"up":..,..,"dbs":[..],"prefixes":[..]},"amqp":{"up":..},
+ * "queues":[{"queue":..,"ready":..,..}]}; an unknown value is null.
+ * Caller frees; NULL out of memory. */
+char *cq_metrics_json(const struct cq_metrics *ms);
+/* Prometheus text exposition: # HELP and # TYPE once per metric, then
+ * one line per known value; appended to out.  Returns false out of
+ * memory. */
+bool cq_metrics_prom(const struct cq_metrics *ms, struct cq_buf *out);
+/* "name value" lines (name[label] for labelled metrics), unknown values
+ * as "-", appended to out.  Returns false out of memory. */
+bool cq_metrics_text(const struct cq_metrics *ms, struct cq_buf *out);
+/* A value formatted for people in at most 8 characters: "0.93", "12.3k",
+ * "1.5M", "512K" for bytes, "-" when unknown. */
+void cq_metric_human(double v, enum cq_metric_fmt fmt, char *buf, size_t len);
+
+/* ---- checks (--check EXPR) --------------------------------------------- */
+
+enum cq_check_op { CQ_OP_LT, CQ_OP_LE, CQ_OP_GT, CQ_OP_GE, CQ_OP_EQ, CQ_OP_NE };
+/* Monitoring-plugin states; their values are the exit codes. */
+enum cq_check_state { CQ_STATE_OK, CQ_STATE_WARN, CQ_STATE_CRIT,
+		      CQ_STATE_UNKNOWN };
+
+struct cq_check {
+	char metric[64];
+	char label[256];	/* the [LABEL] selector, "" for every label */
+	bool has_label;
+	enum cq_check_op op;
+	double threshold;
+	enum cq_check_state level;	/* CQ_STATE_WARN or CQ_STATE_CRIT */
+};
+
+/*
+ * Parse "METRIC[LABEL]OP NUMBER[%][:LEVEL]", e.g. "hit_rate<0.8:warn",
+ * "dlq>0:crit", "ready[jobs]>=10000".  OP is < <= > >= == !=  (= means
+ * ==); LEVEL is warn, warning, crit or critical (default crit); a '%'
+ * divides the number by 100.  Spaces around the parts are allowed.  The
+ * metric must be one of the table.  A pure function: false and a message
+ * in err for anything else.
+ */
+bool cq_check_parse(const char *expr, struct cq_check *out, char *err,
+		    size_t errlen);
+
+/*
+ * Evaluate checks against a sample.  The state is the worst of them; a
+ * check whose metric is unknown (server down, no such queue, no lookups)
+ * makes it UNKNOWN.  line gets the status line, without newline:
+ *   "CQ OK - hit_rate=0.93 dlq=0"
+ *   "CQ CRITICAL - dlq=2 (>0) hit_rate=0.93"
+ *   "CQ UNKNOWN - hit_rate unknown: Redis at 127.0.0.1:1: ..."
+ * Values that broke a threshold come first.  Returns false out of memory.
+ */
+bool cq_checks_eval(const struct cq_check *checks, size_t n,
+		    const struct cq_metrics *ms, enum cq_check_state *state,
+		    struct cq_buf *line);
+
+/* ---- Redis (stats_redis.c) --------------------------------------------- */
+
+/* The hash that --track counts into: fields "hits:" PREFIX and
+ * "misses:" PREFIX (any bytes), outside any prefix.  Its own slot. */
+#define CQ_TRACK_KEY "cq:track"
+
+#define CQ_REDIS_MAX_DBS 64
+
+struct cq_redis_db {
+	int db;
+	unsigned long long keys, expires;
+};
+
+/* The figures of one INFO reply that cq uses. */
+struct cq_redis_info {
+	char run_id[48];		/* changes when the server restarts */
+	unsigned long long uptime_s;
+	unsigned long long hits, misses;	/* keyspace_hits / _misses */
+	unsigned long long commands;	/* total_commands_processed */
+	unsigned long long evicted, expired;	/* evicted_keys / expired_keys */
+	unsigned long long used_memory, maxmemory;
+	unsigned long long keys, expires;	/* over every db */
+	size_t ndb;			/* dbs listed (the first CQ_REDIS_MAX_DBS) */
+	struct cq_redis_db db[CQ_REDIS_MAX_DBS];
+};
+
+/*
+ * Parse the text of INFO (any sections; "key:value" lines, CRLF or LF).
+ * Unknown fields are ignored.  A pure function: false with a message in
+ * err when keyspace_hits, keyspace_misses, total_commands_processed or
+ * used_memory is missing, or when a field cq uses has a malformed value.
+ */
+bool cq_redis_info_parse(const char *text, size_t len,
+			 struct cq_redis_info *out, char *err, size_t errlen);
+
+/* Per-prefix counters from CQ_TRACK_KEY. */
+struct cq_track {
+	char *prefix;		/* owned; may hold any byte */
+	size_t len;
+	unsigned long long hits, misses;
+};
+
+struct cq_cache_sample {
+	long long at_ms;	/* monotonic */
+	struct cq_redis_info info;
+	struct cq_track *track;
+	size_t ntrack;
+	bool tracked;		/* the track hash was read (its lookup) */
+	bool track_existed;	/* ... and existed: a hit, else a miss */
+};
+void cq_cache_sample_clear(struct cq_cache_sample *s);
+
+/* Read INFO (and, with ctx->set.track, the track hash) in one round trip.
+ * On error the sample is cleared and the context error set. */
+enum cq_err cq_cache_sample(struct cq_ctx *ctx, struct cq_cache_sample *out);
+
+/*
+ * Add the cache metrics to ms: over the interval from prev to cur, or
+ * since the server started when prev is NULL (or the server restarted or
+ * its counters were reset in between).  The lookups of the track hash by
+ * the previous sample are taken out of the interval's hits and misses.
+ * A pure function.  Returns false out of memory.
+ */
+bool cq_cache_figures(const struct cq_cache_sample *prev,
+		      const struct cq_cache_sample *cur,
+		      struct cq_metrics *ms);
+
+/*
+ * --track: after a read of the cache that found `hits` keys and missed
+ * `misses`, count them for the context's prefix in CQ_TRACK_KEY.  The
+ * update (one HINCRBY per non-zero count) is written at once and its
+ * reply is not waited for: the transport discards it before it reads the
+ * next reply, so it costs no round trip.  Never fails the read: a failure
+ * to count is silent.  Does nothing unless ctx->set.track.
+ */
+void cqi_stats_track(struct cq_ctx *ctx, size_t hits, size_t misses);
+
+/* ---- queues (stats_queue.c) -------------------------------------------- */
+
+/*
+ * Add the queue metrics of each queue to ms from passive declares: ready
+ * (a passive declare counts only ready messages, not unacked ones) and
+ * consumers; dlq, the ready messages of its dead-letter queue: dlqs[i]
+ * when non-NULL, else QUEUE CQ_DLQ_SUFFIX when that queue exists.  A
+ * queue that does not exist is recorded with found false and unknown
+ * figures; it is not an error.  Returns the error that stopped it (the
+ * server down...), CQ_OK otherwise.
+ */
+enum cq_err cq_queue_figures(struct cq_ctx *ctx, size_t n,
+			     const char *const *queues,
+			     const char *const *dlqs, struct cq_metrics *ms);
+
+/* ---- the RabbitMQ management API (mgmt.c) ------------------------------ */
+
+/* One queue as the management API reports it. */
+struct cq_api_queue {
+	char *name;
+	double ready, unacked, consumers;	/* NAN when not reported */
+	double publish_rate, deliver_rate, ack_rate;	/* per second */
+	char *dlq;		/* where its dead letters go, NULL unknown */
+};
+void cq_api_queues_free(struct cq_api_queue *q, size_t n);
+
+/*
+ * Read queues of vhost from the management API at url
+ * (http[s]://[user:pass@]host:port[/path]): the named ones (names, n
+ * of them: a missing one comes back with name set and every figure NAN),
+ * or, with glob non-NULL, every queue whose name matches it (fnmatch).
+ * The dead-letter queue is resolved from x-dead-letter-exchange /
+ * -routing-key (arguments or policy) and the exchange's bindings.  The
+ * URL's password never appears in a message.  *out is an array the
+ * caller frees with cq_api_queues_free.
+ */
+enum cq_err cq_api_queues(struct cq_ctx *ctx, const char *url,
+			  const char *vhost, const char *const *names,
+			  size_t n, const char *glob,
+			  struct cq_api_queue **out, size_t *nout);
+
+/* ---- cqstat's sampler (stats_sample.c) --------------------------------- */
+
+struct cq_stat_opts {
+	bool cache;		/* sample Redis */
+	const char *const *queues;	/* -q QUEUE..., n of them */
+	size_t nqueues;
+	const char *api_url;	/* management API, or NULL */
+	const char *match;	/* glob over queue names (needs api_url) */
+};
+
+struct cq_stat;
+
+/* A sampler with its own connections (one per server, so that one server
+ * being down does not stop the other).  NULL out of memory.  Settings and
+ * options are copied; their strings stay borrowed. */
+struct cq_stat *cq_stat_new(const struct cq_settings *set,
+			    const struct cq_stat_opts *o);
+void cq_stat_free(struct cq_stat *st);
+/*
+ * Take a sample into ms (cleared first): since start the first time, over
+ * the time since the previous sample after that.  A server that cannot be
+ * read is marked down in ms->src (and retried next time); this is not an
+ * error.  The queues matched by --match are fixed by the first sample
+ * that could list them.  Returns CQ_ERR_NOMEM or CQ_OK.
+ */
+enum cq_err cq_stat_sample(struct cq_stat *st, struct cq_metrics *ms);
 
 #endif

@@ -218,6 +218,20 @@ const char *cq_redis_where(const struct cq_ctx *ctx)
 	return ctx->redis ? ctx->redis->where : "";
 }
 
+/* Read and drop the replies of commands sent without waiting. */
+static enum cq_err skip_unread(struct cq_ctx *ctx)
+{
+	while (ctx->redis->unread > 0) {
+		void *r = NULL;
+
+		if (redisGetReply(ctx->redis->c, &r) != REDIS_OK)
+			return cqi_redis_io_err(ctx);
+		freeReplyObject(r);
+		ctx->redis->unread--;
+	}
+	return CQ_OK;
+}
+
 redisReply *cqi_redis_cmd(struct cq_ctx *ctx, int argc, const char **argv,
 			  const size_t *lens)
 {
@@ -226,6 +240,8 @@ redisReply *cqi_redis_cmd(struct cq_ctx *ctx, int argc, const char **argv,
 	if (ctx->err)
 		return NULL;
 	if (!ctx->redis && cq_redis_connect(ctx))
+		return NULL;
+	if (skip_unread(ctx))
 		return NULL;
 	r = redisCommandArgv(ctx->redis->c, argc, argv, lens);
 	if (!r) {
@@ -261,6 +277,8 @@ enum cq_err cqi_redis_reply(struct cq_ctx *ctx, redisReply **reply)
 
 	*reply = NULL;
 	if (ctx->err)
+		return ctx->err;
+	if (skip_unread(ctx))
 		return ctx->err;
 	if (redisGetReply(ctx->redis->c, &r) != REDIS_OK)
 		return cqi_redis_io_err(ctx);

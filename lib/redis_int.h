@@ -14,6 +14,8 @@
 struct cqi_redis {
 	redisContext *c;
 	char where[300];	/* host:port or socket path, no secrets */
+	unsigned unread;	/* replies to skip before the next read: sent
+				 * without waiting (cqi_stats_track) */
 };
 
 /* Run one command and return its reply, which the caller frees with

@@ -1,0 +1,740 @@
+/* stats.c - the metric table, a sample's metric list, its JSON,
+ * Prometheus and text forms, and the evaluation of --check expressions.
+ *
+ * Links jansson only, so that `cachectl stats` stays as light as cachectl.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cq.h"
+#include "internal.h"
+
+#define G CQ_GAUGE
+#define C CQ_COUNTER
+
+static const struct cq_metric_def defs[] = {
+	{ "up", "cq_up", G, CQ_FMT_COUNT, "server",
+	  "1 when the server could be read for this sample, else 0" },
+	/* Redis */
+	{ "hit_rate", "cq_hit_ratio", G, CQ_FMT_RATIO, NULL,
+	  "Keyspace hits / lookups over the interval (since start on a first sample)" },
+	{ "hit_rate_total", "cq_hit_ratio_since_start", G, CQ_FMT_RATIO, NULL,
+	  "Keyspace hits / lookups since the server started or CONFIG RESETSTAT" },
+	{ "hits", NULL, G, CQ_FMT_COUNT, NULL, "Keyspace hits in the interval" },
+	{ "misses", NULL, G, CQ_FMT_COUNT, NULL, "Keyspace misses in the interval" },
+	{ "hits_total", "cq_keyspace_hits_total", C, CQ_FMT_COUNT, NULL,
+	  "Keyspace hits since the server started" },
+	{ "misses_total", "cq_keyspace_misses_total", C, CQ_FMT_COUNT, NULL,
+	  "Keyspace misses since the server started" },
+	{ "ops", "cq_ops_per_second", G, CQ_FMT_RATE, NULL,
+	  "Commands processed per second over the interval" },
+	{ "used_memory", "cq_memory_used_bytes", G, CQ_FMT_BYTES, NULL,
+	  "Memory used by Redis (used_memory)" },
+	{ "maxmemory", "cq_memory_max_bytes", G, CQ_FMT_BYTES, NULL,
+	  "Redis maxmemory, 0 for no limit" },
+	{ "evicted", "cq_evicted_keys_per_second", G, CQ_FMT_RATE, NULL,
+	  "Keys evicted per second over the interval" },
+	{ "expired", "cq_expired_keys_per_second", G, CQ_FMT_RATE, NULL,
+	  "Keys expired per second over the interval" },
+	{ "evicted_keys", NULL, G, CQ_FMT_COUNT, NULL, "Keys evicted in the interval" },
+	{ "expired_keys", NULL, G, CQ_FMT_COUNT, NULL, "Keys expired in the interval" },
+	{ "evicted_total", "cq_evicted_keys_total", C, CQ_FMT_COUNT, NULL,
+	  "Keys evicted since the server started" },
+	{ "expired_total", "cq_expired_keys_total", C, CQ_FMT_COUNT, NULL,
+	  "Keys expired since the server started" },
+	{ "keys", "cq_keys", G, CQ_FMT_COUNT, NULL, "Keys in every database" },
+	{ "keys_no_ttl", "cq_keys_without_ttl", G, CQ_FMT_COUNT, NULL,
+	  "Keys without a TTL in every database (keys - expires)" },
+	{ "db_keys", "cq_db_keys", G, CQ_FMT_COUNT, "db", "Keys in the database" },
+	{ "db_keys_no_ttl", "cq_db_keys_without_ttl", G, CQ_FMT_COUNT, "db",
+	  "Keys without a TTL in the database" },
+	{ "prefix_hit_rate", "cq_prefix_hit_ratio", G, CQ_FMT_RATIO, "prefix",
+	  "Tracked hits / lookups of the key prefix over the interval" },
+	{ "prefix_hits", NULL, G, CQ_FMT_COUNT, "prefix",
+	  "Tracked hits of the key prefix in the interval" },
+	{ "prefix_misses", NULL, G, CQ_FMT_COUNT, "prefix",
+	  "Tracked misses of the key prefix in the interval" },
+	{ "prefix_hits_total", "cq_prefix_hits_total", C, CQ_FMT_COUNT, "prefix",
+	  "Tracked hits of the key prefix (cachectl --track)" },
+	{ "prefix_misses_total", "cq_prefix_misses_total", C, CQ_FMT_COUNT, "prefix",
+	  "Tracked misses of the key prefix (cachectl --track)" },
+	/* queues */
+	{ "ready", "cq_queue_ready_messages", G, CQ_FMT_COUNT, "queue",
+	  "Messages ready for delivery" },
+	{ "unacked", "cq_queue_unacked_messages", G, CQ_FMT_COUNT, "queue",
+	  "Messages delivered and not yet acknowledged (management API)" },
+	{ "consumers", "cq_queue_consumers", G, CQ_FMT_COUNT, "queue",
+	  "Consumers of the queue" },
+	{ "dlq", "cq_queue_dead_letter_messages", G, CQ_FMT_COUNT, "queue",
+	  "Ready messages in the queue's dead-letter queue" },
+	{ "publish_rate", "cq_queue_publish_per_second", G, CQ_FMT_RATE, "queue",
+	  "Messages published to the queue per second (management API)" },
+	{ "deliver_rate", "cq_queue_deliver_per_second", G, CQ_FMT_RATE, "queue",
+	  "Messages delivered per second (management API)" },
+	{ "ack_rate", "cq_queue_ack_per_second", G, CQ_FMT_RATE, "queue",
+	  "Messages acknowledged per second (management API)" },
+};
+
+#undef G
+#undef C
+
+const struct cq_metric_def *cq_metric_defs(size_t *n)
+{
+	*n = sizeof(defs) / sizeof(defs[0]);
+	return defs;
+}
+
+const struct cq_metric_def *cq_metric_def(const char *name)
+{
+	for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]); i++)
+		if (strcmp(defs[i].name, name) == 0)
+			return &defs[i];
+	return NULL;
+}
+
+/* ---- the list ---------------------------------------------------------- */
+
+static const char *const src_names[CQ_NSRC] = { "redis", "amqp", "api" };
+
+void cq_metrics_init(struct cq_metrics *ms)
+{
+	memset(ms, 0, sizeof(*ms));
+	for (int i = 0; i < CQ_NSRC; i++)
+		ms->src[i].name = src_names[i];
+}
+
+void cq_metrics_clear(struct cq_metrics *ms)
+{
+	if (!ms)
+		return;
+	for (size_t i = 0; i < ms->n; i++)
+		free(ms->m[i].label);
+	for (size_t i = 0; i < ms->nqueues; i++) {
+		free(ms->queues[i].name);
+		free(ms->queues[i].dlq);
+	}
+	free(ms->m);
+	free(ms->queues);
+	cq_metrics_init(ms);
+}
+
+bool cq_metrics_add(struct cq_metrics *ms, const char *name,
+		    const char *label, size_t label_len, double value)
+{
+	const struct cq_metric_def *d = cq_metric_def(name);
+	struct cq_metric *m;
+
+	if (!d)
+		return false;
+	if (ms->n == ms->cap) {
+		size_t cap = ms->cap ? ms->cap * 2 : 32;
+
+		m = realloc(ms->m, cap * sizeof(*m));
+		if (!m)
+			return false;
+		ms->m = m;
+		ms->cap = cap;
+	}
+	m = &ms->m[ms->n];
+	m->def = d;
+	m->label = NULL;
+	m->label_len = 0;
+	m->value = value;
+	if (label) {
+		m->label = malloc(label_len + 1);
+		if (!m->label)
+			return false;
+		memcpy(m->label, label, label_len);
+		m->label[label_len] = '\0';
+		m->label_len = label_len;
+	}
+	ms->n++;
+	return true;
+}
+
+double cq_metrics_get(const struct cq_metrics *ms, const char *name,
+		      const char *label)
+{
+	for (size_t i = 0; i < ms->n; i++) {
+		const struct cq_metric *m = &ms->m[i];
+
+		if (strcmp(m->def->name, name) != 0)
+			continue;
+		if (!label || (m->label && strcmp(m->label, label) == 0))
+			return m->value;
+	}
+	return NAN;
+}
+
+int cq_metrics_add_queue(struct cq_metrics *ms, const char *name,
+			 const char *dlq, bool found)
+{
+	struct cq_queue_stat *q;
+
+	q = realloc(ms->queues, (ms->nqueues + 1) * sizeof(*q));
+	if (!q)
+		return -1;
+	ms->queues = q;
+	q = &ms->queues[ms->nqueues];
+	q->name = strdup(name);
+	q->dlq = dlq ? strdup(dlq) : NULL;
+	q->found = found;
+	if (!q->name || (dlq && !q->dlq)) {
+		free(q->name);
+		free(q->dlq);
+		return -1;
+	}
+	return (int)ms->nqueues++;
+}
+
+void cq_metrics_source(struct cq_metrics *ms, int src, const struct cq_ctx *ctx)
+{
+	struct cq_source *s = &ms->src[src];
+
+	s->used = true;
+	s->up = !ctx->err;
+	s->err = ctx->err;
+	snprintf(s->errstr, sizeof(s->errstr), "%s",
+		 ctx->err ? (ctx->errstr[0] ? ctx->errstr : cq_strerror(ctx->err)) : "");
+}
+
+/* ---- JSON -------------------------------------------------------------- */
+
+static json_t *json_num(double v, enum cq_metric_fmt fmt)
+{
+	if (isnan(v))
+		return json_null();
+	if (fmt != CQ_FMT_RATIO && fmt != CQ_FMT_RATE && v == floor(v) &&
+	    fabs(v) < 9.0e15)
+		return json_integer((json_int_t)v);
+	/* ratios and rates: enough digits, no binary noise */
+	return json_real(round(v * 10000.0) / 10000.0);
+}
+
+/* A label as a JSON string; a label that is not UTF-8 is base64 under
+ * name "_base64". */
+static int set_label(json_t *o, const char *name, const struct cq_metric *m)
+{
+	json_t *s = json_stringn(m->label, m->label_len);
+	char alt[64], *b;
+	int r;
+
+	if (s)
+		return json_object_set_new(o, name, s);
+	snprintf(alt, sizeof(alt), "%s_base64", name);
+	b = cq_base64(m->label, m->label_len);
+	if (!b)
+		return -1;
+	r = json_object_set_new(o, alt, json_string(b));
+	free(b);
+	return r;
+}
+
+/* The object in arr whose label is m's, made when missing. */
+static json_t *labelled(json_t *arr, const char *name, const struct cq_metric *m)
+{
+	size_t i;
+	json_t *o;
+
+	json_array_foreach(arr, i, o) {
+		json_t *l = json_object_get(o, "_s");
+		const char *s = json_string_value(l);
+
+		if (s && json_string_length(l) == m->label_len &&
+		    memcmp(s, m->label, m->label_len) == 0)
+			return o;
+	}
+	o = json_object();
+	if (!o || json_array_append_new(arr, o))
+		return NULL;
+	/* _s keeps the raw label for matching; removed before output */
+	json_object_set_new(o, "_s", json_stringn_nocheck(m->label, m->label_len));
+	if (strcmp(name, "db") == 0) {
+		json_object_set_new(o, "db", json_integer(atoi(m->label)));
+	} else if (set_label(o, name, m)) {
+		return NULL;
+	}
+	return o;
+}
+
+static void strip_private(json_t *arr)
+{
+	size_t i;
+	json_t *o;
+
+	json_array_foreach(arr, i, o) {
+		json_object_del(o, "_s");
+	}
+}
+
+static json_t *source_json(const struct cq_source *s)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "up", json_boolean(s->up));
+	if (!s->up)
+		json_object_set_new(o, "error", json_string(s->errstr));
+	return o;
+}
+
+/* Fill the queue objects with their names, DLQ and found flags. */
+static void queues_json(const struct cq_metrics *ms, json_t *queues)
+{
+	for (size_t i = 0; i < ms->nqueues; i++) {
+		const struct cq_queue_stat *q = &ms->queues[i];
+		struct cq_metric m = { .label = q->name,
+				       .label_len = strlen(q->name) };
+		json_t *o = labelled(queues, "queue", &m);
+
+		if (!o)
+			continue;
+		json_object_set_new(o, "found", json_boolean(q->found));
+		json_object_set_new(o, "dlq_queue",
+				    q->dlq ? json_string(q->dlq) : json_null());
+	}
+}
+
+char *cq_metrics_json(const struct cq_metrics *ms)
+{
+	json_t *root = json_object(), *redis, *dbs, *pre, *queues;
+	char *out = NULL;
+
+	if (!root)
+		return NULL;
+	json_object_set_new(root, "time", json_real((double)ms->time_ms / 1000.0));
+	json_object_set_new(root, "interval", json_real(ms->interval_s));
+	redis = ms->src[CQ_SRC_REDIS].used ? source_json(&ms->src[CQ_SRC_REDIS]) : NULL;
+	dbs = json_array();
+	pre = json_array();
+	queues = json_array();
+	if (ms->nqueues || ms->src[CQ_SRC_AMQP].used)
+		queues_json(ms, queues);
+	for (size_t i = 0; i < ms->n; i++) {
+		const struct cq_metric *m = &ms->m[i];
+		const struct cq_metric_def *d = m->def;
+		json_t *v = json_num(m->value, d->fmt), *o = NULL;
+
+		if (!d->label)
+			o = redis;
+		else if (strcmp(d->label, "db") == 0)
+			o = labelled(dbs, "db", m);
+		else if (strcmp(d->label, "prefix") == 0)
+			o = labelled(pre, "prefix", m);
+		else if (strcmp(d->label, "queue") == 0)
+			o = labelled(queues, "queue", m);
+		if (!o) {
+			json_decref(v);
+			continue;
+		}
+		/* db_keys -> keys inside "dbs", prefix_hits -> hits ... */
+		if (strncmp(d->name, "db_", 3) == 0)
+			json_object_set_new(o, d->name + 3, v);
+		else if (strncmp(d->name, "prefix_", 7) == 0)
+			json_object_set_new(o, d->name + 7, v);
+		else
+			json_object_set_new(o, d->name, v);
+	}
+	strip_private(dbs);
+	strip_private(pre);
+	strip_private(queues);
+	if (redis) {
+		json_object_set_new(redis, "dbs", dbs);
+		json_object_set_new(redis, "prefixes", pre);
+		json_object_set_new(root, "redis", redis);
+	} else {
+		json_decref(dbs);
+		json_decref(pre);
+	}
+	if (ms->src[CQ_SRC_AMQP].used)
+		json_object_set_new(root, "amqp", source_json(&ms->src[CQ_SRC_AMQP]));
+	if (ms->src[CQ_SRC_API].used)
+		json_object_set_new(root, "api", source_json(&ms->src[CQ_SRC_API]));
+	if (ms->src[CQ_SRC_AMQP].used || ms->src[CQ_SRC_API].used || ms->nqueues)
+		json_object_set_new(root, "queues", queues);
+	else
+		json_decref(queues);
+	out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(root);
+	return out;
+}
+
+/* ---- Prometheus ---------------------------------------------------------- */
+
+static bool appends(struct cq_buf *b, const char *s)
+{
+	return cq_buf_append(b, s, strlen(s));
+}
+
+/* A label value escaped as the text format wants: \\, \", \n. */
+static bool prom_label(struct cq_buf *b, const char *s, size_t n)
+{
+	bool ok = true;
+
+	for (size_t i = 0; i < n && ok; i++) {
+		if (s[i] == '\\')
+			ok = appends(b, "\\\\");
+		else if (s[i] == '"')
+			ok = appends(b, "\\\"");
+		else if (s[i] == '\n')
+			ok = appends(b, "\\n");
+		else
+			ok = cq_buf_append(b, &s[i], 1);
+	}
+	return ok;
+}
+
+static bool prom_value(struct cq_buf *b, double v)
+{
+	char num[64];
+
+	if (v == floor(v) && fabs(v) < 9.0e15)
+		snprintf(num, sizeof(num), " %.0f\n", v);
+	else
+		snprintf(num, sizeof(num), " %.6g\n", v);
+	return appends(b, num);
+}
+
+static bool prom_line(struct cq_buf *b, const char *name, const char *lname,
+		      const char *l, size_t ln, double v)
+{
+	bool ok = appends(b, name);
+
+	if (ok && lname)
+		ok = appends(b, "{") && appends(b, lname) && appends(b, "=\"") &&
+		     prom_label(b, l, ln) && appends(b, "\"}");
+	return ok && prom_value(b, v);
+}
+
+bool cq_metrics_prom(const struct cq_metrics *ms, struct cq_buf *out)
+{
+	bool ok = true;
+
+	for (size_t d = 0; d < sizeof(defs) / sizeof(defs[0]) && ok; d++) {
+		const struct cq_metric_def *def = &defs[d];
+		bool head = false;
+
+		if (!def->prom)
+			continue;
+		if (def == &defs[0]) {
+			/* cq_up: one line per server asked for */
+			for (int s = 0; s < CQ_NSRC && ok; s++) {
+				const struct cq_source *src = &ms->src[s];
+
+				if (!src->used)
+					continue;
+				if (!head)
+					ok = appends(out, "# HELP cq_up ") &&
+					     appends(out, def->help) &&
+					     appends(out, "\n# TYPE cq_up gauge\n");
+				head = true;
+				ok = ok && prom_line(out, "cq_up", "server", src->name,
+						     strlen(src->name), src->up);
+			}
+			continue;
+		}
+		for (size_t i = 0; i < ms->n && ok; i++) {
+			const struct cq_metric *m = &ms->m[i];
+
+			if (m->def != def || isnan(m->value))
+				continue;
+			if (!head)
+				ok = appends(out, "# HELP ") && appends(out, def->prom) &&
+				     appends(out, " ") && appends(out, def->help) &&
+				     appends(out, "\n# TYPE ") && appends(out, def->prom) &&
+				     appends(out, def->type == CQ_COUNTER ?
+						  " counter\n" : " gauge\n");
+			head = true;
+			ok = ok && prom_line(out, def->prom, m->label ? def->label : NULL,
+					     m->label, m->label_len, m->value);
+		}
+	}
+	return ok;
+}
+
+/* ---- text ---------------------------------------------------------------- */
+
+static bool text_value(struct cq_buf *b, double v, enum cq_metric_fmt fmt)
+{
+	char num[64];
+
+	if (isnan(v))
+		snprintf(num, sizeof(num), "-");
+	else if (fmt == CQ_FMT_RATIO)
+		snprintf(num, sizeof(num), "%.4f", v);
+	else if (fmt == CQ_FMT_RATE)
+		snprintf(num, sizeof(num), "%.2f", v);
+	else
+		snprintf(num, sizeof(num), "%.0f", v);
+	return appends(b, num);
+}
+
+/* Bytes shown as they are, except that a newline or tab in a label
+ * would break the line format: those print as \n and \t. */
+static bool text_label(struct cq_buf *b, const char *s, size_t n)
+{
+	bool ok = true;
+
+	for (size_t i = 0; i < n && ok; i++) {
+		if (s[i] == '\n')
+			ok = appends(b, "\\n");
+		else if (s[i] == '\t')
+			ok = appends(b, "\\t");
+		else if (s[i] == '\\')
+			ok = appends(b, "\\\\");
+		else
+			ok = cq_buf_append(b, &s[i], 1);
+	}
+	return ok;
+}
+
+bool cq_metrics_text(const struct cq_metrics *ms, struct cq_buf *out)
+{
+	bool ok = true;
+
+	for (int s = 0; s < CQ_NSRC && ok; s++) {
+		const struct cq_source *src = &ms->src[s];
+
+		if (!src->used || src->up)
+			continue;
+		ok = appends(out, src->name) && appends(out, "\tdown: ") &&
+		     appends(out, src->errstr) && appends(out, "\n");
+	}
+	for (size_t i = 0; i < ms->n && ok; i++) {
+		const struct cq_metric *m = &ms->m[i];
+
+		ok = appends(out, m->def->name);
+		if (ok && m->label)
+			ok = appends(out, "[") &&
+			     text_label(out, m->label, m->label_len) &&
+			     appends(out, "]");
+		ok = ok && appends(out, "\t") && text_value(out, m->value, m->def->fmt) &&
+		     appends(out, "\n");
+	}
+	return ok;
+}
+
+void cq_metric_human(double v, enum cq_metric_fmt fmt, char *buf, size_t len)
+{
+	static const char units[] = "kMGTP";
+	double base = fmt == CQ_FMT_BYTES ? 1024.0 : 1000.0;
+	int u = -1;
+
+	if (isnan(v)) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	if (fmt == CQ_FMT_RATIO) {
+		snprintf(buf, len, "%.2f", v);
+		return;
+	}
+	while (fabs(v) >= 10000.0 && u < 4) {
+		v /= base;
+		u++;
+	}
+	if (u < 0 && fmt == CQ_FMT_RATE && v != floor(v) && v < 100)
+		snprintf(buf, len, "%.1f", v);
+	else if (u < 0)
+		snprintf(buf, len, "%.0f", v);
+	else
+		snprintf(buf, len, v < 100 ? "%.1f%c" : "%.0f%c", v,
+			 fmt == CQ_FMT_BYTES ? "KMGTP"[u] : units[u]);
+}
+
+/* ---- checks -------------------------------------------------------------- */
+
+static const char *const state_names[] = { "OK", "WARNING", "CRITICAL", "UNKNOWN" };
+static const char *const op_names[] = { "<", "<=", ">", ">=", "==", "!=" };
+
+static bool breaks(const struct cq_check *c, double v)
+{
+	switch (c->op) {
+	case CQ_OP_LT:
+		return v < c->threshold;
+	case CQ_OP_LE:
+		return v <= c->threshold;
+	case CQ_OP_GT:
+		return v > c->threshold;
+	case CQ_OP_GE:
+		return v >= c->threshold;
+	case CQ_OP_EQ:
+		return v == c->threshold;
+	case CQ_OP_NE:
+		return v != c->threshold;
+	}
+	return false;
+}
+
+static int worse(int a, int b)
+{
+	/* UNKNOWN outranks WARNING but not CRITICAL, as plugins do */
+	static const int rank[] = { 0, 1, 3, 2 };
+
+	return rank[b] > rank[a] ? b : a;
+}
+
+/* The number for a status line: up to 4 decimals, no trailing zeros. */
+static void short_num(double v, char *buf, size_t len)
+{
+	char *p;
+
+	snprintf(buf, len, "%.4f", v);
+	p = strchr(buf, '.');
+	if (!p)
+		return;
+	for (p = buf + strlen(buf) - 1; *p == '0'; p--)
+		*p = '\0';
+	if (*p == '.')
+		*p = '\0';
+}
+
+/* Does this metric entry count for the check? */
+static bool selects(const struct cq_check *c, const struct cq_metric *m)
+{
+	if (strcmp(m->def->name, c->metric) != 0)
+		return false;
+	if (!c->has_label)
+		return true;
+	return m->label && m->label_len == strlen(c->label) &&
+	       memcmp(m->label, c->label, m->label_len) == 0;
+}
+
+/* How many entries the metric has (to show [label] only when several). */
+static size_t instances(const struct cq_metrics *ms, const char *name)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < ms->n; i++)
+		n += strcmp(ms->m[i].def->name, name) == 0;
+	return n;
+}
+
+/* Why a metric is unknown: the down server it comes from, if any. */
+static const char *why_unknown(const struct cq_metrics *ms,
+			       const struct cq_metric_def *d)
+{
+	int s = !d->label || strcmp(d->label, "db") == 0 ||
+		strcmp(d->label, "prefix") == 0 ? CQ_SRC_REDIS : CQ_SRC_AMQP;
+
+	if (ms->src[s].used && !ms->src[s].up)
+		return ms->src[s].errstr;
+	if (s == CQ_SRC_AMQP && ms->src[CQ_SRC_API].used && !ms->src[CQ_SRC_API].up)
+		return ms->src[CQ_SRC_API].errstr;
+	return NULL;
+}
+
+/* One figure of the status line. */
+struct item {
+	char key[400];		/* name or name[label]: one entry per key */
+	char text[900];		/* what the line shows */
+	int state;
+};
+
+struct items {
+	struct item *v;
+	size_t n;
+};
+
+/* Add an item; an item for a key already there keeps the worse one. */
+static bool put_item(struct items *it, const struct item *x)
+{
+	struct item *v;
+
+	for (size_t i = 0; i < it->n; i++) {
+		if (strcmp(it->v[i].key, x->key) != 0)
+			continue;
+		if (worse(it->v[i].state, x->state) != it->v[i].state)
+			it->v[i] = *x;
+		return true;
+	}
+	v = realloc(it->v, (it->n + 1) * sizeof(*v));
+	if (!v)
+		return false;
+	it->v = v;
+	it->v[it->n++] = *x;
+	return true;
+}
+
+static void item_key(struct item *x, const char *name, const struct cq_metric *m,
+		     bool label)
+{
+	struct cq_buf b = { 0 };
+
+	snprintf(x->key, sizeof(x->key), "%s", name);
+	if (label && m && m->label && appends(&b, "[") &&
+	    text_label(&b, m->label, m->label_len) && appends(&b, "]"))
+		strncat(x->key, b.data, sizeof(x->key) - strlen(x->key) - 1);
+	cq_buf_free(&b);
+}
+
+/* The items of one check. */
+static bool eval_one(const struct cq_check *c, const struct cq_metrics *ms,
+		     struct items *it)
+{
+	const struct cq_metric_def *d = cq_metric_def(c->metric);
+	const char *why = d ? why_unknown(ms, d) : NULL;
+	bool several = instances(ms, c->metric) > 1, any = false;
+	char num[48], thr[48];
+	struct item x;
+
+	for (size_t i = 0; i < ms->n; i++) {
+		const struct cq_metric *m = &ms->m[i];
+
+		if (!selects(c, m))
+			continue;
+		any = true;
+		item_key(&x, c->metric, m, several);
+		short_num(m->value, num, sizeof(num));
+		short_num(c->threshold, thr, sizeof(thr));
+		if (isnan(m->value)) {
+			x.state = CQ_STATE_UNKNOWN;
+			snprintf(x.text, sizeof(x.text), "%s unknown%s%s", x.key,
+				 why ? ": " : "", why ? why : "");
+		} else if (breaks(c, m->value)) {
+			x.state = c->level;
+			snprintf(x.text, sizeof(x.text), "%s=%s (%s%s)", x.key,
+				 num, op_names[c->op], thr);
+		} else {
+			x.state = CQ_STATE_OK;
+			snprintf(x.text, sizeof(x.text), "%s=%s", x.key, num);
+		}
+		if (!put_item(it, &x))
+			return false;
+	}
+	if (any)
+		return true;
+	x.state = CQ_STATE_UNKNOWN;
+	snprintf(x.key, sizeof(x.key), "%s%s%s%s", c->metric,
+		 c->has_label ? "[" : "", c->label, c->has_label ? "]" : "");
+	snprintf(x.text, sizeof(x.text), "%s unknown%s%s", x.key,
+		 why ? ": " : (c->has_label ? ": no such " : ""),
+		 why ? why : (c->has_label && d && d->label ? d->label : ""));
+	return put_item(it, &x);
+}
+
+bool cq_checks_eval(const struct cq_check *checks, size_t n,
+		    const struct cq_metrics *ms, enum cq_check_state *state,
+		    struct cq_buf *line)
+{
+	struct items it = { 0 };
+	int st = CQ_STATE_OK;
+	bool ok = true;
+
+	for (size_t i = 0; i < n && ok; i++)
+		ok = eval_one(&checks[i], ms, &it);
+	for (size_t i = 0; i < it.n; i++)
+		st = worse(st, it.v[i].state);
+	*state = (enum cq_check_state)st;
+	ok = ok && appends(line, "CQ ") && appends(line, state_names[st]) &&
+	     appends(line, " -");
+	/* what broke a threshold (or is unknown) first, then the rest */
+	for (int pass = 0; pass < 2 && ok; pass++)
+		for (size_t i = 0; i < it.n && ok; i++)
+			if ((it.v[i].state != CQ_STATE_OK) == (pass == 0))
+				ok = appends(line, " ") && appends(line, it.v[i].text);
+	free(it.v);
+	return ok;
+}

@@ -1,0 +1,103 @@
+/* stats_queue.c - queue figures from passive declares (librabbitmq only;
+ * qctl links this file, never libcurl). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amqp_int.h"
+#include "cq.h"
+#include "internal.h"
+
+/*
+ * A passive queue.declare: ready messages (unacked ones are not counted
+ * by the broker here) and consumers.  CQ_ERR_NOTFOUND for a missing
+ * queue; the channel the broker closed for it is reopened.
+ */
+static enum cq_err passive(struct cq_ctx *ctx, const char *queue,
+			   uint32_t *ready, uint32_t *consumers)
+{
+	amqp_queue_declare_ok_t *ok;
+	char what[300];
+
+	if (ctx->err)
+		return ctx->err;
+	if (!ctx->amqp && cq_amqp_connect(ctx))
+		return ctx->err;
+	if (strlen(queue) > 255)
+		return cq_seterr(ctx, CQ_ERR_USAGE,
+				 "queue name longer than 255 bytes: '%.40s...'",
+				 queue);
+	ok = amqp_queue_declare(ctx->amqp->conn, CQI_CHANNEL,
+				amqp_cstring_bytes(queue), 1, 0, 0, 0,
+				amqp_empty_table);
+	snprintf(what, sizeof(what), "queue '%s'", queue);
+	if (!ok)
+		return cqi_amqp_check(ctx, what);
+	*ready = ok->message_count;
+	*consumers = ok->consumer_count;
+	return CQ_OK;
+}
+
+/* Ready messages of the dead-letter queue, NAN when it does not exist;
+ * *name gets the queue used (or NULL). */
+static enum cq_err dlq_depth(struct cq_ctx *ctx, const char *queue,
+			     const char *dlq, double *depth, char **name)
+{
+	char *guess = NULL;
+	uint32_t ready, consumers;
+	enum cq_err e;
+
+	*depth = NAN;
+	*name = NULL;
+	if (!dlq) {
+		if (asprintf(&guess, "%s%s", queue, CQ_DLQ_SUFFIX) < 0)
+			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		dlq = guess;
+	}
+	e = passive(ctx, dlq, &ready, &consumers);
+	if (e == CQ_ERR_NOTFOUND && ctx->amqp && ctx->amqp->channel_open) {
+		cq_clear_error(ctx);
+		e = CQ_OK;
+	} else if (!e) {
+		*depth = ready;
+		*name = strdup(dlq);
+		if (!*name)
+			e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	}
+	free(guess);
+	return e;
+}
+
+enum cq_err cq_queue_figures(struct cq_ctx *ctx, size_t n,
+			     const char *const *queues,
+			     const char *const *dlqs, struct cq_metrics *ms)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *q = queues[i];
+		uint32_t ready = 0, consumers = 0;
+		double depth = NAN;
+		char *dlq = NULL;
+		enum cq_err e = passive(ctx, q, &ready, &consumers);
+		bool found = !e;
+		int ok;
+
+		if (e == CQ_ERR_NOTFOUND && ctx->amqp && ctx->amqp->channel_open) {
+			cq_clear_error(ctx);
+			e = CQ_OK;
+		}
+		if (found)
+			e = dlq_depth(ctx, q, dlqs ? dlqs[i] : NULL, &depth, &dlq);
+		if (e)
+			return e;
+		ok = cq_metrics_add_queue(ms, q, dlq, found) >= 0 &&
+		     cq_metrics_add(ms, "ready", q, strlen(q), found ? ready : NAN) &&
+		     cq_metrics_add(ms, "consumers", q, strlen(q),
+				    found ? consumers : NAN) &&
+		     cq_metrics_add(ms, "dlq", q, strlen(q), depth);
+		free(dlq);
+		if (!ok)
+			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	}
+	return CQ_OK;
+}

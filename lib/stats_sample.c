@@ -1,0 +1,270 @@
+/* stats_sample.c - cqstat's sampler: Redis, the queues and the management
+ * API, each on its own connection, so one being down does not hide the
+ * others.  Links everything (only cqstat uses it). */
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cq.h"
+#include "internal.h"
+
+struct cq_stat {
+	struct cq_settings set;
+	struct cq_stat_opts o;
+	struct cq_ctx *ctx[CQ_NSRC];	/* one per server, NULL until used */
+	struct cq_cache_sample prev;
+	bool have_prev;
+	long long prev_ms;		/* monotonic time of the last sample */
+	char **names;			/* -q queues, then --match ones */
+	size_t nnames;
+	bool matched;			/* the --match set is fixed */
+	char *vhost;
+};
+
+static void free_names(struct cq_stat *st)
+{
+	for (size_t i = 0; i < st->nnames; i++)
+		free(st->names[i]);
+	free(st->names);
+	st->names = NULL;
+	st->nnames = 0;
+}
+
+static bool add_name(struct cq_stat *st, const char *name)
+{
+	char **v;
+
+	for (size_t i = 0; i < st->nnames; i++)
+		if (strcmp(st->names[i], name) == 0)
+			return true;
+	v = realloc(st->names, (st->nnames + 1) * sizeof(*v));
+	if (!v)
+		return false;
+	st->names = v;
+	v[st->nnames] = strdup(name);
+	return v[st->nnames++] != NULL;
+}
+
+/* The vhost of the first AMQP URL ("/" when it cannot be parsed: the
+ * AMQP connection reports the bad URL itself). */
+static char *vhost_of(const char *list)
+{
+	struct cq_amqp_url u;
+	char *one = strndup(list ? list : "", strcspn(list ? list : "", ","));
+	char *v = NULL, err[100];
+
+	if (one && cq_amqp_url_parse(one, &u, err, sizeof(err)) == CQ_OK) {
+		v = strdup(u.vhost);
+		cq_amqp_url_clear(&u);
+	}
+	free(one);
+	return v ? v : strdup("/");
+}
+
+struct cq_stat *cq_stat_new(const struct cq_settings *set,
+			    const struct cq_stat_opts *o)
+{
+	struct cq_stat *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return NULL;
+	st->set = *set;
+	st->o = *o;
+	st->vhost = vhost_of(set->amqp_url);
+	for (size_t i = 0; st->vhost && i < o->nqueues; i++)
+		if (!add_name(st, o->queues[i]))
+			goto fail;
+	if (!st->vhost)
+		goto fail;
+	return st;
+fail:
+	cq_stat_free(st);
+	return NULL;
+}
+
+void cq_stat_free(struct cq_stat *st)
+{
+	if (!st)
+		return;
+	for (int i = 0; i < CQ_NSRC; i++)
+		cq_ctx_free(st->ctx[i]);
+	cq_cache_sample_clear(&st->prev);
+	free_names(st);
+	free(st->vhost);
+	free(st);
+}
+
+/* The context for a server, made when missing. */
+static struct cq_ctx *ctx_for(struct cq_stat *st, int src)
+{
+	if (!st->ctx[src])
+		st->ctx[src] = cq_ctx_new(&st->set);
+	return st->ctx[src];
+}
+
+/* Record the source's state; a failed connection is dropped so that the
+ * next sample connects again. */
+static void settle(struct cq_stat *st, struct cq_metrics *ms, int src)
+{
+	struct cq_ctx *ctx = st->ctx[src];
+
+	cq_metrics_source(ms, src, ctx);
+	if (ctx->err) {
+		cq_ctx_free(ctx);
+		st->ctx[src] = NULL;
+	}
+}
+
+static enum cq_err cache_part(struct cq_stat *st, struct cq_metrics *ms)
+{
+	struct cq_ctx *ctx = ctx_for(st, CQ_SRC_REDIS);
+	struct cq_cache_sample cur;
+
+	if (!ctx)
+		return CQ_ERR_NOMEM;
+	if (cq_cache_sample(ctx, &cur) == CQ_OK) {
+		if (!cq_cache_figures(st->have_prev ? &st->prev : NULL, &cur, ms)) {
+			cq_cache_sample_clear(&cur);
+			return CQ_ERR_NOMEM;
+		}
+		cq_cache_sample_clear(&st->prev);
+		st->prev = cur;
+		st->have_prev = true;
+	}
+	settle(st, ms, CQ_SRC_REDIS);
+	return CQ_OK;
+}
+
+/* Fix the --match set from the API, once. */
+static enum cq_err match_part(struct cq_stat *st, struct cq_ctx *api)
+{
+	struct cq_api_queue *q;
+	size_t n;
+
+	if (st->matched || !st->o.match || !st->o.api_url)
+		return CQ_OK;
+	if (cq_api_queues(api, st->o.api_url, st->vhost, NULL, 0, st->o.match,
+			  &q, &n))
+		return api->err == CQ_ERR_NOMEM ? CQ_ERR_NOMEM : CQ_OK;
+	for (size_t i = 0; i < n; i++) {
+		if (!add_name(st, q[i].name)) {
+			cq_api_queues_free(q, n);
+			return CQ_ERR_NOMEM;
+		}
+	}
+	cq_api_queues_free(q, n);
+	st->matched = true;
+	return CQ_OK;
+}
+
+static struct cq_api_queue *api_of(struct cq_api_queue *q, size_t n,
+				   const char *name)
+{
+	for (size_t i = 0; q && i < n; i++)
+		if (q[i].name && strcmp(q[i].name, name) == 0)
+			return &q[i];
+	return NULL;
+}
+
+/* The figures only the API gives (unknown without it). */
+static bool api_figures(struct cq_metrics *ms, const char *name,
+			const struct cq_api_queue *a, bool amqp_up)
+{
+	size_t n = strlen(name);
+	bool ok = cq_metrics_add(ms, "unacked", name, n, a ? a->unacked : NAN) &&
+		  cq_metrics_add(ms, "publish_rate", name, n, a ? a->publish_rate : NAN) &&
+		  cq_metrics_add(ms, "deliver_rate", name, n, a ? a->deliver_rate : NAN) &&
+		  cq_metrics_add(ms, "ack_rate", name, n, a ? a->ack_rate : NAN);
+
+	if (ok && !amqp_up) {
+		/* AMQP down: what the API knows of ready and consumers */
+		ok = cq_metrics_add_queue(ms, name, a ? a->dlq : NULL,
+					  a && !isnan(a->ready)) >= 0 &&
+		     cq_metrics_add(ms, "ready", name, n, a ? a->ready : NAN) &&
+		     cq_metrics_add(ms, "consumers", name, n, a ? a->consumers : NAN) &&
+		     cq_metrics_add(ms, "dlq", name, n, NAN);
+	}
+	return ok;
+}
+
+static enum cq_err queue_part(struct cq_stat *st, struct cq_metrics *ms)
+{
+	struct cq_api_queue *aq = NULL;
+	struct cq_ctx *api = NULL, *amqp;
+	const char **dlqs = NULL;
+	size_t naq = 0;
+	enum cq_err e = CQ_OK;
+	bool amqp_up;
+
+	if (st->o.api_url) {
+		api = ctx_for(st, CQ_SRC_API);
+		if (!api || match_part(st, api))
+			return CQ_ERR_NOMEM;
+		if (st->nnames)
+			cq_api_queues(api, st->o.api_url, st->vhost,
+				      (const char *const *)st->names, st->nnames,
+				      NULL, &aq, &naq);
+		if (api->err == CQ_ERR_NOMEM)
+			return CQ_ERR_NOMEM;
+		settle(st, ms, CQ_SRC_API);
+	}
+	amqp = ctx_for(st, CQ_SRC_AMQP);
+	dlqs = calloc(st->nnames + 1, sizeof(*dlqs));
+	if (!amqp || !dlqs) {
+		e = CQ_ERR_NOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < st->nnames; i++) {
+		struct cq_api_queue *a = api_of(aq, naq, st->names[i]);
+
+		dlqs[i] = a ? a->dlq : NULL;
+	}
+	/* figures added for the queues before a failure are dropped */
+	{
+		size_t keep_m = ms->n, keep_q = ms->nqueues;
+
+		cq_queue_figures(amqp, st->nnames, (const char *const *)st->names,
+				 dlqs, ms);
+		if (amqp->err) {
+			while (ms->n > keep_m)
+				free(ms->m[--ms->n].label);
+			while (ms->nqueues > keep_q) {
+				ms->nqueues--;
+				free(ms->queues[ms->nqueues].name);
+				free(ms->queues[ms->nqueues].dlq);
+			}
+		}
+	}
+	if (amqp->err == CQ_ERR_NOMEM) {
+		e = CQ_ERR_NOMEM;
+		goto out;
+	}
+	amqp_up = !amqp->err;
+	settle(st, ms, CQ_SRC_AMQP);
+	for (size_t i = 0; i < st->nnames && !e; i++)
+		if (!api_figures(ms, st->names[i], api_of(aq, naq, st->names[i]),
+				 amqp_up))
+			e = CQ_ERR_NOMEM;
+out:
+	free(dlqs);
+	cq_api_queues_free(aq, naq);
+	return e;
+}
+
+enum cq_err cq_stat_sample(struct cq_stat *st, struct cq_metrics *ms)
+{
+	long long now = cq_now_ms();
+	enum cq_err e = CQ_OK;
+
+	cq_metrics_clear(ms);
+	ms->time_ms = cq_wall_ms();
+	ms->interval_s = st->prev_ms ? (double)(now - st->prev_ms) / 1000.0 : 0;
+	st->prev_ms = now;
+	if (st->o.cache)
+		e = cache_part(st, ms);
+	if (!e && (st->nnames || st->o.match))
+		e = queue_part(st, ms);
+	return e;
+}
