@@ -301,4 +301,75 @@ enum cq_err cq_purge(struct cq_ctx *ctx, const char *queue, uint32_t *count);
 
 /* ---- consume (owned by `qctl consume`) ----------------------------------- */
 
+#include <signal.h>
+
+struct cq_consume_stats {
+	unsigned long long received;	/* deliveries read from the queue */
+	unsigned long long handled;	/* printed, or settled after a handler */
+	unsigned long long acked;	/* done: acked after success */
+	unsigned long long retried;	/* republished with retries + 1 */
+	unsigned long long dead_lettered;
+	unsigned long long skipped;	/* --dedupe: id already processed */
+	unsigned running;		/* handlers running now */
+	long long elapsed_ms;
+	bool stopped;			/* *stop ended the run */
+};
+
+/*
+ * What cq_consume does.  Start from cq_consume_opts_init().  Exactly one
+ * of print (with flush) and exec is set.
+ */
+struct cq_consume_opts {
+	const char *queue;
+	unsigned prefetch;		/* basic.qos; 0 = 2000 printing, --jobs with exec */
+	unsigned long long count;	/* stop after this many messages, 0 = no limit */
+	long long idle_timeout_ms;	/* stop when nothing arrives for this long, 0 = never */
+	bool until_empty;		/* stop once the queue is drained */
+
+	/* Printing: print() writes one message (false: output failed);
+	 * flush() pushes written output out (false: failed).  A message is
+	 * acked only after a flush() that succeeded, and never after a
+	 * failed print or flush. */
+	bool (*print)(void *arg, const struct cq_delivery *d);
+	bool (*flush)(void *arg);
+
+	/* Or a handler per message: `sh -c exec` with the body on stdin. */
+	const char *exec;
+	unsigned jobs;			/* handlers at a time, >= 1 */
+	unsigned max_retries;		/* failed attempts retried before dead-lettering */
+	long long retry_delay_ms;	/* hold a failed message this long first */
+	const int *poison_codes;	/* exit codes dead-lettered at once */
+	size_t npoison;
+	long long handler_timeout_ms;	/* SIGTERM (then SIGKILL) after, 0 = none */
+	const char *dlq;		/* dead letters go here; NULL = the queue's
+					 * DLX if it has one, else QUEUE.dlq */
+
+	bool dedupe;			/* skip ids already processed (Redis) */
+	long long dedupe_ttl_ms;	/* remember a processed id this long */
+
+	/* Reports (each may be NULL); all run inside cq_consume. */
+	void (*handler_stderr)(void *arg, const char *p, size_t n);
+	void (*notice)(void *arg, const char *msg);	/* retries, dead letters */
+	void (*progress)(void *arg, const struct cq_consume_stats *st);
+	void *arg;
+
+	/* Set non-zero (from a signal handler) to stop: no new messages;
+	 * in-flight handlers finish and are settled. */
+	volatile sig_atomic_t *stop;
+};
+
+void cq_consume_opts_init(struct cq_consume_opts *o);
+
+/*
+ * Consume from a queue until a stop condition (count, idle timeout,
+ * drained, *stop) or an error.  Nothing is acked before it is done: an
+ * error or a crash leaves the rest unacked, and RabbitMQ delivers them
+ * again.  Returns CQ_OK; CQ_ERR_NOTFOUND when the queue does not exist,
+ * or when --until-empty / --idle-timeout ended a run that received
+ * nothing; CQ_ERR_IO when print or flush failed; connection errors.
+ * *st is filled in every case.
+ */
+enum cq_err cq_consume(struct cq_ctx *ctx, const struct cq_consume_opts *o,
+		       struct cq_consume_stats *st);
+
 #endif
