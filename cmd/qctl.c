@@ -1,7 +1,866 @@
 /* qctl - the queue toolkit: option parsing and output over libcq. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "cli.h"
 
+#define DEFAULT_WINDOW 10000
+/* RabbitMQ's default max_message_size (3.8 and later) */
+#define DEFAULT_MAX_SIZE (128ULL << 20)
+
+/* A progress line on stderr, at most every 250ms. */
+struct progress {
+	bool on;
+	long long start, last;
+};
+
+static void progress_init(struct progress *p, const struct cli *cli)
+{
+	p->on = cli_progress_wanted(cli);
+	p->start = p->last = cq_now_ms();
+}
+
+static void progress_show(struct progress *p, const struct cli *cli,
+			  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void progress_show(struct progress *p, const struct cli *cli,
+			  const char *fmt, ...)
+{
+	long long now;
+	va_list ap;
+
+	if (!p->on)
+		return;
+	now = cq_now_ms();
+	if (now - p->last < 250)
+		return;
+	p->last = now;
+	fprintf(stderr, "\r%s: %s: ", cli->prog, cli->verb->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\033[K", stderr);
+}
+
+static void progress_done(struct progress *p)
+{
+	if (p->on)
+		fputs("\r\033[K", stderr);
+}
+
+static double seconds_since(long long start)
+{
+	return (double)(cq_now_ms() - start) / 1000.0;
+}
+
+/* Write a JSON line (freeing it); false when out of memory or stdout
+ * failed. */
+static bool put_json(struct cli *cli, char *line)
+{
+	bool ok;
+
+	if (!line) {
+		cli_err(cli, "out of memory");
+		return false;
+	}
+	ok = cli_write(cli, line, strlen(line)) && cli_write(cli, "\n", 1);
+	free(line);
+	return ok;
+}
+
+/* "key=value" for -H. */
+static bool parse_header(struct cli *cli, char *arg, struct cq_header *h)
+{
+	char *eq = strchr(arg, '=');
+
+	if (!eq || eq == arg) {
+		cli_usage_error(cli, "-H: want key=value, got '%s'", arg);
+		return false;
+	}
+	*eq = '\0';
+	if (strlen(arg) > 255) {
+		cli_usage_error(cli, "-H: header name longer than 255 bytes");
+		return false;
+	}
+	memset(h, 0, sizeof(*h));
+	h->key = arg;
+	h->value = eq + 1;
+	h->vlen = strlen(eq + 1);
+	if (h->vlen == 0)
+		h->value = "";
+	return true;
+}
+
+/* ---- enqueue ---------------------------------------------------------- */
+
+static const char enqueue_usage[] =
+	"usage: qctl enqueue [OPTIONS] QUEUE [MSG...]\n"
+	"\n"
+	"Publish each MSG, or each line of standard input, to QUEUE: persistent,\n"
+	"mandatory and publisher-confirmed.  Exit 0 only when every message is\n"
+	"confirmed; otherwise exit 75 and name each input line not confirmed.\n"
+	"\n"
+	"  -0, --null         standard input is NUL-separated, not lines\n"
+	"  --jsonl            standard input holds JSON records: body (or\n"
+	"                     body_base64), headers, message_id, priority,\n"
+	"                     content_type, expiration, routing_key, persistent\n"
+	"  --exchange EX      publish to exchange EX (routing key: QUEUE)\n"
+	"  --routing-key RK   the routing key (with --exchange)\n"
+	"  -H, --header K=V   add a header (repeatable)\n"
+	"  --priority N       message priority 0-255\n"
+	"  --message-id ID    message id (default: a fresh unique id each)\n"
+	"  --content-type T   content type, e.g. application/json\n"
+	"  --expiration DUR   per-message TTL\n"
+	"  --transient        not persistent\n"
+	"  --window N         messages awaiting confirms at once (default 10000)\n"
+	"  --max-size SIZE    refuse larger messages (default 128M)\n"
+	"  --json             list unconfirmed lines as JSON on stdout\n";
+
+enum {
+	OPT_ENQ_JSONL = OPT_VERB, OPT_ENQ_EXCHANGE, OPT_ENQ_ROUTING_KEY,
+	OPT_ENQ_PRIORITY, OPT_ENQ_MESSAGE_ID, OPT_ENQ_CONTENT_TYPE,
+	OPT_ENQ_EXPIRATION, OPT_ENQ_TRANSIENT, OPT_ENQ_WINDOW,
+	OPT_ENQ_MAX_SIZE,
+};
+
+/* Unconfirmed inputs are reported as ranges of consecutive numbers with
+ * the same reason, so a lost connection is one line, not thousands. */
+struct enqueue {
+	struct cli *cli;
+	const char *unit;	/* "line" or "argument" */
+	uint64_t first, last;
+	const char *reason;
+	uint64_t bad;
+	char expiration[24];
+};
+
+static void report_range(struct enqueue *e)
+{
+	if (!e->reason)
+		return;
+	if (e->first == e->last)
+		cli_err(e->cli, "%s %llu: not confirmed: %s", e->unit,
+			(unsigned long long)e->first, e->reason);
+	else
+		cli_err(e->cli, "%ss %llu-%llu: not confirmed: %s", e->unit,
+			(unsigned long long)e->first,
+			(unsigned long long)e->last, e->reason);
+	e->reason = NULL;
+}
+
+static void on_settle(void *arg, uint64_t tag, bool ok, const char *reason)
+{
+	struct enqueue *e = arg;
+	char line[200];
+
+	if (ok)
+		return;
+	if (e->cli->json) {
+		snprintf(line, sizeof(line), "{\"%s\":%llu,\"error\":\"%s\"}\n",
+			 e->unit, (unsigned long long)tag, reason);
+		cli_write(e->cli, line, strlen(line));
+	}
+	if (e->reason && e->reason == reason && tag == e->last + 1) {
+		e->last = tag;
+		return;
+	}
+	report_range(e);
+	e->first = e->last = tag;
+	e->reason = reason;
+}
+
+/* Publish one message; false when the publisher is dead. */
+static bool enqueue_one(struct enqueue *e, struct cq_publisher *pub,
+			const struct cq_message *m, uint64_t tag)
+{
+	struct cq_ctx *ctx = e->cli->ctx;
+	enum cq_err err = cq_publish(pub, m, tag);
+
+	if (err == CQ_ERR_DATA && ctx->err == CQ_ERR_DATA) {
+		cli_err(e->cli, "%s %llu: %s", e->unit,
+			(unsigned long long)tag, ctx->errstr);
+		cq_clear_error(ctx);
+		e->bad++;
+		return true;
+	}
+	return err == CQ_OK;
+}
+
+/* Publish each record of standard input.  *next gets the number of the
+ * first record not handed to the publisher. */
+static int enqueue_stdin(struct enqueue *e, struct cq_publisher *pub,
+			 const struct cq_message *tmpl, char delim, bool jsonl,
+			 unsigned long long max, uint64_t *next)
+{
+	struct cq_reader *r = cq_reader_new(STDIN_FILENO, delim, max);
+	struct progress pr;
+	uint64_t n = 0;
+	const char *p;
+	size_t len;
+	bool too_long, alive = true;
+	int got;
+
+	if (!r) {
+		cli_err(e->cli, "out of memory");
+		return 70;
+	}
+	progress_init(&pr, e->cli);
+	while (alive && (got = cq_reader_next(r, &p, &len, &too_long)) == 1) {
+		struct cq_message m = *tmpl;
+		struct cq_record *rec = NULL;
+		char why[300];
+
+		n++;
+		if (too_long) {
+			cli_err(e->cli, "line %llu: longer than --max-size (%llu bytes)",
+				(unsigned long long)n, max);
+			e->bad++;
+			continue;
+		}
+		if (len == 0)
+			continue;	/* blank lines carry no message */
+		if (jsonl) {
+			if (cq_record_parse(p, len, &m, &rec, why, sizeof(why))) {
+				cli_err(e->cli, "line %llu: %s",
+					(unsigned long long)n, why);
+				e->bad++;
+				continue;
+			}
+		} else {
+			m.body = p;
+			m.len = len;
+		}
+		alive = enqueue_one(e, pub, &m, n);
+		cq_record_free(rec);
+		if ((n & 1023) == 0)
+			progress_show(&pr, e->cli, "%llu sent, %llu confirmed",
+				      (unsigned long long)n,
+				      (unsigned long long)cq_publisher_confirmed(pub));
+	}
+	progress_done(&pr);
+	*next = 0;
+	if (alive && got < 0) {
+		cli_err(e->cli, "cannot read standard input: %s", strerror(errno));
+		cq_reader_free(r);
+		return 74;
+	}
+	/* say so when input was left unsent */
+	if (!alive && cq_reader_next(r, &p, &len, &too_long) == 1)
+		*next = n + 1;
+	cq_reader_free(r);
+	return 0;
+}
+
+/* The target must exist: a passive declare of the queue (default
+ * exchange) or of the exchange. */
+static int enqueue_check_target(struct cli *cli, const char *exchange,
+				const char *queue)
+{
+	if (!exchange || !*exchange) {
+		if (cq_queue_inspect(cli->ctx, queue, NULL, NULL))
+			return cli_fail(cli);
+		return 0;
+	}
+	if (cq_exchange_inspect(cli->ctx, exchange))
+		return cli_fail(cli);
+	return 0;
+}
+
+static int enqueue_finish(struct enqueue *e, struct cq_publisher *pub,
+			  bool died, uint64_t unsent_from, long long start)
+{
+	struct cli *cli = e->cli;
+	uint64_t ok = cq_publisher_confirmed(pub), failed = cq_publisher_failed(pub);
+	int ret = 0;
+
+	report_range(e);
+	if (unsent_from) {
+		char line[120];
+
+		cli_err(cli, "%ss from %llu on: not sent", e->unit,
+			(unsigned long long)unsent_from);
+		if (cli->json) {
+			snprintf(line, sizeof(line),
+				 "{\"from_%s\":%llu,\"error\":\"not sent\"}\n",
+				 e->unit, (unsigned long long)unsent_from);
+			cli_write(cli, line, strlen(line));
+		}
+	}
+	if (died)
+		ret = cli_fail(cli);
+	if (!cli->quiet) {
+		fprintf(stderr, "enqueued %llu messages in %.2fs (%llu failed",
+			(unsigned long long)ok, seconds_since(start),
+			(unsigned long long)failed);
+		if (e->bad)
+			fprintf(stderr, ", %llu malformed",
+				(unsigned long long)e->bad);
+		fputs(")\n", stderr);
+	}
+	if (e->bad)
+		return 65;
+	if (ret)
+		return ret;
+	return failed || unsent_from ? 75 : 0;
+}
+
+static int cmd_enqueue(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "null", no_argument, NULL, '0' },
+		{ "jsonl", no_argument, NULL, OPT_ENQ_JSONL },
+		{ "exchange", required_argument, NULL, OPT_ENQ_EXCHANGE },
+		{ "routing-key", required_argument, NULL, OPT_ENQ_ROUTING_KEY },
+		{ "header", required_argument, NULL, 'H' },
+		{ "priority", required_argument, NULL, OPT_ENQ_PRIORITY },
+		{ "message-id", required_argument, NULL, OPT_ENQ_MESSAGE_ID },
+		{ "content-type", required_argument, NULL, OPT_ENQ_CONTENT_TYPE },
+		{ "expiration", required_argument, NULL, OPT_ENQ_EXPIRATION },
+		{ "transient", no_argument, NULL, OPT_ENQ_TRANSIENT },
+		{ "window", required_argument, NULL, OPT_ENQ_WINDOW },
+		{ "max-size", required_argument, NULL, OPT_ENQ_MAX_SIZE },
+		CLI_COMMON_OPTIONS
+	};
+	struct enqueue e = { .cli = cli, .unit = "line" };
+	struct cq_message tmpl;
+	struct cq_header *hdrs;
+	struct cq_publisher *pub = NULL;
+	unsigned long long window = DEFAULT_WINDOW, max = DEFAULT_MAX_SIZE, v;
+	const char *queue;
+	char delim = '\n';
+	bool jsonl = false, died = false;
+	uint64_t unsent = 0;
+	long long start, ms;
+	int c, ret;
+
+	cq_message_init(&tmpl);
+	hdrs = calloc((size_t)argc + 1, sizeof(*hdrs));
+	if (!hdrs)
+		return cli_usage_error(cli, "out of memory");
+	while ((c = getopt_long(argc, argv, "0H:" CLI_COMMON_SHORT, opts, NULL)) != -1) {
+		switch (c) {
+		case '0':
+			delim = '\0';
+			break;
+		case OPT_ENQ_JSONL:
+			jsonl = true;
+			break;
+		case OPT_ENQ_EXCHANGE:
+			tmpl.exchange = optarg;
+			break;
+		case OPT_ENQ_ROUTING_KEY:
+			tmpl.routing_key = optarg;
+			break;
+		case 'H':
+			if (!parse_header(cli, optarg, &hdrs[tmpl.nheaders]))
+				goto usage;
+			tmpl.nheaders++;
+			break;
+		case OPT_ENQ_PRIORITY:
+			if (!cli_uint(cli, "--priority", optarg, 0, 255, &v))
+				goto usage;
+			tmpl.priority = (int)v;
+			break;
+		case OPT_ENQ_MESSAGE_ID:
+			tmpl.message_id = optarg;
+			break;
+		case OPT_ENQ_CONTENT_TYPE:
+			tmpl.content_type = optarg;
+			break;
+		case OPT_ENQ_EXPIRATION:
+			if (!cli_duration(cli, "--expiration", optarg, &ms))
+				goto usage;
+			snprintf(e.expiration, sizeof(e.expiration), "%lld", ms);
+			tmpl.expiration = e.expiration;
+			break;
+		case OPT_ENQ_TRANSIENT:
+			tmpl.transient = true;
+			break;
+		case OPT_ENQ_WINDOW:
+			if (!cli_uint(cli, "--window", optarg, 1, 1000000, &window))
+				goto usage;
+			break;
+		case OPT_ENQ_MAX_SIZE:
+			if (!cq_parse_size(optarg, &max) || max == 0) {
+				cli_usage_error(cli, "--max-size: bad size '%s' (want e.g. 512k, 64M)", optarg);
+				goto usage;
+			}
+			break;
+		default:
+			cli_common_opt(cli, c, optarg);
+		}
+	}
+	tmpl.headers = hdrs;
+	if (argc - optind < 1) {
+		cli_usage_error(cli, "missing QUEUE");
+		goto usage;
+	}
+	queue = argv[optind++];
+	if (tmpl.routing_key && !tmpl.exchange) {
+		cli_usage_error(cli, "--routing-key goes with --exchange (without it QUEUE is the routing key)");
+		goto usage;
+	}
+	if (!tmpl.routing_key)
+		tmpl.routing_key = queue;
+	if (optind < argc && (jsonl || delim == '\0')) {
+		cli_usage_error(cli, "MSG arguments exclude --jsonl and -0 (those read standard input)");
+		goto usage;
+	}
+	ret = cli_ready(cli);
+	if (ret)
+		goto out;
+	ret = enqueue_check_target(cli, tmpl.exchange, queue);
+	if (ret)
+		goto out;
+	pub = cq_publisher_new(cli->ctx, window, true);
+	if (!pub) {
+		ret = cli_fail(cli);
+		goto out;
+	}
+	cq_publisher_on_settle(pub, on_settle, &e);
+	start = cq_now_ms();
+	if (optind < argc) {
+		e.unit = "argument";
+		for (int i = optind; i < argc; i++) {
+			struct cq_message m = tmpl;
+
+			m.body = argv[i];
+			m.len = strlen(argv[i]);
+			if (!enqueue_one(&e, pub, &m, (uint64_t)(i - optind + 1))) {
+				if (i + 1 < argc)
+					unsent = (uint64_t)(i - optind + 2);
+				break;
+			}
+		}
+	} else {
+		ret = enqueue_stdin(&e, pub, &tmpl, delim, jsonl, max, &unsent);
+		if (ret)
+			goto out;
+	}
+	if (cq_publisher_flush(pub))
+		died = true;
+	ret = enqueue_finish(&e, pub, died, unsent, start);
+out:
+	cq_publisher_free(pub);
+	free(hdrs);
+	return ret;
+usage:
+	free(hdrs);
+	return 64;
+}
+
+/* ---- peek ------------------------------------------------------------- */
+
+static const char peek_usage[] =
+	"usage: qctl peek [OPTIONS] QUEUE\n"
+	"\n"
+	"Show up to N messages of QUEUE without removing them: id, age, size,\n"
+	"a body preview, and for dead letters why, how often and where they\n"
+	"died.  The messages are held unacknowledged while shown, then put back:\n"
+	"RabbitMQ marks them redelivered and may change their order.  Exit 1\n"
+	"when the queue is empty.\n"
+	"\n"
+	"  -n, --count N      show at most N messages (default 10)\n"
+	"  --preview BYTES    body preview length (default 80, 0 = none)\n"
+	"  --json             one JSON object per message, with the whole body\n";
+
+enum { OPT_PEEK_PREVIEW = OPT_VERB };
+
+struct peek {
+	struct cli *cli;
+	size_t preview;
+	long long now_s;
+	size_t n;
+	bool quorum_seen;
+};
+
+/* "42s", "5m3s", "2h10m", "3d4h" */
+static void fmt_age(long long s, char *buf, size_t len)
+{
+	if (s < 0)
+		s = 0;
+	if (s < 60)
+		snprintf(buf, len, "%llds", s);
+	else if (s < 3600)
+		snprintf(buf, len, "%lldm%llds", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, len, "%lldh%lldm", s / 3600, s % 3600 / 60);
+	else
+		snprintf(buf, len, "%lldd%lldh", s / 86400, s % 86400 / 3600);
+}
+
+/* Printable ASCII as is, the rest escaped; at most max input bytes. */
+static bool put_preview(struct cli *cli, const char *p, size_t len, size_t max)
+{
+	char buf[8];
+	bool ok = true;
+
+	for (size_t i = 0; ok && i < len && i < max; i++) {
+		unsigned char c = (unsigned char)p[i];
+
+		if (c == '\n')
+			ok = cli_write(cli, "\\n", 2);
+		else if (c == '\t')
+			ok = cli_write(cli, "\\t", 2);
+		else if (c == '\\')
+			ok = cli_write(cli, "\\\\", 2);
+		else if (c < 0x20 || c >= 0x7f) {
+			snprintf(buf, sizeof(buf), "\\x%02x", c);
+			ok = cli_write(cli, buf, 4);
+		} else
+			ok = cli_write(cli, &p[i], 1);
+	}
+	if (ok && len > max)
+		ok = cli_write(cli, "...", 3);
+	return ok;
+}
+
+static bool put_str(struct cli *cli, const char *s)
+{
+	return cli_write(cli, s, strlen(s));
+}
+
+static bool peek_death(struct peek *pk, const struct cq_death *d)
+{
+	struct cli *cli = pk->cli;
+	char buf[700], age[32];
+
+	if (d->source == CQ_DEATH_NONE || d->source == CQ_DEATH_DLQ_NAME)
+		return true;
+	snprintf(buf, sizeof(buf), "   died: %s", d->reason ? d->reason : "(no reason given)");
+	if (!put_str(cli, buf))
+		return false;
+	if (d->count > 0) {
+		snprintf(buf, sizeof(buf), " (count %lld)", d->count);
+		put_str(cli, buf);
+	}
+	if (d->queue) {
+		snprintf(buf, sizeof(buf), ", queue '%s'", d->queue);
+		put_str(cli, buf);
+	}
+	if (d->exchange) {
+		snprintf(buf, sizeof(buf), ", exchange '%s'", d->exchange);
+		put_str(cli, buf);
+	}
+	if (d->routing_key) {
+		snprintf(buf, sizeof(buf), ", routing key '%s'", d->routing_key);
+		put_str(cli, buf);
+	}
+	if (d->time > 0) {
+		fmt_age(pk->now_s - d->time, age, sizeof(age));
+		snprintf(buf, sizeof(buf), ", %s ago", age);
+		put_str(cli, buf);
+	}
+	snprintf(buf, sizeof(buf), " [%s]\n", d->source == CQ_DEATH_XDEATH ? "x-death" :
+		 d->source == CQ_DEATH_QCTL ? "qctl" : "headers");
+	if (!put_str(cli, buf))
+		return false;
+	if (d->retries >= 0 || d->exit_code >= 0 || d->host) {
+		int n = snprintf(buf, sizeof(buf), "   retries %lld", d->retries < 0 ? 0 : d->retries);
+
+		if (d->exit_code >= 0)
+			n += snprintf(buf + n, sizeof(buf) - (size_t)n, ", exit code %lld", d->exit_code);
+		if (d->host)
+			snprintf(buf + n, sizeof(buf) - (size_t)n, ", host %s", d->host);
+		put_str(cli, buf);
+		put_str(cli, "\n");
+	}
+	if (d->stderr_tail) {
+		put_str(cli, "   stderr: ");
+		put_preview(cli, d->stderr_tail, strlen(d->stderr_tail), 200);
+		put_str(cli, "\n");
+	}
+	return !cli->out_failed;
+}
+
+static enum cq_err peek_one(void *arg, const struct cq_delivery *d)
+{
+	struct peek *pk = arg;
+	struct cli *cli = pk->cli;
+	struct cq_death death;
+	char buf[600], age[32] = "?";
+
+	pk->n++;
+	if (cq_delivery_header(d, "x-delivery-count"))
+		pk->quorum_seen = true;
+	if (cli->json)
+		return put_json(cli, cq_delivery_json(d, true)) ? CQ_OK : CQ_ERR_IO;
+	if (cq_delivery_death(d, &death))
+		return CQ_ERR_NOMEM;
+	if (d->timestamp > 0)
+		fmt_age(pk->now_s - d->timestamp, age, sizeof(age));
+	else if (death.time > 0)
+		fmt_age(pk->now_s - death.time, age, sizeof(age));
+	snprintf(buf, sizeof(buf), "#%zu id=%s age=%s size=%zu%s\n", pk->n,
+		 d->message_id ? d->message_id : "-", age, d->len,
+		 d->redelivered ? " redelivered" : "");
+	put_str(cli, buf);
+	peek_death(pk, &death);
+	cq_death_clear(&death);
+	if (pk->preview) {
+		put_str(cli, "   body: ");
+		put_preview(cli, d->body, d->len, pk->preview);
+		put_str(cli, "\n");
+	}
+	return cli->out_failed ? CQ_ERR_IO : CQ_OK;
+}
+
+static int cmd_peek(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "count", required_argument, NULL, 'n' },
+		{ "preview", required_argument, NULL, OPT_PEEK_PREVIEW },
+		CLI_COMMON_OPTIONS
+	};
+	struct peek pk = { .cli = cli, .preview = 80 };
+	struct cq_queue_info qi;
+	unsigned long long count = 10, v;
+	const char *queue;
+	size_t seen;
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, "n:" CLI_COMMON_SHORT, opts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			if (!cli_uint(cli, "--count", optarg, 1, 1000000, &count))
+				return 64;
+			break;
+		case OPT_PEEK_PREVIEW:
+			if (!cli_uint(cli, "--preview", optarg, 0, 1 << 20, &v))
+				return 64;
+			pk.preview = (size_t)v;
+			break;
+		default:
+			cli_common_opt(cli, c, optarg);
+		}
+	}
+	if (argc - optind != 1)
+		return cli_usage_error(cli, argc - optind < 1 ? "missing QUEUE" :
+				       "one QUEUE at a time");
+	queue = argv[optind];
+	ret = cli_ready(cli);
+	if (ret)
+		return ret;
+	if (cq_queue_probe(cli->ctx, queue, &qi))
+		return cli_fail(cli);
+	if (qi.quorum && qi.delivery_limit >= 0)
+		cli_err(cli, "warning: '%s' is a quorum queue with a delivery limit of %lld: "
+			"each peek counts as a delivery, and a message peeked too often is "
+			"dead-lettered or dropped", queue, qi.delivery_limit);
+	pk.now_s = cq_wall_ms() / 1000;
+	if (cq_peek(cli->ctx, queue, (size_t)count, peek_one, &pk, &seen)) {
+		if (cli->out_failed)
+			return 74;
+		return cli_fail(cli);
+	}
+	if (seen == 0) {
+		if (!cli->quiet)
+			cli_err(cli, "queue '%s' is empty", queue);
+		return 1;
+	}
+	if (!cli->quiet)
+		cli_err(cli, "note: the %zu message%s shown went back to '%s' and %s now marked redelivered%s",
+			seen, seen == 1 ? "" : "s", queue, seen == 1 ? "is" : "are",
+			pk.quorum_seen && !(qi.quorum && qi.delivery_limit >= 0) ?
+			" (quorum queue: their delivery count went up by one)" : "");
+	return 0;
+}
+
+/* ---- declare ---------------------------------------------------------- */
+
+static const char declare_usage[] =
+	"usage: qctl declare [OPTIONS] QUEUE\n"
+	"\n"
+	"Declare QUEUE durable (idempotent: nothing changes if it exists with\n"
+	"the same arguments; different arguments are an error, exit 65).\n"
+	"\n"
+	"  --dlq[=NAME]       also a dead-letter exchange QUEUE.dlx and queue\n"
+	"                     (default QUEUE.dlq) that rejected and expired\n"
+	"                     messages go to, with RabbitMQ's x-death header\n"
+	"  --quorum           a quorum queue (replicated; delivery limits)\n"
+	"  --max-length N     keep at most N ready messages\n"
+	"  --message-ttl DUR  messages expire after DUR\n"
+	"  --max-priority N   priorities 1-N (classic queues, 1-255)\n"
+	"  --delivery-limit N dead-letter after N redeliveries (quorum only)\n"
+	"  --json             print the result as JSON\n";
+
+enum {
+	OPT_DECL_DLQ = OPT_VERB, OPT_DECL_QUORUM, OPT_DECL_MAX_LENGTH,
+	OPT_DECL_TTL, OPT_DECL_MAX_PRIORITY, OPT_DECL_DELIVERY_LIMIT,
+};
+
+static int declare_print(struct cli *cli, const char *queue,
+			 const struct cq_declared *d)
+{
+	char line[1200];
+
+	if (cli->json) {
+		int n = snprintf(line, sizeof(line),
+				 "{\"queue\":\"%s\",\"messages\":%u,\"consumers\":%u",
+				 queue, d->messages, d->consumers);
+
+		if (d->dlq)
+			n += snprintf(line + n, sizeof(line) - (size_t)n,
+				      ",\"dlq\":\"%s\",\"dlx\":\"%s\"", d->dlq,
+				      d->dlx);
+		snprintf(line + n, sizeof(line) - (size_t)n, "}\n");
+		cli_write(cli, line, strlen(line));
+		return 0;
+	}
+	if (cli->quiet)
+		return 0;
+	fprintf(stderr, "declared '%s' (%u messages, %u consumers)", queue,
+		d->messages, d->consumers);
+	if (d->dlq)
+		fprintf(stderr, ", dead letters to '%s' via exchange '%s'",
+			d->dlq, d->dlx);
+	fputc('\n', stderr);
+	return 0;
+}
+
+/* Names go into JSON unescaped above: refuse what would need escaping. */
+static bool plain_name(const char *s)
+{
+	for (; *s; s++)
+		if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+			return false;
+	return true;
+}
+
+static int cmd_declare(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "dlq", optional_argument, NULL, OPT_DECL_DLQ },
+		{ "quorum", no_argument, NULL, OPT_DECL_QUORUM },
+		{ "max-length", required_argument, NULL, OPT_DECL_MAX_LENGTH },
+		{ "message-ttl", required_argument, NULL, OPT_DECL_TTL },
+		{ "max-priority", required_argument, NULL, OPT_DECL_MAX_PRIORITY },
+		{ "delivery-limit", required_argument, NULL, OPT_DECL_DELIVERY_LIMIT },
+		CLI_COMMON_OPTIONS
+	};
+	struct cq_queue_opts o;
+	struct cq_declared d = { 0 };
+	unsigned long long v;
+	const char *queue;
+	int c, ret;
+
+	cq_queue_opts_init(&o);
+	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_DECL_DLQ:
+			o.dlq = optarg ? optarg : "";
+			break;
+		case OPT_DECL_QUORUM:
+			o.quorum = true;
+			break;
+		case OPT_DECL_MAX_LENGTH:
+			if (!cli_uint(cli, "--max-length", optarg, 0, INT64_MAX, &v))
+				return 64;
+			o.max_length = (long long)v;
+			break;
+		case OPT_DECL_TTL:
+			if (!cli_duration(cli, "--message-ttl", optarg, &o.message_ttl_ms))
+				return 64;
+			if (o.message_ttl_ms > 0xffffffffLL)
+				return cli_usage_error(cli, "--message-ttl: at most 49d");
+			break;
+		case OPT_DECL_MAX_PRIORITY:
+			if (!cli_uint(cli, "--max-priority", optarg, 1, 255, &v))
+				return 64;
+			o.max_priority = (int)v;
+			break;
+		case OPT_DECL_DELIVERY_LIMIT:
+			if (!cli_uint(cli, "--delivery-limit", optarg, 0, INT32_MAX, &v))
+				return 64;
+			o.delivery_limit = (long long)v;
+			break;
+		default:
+			cli_common_opt(cli, c, optarg);
+		}
+	}
+	if (argc - optind != 1)
+		return cli_usage_error(cli, argc - optind < 1 ? "missing QUEUE" :
+				       "one QUEUE at a time");
+	queue = argv[optind];
+	if (o.delivery_limit >= 0 && !o.quorum)
+		return cli_usage_error(cli, "--delivery-limit needs --quorum (classic queues ignore it)");
+	if (o.max_priority >= 0 && o.quorum)
+		return cli_usage_error(cli, "--max-priority is for classic queues (quorum queues ignore it)");
+	if (!plain_name(queue) || (o.dlq && !plain_name(o.dlq)))
+		return cli_usage_error(cli, "queue names with quotes, backslashes or control characters are not supported");
+	ret = cli_ready(cli);
+	if (ret)
+		return ret;
+	if (cq_declare(cli->ctx, queue, &o, &d))
+		ret = cli_fail(cli);
+	else
+		ret = declare_print(cli, queue, &d);
+	cq_declared_clear(&d);
+	return ret;
+}
+
+/* ---- purge ------------------------------------------------------------ */
+
+static const char purge_usage[] =
+	"usage: qctl purge [OPTIONS] QUEUE --yes\n"
+	"\n"
+	"Remove every ready message from QUEUE (messages delivered and not yet\n"
+	"acknowledged stay) and print how many went.\n"
+	"\n"
+	"  --yes              really do it (refused without)\n"
+	"  --json             print {\"queue\":...,\"purged\":N}\n";
+
+enum { OPT_PURGE_YES = OPT_VERB };
+
+static int cmd_purge(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "yes", no_argument, NULL, OPT_PURGE_YES },
+		CLI_COMMON_OPTIONS
+	};
+	bool yes = false;
+	uint32_t n;
+	char line[400];
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
+		if (c == OPT_PURGE_YES)
+			yes = true;
+		else
+			cli_common_opt(cli, c, optarg);
+	}
+	if (argc - optind != 1)
+		return cli_usage_error(cli, argc - optind < 1 ? "missing QUEUE" :
+				       "one QUEUE at a time");
+	if (!yes)
+		return cli_usage_error(cli, "refusing to purge '%s' without --yes",
+				       argv[optind]);
+	ret = cli_ready(cli);
+	if (ret)
+		return ret;
+	if (cq_purge(cli->ctx, argv[optind], &n))
+		return cli_fail(cli);
+	if (cli->json && plain_name(argv[optind]))
+		snprintf(line, sizeof(line), "{\"queue\":\"%s\",\"purged\":%u}\n",
+			 argv[optind], n);
+	else
+		snprintf(line, sizeof(line), "purged %u message%s from '%s'\n",
+			 n, n == 1 ? "" : "s", argv[optind]);
+	cli_write(cli, line, strlen(line));
+	return 0;
+}
+
 static const struct cli_verb verbs[] = {
+	{ "enqueue", cmd_enqueue, NEED_AMQP,
+	  "publish messages, confirmed", enqueue_usage },
+	{ "peek", cmd_peek, NEED_AMQP,
+	  "show messages without removing them", peek_usage },
+	{ "declare", cmd_declare, NEED_AMQP,
+	  "declare a durable queue (and its dead-letter queue)", declare_usage },
+	{ "purge", cmd_purge, NEED_AMQP,
+	  "remove every ready message of a queue", purge_usage },
 	{ NULL, NULL, 0, NULL, NULL },
 };
 

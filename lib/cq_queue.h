@@ -226,11 +226,18 @@ void cq_message_init(struct cq_message *m);
 
 struct cq_publisher;
 
+/* Why a message was not confirmed (the reason a settle callback gets). */
+#define CQ_REASON_NACK		"nacked by broker"
+#define CQ_REASON_RETURN	"unroutable (no queue bound)"
+#define CQ_REASON_LOST		"connection lost"
+#define CQ_REASON_CLOSED	"channel closed by broker"
+#define CQ_REASON_TIMEOUT	"no confirm within the timeout"
+#define CQ_REASON_BAD		"bad message"
+
 /*
  * Called exactly once for every message given to cq_publish (whatever
  * cq_publish returns): ok when the broker confirmed it, else reason is one
- * of "nacked by broker", "unroutable (no queue bound)", "connection lost",
- * "no confirm within the timeout", "bad message" (borrowed, static).
+ * of the CQ_REASON_* strings (static).
  * Runs inside cq_publish, cq_publisher_poll or cq_publisher_flush; it may
  * ack or nack deliveries (cq_ack) but must not publish.
  */
@@ -251,7 +258,8 @@ void cq_publisher_on_settle(struct cq_publisher *pub, cq_settle_fn fn,
  * Send one message; blocks reading confirms while the window is full (at
  * most the context timeout without any confirm).  Returns CQ_OK when sent;
  * CQ_ERR_DATA for a message that cannot be sent (bad priority...: settled
- * as failed, the publisher stays usable); CQ_ERR_TEMPFAIL (or another
+ * with CQ_REASON_BAD; the publisher stays usable, the caller clears the
+ * context error); CQ_ERR_TEMPFAIL (or another
  * error) when the connection is lost: every outstanding message is settled
  * failed and the publisher is dead.
  */
@@ -267,6 +275,37 @@ uint64_t cq_publisher_failed(const struct cq_publisher *pub);
 size_t cq_publisher_outstanding(const struct cq_publisher *pub);
 /* Frees without settling what is still outstanding: flush first. */
 void cq_publisher_free(struct cq_publisher *pub);
+
+/* ---- enqueue input (enqueue.c) ------------------------------------------ */
+
+/* Delimited records (lines, or NUL-separated) from a file descriptor, in
+ * constant memory: a record longer than max is cut to max bytes and
+ * flagged, the rest of it skipped. */
+struct cq_reader;
+struct cq_reader *cq_reader_new(int fd, char delim, size_t max);
+/* 1 with a record in *p and *len (borrowed until the next call; without its
+ * delimiter; a last record may lack one), 0 at end of input, -1 on a read
+ * error (errno). */
+int cq_reader_next(struct cq_reader *r, const char **p, size_t *len,
+		   bool *too_long);
+void cq_reader_free(struct cq_reader *r);
+
+/*
+ * One JSONL record: {"body": S | "body_base64": S, "headers": {K: S|int|
+ * bool}, "message_id", "content_type", "routing_key": S, "priority": 0-255,
+ * "expiration": ms or duration, "persistent": bool} (hyphenated names
+ * also accepted).  msg comes in with the defaults (-H headers are kept,
+ * record headers are added) and leaves pointing into *rec, valid until
+ * cq_record_free.  CQ_ERR_DATA with the reason in err for a bad record.
+ */
+struct cq_record;
+enum cq_err cq_record_parse(const char *line, size_t len,
+			    struct cq_message *msg, struct cq_record **rec,
+			    char *err, size_t errlen);
+void cq_record_free(struct cq_record *rec);
+/* Decode standard or URL-safe base64 (padding optional).  Caller frees;
+ * NULL with errno EINVAL for bad input, ENOMEM out of memory. */
+char *cq_unbase64(const char *s, size_t n, size_t *outlen);
 
 /* ---- topology ----------------------------------------------------------- */
 
@@ -296,8 +335,35 @@ enum cq_err cq_declare(struct cq_ctx *ctx, const char *queue,
  * CQ_ERR_NOTFOUND when it does not exist. */
 enum cq_err cq_queue_inspect(struct cq_ctx *ctx, const char *queue,
 			     uint32_t *messages, uint32_t *consumers);
+/* Passive declare of an exchange: CQ_ERR_NOTFOUND when missing. */
+enum cq_err cq_exchange_inspect(struct cq_ctx *ctx, const char *exchange);
 /* Purge the ready messages of queue; *count gets how many went. */
 enum cq_err cq_purge(struct cq_ctx *ctx, const char *queue, uint32_t *count);
+
+/* What a queue's arguments say (cq_queue_probe). */
+struct cq_queue_info {
+	bool known;		/* false: the probe could not tell */
+	bool quorum;
+	long long delivery_limit;	/* x-delivery-limit argument, -1 none */
+};
+/*
+ * Find a queue's type and delivery limit by redeclaring it with the
+ * arguments the broker reports until the declaration matches (AMQP cannot
+ * read arguments).  Never creates the queue.  Policies are not seen.
+ */
+enum cq_err cq_queue_probe(struct cq_ctx *ctx, const char *queue,
+			   struct cq_queue_info *out);
+
+/* Called for each peeked message (borrowed: valid during the call); an
+ * error return stops the peek. */
+typedef enum cq_err (*cq_peek_fn)(void *arg, const struct cq_delivery *d);
+/*
+ * Show up to count messages of queue without removing them: each is got
+ * without ack and held, so none is seen twice, then all are requeued
+ * (which marks them redelivered).  *seen gets how many.
+ */
+enum cq_err cq_peek(struct cq_ctx *ctx, const char *queue, size_t count,
+		    cq_peek_fn fn, void *arg, size_t *seen);
 
 /* ---- consume (owned by `qctl consume`) ----------------------------------- */
 

@@ -212,3 +212,20 @@ enum cq_err cq_purge(struct cq_ctx *ctx, const char *queue, uint32_t *count)
 	*count = ok->message_count;
 	return CQ_OK;
 }
+
+enum cq_err cq_exchange_inspect(struct cq_ctx *ctx, const char *exchange)
+{
+	char what[300];
+
+	if (ctx->err)
+		return ctx->err;
+	snprintf(what, sizeof(what), "exchange '%s'", exchange);
+	amqp_exchange_declare(ctx->amqp->conn, CQI_CHANNEL,
+			      amqp_cstring_bytes(exchange),
+			      amqp_cstring_bytes("direct"), 1, 0, 0, 0,
+			      amqp_empty_table);
+	if (cqi_amqp_check(ctx, what) == CQ_ERR_NOTFOUND)
+		cq_seterr(ctx, CQ_ERR_NOTFOUND, "exchange '%s' does not exist",
+			  exchange);
+	return ctx->err;
+}

@@ -5,18 +5,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "amqp_int.h"
 #include "cq.h"
 #include "internal.h"
 #include "queue_int.h"
 
-#define REASON_NACK "nacked by broker"
-#define REASON_RETURN "unroutable (no queue bound)"
-#define REASON_LOST "connection lost"
-#define REASON_CLOSED "channel closed by broker"
-#define REASON_TIMEOUT "no confirm within the timeout"
-#define REASON_BAD "bad message"
+#define REASON_NACK CQ_REASON_NACK
+#define REASON_RETURN CQ_REASON_RETURN
+#define REASON_LOST CQ_REASON_LOST
+#define REASON_CLOSED CQ_REASON_CLOSED
+#define REASON_TIMEOUT CQ_REASON_TIMEOUT
+#define REASON_BAD CQ_REASON_BAD
 
 enum slot_state { SLOT_FREE, SLOT_PENDING, SLOT_RETURNED };
 
@@ -526,6 +527,10 @@ static enum cq_err build_props(struct cq_publisher *pub,
 	if (m->expiration) {
 		p->_flags |= AMQP_BASIC_EXPIRATION_FLAG;
 		p->expiration = amqp_cstring_bytes(m->expiration);
+	}
+	if (!m->from) {
+		p->_flags |= AMQP_BASIC_TIMESTAMP_FLAG;
+		p->timestamp = (uint64_t)time(NULL);
 	}
 	if (m->message_id) {
 		p->_flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
