@@ -253,8 +253,10 @@ enum cq_err cq_cache_get(struct cq_ctx *ctx, size_t n, const char *const *keys,
 	memset(out, 0, n * sizeof(*out));
 	if (o->ns && cqi_ns_gen(ctx, o->ns, false, &gen))
 		return ctx->err;
-	if (!gen.found)		/* a namespace never written: all misses */
+	if (!gen.found) {	/* a namespace never written: all misses */
+		cqi_stats_track(ctx, 0, n);
 		return CQ_OK;
+	}
 	for (i = 0; i < n && !e; i++, queued++) {
 		if (!cqi_data_key(ctx, o->ns, &gen, keys[i], strlen(keys[i]), &kb))
 			e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
@@ -286,6 +288,9 @@ enum cq_err cq_cache_get(struct cq_ctx *ctx, size_t n, const char *const *keys,
 			cq_value_clear(&out[i]);
 		return ctx->err;
 	}
+	for (i = 0, queued = 0; i < n; i++)
+		queued += out[i].found;
+	cqi_stats_track(ctx, queued, n - queued);	/* --track: no round trip */
 	return CQ_OK;
 }
 

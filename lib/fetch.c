@@ -411,8 +411,10 @@ enum cq_err cq_fetch(struct cq_ctx *ctx, const char *key,
 		e = names(&f);
 	if (!e)
 		e = lookup(&f);
-	if (!e)
+	if (!e) {
+		cqi_stats_track(ctx, f.val.found, !f.val.found);
 		e = f.val.found ? hit(&f) : miss(&f);
+	}
 	/* fail-open only while nothing has been printed */
 	if (e && redis_down(ctx) && !f.printed && !f.ran)
 		e = uncached(&f);
