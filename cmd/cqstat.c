@@ -1,9 +1,535 @@
-/* cqstat - cache hit rate and queue depth, once or every N seconds. */
+/* cqstat - cache hit rate and queue depth, once or every N seconds.
+ *
+ * A view over libcq's sampler (cq_stat_*): a vmstat-like table, JSON,
+ * Prometheus text, or a monitoring-plugin status line with --check. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "cli.h"
+
+static const char usage[] =
+	"usage: cqstat [OPTIONS] [INTERVAL [COUNT]]\n"
+	"\n"
+	"Show the cache hit rate, ops/s, memory, evictions and key counts of\n"
+	"Redis, and the depth of RabbitMQ queues: once, or every INTERVAL\n"
+	"(a duration: 1, 500ms, 1m) COUNT times (forever without COUNT).  The\n"
+	"first line covers the time since the server started, each later line\n"
+	"the last interval.\n"
+	"\n"
+	"  -q, --queue QUEUE  show QUEUE: ready messages and consumers (from a\n"
+	"                     passive declare, which counts only ready ones) and\n"
+	"                     its dead-letter queue's depth; repeatable\n"
+	"  --api URL          RabbitMQ management API, http://user:pass@host:15672\n"
+	"                     (CQ_API_URL): adds unacked messages and rates\n"
+	"  --match GLOB       also every queue whose name matches GLOB (with --api)\n"
+	"  --no-cache         leave Redis out\n"
+	"  --track            show the per-prefix hit rates counted by\n"
+	"                     cachectl --track (CQ_TRACK=1)\n"
+	"  --json             one JSON object per sample\n"
+	"  --prom             Prometheus text format (of the last sample)\n"
+	"  --check EXPR       test a figure: METRIC[LABEL]OP NUMBER[:warn|:crit],\n"
+	"                     e.g. 'hit_rate<0.8:warn' 'dlq>0:crit'; repeatable;\n"
+	"                     prints one status line, exits 0 OK, 1 WARNING,\n"
+	"                     2 CRITICAL, 3 UNKNOWN\n"
+	"  --metrics          list the metric names and exit\n"
+	"\n"
+	"Common options:\n"
+	"  --redis URL        Redis URL (CQ_REDIS_URL, REDIS_URL)\n"
+	"  --amqp URL[,URL]   AMQP URL list (CQ_AMQP_URL, AMQP_URL)\n"
+	"  --prefix P         key prefix whose tracked hit rate to show (CQ_PREFIX)\n"
+	"  --timeout DUR      connect and command timeout (CQ_TIMEOUT, 5s)\n"
+	"  --password-file F  read the Redis password from F\n"
+	"  --cacert F, --cert F, --key F   TLS files for amqps:// (and https --api)\n"
+	"  -h, --help         this help\n"
+	"  --version          print the version\n";
+
+enum {
+	OPT_API = OPT_VERB, OPT_MATCH, OPT_NO_CACHE, OPT_TRACK, OPT_PROM,
+	OPT_CHECK, OPT_METRICS, OPT_VERSION,
+};
+
+enum mode { MODE_TABLE, MODE_JSON, MODE_PROM, MODE_CHECK };
+
+struct opts {
+	struct cq_stat_opts so;
+	const char **queues;
+	struct cq_check *checks;
+	size_t nchecks;
+	enum mode mode;
+	long long interval_ms;
+	unsigned long long count;	/* 0 = forever */
+	bool have_interval;
+};
+
+/* Usage errors exit 64, or 3 (UNKNOWN) when --check asks for a plugin. */
+static bool check_mode;
+
+static int usage_error(struct cli *cli, const char *fmt, const char *arg)
+{
+	cli_usage_error(cli, fmt, arg);
+	return check_mode ? CQ_STATE_UNKNOWN : 64;
+}
+
+static int list_metrics(struct cli *cli)
+{
+	size_t n;
+	const struct cq_metric_def *d = cq_metric_defs(&n);
+	char line[512];
+
+	for (size_t i = 0; i < n; i++) {
+		int len = snprintf(line, sizeof(line), "%-20s %-8s %s\n", d[i].name,
+				   d[i].label ? d[i].label : "", d[i].help);
+
+		cli_write(cli, line, (size_t)len);
+	}
+	return 0;
+}
+
+static int add_check(struct cli *cli, struct opts *o, const char *expr)
+{
+	struct cq_check *c = realloc(o->checks, (o->nchecks + 1) * sizeof(*c));
+	char err[200];
+
+	if (!c) {
+		cli_err(cli, "out of memory");
+		return 70;
+	}
+	o->checks = c;
+	if (!cq_check_parse(expr, &c[o->nchecks], err, sizeof(err))) {
+		/* the plugin convention: a bad expression is UNKNOWN */
+		printf("CQ UNKNOWN - bad --check '%s': %s\n", expr, err);
+		cli_err(cli, "--check '%s': %s", expr, err);
+		return CQ_STATE_UNKNOWN;
+	}
+	o->nchecks++;
+	return 0;
+}
+
+static int add_queue(struct cli *cli, struct opts *o, const char *q)
+{
+	const char **v = realloc(o->queues, (o->so.nqueues + 1) * sizeof(*v));
+
+	if (!v) {
+		cli_err(cli, "out of memory");
+		return 70;
+	}
+	if (!*q || strlen(q) > 255)
+		return usage_error(cli, "-q: bad queue name '%s' (1-255 bytes)", q);
+	v[o->so.nqueues++] = q;
+	o->queues = v;
+	o->so.queues = v;
+	return 0;
+}
+
+/* INTERVAL and COUNT. */
+static int positional(struct cli *cli, struct opts *o, int argc, char **argv)
+{
+	if (argc > 2)
+		return usage_error(cli, "too many arguments ('%s')", argv[2]);
+	if (argc >= 1) {
+		if (!cq_parse_duration(argv[0], &o->interval_ms) || o->interval_ms <= 0)
+			return usage_error(cli, "bad INTERVAL '%s' (want e.g. 1, 500ms, 1m)",
+					   argv[0]);
+		o->have_interval = true;
+	}
+	if (argc == 2) {
+		if (!cq_parse_uint(argv[1], 1, 1000000000ULL, &o->count))
+			return usage_error(cli, "bad COUNT '%s' (want 1-1000000000)",
+					   argv[1]);
+		if (o->mode == MODE_CHECK || o->mode == MODE_PROM)
+			return usage_error(cli, "%s measures over one INTERVAL: no COUNT",
+					   o->mode == MODE_CHECK ? "--check" : "--prom");
+	}
+	/* --check and --prom print one result: over INTERVAL when given */
+	if (o->mode == MODE_CHECK || o->mode == MODE_PROM)
+		o->count = o->have_interval ? 2 : 1;
+	else if (!o->have_interval)
+		o->count = 1;
+	return 0;
+}
+
+static int parse(struct cli *cli, struct opts *o, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "queue", required_argument, NULL, 'q' },
+		{ "api", required_argument, NULL, OPT_API },
+		{ "match", required_argument, NULL, OPT_MATCH },
+		{ "no-cache", no_argument, NULL, OPT_NO_CACHE },
+		{ "track", no_argument, NULL, OPT_TRACK },
+		{ "prom", no_argument, NULL, OPT_PROM },
+		{ "check", required_argument, NULL, OPT_CHECK },
+		{ "metrics", no_argument, NULL, OPT_METRICS },
+		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "redis", required_argument, NULL, OPT_REDIS },
+		{ "amqp", required_argument, NULL, OPT_AMQP },
+		{ "prefix", required_argument, NULL, OPT_PREFIX },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE },
+		{ "cacert", required_argument, NULL, OPT_CACERT },
+		{ "cert", required_argument, NULL, OPT_CERT },
+		{ "key", required_argument, NULL, OPT_KEY },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c, ret;
+
+	o->so.cache = true;
+	o->so.api_url = cli->set.api_url;
+	while ((c = getopt_long(argc, argv, "+q:h", lopts, NULL)) != -1) {
+		ret = 0;
+		switch (c) {
+		case 'q':
+			ret = add_queue(cli, o, optarg);
+			break;
+		case OPT_API:
+			o->so.api_url = optarg;
+			break;
+		case OPT_MATCH:
+			o->so.match = optarg;
+			break;
+		case OPT_NO_CACHE:
+			o->so.cache = false;
+			break;
+		case OPT_TRACK:
+			cli->set.track = true;
+			break;
+		case OPT_PROM:
+			o->mode = MODE_PROM;
+			break;
+		case OPT_JSON:
+			o->mode = MODE_JSON;
+			break;
+		case OPT_CHECK:
+			o->mode = MODE_CHECK;
+			ret = add_check(cli, o, optarg);
+			break;
+		case OPT_METRICS:
+			exit(list_metrics(cli) || fflush(stdout) || ferror(stdout) ? 74 : 0);
+		case OPT_VERSION:
+			printf("cqstat %s\n", CQ_VERSION);
+			exit(fflush(stdout) || ferror(stdout) ? 74 : 0);
+		case 'h':
+			fputs(usage, stdout);
+			exit(fflush(stdout) || ferror(stdout) ? 74 : 0);
+		case '?':
+		case ':':
+			return usage_error(cli, "%s", "bad option (see above)");
+		case OPT_TIMEOUT:
+			if (!cq_parse_duration(optarg, &cli->set.timeout_ms) ||
+			    cli->set.timeout_ms <= 0)
+				return usage_error(cli, "--timeout: bad duration '%s'", optarg);
+			break;
+		default:
+			cli_common_opt(cli, c, optarg);
+		}
+		if (ret)
+			return ret;
+	}
+	if (o->so.match && !o->so.api_url)
+		return usage_error(cli, "%s", "--match needs --api URL (or CQ_API_URL)");
+	if (!o->so.cache && !o->so.nqueues && !o->so.match)
+		return usage_error(cli, "%s", "--no-cache leaves nothing to show: add -q QUEUE or --match GLOB");
+	return positional(cli, o, argc - optind, argv + optind);
+}
+
+/* ---- the table ------------------------------------------------------------ */
+
+struct col {
+	const char *head;
+	const char *metric;
+	int width;
+};
+
+static const struct col cache_cols[] = {
+	{ "hitrate", "hit_rate", 7 }, { "ops/s", "ops", 7 },
+	{ "used", "used_memory", 6 }, { "max", "maxmemory", 6 },
+	{ "evict/s", "evicted", 7 }, { "exp/s", "expired", 7 },
+	{ "keys", "keys", 7 }, { "nottl", "keys_no_ttl", 7 },
+};
+static const struct col track_col = { "pfxhit", "prefix_hit_rate", 6 };
+static const struct col queue_cols[] = {
+	{ "ready", "ready", 7 }, { "unack", "unacked", 6 },
+	{ "cons", "consumers", 5 }, { "in/s", "publish_rate", 6 },
+	{ "out/s", "deliver_rate", 6 }, { "dlq", "dlq", 6 },
+};
+
+#define NCACHE (sizeof(cache_cols) / sizeof(cache_cols[0]))
+#define NQUEUE (sizeof(queue_cols) / sizeof(queue_cols[0]))
+
+static void put(struct cq_buf *b, const char *s, int width)
+{
+	char cell[64];
+	int n = snprintf(cell, sizeof(cell), " %*s", width, s);
+
+	cq_buf_append(b, cell, n > 0 ? (size_t)n : 0);
+}
+
+/* "--- title ---" centred over width columns. */
+static void group(struct cq_buf *b, const char *title, int width)
+{
+	int tl = (int)strlen(title), left, right;
+
+	if (tl > width - 2)
+		tl = width - 2 > 0 ? width - 2 : 0;
+	left = (width - tl - 2) / 2;
+	right = width - tl - 2 - left;
+	cq_buf_append(b, " ", 1);
+	for (int i = 1; i < left; i++)
+		cq_buf_append(b, "-", 1);
+	cq_buf_append(b, " ", 1);
+	cq_buf_append(b, title, (size_t)tl);
+	cq_buf_append(b, " ", 1);
+	for (int i = 0; i < right; i++)
+		cq_buf_append(b, "-", 1);
+}
+
+static int cols_width(const struct col *c, size_t n)
+{
+	int w = 0;
+
+	for (size_t i = 0; i < n; i++)
+		w += c[i].width + 1;
+	return w;
+}
+
+static void header(const struct opts *o, const struct cli *cli,
+		   const struct cq_metrics *ms, struct cq_buf *b)
+{
+	bool track = cli->set.track;
+	int cw = cols_width(cache_cols, NCACHE) + (track ? track_col.width + 1 : 0);
+
+	if (o->so.cache)
+		group(b, "redis", cw);
+	for (size_t i = 0; i < ms->nqueues; i++)
+		group(b, ms->queues[i].name, cols_width(queue_cols, NQUEUE));
+	cq_buf_append(b, "\n", 1);
+	for (size_t i = 0; o->so.cache && i < NCACHE; i++)
+		put(b, cache_cols[i].head, cache_cols[i].width);
+	if (o->so.cache && track)
+		put(b, track_col.head, track_col.width);
+	for (size_t q = 0; q < ms->nqueues; q++)
+		for (size_t i = 0; i < NQUEUE; i++)
+			put(b, queue_cols[i].head, queue_cols[i].width);
+	cq_buf_append(b, "\n", 1);
+}
+
+static void cells(struct cq_buf *b, const struct cq_metrics *ms,
+		  const struct col *c, size_t n, const char *label, bool down,
+		  const char *first)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct cq_metric_def *d = cq_metric_def(c[i].metric);
+		char v[32];
+
+		if (first && i == 0)
+			snprintf(v, sizeof(v), "%s", first);
+		else if (down)
+			snprintf(v, sizeof(v), "-");
+		else
+			cq_metric_human(cq_metrics_get(ms, c[i].metric, label), d->fmt,
+					v, sizeof(v));
+		put(b, v, c[i].width);
+	}
+}
+
+static void row(const struct opts *o, const struct cli *cli,
+		const struct cq_metrics *ms, struct cq_buf *b)
+{
+	const struct cq_source *r = &ms->src[CQ_SRC_REDIS];
+	bool qdown = ms->src[CQ_SRC_AMQP].used && !ms->src[CQ_SRC_AMQP].up &&
+		     !(ms->src[CQ_SRC_API].used && ms->src[CQ_SRC_API].up);
+
+	if (o->so.cache) {
+		cells(b, ms, cache_cols, NCACHE, NULL, !r->up, r->up ? NULL : "down");
+		if (cli->set.track)
+			cells(b, ms, &track_col, 1,
+			      cli->set.prefix ? cli->set.prefix : "", !r->up, NULL);
+	}
+	for (size_t i = 0; i < ms->nqueues; i++) {
+		const struct cq_queue_stat *q = &ms->queues[i];
+
+		cells(b, ms, queue_cols, NQUEUE, q->name, qdown || !q->found,
+		      qdown ? "down" : q->found ? NULL : "none");
+	}
+	cq_buf_append(b, "\n", 1);
+}
+
+/* ---- the run ---------------------------------------------------------------- */
+
+/* Write and flush at once: each line is read as it comes (watch, pipes). */
+static bool emit(struct cli *cli, const struct cq_buf *b)
+{
+	if (!cli_write(cli, b->data, b->len))
+		return false;
+	if (fflush(stdout) != 0)
+		cli->out_failed = true;
+	return !cli->out_failed;
+}
+
+/* Say on stderr when a server goes down, once until it is back. */
+static void report_down(struct cli *cli, const struct cq_metrics *ms,
+			bool *was_down, bool *queue_said)
+{
+	for (int s = 0; s < CQ_NSRC; s++) {
+		const struct cq_source *src = &ms->src[s];
+
+		if (src->used && !src->up && !was_down[s])
+			cli_err(cli, "%s down: %s", src->name, src->errstr);
+		if (src->used)
+			was_down[s] = !src->up;
+	}
+	for (size_t i = 0; i < ms->nqueues && !*queue_said; i++)
+		if (!ms->queues[i].found && ms->src[CQ_SRC_AMQP].up)
+			cli_err(cli, "no queue '%s'", ms->queues[i].name);
+	if (ms->nqueues && ms->src[CQ_SRC_AMQP].up)
+		*queue_said = true;
+}
+
+static void sleep_until(long long due_ms)
+{
+	long long now = cq_now_ms();
+	struct timespec ts;
+
+	if (due_ms <= now)
+		return;
+	ts.tv_sec = (due_ms - now) / 1000;
+	ts.tv_nsec = ((due_ms - now) % 1000) * 1000000;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Which servers the checks need: a queue metric needs AMQP, the rest
+ * Redis. */
+static void checks_need(struct opts *o)
+{
+	bool cache = false;
+
+	for (size_t i = 0; i < o->nchecks; i++) {
+		const struct cq_metric_def *d = cq_metric_def(o->checks[i].metric);
+
+		if (d && (!d->label || strcmp(d->label, "queue") != 0))
+			cache = true;
+	}
+	if (!cache && (o->so.nqueues || o->so.match))
+		o->so.cache = false;
+}
+
+struct tally {
+	bool any_up;		/* some server was read at some point */
+	enum cq_err first_err;
+	bool missing;		/* a -q queue does not exist */
+};
+
+static void count(struct tally *t, const struct cq_metrics *ms)
+{
+	t->missing = false;
+	for (int s = 0; s < CQ_NSRC; s++) {
+		if (!ms->src[s].used)
+			continue;
+		if (ms->src[s].up)
+			t->any_up = true;
+		else if (!t->first_err)
+			t->first_err = ms->src[s].err;
+	}
+	for (size_t i = 0; i < ms->nqueues; i++)
+		if (!ms->queues[i].found && ms->src[CQ_SRC_AMQP].up)
+			t->missing = true;
+}
+
+static int run(struct cli *cli, struct opts *o)
+{
+	struct cq_metrics ms;
+	struct cq_stat *st;
+	struct cq_buf out = { 0 };
+	struct tally t = { 0 };
+	bool was_down[CQ_NSRC] = { false }, queue_said = false, ok = true;
+	long long start = cq_now_ms();
+	int ret = 0;
+
+	o->so.api_url = o->so.api_url && *o->so.api_url ? o->so.api_url : NULL;
+	if (o->mode == MODE_CHECK)
+		checks_need(o);
+	cq_metrics_init(&ms);
+	st = cq_stat_new(&cli->set, &o->so);
+	if (!st) {
+		cli_err(cli, "out of memory");
+		return o->mode == MODE_CHECK ? CQ_STATE_UNKNOWN : 70;
+	}
+	for (unsigned long long i = 0; ok && (o->count == 0 || i < o->count); i++) {
+		bool last = o->count && i + 1 == o->count;
+
+		if (i > 0)
+			sleep_until(start + (long long)i * o->interval_ms);
+		if (cq_stat_sample(st, &ms)) {
+			cli_err(cli, "out of memory");
+			ret = 70;
+			break;
+		}
+		count(&t, &ms);
+		cq_buf_reset(&out);
+		if (o->mode != MODE_CHECK && o->mode != MODE_PROM)
+			report_down(cli, &ms, was_down, &queue_said);
+		if (o->mode == MODE_JSON) {
+			char *j = cq_metrics_json(&ms);
+
+			ok = j && cq_buf_append(&out, j, strlen(j)) &&
+			     cq_buf_append(&out, "\n", 1);
+			free(j);
+		} else if (o->mode == MODE_TABLE) {
+			if (i == 0)
+				header(o, cli, &ms, &out);
+			row(o, cli, &ms, &out);
+		} else if (last && o->mode == MODE_PROM) {
+			ok = cq_metrics_prom(&ms, &out);
+		} else if (last) {
+			enum cq_check_state state;
+
+			ok = cq_checks_eval(o->checks, o->nchecks, &ms, &state, &out) &&
+			     cq_buf_append(&out, "\n", 1);
+			ret = (int)state;
+		}
+		ok = ok && emit(cli, &out);
+	}
+	cq_metrics_clear(&ms);
+	cq_stat_free(st);
+	cq_buf_free(&out);
+	if (o->mode == MODE_CHECK)
+		return cli->out_failed ? CQ_STATE_UNKNOWN : ret;
+	if (ret)
+		return ret;
+	if (!t.any_up)
+		return cq_exit_code(t.first_err ? t.first_err : CQ_ERR_UNAVAILABLE);
+	return t.missing ? 1 : 0;
+}
 
 int main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	return 0;
+	struct cli cli = { .prog = "cqstat" };
+	struct opts o = { 0 };
+	char errbuf[200];
+	int ret;
+
+	signal(SIGPIPE, SIG_IGN);
+	for (int i = 1; i < argc; i++)
+		if (strncmp(argv[i], "--check", 7) == 0)
+			check_mode = true;
+	if (cq_settings_from_env(&cli.set, errbuf, sizeof(errbuf)))
+		return usage_error(&cli, "%s", errbuf);
+	ret = parse(&cli, &o, argc, argv);
+	if (!ret)
+		ret = run(&cli, &o);
+	free(o.queues);
+	free(o.checks);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		cli.out_failed = true;
+	if (cli.out_failed && errno != EPIPE)
+		cli_err(&cli, "cannot write output: %s", strerror(errno));
+	if (cli.out_failed && (ret == 0 || ret == 1))
+		ret = check_mode ? CQ_STATE_UNKNOWN : 74;
+	return ret;
 }

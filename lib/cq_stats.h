@@ -219,16 +219,6 @@ bool cq_cache_figures(const struct cq_cache_sample *prev,
 		      const struct cq_cache_sample *cur,
 		      struct cq_metrics *ms);
 
-/*
- * --track: after a read of the cache that found `hits` keys and missed
- * `misses`, count them for the context's prefix in CQ_TRACK_KEY.  The
- * update (one HINCRBY per non-zero count) is written at once and its
- * reply is not waited for: the transport discards it before it reads the
- * next reply, so it costs no round trip.  Never fails the read: a failure
- * to count is silent.  Does nothing unless ctx->set.track.
- */
-void cqi_stats_track(struct cq_ctx *ctx, size_t hits, size_t misses);
-
 /* ---- queues (stats_queue.c) -------------------------------------------- */
 
 /*

@@ -24,4 +24,14 @@ char *cqi_pct_decode(const char *s, size_t n);
  * comma inside a member's user info (a password) does not end it. */
 size_t cqi_url_member_len(const char *p);
 
+/*
+ * --track (stats_redis.c): after a read of the cache that found `hits`
+ * keys and missed `misses`, count them for the context's prefix in
+ * CQ_TRACK_KEY.  The update (one HINCRBY per non-zero count) is written at
+ * once and its reply not waited for: the transport skips it before it
+ * reads the next reply, so it costs no round trip.  Never fails the read:
+ * a failure to count is silent.  Does nothing unless ctx->set.track.
+ */
+void cqi_stats_track(struct cq_ctx *ctx, size_t hits, size_t misses);
+
 #endif

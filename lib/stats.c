@@ -357,7 +357,8 @@ char *cq_metrics_json(const struct cq_metrics *ms)
 		json_object_set_new(root, "queues", queues);
 	else
 		json_decref(queues);
-	out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER |
+				 JSON_REAL_PRECISION(15));
 	json_decref(root);
 	return out;
 }
