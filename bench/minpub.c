@@ -1,0 +1,161 @@
+/*
+ * minpub - the broker's ceiling for confirmed persistent publishing: a
+ * minimal librabbitmq publisher, for bench/run.
+ *
+ *   minpub HOST PORT QUEUE [WINDOW] < lines
+ *
+ * One message per stdin line (without its newline), persistent
+ * (delivery-mode 2), to the default exchange with routing key QUEUE, under
+ * publisher confirms with at most WINDOW (default 10,000) messages
+ * unconfirmed.  Confirms are read as basic.ack / basic.nack frames; a
+ * "multiple" ack covers every tag up to its own.  Exits 0 once every message
+ * is confirmed, 1 on a nack or any error.  Nothing else: no retries, no
+ * message ids, no headers; that is what makes it the ceiling.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+
+#define CHANNEL 1
+
+static amqp_connection_state_t conn;
+static uint64_t next_tag = 1;	/* tag of the next publish */
+static uint64_t low = 1;	/* lowest tag not yet confirmed */
+static unsigned char *done;	/* done[tag % window]: confirmed out of order */
+static uint64_t window = 10000;
+static unsigned long nacked;
+
+static void die(const char *what, const char *why)
+{
+	fprintf(stderr, "minpub: %s: %s\n", what, why);
+	exit(1);
+}
+
+static void check_rpc(const char *what)
+{
+	amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
+
+	if (r.reply_type != AMQP_RESPONSE_NORMAL)
+		die(what, r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION ?
+			  amqp_error_string2(r.library_error) : "server error");
+}
+
+static void confirm(uint64_t tag, int multiple)
+{
+	if (tag < low || tag >= next_tag)
+		return;
+	if (multiple) {
+		while (low <= tag)
+			done[low++ % window] = 0;
+	} else {
+		done[tag % window] = 1;
+	}
+	while (low < next_tag && done[low % window])
+		done[low++ % window] = 0;
+}
+
+/* Read confirm frames: block until one arrives when block is set, else
+ * only take what is already there. */
+static void read_confirms(int block)
+{
+	struct timeval zero = { 0, 0 };
+	amqp_frame_t f;
+	int st;
+
+	for (;;) {
+		st = block ? amqp_simple_wait_frame(conn, &f)
+			   : amqp_simple_wait_frame_noblock(conn, &f, &zero);
+		if (st == AMQP_STATUS_TIMEOUT)
+			return;
+		if (st != AMQP_STATUS_OK)
+			die("waiting for confirms", amqp_error_string2(st));
+		if (f.frame_type != AMQP_FRAME_METHOD)
+			continue;
+		if (f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+			amqp_basic_ack_t *a = f.payload.method.decoded;
+
+			confirm(a->delivery_tag, a->multiple);
+		} else if (f.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+			amqp_basic_nack_t *a = f.payload.method.decoded;
+
+			nacked += a->multiple ? a->delivery_tag - low + 1 : 1;
+			confirm(a->delivery_tag, a->multiple);
+		} else if (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
+			   f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) {
+			die("publishing", "the broker closed the channel");
+		}
+		amqp_maybe_release_buffers(conn);
+		if (block)
+			return;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	amqp_basic_properties_t props = {
+		._flags = AMQP_BASIC_DELIVERY_MODE_FLAG,
+		.delivery_mode = 2,
+	};
+	amqp_bytes_t queue, body;
+	amqp_socket_t *sock;
+	amqp_rpc_reply_t r;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	unsigned long count = 0;
+
+	if (argc < 4) {
+		fputs("usage: minpub HOST PORT QUEUE [WINDOW] < lines\n", stderr);
+		return 2;
+	}
+	if (argc > 4)
+		window = strtoull(argv[4], NULL, 10);
+	done = calloc(window, 1);
+	conn = amqp_new_connection();
+	sock = amqp_tcp_socket_new(conn);
+	if (!done || !sock)
+		die("start", "out of memory");
+	if (amqp_socket_open(sock, argv[1], atoi(argv[2])) != AMQP_STATUS_OK)
+		die("connect", "cannot open socket");
+	r = amqp_login(conn, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
+		       "guest", "guest");
+	if (r.reply_type != AMQP_RESPONSE_NORMAL)
+		die("login", "refused");
+	amqp_channel_open(conn, CHANNEL);
+	check_rpc("channel.open");
+	amqp_confirm_select(conn, CHANNEL);
+	check_rpc("confirm.select");
+	queue = amqp_cstring_bytes(argv[3]);
+
+	while ((len = getline(&line, &cap, stdin)) > 0) {
+		if (line[len - 1] == '\n')
+			len--;
+		body.bytes = line;
+		body.len = (size_t)len;
+		while (next_tag - low >= window)
+			read_confirms(1);
+		if (amqp_basic_publish(conn, CHANNEL, amqp_empty_bytes, queue, 0, 0,
+				       &props, body) != AMQP_STATUS_OK)
+			die("publish", "failed");
+		next_tag++;
+		if (++count % 256 == 0)
+			read_confirms(0);
+	}
+	while (low < next_tag)
+		read_confirms(1);
+	free(line);
+	amqp_channel_close(conn, CHANNEL, AMQP_REPLY_SUCCESS);
+	amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+	amqp_destroy_connection(conn);
+	free(done);
+	if (nacked) {
+		fprintf(stderr, "minpub: %lu of %lu messages nacked\n", nacked, count);
+		return 1;
+	}
+	return 0;
+}
