@@ -1,5 +1,6 @@
 /* qctl - the queue toolkit: option parsing and output over libcq. */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -852,9 +853,346 @@ static int cmd_purge(struct cli *cli, int argc, char **argv)
 	return 0;
 }
 
+/* ---- consume ---------------------------------------------------------- */
+
+static const char consume_usage[] =
+	"usage: qctl consume [OPTIONS] QUEUE\n"
+	"\n"
+	"Print each message of QUEUE (its body, then a newline), or run CMD for\n"
+	"each one with --exec.  A message is acked only once it is written and\n"
+	"flushed, or once its handler exited 0; anything else comes back.\n"
+	"\n"
+	"  -0, --null             end each body with a NUL byte, not a newline\n"
+	"  --jsonl                one JSON object per message: headers, properties,\n"
+	"                         redelivered, delivery_tag, body (or body_base64)\n"
+	"  -e, --exec CMD         run 'sh -c CMD' per message, the body on stdin;\n"
+	"                         CQ_MESSAGE_ID, CQ_QUEUE, CQ_REDELIVERED, CQ_RETRIES\n"
+	"                         and CQ_HEADER_<NAME> in its environment\n"
+	"  -j, --jobs N           run up to N handlers at a time (default 1)\n"
+	"  --max-retries N        retry a failed message N times (default 3), then\n"
+	"                         dead-letter it\n"
+	"  --retry-delay DUR      wait DUR before each retry\n"
+	"  --poison-codes LIST    exit codes dead-lettered at once (default 65;\n"
+	"                         comma-separated, or 'none')\n"
+	"  --handler-timeout DUR  kill a handler running longer (a failure)\n"
+	"  --dlq NAME             dead-letter to queue NAME (default: the queue's\n"
+	"                         dead-letter exchange, else QUEUE.dlq)\n"
+	"  --dedupe               skip message ids already processed (Redis)\n"
+	"  --dedupe-ttl DUR       remember a processed id this long (default 1d)\n"
+	"  --prefetch N           unacked messages at a time (default 2000 when\n"
+	"                         printing, --jobs with --exec)\n"
+	"  -n, --count N          stop after N messages\n"
+	"  --idle-timeout DUR     stop once nothing arrived for DUR\n"
+	"  --until-empty          stop once the queue is drained\n"
+	"  --heartbeat DUR        AMQP heartbeat interval (default 30s, 0 = off)\n"
+	"\n"
+	"With --until-empty or --idle-timeout, exit 1 when no message came.\n"
+	"SIGTERM or SIGINT: take no new message, let handlers finish, exit 0.\n";
+
+enum {
+	OPT_CONS_JSONL = OPT_VERB, OPT_CONS_MAX_RETRIES, OPT_CONS_RETRY_DELAY,
+	OPT_CONS_POISON, OPT_CONS_HANDLER_TIMEOUT, OPT_CONS_DLQ,
+	OPT_CONS_DEDUPE, OPT_CONS_DEDUPE_TTL, OPT_CONS_PREFETCH,
+	OPT_CONS_IDLE, OPT_CONS_UNTIL_EMPTY, OPT_CONS_HEARTBEAT,
+};
+
+#define MAX_POISON 64
+
+struct consume_cli {
+	struct cli *cli;
+	char sep;
+	bool jsonl;
+	int out_errno;		/* why stdout failed */
+	struct progress prog;
+	int poison[MAX_POISON];
+};
+
+static volatile sig_atomic_t consume_stop;
+
+static void consume_on_signal(int sig)
+{
+	(void)sig;
+	if (consume_stop < 100)
+		consume_stop++;
+}
+
+static bool consume_print(void *arg, const struct cq_delivery *d)
+{
+	struct consume_cli *cc = arg;
+	bool ok;
+
+	if (cc->jsonl)
+		ok = put_json(cc->cli, cq_delivery_json(d, false));
+	else
+		ok = cli_write(cc->cli, d->body, d->len) &&
+		     cli_write(cc->cli, &cc->sep, 1);
+	if (!ok && !cc->out_errno)
+		cc->out_errno = errno ? errno : EIO;
+	return ok;
+}
+
+static bool consume_flush(void *arg)
+{
+	struct consume_cli *cc = arg;
+
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return true;
+	if (!cc->out_errno)
+		cc->out_errno = errno ? errno : EIO;
+	cc->cli->out_failed = true;
+	return false;
+}
+
+static void consume_handler_stderr(void *arg, const char *p, size_t n)
+{
+	struct consume_cli *cc = arg;
+
+	if (cc->prog.on)
+		fputs("\r\033[K", stderr);
+	fwrite(p, 1, n, stderr);
+}
+
+static void consume_notice(void *arg, const char *msg)
+{
+	struct consume_cli *cc = arg;
+
+	if (cc->prog.on)
+		fputs("\r\033[K", stderr);
+	cli_err(cc->cli, "%s", msg);
+}
+
+static void consume_progress(void *arg, const struct cq_consume_stats *st)
+{
+	struct consume_cli *cc = arg;
+
+	progress_show(&cc->prog, cc->cli,
+		      "%llu consumed (%llu acked, %llu retried, %llu dead-lettered), %u running",
+		      st->handled, st->acked, st->retried, st->dead_lettered,
+		      st->running);
+}
+
+/* "65,70" or "none". */
+static bool parse_poison(struct cli *cli, const char *arg,
+			 struct consume_cli *cc, struct cq_consume_opts *o)
+{
+	const char *p = arg;
+
+	o->npoison = 0;
+	if (strcmp(arg, "none") == 0)
+		return true;
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		char num[16];
+		unsigned long long v;
+
+		if (n == 0 || n >= sizeof(num) || o->npoison == MAX_POISON)
+			goto bad;
+		memcpy(num, p, n);
+		num[n] = '\0';
+		if (!cq_parse_uint(num, 0, 255, &v))
+			goto bad;
+		cc->poison[o->npoison++] = (int)v;
+		p += n;
+		if (*p == ',' && *++p == '\0')
+			goto bad;
+	}
+	return true;
+bad:
+	cli_usage_error(cli, "--poison-codes: bad list '%s' (want e.g. 65,70 or none)",
+			arg);
+	return false;
+}
+
+static void consume_summary(struct cli *cli, const struct cq_consume_opts *o,
+			    const struct cq_consume_stats *st)
+{
+	char skipped[64] = "";
+
+	if (cli->quiet)
+		return;
+	if (o->dedupe)
+		snprintf(skipped, sizeof(skipped), ", %llu skipped", st->skipped);
+	fprintf(stderr, "%s: consume: consumed %llu message%s in %.2fs (%llu acked, %llu retried, %llu dead-lettered%s)\n",
+		cli->prog, st->handled, st->handled == 1 ? "" : "s",
+		(double)st->elapsed_ms / 1000.0, st->acked, st->retried,
+		st->dead_lettered, skipped);
+}
+
+static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
+		       struct cq_consume_opts *o)
+{
+	unsigned long long n;
+	long long ms;
+
+	switch (c) {
+	case '0':
+		cc->sep = '\0';
+		break;
+	case OPT_CONS_JSONL:
+		cc->jsonl = true;
+		break;
+	case 'e':
+		o->exec = optarg;
+		break;
+	case 'j':
+		if (!cli_uint(cli, "--jobs", optarg, 1, 1024, &n))
+			return 64;
+		o->jobs = (unsigned)n;
+		break;
+	case OPT_CONS_MAX_RETRIES:
+		if (!cli_uint(cli, "--max-retries", optarg, 0, 1000000, &n))
+			return 64;
+		o->max_retries = (unsigned)n;
+		break;
+	case OPT_CONS_RETRY_DELAY:
+		if (!cli_duration(cli, "--retry-delay", optarg, &o->retry_delay_ms))
+			return 64;
+		break;
+	case OPT_CONS_POISON:
+		if (!parse_poison(cli, optarg, cc, o))
+			return 64;
+		break;
+	case OPT_CONS_HANDLER_TIMEOUT:
+		if (!cli_duration(cli, "--handler-timeout", optarg,
+				  &o->handler_timeout_ms))
+			return 64;
+		break;
+	case OPT_CONS_DLQ:
+		if (!*optarg)
+			return cli_usage_error(cli, "--dlq: empty queue name");
+		o->dlq = optarg;
+		break;
+	case OPT_CONS_DEDUPE:
+		o->dedupe = true;
+		break;
+	case OPT_CONS_DEDUPE_TTL:
+		if (!cli_duration(cli, "--dedupe-ttl", optarg, &o->dedupe_ttl_ms))
+			return 64;
+		if (o->dedupe_ttl_ms <= 0)
+			return cli_usage_error(cli, "--dedupe-ttl must be positive");
+		break;
+	case OPT_CONS_PREFETCH:
+		if (!cli_uint(cli, "--prefetch", optarg, 1, 65535, &n))
+			return 64;
+		o->prefetch = (unsigned)n;
+		break;
+	case 'n':
+		if (!cli_uint(cli, "--count", optarg, 1, UINT64_MAX, &n))
+			return 64;
+		o->count = n;
+		break;
+	case OPT_CONS_IDLE:
+		if (!cli_duration(cli, "--idle-timeout", optarg,
+				  &o->idle_timeout_ms))
+			return 64;
+		if (o->idle_timeout_ms <= 0)
+			return cli_usage_error(cli, "--idle-timeout must be positive");
+		break;
+	case OPT_CONS_UNTIL_EMPTY:
+		o->until_empty = true;
+		break;
+	case OPT_CONS_HEARTBEAT:
+		if (!cli_duration(cli, "--heartbeat", optarg, &ms))
+			return 64;
+		if (ms > 65535000)
+			return cli_usage_error(cli, "--heartbeat: at most 65535s");
+		cli->set.heartbeat_s = (int)((ms + 999) / 1000);
+		break;
+	default:
+		cli_common_opt(cli, c, optarg);
+	}
+	return 0;
+}
+
+static int cmd_consume(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "null", no_argument, NULL, '0' },
+		{ "jsonl", no_argument, NULL, OPT_CONS_JSONL },
+		{ "exec", required_argument, NULL, 'e' },
+		{ "jobs", required_argument, NULL, 'j' },
+		{ "max-retries", required_argument, NULL, OPT_CONS_MAX_RETRIES },
+		{ "retry-delay", required_argument, NULL, OPT_CONS_RETRY_DELAY },
+		{ "poison-codes", required_argument, NULL, OPT_CONS_POISON },
+		{ "handler-timeout", required_argument, NULL, OPT_CONS_HANDLER_TIMEOUT },
+		{ "dlq", required_argument, NULL, OPT_CONS_DLQ },
+		{ "dedupe", no_argument, NULL, OPT_CONS_DEDUPE },
+		{ "dedupe-ttl", required_argument, NULL, OPT_CONS_DEDUPE_TTL },
+		{ "prefetch", required_argument, NULL, OPT_CONS_PREFETCH },
+		{ "count", required_argument, NULL, 'n' },
+		{ "idle-timeout", required_argument, NULL, OPT_CONS_IDLE },
+		{ "until-empty", no_argument, NULL, OPT_CONS_UNTIL_EMPTY },
+		{ "heartbeat", required_argument, NULL, OPT_CONS_HEARTBEAT },
+		CLI_COMMON_OPTIONS
+	};
+	struct consume_cli cc = { .cli = cli, .sep = '\n' };
+	struct cq_consume_opts o;
+	struct cq_consume_stats st;
+	struct sigaction sa = { .sa_handler = consume_on_signal,
+				.sa_flags = SA_RESTART };
+	enum cq_err e;
+	int c, ret;
+
+	cq_consume_opts_init(&o);
+	cc.poison[0] = 65;
+	o.poison_codes = cc.poison;
+	o.npoison = 1;
+	while ((c = getopt_long(argc, argv, "0e:j:n:" CLI_COMMON_SHORT, opts,
+				NULL)) != -1) {
+		ret = consume_opt(cli, c, &cc, &o);
+		if (ret)
+			return ret;
+	}
+	if (argc - optind != 1)
+		return cli_usage_error(cli, argc - optind ? "one QUEUE only" :
+					    "missing QUEUE");
+	cc.jsonl = cc.jsonl || cli->json;
+	if (o.exec && (cc.jsonl || cc.sep == '\0'))
+		return cli_usage_error(cli, "--exec does not print messages: drop -0/--jsonl");
+	if (!o.exec && (o.jobs > 1 || o.handler_timeout_ms || o.retry_delay_ms))
+		return cli_usage_error(cli, "--jobs, --handler-timeout and --retry-delay need --exec");
+	o.queue = argv[optind];
+	if (!o.exec) {
+		o.print = consume_print;
+		o.flush = consume_flush;
+	}
+	o.handler_stderr = consume_handler_stderr;
+	o.notice = consume_notice;
+	o.arg = &cc;
+	o.stop = &consume_stop;
+	progress_init(&cc.prog, cli);
+	if (cc.prog.on)
+		o.progress = consume_progress;
+	ret = cli_ready(cli);
+	if (ret)
+		return ret;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	e = cq_consume(cli->ctx, &o, &st);
+	progress_done(&cc.prog);
+	if (e == CQ_ERR_IO && cc.out_errno) {
+		/* the reader went away (or the disk is full): cli's finish
+		 * reports it (quietly for a closed pipe) and exits 74 */
+		cli->out_failed = true;
+		errno = cc.out_errno;
+		return 74;
+	}
+	if (e == CQ_ERR_NOTFOUND && !st.received &&
+	    (o.until_empty || o.idle_timeout_ms) && !st.stopped) {
+		if (!cli->quiet)
+			cli_err(cli, "queue '%s' is empty", o.queue);
+		return 1;
+	}
+	consume_summary(cli, &o, &st);
+	return e ? cli_fail(cli) : 0;
+}
+
 static const struct cli_verb verbs[] = {
 	{ "enqueue", cmd_enqueue, NEED_AMQP,
 	  "publish messages, confirmed", enqueue_usage },
+	{ "consume", cmd_consume, NEED_AMQP,
+	  "print messages, or run a command per message", consume_usage },
 	{ "peek", cmd_peek, NEED_AMQP,
 	  "show messages without removing them", peek_usage },
 	{ "declare", cmd_declare, NEED_AMQP,

@@ -50,6 +50,7 @@ struct consumer {
 	bool consuming;		/* basic.consume active, not cancelled */
 	bool stopping;
 	bool drain;		/* while stopping, still handle what arrived */
+	bool drained;		/* --until-empty stopped it: look again at the end */
 	bool side_open;
 	/* deliveries received, not yet handled: a ring */
 	struct cq_delivery **fifo;
@@ -1061,7 +1062,8 @@ static void exec_work(struct consumer *c, long long now)
 static bool busy(const struct consumer *c)
 {
 	return c->len || c->running || c->nheld || c->batch_n ||
-	       (c->pub && cq_publisher_outstanding(c->pub));
+	       (c->pub && cq_publisher_outstanding(c->pub)) ||
+	       amqp_frames_enqueued(c->conn) || amqp_data_in_buffer(c->conn);
 }
 
 /* Cancel the subscription: nothing new arrives; with drain, what has
@@ -1129,8 +1131,37 @@ static void check_done(struct consumer *c, long long now)
 		     "queue '%s': %s", c->o->queue, text);
 		return;
 	}
-	if (ready == 0)
+	if (ready == 0) {
+		c->drained = true;
 		stop(c, true);
+	}
+}
+
+static enum cq_err subscribe(struct consumer *c);
+
+/*
+ * --until-empty cancelled the subscription and handled what had arrived;
+ * failures handled meanwhile may have put retries back in the queue.
+ * True when there are (the subscription is then resumed).
+ */
+static bool resume_after_drain(struct consumer *c)
+{
+	uint32_t ready;
+	char text[512];
+	int code;
+
+	if (!c->drained || c->fatal || c->ctx->err || count_reached(c) ||
+	    (c->o->stop && *c->o->stop))
+		return false;
+	code = side_declare(c, c->o->queue, true, false, false,
+			    amqp_empty_table, &ready, text, sizeof(text));
+	if (code != 0 || ready == 0)
+		return false;
+	if (subscribe(c))
+		return false;
+	c->stopping = c->drain = c->drained = false;
+	c->idle_since_ms = 0;
+	return true;
 }
 
 /* How long the loop may sleep. */
@@ -1224,11 +1255,11 @@ static void run(struct consumer *c)
 			exec_work(c, now);
 		else
 			print_work(c);
-		if (c->stopping && finished(c))
+		if (c->stopping && finished(c) && !resume_after_drain(c))
 			break;
 		if (!c->stopping)
 			check_done(c, now);
-		if (c->stopping && finished(c))
+		if (c->stopping && finished(c) && !resume_after_drain(c))
 			break;
 		wait_step(c, now);
 		/* signals: on the second one, handlers are asked to stop */
@@ -1246,15 +1277,13 @@ static void run(struct consumer *c)
 
 /* ---- set-up ---------------------------------------------------------------------- */
 
-static enum cq_err start_consuming(struct consumer *c, unsigned prefetch)
+static enum cq_err subscribe(struct consumer *c)
 {
 	amqp_basic_consume_ok_t *ok;
 	char what[300];
 
-	snprintf(what, sizeof(what), "set prefetch %u", prefetch);
-	amqp_basic_qos(c->conn, CQI_CHANNEL, 0, (uint16_t)prefetch, 0);
-	if (cqi_amqp_check(c->ctx, what))
-		return c->ctx->err;
+	amqp_bytes_free(c->tag);
+	c->tag = amqp_empty_bytes;
 	snprintf(what, sizeof(what), "consume from queue '%s'", c->o->queue);
 	ok = amqp_basic_consume(c->conn, CQI_CHANNEL,
 				amqp_cstring_bytes(c->o->queue),
@@ -1266,6 +1295,17 @@ static enum cq_err start_consuming(struct consumer *c, unsigned prefetch)
 		return cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
 	c->consuming = true;
 	return CQ_OK;
+}
+
+static enum cq_err start_consuming(struct consumer *c, unsigned prefetch)
+{
+	char what[300];
+
+	snprintf(what, sizeof(what), "set prefetch %u", prefetch);
+	amqp_basic_qos(c->conn, CQI_CHANNEL, 0, (uint16_t)prefetch, 0);
+	if (cqi_amqp_check(c->ctx, what))
+		return c->ctx->err;
+	return subscribe(c);
 }
 
 static unsigned pick_prefetch(const struct cq_consume_opts *o)
