@@ -542,7 +542,8 @@ static bool peek_death(struct peek *pk, const struct cq_death *d)
 		put_str(cli, buf);
 	}
 	if (d->exchange) {
-		snprintf(buf, sizeof(buf), ", exchange '%s'", d->exchange);
+		snprintf(buf, sizeof(buf), ", exchange '%s'%s", d->exchange,
+			 d->exchange[0] ? "" : " (default)");
 		put_str(cli, buf);
 	}
 	if (d->routing_key) {
@@ -667,6 +668,174 @@ static int cmd_peek(struct cli *cli, int argc, char **argv)
 			pk.quorum_seen && !(qi.quorum && qi.delivery_limit >= 0) ?
 			" (quorum queue: their delivery count went up by one)" : "");
 	return 0;
+}
+
+/* ---- replay-dlq ------------------------------------------------------- */
+
+static const char replay_usage[] =
+	"usage: qctl replay-dlq [OPTIONS] DLQ\n"
+	"\n"
+	"Move the messages of the dead-letter queue DLQ back to the queue each\n"
+	"died in (from x-death, qctl's x-cq-* headers, an application's\n"
+	"x-original-queue-style headers, or DLQ's name QUEUE.dlq), or to --to.\n"
+	"Each is republished (mandatory, confirmed) before its dead-letter copy\n"
+	"is acknowledged: a crash can duplicate, never lose.  Only the messages\n"
+	"present at start are looked at; what is not moved stays in DLQ.\n"
+	"\n"
+	"  --to QUEUE         send every message to QUEUE\n"
+	"  -n, --count N      move at most N messages\n"
+	"  --filter SPEC      only messages matching SPEC (repeatable, all must\n"
+	"                     match): KEY=VALUE or header:KEY=VALUE, body:REGEX,\n"
+	"                     reason:TEXT (rejected, expired, maxlen, ...)\n"
+	"  --dry-run          list what would move where; move nothing\n"
+	"  --rate N           at most N messages a second\n"
+	"  --reset-retries    drop qctl's retry count (x-cq-retries)\n"
+	"  --window N         messages in flight (default 1000)\n"
+	"  --json             one JSON object per message on stdout\n";
+
+enum {
+	OPT_REPLAY_TO = OPT_VERB, OPT_REPLAY_FILTER, OPT_REPLAY_DRY_RUN,
+	OPT_REPLAY_RATE, OPT_REPLAY_RESET, OPT_REPLAY_WINDOW,
+};
+
+struct replay_out {
+	struct cli *cli;
+	const char *dlq;
+	struct progress pr;
+	uint64_t done;
+};
+
+static void on_replay(void *arg, const struct cq_replay_event *ev)
+{
+	struct replay_out *ro = arg;
+	struct cli *cli = ro->cli;
+	const char *id = ev->message_id ? ev->message_id : "(no id)";
+	char line[800];
+
+	ro->done++;
+	if (cli->json) {
+		put_json(cli, cq_replay_event_json(ev));
+	} else if (ev->what == CQ_REPLAY_WOULD_MOVE) {
+		snprintf(line, sizeof(line), "would move %s to '%s'\n", id,
+			 ev->target);
+		cli_write(cli, line, strlen(line));
+	} else if (ev->what == CQ_REPLAY_FAILED) {
+		progress_done(&ro->pr);
+		cli_err(cli, "message %s: not moved to '%s' (stays in '%s'): %s",
+			id, ev->target, ro->dlq, ev->reason);
+	} else if (ev->what == CQ_REPLAY_SKIPPED && !ev->target) {
+		progress_done(&ro->pr);
+		cli_err(cli, "message %s: skipped: %s", id, ev->reason);
+	}
+	progress_show(&ro->pr, cli, "%llu done", (unsigned long long)ro->done);
+}
+
+static int cmd_replay(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "to", required_argument, NULL, OPT_REPLAY_TO },
+		{ "count", required_argument, NULL, 'n' },
+		{ "filter", required_argument, NULL, OPT_REPLAY_FILTER },
+		{ "dry-run", no_argument, NULL, OPT_REPLAY_DRY_RUN },
+		{ "rate", required_argument, NULL, OPT_REPLAY_RATE },
+		{ "reset-retries", no_argument, NULL, OPT_REPLAY_RESET },
+		{ "window", required_argument, NULL, OPT_REPLAY_WINDOW },
+		CLI_COMMON_OPTIONS
+	};
+	struct replay_out ro = { .cli = cli };
+	struct cq_replay_opts o;
+	struct cq_replay_stats st;
+	struct cq_filter *filter = NULL;
+	unsigned long long v;
+	char err[300], where[300];
+	long long start;
+	enum cq_err e;
+	int c, ret;
+
+	cq_replay_opts_init(&o);
+	while ((c = getopt_long(argc, argv, "n:" CLI_COMMON_SHORT, opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_REPLAY_TO:
+			o.to = optarg;
+			break;
+		case 'n':
+			if (!cli_uint(cli, "--count", optarg, 1, UINT32_MAX, &v))
+				goto usage;
+			o.count = v;
+			break;
+		case OPT_REPLAY_FILTER:
+			if (cq_filter_add(&filter, optarg, err, sizeof(err))) {
+				cli_usage_error(cli, "--filter: %s", err);
+				goto usage;
+			}
+			break;
+		case OPT_REPLAY_DRY_RUN:
+			o.dry_run = true;
+			break;
+		case OPT_REPLAY_RATE:
+			if (!cli_uint(cli, "--rate", optarg, 1, 10000000, &v))
+				goto usage;
+			o.rate = (double)v;
+			break;
+		case OPT_REPLAY_RESET:
+			o.reset_retries = true;
+			break;
+		case OPT_REPLAY_WINDOW:
+			if (!cli_uint(cli, "--window", optarg, 1, 100000, &v))
+				goto usage;
+			o.window = (size_t)v;
+			break;
+		default:
+			cli_common_opt(cli, c, optarg);
+		}
+	}
+	if (argc - optind != 1) {
+		cli_usage_error(cli, argc - optind < 1 ? "missing DLQ" :
+				"one DLQ at a time");
+		goto usage;
+	}
+	ro.dlq = argv[optind];
+	if (o.to && strcmp(o.to, ro.dlq) == 0) {
+		cli_usage_error(cli, "--to names the dead-letter queue itself");
+		goto usage;
+	}
+	o.filter = filter;
+	o.fn = on_replay;
+	o.arg = &ro;
+	ret = cli_ready(cli);
+	if (ret)
+		goto out;
+	progress_init(&ro.pr, cli);
+	start = cq_now_ms();
+	e = cq_replay(cli->ctx, ro.dlq, &o, &st);
+	progress_done(&ro.pr);
+	if (e)
+		ret = cli_fail(cli);
+	if (o.to || (!st.several_targets && st.target[0]))
+		snprintf(where, sizeof(where), "'%s'", o.to ? o.to : st.target);
+	else
+		snprintf(where, sizeof(where), "their original queues");
+	if (!cli->quiet && st.present == 0 && !e)
+		cli_err(cli, "'%s' is empty", ro.dlq);
+	else if (!cli->quiet && o.dry_run)
+		fprintf(stderr, "would replay %llu to %s (%llu skipped), nothing moved\n",
+			(unsigned long long)st.would_move, where,
+			(unsigned long long)st.skipped);
+	else if (!cli->quiet)
+		fprintf(stderr, "replayed %llu to %s (%llu skipped, %llu failed) in %.2fs\n",
+			(unsigned long long)st.replayed, where,
+			(unsigned long long)st.skipped,
+			(unsigned long long)st.failed, seconds_since(start));
+	if (!ret && st.present == 0)
+		ret = 1;
+	if (!ret && st.failed)
+		ret = 75;
+out:
+	cq_filter_free(filter);
+	return ret;
+usage:
+	cq_filter_free(filter);
+	return 64;
 }
 
 /* ---- declare ---------------------------------------------------------- */
@@ -1188,6 +1357,63 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 	return e ? cli_fail(cli) : 0;
 }
 
+/* ---- stats ------------------------------------------------------------ */
+
+static const char stats_usage[] =
+	"usage: qctl stats [OPTIONS] QUEUE...\n"
+	"\n"
+	"Print the figures of each QUEUE, one 'name[QUEUE] value' per line:\n"
+	"ready messages and consumers (from a passive declare, which counts\n"
+	"only ready messages: unacked ones need cqstat --api), and dlq, the\n"
+	"ready messages of QUEUE.dlq when it exists.  Exit 1 if a QUEUE does\n"
+	"not exist.\n"
+	"\n"
+	"  --json             one JSON object\n";
+
+static int cmd_stats(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = { CLI_COMMON_OPTIONS };
+	struct cq_metrics ms;
+	struct cq_buf out = { 0 };
+	char *json = NULL;
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1)
+		cli_common_opt(cli, c, optarg);
+	if (optind >= argc)
+		return cli_usage_error(cli, "missing QUEUE");
+	ret = cli_ready(cli);
+	if (ret)
+		return ret;
+	cq_metrics_init(&ms);
+	ms.time_ms = cq_wall_ms();
+	if (cq_queue_figures(cli->ctx, (size_t)(argc - optind),
+			     (const char *const *)argv + optind, NULL, &ms)) {
+		cq_metrics_clear(&ms);
+		return cli_fail(cli);
+	}
+	cq_metrics_source(&ms, CQ_SRC_AMQP, cli->ctx);
+	if (cli->json ? !(json = cq_metrics_json(&ms)) ||
+			!cq_buf_append(&out, json, strlen(json)) ||
+			!cq_buf_append(&out, "\n", 1) :
+			!cq_metrics_text(&ms, &out)) {
+		cli_err(cli, "out of memory");
+		ret = 70;
+	} else {
+		cli_write(cli, out.data, out.len);
+	}
+	for (size_t i = 0; i < ms.nqueues && !ret; i++) {
+		if (ms.queues[i].found)
+			continue;
+		cli_err(cli, "no queue '%s'", ms.queues[i].name);
+		ret = 1;
+	}
+	free(json);
+	cq_buf_free(&out);
+	cq_metrics_clear(&ms);
+	return ret;
+}
+
 static const struct cli_verb verbs[] = {
 	{ "enqueue", cmd_enqueue, NEED_AMQP,
 	  "publish messages, confirmed", enqueue_usage },
@@ -1195,10 +1421,14 @@ static const struct cli_verb verbs[] = {
 	  "print messages, or run a command per message", consume_usage },
 	{ "peek", cmd_peek, NEED_AMQP,
 	  "show messages without removing them", peek_usage },
+	{ "replay-dlq", cmd_replay, NEED_AMQP,
+	  "move dead letters back to their queues", replay_usage },
 	{ "declare", cmd_declare, NEED_AMQP,
 	  "declare a durable queue (and its dead-letter queue)", declare_usage },
 	{ "purge", cmd_purge, NEED_AMQP,
 	  "remove every ready message of a queue", purge_usage },
+	{ "stats", cmd_stats, NEED_AMQP,
+	  "ready messages, consumers and dead letters of queues", stats_usage },
 	{ NULL, NULL, 0, NULL, NULL },
 };
 

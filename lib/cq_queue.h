@@ -365,6 +365,72 @@ typedef enum cq_err (*cq_peek_fn)(void *arg, const struct cq_delivery *d);
 enum cq_err cq_peek(struct cq_ctx *ctx, const char *queue, size_t count,
 		    cq_peek_fn fn, void *arg, size_t *seen);
 
+/* ---- replay-dlq (replay.c) ---------------------------------------------- */
+
+/* Which dead letters to move: every filter of the list must match. */
+struct cq_filter;
+/* Add "KEY=VALUE" or "header:KEY=VALUE" (a header's text equals VALUE),
+ * "body:REGEX" (POSIX extended, anywhere in the body) or "reason:TEXT"
+ * (the death reason contains TEXT, or an x-death entry's reason is TEXT).
+ * CQ_ERR_USAGE with the reason in err. */
+enum cq_err cq_filter_add(struct cq_filter **list, const char *spec,
+			  char *err, size_t errlen);
+bool cq_filter_match(const struct cq_filter *list, const struct cq_delivery *d,
+		     const struct cq_death *death);
+void cq_filter_free(struct cq_filter *list);
+
+enum cq_replay_what {
+	CQ_REPLAY_MOVED,	/* republished, confirmed, DLQ copy acked */
+	CQ_REPLAY_FAILED,	/* not confirmed: stays in the DLQ */
+	CQ_REPLAY_SKIPPED,	/* filtered out or no target: stays */
+	CQ_REPLAY_WOULD_MOVE,	/* --dry-run */
+};
+
+/* One message's fate; strings borrowed for the call, any may be NULL. */
+struct cq_replay_event {
+	enum cq_replay_what what;
+	const char *message_id;
+	const char *target;
+	const char *reason;
+};
+typedef void (*cq_replay_fn)(void *arg, const struct cq_replay_event *ev);
+/* {"action":"moved|failed|skipped|would-move","message_id":..,"to":..,
+ * "reason":..}; caller frees; NULL out of memory. */
+char *cq_replay_event_json(const struct cq_replay_event *ev);
+
+struct cq_replay_opts {
+	const char *to;		/* target queue for all, else each one's own */
+	uint64_t count;		/* at most this many (0 = all present at start) */
+	const struct cq_filter *filter;
+	bool dry_run;
+	double rate;		/* messages/s, 0 = unlimited */
+	bool reset_retries;	/* drop CQ_HDR_RETRIES */
+	size_t window;		/* gets and publishes in flight (default 1000) */
+	cq_replay_fn fn;
+	void *arg;
+};
+void cq_replay_opts_init(struct cq_replay_opts *o);
+
+struct cq_replay_stats {
+	uint64_t present;	/* ready in the DLQ at start */
+	uint64_t seen, replayed, skipped, failed, would_move;
+	bool several_targets;
+	char target[256];	/* the one target, when there was one */
+};
+
+/*
+ * Move the messages of dlq back to their queues (from x-death, qctl's
+ * headers, an application's headers, the DLQ's name, or o->to), through
+ * the default exchange, mandatory and confirmed, each dead-letter copy
+ * acked only after its republish is confirmed.  Looks at no more messages
+ * than were ready at start, so it cannot loop; what is not moved is
+ * requeued to dlq.  Body, properties and headers are kept; CQ_HDR_REPLAYED
+ * counts the replays.
+ */
+enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
+		      const struct cq_replay_opts *o,
+		      struct cq_replay_stats *st);
+
 /* ---- consume (owned by `qctl consume`) ----------------------------------- */
 
 #include <signal.h>

@@ -321,8 +321,7 @@ char *cq_field_text(const struct cq_field *f)
 /* A copy of a string field's text (NUL-free strings only), or NULL. */
 static bool take_str(const struct cq_field *f, char **out)
 {
-	if (!f || f->kind != CQ_FIELD_STRING || f->len == 0 ||
-	    strlen(f->str) != f->len)
+	if (!f || f->kind != CQ_FIELD_STRING || strlen(f->str) != f->len)
 		return true;
 	free(*out);
 	*out = strdup(f->str);
@@ -405,7 +404,8 @@ static const struct cq_xdeath *best_xdeath(const struct cq_death *d,
 	for (size_t i = 0; i < d->nxdeath; i++) {
 		const struct cq_xdeath *x = &d->xdeath[i];
 
-		if (x->queue && (!from_queue || strcmp(x->queue, from_queue)))
+		if (x->queue && x->queue[0] &&
+		    (!from_queue || strcmp(x->queue, from_queue)))
 			return x;
 	}
 	return NULL;
@@ -506,7 +506,7 @@ static enum cq_err death_decode(const struct cq_field *h, size_t n,
 	    !decode_qctl(h, n, d, &q, &ex, &rk, &reason, &died_at))
 		goto nomem;
 	x = best_xdeath(d, from_queue);
-	if (q && (!x || (died_at >= 0 && died_at >= x->time))) {
+	if (q && *q && (!x || (died_at >= 0 && died_at >= x->time))) {
 		d->source = CQ_DEATH_QCTL;
 		d->queue = q;
 		d->exchange = ex;
@@ -538,6 +538,10 @@ static enum cq_err death_decode(const struct cq_field *h, size_t n,
 	}
 	free(reason);
 	reason = NULL;
+	if (d->queue && !*d->queue) {
+		free(d->queue);
+		d->queue = NULL;
+	}
 	if (d->queue) {
 		d->source = CQ_DEATH_HEADERS;
 		return CQ_OK;
