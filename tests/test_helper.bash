@@ -4,6 +4,7 @@
 # sandbox servers' URLs, and a unique key prefix and queue name so that no
 # two tests (or two runs) ever see each other's data.
 
+bats_require_minimum_version 1.5.0
 bats_load_library bats-support
 bats_load_library bats-assert
 
