@@ -119,7 +119,9 @@ static const char *parse_number(const char *p, double *v, char *err,
 	errno = 0;
 	*v = strtod(p, &end);
 	if (end != q || errno || !isfinite(*v)) {
-		cqi_errbuf(err, errlen, "bad number '%.*s'", (int)(q - p), p);
+		size_t n = strcspn(p, ": \t");
+
+		cqi_errbuf(err, errlen, "bad number '%.*s'", (int)(n > 40 ? 40 : n), p);
 		return NULL;
 	}
 	if (*q == '%') {
