@@ -81,11 +81,12 @@ static amqp_field_value_t xdeath_v(struct xd *x, const char *queue,
 	return v;
 }
 
-/* Encode then decode a table, as it comes off the wire. */
+/* Encode then decode a table, as it comes off the wire (the decoded
+ * strings point into the static buffer). */
 static void wire_roundtrip(amqp_table_t *in, amqp_table_t *out,
 			   amqp_pool_t *pool)
 {
-	char buf[8192];
+	static char buf[8192];
 	amqp_bytes_t b = { sizeof(buf), buf };
 	size_t off = 0;
 
