@@ -1353,7 +1353,8 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 			cli_err(cli, "queue '%s' is empty", o.queue);
 		return 1;
 	}
-	consume_summary(cli, &o, &st);
+	if (!e || st.received)
+		consume_summary(cli, &o, &st);
 	return e ? cli_fail(cli) : 0;
 }
 
