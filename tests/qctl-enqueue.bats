@@ -1,0 +1,191 @@
+#!/usr/bin/env bats
+# qctl enqueue (issue 4): arguments or stdin, persistent, mandatory,
+# publisher-confirmed; exit 0 only when every message is confirmed, else
+# name exactly the input lines that were not.
+
+bats_require_minimum_version 1.5.0
+load test_helper
+load qctl_helper
+
+per_test_setup() {
+	qctl declare -q "$Q"
+}
+
+@test "enqueue: arguments become messages, in order, with a summary" {
+	run -0 --separate-stderr qctl enqueue "$Q" one "two words" three
+	[ -z "$output" ]
+	[[ "$stderr" =~ ^"enqueued 3 messages in "[0-9.]+"s (0 failed)"$ ]]
+	run -0 take_all "$Q"
+	assert_output "$(printf 'one\ntwo words\nthree')"
+}
+
+@test "enqueue: stdin lines, blank lines skipped, -q silent" {
+	run -0 --separate-stderr qctl enqueue -q "$Q" < <(printf 'a\n\nb\nc')
+	[ -z "$stderr" ]
+	run -0 take_all "$Q"
+	assert_output "$(printf 'a\nb\nc')"
+}
+
+@test "enqueue: persistent by default, --transient not; each message a fresh id and a timestamp" {
+	qctl enqueue -q "$Q" x y
+	qctl enqueue -q --transient "$Q" z
+	run -0 api_get "$Q" 10
+	[ "$(jq -r '[.[].properties.delivery_mode] | join(",")' <<<"$output")" = 2,2,1 ]
+	[ "$(jq -r '[.[].properties.message_id] | unique | length' <<<"$output")" = 3 ]
+	[[ "$(jq -r '.[0].properties.message_id' <<<"$output")" =~ ^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]]
+	now=$(date +%s)
+	ts=$(jq -r '.[0].properties.timestamp' <<<"$output")
+	[ $((now - ts)) -lt 60 ]
+}
+
+@test "enqueue: -H, --priority, --message-id, --content-type, --expiration set properties" {
+	qctl declare -q "$Q.other" --max-priority 9
+	run -0 qctl enqueue -q "$Q.other" -H tenant=acme -H 'note=a=b' --priority 7 \
+		--message-id m-1 --content-type application/json --expiration 1h '{"a":1}'
+	run -0 api_get "$Q.other"
+	[ "$(jq -r '.[0].properties.headers.tenant' <<<"$output")" = acme ]
+	[ "$(jq -r '.[0].properties.headers.note' <<<"$output")" = a=b ]
+	[ "$(jq -r '.[0].properties.priority' <<<"$output")" = 7 ]
+	[ "$(jq -r '.[0].properties.message_id' <<<"$output")" = m-1 ]
+	[ "$(jq -r '.[0].properties.content_type' <<<"$output")" = application/json ]
+	[ "$(jq -r '.[0].properties.expiration' <<<"$output")" = 3600000 ]
+}
+
+@test "enqueue: -0 reads NUL-separated records, binary-safe (newlines, high bytes)" {
+	printf 'line1\nline2\0\001\377\r\n\0last' > "$TMP/in"
+	run -0 qctl enqueue -q -0 "$Q" < "$TMP/in"
+	amqp-get -u "$CQ_AMQP_URL" -q "$Q" > "$TMP/m1"
+	amqp-get -u "$CQ_AMQP_URL" -q "$Q" > "$TMP/m2"
+	amqp-get -u "$CQ_AMQP_URL" -q "$Q" > "$TMP/m3"
+	cmp "$TMP/m1" <(printf 'line1\nline2')
+	cmp "$TMP/m2" <(printf '\001\377\r\n')
+	cmp "$TMP/m3" <(printf 'last')
+}
+
+@test "enqueue: --jsonl records carry body, body_base64 (NUL bytes), headers and properties" {
+	qctl declare -q "$Q.other" --max-priority 9
+	cat > "$TMP/in" <<'EOF'
+{"body":"hello","headers":{"k":"v","n":3,"ok":true},"message_id":"id-1","priority":5,"content_type":"text/plain","expiration":"30s"}
+{"body_base64":"AAECAP8=","message-id":"id-2"}
+{"body":"tab\there"}
+EOF
+	run -0 qctl enqueue -q --jsonl "$Q.other" < "$TMP/in"
+	run -0 api_get "$Q.other"
+	[ "$(jq -r '.[0].payload | @base64d' <<<"$output")" = hello ]
+	[ "$(jq -c '.[0].properties.headers' <<<"$output")" = '{"k":"v","n":3,"ok":"true"}' ]
+	[ "$(jq -r '.[0].properties.message_id' <<<"$output")" = id-1 ]
+	[ "$(jq -r '.[0].properties.priority' <<<"$output")" = 5 ]
+	[ "$(jq -r '.[0].properties.content_type' <<<"$output")" = text/plain ]
+	[ "$(jq -r '.[0].properties.expiration' <<<"$output")" = 30000 ]
+	[ "$(jq -r '.[1].payload' <<<"$output")" = AAECAP8= ]
+	[ "$(jq -r '.[1].properties.message_id' <<<"$output")" = id-2 ]
+	[ "$(jq -r '.[2].payload | @base64d' <<<"$output")" = "$(printf 'tab\there')" ]
+}
+
+@test "enqueue: malformed JSONL lines exit 65 naming each line; the good lines are sent" {
+	cat > "$TMP/in" <<'EOF'
+{"body":"ok1"}
+{"body":
+{"body":"x","priority":999}
+["not an object"]
+{"body":"ok2","headers":{"k":{"nested":1}}}
+{"headers":{}}
+{"body":"ok3"}
+EOF
+	run -65 --separate-stderr qctl enqueue --jsonl "$Q" < "$TMP/in"
+	[[ "$stderr" == *"qctl: enqueue: line 2: bad JSON"* ]]
+	[[ "$stderr" == *"qctl: enqueue: line 3: priority: want an integer 0-255"* ]]
+	[[ "$stderr" == *"qctl: enqueue: line 4: want a JSON object"* ]]
+	[[ "$stderr" == *"qctl: enqueue: line 5: header 'k': want a string, integer or boolean"* ]]
+	[[ "$stderr" == *"qctl: enqueue: line 6: no \"body\" or \"body_base64\""* ]]
+	[[ "$stderr" == *"enqueued 2 messages in "*"(0 failed, 5 malformed)"* ]]
+	run -0 take_all "$Q"
+	assert_output "$(printf 'ok1\nok3')"
+}
+
+@test "enqueue: a missing queue is named up front (exit 1), nothing is published" {
+	run -1 --separate-stderr qctl enqueue "$Q.nope" x
+	assert_equal "$stderr" "qctl: enqueue: queue '$Q.nope' does not exist (create it with 'qctl declare $Q.nope')"
+	run -1 --separate-stderr qctl enqueue --exchange "$Q.x" "$Q" x
+	assert_equal "$stderr" "qctl: enqueue: exchange '$Q.x' does not exist"
+}
+
+@test "enqueue: unroutable messages exit 75 and name exactly the lines not confirmed" {
+	api "exchanges/%2f/$Q.x" -X PUT -d '{"type":"direct","durable":false}'
+	api "bindings/%2f/e/$Q.x/q/$Q" -X POST -d '{"routing_key":"a"}'
+	cat > "$TMP/in" <<'EOF'
+{"body":"1","routing_key":"a"}
+{"body":"2","routing_key":"b"}
+{"body":"3","routing_key":"b"}
+{"body":"4","routing_key":"a"}
+{"body":"5","routing_key":"b"}
+EOF
+	run -75 --separate-stderr qctl enqueue --json --jsonl --exchange "$Q.x" "$Q" < "$TMP/in"
+	[[ "$stderr" == *"qctl: enqueue: lines 2-3: not confirmed: unroutable (no queue bound)"* ]]
+	[[ "$stderr" == *"qctl: enqueue: line 5: not confirmed: unroutable (no queue bound)"* ]]
+	[[ "$stderr" != *"line 1:"* && "$stderr" != *"line 4:"* ]]
+	[[ "$stderr" == *"enqueued 2 messages in "*"(3 failed)"* ]]
+	[ "$(jq -c '.line' <<<"$output" | tr '\n' ' ')" = "2 3 5 " ]
+	[ "$(jq -r '.error' <<<"$output" | sort -u)" = "unroutable (no queue bound)" ]
+	run -0 take_all "$Q"
+	assert_output "$(printf '1\n4')"
+}
+
+@test "enqueue: an exchange with no binding at all fails every message (arguments named)" {
+	api "exchanges/%2f/$Q.x" -X PUT -d '{"type":"fanout","durable":false}'
+	run -75 --separate-stderr qctl enqueue --exchange "$Q.x" "$Q" a b c
+	[[ "$stderr" == *"arguments 1-3: not confirmed: unroutable (no queue bound)"* ]]
+}
+
+@test "enqueue: a 10 MiB message round-trips; one over --max-size is a bad line (65)" {
+	head -c $((10 << 20)) /dev/urandom | base64 -w0 > "$TMP/big"
+	echo >> "$TMP/big"
+	run -0 qctl enqueue -q "$Q" < "$TMP/big"
+	amqp-get -u "$CQ_AMQP_URL" -q "$Q" > "$TMP/got"
+	cmp "$TMP/got" <(head -c -1 "$TMP/big")
+	{ echo small; head -c 2000 /dev/zero | tr '\0' x; echo; echo after; } > "$TMP/in"
+	run -65 --separate-stderr qctl enqueue --max-size 1k "$Q" < "$TMP/in"
+	[[ "$stderr" == *"line 2: longer than --max-size (1024 bytes)"* ]]
+	run -0 take_all "$Q"
+	assert_output "$(printf 'small\nafter')"
+}
+
+@test "enqueue: many lines through a small window are all confirmed, in order" {
+	seq 1 5000 > "$TMP/in"
+	run -0 --separate-stderr qctl enqueue --window 7 "$Q" < "$TMP/in"
+	[[ "$stderr" == "enqueued 5000 messages in "* ]]
+	[ "$(ready "$Q")" = 5000 ]
+	take_bodies "$Q" > "$TMP/out"
+	cmp "$TMP/in" "$TMP/out"
+}
+
+@test "enqueue: usage errors exit 64" {
+	run -64 --separate-stderr qctl enqueue
+	[[ "$stderr" == *"missing QUEUE"* ]]
+	run -64 --separate-stderr qctl enqueue -H novalue "$Q" x
+	[[ "$stderr" == *"-H: want key=value, got 'novalue'"* ]]
+	run -64 --separate-stderr qctl enqueue --priority 256 "$Q" x
+	run -64 --separate-stderr qctl enqueue --window 0 "$Q" x
+	run -64 --separate-stderr qctl enqueue --routing-key k "$Q" x
+	[[ "$stderr" == *"--routing-key goes with --exchange"* ]]
+	run -64 --separate-stderr qctl enqueue --jsonl "$Q" x
+	run -64 --separate-stderr qctl enqueue --expiration soon "$Q" x
+}
+
+@test "enqueue: an unreachable broker exits 69" {
+	run -69 --separate-stderr qctl enqueue --amqp amqp://guest:guest@127.0.0.1:1/ "$Q" x
+	[[ "$stderr" == "qctl: enqueue: cannot connect to RabbitMQ at 127.0.0.1:1"* ]]
+}
+
+@test "enqueue: a wrong password exits 77 without showing it" {
+	run -77 --separate-stderr qctl enqueue --amqp "$(bad_password_url)" "$Q" x
+	[[ "$stderr" == "qctl: enqueue: login to RabbitMQ at "*" as 'guest': ACCESS_REFUSED"* ]]
+	[[ "$stderr$output" != *wrong-s3cret* ]]
+}
+
+@test "enqueue: --json with a closed stdout still exits with the publish result" {
+	api "exchanges/%2f/$Q.x" -X PUT -d '{"type":"fanout","durable":false}'
+	run -0 --separate-stderr bash -c "seq 1 3000 | qctl enqueue -q --json --exchange '$Q.x' '$Q' | head -c1 >/dev/null; echo \${PIPESTATUS[1]}"
+	assert_output 75
+	[[ "$stderr" == *"lines 1-3000: not confirmed: unroutable"* ]]
+}
