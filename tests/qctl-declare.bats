@@ -1,0 +1,101 @@
+#!/usr/bin/env bats
+# qctl declare (issue 4): durable queues, dead-letter exchange and queue,
+# idempotent; a conflicting declaration is a clear error, not a crash.
+
+bats_require_minimum_version 1.5.0
+load test_helper
+load qctl_helper
+
+# The queue's type, durability and arguments, as rabbitmqctl reports them.
+queue_info() {
+	rctl list_queues -q name type durable arguments |
+		awk -v q="$1" -F'\t' '$1 == q { print $2 "\t" $3 "\t" $4 }'
+}
+
+@test "declare: a durable classic queue, idempotent" {
+	run -0 --separate-stderr qctl declare "$Q"
+	assert_equal "$stderr" "declared '$Q' (0 messages, 0 consumers)"
+	qctl enqueue -q "$Q" kept
+	run -0 --separate-stderr qctl declare "$Q"
+	assert_equal "$stderr" "declared '$Q' (1 messages, 0 consumers)"
+	run -0 queue_info "$Q"
+	[[ "$output" == "classic	true	"* ]]
+}
+
+@test "declare: --dlq routes rejected messages to QUEUE.dlq with RabbitMQ's x-death" {
+	run -0 --separate-stderr qctl declare --dlq "$Q"
+	assert_equal "$stderr" "declared '$Q' (0 messages, 0 consumers), dead letters to '$Q.dlq' via exchange '$Q.dlx'"
+	qctl enqueue -q "$Q" -H app=billing bad-one
+	reject "$Q"
+	[ "$(ready "$Q")" = 0 ]
+	[ "$(ready "$Q.dlq")" = 1 ]
+	run -0 api_get "$Q.dlq"
+	[ "$(jq -r '.[0].properties.headers["x-death"][0].reason' <<<"$output")" = rejected ]
+	[ "$(jq -r '.[0].properties.headers["x-death"][0].queue' <<<"$output")" = "$Q" ]
+	[ "$(jq -r '.[0].properties.headers.app' <<<"$output")" = billing ]
+	[ "$(jq -r '.[0].payload | @base64d' <<<"$output")" = bad-one ]
+	# again: nothing changes
+	run -0 qctl declare -q --dlq "$Q"
+}
+
+@test "declare: --dlq=NAME picks the dead-letter queue; --json says what was declared" {
+	run -0 --separate-stderr qctl declare --json --dlq="$Q.custom-dlq" "$Q"
+	[ "$(jq -r .dlq <<<"$output")" = "$Q.custom-dlq" ]
+	[ "$(jq -r .dlx <<<"$output")" = "$Q.dlx" ]
+	[ "$(jq -r .messages <<<"$output")" = 0 ]
+	qctl enqueue -q "$Q" x
+	reject "$Q"
+	[ "$(ready "$Q.custom-dlq")" = 1 ]
+}
+
+@test "declare: --message-ttl expires messages into the DLQ (reason expired)" {
+	qctl declare -q --dlq --message-ttl 100ms "$Q"
+	qctl enqueue -q "$Q" short-lived
+	sleep 0.5
+	run -0 api_get "$Q.dlq"
+	[ "$(jq -r '.[0].properties.headers["x-death"][0].reason' <<<"$output")" = expired ]
+}
+
+@test "declare: --max-length, --max-priority and --quorum --delivery-limit set the arguments" {
+	qctl declare -q --max-length 3 --max-priority 5 "$Q"
+	run -0 queue_info "$Q"
+	[[ "$output" == *"x-max-length"*3* ]]
+	[[ "$output" == *"x-max-priority"*5* ]]
+	qctl enqueue -q "$Q" 1 2 3 4 5
+	[ "$(ready "$Q")" = 3 ]
+	qctl declare -q --quorum --delivery-limit 2 --dlq "$Q.other"
+	run -0 queue_info "$Q.other"
+	[[ "$output" == "quorum	true	"*"x-delivery-limit"*2* ]]
+}
+
+@test "declare: different arguments exit 65 naming the argument; the queue is untouched" {
+	qctl declare -q --max-length 5 "$Q"
+	qctl enqueue -q "$Q" still-here
+	run -65 --separate-stderr qctl declare --max-length 6 "$Q"
+	[[ "$stderr" == "qctl: declare: queue '$Q' already exists with a different 'x-max-length' (received "*"); delete it or declare it with the same arguments" ]]
+	run -65 --separate-stderr qctl declare --quorum "$Q"
+	[[ "$stderr" == *"with a different '"* ]]
+	run -65 --separate-stderr qctl declare "$Q"
+	[[ "$stderr" == *"with a different 'x-max-length'"* ]]
+	[ "$(ready "$Q")" = 1 ]
+}
+
+@test "declare: usage errors exit 64" {
+	run -64 --separate-stderr qctl declare
+	[[ "$stderr" == *"missing QUEUE"* ]]
+	run -64 --separate-stderr qctl declare a b
+	run -64 --separate-stderr qctl declare --delivery-limit 3 "$Q"
+	[[ "$stderr" == *"--delivery-limit needs --quorum"* ]]
+	run -64 --separate-stderr qctl declare --max-length -1 "$Q"
+	run -64 --separate-stderr qctl declare --max-priority 256 "$Q"
+	run -64 --separate-stderr qctl declare --message-ttl 1x "$Q"
+	run -64 --separate-stderr qctl declare 'bad"name'
+	[ "$(ready "$Q")" = missing ]
+}
+
+@test "declare: an unreachable broker exits 69, a wrong password 77 (not shown)" {
+	run -69 --separate-stderr qctl declare --amqp amqp://guest:guest@127.0.0.1:1/ "$Q"
+	[[ "$stderr" == "qctl: declare: cannot connect to RabbitMQ at 127.0.0.1:1"* ]]
+	run -77 --separate-stderr qctl declare --amqp "$(bad_password_url)" "$Q"
+	[[ "$stderr" != *wrong-s3cret* ]]
+}
