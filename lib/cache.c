@@ -347,18 +347,26 @@ enum cq_err cqi_tag_append(struct cq_ctx *ctx, const char *key, size_t keylen,
 	return CQ_OK;
 }
 
-/* Read n pipelined replies; the first error reply becomes the error. */
-static enum cq_err read_replies(struct cq_ctx *ctx, size_t n, const char *what)
+/* Read the replies of one EVAL per tag; the first error is the error. */
+static enum cq_err read_tag_replies(struct cq_ctx *ctx,
+				    const struct cq_set_opts *o)
 {
 	enum cq_err e = CQ_OK;
 
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < o->ntags; i++) {
 		redisReply *r;
+		char what[200];
 
 		if (cqi_redis_reply(ctx, &r))
 			return ctx->err;
-		if (!e && r->type == REDIS_REPLY_ERROR)
+		if (!e && r->type == REDIS_REPLY_ERROR && strstr(r->str, "WRONGTYPE"))
+			e = cq_seterr(ctx, CQ_ERR_DATA,
+				      "tag '%s': its key holds something other than a set",
+				      o->tags[i]);
+		else if (!e && r->type == REDIS_REPLY_ERROR) {
+			snprintf(what, sizeof(what), "tag '%s'", o->tags[i]);
 			e = cqi_redis_reply_err(ctx, r, what);
+		}
 		freeReplyObject(r);
 	}
 	return e;
@@ -386,7 +394,7 @@ static enum cq_err set_tags(struct cq_ctx *ctx, const struct cq_buf *kb,
 	cq_buf_free(&scratch);
 	if (e)
 		return e;
-	return read_replies(ctx, o->ntags, "recording the tag");
+	return read_tag_replies(ctx, o);
 }
 
 enum cq_err cq_cache_set(struct cq_ctx *ctx, const char *key, size_t keylen,

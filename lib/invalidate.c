@@ -119,6 +119,13 @@ static enum cq_err scan_loop(struct inval *iv, int argc, const char **argv,
 		if (cqi_redis_append(iv->ctx, argc, argv, lens) || drain(iv) ||
 		    cqi_redis_reply(iv->ctx, &r))
 			return iv->ctx->err;
+		if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "WRONGTYPE")) {
+			e = cq_seterr(iv->ctx, CQ_ERR_DATA,
+				      "'%s' holds something other than a set",
+				      argv[1]);
+			freeReplyObject(r);
+			return e;
+		}
 		if (r->type == REDIS_REPLY_ERROR) {
 			e = cqi_redis_reply_err(iv->ctx, r, argv[0]);
 			freeReplyObject(r);
