@@ -1,5 +1,6 @@
 /* cli.c - the verb table runner and the helpers every program shares. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -189,6 +190,27 @@ static void print_usage(const char *prog, const struct cli_verb *verbs,
 	fputs("  --version          print the version\n", f);
 }
 
+/*
+ * A closed standard descriptor would be handed to the next socket opened,
+ * and our output written into the Redis or AMQP connection.  Hold each
+ * closed one with /dev/null, opened so that output to it fails (EBADF:
+ * "cannot write output", exit 74) and input from it is empty.
+ */
+static void hold_std_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		int nfd;
+
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		nfd = open("/dev/null", fd == 1 ? O_RDONLY : O_RDWR);
+		if (nfd >= 0 && nfd != fd) {
+			dup2(nfd, fd);
+			close(nfd);
+		}
+	}
+}
+
 int cli_main(const struct cli_prog *program, int argc, char **argv)
 {
 	const char *prog = program->name;
@@ -205,6 +227,7 @@ int cli_main(const struct cli_prog *program, int argc, char **argv)
 	/* Output errors are checked where they happen, and Redis sockets
 	 * must not kill us: a closed pipe becomes EPIPE, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
+	hold_std_fds();
 	if (cq_settings_from_env(&cli.set, errbuf, sizeof(errbuf)))
 		return cli_usage_error(&cli, "%s", errbuf);
 	opterr = 1;

@@ -20,6 +20,7 @@ struct cq_reader {
 	char *buf;
 	size_t cap, start, end;
 	bool eof;
+	bool skip;	/* drop the rest of a too-long record on the next call */
 };
 
 struct cq_reader *cq_reader_new(int fd, char delim, size_t max)
@@ -105,6 +106,11 @@ int cq_reader_next(struct cq_reader *r, const char **p, size_t *len,
 	size_t scanned = 0;
 
 	*too_long = false;
+	if (r->skip) {
+		r->skip = false;
+		if (skip_record(r) < 0)
+			return -1;
+	}
 	for (;;) {
 		size_t avail = r->end - r->start;
 		char *d = memchr(r->buf + r->start + scanned, r->delim,
@@ -127,8 +133,8 @@ int cq_reader_next(struct cq_reader *r, const char **p, size_t *len,
 			*len = r->max;
 			*too_long = true;
 			r->start = r->end;
-			if (skip_record(r) < 0)
-				return -1;
+			/* not now: reading on would overwrite what *p shows */
+			r->skip = true;
 			return 1;
 		}
 		if (r->eof) {
@@ -294,6 +300,7 @@ static bool take_member(struct cq_record *rec, const char *k, json_t *v,
 	} else if (is_key(k, "body_base64", "body-base64")) {
 		if (!str_of(v, &s, &len))
 			goto want_string;
+		free(rec->body);	/* body_base64 and body-base64 */
 		rec->body = cq_unbase64(s, len, &msg->len);
 		if (!rec->body) {
 			cqi_errbuf(err, errlen, "body_base64: %s",

@@ -1,0 +1,55 @@
+/*
+ * fuzz_record - `qctl enqueue --jsonl` records (cq_record_parse) and the
+ * base64 decoder behind body_base64 (cq_unbase64).
+ *
+ * Invariants: a parsed record has a body inside the record or its
+ * decoded copy; the -H headers given before parsing are kept, in front;
+ * priority stays in 0-255 (or -1); a record that fails has a message.
+ */
+#include <errno.h>
+
+#include "fuzz.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const struct cq_header preset[2] = {
+		{ .key = "x-from-flag", .value = "1" },
+		{ .key = "x-count", .is_int = true, .ival = 7 },
+	};
+	struct cq_message msg;
+	struct cq_record *rec = NULL;
+	char err[300], *line = malloc(size ? size : 1), *raw;
+	size_t rawlen;
+
+	if (!line)
+		abort();
+	memcpy(line, data, size);
+	cq_message_init(&msg);
+	msg.headers = preset;
+	msg.nheaders = 2;
+	err[0] = '\0';
+	if (cq_record_parse(line, size, &msg, &rec, err, sizeof(err)) == CQ_OK) {
+		FUZZ_ASSERT(rec != NULL, "no record");
+		FUZZ_ASSERT(msg.body != NULL || msg.len == 0, "body");
+		FUZZ_ASSERT(msg.nheaders >= 2 && strcmp(msg.headers[0].key,
+							"x-from-flag") == 0 &&
+			    msg.headers[1].is_int, "-H headers lost");
+		for (size_t i = 0; i < msg.nheaders; i++)
+			FUZZ_ASSERT(msg.headers[i].key != NULL, "header %zu", i);
+		FUZZ_ASSERT(msg.priority >= -1 && msg.priority <= 255, "priority");
+		cq_record_free(rec);
+	} else {
+		FUZZ_ASSERT(rec == NULL && err[0], "failed without a message");
+	}
+	/* the decoder on its own, on the raw bytes */
+	raw = cq_unbase64(line, size, &rawlen);
+	if (raw) {
+		FUZZ_ASSERT(rawlen <= size, "decoded longer than input");
+		FUZZ_ASSERT(raw[rawlen] == '\0', "not terminated");
+		free(raw);
+	} else {
+		FUZZ_ASSERT(errno == EINVAL, "errno %d", errno);
+	}
+	free(line);
+	return 0;
+}
