@@ -719,7 +719,7 @@ static int open_input(struct cli *cli, const char *path, int *fd)
 	if (*fd >= 0)
 		return 0;
 	cli_err(cli, "cannot open '%s': %s", path, strerror(errno));
-	return errno == ENOENT || errno == EACCES ? 66 : 74;
+	return 74;
 }
 
 static int cmd_warm(struct cli *cli, int argc, char **argv)

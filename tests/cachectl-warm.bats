@@ -1,0 +1,329 @@
+#!/usr/bin/env bats
+# cachectl warm: TSV, -0 and JSONL input, TTL + jitter, --nx, --tag, --ns,
+# --exec, --once, bad lines with line numbers, exit codes, constant memory.
+
+bats_require_minimum_version 1.5.0
+load test_helper
+
+per_test_teardown() {
+	[ -n "${ACL_USER:-}" ] && rcli ACL DELUSER "$ACL_USER" >/dev/null 2>&1
+	[ -f "$TMP/redis.pid" ] && kill "$(cat "$TMP/redis.pid")" 2>/dev/null
+	return 0
+}
+
+hostport() {
+	local hp=${CQ_REDIS_URL#redis://}
+	echo "${hp%%/*}"
+}
+
+# A private redis-server (for tests that fill or kill it); sets PRIV_URL.
+private_redis() {
+	local port tries
+	for tries in 1 2 3 4 5; do
+		port=$((20000 + RANDOM % 20000))
+		redis-server --port "$port" --bind 127.0.0.1 --save '' \
+			--appendonly no --daemonize yes --pidfile "$TMP/redis.pid" \
+			--logfile "$TMP/redis.log" --dir "$TMP" >/dev/null || continue
+		for _ in $(seq 1 50); do
+			if redis-cli -p "$port" ping >/dev/null 2>&1; then
+				PRIV_PORT=$port
+				PRIV_URL="redis://127.0.0.1:$port/0"
+				return 0
+			fi
+			sleep 0.05
+		done
+	done
+	echo "no private redis-server" >&2
+	return 1
+}
+
+@test "warm loads key<TAB>value lines and says how many" {
+	printf 'a\t1\nb\ttwo words\nc\t\n' >"$TMP/in"
+	run -0 --separate-stderr cachectl warm --ttl 1m "$TMP/in"
+	[[ "$stderr" =~ ^warmed\ 3\ keys\ in\ [0-9]+\.[0-9]{2}s\ \(0\ skipped,\ 0\ failed\)$ ]]
+	run -0 cachectl get a b
+	[ "$output" = $'1\ntwo words' ]
+	run -0 rcli strlen "${P}c"
+	assert_output 0
+}
+
+@test "warm reads standard input with - or no FILE; the last line needs no newline" {
+	printf 'a\t1\nb\t2' | cachectl warm -q --ttl 1m -
+	printf 'c\t3\n' | cachectl warm -q --ttl 1m
+	run -0 cachectl get a b c
+	[ "$output" = $'1\n2\n3' ]
+}
+
+@test "warm gives every key the TTL plus jitter" {
+	seq 1 30 | awk '{printf "j%d\tv\n", $1}' | cachectl warm -q --ttl 100s --jitter 50s
+	min=999999 max=0
+	for i in $(seq 1 30); do
+		t=$(rcli pttl "${P}j$i")
+		[ "$t" -lt "$min" ] && min=$t
+		[ "$t" -gt "$max" ] && max=$t
+	done
+	[ "$min" -gt 95000 ] && [ "$max" -le 150000 ]
+	[ $((max - min)) -gt 1000 ]
+}
+
+@test "warm requires a TTL unless CQ_DEFAULT_TTL or --no-ttl" {
+	run -64 --separate-stderr cachectl warm </dev/null
+	[[ "$stderr" == *"--ttl is required"* ]]
+	printf 'a\t1\n' | CQ_DEFAULT_TTL=1m cachectl warm -q
+	t=$(rcli pttl "${P}a")
+	[ "$t" -gt 50000 ]
+	printf 'b\t1\n' | cachectl warm -q --no-ttl
+	run -0 rcli pttl "${P}b"
+	assert_output -1
+}
+
+@test "warm reports bad lines with their numbers, skips them, exits 65" {
+	printf 'good1\tv1\nmissing-tab\n\tempty-key\ngood2\tv2\n\n' >"$TMP/in"
+	run -65 --separate-stderr cachectl warm --ttl 1m "$TMP/in"
+	[ "${stderr_lines[0]}" = "cachectl: warm: line 2: missing TAB between key and value" ]
+	[ "${stderr_lines[1]}" = "cachectl: warm: line 3: empty key" ]
+	[ "${stderr_lines[2]}" = "cachectl: warm: line 5: empty line" ]
+	[[ "${stderr_lines[3]}" == "warmed 2 keys in "*"(3 skipped, 0 failed)" ]]
+	run -0 cachectl get good1 good2
+}
+
+@test "warm -0 takes NUL-separated key/value pairs with any bytes" {
+	printf 'k\n1\0v\tal\nue\0k2\0\377\001\0' | cachectl warm -q -0 --ttl 1m
+	cachectl get -n $'k\n1' >"$TMP/got"
+	printf 'v\tal\nue' >"$TMP/want"
+	cmp "$TMP/got" "$TMP/want"
+	cachectl get -n k2 >"$TMP/got"
+	printf '\377\001' >"$TMP/want"
+	cmp "$TMP/got" "$TMP/want"
+}
+
+@test "warm -0 with a key and no value reports the record and exits 65" {
+	run -65 --separate-stderr bash -c "printf 'a\0\x31\0\0v\0lonely' | cachectl warm -0 --ttl 1m"
+	[ "${stderr_lines[0]}" = "cachectl: warm: record 2: empty key" ]
+	[[ "${stderr_lines[1]}" == "cachectl: warm: record 3: key without a value"* ]]
+	run -0 cachectl get a
+	assert_output 1
+}
+
+@test "warm --jsonl: value, ttl, tags, non-string values as JSON text" {
+	cat >"$TMP/in" <<-'EOF'
+	{"key":"a","value":"text","ttl":100}
+	{"key":"b","value":{"n":[1,2]},"tags":["t1"]}
+	{"key":"c","value":42,"ttl":"250s"}
+	{"key_base64":"/w==","value_base64":"AAE="}
+	EOF
+	run -0 --separate-stderr cachectl warm --jsonl --ttl 1m "$TMP/in"
+	[[ "$stderr" == "warmed 4 keys in "* ]]
+	run -0 cachectl get a b c
+	[ "$output" = $'text\n{"n":[1,2]}\n42' ]
+	t=$(rcli pttl "${P}a")
+	[ "$t" -gt 95000 ] && [ "$t" -le 100000 ]
+	t=$(rcli pttl "${P}c")
+	[ "$t" -gt 245000 ] && [ "$t" -le 250000 ]
+	t=$(rcli pttl "${P}b")
+	[ "$t" -gt 55000 ] && [ "$t" -le 60000 ]
+	run -0 rcli smembers "${P}cq:tag:t1"
+	assert_output "${P}b"
+	[ "$(rcli strlen "${P}$(printf '\377')")" = 2 ]
+}
+
+@test "warm --jsonl reports malformed records by line and keeps going" {
+	cat >"$TMP/in" <<-'EOF'
+	{"key":"a","value":"1"}
+	{"key":"b","value":
+	{"value":"no key"}
+	{"key":"c","value":"3","ttl":-5}
+	["not","an","object"]
+	{"key":"d","value":"4","colour":"red"}
+	{"key":"e","value":"5"}
+	EOF
+	run -65 --separate-stderr cachectl warm --jsonl --ttl 1m "$TMP/in"
+	[[ "${stderr_lines[0]}" == "cachectl: warm: line 2: bad JSON"* ]]
+	[ "${stderr_lines[1]}" = 'cachectl: warm: line 3: missing "key"' ]
+	[[ "${stderr_lines[2]}" == 'cachectl: warm: line 4: "ttl" must be a positive'* ]]
+	[ "${stderr_lines[3]}" = "cachectl: warm: line 5: not a JSON object" ]
+	[ "${stderr_lines[4]}" = 'cachectl: warm: line 6: unknown field "colour"' ]
+	run -0 cachectl get a e
+}
+
+@test "warm refuses values over --max-size and lines far longer, by line" {
+	{
+		printf 'a\t1\n'
+		printf 'big\t%s\n' "$(head -c 100 /dev/zero | tr '\0' x)"
+		printf 'huge\t'; head -c 300000 /dev/zero | tr '\0' y; printf '\n'
+		printf 'b\t2\n'
+	} >"$TMP/in"
+	run -65 --separate-stderr cachectl warm --ttl 1m --max-size 50 "$TMP/in"
+	[ "${stderr_lines[0]}" = "cachectl: warm: line 2: value larger than --max-size" ]
+	[ "${stderr_lines[1]}" = "cachectl: warm: line 3: record longer than --max-size" ]
+	run -0 cachectl get a b
+	run -0 rcli exists "${P}big" "${P}huge"
+	assert_output 0
+}
+
+@test "warm --nx fills only missing keys" {
+	rcli set "${P}a" old >/dev/null
+	run -0 --separate-stderr bash -c "printf 'a\tnew\nb\tnew\n' | cachectl warm --nx --ttl 1m"
+	[[ "$stderr" == "warmed 1 keys in "*"(1 skipped, 0 failed)" ]]
+	run -0 cachectl get a b
+	[ "$output" = $'old\nnew' ]
+}
+
+@test "warm --tag and --ns apply to every key" {
+	printf 'a\t1\nb\t2\n' | cachectl warm -q --ttl 1m --tag batch --ns cat
+	run -0 cachectl get --ns cat a b
+	[ "$output" = $'1\n2' ]
+	run -0 rcli scard "${P}cq:tag:batch"
+	assert_output 2
+	cachectl invalidate -q --tag batch
+	run -1 cachectl get --ns cat a
+}
+
+@test "warm --json prints the summary as JSON on stdout" {
+	run -65 --separate-stderr bash -c "printf 'a\t1\nbad\n' | cachectl warm --json --ttl 1m"
+	[[ "$output" =~ ^\{\"warmed\":1,\"skipped\":0,\"bad\":1,\"failed\":0,\"records\":2,\"seconds\":[0-9.]+\}$ ]]
+	[ "$stderr" = "cachectl: warm: line 2: missing TAB between key and value" ]
+}
+
+@test "warm with a small window and --rate still writes everything" {
+	seq 1 500 | awk '{printf "w%d\tv%d\n", $1, $1}' | cachectl warm -q --ttl 1m --window 7
+	run -0 cachectl get w1 w250 w500
+	[ "$output" = $'v1\nv250\nv500' ]
+	seq 1 30 | awk '{printf "r%d\tv\n", $1}' | cachectl warm -q --ttl 1m --rate 300
+	run -0 cachectl get r30
+}
+
+@test "warm of an empty input warms nothing and exits 0" {
+	run -0 --separate-stderr cachectl warm --ttl 1m </dev/null
+	[[ "$stderr" == "warmed 0 keys in "* ]]
+}
+
+@test "warm of a missing file exits 74" {
+	run -74 --separate-stderr cachectl warm --ttl 1m "$TMP/nope"
+	[[ "$stderr" == "cachectl: warm: cannot open '$TMP/nope': No such file or directory" ]]
+}
+
+@test "warm counts refused writes as failed and exits 75" {
+	ACL_USER="cq_warm_$$_$RANDOM"
+	pw="Pw-$RANDOM$RANDOM"
+	rcli ACL SETUSER "$ACL_USER" on ">$pw" "~${P}ok:*" '+@all' >/dev/null
+	run -75 --separate-stderr bash -c "printf 'ok:1\tv\nno:2\tv\nok:3\tv\n' | cachectl warm --ttl 1m --redis 'redis://$ACL_USER:$pw@$(hostport)/0'"
+	[[ "${stderr_lines[0]}" == "cachectl: warm: line 2: write refused: NOPERM"* ]]
+	[[ "${stderr_lines[1]}" == "warmed 2 keys in "*"(0 skipped, 1 failed)" ]]
+	[[ "$stderr" != *"$pw"* ]]
+}
+
+@test "warm --exec runs CMD for each missing key and caches its stdout" {
+	printf 'k1\nk2\nk3\n' >"$TMP/keys"
+	rcli set "${P}k2" present >/dev/null
+	run -0 --separate-stderr cachectl warm --ttl 1m --keys "$TMP/keys" \
+		--exec 'echo run >>"$TMP/runs"; printf "v-%s-%s" "$1" "$CQ_KEY"'
+	[[ "$stderr" == "warmed 2 keys in "*"(1 skipped, 0 failed)" ]]
+	run -0 cachectl get k1 k2 k3
+	[ "$output" = $'v-k1-k1\npresent\nv-k3-k3' ]
+	[ "$(wc -l <"$TMP/runs")" = 2 ]
+	t=$(rcli pttl "${P}k1")
+	[ "$t" -gt 50000 ]
+}
+
+@test "warm --exec never caches a failed command's output; exit 75" {
+	printf 'good\nbad\n' >"$TMP/keys"
+	run -75 --separate-stderr cachectl warm --ttl 1m --keys "$TMP/keys" \
+		--exec 'echo "out-$1"; [ "$1" != bad ] || { echo boom >&2; exit 3; }'
+	[ "${stderr_lines[0]}" = "boom" ]
+	[ "${stderr_lines[1]}" = "cachectl: warm: line 2: key 'bad': command exited 3" ]
+	[[ "${stderr_lines[2]}" == "warmed 1 keys in "*"(0 skipped, 1 failed)" ]]
+	run -0 cachectl get good
+	assert_output out-good
+	run -1 cachectl get bad
+}
+
+@test "warm --exec --jobs runs commands in parallel and warms every key" {
+	seq 1 12 | sed 's/^/p/' >"$TMP/keys"
+	run -0 --separate-stderr cachectl warm --ttl 1m --keys "$TMP/keys" --jobs 4 \
+		--exec 'sleep 0.2; printf "v%s" "$1"'
+	[[ "$stderr" == "warmed 12 keys in "* ]]
+	run -0 cachectl get p1 p6 p12
+	[ "$output" = $'vp1\nvp6\nvp12' ]
+}
+
+@test "warm --exec with -0 keys handles keys with newlines" {
+	printf 'a\nb\0c d\0' >"$TMP/keys"
+	run -0 cachectl warm -q -0 --ttl 1m --keys "$TMP/keys" --exec 'printf "[%s]" "$1"'
+	run -0 cachectl get $'a\nb' 'c d'
+	[ "$output" = $'[a\nb]\n[c d]' ]
+}
+
+@test "warm --once: a run that finds the lock held exits 0 with a notice" {
+	rcli set "${P}cq:once:nightly" someone-else PX 60000 >/dev/null
+	run -0 --separate-stderr bash -c "printf 'a\t1\n' | cachectl warm --once nightly --ttl 1m"
+	[ "$stderr" = "cachectl: warm: another run holds --once 'nightly'; not warming" ]
+	run -1 cachectl get a
+	run -0 rcli get "${P}cq:once:nightly"
+	assert_output someone-else
+}
+
+@test "warm --once: overlapping runs warm once; the lock goes at the end" {
+	( { sleep 1; printf 'a\t1\n'; } | cachectl warm -q --once job --ttl 1m ) &
+	first=$!
+	for _ in $(seq 1 100); do
+		[ "$(rcli exists "${P}cq:once:job")" = 1 ] && break
+		sleep 0.02
+	done
+	run -0 --separate-stderr bash -c "printf 'b\t2\n' | cachectl warm --once job --ttl 1m"
+	[[ "$stderr" == *"another run holds --once 'job'"* ]]
+	wait "$first"
+	run -0 cachectl get a
+	run -1 cachectl get b
+	run -0 rcli exists "${P}cq:once:job"
+	assert_output 0
+	t=$(rcli pttl "${P}a")
+	[ "$t" -gt 0 ]
+}
+
+@test "warm from an unreachable server exits 69" {
+	run -69 --separate-stderr bash -c "printf 'a\t1\n' | cachectl warm --ttl 1m --redis redis://127.0.0.1:1"
+	[[ "$stderr" == *"cannot connect to Redis at 127.0.0.1:1"* ]]
+}
+
+@test "warm with a wrong password exits 77 and never prints it" {
+	ACL_USER="cq_warm_$$_$RANDOM"
+	rcli ACL SETUSER "$ACL_USER" on ">Right-$RANDOM" '~*' '+@all' >/dev/null
+	run -77 --separate-stderr bash -c "printf 'a\t1\n' | cachectl warm --ttl 1m --redis 'redis://$ACL_USER:Wr0ngPassw0rd@$(hostport)/0'"
+	[[ "$stderr" != *"Wr0ngPassw0rd"* ]]
+}
+
+@test "warm whose server dies mid-run exits 75 with the summary" {
+	private_redis
+	run -75 --separate-stderr bash -c "{ printf 'a\t1\n'; sleep 0.5; kill \$(cat '$TMP/redis.pid'); sleep 0.5; printf 'b\t2\n'; } | cachectl warm --ttl 1m --redis '$PRIV_URL'"
+	[[ "$stderr" == *"Redis at 127.0.0.1:$PRIV_PORT"* ]]
+	[[ "$stderr" == *"warmed "*" keys in "* ]]
+}
+
+@test "warm of 1,000,000 lines stays under 16 MiB of memory" {
+	if ldd "$(command -v cachectl)" | grep -q asan; then
+		skip "sanitizer builds use shadow memory"
+	fi
+	private_redis
+	awk 'BEGIN { for (i = 0; i < 1000000; i++) printf "mem:%d\tvalue number %d\n", i, i }' >"$TMP/big"
+	run -0 --separate-stderr /usr/bin/time -f 'maxrss=%M' cachectl warm --ttl 1m --jitter 10% --redis "$PRIV_URL" "$TMP/big"
+	[[ "$stderr" == *"warmed 1000000 keys in "* ]]
+	rss=$(sed -n 's/^maxrss=//p' <<<"$stderr")
+	echo "peak RSS ${rss} KiB"
+	[ "$rss" -lt 16384 ]
+	[ "$(redis-cli -p "$PRIV_PORT" dbsize)" = 1000000 ]
+}
+
+@test "warm usage errors exit 64" {
+	run -64 cachectl warm --ttl 1m a b
+	run -64 --separate-stderr cachectl warm --ttl 1m --exec 'echo'
+	[[ "$stderr" == *"--keys and --exec go together"* ]]
+	run -64 cachectl warm --ttl 1m --keys "$TMP/k"
+	run -64 cachectl warm --ttl 1m --jobs 2
+	run -64 cachectl warm --ttl 1m --jsonl --keys k --exec echo
+	run -64 cachectl warm --ttl 1m --window 0
+	run -64 cachectl warm --ttl 1m --rate fast
+	run -64 cachectl warm --ttl 1m --once ''
+	run -0 cachectl warm --help
+	assert_line --index 0 'usage: cachectl warm [OPTIONS] [FILE|-]'
+}
