@@ -915,10 +915,10 @@ static int cmd_fetch(struct cli *cli, int argc, char **argv)
 			return ret;
 	if (nopt - optind < 1)
 		return cli_usage_error(cli, "missing KEY");
-	if (nopt - optind > 1)
-		return cli_usage_error(cli, "one KEY, then -- CMD [ARG...]");
 	if (dd >= argc - 1)
 		return cli_usage_error(cli, "missing -- CMD [ARG...] after KEY");
+	if (nopt - optind > 1)
+		return cli_usage_error(cli, "one KEY, then -- CMD [ARG...]");
 	key = argv[optind];
 	if (!*key)
 		return cli_usage_error(cli, "empty KEY");

@@ -34,6 +34,7 @@ struct fetch {
 	struct cq_value val;
 	long long expiry, delta;	/* -1 when unknown */
 	bool printed, ran;	/* past these, no fail-open */
+	bool gave_up;		/* the wait ran out: not Redis's fault */
 };
 
 static void warn(struct fetch *f, const char *fmt, ...)
@@ -261,10 +262,12 @@ static enum cq_err miss(struct fetch *f)
 			emit(f, f->val.data, f->val.len);
 			return f->ctx->err;
 		}
-		if (cq_now_ms() >= deadline)
+		if (cq_now_ms() >= deadline) {
+			f->gave_up = true;
 			return cq_seterr(f->ctx, CQ_ERR_TEMPFAIL,
 					 "waited %lldms for another caller to compute '%s' (--wait, --lock-ttl)",
 					 wait, f->key);
+		}
 		sleep_ms(pause);
 		pause = pause * 3 / 2 > 200 ? 200 : pause * 3 / 2;
 		if (lookup(f))
@@ -416,7 +419,7 @@ enum cq_err cq_fetch(struct cq_ctx *ctx, const char *key,
 		e = f.val.found ? hit(&f) : miss(&f);
 	}
 	/* fail-open only while nothing has been printed */
-	if (e && redis_down(ctx) && !f.printed && !f.ran)
+	if (e && redis_down(ctx) && !f.printed && !f.ran && !f.gave_up)
 		e = uncached(&f);
 	if (f.lk.held) {
 		enum cq_err keep = ctx->err;
