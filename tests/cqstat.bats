@@ -1,0 +1,273 @@
+#!/usr/bin/env bats
+# cqstat: cache figures over a private redis-server, the table, --json,
+# --prom, --track, servers that are down, usage errors.
+
+load test_helper
+load cqstat_helper
+
+per_test_setup() {
+	priv_redis_start
+	export CQ_REDIS_URL=$PRIV_URL
+}
+
+per_test_teardown() {
+	[ -n "${BGPID:-}" ] && kill "$BGPID" 2>/dev/null
+	priv_redis_stop
+}
+
+# 3 hits and 1 miss through cachectl.
+hits3_miss1() {
+	cachectl get a >/dev/null && cachectl get b >/dev/null &&
+		cachectl get a >/dev/null && ! cachectl get -q nope >/dev/null
+}
+
+@test "the first line gives the hit rate since start: 3 hits 1 miss is 0.75" {
+	cachectl set --ttl 60 a 1
+	cachectl set --ttl 60 b 2
+	hits3_miss1
+	run -0 cqstat --json
+	assert_equal "$(jq -r .redis.hit_rate <<<"$output")" 0.75
+	assert_equal "$(jq -r .redis.hits <<<"$output")" 3
+	assert_equal "$(jq -r .redis.misses <<<"$output")" 1
+	assert_equal "$(jq -r .interval <<<"$output")" 0
+	run -0 cqstat
+	assert_line -n 1 --regexp '^ +hitrate +ops/s +used +max +evict/s +exp/s +keys +nottl$'
+	assert_line -n 2 --regexp '^ +0\.75 '
+}
+
+@test "an interval line counts only the lookups made in that interval" {
+	cachectl set --ttl 60 a 1
+	cachectl set --ttl 60 b 2
+	for i in 1 2 3 4 5 6 7 8 9 10; do cachectl get -q "miss$i" || true; done
+	cqstat --json 2 2 >"$TMP/out" &
+	BGPID=$!
+	wait_lines "$TMP/out" 1
+	hits3_miss1
+	wait "$BGPID"
+	BGPID=
+	assert_equal "$(jline "$TMP/out" 1 .redis.hit_rate)" 0
+	assert_equal "$(jline "$TMP/out" 1 .redis.misses)" 10
+	assert_equal "$(jline "$TMP/out" 2 .redis.hit_rate)" 0.75
+	assert_equal "$(jline "$TMP/out" 2 .redis.hits)" 3
+	assert_equal "$(jline "$TMP/out" 2 .redis.misses)" 1
+	# since start: 3 hits out of 14 lookups
+	assert_equal "$(jline "$TMP/out" 2 .redis.hit_rate_total)" 0.2143
+	run jline "$TMP/out" 2 '.interval > 1.9 and .interval < 2.5'
+	assert_output true
+}
+
+@test "ops/s over an interval counts the commands made in it" {
+	for i in $(seq 400); do echo "SET k$i v"; done >"$TMP/cmds"
+	cqstat --json 2 2 >"$TMP/out" &
+	BGPID=$!
+	wait_lines "$TMP/out" 1
+	pcli --pipe <"$TMP/cmds" >/dev/null
+	wait "$BGPID"
+	BGPID=
+	# 400 commands (plus cqstat's own INFO) over the interval
+	run jline "$TMP/out" 2 '.redis.ops * .interval | round'
+	[ "$output" -ge 400 ] && [ "$output" -le 405 ] || fail "ops x interval: $output"
+}
+
+@test "evictions: a private server over its maxmemory evicts, cqstat counts them" {
+	pcli config set maxmemory 3mb >/dev/null
+	pcli config set maxmemory-policy allkeys-random >/dev/null
+	v=$(head -c 1000 /dev/zero | tr '\0' x)
+	for i in $(seq 6000); do echo "SET k$i $v"; done >"$TMP/cmds"
+	cqstat --json 3 2 >"$TMP/out" &
+	BGPID=$!
+	wait_lines "$TMP/out" 1
+	e1=$(pinfo evicted_keys)
+	pcli --pipe <"$TMP/cmds" >/dev/null
+	e2=$(pinfo evicted_keys)
+	wait "$BGPID"
+	BGPID=
+	[ "$e2" -gt "$e1" ]
+	assert_equal "$(jline "$TMP/out" 2 .redis.evicted_keys)" $((e2 - e1))
+	assert_equal "$(jline "$TMP/out" 2 .redis.evicted_total)" "$e2"
+	assert_equal "$(jline "$TMP/out" 2 .redis.maxmemory)" 3145728
+	# per second over the interval, within 1% (clocks read a moment apart)
+	run jline "$TMP/out" 2 "(.redis.evicted * .interval / $((e2 - e1)) - 1) | fabs < 0.01"
+	assert_output true
+}
+
+@test "keys without TTL are counted per db and in all" {
+	cachectl set --ttl 60 a 1
+	cachectl set --ttl 60 b 1
+	cachectl set --no-ttl c 1
+	pcli set d 1 >/dev/null
+	pcli -n 2 set e 1 >/dev/null
+	run -0 cqstat --json
+	assert_equal "$(jq -r .redis.keys <<<"$output")" 5
+	assert_equal "$(jq -r .redis.keys_no_ttl <<<"$output")" 3
+	assert_equal "$(jq -c '.redis.dbs' <<<"$output")" \
+		'[{"db":0,"keys":4,"keys_no_ttl":2},{"db":2,"keys":1,"keys_no_ttl":1}]'
+}
+
+@test "the table: a header, then one aligned line per interval" {
+	run -0 cqstat 0.2 3
+	assert_equal "${#lines[@]}" 5
+	assert_line -n 0 --regexp '^ -+ redis -+$'
+	for i in 1 2 3 4; do
+		assert_equal "${#lines[$i]}" "${#lines[1]}"
+	done
+}
+
+@test "--json prints one object per sample, flushed as it goes" {
+	run -0 cqstat --json 0.1 3
+	assert_equal "${#lines[@]}" 3
+	for l in "${lines[@]}"; do jq -e '.redis.up == true' <<<"$l" >/dev/null; done
+}
+
+@test "--prom: a strict exposition, unknown values left out, ready for a textfile collector" {
+	cachectl set --ttl 60 a 1
+	cachectl get a >/dev/null
+	run -0 cqstat --prom
+	help='^# HELP cq_[a-z_]+ [^ ].*$'
+	type='^# TYPE cq_[a-z_]+ (gauge|counter)$'
+	sample='^cq_[a-z_]+(\{[a-z_]+="([^"\\]|\\["\\n])*"\})? -?[0-9]+(\.[0-9]+)?(e[-+][0-9]+)?$'
+	for l in "${lines[@]}"; do
+		[[ $l =~ $help || $l =~ $type || $l =~ $sample ]] || fail "bad line: $l"
+	done
+	assert_line 'cq_up{server="redis"} 1'
+	assert_line 'cq_hit_ratio 1'
+	assert_line 'cq_keyspace_hits_total 1'
+	assert_line '# TYPE cq_keyspace_hits_total counter'
+	assert_line 'cq_db_keys{db="0"} 1'
+	# every metric has its HELP and TYPE once, before its samples
+	run bash -c "cqstat --prom | grep -c '^# TYPE cq_hit_ratio '"
+	assert_output 1
+	# an unknown hit rate (no lookups yet in a fresh server) is left out
+	priv_redis_stop
+	priv_redis_start
+	export CQ_REDIS_URL=$PRIV_URL
+	run -0 cqstat --prom
+	refute_line --partial 'cq_hit_ratio '
+	refute_output --partial NaN
+}
+
+@test "--prom with INTERVAL measures over it and prints one exposition" {
+	run -0 cqstat --prom 0.3
+	run -0 bash -c "cqstat --prom 0.3 | grep -c '^cq_up{server=\"redis\"} 1$'"
+	assert_output 1
+}
+
+@test "--track: cachectl get counts per prefix, cqstat shows the prefix's hit rate" {
+	CQ_PREFIX=app: cachectl set --ttl 60 a 1
+	CQ_PREFIX=app: cachectl get --track a >/dev/null
+	CQ_PREFIX=app: CQ_TRACK=1 cachectl get a x y >/dev/null || true
+	CQ_PREFIX=other: cachectl get --track -q nope || true
+	assert_equal "$(pcli hget cq:track hits:app:)" 2
+	assert_equal "$(pcli hget cq:track misses:app:)" 2
+	assert_equal "$(pcli hget cq:track misses:other:)" 1
+	run -0 cqstat --track --json
+	assert_equal "$(jq -c '.redis.prefixes[] | select(.prefix == "app:") | [.hit_rate, .hits_total, .misses_total]' <<<"$output")" '[0.5,2,2]'
+	run -0 cqstat --track --prefix app:
+	assert_line -n 1 --regexp ' pfxhit$'
+	assert_line -n 2 --regexp ' 0\.50$'
+}
+
+@test "--track costs the server no lookup: keyspace hits count only the GETs" {
+	cachectl set --ttl 60 a 1
+	h0=$(pinfo keyspace_hits)
+	m0=$(pinfo keyspace_misses)
+	cachectl get --track a >/dev/null
+	cachectl get --track -q nope || true
+	assert_equal "$(pinfo keyspace_hits)" $((h0 + 1))
+	assert_equal "$(pinfo keyspace_misses)" $((m0 + 1))
+}
+
+@test "--track in an interval: cqstat's own read of the counters is not counted" {
+	cachectl set --ttl 60 a 1
+	cachectl set --ttl 60 b 1
+	cachectl get --track a >/dev/null
+	CQ_TRACK=1 cqstat --json 2 2 >"$TMP/out" &
+	BGPID=$!
+	wait_lines "$TMP/out" 1
+	export CQ_TRACK=1
+	hits3_miss1
+	unset CQ_TRACK
+	wait "$BGPID"
+	BGPID=
+	assert_equal "$(jline "$TMP/out" 2 .redis.hit_rate)" 0.75
+	assert_equal "$(jline "$TMP/out" 2 '.redis.prefixes[0].hits')" 3
+	assert_equal "$(jline "$TMP/out" 2 '.redis.prefixes[0].misses')" 1
+}
+
+@test "a Redis that is down shows as down; nothing read at all exits 69" {
+	run --separate-stderr -69 cqstat --redis "$DOWN_REDIS"
+	assert_line -n 2 --regexp '^ +down +- +- '
+	[[ $stderr == "cqstat: redis down: cannot connect to Redis at 127.0.0.1:1: Connection refused" ]]
+	run --separate-stderr -69 cqstat --redis "$DOWN_REDIS" --json
+	assert_equal "$(jq -c .redis <<<"$output")" \
+		'{"up":false,"error":"cannot connect to Redis at 127.0.0.1:1: Connection refused","dbs":[],"prefixes":[]}'
+	run --separate-stderr -69 cqstat --redis "$DOWN_REDIS" --prom
+	assert_output $'# HELP cq_up 1 when the server could be read for this sample, else 0\n# TYPE cq_up gauge\ncq_up{server="redis"} 0'
+}
+
+@test "a Redis that goes down between samples: the next line says down, then it is back" {
+	cqstat --json 1 4 >"$TMP/out" 2>"$TMP/err" &
+	BGPID=$!
+	wait_lines "$TMP/out" 1
+	priv_redis_stop
+	wait_lines "$TMP/out" 2
+	priv_redis_start
+	wait "$BGPID"
+	rc=$?
+	BGPID=
+	assert_equal "$rc" 0
+	assert_equal "$(jline "$TMP/out" 1 .redis.up)" true
+	assert_equal "$(jline "$TMP/out" 2 .redis.up)" false
+	assert_equal "$(jline "$TMP/out" 4 .redis.up)" true
+	# said once when it went down
+	assert_equal "$(grep -c 'redis down' "$TMP/err")" 1
+}
+
+@test "a wrong Redis password is shown as down with its reason, exit 77" {
+	priv_redis_stop
+	priv_redis_start --requirepass s3cret
+	export CQ_REDIS_URL=unix://$PRIV_SOCK
+	run --separate-stderr -77 cqstat --json
+	assert_equal "$(jq -r .redis.up <<<"$output")" false
+	[[ $stderr == *"needs a password"* ]]
+	CQ_REDIS_PASSWORD=Xpw9zzq run --separate-stderr -77 cqstat
+	[[ $stderr == *"refused the password"* ]]
+	[[ $stderr != *Xpw9zzq* ]]
+	CQ_REDIS_PASSWORD=s3cret run -0 cqstat --json
+}
+
+@test "usage errors exit 64 with a message" {
+	run --separate-stderr -64 cqstat 0
+	[[ $stderr == "cqstat: bad INTERVAL '0' (want e.g. 1, 500ms, 1m)"* ]]
+	run --separate-stderr -64 cqstat 1x
+	run --separate-stderr -64 cqstat 1 0
+	[[ $stderr == "cqstat: bad COUNT '0'"* ]]
+	run --separate-stderr -64 cqstat 1 2 3
+	[[ $stderr == "cqstat: too many arguments ('3')"* ]]
+	run --separate-stderr -64 cqstat --prom 1 2
+	[[ $stderr == "cqstat: --prom measures over one INTERVAL: no COUNT"* ]]
+	CQ_API_URL= run --separate-stderr -64 cqstat --match 'x*'
+	[[ $stderr == "cqstat: --match needs --api URL (or CQ_API_URL)"* ]]
+	run --separate-stderr -64 cqstat --no-cache
+	run --separate-stderr -64 cqstat --bogus
+	run --separate-stderr -64 cqstat --timeout 0
+	run --separate-stderr -64 cqstat -q ''
+	CQ_TIMEOUT=x run --separate-stderr -64 cqstat
+}
+
+@test "--help and --metrics print to stdout and exit 0" {
+	run -0 cqstat --help
+	assert_line -n 0 'usage: cqstat [OPTIONS] [INTERVAL [COUNT]]'
+	run -0 cqstat --metrics
+	assert_line --regexp '^hit_rate +Keyspace hits'
+	assert_line --regexp '^ready +queue +Messages ready'
+	run -0 cqstat --version
+	assert_output --regexp '^cqstat [0-9]+\.[0-9]+\.[0-9]+$'
+}
+
+@test "a closed stdout ends a run that would go on forever" {
+	run -0 timeout 10 bash -c 'cqstat 0.05 | head -n 3 >/dev/null; echo "${PIPESTATUS[0]}"'
+	assert_output 74
+	run -0 timeout 10 bash -c 'cqstat --json 0.05 | head -c 1 >/dev/null; echo "${PIPESTATUS[0]}"'
+	assert_output 74
+}
