@@ -234,6 +234,15 @@ static enum cq_err open_one(struct cq_ctx *ctx, const struct cq_amqp_url *u)
 		return cq_seterr(ctx, CQ_ERR_NOPERM,
 				 "RabbitMQ at %s refused the login for user '%s'",
 				 a->where, u->user);
+	/* TLS 1.3: a client certificate the server refuses ends the session
+	 * at the first read, which is the login */
+	if (u->tls && r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+	    r.library_error == AMQP_STATUS_SSL_ERROR)
+		return cq_seterr(ctx, CQ_ERR_NOPERM,
+				 "RabbitMQ at %s ended the TLS session at login: %s",
+				 a->where, ctx->set.cert ?
+				 "it refused the client certificate (is --cert signed by a CA the server trusts?)" :
+				 "does it require a client certificate (--cert, --key)?");
 	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
 		char what[400];
 

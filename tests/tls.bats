@@ -1,0 +1,101 @@
+#!/usr/bin/env bats
+# AMQP over TLS (issue 7): amqps:// against the sandbox's TLS listener,
+# whose certificates the sandbox made at start (CQ_TLS_DIR): the right CA
+# works, a wrong one is refused with exit 77 and a clear message, and
+# client certificates are sent and checked.
+
+bats_require_minimum_version 1.5.0
+load test_helper
+
+per_test_setup() {
+	T=$CQ_TLS_DIR
+	TLS_PORT=${CQ_AMQPS_URL##*:}
+	TLS_PORT=${TLS_PORT%%/*}
+	PLAIN_PORT=${CQ_AMQP_URL##*:}
+	PLAIN_PORT=${PLAIN_PORT%%/*}
+	export CQ_AMQP_URL=$CQ_AMQPS_URL
+	QUEUES=()
+}
+
+per_test_teardown() {
+	local q
+	for q in "${QUEUES[@]}"; do
+		rctl delete_queue "$q" >/dev/null 2>&1 || true
+	done
+}
+
+declare_q() {
+	QUEUES+=("$1")
+	qctl declare -q "$1" --cacert "$T/ca.pem" "${@:2}"
+}
+
+@test "amqps:// with --cacert: messages go through TLS and back, byte for byte" {
+	run -0 declare_q "$Q"
+	printf 'one\ntwo\xff\nthree\n' >"$TMP/in"
+	run -0 qctl enqueue -q "$Q" --cacert "$T/ca.pem" <"$TMP/in"
+	qctl consume -q "$Q" --count 3 --cacert "$T/ca.pem" >"$TMP/out"
+	cmp "$TMP/in" "$TMP/out"
+	run -0 qctl declare "$Q" --cacert "$T/ca.pem"
+	assert_output "declared '$Q' (0 messages, 0 consumers)"
+}
+
+@test "the CA file may come from CQ_CACERT" {
+	run -0 env CQ_CACERT="$T/ca.pem" qctl declare "$Q"
+	QUEUES+=("$Q")
+}
+
+@test "a wrong CA is refused: exit 77 with a clear message, no password shown" {
+	export CQ_AMQP_URL="amqps://guest:guest@localhost:$TLS_PORT/%2f"
+	run -77 --separate-stderr qctl declare "$Q" --cacert "$T/other-ca.pem"
+	assert_equal "$stderr" "qctl: declare: cannot connect to RabbitMQ at localhost:$TLS_PORT: SSL peer cert verification failed (is --cacert the CA that signed the server certificate?)"
+	[[ "$stderr" != *guest:guest* ]]
+	# no --cacert: the system CAs do not know the sandbox's CA either
+	run -77 --separate-stderr qctl enqueue "$Q" msg
+	[[ "$stderr" == *"SSL peer cert verification failed"* ]]
+	# nothing was declared over the refused connections
+	run -1 qctl peek "$Q" --amqp "$CQ_AMQPS_URL" --cacert "$T/ca.pem"
+}
+
+@test "a client certificate signed by the CA is accepted" {
+	run -0 declare_q "$Q" --cert "$T/client.pem" --key "$T/client.key"
+	run -0 qctl enqueue -q "$Q" hello --cacert "$T/ca.pem" --cert "$T/client.pem" --key "$T/client.key"
+	run -0 qctl consume -q "$Q" --count 1 --cacert "$T/ca.pem" --cert "$T/client.pem" --key "$T/client.key"
+	assert_output hello
+}
+
+@test "a client certificate from another CA is refused with exit 77" {
+	run -77 --separate-stderr qctl declare "$Q" --cacert "$T/ca.pem" \
+		--cert "$T/other-client.pem" --key "$T/other-client.key"
+	assert_equal "$stderr" "qctl: declare: RabbitMQ at localhost:$TLS_PORT ended the TLS session at login: it refused the client certificate (is --cert signed by a CA the server trusts?)"
+}
+
+@test "bad TLS files are usage errors (64) naming the file" {
+	run -64 --separate-stderr qctl declare "$Q" --cacert "$T/nope.pem"
+	assert_equal "$stderr" "qctl: declare: cannot use CA file '$T/nope.pem': a SSL error occurred"
+	run -64 --separate-stderr qctl declare "$Q" --cacert "$T/ca.pem" --cert "$T/client.pem"
+	assert_equal "$stderr" "qctl: declare: --cert and --key go together"
+	run -64 --separate-stderr qctl declare "$Q" --cacert "$T/ca.pem" \
+		--cert "$T/client.pem" --key "$T/other-client.key"
+	[[ "$stderr" == "qctl: declare: cannot use client certificate '$T/client.pem' / key '$T/other-client.key': "* ]]
+}
+
+@test "amqps:// to a plain AMQP port fails the handshake: exit 69" {
+	run -69 --separate-stderr qctl declare "$Q" --cacert "$T/ca.pem" \
+		--amqp "amqps://guest:guest@localhost:$PLAIN_PORT/%2f"
+	assert_equal "$stderr" "qctl: declare: cannot connect to RabbitMQ at localhost:$PLAIN_PORT: SSL handshake failed"
+}
+
+@test "the host name is verified: an address is refused (librabbitmq checks DNS names only)" {
+	# the server certificate names localhost and 127.0.0.1, but
+	# librabbitmq 0.11 matches the host against DNS names only
+	run -77 --separate-stderr qctl declare "$Q" --cacert "$T/ca.pem" \
+		--amqp "amqps://guest:guest@127.0.0.1:$TLS_PORT/%2f"
+	assert_equal "$stderr" "qctl: declare: cannot connect to RabbitMQ at 127.0.0.1:$TLS_PORT: SSL hostname verification failed (is --cacert the CA that signed the server certificate?)"
+}
+
+@test "a wrong password over TLS is exit 77 and not printed" {
+	run -77 --separate-stderr qctl declare "$Q" --cacert "$T/ca.pem" \
+		--amqp "amqps://guest:Wr0ngTlsPw@localhost:$TLS_PORT/%2f"
+	assert_equal "$stderr" "qctl: declare: login to RabbitMQ at localhost:$TLS_PORT as 'guest': ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile."
+	[[ "$stderr" != *Wr0ngTlsPw* ]]
+}
