@@ -10,13 +10,14 @@
  * number, counted from START (default 0), so that each run can use a key of
  * its own.  One line per run on stdout:
  *
- *   WALL_US MAXRSS_KB STATUS
+ *   WALL_US MAXRSS_KB STATUS USER_US SYS_US
  *
  * WALL_US is measured from just before fork() to the return of wait4(), so
  * it includes process start-up, which is the point for per-process rows.
  * MAXRSS_KB is ru_maxrss from wait4(): the largest resident set of the
  * child or of any descendant it waited for (for "sh -c 'a | b'" the larger
- * of a and b).  STATUS is the exit code, or 128+signal.  measure exits 1
+ * of a and b).  STATUS is the exit code, or 128+signal.  USER_US and
+ * SYS_US are the CPU time the child and its waited-for descendants used.  measure exits 1
  * when any run did not exit 0, 2 on its own errors.
  */
 #include <errno.h>
@@ -86,7 +87,8 @@ static int open_or_die(const char *path, int flags)
 
 /* One run: returns the status as described above, fills wall and rss. */
 static int run_once(char **argv, const char *in, const char *out,
-		    const char *err, long long *wall, long *rss)
+		    const char *err, long long *wall, long *rss,
+		    long long *user, long long *sys)
 {
 	struct rusage ru;
 	long long t0;
@@ -121,6 +123,8 @@ static int run_once(char **argv, const char *in, const char *out,
 	}
 	*wall = now_us() - t0;
 	*rss = ru.ru_maxrss;
+	*user = (long long)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec;
+	*sys = (long long)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec;
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);
@@ -130,7 +134,7 @@ int main(int argc, char **argv)
 {
 	const char *in = "/dev/null", *out = "/dev/null", *err = "/dev/null";
 	long n = 1, start = 0, rss;
-	long long wall;
+	long long wall, user, sys;
 	int c, failed = 0, nargs;
 	char **args;
 
@@ -168,10 +172,10 @@ int main(int argc, char **argv)
 
 		for (int a = 0; a < nargs; a++)
 			args[a] = subst(argv[optind + a], start + r);
-		st = run_once(args, in, out, err, &wall, &rss);
+		st = run_once(args, in, out, err, &wall, &rss, &user, &sys);
 		for (int a = 0; a < nargs; a++)
 			free(args[a]);
-		printf("%lld %ld %d\n", wall, rss, st);
+		printf("%lld %ld %d %lld %lld\n", wall, rss, st, user, sys);
 		if (st)
 			failed = 1;
 	}

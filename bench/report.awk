@@ -7,11 +7,15 @@
 # microseconds per run); S/NAME.bad, when present, says why a run's work
 # could not be verified, and the row is then INVALID whatever its times.
 
+# col: a column number, or "cpu" for columns 4 + 5 (user + system)
 function median(file, col,    n, a, i, j, t, line, f) {
 	n = 0
 	while ((getline line < file) > 0) {
 		split(line, f, " ")
-		a[++n] = f[col] + 0
+		if (col == "cpu")
+			a[++n] = f[4] + f[5]
+		else if (f[col] != "" && f[col] + 0 >= 0)
+			a[++n] = f[col] + 0
 	}
 	close(file)
 	if (n == 0)
@@ -73,6 +77,44 @@ function fratio(a, b) {
 	return (a < 0 || b <= 0) ? "–" : sprintf("%.2f", a / b)
 }
 
+# Remember a bulk run for the "where the time goes" table (once per file).
+function where(label, file, who) {
+	if (file in seen)
+		return
+	seen[file] = 1
+	wn++
+	wlabel[wn] = label; wfile[wn] = file; wwho[wn] = who
+}
+
+function pct(a, b) {
+	return (a < 0 || b <= 0) ? "–" : sprintf("%.0f%%", 100 * a / b)
+}
+
+END {
+	if (wn == 0)
+		exit
+	print ""
+	print "### Where the time goes"
+	print ""
+	print "Medians per run: the process's own CPU time (user + system, its children"
+	print "included) and the server's CPU time meanwhile (redis-server's INFO cpu, or"
+	print "the RabbitMQ node's beam.smp, all threads), each also as a share of the wall"
+	print "time.  A client near 100% is bound by its own CPU; a server near 100%"
+	print "(redis-server is one thread) bounds every client equally."
+	print ""
+	print "| benchmark | run | wall | own CPU | own CPU / wall | server CPU | server CPU / wall |"
+	print "|---|---|---|---|---|---|---|"
+	for (i = 1; i <= wn; i++) {
+		f = S "/" wfile[i]
+		w = median(f, 1); c = median(f, "cpu"); sv = median(f, 6)
+		if (w < 0)
+			continue
+		printf "| %s | %s | %s | %s | %s | %s | %s |\n", wlabel[i], wwho[i],
+			ftime(w, 0), ftime(c, 0), pct(c, w),
+			sv < 0 ? "–" : ftime(sv * 1000, 0), pct(sv * 1000, w)
+	}
+}
+
 BEGIN {
 	print "| benchmark | peer | cq time | peer time | cq/peer time | speed-up | cq RSS | peer RSS | cq/peer RSS | goal | result |"
 	print "|---|---|---|---|---|---|---|---|---|---|---|"
@@ -123,13 +165,13 @@ BEGIN {
 		g = goal + 0 == 1 ? "no slower (≥ 1x)" : sprintf("≥ %sx faster", goal)
 		res = sprintf("%s: %s", su >= goal + 0 ? "PASS" : "SHORT", sus)
 	} else if (kind == "fraction") {
-		pct = sprintf("%.0f%% of ceiling", su * 100)
+		frac = sprintf("%.0f%% of ceiling", su * 100)
 		if (goal == "-") {
 			g = "–"
-			res = "info: " pct
+			res = "info: " frac
 		} else {
 			g = sprintf("≥ %.0f%% of ceiling", goal * 100)
-			res = sprintf("%s: %s", su >= goal + 0 ? "PASS" : "SHORT", pct)
+			res = sprintf("%s: %s", su >= goal + 0 ? "PASS" : "SHORT", frac)
 		}
 	} else if (kind == "rss") {
 		g = sprintf("flat (≤ 1.10x), < %s MiB", goal)
@@ -145,6 +187,10 @@ BEGIN {
 		peer = peer sprintf(" (×%d)", scale)
 	if (note != "")
 		res = res " (" note ")"
+	if (n > 1) {
+		where(label, cqf, "cq")
+		where(label, pf, peer)
+	}
 	printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 		label, peer, ftime(ct, n), ftime(pt, n), fratio(ct, pt), sus,
 		frss(cr), frss(pr), fratio(cr, pr), g, res
