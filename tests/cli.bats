@@ -80,10 +80,11 @@ Try 'cachectl --help'." ]
 	done
 }
 
-@test "man pages document every verb" {
+@test "man pages document every verb in a section of its own" {
 	for p in cachectl qctl; do
 		for verb in $("$p" --list-commands); do
-			grep -q "^\.SS.*\b$verb\b\|^\.B $verb\b\|^\.TP.*$verb\|$verb" "$TOP/man/$p.1"
+			grep -qE "^\.SS \"?$verb\b" "$TOP/man/$p.1" ||
+				{ echo "man/$p.1 has no .SS $verb"; false; }
 		done
 	done
 }
@@ -113,9 +114,9 @@ Try 'cachectl --help'." ]
 	done
 }
 
-@test "fish completions load without syntax errors" {
-	command -v fish >/dev/null || skip "fish is not installed"
+@test "zsh and fish completions parse" {
 	for p in $PROGS; do
+		zsh -n "$TOP/completions/_$p"
 		fish -n "$TOP/completions/$p.fish"
 	done
 }

@@ -16,8 +16,9 @@ export PATH="${CQ_BIN_DIR:-$TOP/build/bin}:$PATH"
 # The sandbox: `make check` exports its URLs; a developer running bats by
 # hand gets them from a running sandbox.
 if [ -z "${CQ_REDIS_URL:-}" ] || [ -z "${CQ_AMQP_URL:-}" ]; then
-	eval "$("$TOP/scripts/sandbox" env)" ||
+	_sandbox_env=$("$TOP/scripts/sandbox" env) ||
 		{ echo "no sandbox running: run scripts/sandbox start" >&2; return 1; }
+	eval "$_sandbox_env"
 fi
 
 setup() {
