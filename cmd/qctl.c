@@ -179,7 +179,7 @@ static bool enqueue_one(struct enqueue *e, struct cq_publisher *pub,
 	struct cq_ctx *ctx = e->cli->ctx;
 	enum cq_err err = cq_publish(pub, m, tag);
 
-	if (err == CQ_ERR_DATA && ctx->err == CQ_ERR_DATA) {
+	if (err == CQ_ERR_DATA && cq_publisher_alive(pub)) {
 		cli_err(e->cli, "%s %llu: %s", e->unit,
 			(unsigned long long)tag, ctx->errstr);
 		cq_clear_error(ctx);
@@ -881,8 +881,9 @@ static int declare_print(struct cli *cli, const char *queue,
 	}
 	if (cli->quiet)
 		return 0;
-	fprintf(stderr, "declared '%s' (%u messages, %u consumers)", queue,
-		d->messages, d->consumers);
+	fprintf(stderr, "declared '%s' (%u message%s, %u consumer%s)", queue,
+		d->messages, d->messages == 1 ? "" : "s", d->consumers,
+		d->consumers == 1 ? "" : "s");
 	if (d->dlq)
 		fprintf(stderr, ", dead letters to '%s' via exchange '%s'",
 			d->dlq, d->dlx);

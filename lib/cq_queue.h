@@ -273,6 +273,9 @@ enum cq_err cq_publisher_flush(struct cq_publisher *pub);
 uint64_t cq_publisher_confirmed(const struct cq_publisher *pub);
 uint64_t cq_publisher_failed(const struct cq_publisher *pub);
 size_t cq_publisher_outstanding(const struct cq_publisher *pub);
+/* False once the channel or connection is gone (every later cq_publish
+ * fails at once). */
+bool cq_publisher_alive(const struct cq_publisher *pub);
 /* Frees without settling what is still outstanding: flush first. */
 void cq_publisher_free(struct cq_publisher *pub);
 

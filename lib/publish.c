@@ -126,6 +126,11 @@ uint64_t cq_publisher_failed(const struct cq_publisher *pub)
 	return pub->failed;
 }
 
+bool cq_publisher_alive(const struct cq_publisher *pub)
+{
+	return !pub->dead;
+}
+
 size_t cq_publisher_outstanding(const struct cq_publisher *pub)
 {
 	return pub->outstanding;

@@ -145,7 +145,9 @@ void cq_replay_opts_init(struct cq_replay_opts *o)
 	o->window = 1000;
 }
 
-/* A publish awaiting its confirm, by publish sequence % window. */
+/* A publish awaiting its confirm, by publish sequence % (window + 1): the
+ * slot of a new publish is filled before cq_publish waits for room, while
+ * the window older ones may still settle. */
 struct inflight {
 	uint64_t dlq_tag;
 	char *message_id;
@@ -188,7 +190,7 @@ static void hold(struct replay *r, uint64_t tag)
 static void on_settle(void *arg, uint64_t seq, bool ok, const char *reason)
 {
 	struct replay *r = arg;
-	struct inflight *f = &r->fly[seq % r->o->window];
+	struct inflight *f = &r->fly[seq % (r->o->window + 1)];
 
 	if (ok && cq_ack(r->ctx, f->dlq_tag, false) == CQ_OK) {
 		r->st->replayed++;
@@ -325,7 +327,7 @@ static enum cq_err move(struct replay *r, const struct cq_delivery *d,
 	m.routing_key = target;
 	m.headers = h;
 	m.nheaders = nh;
-	f = &r->fly[seq % r->o->window];
+	f = &r->fly[seq % (r->o->window + 1)];
 	f->dlq_tag = d->delivery_tag;
 	f->message_id = d->message_id ? strdup(d->message_id) : NULL;
 	f->target = strdup(target);
@@ -393,7 +395,7 @@ static enum cq_err replay_loop(struct replay *r, uint64_t total)
 			r->fifo_len--;
 			e = handle(r, d);
 			cq_delivery_free(d);
-			if (e == CQ_ERR_DATA) {
+			if (e == CQ_ERR_DATA && cq_publisher_alive(r->pub)) {
 				/* settled failed (held in the DLQ): go on */
 				cq_clear_error(r->ctx);
 				continue;
@@ -433,7 +435,7 @@ enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
 		return CQ_OK;
 	r.fifo_cap = o->window;
 	r.fifo = calloc(r.fifo_cap, sizeof(*r.fifo));
-	r.fly = calloc(o->window, sizeof(*r.fly));
+	r.fly = calloc(o->window + 1, sizeof(*r.fly));
 	if (!r.fifo || !r.fly) {
 		e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 		goto out;
@@ -457,7 +459,7 @@ out:
 		r.fifo_len--;
 	}
 	if (r.fly)
-		for (size_t i = 0; i < o->window; i++) {
+		for (size_t i = 0; i <= o->window; i++) {
 			free(r.fly[i].message_id);
 			free(r.fly[i].target);
 		}

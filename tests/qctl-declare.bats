@@ -17,7 +17,7 @@ queue_info() {
 	assert_equal "$stderr" "declared '$Q' (0 messages, 0 consumers)"
 	qctl enqueue -q "$Q" kept
 	run -0 --separate-stderr qctl declare "$Q"
-	assert_equal "$stderr" "declared '$Q' (1 messages, 0 consumers)"
+	assert_equal "$stderr" "declared '$Q' (1 message, 0 consumers)"
 	run -0 queue_info "$Q"
 	[[ "$output" == "classic	true	"* ]]
 }
