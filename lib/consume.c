@@ -31,6 +31,9 @@
 #define PROGRESS_MS 250
 #define PRINT_PREFETCH 2000
 #define MAX_PREFETCH 65535
+/* Deliveries read ahead of the printer: the rest of a prefetch window
+ * waits in the socket, so memory does not grow with --prefetch. */
+#define READ_AHEAD 256
 
 /* A failed message waiting out --retry-delay (still unacked). */
 struct held {
@@ -186,6 +189,12 @@ static enum cq_err on_deliver(struct consumer *c, const amqp_frame_t *f)
 			     &msg, &d);
 	if (e)
 		goto out;
+	if (!c->o->exec && d->props) {
+		/* printing never republishes: drop the raw properties */
+		amqp_destroy_message(&d->props->msg);
+		free(d->props);
+		d->props = NULL;
+	}
 	if (!push(c, d)) {
 		cq_delivery_free(d);
 		e = cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
@@ -267,8 +276,9 @@ static enum cq_err pump_amqp(struct consumer *c, long long wait_ms)
 		if (first && wait_ms > 0) {
 			tv.tv_sec = wait_ms / 1000;
 			tv.tv_usec = (wait_ms % 1000) * 1000;
-		} else if (!first && !amqp_frames_enqueued(c->conn) &&
-			   !amqp_data_in_buffer(c->conn)) {
+		} else if (!first && ((!amqp_frames_enqueued(c->conn) &&
+					!amqp_data_in_buffer(c->conn)) ||
+				       (!c->o->exec && c->len >= READ_AHEAD))) {
 			break;
 		}
 		first = false;
