@@ -213,6 +213,7 @@ static enum cq_err on_other_frame(void *arg, const amqp_frame_t *f)
 {
 	struct consumer *c = arg;
 	amqp_rpc_reply_t r = { 0 };
+	char what[400];
 
 	if (f->frame_type != AMQP_FRAME_METHOD)
 		return cq_seterr(c->ctx, CQ_ERR_INTERNAL,
@@ -245,14 +246,20 @@ static enum cq_err on_other_frame(void *arg, const amqp_frame_t *f)
 		c->consuming = false;
 		r.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
 		r.reply = f->payload.method;
-		return cqi_amqp_rpc_err(c->ctx, r, "consume");
+		snprintf(what, sizeof(what), "RabbitMQ at %s", c->ctx->amqp->where);
+		return cqi_amqp_rpc_err(c->ctx, r, what);
 	}
 	return CQ_OK;	/* e.g. a late qos-ok: nothing to do */
 }
 
 static enum cq_err on_frame(struct consumer *c, const amqp_frame_t *f)
 {
-	if (c->pub) {
+	bool closing = f->frame_type == AMQP_FRAME_METHOD &&
+		       (f->payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
+			f->payload.method.id == AMQP_CHANNEL_CLOSE_METHOD);
+
+	/* the end of the connection or channel is ours to report */
+	if (c->pub && !closing) {
 		bool handled;
 		enum cq_err e = cqi_publisher_frame(c->pub, f, &handled);
 
@@ -287,7 +294,7 @@ static enum cq_err pump_amqp(struct consumer *c, long long wait_ms)
 			break;
 		if (st != AMQP_STATUS_OK) {
 			c->consuming = false;
-			return cqi_amqp_status_err(c->ctx, st, "consume");
+			return cqi_amqp_status_err(c->ctx, st, "connection lost");
 		}
 		if (on_frame(c, &f))
 			return c->ctx->err;
