@@ -333,6 +333,7 @@ static void test_keys(void **state)
 static void test_parsers_total(void **state)
 {
 	struct cq_warm_rec r = { 0 };
+	static const char alphabet[] = "{}\":,[]\t\0abk\\u0123456789eyvlt _";
 	char buf[64], err[200];
 
 	(void)state;
@@ -340,7 +341,7 @@ static void test_parsers_total(void **state)
 		size_t n = cq_rand_below(sizeof(buf));
 
 		for (size_t j = 0; j < n; j++)
-			buf[j] = "{}\":,[]\t\0abk\\u0123456789eyvlt _"[cq_rand_below(33)];
+			buf[j] = alphabet[cq_rand_below(sizeof(alphabet) - 1)];
 		cq_warm_parse_tsv(buf, n, &r, err, sizeof(err));
 		cq_warm_parse_nul(buf, n, &r, err, sizeof(err));
 		cq_warm_parse_jsonl(buf, n, &r, err, sizeof(err));
