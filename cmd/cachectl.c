@@ -710,6 +710,20 @@ static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
 	return st->failed ? 75 : st->bad ? 65 : 0;
 }
 
+/* After a run that had to stop: how many records read were not written
+ * (their replies never came), and where the unread input starts, so
+ * that a re-run can pick up from there. */
+static void warm_not_written(struct cli *cli, const struct cq_warm_stats *st,
+			     const char *unit)
+{
+	uint64_t done = st->warmed + st->skipped + st->bad + st->failed;
+	uint64_t lost = st->records > done ? st->records - done : 0;
+
+	cli_err(cli, "%llu keys not confirmed written; %ss from %llu on not read",
+		(unsigned long long)lost, unit,
+		(unsigned long long)st->records + 1);
+}
+
 static int open_input(struct cli *cli, const char *path, int *fd)
 {
 	*fd = STDIN_FILENO;
@@ -788,6 +802,7 @@ static int cmd_warm(struct cli *cli, int argc, char **argv)
 	}
 	if (e) {
 		ret = cli_fail(cli);
+		warm_not_written(cli, &st, wo.unit);
 		warm_summary(cli, &st);
 		goto out;
 	}

@@ -89,13 +89,21 @@ bool cq_derived_key(const char *prefix, const void *key, size_t len,
 		     cq_buf_append(out, key, len) &&
 		     cq_buf_append(out, "}", 1);
 	} else {
+		/* P "{" T "}" REST: the prefix stays in front (ACL key
+		 * patterns, SCAN by prefix) unless it holds a '{' itself */
+		size_t pl = strlen(pre);
+		bool front = !strchr(pre, '{') && len >= pl &&
+			     memcmp(key, pre, pl) == 0;
 		char t[8];
 
+		if (!front)
+			pl = 0;
 		slot_string(cq_key_slot(key, len), t);
-		ok = cq_buf_append(out, "{", 1) &&
+		ok = cq_buf_append(out, pre, pl) &&
+		     cq_buf_append(out, "{", 1) &&
 		     cq_buf_append(out, t, strlen(t)) &&
 		     cq_buf_append(out, "}", 1) &&
-		     cq_buf_append(out, key, len);
+		     cq_buf_append(out, (const char *)key + pl, len - pl);
 	}
 	return ok && cq_buf_append(out, "|cq:", 4) &&
 	       cq_buf_append(out, what, strlen(what));

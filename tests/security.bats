@@ -129,3 +129,49 @@ refute_secret() {
 	run -64 --separate-stderr cachectl get k --password-file "$TMP/nope"
 	assert_equal "$stderr" "cachectl: get: cannot read password file '$TMP/nope': No such file or directory"
 }
+
+@test "fetch keeps every key it writes under the caller's prefix, braces or not" {
+	export CQ_REDIS_URL="redis://$USER_NAME:$SECRET@$HOSTPORT/0"
+	local k
+	for k in plain 'a}b' '}' '{tag}x' 'x{y' '{}z'; do
+		run -0 --separate-stderr cachectl fetch "$k" --ttl 1m -- printf 'out-%s' "$k"
+		assert_output "out-$k"
+		refute_secret
+		run -0 cachectl fetch "$k" --ttl 1m -- false
+		assert_output "out-$k"
+	done
+	# nothing of ours lies outside ${P}app: (the ACL would have refused it
+	# anyway: this checks no key was even attempted elsewhere)
+	run -0 admin --scan --pattern "${P}*"
+	[ -n "$output" ]
+	while IFS= read -r k; do
+		[[ "$k" == "${P}app:"* ]] || { echo "outside the prefix: $k"; false; }
+	done <<<"$output"
+	# outside its keys the restricted user gets 77, and CMD does not run
+	run -77 --separate-stderr cachectl --prefix "${P}other:" fetch k --ttl 1m -- touch "$TMP/ran"
+	[[ "$stderr" == "cachectl: fetch: "*"permission denied"* ]]
+	refute_secret
+	[ ! -e "$TMP/ran" ]
+}
+
+@test "fetch lock tokens are random: two concurrent fetches hold different 128-bit tokens" {
+	cachectl fetch k1 --ttl 1m -- sh -c 'sleep 2; echo one' >"$TMP/1" &
+	local p1=$!
+	cachectl fetch k2 --ttl 1m -- sh -c 'sleep 2; echo two' >"$TMP/2" &
+	local p2=$!
+	locks() { [ "$(admin --scan --pattern "${P}*|cq:lock" | wc -l)" -eq 2 ]; }
+	local i
+	for i in $(seq 50); do locks && break; sleep 0.05; done
+	run -0 admin --scan --pattern "${P}*|cq:lock"
+	[ "${#lines[@]}" -eq 2 ]
+	local t1 t2
+	t1=$(admin GET "${lines[0]}")
+	t2=$(admin GET "${lines[1]}")
+	wait "$p1" "$p2"
+	[[ "$t1" =~ ^[0-9a-f]{32}$ ]] && [[ "$t2" =~ ^[0-9a-f]{32}$ ]]
+	[ "$t1" != "$t2" ]
+	[ "$(cat "$TMP/1")" = one ] && [ "$(cat "$TMP/2")" = two ]
+	# released by their owners
+	run -0 admin --scan --pattern "${P}*|cq:lock"
+	assert_output ''
+}

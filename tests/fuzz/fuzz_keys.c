@@ -5,7 +5,8 @@
  * Input: byte 0 splits the rest into a prefix and a key (both may hold any
  * byte, braces included).  Invariants (DESIGN: Redis Cluster comes next):
  * a derived key hashes to the same slot as the full key it belongs to,
- * ends in "|cq:" WHAT, and differs from the key; an escaped glob is at
+ * ends in "|cq:" WHAT, differs from the key, and starts with the prefix
+ * (unless the prefix holds a '{'); an escaped glob is at
  * most twice as long and holds every byte of the input in order.
  */
 #include "fuzz.h"
@@ -40,6 +41,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    memcmp(der.data + der.len - wl - 4, "|cq:", 4) == 0 &&
 			    memcmp(der.data + der.len - wl, whats[w], wl) == 0,
 			    "derived key does not end in |cq:%s", whats[w]);
+		/* under the caller's prefix (ACL patterns like ~app:*) */
+		if (split && !strchr(prefix, '{'))
+			FUZZ_ASSERT(der.len >= strlen(prefix) &&
+				    memcmp(der.data, prefix, strlen(prefix)) == 0,
+				    "derived key leaves the prefix");
 		FUZZ_ASSERT(der.len != full.len ||
 			    memcmp(der.data, full.data, full.len) != 0,
 			    "derived key equals the key");
