@@ -82,12 +82,15 @@ hits3_miss1() {
 	e2=$(pinfo evicted_keys)
 	wait "$BGPID"
 	BGPID=
+	e3=$(pinfo evicted_keys)
 	[ "$e2" -gt "$e1" ]
-	assert_equal "$(jline "$TMP/out" 2 .redis.evicted_keys)" $((e2 - e1))
-	assert_equal "$(jline "$TMP/out" 2 .redis.evicted_total)" "$e2"
+	# any command over maxmemory may evict a few more: bracket the figure
+	n=$(jline "$TMP/out" 2 .redis.evicted_keys)
+	[ "$n" -ge $((e2 - e1)) ] && [ "$n" -le $((e3 - e1)) ] || fail "$n not in [$((e2 - e1)), $((e3 - e1))]"
+	assert_equal "$(jline "$TMP/out" 2 .redis.evicted_total)" $((e1 + n))
 	assert_equal "$(jline "$TMP/out" 2 .redis.maxmemory)" 3145728
 	# per second over the interval, within 1% (clocks read a moment apart)
-	run jline "$TMP/out" 2 "(.redis.evicted * .interval / $((e2 - e1)) - 1) | fabs < 0.01"
+	run jline "$TMP/out" 2 "(.redis.evicted * .interval / $n - 1) | fabs < 0.01"
 	assert_output true
 }
 
