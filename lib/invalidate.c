@@ -97,6 +97,7 @@ static enum cq_err found_key(struct inval *iv, const char *key, size_t len)
 		if (iv->st->matched % iv->every == 0 && drain(iv))
 			return iv->ctx->err;
 		cq_throttle_wait(&iv->thr, 1);
+		progress(iv);
 	}
 	return CQ_OK;
 }

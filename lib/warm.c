@@ -392,11 +392,11 @@ static enum cq_err warm_data(struct warm *w, struct reader *rd)
 			break;
 		if (w->o->rate > 0) {
 			if (w->st->records % every == 0 &&
-			    cqi_pipe_sync(&w->pipe, w->pipe.window))
+			    cqi_pipe_sync(&w->pipe, 0))
 				break;
 			cq_throttle_wait(&w->thr, 1);
 		}
-		if ((w->st->records & 255) == 0) {
+		if ((w->st->records & 255) == 0 || w->o->rate > 0) {
 			progress(w, false);
 			if (extend_lock(w, true))
 				break;

@@ -115,6 +115,27 @@ calls() {
 	[[ "$stderr" == "invalidated 40 keys in "* ]]
 }
 
+@test "invalidate --pattern shows progress on a terminal, not elsewhere" {
+	seq 1 40 | awk '{printf "r:%d\tv\n", $1}' | cachectl warm -q --ttl 1m
+	run -0 script -qec "cachectl invalidate --pattern 'r:*' --rate 100" /dev/null
+	[[ "$output" == *"invalidating: 40 keys scanned, "*" deleted, "* ]]
+	[[ "$output" == *"invalidated 40 keys in "* ]]
+	seq 1 40 | awk '{printf "r:%d\tv\n", $1}' | cachectl warm -q --ttl 1m
+	run -0 --separate-stderr cachectl invalidate --pattern 'r:*' --rate 100
+	[[ "$stderr" == "invalidated 40 keys in "* ]]
+	[ "${#stderr_lines[@]}" = 1 ]
+}
+
+@test "invalidate --dry-run into a closed pipe: no crash, no message" {
+	seq 1 2000 | awk '{printf "c:%d\tv\n", $1}' | cachectl warm -q --ttl 1m
+	run -0 bash -c 'cachectl invalidate --pattern "c:*" --dry-run 2>"$TMP/err" | head -c1; echo "${PIPESTATUS[0]}" >"$TMP/code"'
+	assert_output c
+	[ "$(cat "$TMP/code")" = 74 ]
+	[ ! -s "$TMP/err" ]
+	run -0 rcli exists "${P}c:1"
+	assert_output 1
+}
+
 @test "invalidate --tag deletes the tagged keys and the tag set" {
 	cachectl set a 1 --ttl 1m --tag news
 	cachectl set b 2 --ttl 1m --tag news --tag sport

@@ -193,6 +193,13 @@ private_redis() {
 	run -0 cachectl get r30
 }
 
+@test "warm shows progress on a terminal" {
+	seq 1 40 | awk '{printf "p%d\tv\n", $1}' >"$TMP/in"
+	run -0 script -qec "cachectl warm --ttl 1m --rate 100 '$TMP/in'" /dev/null
+	[[ "$output" == *"warming: "*" lines read, "*" keys warmed, "* ]]
+	[[ "$output" == *"warmed 40 keys in "* ]]
+}
+
 @test "warm of an empty input warms nothing and exits 0" {
 	run -0 --separate-stderr cachectl warm --ttl 1m </dev/null
 	[[ "$stderr" == "warmed 0 keys in "* ]]
