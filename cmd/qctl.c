@@ -1404,7 +1404,7 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 	} else {
 		cli_write(cli, out.data, out.len);
 	}
-	for (size_t i = 0; i < ms.nqueues && !ret; i++) {
+	for (size_t i = 0; i < ms.nqueues && ret != 70; i++) {
 		if (ms.queues[i].found)
 			continue;
 		cli_err(cli, "no queue '%s'", ms.queues[i].name);
