@@ -5,7 +5,7 @@ _cachectl_common="--redis --amqp --prefix --timeout --password-file --cacert
 
 _cachectl_verb_opts() {
 	case $1 in
-	get) echo "--no-newline -n --null -0 --ttl --ns" ;;
+	get) echo "--no-newline -n --null -0 --ttl --ns --track" ;;
 	set) echo "--ttl --jitter --no-ttl --keep-ttl --nx --xx --tag --ns --max-size" ;;
 	invalidate) echo "--pattern --tag --ns --dry-run --null -0 --rate --count" ;;
 	warm) echo "--ttl --jitter --no-ttl --nx --null -0 --jsonl --tag --ns --rate

@@ -274,3 +274,29 @@ hits3_miss1() {
 	run -0 timeout 10 bash -c 'cqstat --json 0.05 | head -c 1 >/dev/null; echo "${PIPESTATUS[0]}"'
 	assert_output 74
 }
+
+@test "the man page and the completions know every option of --help" {
+	opts=$(cqstat --help | grep -oE -- '--[a-z][a-z-]+' | sort -u)
+	[ -n "$opts" ]
+	got=$(bash -c "
+		source '$TOP/completions/cqstat.bash'
+		COMP_WORDS=(cqstat --); COMP_CWORD=1
+		_cqstat
+		printf '%s\n' \"\${COMPREPLY[@]}\"
+	")
+	for o in $opts; do
+		grep -qx -- "$o" <<<"$got" || fail "cqstat.bash lacks $o"
+		grep -q -- "'[(*]*[^']*$o\[\|,$o}\|{$o," "$TOP/completions/_cqstat" ||
+			grep -q -- "$o\[" "$TOP/completions/_cqstat" || fail "_cqstat lacks $o"
+		grep -q -- "-l ${o#--}\b" "$TOP/completions/cqstat.fish" || fail "cqstat.fish lacks $o"
+		grep -q -- "${o//-/\\\\-}" "$TOP/man/cqstat.1" || fail "cqstat.1 lacks $o"
+	done
+	# --check completes metric names
+	got=$(bash -c "
+		source '$TOP/completions/cqstat.bash'
+		COMP_WORDS=(cqstat --check hit); COMP_CWORD=2
+		_cqstat
+		printf '%s\n' \"\${COMPREPLY[@]}\"
+	")
+	assert_equal "$got" $'hit_rate\nhit_rate_total\nhits\nhits_total'
+}

@@ -1,0 +1,22 @@
+# fish completion for cqstat(1)
+
+complete -c cqstat -f
+complete -c cqstat -s q -l queue -x -d 'Show a queue'
+complete -c cqstat -l api -x -d 'RabbitMQ management API URL'
+complete -c cqstat -l match -x -d 'Queues matching a glob (with --api)'
+complete -c cqstat -l no-cache -d 'Leave Redis out'
+complete -c cqstat -l track -d 'Per-prefix hit rates of cachectl --track'
+complete -c cqstat -l json -d 'One JSON object per sample'
+complete -c cqstat -l prom -d 'Prometheus text format'
+complete -c cqstat -l check -x -a '(cqstat --metrics 2>/dev/null | string split -f1 " ")' -d 'Test a figure: METRIC OP NUMBER[:warn|:crit]'
+complete -c cqstat -l metrics -d 'List the metric names'
+complete -c cqstat -l redis -x -d 'Redis URL'
+complete -c cqstat -l amqp -x -d 'AMQP URL list'
+complete -c cqstat -l prefix -x -d 'Key prefix of the pfxhit column'
+complete -c cqstat -l timeout -x -a '1s 5s 30s' -d 'Connect and command timeout'
+complete -c cqstat -l password-file -r -F -d 'Read the Redis password from a file'
+complete -c cqstat -l cacert -r -F -d 'CA file'
+complete -c cqstat -l cert -r -F -d 'Client certificate'
+complete -c cqstat -l key -r -F -d 'Client key'
+complete -c cqstat -s h -l help -d 'Print the usage'
+complete -c cqstat -l version -d 'Print the version'
