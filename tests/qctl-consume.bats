@@ -10,6 +10,7 @@ per_test_teardown() {
 	for q in "$Q" "$Q.dlq" "$Q.other"; do
 		amqp-delete-queue -u "$CQ_AMQP_URL" -q "$q" >/dev/null 2>&1 || true
 	done
+	curl -sf -X DELETE "$CQ_API_URL/api/exchanges/%2f/$Q.dlx" >/dev/null 2>&1 || true
 	# a handler a test left running (kill -9 of qctl orphans it)
 	if [ -s "$TMP/handler.pid" ]; then
 		kill -9 "$(cat "$TMP/handler.pid")" 2>/dev/null || true
@@ -236,6 +237,29 @@ enqueue() {
 		and (has("x-cq-death-reason") | not)' <<<"$output"
 }
 
+@test "consume --exec: a DLX is found behind other queue arguments (ttl, max-length, priority)" {
+	qctl declare -q --dlq --message-ttl 1h --max-length 100 --max-priority 5 "$Q"
+	enqueue d1
+	run -0 --separate-stderr qctl consume --until-empty --max-retries 0 -e 'exit 9' "$Q"
+	[[ "$stderr" == *"dead-lettered through exchange '$Q.dlx': exit 9"* ]]
+	run -0 first_headers "$Q.dlq"
+	jq -e '."x-death"[0].reason == "rejected"' <<<"$output"
+}
+
+@test "consume --exec: queues without a DLX (with arguments, or not durable) dead-letter to QUEUE.dlq" {
+	qctl declare -q --max-length 100 --message-ttl 1h "$Q"
+	enqueue d1
+	run -0 --separate-stderr qctl consume --until-empty --max-retries 0 -e 'exit 9' "$Q"
+	[[ "$stderr" == *"dead-lettered to '$Q.dlq': exit 9"* ]]
+	amqp-delete-queue -u "$CQ_AMQP_URL" -q "$Q" >/dev/null
+	amqp-declare-queue -u "$CQ_AMQP_URL" -q "$Q" >/dev/null	# not durable
+	enqueue d2
+	run -0 --separate-stderr qctl consume --until-empty --max-retries 0 -e 'exit 9' "$Q"
+	[[ "$stderr" == *"dead-lettered to '$Q.dlq': exit 9"* ]]
+	run -0 take_all "$Q.dlq"
+	assert_output "$(printf 'd1\nd2')"
+}
+
 @test "consume --exec: --dlq NAME publishes there even when the queue has a DLX" {
 	qctl declare -q --dlq "$Q"
 	qctl declare -q "$Q.other"
@@ -305,6 +329,16 @@ enqueue() {
 	enqueue --message-id pay-3 flaky
 	run -0 --separate-stderr qctl consume --until-empty --dedupe -e '[ "$CQ_RETRIES" = 1 ]' "$Q"
 	[[ "$stderr" == *"(1 acked, 1 retried, 0 dead-lettered, 0 skipped)" ]]
+}
+
+@test "consume --dedupe: Redis unreachable exits 69 and takes nothing" {
+	qctl declare -q "$Q"
+	enqueue keep
+	run -69 --separate-stderr env CQ_REDIS_URL="redis://127.0.0.1:$(dead_port)/0" \
+		qctl consume --dedupe --until-empty -e true "$Q"
+	[[ "$stderr" == "qctl: consume: cannot connect to Redis at 127.0.0.1:"* ]]
+	run -0 take_all "$Q"
+	assert_output keep
 }
 
 @test "consume --exec: SIGTERM lets the running handler finish and acks it" {
