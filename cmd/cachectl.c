@@ -397,7 +397,7 @@ static const char invalidate_usage[] =
 	"  --dry-run          list the keys instead of deleting them\n"
 	"  -0, --null         with --dry-run, end each key with a NUL byte\n"
 	"  --rate N           delete at most N keys a second\n"
-	"  --count N          SCAN/SSCAN COUNT hint (default 1000)\n"
+	"  --count N          SCAN/SSCAN COUNT hint (default: adapts, 100-5000)\n"
 	"  --json             the summary as one JSON object on stdout\n";
 
 enum {

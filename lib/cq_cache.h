@@ -97,7 +97,7 @@ struct cq_inval_opts {
 	const char *ns;		/* keys and pattern modes: in this namespace */
 	bool dry_run;		/* list, do not delete */
 	double rate;		/* at most this many keys/s, 0 = no limit */
-	size_t count;		/* SCAN COUNT hint, 0 = 1000 */
+	size_t count;		/* SCAN COUNT hint, 0 = adapt (100-5000) */
 	/* Dry run: called with each key (without the prefix, and without the
 	 * namespace part); return false to stop (output failed). */
 	bool (*on_key)(void *arg, const char *key, size_t len);

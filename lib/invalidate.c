@@ -3,12 +3,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cq.h"
 #include "internal.h"
 #include "cache_int.h"
 
 #define DEFAULT_COUNT 1000
+#define MIN_COUNT 100
+#define MAX_COUNT 5000
 
 struct inval {
 	struct cq_ctx *ctx;
@@ -102,24 +105,55 @@ static enum cq_err found_key(struct inval *iv, const char *key, size_t len)
 	return CQ_OK;
 }
 
+static long long now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Without --count, size the batches so that one round trip (the previous
+ * batch's UNLINKs, then a SCAN) keeps the server busy for about 1-2 ms:
+ * big enough to need few round trips, small enough that other clients
+ * never wait long behind us.  A fast server gets up to MAX_COUNT, a slow
+ * or busy one as little as MIN_COUNT.
+ */
+static size_t adapt_count(size_t n, long long rtt_us)
+{
+	if (rtt_us > 2500 && n > MIN_COUNT)
+		n = n * 2 / 3 > MIN_COUNT ? n * 2 / 3 : MIN_COUNT;
+	else if (rtt_us < 1000 && n < MAX_COUNT)
+		n = n * 3 / 2 < MAX_COUNT ? n * 3 / 2 : MAX_COUNT;
+	return n;
+}
+
 /*
  * The scan loop shared by pattern and tag mode: argv is SCAN/SSCAN with
- * the cursor at argv[cursor_at]; each batch's UNLINKs go out in the same
- * write as the next scan, so a batch costs one round trip.
+ * the cursor at argv[cursor_at] and the COUNT value last; each batch's
+ * UNLINKs go out in the same write as the next scan, so a batch costs one
+ * round trip.
  */
 static enum cq_err scan_loop(struct inval *iv, int argc, const char **argv,
 			     size_t *lens, int cursor_at)
 {
-	char cursor[32] = "0";
+	char cursor[32] = "0", count[24];
+	size_t n = iv->o->count ? iv->o->count : DEFAULT_COUNT;
 	enum cq_err e = CQ_OK;
 
 	for (;;) {
 		redisReply *r, *keys;
+		long long t0 = now_us();
 
+		snprintf(count, sizeof(count), "%zu", n);
+		argv[argc - 1] = count, lens[argc - 1] = strlen(count);
 		argv[cursor_at] = cursor, lens[cursor_at] = strlen(cursor);
 		if (cqi_redis_append(iv->ctx, argc, argv, lens) || drain(iv) ||
 		    cqi_redis_reply(iv->ctx, &r))
 			return iv->ctx->err;
+		if (!iv->o->count)
+			n = adapt_count(n, now_us() - t0);
 		if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "WRONGTYPE")) {
 			e = cq_seterr(iv->ctx, CQ_ERR_DATA,
 				      "'%s' holds something other than a set",
@@ -195,8 +229,7 @@ enum cq_err cq_invalidate_pattern(struct cq_ctx *ctx, const char *glob,
 	struct inval iv;
 	struct cq_buf pre = { 0 }, match = { 0 };
 	struct cqi_gen gen;
-	char count[24];
-	const char *argv[6] = { "SCAN", NULL, "MATCH", NULL, "COUNT", count };
+	const char *argv[6] = { "SCAN", NULL, "MATCH", NULL, "COUNT", NULL };
 	size_t lens[6] = { 4, 0, 5, 0, 5, 0 };
 	bool none;
 	enum cq_err e;
@@ -211,9 +244,7 @@ enum cq_err cq_invalidate_pattern(struct cq_ctx *ctx, const char *glob,
 		goto out;
 	}
 	iv.strip = pre.len;
-	snprintf(count, sizeof(count), "%zu", o->count ? o->count : DEFAULT_COUNT);
 	argv[3] = match.data, lens[3] = match.len;
-	lens[5] = strlen(count);
 	scan_loop(&iv, 6, argv, lens, 1);
 out:
 	e = ctx->err;
@@ -229,8 +260,7 @@ enum cq_err cq_invalidate_tag(struct cq_ctx *ctx, const char *tag,
 {
 	struct inval iv;
 	struct cq_buf tk = { 0 };
-	char count[24];
-	const char *argv[5] = { "SSCAN", NULL, NULL, "COUNT", count };
+	const char *argv[5] = { "SSCAN", NULL, NULL, "COUNT", NULL };
 	size_t lens[5] = { 5, 0, 0, 5, 0 };
 	const char *pre = ctx->set.prefix ? ctx->set.prefix : "";
 	enum cq_err e;
@@ -241,9 +271,7 @@ enum cq_err cq_invalidate_tag(struct cq_ctx *ctx, const char *tag,
 		goto out;
 	}
 	iv.strip = strlen(pre);
-	snprintf(count, sizeof(count), "%zu", o->count ? o->count : DEFAULT_COUNT);
 	argv[1] = tk.data, lens[1] = tk.len;
-	lens[4] = strlen(count);
 	if (scan_loop(&iv, 5, argv, lens, 2) || o->dry_run)
 		goto out;
 	/* the set itself last: a run cut short can be run again */
