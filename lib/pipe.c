@@ -10,33 +10,64 @@
 /* Send when this many bytes are queued, whatever the command count. */
 #define PIPE_MAX_BYTES (1U << 20)
 
-/* "<c><n>\r\n" */
-static bool append_len(struct cq_buf *b, char c, size_t n)
+/* Room for n more bytes (and the NUL cq_buf keeps) without reallocating
+ * again: formatting then writes straight into the buffer. */
+static bool reserve(struct cq_buf *b, size_t n)
 {
-	char tmp[24], *p = tmp + sizeof(tmp);
+	size_t cap = b->cap ? b->cap : 256;
+	char *d;
 
-	*--p = '\n';
-	*--p = '\r';
+	if (b->len + n + 1 <= b->cap)
+		return true;
+	while (cap < b->len + n + 1)
+		cap *= 2;
+	d = realloc(b->data, cap);
+	if (!d)
+		return false;
+	b->data = d;
+	b->cap = cap;
+	return true;
+}
+
+/* "<c><n>\r\n" at p; returns the end. */
+static char *put_len(char *p, char c, size_t n)
+{
+	char tmp[24], *t = tmp + sizeof(tmp);
+
 	do {
-		*--p = (char)('0' + n % 10);
+		*--t = (char)('0' + n % 10);
 		n /= 10;
 	} while (n);
-	*--p = c;
-	return cq_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+	*p++ = c;
+	memcpy(p, t, (size_t)(tmp + sizeof(tmp) - t));
+	p += tmp + sizeof(tmp) - t;
+	*p++ = '\r';
+	*p++ = '\n';
+	return p;
 }
 
 bool cqi_resp_append(struct cq_buf *b, int argc, const char **argv,
 		     const size_t *lens)
 {
-	if (!append_len(b, '*', (size_t)argc))
-		return false;
-	for (int i = 0; i < argc; i++) {
-		size_t n = lens ? lens[i] : strlen(argv[i]);
+	size_t need = 24, n;
+	char *p;
+	int i;
 
-		if (!append_len(b, '$', n) || !cq_buf_append(b, argv[i], n) ||
-		    !cq_buf_append(b, "\r\n", 2))
-			return false;
+	for (i = 0; i < argc; i++)
+		need += (lens ? lens[i] : strlen(argv[i])) + 25;
+	if (!reserve(b, need))
+		return false;
+	p = put_len(b->data + b->len, '*', (size_t)argc);
+	for (i = 0; i < argc; i++) {
+		n = lens ? lens[i] : strlen(argv[i]);
+		p = put_len(p, '$', n);
+		memcpy(p, argv[i], n);
+		p += n;
+		*p++ = '\r';
+		*p++ = '\n';
 	}
+	b->len = (size_t)(p - b->data);
+	b->data[b->len] = '\0';
 	return true;
 }
 

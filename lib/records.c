@@ -19,12 +19,13 @@ void cq_warm_rec_clear(struct cq_warm_rec *rec)
 /* Forget the previous record but keep the scratch buffer for reuse. */
 static void rec_reset(struct cq_warm_rec *rec)
 {
-	struct cq_buf keep = rec->scratch;
-
-	memset(rec, 0, sizeof(*rec));
-	rec->scratch = keep;
-	cq_buf_reset(&rec->scratch);
+	/* field by field: the tag arrays need no clearing with ntags 0, and
+	 * this runs once per input line */
+	rec->key = rec->val = NULL;
+	rec->keylen = rec->vallen = 0;
+	rec->ntags = 0;
 	rec->ttl_ms = -1;
+	cq_buf_reset(&rec->scratch);
 }
 
 static bool fail(char *err, size_t errlen, const char *msg)
@@ -45,8 +46,8 @@ bool cq_warm_parse_tsv(const char *line, size_t len, struct cq_warm_rec *rec,
 				"empty line");
 	if (tab == line)
 		return fail(err, errlen, "empty key");
-	if (memchr(line, '\n', len))
-		return fail(err, errlen, "newline inside the record");
+	if (memchr(line, '\n', (size_t)(tab - line)))
+		return fail(err, errlen, "newline inside the key");
 	rec->key = line;
 	rec->keylen = (size_t)(tab - line);
 	rec->val = tab + 1;

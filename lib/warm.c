@@ -293,6 +293,22 @@ static long long rec_ttl(const struct warm *w, const struct cq_warm_rec *rec)
 	return cq_jittered_ttl(&s);
 }
 
+/* A positive number in decimal into buf[32] (no printf per line). */
+static size_t fmt_ll(char *buf, long long v)
+{
+	char tmp[24], *t = tmp + sizeof(tmp);
+	size_t n;
+
+	do {
+		*--t = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	n = (size_t)(tmp + sizeof(tmp) - t);
+	memcpy(buf, t, n);
+	buf[n] = '\0';
+	return n;
+}
+
 static enum cq_err queue_set(struct warm *w, uint64_t recno,
 			     const struct cq_warm_rec *rec)
 {
@@ -308,9 +324,8 @@ static enum cq_err queue_set(struct warm *w, uint64_t recno,
 	argv[argc] = w->key.data, lens[argc++] = w->key.len;
 	argv[argc] = rec->val, lens[argc++] = rec->vallen;
 	if (ttl > 0) {
-		snprintf(ttls, sizeof(ttls), "%lld", ttl);
 		argv[argc] = "PX", lens[argc++] = 2;
-		argv[argc] = ttls, lens[argc++] = strlen(ttls);
+		argv[argc] = ttls, lens[argc++] = fmt_ll(ttls, ttl);
 	}
 	if (s->nx)
 		argv[argc] = "NX", lens[argc++] = 2;

@@ -191,7 +191,8 @@ static void test_tsv(void **state)
 	assert_false(cq_warm_parse_tsv("", 0, &r, err, sizeof(err)));
 	assert_string_equal(err, "empty line");
 	assert_false(cq_warm_parse_tsv(NULL, 0, &r, err, sizeof(err)));
-	assert_false(cq_warm_parse_tsv("k\tv\nx", 5, &r, err, sizeof(err)));
+	assert_false(cq_warm_parse_tsv("k\nj\tv", 5, &r, err, sizeof(err)));
+	assert_string_equal(err, "newline inside the key");
 	cq_warm_rec_clear(&r);
 }
 
