@@ -182,7 +182,7 @@ static enum cq_err on_deliver(struct consumer *c, const amqp_frame_t *f)
 	}
 	r = amqp_read_message(c->conn, f->channel, &msg, 0);
 	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-		e = cqi_amqp_rpc_err(c->ctx, r, "consume: read a message");
+		e = cqi_amqp_rpc_err(c->ctx, r, "read a message");
 		goto out;
 	}
 	e = cqi_delivery_new(c->ctx, c->o->queue, tag, redelivered, ex, rk, 0,
@@ -217,7 +217,7 @@ static enum cq_err on_other_frame(void *arg, const amqp_frame_t *f)
 
 	if (f->frame_type != AMQP_FRAME_METHOD)
 		return cq_seterr(c->ctx, CQ_ERR_INTERNAL,
-				 "consume: unexpected frame type %d",
+				 "unexpected frame type %d",
 				 f->frame_type);
 	switch (f->payload.method.id) {
 	case AMQP_BASIC_DELIVER_METHOD:
@@ -344,7 +344,7 @@ static int side_reply(struct consumer *c, char *text, size_t len)
 		c->side_open = false;
 		return m->reply_code ? m->reply_code : 541;
 	}
-	cqi_amqp_rpc_err(c->ctx, r, "consume");
+	cqi_amqp_rpc_err(c->ctx, r, "side channel");
 	return -1;
 }
 
@@ -390,7 +390,7 @@ struct probe {
 };
 
 /* From the 406 text: the argument's name and what is current. */
-static bool parse_inequivalent(const char *text, char *key, size_t klen,
+bool cqi_parse_inequivalent(const char *text, char *key, size_t klen,
 			       const char **cur)
 {
 	static const char arg[] = "inequivalent arg '", but[] = " but current is ";
@@ -413,7 +413,7 @@ static bool parse_inequivalent(const char *text, char *key, size_t klen,
 }
 
 /* "the value 'X' of type 'T'": X (malloc'd) and T. */
-static bool parse_value(const char *cur, char **val, char *type, size_t tlen)
+bool cqi_parse_value(const char *cur, char **val, char *type, size_t tlen)
 {
 	static const char pre[] = "the value '", mid[] = "' of type '";
 	const char *p, *last = NULL, *end;
@@ -515,7 +515,7 @@ static int probe_round(struct consumer *c, struct probe *pr)
 		return -2;
 	if (code == 0)
 		return 1;	/* equivalent: no DLX argument */
-	if (code != 406 || !parse_inequivalent(text, key, sizeof(key), &cur))
+	if (code != 406 || !cqi_parse_inequivalent(text, key, sizeof(key), &cur))
 		return -1;
 	if (strcmp(key, "durable") == 0 || strcmp(key, "auto_delete") == 0) {
 		bool *flag = key[0] == 'd' ? &pr->durable : &pr->auto_delete;
@@ -523,7 +523,7 @@ static int probe_round(struct consumer *c, struct probe *pr)
 		*flag = strcmp(cur, "'true'") == 0;
 		return 0;
 	}
-	if (!parse_value(cur, &val, type, sizeof(type)))
+	if (!cqi_parse_value(cur, &val, type, sizeof(type)))
 		return -1;
 	if (strcmp(key, "x-dead-letter-exchange") == 0) {
 		c->dlx = val;
@@ -1343,11 +1343,11 @@ static enum cq_err check_opts(struct cq_ctx *ctx, const struct cq_consume_opts *
 	if (!o->queue || !*o->queue || strlen(o->queue) > 255)
 		return cq_seterr(ctx, CQ_ERR_USAGE, "a queue name has 1 to 255 bytes");
 	if (!o->exec == !o->print || (o->print && !o->flush))
-		return cq_seterr(ctx, CQ_ERR_USAGE, "consume: print or exec, not both");
+		return cq_seterr(ctx, CQ_ERR_USAGE, "print or exec, not both");
 	if (o->exec && (o->jobs < 1 || o->jobs > 1024))
-		return cq_seterr(ctx, CQ_ERR_USAGE, "consume: jobs must be 1-1024");
+		return cq_seterr(ctx, CQ_ERR_USAGE, "jobs must be 1-1024");
 	if (o->dedupe && o->dedupe_ttl_ms <= 0)
-		return cq_seterr(ctx, CQ_ERR_USAGE, "consume: dedupe TTL must be positive");
+		return cq_seterr(ctx, CQ_ERR_USAGE, "dedupe TTL must be positive");
 	return CQ_OK;
 }
 
