@@ -88,11 +88,12 @@ static void reader_shrink(struct reader *rd)
 	}
 }
 
-/* Throw input away up to the end of the current record. */
-static int reader_skip(struct reader *rd, int found)
+/* Throw input away up to the end of the current record: found of its
+ * delimiters were already seen in buf[start, scan). */
+static int reader_skip(struct reader *rd, size_t scan, int found)
 {
 	for (;;) {
-		char *p = rd->buf + rd->start, *e = rd->buf + rd->end;
+		char *p = rd->buf + scan, *e = rd->buf + rd->end;
 
 		while (p < e && (p = memchr(p, rd->delim, (size_t)(e - p)))) {
 			p++;
@@ -101,7 +102,7 @@ static int reader_skip(struct reader *rd, int found)
 				return RD_TOO_LONG;
 			}
 		}
-		rd->start = rd->end = 0;
+		rd->start = rd->end = scan = 0;
 		if (rd->eof)
 			return RD_TOO_LONG;
 		if (!reader_fill(rd))
@@ -111,7 +112,7 @@ static int reader_skip(struct reader *rd, int found)
 
 static int reader_next(struct reader *rd, const char **rec, size_t *len)
 {
-	size_t scan = rd->start;
+	size_t scan;
 	int found = 0;
 
 	reader_shrink(rd);
@@ -139,7 +140,7 @@ static int reader_next(struct reader *rd, const char **rec, size_t *len)
 		}
 		scan -= rd->start;
 		if (!reader_room(rd))
-			return reader_skip(rd, found);
+			return reader_skip(rd, scan, found);
 		if (!reader_fill(rd))
 			return RD_ERR;
 	}
@@ -381,7 +382,6 @@ static int next_record(struct warm *w, struct reader *rd,
 			report_bad(w, w->st->records, "record longer than --max-size");
 			continue;
 		}
-		/* -0 pairs end with a NUL; a trailing one was the delimiter */
 		if (!parse(w, p, n, rec, err, sizeof(err))) {
 			report_bad(w, w->st->records, err);
 			continue;

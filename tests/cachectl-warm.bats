@@ -161,6 +161,16 @@ private_redis() {
 	assert_output 0
 }
 
+@test "warm -0 skips a record far over --max-size whole, value included" {
+	{ printf 'k\0'; head -c 300000 /dev/zero | tr '\0' v; printf '\0a\0b\0'; } >"$TMP/in"
+	run -65 --separate-stderr cachectl warm -0 --ttl 1m --max-size 10 "$TMP/in"
+	[ "${stderr_lines[0]}" = "cachectl: warm: record 1: record longer than --max-size" ]
+	[[ "${stderr_lines[1]}" == "warmed 1 keys in "*"(1 skipped, 0 failed)" ]]
+	run -0 cachectl get a
+	assert_output b
+	run -1 cachectl get k
+}
+
 @test "warm --nx fills only missing keys" {
 	rcli set "${P}a" old >/dev/null
 	run -0 --separate-stderr bash -c "printf 'a\tnew\nb\tnew\n' | cachectl warm --nx --ttl 1m"
