@@ -111,14 +111,15 @@ static int add_check(struct cli *cli, struct opts *o, const char *expr)
 
 static int add_queue(struct cli *cli, struct opts *o, const char *q)
 {
-	const char **v = realloc(o->queues, (o->so.nqueues + 1) * sizeof(*v));
+	const char **v;
 
+	if (!*q || strlen(q) > 255)
+		return usage_error(cli, "-q: bad queue name '%s' (1-255 bytes)", q);
+	v = realloc(o->queues, (o->so.nqueues + 1) * sizeof(*v));
 	if (!v) {
 		cli_err(cli, "out of memory");
 		return 70;
 	}
-	if (!*q || strlen(q) > 255)
-		return usage_error(cli, "-q: bad queue name '%s' (1-255 bytes)", q);
 	v[o->so.nqueues++] = q;
 	o->queues = v;
 	o->so.queues = v;
