@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +189,41 @@ static bool sink_child(void *arg, const void *p, size_t n)
 	return emit(arg, p, n);
 }
 
+static long long lock_ttl(const struct fetch *f);
+
+/*
+ * Read the command's output while it runs, renewing our lock every third
+ * of its TTL: a command slower than --lock-ttl keeps the lock, and a
+ * caller that dies lets it go within one TTL.  Returns the exit code.
+ */
+static int wait_child(struct fetch *f, struct cqi_child *ch)
+{
+	long long every = lock_ttl(f) / 3, next = cq_now_ms() + every;
+
+	while (ch->fd >= 0) {
+		struct pollfd p = { .fd = ch->fd, .events = POLLIN };
+		long long left = next - cq_now_ms();
+		int r = poll(&p, 1, f->lk.held ? (int)(left > 0 ? left : 0) : -1);
+		bool still;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r != 0) {
+			cqi_child_read(ch);
+			continue;
+		}
+		next = cq_now_ms() + every;
+		if (cqi_lock_extend(f->ctx, f->lock.data, f->lock.len, lock_ttl(f),
+				    &f->lk, &still) || !still) {
+			warn(f, "lost the lock while the command ran%s%s",
+			     f->ctx->err ? ": " : "", f->ctx->errstr);
+			cq_clear_error(f->ctx);
+			f->lk.held = false;
+		}
+	}
+	return cqi_child_finish(ch);
+}
+
 /*
  * Run the command; cache its stdout when it exits 0 (and store is set),
  * and print it.  Output over max_size streams straight through uncached.
@@ -203,7 +239,7 @@ static enum cq_err compute(struct fetch *f, bool do_store, bool print)
 	f->ran = true;
 	if (cqi_child_start(f->ctx, f->o->argv, f->key, false, &ch))
 		return f->ctx->err;
-	code = cqi_child_finish(&ch);
+	code = wait_child(f, &ch);
 	f->res->exit_code = code;
 	f->res->too_big = ch.too_big;
 	if (ch.too_big)

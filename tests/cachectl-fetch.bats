@@ -119,6 +119,23 @@ runs() {
 	wait
 }
 
+@test "the lock is renewed while a CMD slower than --lock-ttl runs" {
+	cachectl fetch slow --ttl 1m --lock-ttl 300ms -- sh -c "$(counted first); sleep 1.2" >"$TMP/out1" &
+	for _ in $(seq 1 100); do
+		[ "$(rcli exists "$(lock_key slow)")" = 1 ] && break
+		sleep 0.01
+	done
+	sleep 0.6
+	# past two lock TTLs: still held, so this caller waits instead of computing
+	run -0 rcli exists "$(lock_key slow)"
+	assert_output 1
+	run -0 cachectl fetch slow --ttl 1m --lock-ttl 300ms --wait 5s -- sh -c "$(counted second)"
+	assert_output first
+	wait
+	[ "$(runs)" = 1 ]
+	[ "$(cat "$TMP/out1")" = first ]
+}
+
 @test "--stale serves the stale value at once and refreshes it in the background" {
 	cachectl fetch k --ttl 1s --stale 1m -- sh -c "$(counted old)" >/dev/null
 	run -0 rcli hget "$(meta_key k)" expiry
