@@ -703,6 +703,7 @@ struct replay_out {
 	const char *dlq;
 	struct progress pr;
 	uint64_t done;
+	uint64_t lost;		/* in flight when the connection went */
 };
 
 static void on_replay(void *arg, const struct cq_replay_event *ev)
@@ -719,6 +720,11 @@ static void on_replay(void *arg, const struct cq_replay_event *ev)
 		snprintf(line, sizeof(line), "would move %s to '%s'\n", id,
 			 ev->target);
 		cli_write(cli, line, strlen(line));
+	} else if (ev->what == CQ_REPLAY_FAILED &&
+		   (strcmp(ev->reason, CQ_REASON_LOST) == 0 ||
+		    strcmp(ev->reason, CQ_REASON_CLOSED) == 0 ||
+		    strcmp(ev->reason, CQ_REASON_TIMEOUT) == 0)) {
+		ro->lost++;	/* one line for all of them, at the end */
 	} else if (ev->what == CQ_REPLAY_FAILED) {
 		progress_done(&ro->pr);
 		cli_err(cli, "message %s: not moved to '%s' (stays in '%s'): %s",
@@ -809,6 +815,10 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 	start = cq_now_ms();
 	e = cq_replay(cli->ctx, ro.dlq, &o, &st);
 	progress_done(&ro.pr);
+	if (ro.lost)
+		cli_err(cli, "%llu message%s in flight %s not confirmed and stay in '%s'",
+			(unsigned long long)ro.lost, ro.lost == 1 ? "" : "s",
+			ro.lost == 1 ? "was" : "were", ro.dlq);
 	if (e)
 		ret = cli_fail(cli);
 	if (o.to || (!st.several_targets && st.target[0]))

@@ -1,0 +1,107 @@
+#!/usr/bin/env bats
+# Faults under qctl's publishing verbs (issue 4): the broker stops while
+# `enqueue` or `replay-dlq` has messages awaiting confirms.  Every input
+# line is either confirmed (and survives the broker's restart) or named as
+# not confirmed; a replay loses nothing.  A private sandbox: these tests
+# stop and restart its RabbitMQ node.
+
+bats_require_minimum_version 1.5.0
+load fault_helper
+
+setup_file() { fault_setup_file; }
+teardown_file() { fault_teardown_file; }
+
+per_test_teardown() {
+	sb_heal
+	local q
+	for q in "$Q" "$Q.dlq"; do
+		amqp-delete-queue -u "$CQ_AMQP_URL" -q "$q" >/dev/null 2>&1 || true
+	done
+}
+
+api_up() {
+	curl -sf "$CQ_API_URL/api/overview" >/dev/null
+}
+
+# Bodies of every message of queue $1 (taken), one per line, via the API
+# (which comes up a little after AMQP when the node restarts), in batches.
+take_bodies() {
+	local batch
+	wait_for 60 api_up || return 1
+	while :; do
+		batch=$(curl -sf -H 'content-type: application/json' -X POST \
+			"$CQ_API_URL/api/queues/%2f/$1/get" \
+			-d '{"count":5000,"ackmode":"ack_requeue_false","encoding":"base64"}') || return 1
+		[ "$batch" = "[]" ] && return 0
+		jq -r '.[].payload | @base64d' <<<"$batch"
+	done
+}
+
+# Exactly how many messages queue $1 holds.
+depth() {
+	rctl list_queues -q name messages | awk -v q="$1" '$1 == q { print $2 }'
+}
+
+# 1..$1 on stdout, about 20,000 lines a second, so that the broker is
+# stopped with a queue of a size the API can hand back in a few seconds.
+slow_seq() {
+	local i
+	for ((i = 1; i <= $1; i++)); do
+		echo "$i"
+		((i % 2000 == 0)) && sleep 0.1
+	done
+}
+
+# Wait until queue $1 has at least $2 ready messages.
+has_at_least() {
+	local n
+	n=$(rctl list_queues -q name messages_ready | awk -v q="$1" '$1 == q { print $2 }')
+	[ "${n:-0}" -ge "$2" ]
+}
+
+@test "enqueue: the broker stopping mid-stream: exit 75, every line confirmed or named" {
+	qctl declare -q "$Q"
+	seq 1 200000 > "$TMP/in"
+	slow_seq 200000 | qctl enqueue --json "$Q" > "$TMP/failed.jsonl" 2> "$TMP/err" &
+	pid=$!
+	wait_for 60 has_at_least "$Q" 2000
+	sb stop-rabbit
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" = 75 ] || { echo "status $status"; cat "$TMP/err"; false; }
+	grep -q "not confirmed: connection lost\|not confirmed: channel closed" "$TMP/err"
+	sb start-rabbit
+	# every message reported confirmed survived the restart
+	confirmed=$(sed -n 's/^enqueued \([0-9]*\) messages.*/\1/p' "$TMP/err")
+	[ "$confirmed" -gt 0 ]
+	[ "$(depth "$Q")" -ge "$confirmed" ]
+	take_bodies "$Q" > "$TMP/stored"
+	# lines named as not confirmed, and the range never sent
+	jq -r 'select(.line) | .line' "$TMP/failed.jsonl" > "$TMP/named"
+	from=$(jq -r 'select(.from_line) | .from_line' "$TMP/failed.jsonl")
+	[ -n "$from" ] && seq "$from" 200000 >> "$TMP/named"
+	note "stored $(wc -l < "$TMP/stored"), named $(wc -l < "$TMP/named")"
+	[ -s "$TMP/named" ]
+	sort -n -u "$TMP/stored" "$TMP/named" > "$TMP/covered"
+	cmp "$TMP/covered" "$TMP/in"
+}
+
+@test "replay-dlq: the broker stopping mid-replay loses nothing; a re-run finishes" {
+	qctl declare -q "$Q"
+	qctl declare -q "$Q.dlq"
+	seq 1 20000 | qctl enqueue -q -H "x-original-queue=$Q" "$Q.dlq"
+	qctl replay-dlq -q --rate 400 "$Q.dlq" 2> "$TMP/err" &
+	pid=$!
+	wait_for 60 has_at_least "$Q" 1000
+	sb stop-rabbit
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" = 75 ] || { echo "status $status"; cat "$TMP/err" "$BATS_FILE_TMPDIR/sandbox.log"; false; }
+	grep -q "were not confirmed and stay in '$Q.dlq'" "$TMP/err"
+	sb start-rabbit
+	run -0 qctl replay-dlq -q "$Q.dlq"
+	take_bodies "$Q.dlq" > "$TMP/left"
+	[ ! -s "$TMP/left" ]
+	take_bodies "$Q" | sort -n -u > "$TMP/moved"
+	cmp "$TMP/moved" <(seq 1 20000)
+}
