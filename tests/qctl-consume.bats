@@ -388,6 +388,22 @@ enqueue() {
 	assert_output ""
 }
 
+@test "consume: progress on a terminal, none with -q or without a terminal" {
+	qctl declare -q "$Q"
+	enqueue a
+	# script(1) gives qctl a terminal; the handler outlasts the 250ms
+	# between progress lines
+	run -0 script -qec "qctl consume --until-empty -e 'sleep 1' '$Q'" /dev/null
+	[[ "$output" == *"qctl: consume: 0 consumed (0 acked, 0 retried, 0 dead-lettered), 1 running"* ]]
+	[[ "$output" == *"consumed 1 message in "* ]]
+	enqueue b
+	run -0 script -qec "qctl consume -q --until-empty -e 'sleep 1' '$Q'" /dev/null
+	assert_output ""
+	enqueue c
+	run -0 --separate-stderr qctl consume --until-empty -e 'sleep 1' "$Q"
+	[[ "$stderr" != *running* ]]
+}
+
 # ---- connection failures ------------------------------------------------------------
 
 @test "consume: an unreachable broker exits 69" {
