@@ -255,8 +255,8 @@ struct cq_publisher *cq_publisher_new(struct cq_ctx *ctx, size_t window,
 void cq_publisher_on_settle(struct cq_publisher *pub, cq_settle_fn fn,
 			    void *arg);
 /*
- * Send one message; blocks reading confirms while the window is full (at
- * most the context timeout without any confirm).  Returns CQ_OK when sent;
+ * Send one message; blocks reading confirms while the window is full (as
+ * long as cq_publisher_flush would wait).  Returns CQ_OK when sent;
  * CQ_ERR_DATA for a message that cannot be sent (bad priority...: settled
  * with CQ_REASON_BAD; the publisher stays usable, the caller clears the
  * context error); CQ_ERR_TEMPFAIL (or another
@@ -267,8 +267,9 @@ enum cq_err cq_publish(struct cq_publisher *pub, const struct cq_message *msg,
 		       uint64_t user_tag);
 /* Settle whatever confirms have already arrived, without blocking. */
 enum cq_err cq_publisher_poll(struct cq_publisher *pub);
-/* Wait for every outstanding confirm.  After the context timeout with no
- * progress, the rest are settled failed and CQ_ERR_TEMPFAIL returned. */
+/* Wait for every outstanding confirm.  After 60s (or the context timeout if
+ * longer) without any confirm, while the broker does not say it is
+ * blocked, the rest are settled failed and CQ_ERR_TEMPFAIL returned. */
 enum cq_err cq_publisher_flush(struct cq_publisher *pub);
 uint64_t cq_publisher_confirmed(const struct cq_publisher *pub);
 uint64_t cq_publisher_failed(const struct cq_publisher *pub);

@@ -32,6 +32,7 @@ struct cq_publisher {
 	size_t window;
 	bool mandatory;
 	bool dead;
+	bool blocked;		/* connection.blocked: a resource alarm */
 	struct slot *ring;	/* indexed by delivery tag % window */
 	uint64_t first;		/* oldest delivery tag that may be pending */
 	uint64_t next;		/* the tag the next publish gets */
@@ -285,6 +286,12 @@ enum cq_err cqi_publisher_frame(struct cq_publisher *pub,
 		return on_close(pub, f);
 	case AMQP_CONNECTION_CLOSE_METHOD:
 		return on_close(pub, f);
+	case AMQP_CONNECTION_BLOCKED_METHOD:
+		pub->blocked = true;	/* a memory or disk alarm: wait */
+		return CQ_OK;
+	case AMQP_CONNECTION_UNBLOCKED_METHOD:
+		pub->blocked = false;
+		return CQ_OK;
 	}
 	*handled = false;
 	return CQ_OK;
@@ -365,12 +372,25 @@ enum cq_err cq_publisher_poll(struct cq_publisher *pub)
 	return read_frames(pub, 0, &timed_out);
 }
 
+/*
+ * How long to wait for a confirm without any progress.  A busy broker
+ * (paging a long queue to disk, flow control) may take many seconds to
+ * confirm, and giving up early only causes duplicates, so at least
+ * CONFIRM_PATIENCE_MS; a dead one is noticed sooner through the socket or
+ * missed heartbeats.  While the broker says it is blocked (a resource
+ * alarm), wait as long as it takes.
+ */
+#define CONFIRM_PATIENCE_MS 60000
+
 /* Block until the number of outstanding messages is at most limit. */
 static enum cq_err wait_until(struct cq_publisher *pub, size_t limit)
 {
 	long long timeout = pub->ctx->set.timeout_ms;
-	long long deadline = cq_now_ms() + timeout;
+	long long deadline;
 
+	if (timeout < CONFIRM_PATIENCE_MS)
+		timeout = CONFIRM_PATIENCE_MS;
+	deadline = cq_now_ms() + timeout;
 	while (pub->outstanding > limit) {
 		size_t before = pub->outstanding;
 		long long left = deadline - cq_now_ms();
@@ -382,14 +402,14 @@ static enum cq_err wait_until(struct cq_publisher *pub, size_t limit)
 		e = read_frames(pub, left, &timed_out);
 		if (e && !timed_out)
 			return e;
-		if (pub->outstanding < before)
+		if (pub->outstanding < before || pub->blocked)
 			deadline = cq_now_ms() + timeout;	/* progress */
 		else if (timed_out || cq_now_ms() >= deadline) {
 			settle_all_failed(pub, REASON_TIMEOUT);
 			pub->dead = true;
 			return cq_seterr(pub->ctx, CQ_ERR_TEMPFAIL,
-					 "publish: no confirm from RabbitMQ at %s within %lldms",
-					 pub->ctx->amqp->where, timeout);
+					 "publish: no confirm from RabbitMQ at %s within %llds",
+					 pub->ctx->amqp->where, timeout / 1000);
 		}
 	}
 	return CQ_OK;
