@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -68,9 +69,18 @@ struct opts {
 /* Usage errors exit 64, or 3 (UNKNOWN) when --check asks for a plugin. */
 static bool check_mode;
 
-static int usage_error(struct cli *cli, const char *fmt, const char *arg)
+static int usage_error(struct cli *cli, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int usage_error(struct cli *cli, const char *fmt, ...)
 {
-	cli_usage_error(cli, fmt, arg);
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	cli_usage_error(cli, "%s", msg);
 	return check_mode ? CQ_STATE_UNKNOWN : 64;
 }
 
@@ -123,6 +133,18 @@ static int add_queue(struct cli *cli, struct opts *o, const char *q)
 	v[o->so.nqueues++] = q;
 	o->queues = v;
 	o->so.queues = v;
+	return 0;
+}
+
+/* --json, --prom and --check exclude each other (--check twice is fine). */
+static int set_mode(struct cli *cli, struct opts *o, enum mode m)
+{
+	static const char *const names[] = { "", "--json", "--prom", "--check" };
+
+	if (o->mode != MODE_TABLE && o->mode != m)
+		return usage_error(cli, "%s and %s exclude each other",
+				   names[o->mode], names[m]);
+	o->mode = m;
 	return 0;
 }
 
@@ -200,14 +222,12 @@ static int parse(struct cli *cli, struct opts *o, int argc, char **argv)
 			cli->set.track = true;
 			break;
 		case OPT_PROM:
-			o->mode = MODE_PROM;
-			break;
 		case OPT_JSON:
-			o->mode = MODE_JSON;
-			break;
 		case OPT_CHECK:
-			o->mode = MODE_CHECK;
-			ret = add_check(cli, o, optarg);
+			ret = set_mode(cli, o, c == OPT_PROM ? MODE_PROM :
+				       c == OPT_JSON ? MODE_JSON : MODE_CHECK);
+			if (!ret && c == OPT_CHECK)
+				ret = add_check(cli, o, optarg);
 			break;
 		case OPT_METRICS:
 			exit(list_metrics(cli) || fflush(stdout) || ferror(stdout) ? 74 : 0);

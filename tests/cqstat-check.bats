@@ -98,6 +98,8 @@ per_test_teardown() {
 	run --separate-stderr -3 cqstat --check 'hit_rate<0.8' 1 2
 	run --separate-stderr -3 cqstat --check 'hit_rate<0.8' 0
 	run --separate-stderr -3 cqstat --check
+	run --separate-stderr -3 cqstat --json --check 'hit_rate<0.8'
+	[[ $stderr == "cqstat: --json and --check exclude each other"* ]]
 }
 
 @test "--check with INTERVAL judges the figures of that interval" {

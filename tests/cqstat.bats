@@ -252,6 +252,8 @@ hits3_miss1() {
 	CQ_API_URL= run --separate-stderr -64 cqstat --match 'x*'
 	[[ $stderr == "cqstat: --match needs --api URL (or CQ_API_URL)"* ]]
 	run --separate-stderr -64 cqstat --no-cache
+	run --separate-stderr -64 cqstat --json --prom
+	[[ $stderr == "cqstat: --json and --prom exclude each other"* ]]
 	run --separate-stderr -64 cqstat --bogus
 	run --separate-stderr -64 cqstat --timeout 0
 	run --separate-stderr -64 cqstat -q ''
