@@ -70,7 +70,8 @@ struct cq_queue_stat {
 
 struct cq_metrics {
 	long long time_ms;	/* wall clock of the sample */
-	double interval_s;	/* 0 for since-start figures */
+	double interval_s;	/* seconds since the previous sample; 0 for
+				 * since-start figures */
 	struct cq_source src[CQ_NSRC];
 	struct cq_queue_stat *queues;
 	size_t nqueues;
@@ -213,7 +214,8 @@ enum cq_err cq_cache_sample(struct cq_ctx *ctx, struct cq_cache_sample *out);
  * since the server started when prev is NULL (or the server restarted or
  * its counters were reset in between).  The lookups of the track hash by
  * the previous sample are taken out of the interval's hits and misses.
- * A pure function.  Returns false out of memory.
+ * Sets ms->interval_s to the seconds between the two samples, 0 for
+ * since-start figures.  A pure function.  Returns false out of memory.
  */
 bool cq_cache_figures(const struct cq_cache_sample *prev,
 		      const struct cq_cache_sample *cur,

@@ -369,8 +369,8 @@ bool cq_cache_figures(const struct cq_cache_sample *prev,
 		else if (!prev->track_existed && misses >= 1)
 			misses -= 1;
 	}
-	if (ms->interval_s == 0 && prev)
-		ms->interval_s = secs;
+	/* the sample's interval is the one its rates were computed over */
+	ms->interval_s = prev ? secs : 0;
 	return add(ms, "hit_rate", ratio(hits, hits + misses)) &&
 	       add(ms, "hit_rate_total", ratio((double)b->hits,
 					       (double)(b->hits + b->misses))) &&

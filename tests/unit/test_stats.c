@@ -158,6 +158,7 @@ static void test_figures_interval(void **state)
 	cq_metrics_init(&ms);
 	/* 3 hits and 1 miss in 2 s */
 	assert_true(cq_cache_figures(&a, &b, &ms));
+	assert_true(ms.interval_s == 2);
 	assert_true(fabs(cq_metrics_get(&ms, "hit_rate", NULL) - 0.75) < 1e-9);
 	assert_true(cq_metrics_get(&ms, "hits", NULL) == 3);
 	assert_true(cq_metrics_get(&ms, "misses", NULL) == 1);
@@ -182,6 +183,7 @@ static void test_figures_interval(void **state)
 	c.info.commands = 8;
 	cq_metrics_init(&ms);
 	assert_true(cq_cache_figures(&b, &c, &ms));
+	assert_true(ms.interval_s == 0);	/* since the restart */
 	assert_true(fabs(cq_metrics_get(&ms, "hit_rate", NULL) - 0.25) < 1e-9);
 	assert_true(cq_metrics_get(&ms, "ops", NULL) == 2);
 	cq_metrics_clear(&ms);
