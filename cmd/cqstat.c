@@ -3,7 +3,6 @@
  * A view over libcq's sampler (cq_stat_*): a vmstat-like table, JSON,
  * Prometheus text, or a monitoring-plugin status line with --check. */
 #include <errno.h>
-#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
