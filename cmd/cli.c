@@ -152,8 +152,10 @@ bool cli_write(struct cli *cli, const void *p, size_t n)
 {
 	if (cli->out_failed)
 		return false;
-	if (n && fwrite(p, 1, n, stdout) != n)
+	if (n && fwrite(p, 1, n, stdout) != n) {
 		cli->out_failed = true;
+		cli->out_errno = errno;	/* later calls may change errno */
+	}
 	return !cli->out_failed;
 }
 
@@ -166,11 +168,16 @@ bool cli_progress_wanted(const struct cli *cli)
  * pipe: the reader has gone and needs no message). */
 static int finish(struct cli *cli, int code)
 {
-	if (fflush(stdout) != 0 || ferror(stdout))
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		if (!cli->out_failed && !cli->out_errno)
+			cli->out_errno = errno;
 		cli->out_failed = true;
+	}
 	if (cli->out_failed) {
-		if (errno != EPIPE)
-			cli_err(cli, "cannot write output: %s", strerror(errno));
+		int err = cli->out_errno ? cli->out_errno : errno;
+
+		if (err != EPIPE)
+			cli_err(cli, "cannot write output: %s", strerror(err));
 		if (code == 0 || code == 1)
 			code = 74;
 	}
@@ -196,7 +203,7 @@ static void print_usage(const char *prog, const struct cli_verb *verbs,
  * closed one with /dev/null, opened so that output to it fails (EBADF:
  * "cannot write output", exit 74) and input from it is empty.
  */
-static void hold_std_fds(void)
+void cli_hold_std_fds(void)
 {
 	for (int fd = 0; fd <= 2; fd++) {
 		int nfd;
@@ -227,7 +234,7 @@ int cli_main(const struct cli_prog *program, int argc, char **argv)
 	/* Output errors are checked where they happen, and Redis sockets
 	 * must not kill us: a closed pipe becomes EPIPE, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
-	hold_std_fds();
+	cli_hold_std_fds();
 	if (cq_settings_from_env(&cli.set, errbuf, sizeof(errbuf)))
 		return cli_usage_error(&cli, "%s", errbuf);
 	opterr = 1;

@@ -45,6 +45,7 @@ struct cli {
 	bool json;
 	bool quiet;
 	bool out_failed;	/* a write to stdout failed */
+	int out_errno;		/* why the first failed write failed, or 0 */
 };
 
 /* Long options every verb accepts; append to a verb's option table. */
@@ -81,6 +82,9 @@ enum {
 	"  -q, --quiet        no progress or summary lines\n" \
 	"  -h, --help         this help\n"
 
+/* Hold closed standard descriptors with /dev/null, so that no socket
+ * gets fd 1 and output fails cleanly (cli_main does it first thing). */
+void cli_hold_std_fds(void);
 /* Run the program: global options, then the verb named by argv. */
 int cli_main(const struct cli_prog *prog, int argc, char **argv);
 

@@ -386,8 +386,10 @@ static bool emit(struct cli *cli, const struct cq_buf *b)
 {
 	if (!cli_write(cli, b->data, b->len))
 		return false;
-	if (fflush(stdout) != 0)
+	if (fflush(stdout) != 0) {
 		cli->out_failed = true;
+		cli->out_errno = errno;
+	}
 	return !cli->out_failed;
 }
 
@@ -535,6 +537,7 @@ int main(int argc, char **argv)
 	int ret;
 
 	signal(SIGPIPE, SIG_IGN);
+	cli_hold_std_fds();
 	for (int i = 1; i < argc; i++)
 		if (strncmp(argv[i], "--check", 7) == 0)
 			check_mode = true;
@@ -545,10 +548,14 @@ int main(int argc, char **argv)
 		ret = run(&cli, &o);
 	free(o.queues);
 	free(o.checks);
-	if (fflush(stdout) != 0 || ferror(stdout))
+	if ((fflush(stdout) != 0 || ferror(stdout)) && !cli.out_failed) {
 		cli.out_failed = true;
-	if (cli.out_failed && errno != EPIPE)
-		cli_err(&cli, "cannot write output: %s", strerror(errno));
+		cli.out_errno = errno;
+	}
+	if (cli.out_failed && !cli.out_errno)
+		cli.out_errno = errno;
+	if (cli.out_failed && cli.out_errno != EPIPE)
+		cli_err(&cli, "cannot write output: %s", strerror(cli.out_errno));
 	if (cli.out_failed && (ret == 0 || ret == 1))
 		ret = check_mode ? CQ_STATE_UNKNOWN : 74;
 	return ret;
