@@ -175,3 +175,51 @@ refute_secret() {
 	run -0 admin --scan --pattern "${P}*|cq:lock"
 	assert_output ''
 }
+
+@test "cqstat and the stats verbs never print a password, up or down, in any format" {
+	local good="redis://$USER_NAME:$SECRET@$HOSTPORT/0"
+	local bad="redis://$USER_NAME:Bad-$SECRET@$HOSTPORT/0"
+	local amqp_port=${CQ_AMQP_URL##*:}
+	amqp_port=${amqp_port%%/*}
+	local api_hp=${CQ_API_URL#*@}
+	local f
+	for f in "" --json --prom; do
+		run --separate-stderr cqstat $f --redis "$good" -q "$Q"
+		refute_secret
+		[[ "$output$stderr" != *":$SECRET@"* ]]
+		run --separate-stderr cqstat $f --redis "$bad" \
+			--amqp "amqp://guest:Amqp-$SECRET@127.0.0.1:$amqp_port/%2f" \
+			--api "http://guest:Api-$SECRET@$api_hp" -q "$Q"
+		refute_secret
+		if [ "$f" != --prom ]; then	# --prom says it in cq_up
+			[[ "$stderr" == *"redis down: "*"refused the user name or password"* ]]
+			[[ "$stderr" == *"amqp down: "* ]]
+		fi
+	done
+	run --separate-stderr cqstat --check 'hit_rate<0.1' --redis "$bad"
+	[ "$status" -eq 3 ]
+	refute_secret
+	run --separate-stderr cqstat --api "http://guest:Api-$SECRET@127.0.0.1:1" --json -q "$Q"
+	refute_secret
+	[[ "$output" == *'"error":"management API at http://guest:***@127.0.0.1:1: '* ]]
+	run -0 --separate-stderr env CQ_REDIS_URL="$good" cachectl stats --json
+	refute_secret
+	run -77 --separate-stderr env CQ_REDIS_URL="$bad" cachectl stats --json
+	refute_secret
+}
+
+@test "qctl never prints an AMQP password: bad URLs, refused logins, --json" {
+	local port=${CQ_AMQP_URL##*:}
+	port=${port%%/*}
+	run -77 --separate-stderr qctl declare "$Q" --json --amqp "amqp://guest:Bad-$SECRET@127.0.0.1:$port/%2f"
+	refute_secret
+	[ -z "$output" ]
+	run -64 --separate-stderr qctl enqueue "$Q" m --amqp "amqp://guest:se,$SECRET@127.0.0.1:99999/%2f"
+	assert_equal "$stderr" "qctl: enqueue: bad AMQP URL 'amqp://guest:***@127.0.0.1:99999/%2f': bad port (want 1-65535)"
+	run -64 --separate-stderr qctl peek "$Q" --amqp "amqp://guest:$SECRET@127.0.0.1:1/%zz"
+	refute_secret
+	# a list: the second URL's password is hidden too
+	run --separate-stderr qctl declare "$Q" --amqp "amqp://guest:Bad-$SECRET@127.0.0.1:1/%2f,amqp://guest:Bad2-$SECRET@127.0.0.1:2/%2f"
+	[ "$status" -eq 69 ]
+	refute_secret
+}
