@@ -183,6 +183,20 @@ static enum cq_err tls_setup(struct cq_ctx *ctx, amqp_socket_t *s)
 	return CQ_OK;
 }
 
+/* Merged into librabbitmq's own client properties: without
+ * consumer_cancel_notify, RabbitMQ drops a consumer whose queue is deleted
+ * without telling it, and `qctl consume` would wait forever. */
+static amqp_table_entry_t capability_entries[] = {
+	{ .key = { 22, "consumer_cancel_notify" },
+	  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value = { .boolean = 1 } } },
+};
+static amqp_table_entry_t client_entries[] = {
+	{ .key = { 12, "capabilities" },
+	  .value = { .kind = AMQP_FIELD_KIND_TABLE,
+		     .value = { .table = { 1, capability_entries } } } },
+};
+static const amqp_table_t client_props = { 1, client_entries };
+
 /* Open one URL: socket, login, channel.  Leaves ctx->amqp set on success. */
 static enum cq_err open_one(struct cq_ctx *ctx, const struct cq_amqp_url *u)
 {
@@ -226,8 +240,9 @@ static enum cq_err open_one(struct cq_ctx *ctx, const struct cq_amqp_url *u)
 				 e == CQ_ERR_NOPERM ?
 				 " (is --cacert the CA that signed the server certificate?)" : "");
 	}
-	r = amqp_login(a->conn, u->vhost, 0, 131072, ctx->set.heartbeat_s,
-		       AMQP_SASL_METHOD_PLAIN, u->user, u->pass);
+	r = amqp_login_with_properties(a->conn, u->vhost, 0, 131072,
+				       ctx->set.heartbeat_s, &client_props,
+				       AMQP_SASL_METHOD_PLAIN, u->user, u->pass);
 	if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
 	    (r.library_error == AMQP_STATUS_CONNECTION_CLOSED ||
 	     r.library_error == AMQP_STATUS_SOCKET_CLOSED))

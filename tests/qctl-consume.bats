@@ -404,6 +404,34 @@ enqueue() {
 	[[ "$stderr" != *running* ]]
 }
 
+@test "consume: SIGINT while printing stops cleanly with 0 and keeps what it acked" {
+	qctl declare -q "$Q"
+	enqueue a b
+	qctl consume "$Q" >"$TMP/out" 2>"$TMP/err" &
+	local pid=$!
+	for i in $(seq 100); do [ "$(wc -l <"$TMP/out")" -ge 2 ] && break; sleep 0.1; done
+	kill -INT "$pid"
+	local rc=0
+	wait "$pid" || rc=$?
+	assert_equal "$rc" 0
+	assert_equal "$(cat "$TMP/out")" "$(printf 'a\nb')"
+	grep -q "consumed 2 messages in .*(2 acked, 0 retried, 0 dead-lettered)" "$TMP/err"
+	run -0 take_all "$Q"
+	assert_output ""
+}
+
+@test "consume: the queue deleted under the consumer exits 1 and says so" {
+	qctl declare -q "$Q"
+	qctl consume "$Q" >"$TMP/out" 2>"$TMP/err" &
+	local pid=$!
+	sleep 0.5
+	amqp-delete-queue -u "$CQ_AMQP_URL" -q "$Q" >/dev/null
+	local rc=0
+	wait "$pid" || rc=$?
+	assert_equal "$rc" 1
+	grep -q "^qctl: consume: RabbitMQ cancelled the consumer: queue '$Q' was deleted$" "$TMP/err"
+}
+
 # ---- connection failures ------------------------------------------------------------
 
 @test "consume: an unreachable broker exits 69" {
