@@ -167,7 +167,20 @@ struct replay {
 	size_t fifo_cap, fifo_head, fifo_len;
 	size_t gets_in_flight;
 	bool empty;		/* a basic.get-empty came back */
+	enum { MODE_GET, MODE_CONSUME, MODE_CANCELLING } mode;
+	amqp_bytes_t consumer_tag;
+	uint64_t total;		/* messages to look at: those present at start */
+	uint64_t received;	/* taken so far (at most total) */
+	uint64_t held;		/* left unacked to requeue at the end */
 	uint64_t max_held;	/* highest DLQ tag left unacked, to requeue */
+	uint64_t min_held;	/* lowest one (UINT64_MAX: none) */
+	/* Acks of the DLQ copies go out as one "multiple" ack per batch while
+	 * confirms arrive in publish order and nothing below is held: a
+	 * multiple ack must never cover a held message. */
+	uint64_t next_seq;	/* the publish expected to settle next */
+	uint64_t ack_hi;	/* batch: ack every tag up to this, 0 none */
+	unsigned ack_n;
+	bool in_order;
 	struct cq_throttle th;
 	char *first_target;
 };
@@ -183,8 +196,39 @@ static void event(struct replay *r, enum cq_replay_what what,
 
 static void hold(struct replay *r, uint64_t tag)
 {
+	r->held++;
 	if (tag > r->max_held)
 		r->max_held = tag;
+	if (tag < r->min_held)
+		r->min_held = tag;
+}
+
+/* Send the batched multiple ack. */
+static enum cq_err flush_acks(struct replay *r)
+{
+	uint64_t hi = r->ack_hi;
+
+	r->ack_hi = 0;
+	r->ack_n = 0;
+	return hi ? cq_ack(r->ctx, hi, true) : CQ_OK;
+}
+
+/* Ack the DLQ copy of a confirmed republish: batched when safe. */
+static enum cq_err ack_copy(struct replay *r, uint64_t seq, uint64_t tag)
+{
+	bool next = seq == r->next_seq;
+
+	if (next)
+		r->next_seq++;
+	else
+		r->in_order = false;
+	if (r->in_order && tag < r->min_held) {
+		r->ack_hi = tag;
+		return ++r->ack_n >= 128 ? flush_acks(r) : CQ_OK;
+	}
+	if (flush_acks(r))
+		return r->ctx->err;
+	return cq_ack(r->ctx, tag, false);
 }
 
 static void on_settle(void *arg, uint64_t seq, bool ok, const char *reason)
@@ -192,10 +236,15 @@ static void on_settle(void *arg, uint64_t seq, bool ok, const char *reason)
 	struct replay *r = arg;
 	struct inflight *f = &r->fly[seq % (r->o->window + 1)];
 
-	if (ok && cq_ack(r->ctx, f->dlq_tag, false) == CQ_OK) {
+	if (ok && ack_copy(r, seq, f->dlq_tag) == CQ_OK) {
 		r->st->replayed++;
 		event(r, CQ_REPLAY_MOVED, f->message_id, f->target, NULL);
 	} else {
+		if (seq == r->next_seq)
+			r->next_seq++;
+		else
+			r->in_order = false;
+		flush_acks(r);
 		r->st->failed++;
 		hold(r, f->dlq_tag);
 		event(r, CQ_REPLAY_FAILED, f->message_id, f->target,
@@ -206,58 +255,85 @@ static void on_settle(void *arg, uint64_t seq, bool ok, const char *reason)
 	f->message_id = f->target = NULL;
 }
 
-/* basic.get-ok or get-empty read while waiting for something else. */
+/* Keep a message read from the DLQ: queue it for handling, or hold it
+ * (unacked, requeued at the end) once total have been taken. */
+static enum cq_err take(struct replay *r, uint64_t tag, bool redelivered,
+			amqp_bytes_t exchange, amqp_bytes_t routing_key,
+			uint32_t remaining)
+{
+	struct cqi_amqp *a = r->ctx->amqp;
+	amqp_bytes_t ex = amqp_bytes_malloc_dup(exchange);
+	amqp_bytes_t rk = amqp_bytes_malloc_dup(routing_key);
+	struct cq_delivery *d;
+	amqp_message_t msg;
+	amqp_rpc_reply_t rr;
+	enum cq_err e;
+
+	/* the method's fields live in frame memory: copied above */
+	rr = amqp_read_message(a->conn, CQI_CHANNEL, &msg, 0);
+	if (rr.reply_type != AMQP_RESPONSE_NORMAL) {
+		e = cqi_amqp_rpc_err(r->ctx, rr, "replay: read message");
+		goto out;
+	}
+	if (r->received >= r->total) {
+		amqp_destroy_message(&msg);
+		hold(r, tag);	/* delivered after we had enough */
+		e = CQ_OK;
+		goto out;
+	}
+	e = cqi_delivery_new(r->ctx, r->dlq, tag, redelivered, ex, rk,
+			     remaining, &msg, &d);
+	if (e)
+		goto out;
+	r->received++;
+	r->fifo[(r->fifo_head + r->fifo_len++) % r->fifo_cap] = d;
+out:
+	amqp_bytes_free(ex);
+	amqp_bytes_free(rk);
+	return e;
+}
+
+/* A frame that is not a confirm: a delivery, a basic.get answer, or the
+ * answer to basic.qos/consume/cancel. */
 static enum cq_err on_frame(void *arg, const amqp_frame_t *f)
 {
 	struct replay *r = arg;
-	struct cqi_amqp *a = r->ctx->amqp;
-	amqp_basic_get_ok_t *ok;
-	amqp_message_t msg;
-	amqp_rpc_reply_t rr;
-	struct cq_delivery *d;
-	uint64_t tag;
-	bool redelivered;
-	uint32_t remaining;
-	amqp_bytes_t ex, rk;
-	enum cq_err e;
 
 	if (f->frame_type != AMQP_FRAME_METHOD || f->channel != CQI_CHANNEL)
 		return cq_seterr(r->ctx, CQ_ERR_INTERNAL,
 				 "replay: unexpected frame type %d", f->frame_type);
-	if (f->payload.method.id == AMQP_BASIC_GET_EMPTY_METHOD) {
+	switch (f->payload.method.id) {
+	case AMQP_BASIC_DELIVER_METHOD: {
+		amqp_basic_deliver_t *m = f->payload.method.decoded;
+
+		return take(r, m->delivery_tag, m->redelivered, m->exchange,
+			    m->routing_key, 0);
+	}
+	case AMQP_BASIC_GET_OK_METHOD: {
+		amqp_basic_get_ok_t *m = f->payload.method.decoded;
+
+		r->gets_in_flight--;
+		return take(r, m->delivery_tag, m->redelivered, m->exchange,
+			    m->routing_key, m->message_count);
+	}
+	case AMQP_BASIC_GET_EMPTY_METHOD:
 		r->gets_in_flight--;
 		r->empty = true;
 		return CQ_OK;
+	case AMQP_BASIC_CANCEL_OK_METHOD:
+		r->mode = MODE_GET;	/* no more deliveries will come */
+		return CQ_OK;
+	case AMQP_BASIC_CANCEL_METHOD:	/* the broker cancelled us */
+		r->mode = MODE_GET;
+		return CQ_OK;
 	}
-	if (f->payload.method.id != AMQP_BASIC_GET_OK_METHOD)
-		return cq_seterr(r->ctx, CQ_ERR_INTERNAL,
-				 "replay: unexpected method 0x%08x",
-				 f->payload.method.id);
-	ok = f->payload.method.decoded;
-	tag = ok->delivery_tag;
-	redelivered = ok->redelivered;
-	remaining = ok->message_count;
-	ex = amqp_bytes_malloc_dup(ok->exchange);
-	rk = amqp_bytes_malloc_dup(ok->routing_key);
-	r->gets_in_flight--;
-	rr = amqp_read_message(a->conn, CQI_CHANNEL, &msg, 0);
-	if (rr.reply_type != AMQP_RESPONSE_NORMAL) {
-		amqp_bytes_free(ex);
-		amqp_bytes_free(rk);
-		return cqi_amqp_rpc_err(r->ctx, rr, "replay: read message");
-	}
-	e = cqi_delivery_new(r->ctx, r->dlq, tag, redelivered, ex, rk,
-			     remaining, &msg, &d);
-	amqp_bytes_free(ex);
-	amqp_bytes_free(rk);
-	if (e)
-		return e;
-	r->fifo[(r->fifo_head + r->fifo_len++) % r->fifo_cap] = d;
-	return CQ_OK;
+	return cq_seterr(r->ctx, CQ_ERR_INTERNAL,
+			 "replay: unexpected method 0x%08x", f->payload.method.id);
 }
 
-/* Read at least one frame (waiting up to the timeout) and dispatch it. */
-static enum cq_err pump(struct replay *r)
+/* Read at least one frame (waiting up to the timeout) and dispatch it.
+ * *idle: the timeout passed with nothing to read. */
+static enum cq_err pump(struct replay *r, bool *idle)
 {
 	struct cqi_amqp *a = r->ctx->amqp;
 	long long ms = r->ctx->set.timeout_ms;
@@ -266,11 +342,12 @@ static enum cq_err pump(struct replay *r)
 	bool handled;
 	int st;
 
+	*idle = false;
 	st = amqp_simple_wait_frame_noblock(a->conn, &f, &tv);
-	if (st == AMQP_STATUS_TIMEOUT)
-		return cq_seterr(r->ctx, CQ_ERR_TEMPFAIL,
-				 "replay: no answer from RabbitMQ at %s within %lldms",
-				 a->where, ms);
+	if (st == AMQP_STATUS_TIMEOUT) {
+		*idle = true;
+		return CQ_OK;
+	}
 	if (st != AMQP_STATUS_OK)
 		return cqi_amqp_status_err(r->ctx, st, "replay");
 	if (cqi_publisher_frame(r->pub, &f, &handled))
@@ -290,6 +367,48 @@ static enum cq_err send_get(struct replay *r)
 	if (st != AMQP_STATUS_OK)
 		return cqi_amqp_status_err(r->ctx, st, "replay: basic.get");
 	r->gets_in_flight++;
+	return CQ_OK;
+}
+
+/*
+ * Push delivery costs the broker about half what basic.get does, so a
+ * replay consumes, with a prefetch of the window.  But the messages it
+ * holds (not moved) keep their prefetch slots: when they fill half of it,
+ * or once enough messages came, the consumer is cancelled and the rest
+ * (if any) is fetched with basic.get, which has no such limit.
+ */
+static enum cq_err start_consuming(struct replay *r)
+{
+	struct cqi_amqp *a = r->ctx->amqp;
+	amqp_basic_consume_ok_t *ok;
+	uint16_t prefetch = r->fifo_cap > 65535 ? 65535 : (uint16_t)r->fifo_cap;
+
+	amqp_basic_qos(a->conn, CQI_CHANNEL, 0, prefetch, 0);
+	if (cqi_amqp_check(r->ctx, "replay: basic.qos"))
+		return r->ctx->err;
+	ok = amqp_basic_consume(a->conn, CQI_CHANNEL, amqp_cstring_bytes(r->dlq),
+				amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	if (cqi_amqp_check(r->ctx, "replay: consume"))
+		return r->ctx->err;
+	r->consumer_tag = amqp_bytes_malloc_dup(ok->consumer_tag);
+	if (!r->consumer_tag.bytes)
+		return cq_seterr(r->ctx, CQ_ERR_NOMEM, "out of memory");
+	r->mode = MODE_CONSUME;
+	return CQ_OK;
+}
+
+static enum cq_err stop_consuming(struct replay *r)
+{
+	amqp_basic_cancel_t req = { r->consumer_tag, 0 };
+	int st;
+
+	if (r->mode != MODE_CONSUME)
+		return CQ_OK;
+	st = amqp_send_method(r->ctx->amqp->conn, CQI_CHANNEL,
+			      AMQP_BASIC_CANCEL_METHOD, &req);
+	if (st != AMQP_STATUS_OK)
+		return cqi_amqp_status_err(r->ctx, st, "replay: cancel");
+	r->mode = MODE_CANCELLING;	/* until cancel-ok */
 	return CQ_OK;
 }
 
@@ -376,48 +495,80 @@ static enum cq_err handle(struct replay *r, const struct cq_delivery *d)
 	return e;
 }
 
-static enum cq_err replay_loop(struct replay *r, uint64_t total)
+/* Handle the next message taken, if any.  *did: one was handled. */
+static enum cq_err handle_next(struct replay *r, bool *did)
 {
-	uint64_t issued = 0;
+	struct cq_delivery *d;
+	enum cq_err e;
+
+	*did = r->fifo_len > 0;
+	if (!*did)
+		return CQ_OK;
+	d = r->fifo[r->fifo_head];
+	r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
+	r->fifo_len--;
+	e = handle(r, d);
+	cq_delivery_free(d);
+	if (e == CQ_ERR_DATA && cq_publisher_alive(r->pub)) {
+		/* settled failed (held in the DLQ): go on */
+		cq_clear_error(r->ctx);
+		return CQ_OK;
+	}
+	if (e)
+		return e;
+	return cq_publisher_poll(r->pub);
+}
+
+static enum cq_err replay_loop(struct replay *r)
+{
+	bool did, idle;
 
 	for (;;) {
-		while (!r->empty && issued < total &&
+		if (r->mode == MODE_CONSUME &&
+		    (r->received >= r->total || r->held >= r->fifo_cap / 2) &&
+		    stop_consuming(r))
+			return r->ctx->err;
+		while (r->mode == MODE_GET && !r->empty &&
+		       r->received + r->gets_in_flight < r->total &&
 		       r->gets_in_flight + r->fifo_len < r->fifo_cap) {
 			if (send_get(r))
 				return r->ctx->err;
-			issued++;
 		}
-		if (r->fifo_len) {
-			struct cq_delivery *d = r->fifo[r->fifo_head];
-			enum cq_err e;
-
-			r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
-			r->fifo_len--;
-			e = handle(r, d);
-			cq_delivery_free(d);
-			if (e == CQ_ERR_DATA && cq_publisher_alive(r->pub)) {
-				/* settled failed (held in the DLQ): go on */
-				cq_clear_error(r->ctx);
-				continue;
-			}
-			if (e)
-				return e;
-			if (cq_publisher_poll(r->pub))
+		if (handle_next(r, &did))
+			return r->ctx->err;
+		if (did)
+			continue;
+		if (r->mode == MODE_GET && r->gets_in_flight == 0)
+			break;
+		if (flush_acks(r) || pump(r, &idle))
+			return r->ctx->err;
+		if (!idle)
+			continue;
+		/* nothing for a while: the queue was emptied by someone else,
+		 * or the broker is stuck */
+		if (r->mode == MODE_CONSUME && !cq_publisher_outstanding(r->pub)) {
+			if (stop_consuming(r))
 				return r->ctx->err;
 			continue;
 		}
-		if (r->gets_in_flight == 0)
-			break;
-		if (pump(r))
+		if (!cq_publisher_outstanding(r->pub))
+			return cq_seterr(r->ctx, CQ_ERR_TEMPFAIL,
+					 "replay: no answer from RabbitMQ at %s within %lldms",
+					 r->ctx->amqp->where, r->ctx->set.timeout_ms);
+		/* confirms are late: wait for them as patiently as a flush */
+		if (cq_publisher_flush(r->pub))
 			return r->ctx->err;
 	}
-	return cq_publisher_flush(r->pub);
+	if (cq_publisher_flush(r->pub))
+		return r->ctx->err;
+	return flush_acks(r);
 }
 
 enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
 		      const struct cq_replay_opts *o, struct cq_replay_stats *st)
 {
-	struct replay r = { .ctx = ctx, .dlq = dlq, .o = o, .st = st };
+	struct replay r = { .ctx = ctx, .dlq = dlq, .o = o, .st = st,
+			    .min_held = UINT64_MAX, .in_order = true };
 	uint32_t present;
 	uint64_t total;
 	enum cq_err e;
@@ -448,7 +599,11 @@ enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
 	cq_publisher_on_settle(r.pub, on_settle, &r);
 	cqi_publisher_on_frame(r.pub, on_frame, &r);
 	cq_throttle_init(&r.th, o->rate);
-	e = replay_loop(&r, total);
+	r.total = total;
+	/* filters and --dry-run hold many messages: basic.get for those */
+	e = o->filter || o->dry_run ? CQ_OK : start_consuming(&r);
+	if (!e)
+		e = replay_loop(&r);
 	/* whatever was not moved goes back to the dead-letter queue */
 	if (!e && r.max_held && cq_nack(ctx, r.max_held, true, true))
 		e = ctx->err;
@@ -466,6 +621,7 @@ out:
 	if (r.first_target && !st->several_targets)
 		snprintf(st->target, sizeof(st->target), "%s", r.first_target);
 	free(r.first_target);
+	amqp_bytes_free(r.consumer_tag);
 	free(r.fly);
 	free(r.fifo);
 	cq_publisher_free(r.pub);
