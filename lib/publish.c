@@ -382,7 +382,12 @@ enum cq_err cq_publisher_poll(struct cq_publisher *pub)
  */
 #define CONFIRM_PATIENCE_MS 60000
 
-/* Block until the number of outstanding messages is at most limit. */
+/*
+ * Block until at most limit delivery tags are between the oldest unsettled
+ * one and the next: not merely limit outstanding, since confirms may come
+ * out of order (a return is confirmed at once, a routed message after it
+ * is written) and the ring is indexed by tag.
+ */
 static enum cq_err wait_until(struct cq_publisher *pub, size_t limit)
 {
 	long long timeout = pub->ctx->set.timeout_ms;
@@ -391,7 +396,7 @@ static enum cq_err wait_until(struct cq_publisher *pub, size_t limit)
 	if (timeout < CONFIRM_PATIENCE_MS)
 		timeout = CONFIRM_PATIENCE_MS;
 	deadline = cq_now_ms() + timeout;
-	while (pub->outstanding > limit) {
+	while (pub->next - pub->first > limit) {
 		size_t before = pub->outstanding;
 		long long left = deadline - cq_now_ms();
 		bool timed_out = false;

@@ -189,3 +189,16 @@ EOF
 	assert_output 75
 	[[ "$stderr" == *"lines 1-3000: not confirmed: unroutable"* ]]
 }
+
+@test "enqueue: out-of-order confirms (returns among routed messages) in a small window" {
+	api "exchanges/%2f/$Q.x" -X PUT -d '{"type":"direct","durable":false}'
+	api "bindings/%2f/e/$Q.x/q/$Q" -X POST -d '{"routing_key":"a"}'
+	for i in $(seq 1 300); do
+		if ((i % 3)); then echo "{\"body\":\"$i\",\"routing_key\":\"a\"}"
+		else echo "{\"body\":\"$i\",\"routing_key\":\"b\"}"; fi
+	done > "$TMP/in"
+	run -75 --separate-stderr qctl enqueue --json --jsonl --window 4 --exchange "$Q.x" "$Q" < "$TMP/in"
+	[[ "$stderr" == *"enqueued 200 messages in "*"(100 failed)"* ]]
+	[ "$(jq -r .line <<<"$output" | tr '\n' ' ')" = "$(seq 3 3 300 | tr '\n' ' ')" ]
+	[ "$(take_bodies "$Q" | tr '\n' ' ')" = "$(seq 1 300 | awk '$1 % 3' | tr '\n' ' ')" ]
+}

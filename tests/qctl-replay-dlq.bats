@@ -173,3 +173,16 @@ dead_letters() {
 	run -77 --separate-stderr qctl replay-dlq --amqp "$(bad_password_url)" "$Q.dlq"
 	[[ "$stderr" != *wrong-s3cret* ]]
 }
+
+@test "replay-dlq: many messages left behind in a small window: all looked at once, none lost" {
+	qctl declare -q "$Q"
+	qctl declare -q "$Q.dlq"
+	for i in $(seq 1 30); do
+		if ((i % 2)); then echo "{\"body\":\"$i\",\"headers\":{\"x-original-queue\":\"$Q.gone\"}}"
+		else echo "{\"body\":\"$i\",\"headers\":{\"x-original-queue\":\"$Q\"}}"; fi
+	done | qctl enqueue -q --jsonl "$Q.dlq"
+	run -75 --separate-stderr qctl replay-dlq --window 8 "$Q.dlq"
+	[[ "$stderr" == *"replayed 15 to their original queues (0 skipped, 15 failed)"* ]]
+	[ "$(take_bodies "$Q" | tr '\n' ' ')" = "2 4 6 8 10 12 14 16 18 20 22 24 26 28 30 " ]
+	[ "$(take_bodies "$Q.dlq" | tr '\n' ' ')" = "1 3 5 7 9 11 13 15 17 19 21 23 25 27 29 " ]
+}
