@@ -191,6 +191,27 @@ static bool query_db(struct span q, int *db)
 	return true;
 }
 
+/* The host (decoded) and port of a network URL.  Returns false with a
+ * message in errbuf; *host may be set even then, for the caller to free. */
+static bool host_port(const struct url_parts *u, char **host, int *port,
+		      char *errbuf, size_t errlen)
+{
+	if (u->host.n == 0) {
+		cqi_errbuf(errbuf, errlen, "missing host");
+		return false;
+	}
+	if (u->has_port && !span_port(u->port, port)) {
+		cqi_errbuf(errbuf, errlen, "bad port (want 1-65535)");
+		return false;
+	}
+	*host = cqi_pct_decode(u->host.p, u->host.n);
+	if (!*host) {
+		cqi_errbuf(errbuf, errlen, "bad percent-escape");
+		return false;
+	}
+	return true;
+}
+
 enum cq_err cq_redis_url_parse(const char *url, struct cq_redis_url *out,
 			       char *errbuf, size_t errlen)
 {
@@ -229,21 +250,12 @@ enum cq_err cq_redis_url_parse(const char *url, struct cq_redis_url *out,
 		}
 		return CQ_OK;
 	}
-	if (u.host.n == 0) {
-		cqi_errbuf(errbuf, errlen, "missing host");
+	if (!host_port(&u, &out->host, &out->port, errbuf, errlen))
 		goto fail;
-	}
-	if (u.has_port && !span_port(u.port, &out->port)) {
-		cqi_errbuf(errbuf, errlen, "bad port (want 1-65535)");
-		goto fail;
-	}
 	if (u.has_path && !span_db(u.path, &out->db)) {
 		cqi_errbuf(errbuf, errlen, "bad database number after '/'");
 		goto fail;
 	}
-	out->host = cqi_pct_decode(u.host.p, u.host.n);
-	if (!out->host)
-		goto bad_escape;
 	return CQ_OK;
 bad_escape:
 	cqi_errbuf(errbuf, errlen, "bad percent-escape");
@@ -279,17 +291,9 @@ enum cq_err cq_amqp_url_parse(const char *url, struct cq_amqp_url *out,
 	out->port = out->tls ? 5671 : 5672;
 	if (!split_url(rest, &u, errbuf, errlen))
 		return CQ_ERR_USAGE;
-	if (u.host.n == 0) {
-		cqi_errbuf(errbuf, errlen, "missing host");
+	if (!host_port(&u, &out->host, &out->port, errbuf, errlen))
 		goto fail;
-	}
-	if (u.has_port && !span_port(u.port, &out->port)) {
-		cqi_errbuf(errbuf, errlen, "bad port (want 1-65535)");
-		goto fail;
-	}
-	out->host = cqi_pct_decode(u.host.p, u.host.n);
-	if (!out->host ||
-	    !span_decode(u.user, u.has_userinfo, &out->user) ||
+	if (!span_decode(u.user, u.has_userinfo, &out->user) ||
 	    !span_decode(u.pass, u.has_pass, &out->pass))
 		goto bad_escape;
 	if (!out->user)
