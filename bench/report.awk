@@ -189,7 +189,7 @@ BEGIN {
 		res = res " (" note ")"
 	if (n > 1) {
 		where(label, cqf, "cq")
-		where(label, pf, peer)
+		where(label, pf, scale > 1 ? peer sprintf(": one run of %d, unscaled", n / scale) : peer)
 	}
 	printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 		label, peer, ftime(ct, n), ftime(pt, n), fratio(ct, pt), sus,
