@@ -90,6 +90,7 @@ unit: $(UNIT_BINS)
 # each for N seconds from its committed seed corpus (tests/fuzz/run).
 FUZZ_CC ?= clang
 FUZZ_S ?= 10
+FUZZ_JOBS ?= 1
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_SRC = $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -108,7 +109,7 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_LIB_OBJ)
 fuzz-build: $(FUZZ_BINS)
 
 fuzz: fuzz-build
-	$(Q)tests/fuzz/run --seconds $(FUZZ_S) $(FUZZ_BINS)
+	$(Q)tests/fuzz/run --seconds $(FUZZ_S) --jobs $(FUZZ_JOBS) $(FUZZ_BINS)
 
 # The fault tests: each starts, kills and restarts its own private servers.
 faults: all

@@ -3,14 +3,16 @@
 # indirect or possible) and no invalid read, write, free or use of
 # uninitialised memory, on success and on the common failures.  Each run
 # exits 99 on any error (--error-exitcode), so the verb's own exit code
-# is pinned too.  (An ASan build, SANITIZE=1, cannot run under valgrind:
-# there ASan and LeakSanitizer do this job.)
+# is pinned too.  An ASan build cannot run under valgrind: with
+# SANITIZE=1, scripts/check points CQ_PLAIN_BIN_DIR at a plain build.
 
 bats_require_minimum_version 1.5.0
 load test_helper
 
 per_test_setup() {
 	local bin
+	# a SANITIZE=1 run of `make check` names a plain build for this
+	[ -n "${CQ_PLAIN_BIN_DIR:-}" ] && PATH="$CQ_PLAIN_BIN_DIR:$PATH"
 	bin=$(command -v cachectl)
 	if grep -q __asan_init "$bin"; then
 		skip "an ASan build (SANITIZE=1) does this checking itself"
