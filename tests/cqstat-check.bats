@@ -19,8 +19,7 @@ per_test_setup() {
 
 per_test_teardown() {
 	priv_redis_stop
-	rctl delete_queue "$Q" >/dev/null 2>&1 || true
-	rctl delete_queue "$Q.dlq" >/dev/null 2>&1 || true
+	drop_queues "$Q" "$Q.dlq"
 	return 0
 }
 

@@ -14,8 +14,7 @@ per_test_setup() {
 per_test_teardown() {
 	[ -n "${BGPID:-}" ] && kill "$BGPID" 2>/dev/null && wait "$BGPID" 2>/dev/null
 	qctl purge --yes "$Q" >/dev/null 2>&1 || true
-	rctl delete_queue "$Q" >/dev/null 2>&1 || true
-	rctl delete_queue "$Q.dlq" >/dev/null 2>&1 || true
+	drop_queues "$Q" "$Q.dlq"
 	return 0
 }
 
@@ -97,7 +96,7 @@ poll() {
 	# without the API only the QUEUE.dlq convention is known
 	run -0 cqstat --no-cache -q "$Q" --json
 	assert_equal "$(jq -c '.queues[0].dlq' <<<"$output")" null
-	rctl delete_queue "$Q.graveyard" >/dev/null
+	drop_queues "$Q.graveyard"
 }
 
 @test "--match shows every queue whose name matches the glob" {
@@ -111,7 +110,7 @@ poll() {
 	assert_line -n 0 --regexp " $Q\.a .* $Q\.b "
 	run -0 cqstat --no-cache --api "$API" --match "nothing.matches.$Q.*" --json
 	assert_equal "$(jq -c .queues <<<"$output")" '[]'
-	for q in "$Q.a" "$Q.b" "${Q}x"; do rctl delete_queue "$q" >/dev/null; done
+	drop_queues "$Q.a" "$Q.b" "${Q}x"
 }
 
 @test "the password in the --api URL is never printed" {

@@ -6,7 +6,7 @@ load cqstat_helper
 
 per_test_teardown() {
 	[ -n "${BGPID:-}" ] && kill "$BGPID" 2>/dev/null && wait "$BGPID" 2>/dev/null
-	for q in "$Q" "$Q.dlq" "$Q.b"; do rctl delete_queue "$q" >/dev/null 2>&1; done
+	drop_queues "$Q" "$Q.dlq" "$Q.b"
 	return 0
 }
 
