@@ -162,6 +162,8 @@ struct cq_buf {
 	char *data;
 	size_t len, cap;
 };
+/* Make room for n more bytes (and a NUL) without changing len. */
+bool cq_buf_reserve(struct cq_buf *b, size_t n);
 bool cq_buf_append(struct cq_buf *b, const void *p, size_t n);
 void cq_buf_reset(struct cq_buf *b);
 void cq_buf_free(struct cq_buf *b);

@@ -10,25 +10,6 @@
 /* Send when this many bytes are queued, whatever the command count. */
 #define PIPE_MAX_BYTES (1U << 20)
 
-/* Room for n more bytes (and the NUL cq_buf keeps) without reallocating
- * again: formatting then writes straight into the buffer. */
-static bool reserve(struct cq_buf *b, size_t n)
-{
-	size_t cap = b->cap ? b->cap : 256;
-	char *d;
-
-	if (b->len + n + 1 <= b->cap)
-		return true;
-	while (cap < b->len + n + 1)
-		cap *= 2;
-	d = realloc(b->data, cap);
-	if (!d)
-		return false;
-	b->data = d;
-	b->cap = cap;
-	return true;
-}
-
 /* "<c><n>\r\n" at p; returns the end. */
 static char *put_len(char *p, char c, size_t n)
 {
@@ -55,7 +36,7 @@ bool cqi_resp_append(struct cq_buf *b, int argc, const char **argv,
 
 	for (i = 0; i < argc; i++)
 		need += (lens ? lens[i] : strlen(argv[i])) + 25;
-	if (!reserve(b, need))
+	if (!cq_buf_reserve(b, need))
 		return false;
 	p = put_len(b->data + b->len, '*', (size_t)argc);
 	for (i = 0; i < argc; i++) {

@@ -71,20 +71,27 @@ uint64_t cq_rand_below(uint64_t n)
 	return x % n;
 }
 
+bool cq_buf_reserve(struct cq_buf *b, size_t n)
+{
+	size_t cap = b->cap ? b->cap : 64;
+	char *d;
+
+	if (b->len + n + 1 <= b->cap)
+		return true;
+	while (cap < b->len + n + 1)
+		cap *= 2;
+	d = realloc(b->data, cap);
+	if (!d)
+		return false;
+	b->data = d;
+	b->cap = cap;
+	return true;
+}
+
 bool cq_buf_append(struct cq_buf *b, const void *p, size_t n)
 {
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 64;
-		char *d;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		d = realloc(b->data, cap);
-		if (!d)
-			return false;
-		b->data = d;
-		b->cap = cap;
-	}
+	if (!cq_buf_reserve(b, n))
+		return false;
 	if (n)
 		memcpy(b->data + b->len, p, n);
 	b->len += n;
