@@ -1381,7 +1381,7 @@ static enum cq_err setup(struct consumer *c, bool *empty)
 		return CQ_OK;
 	if (c->o->exec) {
 		c->jobs = calloc(c->o->jobs, sizeof(*c->jobs));
-		c->pfds = calloc(1 + 3 * (size_t)c->o->jobs, sizeof(*c->pfds));
+		c->pfds = calloc(1 + 2 * (size_t)c->o->jobs, sizeof(*c->pfds));
 		if (!c->jobs || !c->pfds)
 			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 		c->njobs = c->o->jobs;

@@ -24,9 +24,7 @@ typedef void (*cqi_sink_fn)(void *arg, const char *p, size_t n);
 struct cqi_job {
 	pid_t pid;
 	int pidfd;		/* readable when it exits; -1 without pidfd_open */
-	int in_fd;		/* its stdin, until the body is written */
 	int err_fd;		/* its stderr, until EOF */
-	size_t in_off;		/* body bytes written */
 	struct cq_delivery *d;	/* the message (owned by the job) */
 	long long retries;	/* failed attempts before this one */
 	long long started_ms;
@@ -51,7 +49,7 @@ enum cq_err cqi_job_start(struct cq_ctx *ctx, struct cqi_job *j,
 			  const char *cmd, const char *queue,
 			  struct cq_delivery *d, long long retries,
 			  long long timeout_ms);
-/* Add the job's descriptors to fds (room for 3); returns how many. */
+/* Add the job's descriptors to fds (room for 2); returns how many. */
 int cqi_job_pollfds(const struct cqi_job *j, struct pollfd *fds);
 /* Feed stdin, drain stderr (lines go to sink), reap it if it exited, and
  * enforce the timeout.  Never blocks. */

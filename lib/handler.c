@@ -1,6 +1,6 @@
 /* handler.c - the handler processes of `qctl consume --exec`: start one per
  * message with the body on its stdin and its metadata in the environment,
- * feed it, capture its stderr, time it out, reap it.  Nothing here blocks:
+ * capture its stderr, time it out, reap it.  Nothing here blocks:
  * consume.c polls the descriptors along with the AMQP socket. */
 #include <ctype.h>
 #include <errno.h>
@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -144,51 +145,77 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
+/*
+ * The body as a file at offset 0, written in full before the handler
+ * starts: a handler never reads a truncated body, even when qctl dies while
+ * it runs, and a large body cannot block qctl on a full pipe.
+ */
+static int body_file(const struct cq_delivery *d)
+{
+	int fd = memfd_create("cq-body", MFD_CLOEXEC);
+	size_t off = 0;
+
+	if (fd < 0)
+		return -1;
+	while (off < d->len) {
+		ssize_t w = write(fd, (const char *)d->body + off, d->len - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			close(fd);
+			return -1;
+		}
+		off += (size_t)w;
+	}
+	if (lseek(fd, 0, SEEK_SET) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 enum cq_err cqi_job_start(struct cq_ctx *ctx, struct cqi_job *j,
 			  const char *cmd, const char *queue,
 			  struct cq_delivery *d, long long retries,
 			  long long timeout_ms)
 {
-	int in[2] = { -1, -1 }, err[2] = { -1, -1 };
+	int in = -1, err[2] = { -1, -1 };
 	pid_t pid;
 
 	memset(j, 0, sizeof(*j));
-	j->pidfd = j->in_fd = j->err_fd = -1;
+	j->pidfd = j->err_fd = -1;
 	j->d = d;
 	j->retries = retries;
-	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
-		cq_seterr(ctx, CQ_ERR_TEMPFAIL, "cannot start a handler: pipe: %s",
-			  strerror(errno));
+	in = body_file(d);
+	if (in < 0 || pipe2(err, O_CLOEXEC) < 0) {
+		cq_seterr(ctx, CQ_ERR_TEMPFAIL, "cannot start a handler: %s: %s",
+			  in < 0 ? "body file" : "pipe", strerror(errno));
 		goto fail;
 	}
 	pid = fork();
 	if (pid == 0)
-		child(cmd, queue, d, retries, in[0], err[1]);
+		child(cmd, queue, d, retries, in, err[1]);
 	if (pid < 0) {
 		cq_seterr(ctx, CQ_ERR_TEMPFAIL, "cannot start a handler: fork: %s",
 			  strerror(errno));
 		goto fail;
 	}
 	setpgid(pid, pid);	/* also here: no race with a kill below */
-	close(in[0]);
+	close(in);
 	close(err[1]);
 	j->pid = pid;
-	j->in_fd = in[1];
 	j->err_fd = err[0];
-	fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
 	fcntl(j->err_fd, F_SETFL, O_NONBLOCK);
 	j->pidfd = open_pidfd(pid);
 	j->started_ms = cq_now_ms();
 	if (timeout_ms > 0)
 		j->deadline_ms = j->started_ms + timeout_ms;
-	if (d->len == 0)
-		close_fd(&j->in_fd);
 	return CQ_OK;
 fail:
-	for (int i = 0; i < 2; i++) {
-		close_fd(&in[i]);
-		close_fd(&err[i]);
-	}
+	close_fd(&in);
+	close_fd(&err[0]);
+	close_fd(&err[1]);
 	return ctx->err;
 }
 
@@ -198,32 +225,11 @@ int cqi_job_pollfds(const struct cqi_job *j, struct pollfd *fds)
 
 	if (!j->pid)
 		return 0;
-	if (j->in_fd >= 0)
-		fds[n++] = (struct pollfd){ .fd = j->in_fd, .events = POLLOUT };
 	if (j->err_fd >= 0)
 		fds[n++] = (struct pollfd){ .fd = j->err_fd, .events = POLLIN };
 	if (j->pidfd >= 0 && !j->reaped)
 		fds[n++] = (struct pollfd){ .fd = j->pidfd, .events = POLLIN };
 	return n;
-}
-
-static void feed(struct cqi_job *j)
-{
-	while (j->in_fd >= 0 && j->in_off < j->d->len) {
-		ssize_t w = write(j->in_fd, j->d->body + j->in_off,
-				  j->d->len - j->in_off);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				return;
-			/* EPIPE: it does not want (the rest of) its input */
-			break;
-		}
-		j->in_off += (size_t)w;
-	}
-	close_fd(&j->in_fd);
 }
 
 static void keep_tail(struct cqi_job *j, const char *p, size_t n)
@@ -315,7 +321,6 @@ static void reap(struct cqi_job *j)
 			j->status = 0x7f00;	/* lost: report exit 127 */
 		j->reaped = true;
 		close_fd(&j->pidfd);
-		close_fd(&j->in_fd);
 	}
 }
 
@@ -333,7 +338,6 @@ void cqi_job_pump(struct cqi_job *j, long long now_ms, cqi_sink_fn sink,
 {
 	if (!j->pid)
 		return;
-	feed(j);
 	reap(j);
 	drain(j, sink, arg);
 	if (j->reaped)
@@ -401,7 +405,6 @@ const char *cqi_job_tail(const struct cqi_job *j, size_t *len)
 
 void cqi_job_clear(struct cqi_job *j)
 {
-	close_fd(&j->in_fd);
 	close_fd(&j->err_fd);
 	close_fd(&j->pidfd);
 	j->pid = 0;
