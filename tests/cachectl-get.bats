@@ -6,16 +6,6 @@
 bats_require_minimum_version 1.5.0
 load test_helper
 
-per_test_teardown() {
-	[ -n "${ACL_USER:-}" ] && rcli ACL DELUSER "$ACL_USER" >/dev/null 2>&1
-	return 0
-}
-
-hostport() {
-	local hp=${CQ_REDIS_URL#redis://}
-	echo "${hp%%/*}"
-}
-
 @test "get prints a value raw, exit 0" {
 	rcli set "${P}k" "hello world" >/dev/null
 	run -0 --separate-stderr cachectl get k

@@ -5,16 +5,6 @@
 bats_require_minimum_version 1.5.0
 load test_helper
 
-per_test_teardown() {
-	[ -n "${ACL_USER:-}" ] && rcli ACL DELUSER "$ACL_USER" >/dev/null 2>&1
-	return 0
-}
-
-hostport() {
-	local hp=${CQ_REDIS_URL#redis://}
-	echo "${hp%%/*}"
-}
-
 @test "set stores the value under the prefix with the TTL" {
 	run -0 --separate-stderr cachectl set k "a value" --ttl 90s
 	[ -z "$stderr" ]

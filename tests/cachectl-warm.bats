@@ -6,14 +6,8 @@ bats_require_minimum_version 1.5.0
 load test_helper
 
 per_test_teardown() {
-	[ -n "${ACL_USER:-}" ] && rcli ACL DELUSER "$ACL_USER" >/dev/null 2>&1
 	[ -f "$TMP/redis.pid" ] && kill "$(cat "$TMP/redis.pid")" 2>/dev/null
 	return 0
-}
-
-hostport() {
-	local hp=${CQ_REDIS_URL#redis://}
-	echo "${hp%%/*}"
 }
 
 # A private redis-server (for tests that fill or kill it); sets PRIV_URL.

@@ -31,20 +31,28 @@ setup() {
 	export CQ_PREFIX="cqtest:$id:"
 	export P="$CQ_PREFIX"
 	export Q="cqtest.$id"
-	unset CQ_DEFAULT_TTL CQ_TRACK CQ_REDIS_PASSWORD CQ_PASSWORD_FILE
+	unset CQ_DEFAULT_TTL CQ_TRACK CQ_REDIS_PASSWORD CQ_PASSWORD_FILE ACL_USER
 	if declare -F per_test_setup >/dev/null; then per_test_setup; fi
 }
 
 teardown() {
 	if declare -F per_test_teardown >/dev/null; then per_test_teardown; fi
+	# a Redis ACL user a test created for itself
+	if [ -n "${ACL_USER:-}" ]; then rcli ACL DELUSER "$ACL_USER" >/dev/null 2>&1; fi
 	return 0
+}
+
+# host:port of the sandbox Redis.
+hostport() {
+	local hp=${CQ_REDIS_URL#redis://}
+	echo "${hp%%/*}"
 }
 
 # redis-cli against the sandbox Redis, raw output.
 rcli() {
-	local hostport=${CQ_REDIS_URL#redis://}
-	hostport=${hostport%%/*}
-	redis-cli --no-auth-warning -h "${hostport%:*}" -p "${hostport##*:}" --raw "$@"
+	local hp
+	hp=$(hostport)
+	redis-cli --no-auth-warning -h "${hp%:*}" -p "${hp##*:}" --raw "$@"
 }
 
 # rabbitmqctl against the sandbox node.
