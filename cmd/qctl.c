@@ -117,14 +117,32 @@ static const char enqueue_usage[] =
 	"  --transient        not persistent\n"
 	"  --window N         messages awaiting confirms at once (default 10000)\n"
 	"  --max-size SIZE    refuse larger messages (default 128M)\n"
+	"  --heartbeat DUR    AMQP heartbeat interval (default 30s, 0 = off):\n"
+	"                     kept up while standard input is slow\n"
 	"  --json             list unconfirmed lines as JSON on stdout\n";
 
 enum {
 	OPT_ENQ_JSONL = OPT_VERB, OPT_ENQ_EXCHANGE, OPT_ENQ_ROUTING_KEY,
 	OPT_ENQ_PRIORITY, OPT_ENQ_MESSAGE_ID, OPT_ENQ_CONTENT_TYPE,
 	OPT_ENQ_EXPIRATION, OPT_ENQ_TRANSIENT, OPT_ENQ_WINDOW,
-	OPT_ENQ_MAX_SIZE,
+	OPT_ENQ_MAX_SIZE, OPT_ENQ_HEARTBEAT,
 };
+
+/* --heartbeat DUR: whole seconds, as AMQP has them.  False after a usage
+ * error. */
+static bool heartbeat_opt(struct cli *cli, const char *arg)
+{
+	long long ms;
+
+	if (!cli_duration(cli, "--heartbeat", arg, &ms))
+		return false;
+	if (ms > 65535000) {
+		cli_usage_error(cli, "--heartbeat: at most 65535s");
+		return false;
+	}
+	cli->set.heartbeat_s = (int)((ms + 999) / 1000);
+	return true;
+}
 
 /* Unconfirmed inputs are reported as ranges of consecutive numbers with
  * the same reason, so a lost connection is one line, not thousands. */
@@ -207,6 +225,7 @@ static int enqueue_stdin(struct enqueue *e, struct cq_publisher *pub,
 		cli_err(e->cli, "out of memory");
 		return 70;
 	}
+	cq_reader_serve(r, pub);
 	progress_init(&pr, e->cli);
 	while (alive && (got = cq_reader_next(r, &p, &len, &too_long)) == 1) {
 		struct cq_message m = *tmpl;
@@ -242,12 +261,20 @@ static int enqueue_stdin(struct enqueue *e, struct cq_publisher *pub,
 	}
 	progress_done(&pr);
 	*next = 0;
+	if (alive && got < 0 && !cq_publisher_alive(pub)) {
+		/* the connection died while input was awaited */
+		*next = n + 1;
+		cq_reader_free(r);
+		return 0;
+	}
 	if (alive && got < 0) {
 		cli_err(e->cli, "cannot read standard input: %s", strerror(errno));
 		cq_reader_free(r);
 		return 74;
 	}
-	/* say so when input was left unsent */
+	/* say so when input was left unsent (reading on without the dead
+	 * publisher) */
+	cq_reader_serve(r, NULL);
 	if (!alive && cq_reader_next(r, &p, &len, &too_long) == 1)
 		*next = n + 1;
 	cq_reader_free(r);
@@ -322,6 +349,7 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 		{ "transient", no_argument, NULL, OPT_ENQ_TRANSIENT },
 		{ "window", required_argument, NULL, OPT_ENQ_WINDOW },
 		{ "max-size", required_argument, NULL, OPT_ENQ_MAX_SIZE },
+		{ "heartbeat", required_argument, NULL, OPT_ENQ_HEARTBEAT },
 		CLI_COMMON_OPTIONS
 	};
 	struct enqueue e = { .cli = cli, .unit = "line" };
@@ -388,6 +416,10 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 				cli_usage_error(cli, "--max-size: bad size '%s' (want e.g. 512k, 64M)", optarg);
 				goto usage;
 			}
+			break;
+		case OPT_ENQ_HEARTBEAT:
+			if (!heartbeat_opt(cli, optarg))
+				goto usage;
 			break;
 		default:
 			cli_common_opt(cli, c, optarg);
@@ -1202,7 +1234,6 @@ static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
 		       struct cq_consume_opts *o)
 {
 	unsigned long long n;
-	long long ms;
 
 	switch (c) {
 	case '0':
@@ -1272,11 +1303,8 @@ static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
 		o->until_empty = true;
 		break;
 	case OPT_CONS_HEARTBEAT:
-		if (!cli_duration(cli, "--heartbeat", optarg, &ms))
+		if (!heartbeat_opt(cli, optarg))
 			return 64;
-		if (ms > 65535000)
-			return cli_usage_error(cli, "--heartbeat: at most 65535s");
-		cli->set.heartbeat_s = (int)((ms + 999) / 1000);
 		break;
 	default:
 		cli_common_opt(cli, c, optarg);

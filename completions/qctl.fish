@@ -37,6 +37,7 @@ complete -c qctl -n '__fish_seen_subcommand_from enqueue' -l expiration -r -d 'p
 complete -c qctl -n '__fish_seen_subcommand_from enqueue' -l transient -d 'not persistent'
 complete -c qctl -n '__fish_seen_subcommand_from enqueue' -l window -r -d 'messages awaiting confirms'
 complete -c qctl -n '__fish_seen_subcommand_from enqueue' -l max-size -r -d 'largest message'
+complete -c qctl -n '__fish_seen_subcommand_from enqueue' -l heartbeat -r -d 'AMQP heartbeat'
 
 # consume
 complete -c qctl -n '__fish_seen_subcommand_from consume' -s 0 -l null -d 'NUL after each body'

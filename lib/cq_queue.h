@@ -271,6 +271,11 @@ enum cq_err cq_publisher_poll(struct cq_publisher *pub);
  * longer) without any confirm, while the broker does not say it is
  * blocked, the rest are settled failed and CQ_ERR_TEMPFAIL returned. */
 enum cq_err cq_publisher_flush(struct cq_publisher *pub);
+/* Block until fd has input (or its end, or an error), reading confirms and
+ * sending heartbeats meanwhile, so a slow producer neither leaves confirms
+ * unread nor lets the broker drop an idle connection.  CQ_OK, or the error
+ * that ended the publisher. */
+enum cq_err cq_publisher_wait_input(struct cq_publisher *pub, int fd);
 uint64_t cq_publisher_confirmed(const struct cq_publisher *pub);
 uint64_t cq_publisher_failed(const struct cq_publisher *pub);
 size_t cq_publisher_outstanding(const struct cq_publisher *pub);
@@ -293,6 +298,11 @@ struct cq_reader *cq_reader_new(int fd, char delim, size_t max);
 int cq_reader_next(struct cq_reader *r, const char **p, size_t *len,
 		   bool *too_long);
 void cq_reader_free(struct cq_reader *r);
+/* Wait for input through pub (cq_publisher_wait_input) before each read: a
+ * read that would block then serves the connection instead.  If the
+ * publisher dies meanwhile, cq_reader_next returns -1 with errno
+ * ECONNABORTED. */
+void cq_reader_serve(struct cq_reader *r, struct cq_publisher *pub);
 
 /*
  * One JSONL record: {"body": S | "body_base64": S, "headers": {K: S|int|

@@ -21,6 +21,7 @@ struct cq_reader {
 	size_t cap, start, end;
 	bool eof;
 	bool skip;	/* drop the rest of a too-long record on the next call */
+	struct cq_publisher *pub;	/* served while input is awaited */
 };
 
 struct cq_reader *cq_reader_new(int fd, char delim, size_t max)
@@ -49,6 +50,11 @@ void cq_reader_free(struct cq_reader *r)
 	free(r);
 }
 
+void cq_reader_serve(struct cq_reader *r, struct cq_publisher *pub)
+{
+	r->pub = pub;
+}
+
 /* Read more bytes after end, making room first.  0, or -1 with errno. */
 static int fill(struct cq_reader *r)
 {
@@ -69,6 +75,10 @@ static int fill(struct cq_reader *r)
 		}
 		r->buf = b;
 		r->cap = cap;
+	}
+	if (r->pub && cq_publisher_wait_input(r->pub, r->fd)) {
+		errno = ECONNABORTED;
+		return -1;
 	}
 	do
 		n = read(r->fd, r->buf + r->end, r->cap - r->end);

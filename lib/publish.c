@@ -2,6 +2,7 @@
  * confirms read as basic.ack/basic.nack frames, basic.return for mandatory
  * messages nobody could route. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -370,6 +371,41 @@ enum cq_err cq_publisher_poll(struct cq_publisher *pub)
 	if (pub->outstanding == 0)
 		return CQ_OK;
 	return read_frames(pub, 0, &timed_out);
+}
+
+/* The longest poll() while waiting for input: heartbeats go out on time. */
+#define INPUT_SLICE_MS 1000
+
+enum cq_err cq_publisher_wait_input(struct cq_publisher *pub, int fd)
+{
+	amqp_connection_state_t conn = pub->ctx->amqp->conn;
+	int slice = INPUT_SLICE_MS;
+
+	if (pub->ctx->set.heartbeat_s > 0 && pub->ctx->set.heartbeat_s * 500 < slice)
+		slice = pub->ctx->set.heartbeat_s * 500;
+	for (;;) {
+		struct pollfd fds[2] = {
+			{ .fd = fd, .events = POLLIN },
+			{ .fd = amqp_get_sockfd(conn), .events = POLLIN },
+		};
+		bool timed_out;
+		int n = 0;
+
+		if (pub->dead)
+			return pub->ctx->err ? pub->ctx->err : CQ_ERR_TEMPFAIL;
+		/* frames already read into librabbitmq's buffer: no poll sees them */
+		if (!amqp_data_in_buffer(conn) && !amqp_frames_enqueued(conn))
+			n = poll(fds, 2, slice);
+		if (n < 0 && errno != EINTR)
+			return cq_seterr(pub->ctx, CQ_ERR_INTERNAL, "poll: %s",
+					 strerror(errno));
+		if (n > 0 && fds[0].revents)
+			return CQ_OK;	/* input, end of input or an error to read */
+		/* confirms, a close, or nothing: a zero-wait read also sends a
+		 * heartbeat when one is due */
+		if (read_frames(pub, 0, &timed_out))
+			return pub->ctx->err;
+	}
 }
 
 /*

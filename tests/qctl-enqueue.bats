@@ -202,3 +202,42 @@ EOF
 	[ "$(jq -r .line <<<"$output" | tr '\n' ' ')" = "$(seq 3 3 300 | tr '\n' ' ')" ]
 	[ "$(take_bodies "$Q" | tr '\n' ' ')" = "$(seq 1 300 | awk '$1 % 3' | tr '\n' ' ')" ]
 }
+
+# Close, through the management API, the AMQP connection of process $1
+# (found by its local port); fails until the API lists it.
+close_connection_of() {
+	local port name
+	port=$(ss -Htnp state established | awk -v p="pid=$1," 'index($0, p) { n = split($3, a, ":"); print a[n]; exit }')
+	[ -n "$port" ] || return 1
+	name=$(api connections | jq -r --argjson p "$port" '.[] | select(.peer_port == $p) | .name')
+	[ -n "$name" ] || return 1
+	api "connections/$(jq -rn --arg n "$name" '$n | @uri')" -X DELETE
+}
+
+has_ready() { [ "$(ready "$1")" = "$2" ]; }
+
+@test "enqueue: a slow producer keeps the connection: heartbeats go out while input is awaited" {
+	# with 1s heartbeats, RabbitMQ drops a client silent for ~2s
+	run -0 --separate-stderr bash -c "{ echo a; sleep 4; echo b; } | qctl enqueue --heartbeat 1s '$Q'"
+	[[ "$stderr" == "enqueued 2 messages in "*"(0 failed)" ]]
+	[ "$(take_bodies "$Q" | tr '\n' ' ')" = "a b " ]
+}
+
+@test "enqueue: the connection closed while input is awaited: exit 75 at once, confirmed lines counted, the rest named unsent" {
+	mkfifo "$TMP/in"
+	qctl enqueue "$Q" < "$TMP/in" > "$TMP/out" 2> "$TMP/err" &
+	pid=$!
+	exec 4> "$TMP/in"
+	printf 'a\nb\n' >&4
+	wait_for 20 has_ready "$Q" 2
+	wait_for 20 close_connection_of "$pid"
+	# no more input comes: qctl must notice the close by itself
+	wait_for 20 eval '! kill -0 '"$pid"' 2>/dev/null' || { exec 4>&-; false; }
+	status=0
+	wait "$pid" || status=$?
+	exec 4>&-
+	[ "$status" = 75 ] || { echo "status $status"; cat "$TMP/err"; false; }
+	grep -q "^qctl: enqueue: lines from 3 on: not sent$" "$TMP/err"
+	grep -q "^enqueued 2 messages in .*(0 failed)$" "$TMP/err"
+	[ "$(take_bodies "$Q" | tr '\n' ' ')" = "a b " ]
+}

@@ -73,3 +73,14 @@ drop_queues() {
 dead_port() {
 	echo 1
 }
+
+# Wait until a command succeeds, up to $1 seconds.
+wait_for() {
+	local t=$1 i
+	shift
+	for ((i = 0; i < t * 10; i++)); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	return 1
+}

@@ -45,14 +45,3 @@ sb_heal() {
 
 # A number the test reports in the TAP output (bats shows fd 3 lines).
 note() { echo "# $*" >&3; }
-
-# Wait until a command succeeds, up to $1 seconds.
-wait_for() {
-	local t=$1 i
-	shift
-	for ((i = 0; i < t * 10; i++)); do
-		"$@" && return 0
-		sleep 0.1
-	done
-	return 1
-}
