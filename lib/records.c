@@ -312,7 +312,7 @@ bool cq_warm_parse_jsonl(const char *line, size_t len, struct cq_warm_rec *rec,
 	}
 	/* anything after the object other than blanks is an error */
 	for (size_t i = je.position; i < len; i++) {
-		if (!strchr(" \t\r", line[i])) {
+		if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r') {
 			json_decref(o);
 			return fail(err, errlen, "text after the JSON object");
 		}

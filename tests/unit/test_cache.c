@@ -306,6 +306,14 @@ static void test_jsonl_bad(void **state)
 				 bad[i].msg);
 	}
 	{
+		/* a NUL after the object is text too, not an end */
+		static const char nul[] = "{\"key\":\"k\",\"value\":\"v\"}\0x";
+
+		assert_false(cq_warm_parse_jsonl(nul, sizeof(nul) - 1, &r, err,
+						 sizeof(err)));
+		assert_non_null(strstr(err, "text after"));
+	}
+	{
 		char many[1024] = "{\"key\":\"k\",\"value\":\"v\",\"tags\":[";
 
 		for (int i = 0; i < 33; i++)
