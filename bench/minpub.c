@@ -2,7 +2,7 @@
  * minpub - the broker's ceiling for confirmed persistent publishing: a
  * minimal librabbitmq publisher, for bench/run.
  *
- *   minpub HOST PORT QUEUE [WINDOW] < lines
+ *   minpub HOST PORT QUEUE [WINDOW [like-cq]] < lines
  *
  * One message per stdin line (without its newline), persistent
  * (delivery-mode 2), to the default exchange with routing key QUEUE, under
@@ -11,12 +11,19 @@
  * "multiple" ack covers every tag up to its own.  Exits 0 once every message
  * is confirmed, 1 on a nack or any error.  Nothing else: no retries, no
  * message ids, no headers; that is what makes it the ceiling.
+ *
+ * With "like-cq", each message also carries what `qctl enqueue` gives
+ * every message by default (the mandatory flag, a timestamp and a fresh
+ * UUID-shaped message id), so that the broker's cost of those properties
+ * can be told from the client's own.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
@@ -108,6 +115,9 @@ int main(int argc, char **argv)
 	size_t cap = 0;
 	ssize_t len;
 	unsigned long count = 0;
+	unsigned idbase = 0;
+	char id[40];
+	int like_cq;
 
 	if (argc < 4) {
 		fputs("usage: minpub HOST PORT QUEUE [WINDOW] < lines\n", stderr);
@@ -115,6 +125,13 @@ int main(int argc, char **argv)
 	}
 	if (argc > 4)
 		window = strtoull(argv[4], NULL, 10);
+	like_cq = argc > 5 && strcmp(argv[5], "like-cq") == 0;
+	if (like_cq) {
+		props._flags |= AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
+		props.timestamp = (uint64_t)time(NULL);
+		srandom((unsigned)getpid());
+		idbase = (unsigned)random();
+	}
 	done = calloc(window, 1);
 	conn = amqp_new_connection();
 	sock = amqp_tcp_socket_new(conn);
@@ -139,8 +156,13 @@ int main(int argc, char **argv)
 		body.len = (size_t)len;
 		while (next_tag - low >= window)
 			read_confirms(1);
-		if (amqp_basic_publish(conn, CHANNEL, amqp_empty_bytes, queue, 0, 0,
-				       &props, body) != AMQP_STATUS_OK)
+		if (like_cq) {
+			snprintf(id, sizeof(id), "%08x-%04x-4%03x-8%03x-%012lx",
+				 idbase, 0x1d2eu, 0x3a4u, 0x5c6u, count);
+			props.message_id = amqp_cstring_bytes(id);
+		}
+		if (amqp_basic_publish(conn, CHANNEL, amqp_empty_bytes, queue,
+				       like_cq, 0, &props, body) != AMQP_STATUS_OK)
 			die("publish", "failed");
 		next_tag++;
 		if (++count % 256 == 0)

@@ -112,6 +112,7 @@ static const char enqueue_usage[] =
 	"  -H, --header K=V   add a header (repeatable)\n"
 	"  --priority N       message priority 0-255\n"
 	"  --message-id ID    message id (default: a fresh unique id each)\n"
+	"  --no-message-id    no message id (consumers cannot deduplicate)\n"
 	"  --content-type T   content type, e.g. application/json\n"
 	"  --expiration DUR   per-message TTL\n"
 	"  --transient        not persistent\n"
@@ -125,7 +126,7 @@ enum {
 	OPT_ENQ_JSONL = OPT_VERB, OPT_ENQ_EXCHANGE, OPT_ENQ_ROUTING_KEY,
 	OPT_ENQ_PRIORITY, OPT_ENQ_MESSAGE_ID, OPT_ENQ_CONTENT_TYPE,
 	OPT_ENQ_EXPIRATION, OPT_ENQ_TRANSIENT, OPT_ENQ_WINDOW,
-	OPT_ENQ_MAX_SIZE, OPT_ENQ_HEARTBEAT,
+	OPT_ENQ_MAX_SIZE, OPT_ENQ_HEARTBEAT, OPT_ENQ_NO_MESSAGE_ID,
 };
 
 /* --heartbeat DUR: whole seconds, as AMQP has them.  False after a usage
@@ -344,6 +345,7 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 		{ "header", required_argument, NULL, 'H' },
 		{ "priority", required_argument, NULL, OPT_ENQ_PRIORITY },
 		{ "message-id", required_argument, NULL, OPT_ENQ_MESSAGE_ID },
+		{ "no-message-id", no_argument, NULL, OPT_ENQ_NO_MESSAGE_ID },
 		{ "content-type", required_argument, NULL, OPT_ENQ_CONTENT_TYPE },
 		{ "expiration", required_argument, NULL, OPT_ENQ_EXPIRATION },
 		{ "transient", no_argument, NULL, OPT_ENQ_TRANSIENT },
@@ -395,6 +397,9 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 		case OPT_ENQ_MESSAGE_ID:
 			tmpl.message_id = optarg;
 			break;
+		case OPT_ENQ_NO_MESSAGE_ID:
+			tmpl.no_message_id = true;
+			break;
 		case OPT_ENQ_CONTENT_TYPE:
 			tmpl.content_type = optarg;
 			break;
@@ -433,6 +438,10 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 	queue = argv[optind++];
 	if (tmpl.routing_key && !tmpl.exchange) {
 		cli_usage_error(cli, "--routing-key goes with --exchange (without it QUEUE is the routing key)");
+		goto usage;
+	}
+	if (tmpl.message_id && tmpl.no_message_id) {
+		cli_usage_error(cli, "--message-id and --no-message-id exclude each other");
 		goto usage;
 	}
 	if (!tmpl.routing_key)

@@ -42,7 +42,7 @@ _qctl()
 	fi
 	local opts=
 	case $verb in
-	enqueue) opts="--null -0 --jsonl --exchange --routing-key --header -H --priority --message-id --content-type --expiration --transient --window --max-size --heartbeat" ;;
+	enqueue) opts="--null -0 --jsonl --exchange --routing-key --header -H --priority --message-id --no-message-id --content-type --expiration --transient --window --max-size --heartbeat" ;;
 	consume) opts="--null -0 --jsonl --exec -e --jobs -j --max-retries --retry-delay --poison-codes --handler-timeout --dlq --dedupe --dedupe-ttl --prefetch --count -n --idle-timeout --until-empty --heartbeat" ;;
 	peek) opts="--count -n --preview" ;;
 	replay-dlq) opts="--to --count -n --filter --dry-run --rate --reset-retries --window" ;;

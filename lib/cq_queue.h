@@ -210,7 +210,8 @@ struct cq_message {
 	size_t len;
 	const char *exchange;		/* NULL or "" = the default exchange */
 	const char *routing_key;	/* the queue, with the default exchange */
-	const char *message_id;		/* NULL = a fresh unique id */
+	const char *message_id;		/* NULL = a fresh unique id ... */
+	bool no_message_id;		/* ... or, with this, none */
 	const char *content_type;	/* NULL = none */
 	int priority;			/* 0-255, -1 = none */
 	const char *expiration;		/* per-message TTL in ms as text, NULL = none */

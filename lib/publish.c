@@ -601,7 +601,7 @@ static enum cq_err build_props(struct cq_publisher *pub,
 	if (m->message_id) {
 		p->_flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
 		p->message_id = amqp_cstring_bytes(m->message_id);
-	} else if (!m->from) {
+	} else if (!m->from && !m->no_message_id) {
 		fresh_id(pub, idbuf);
 		p->_flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
 		p->message_id = amqp_cstring_bytes(idbuf);

@@ -38,6 +38,18 @@ per_test_setup() {
 	[ $((now - ts)) -lt 60 ]
 }
 
+@test "enqueue: --no-message-id sends none (a JSONL record may still name one)" {
+	printf '%s\n' '{"body":"a"}' '{"body":"b","message_id":"id-b"}' |
+		qctl enqueue -q --no-message-id --jsonl "$Q"
+	run -0 api_get "$Q" 10
+	[ "$(jq -c '[.[].properties.message_id]' <<<"$output")" = '[null,"id-b"]' ]
+	# with no ids, a returned message cannot be told apart from the others
+	# waiting for their confirm: they are all reported (a duplicate, never a loss)
+	api "exchanges/%2f/$Q.x" -X PUT -d '{"type":"direct","durable":false}'
+	run -75 --separate-stderr qctl enqueue --no-message-id --exchange "$Q.x" "$Q" x
+	[[ "$stderr" == *"argument 1: not confirmed: unroutable"* ]]
+}
+
 @test "enqueue: -H, --priority, --message-id, --content-type, --expiration set properties" {
 	qctl declare -q "$Q.other" --max-priority 9
 	run -0 qctl enqueue -q "$Q.other" -H tenant=acme -H 'note=a=b' --priority 7 \
@@ -170,6 +182,8 @@ EOF
 	[[ "$stderr" == *"--routing-key goes with --exchange"* ]]
 	run -64 --separate-stderr qctl enqueue --jsonl "$Q" x
 	run -64 --separate-stderr qctl enqueue --expiration soon "$Q" x
+	run -64 --separate-stderr qctl enqueue --message-id m --no-message-id "$Q" x
+	[[ "$stderr" == *"--message-id and --no-message-id exclude each other"* ]]
 }
 
 @test "enqueue: an unreachable broker exits 69" {
