@@ -185,9 +185,10 @@ void cq_throttle_wait(struct cq_throttle *t, unsigned long long n);
 /* Standard base64 of n bytes, NUL-terminated; caller frees.  NULL out of
  * memory. */
 char *cq_base64(const void *p, size_t n);
-/* One JSON line {"key":K,"value":V[,"ttl":T]} without the newline; a key
- * or value that is not valid UTF-8 is written as "key_base64" /
- * "value_base64" instead; a NULL val is null.  Caller frees. */
+/* One JSON line {"key":K,"value":V[,"ttl_ms":T]} without the newline (T
+ * null for no expiry: the form warm --jsonl reads back); a key or value
+ * that is not valid UTF-8 is written as "key_base64" / "value_base64"
+ * instead; a NULL val is null.  Caller frees. */
 char *cq_json_value_line(const char *key, size_t keylen, const char *val,
 			 size_t len, const long long *ttl_ms);
 

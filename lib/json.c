@@ -70,7 +70,8 @@ char *cq_json_value_line(const char *key, size_t keylen, const char *val,
 		  json_object_set_new(o, "value", json_null()))
 		goto done;
 	if (ttl_ms && val &&
-	    json_object_set_new(o, "ttl", json_integer(*ttl_ms)))
+	    json_object_set_new(o, "ttl_ms", *ttl_ms < 0 ? json_null() :
+				json_integer(*ttl_ms)))
 		goto done;
 	out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 done:

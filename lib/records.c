@@ -158,6 +158,11 @@ static bool take_ttl(json_t *ttl, json_t *ttl_ms, struct cq_warm_rec *rec,
 {
 	long long ms;
 
+	/* null: no TTL of its own (get --json's form of "no expiry") */
+	if (json_is_null(ttl))
+		ttl = NULL;
+	if (json_is_null(ttl_ms))
+		ttl_ms = NULL;
 	if (ttl && ttl_ms)
 		return fail(err, errlen, "both \"ttl\" and \"ttl_ms\"");
 	if (ttl_ms) {

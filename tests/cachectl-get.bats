@@ -63,11 +63,27 @@ load test_helper
 	[ "${lines[1]}" = $'w\t-1' ]
 }
 
-@test "get --json prints key, value and ttl; a miss has value null" {
+@test "get --json prints key, value and ttl_ms; a miss has value null" {
 	rcli set "${P}a" v PX 60000 >/dev/null
-	run -1 cachectl get --json --ttl a missing
-	[[ "${lines[0]}" =~ ^\{\"key\":\"a\",\"value\":\"v\",\"ttl\":(59[0-9]{3}|60000)\}$ ]]
+	rcli set "${P}b" w >/dev/null
+	run -1 cachectl get --json --ttl a missing b
+	[[ "${lines[0]}" =~ ^\{\"key\":\"a\",\"value\":\"v\",\"ttl_ms\":(59[0-9]{3}|60000)\}$ ]]
 	assert_line --index 1 '{"key":"missing","value":null}'
+	assert_line --index 2 '{"key":"b","value":"w","ttl_ms":null}'
+}
+
+@test "get --json --ttl output is what warm --jsonl reads: a copy keeps values and TTLs" {
+	rcli set "${P}a" v PX 600000 >/dev/null
+	rcli set "${P}b" w >/dev/null
+	printf '\377\0' | cachectl set c --ttl 1h
+	cachectl get --json --ttl a b c > "$TMP/dump"
+	run -0 cachectl warm --jsonl --prefix "${P}copy:" --ttl 1m "$TMP/dump"
+	run -0 rcli pttl "${P}copy:a"
+	# milliseconds stay milliseconds (not taken for seconds)
+	((output > 590000 && output <= 600000))
+	run -0 rcli pttl "${P}copy:b"
+	((output > 0 && output <= 60000))	# no expiry of its own: warm's --ttl
+	[ "$(cachectl get --prefix "${P}copy:" c | od -An -tx1 | tr -d ' ')" = ff000a ]
 }
 
 @test "get --json gives a non-UTF-8 value as value_base64" {
