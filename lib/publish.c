@@ -13,6 +13,9 @@
 #include "internal.h"
 #include "queue_int.h"
 
+#define CQI_ID_LEN 17		/* 62^17 > 2^96 */
+#define CQI_ID_SIZE (CQI_ID_LEN + 1)
+
 #define REASON_NACK CQ_REASON_NACK
 #define REASON_RETURN CQ_REASON_RETURN
 #define REASON_LOST CQ_REASON_LOST
@@ -43,7 +46,7 @@ struct cq_publisher {
 	void *settle_arg;
 	cqi_frame_fn hook;
 	void *hook_arg;
-	unsigned char idbase[16];	/* random; a counter makes ids unique */
+	unsigned char idbase[12];	/* random; a counter makes ids unique */
 	uint64_t idcount;
 	amqp_table_entry_t *entries;	/* scratch for the headers table */
 	size_t nentries_cap;
@@ -465,24 +468,43 @@ enum cq_err cq_publisher_flush(struct cq_publisher *pub)
 
 /* ---- building a message ------------------------------------------------- */
 
-/* A fresh id: a random 128-bit base plus a counter, UUID-shaped. */
-static void fresh_id(struct cq_publisher *pub, char out[37])
+/*
+ * A fresh id: a random 96-bit base plus a counter, as 17 base-62 digits.
+ * Within a run ids never repeat; two runs collide only if their random
+ * bases fall within a run's count of each other (about 1e-11 for a million
+ * runs of a million messages).  Short and alphanumeric on purpose: the
+ * broker's cost per message grows with the id's length (in bench/, a
+ * 36-character UUID cost about 12% more broker CPU than no id at all, a
+ * 22-character one 5%), and an id without '-' or '_' can be pasted as an
+ * argument, a file name or a Redis key as it is.
+ */
+static void fresh_id(struct cq_publisher *pub, char out[CQI_ID_SIZE])
 {
-	unsigned char b[16];
-	uint64_t c = ++pub->idcount, low = 0;
+	static const char digits[] =
+		"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	const unsigned char *b = pub->idbase;
+	uint32_t w[3];
+	uint64_t low = 0;
 
-	memcpy(b, pub->idbase, sizeof(b));
-	for (int i = 10; i < 16; i++)
+	for (int i = 4; i < 12; i++)
 		low = low << 8 | b[i];
-	low += c;
-	for (int i = 15; i >= 10; i--, low >>= 8)
-		b[i] = (unsigned char)low;
-	b[6] = (b[6] & 0x0f) | 0x40;	/* version 4 */
-	b[8] = (b[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
-		 b[10], b[11], b[12], b[13], b[14], b[15]);
+	low += ++pub->idcount;
+	w[0] = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
+	       (uint32_t)b[2] << 8 | b[3];
+	w[1] = (uint32_t)(low >> 32);
+	w[2] = (uint32_t)low;
+	for (int i = CQI_ID_LEN - 1; i >= 0; i--) {
+		uint64_t rem = 0;
+
+		for (int j = 0; j < 3; j++) {
+			uint64_t cur = rem << 32 | w[j];
+
+			w[j] = (uint32_t)(cur / 62);
+			rem = cur % 62;
+		}
+		out[i] = digits[rem];
+	}
+	out[CQI_ID_LEN] = '\0';
 }
 
 static bool want_entries(struct cq_publisher *pub, size_t n)
@@ -563,7 +585,7 @@ static bool valid_expiration(const char *s)
 
 /* Fill p from m (and m->from).  *id gets the message id bytes. */
 static enum cq_err build_props(struct cq_publisher *pub,
-			       const struct cq_message *m, char idbuf[37],
+			       const struct cq_message *m, char idbuf[CQI_ID_SIZE],
 			       amqp_basic_properties_t *p)
 {
 	if (m->priority > 255 || m->priority < -1)
@@ -624,7 +646,7 @@ enum cq_err cq_publish(struct cq_publisher *pub, const struct cq_message *m,
 	struct cqi_amqp *a = ctx->amqp;
 	amqp_basic_properties_t p;
 	amqp_bytes_t body, id = amqp_empty_bytes;
-	char idbuf[37];
+	char idbuf[CQI_ID_SIZE];
 	const char *rk;
 	struct slot *s;
 	int st;

@@ -63,7 +63,7 @@ dead_letters() {
 	dead_letters 2
 	run -0 --separate-stderr qctl replay-dlq --dry-run "$Q.dlq"
 	[ "${#lines[@]}" = 2 ]
-	[[ "${lines[0]}" =~ ^"would move "[0-9a-f-]+" to '$Q'"$ ]]
+	[[ "${lines[0]}" =~ ^"would move "[0-9A-Za-z]{17}" to '$Q'"$ ]]
 	[[ "$stderr" == "would replay 2 to '$Q' (0 skipped), nothing moved" ]]
 	[ "$(ready "$Q.dlq")" = 2 ]
 	[ "$(ready "$Q")" = 0 ]
