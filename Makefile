@@ -35,7 +35,8 @@ endif
 # never loads librabbitmq/OpenSSL (see FIELD-NOTES: start-up is dominated by
 # the shared libraries a process loads).
 LIBS_REDIS = $(shell $(PKG_CONFIG) --libs hiredis 2>/dev/null || echo -lhiredis)
-LIBS_AMQP = $(shell $(PKG_CONFIG) --libs librabbitmq 2>/dev/null || echo -lrabbitmq)
+LIBS_AMQP = $(shell $(PKG_CONFIG) --libs librabbitmq 2>/dev/null || echo -lrabbitmq) \
+	$(shell $(PKG_CONFIG) --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 LIBS_JSON = $(shell $(PKG_CONFIG) --libs jansson 2>/dev/null || echo -ljansson)
 LIBS_CURL = $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 LIBS_cachectl = $(LIBS_REDIS) $(LIBS_JSON) -lm

@@ -1,4 +1,5 @@
 /* amqp.c - AMQP connections: URL list, TLS, login, channel, errors. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,8 @@
 #include <amqp.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 
 #include "amqp_int.h"
 #include "cq.h"
@@ -155,7 +158,28 @@ enum cq_err cqi_amqp_check(struct cq_ctx *ctx, const char *what)
 				what);
 }
 
-static enum cq_err tls_setup(struct cq_ctx *ctx, amqp_socket_t *s)
+/*
+ * librabbitmq 0.11 matches the host only against the certificate's DNS
+ * names, so an address in the URL (amqps://10.0.0.5/) would always fail.
+ * For an address, OpenSSL checks it against the IP names instead, during
+ * the handshake's own verification, and librabbitmq's check is off.
+ */
+static void verify_ip_host(amqp_socket_t *s, const char *host)
+{
+	unsigned char addr[sizeof(struct in6_addr)];
+	SSL_CTX *tls = amqp_ssl_socket_get_context(s);
+
+	if (inet_pton(AF_INET, host, addr) != 1 &&
+	    inet_pton(AF_INET6, host, addr) != 1)
+		return;
+	/* on failure librabbitmq's own check stays on, and refuses */
+	if (tls && X509_VERIFY_PARAM_set1_ip_asc(SSL_CTX_get0_param(tls),
+						 host) == 1)
+		amqp_ssl_socket_set_verify_hostname(s, 0);
+}
+
+static enum cq_err tls_setup(struct cq_ctx *ctx, amqp_socket_t *s,
+			     const char *host)
 {
 	const struct cq_settings *set = &ctx->set;
 	int st;
@@ -180,6 +204,7 @@ static enum cq_err tls_setup(struct cq_ctx *ctx, amqp_socket_t *s)
 	}
 	amqp_ssl_socket_set_verify_peer(s, 1);
 	amqp_ssl_socket_set_verify_hostname(s, 1);
+	verify_ip_host(s, host);
 	return CQ_OK;
 }
 
@@ -222,23 +247,32 @@ static enum cq_err open_one(struct cq_ctx *ctx, const struct cq_amqp_url *u)
 	s = u->tls ? amqp_ssl_socket_new(a->conn) : amqp_tcp_socket_new(a->conn);
 	if (!s)
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "cannot create a socket");
-	if (u->tls && tls_setup(ctx, s))
+	if (u->tls && tls_setup(ctx, s, u->host))
 		return ctx->err;
 	amqp_set_handshake_timeout(a->conn, &tv);
 	amqp_set_rpc_timeout(a->conn, &tv);
 	st = amqp_socket_open_noblock(s, u->host, u->port, &tv);
 	if (st) {
 		enum cq_err e = status_class(st);
+		char hint[400] = "";
 
 		if (e == CQ_ERR_TEMPFAIL)
 			e = CQ_ERR_UNAVAILABLE;
 		if (st == AMQP_STATUS_SSL_ERROR ||
 		    st == AMQP_STATUS_SSL_CONNECTION_FAILED)
 			e = CQ_ERR_UNAVAILABLE;
+		/* a wrong CA and a host the certificate does not name (an
+		 * address, checked by OpenSSL) both fail the peer check */
+		if (st == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED)
+			snprintf(hint, sizeof(hint),
+				 " (the server certificate does not name '%.200s')",
+				 u->host);
+		else if (e == CQ_ERR_NOPERM)
+			snprintf(hint, sizeof(hint),
+				 " (is --cacert the CA that signed the server certificate, and does the certificate name '%.200s'?)",
+				 u->host);
 		return cq_seterr(ctx, e, "cannot connect to RabbitMQ at %s: %s%s",
-				 a->where, amqp_error_string2(st),
-				 e == CQ_ERR_NOPERM ?
-				 " (is --cacert the CA that signed the server certificate?)" : "");
+				 a->where, amqp_error_string2(st), hint);
 	}
 	r = amqp_login_with_properties(a->conn, u->vhost, 0, 131072,
 				       ctx->set.heartbeat_s, &client_props,

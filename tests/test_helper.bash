@@ -84,3 +84,14 @@ wait_for() {
 	done
 	return 1
 }
+
+# A loopback port nobody listens on now, outside the ephemeral range, for a
+# server a test starts itself.
+free_port() {
+	local p i
+	for ((i = 0; i < 200; i++)); do
+		p=$((20000 + RANDOM % 12000))
+		[ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] && { echo "$p"; return 0; }
+	done
+	return 1
+}
