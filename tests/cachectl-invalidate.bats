@@ -108,7 +108,9 @@ calls() {
 @test "invalidate --pattern shows progress on a terminal, not elsewhere" {
 	seq 1 40 | awk '{printf "r:%d\tv\n", $1}' | cachectl warm -q --ttl 1m
 	run -0 script -qec "cachectl invalidate --pattern 'r:*' --rate 100" /dev/null
-	[[ "$output" == *"invalidating: 40 keys scanned, "*" deleted, "* ]]
+	# the counts a line shows depend on how SCAN spreads the 40 keys over
+	# its pages in a shared keyspace
+	[[ "$output" =~ "invalidating: "[0-9]+" keys scanned, "[0-9]+" deleted, " ]]
 	[[ "$output" == *"invalidated 40 keys in "* ]]
 	seq 1 40 | awk '{printf "r:%d\tv\n", $1}' | cachectl warm -q --ttl 1m
 	run -0 --separate-stderr cachectl invalidate --pattern 'r:*' --rate 100
