@@ -325,6 +325,29 @@ void cq_amqp_url_clear(struct cq_amqp_url *u)
 	memset(u, 0, sizeof(*u));
 }
 
+/* In an authority [s, end) with no '@': the first ':' outside [brackets]
+ * when what follows it is not a port (1 to 5 digits), else NULL.  That is
+ * "user:secret" typed without its "@host", so all after it is hidden. */
+static const char *typo_colon(const char *s, const char *end)
+{
+	const char *colon = NULL;
+	bool bracket = false, port = true;
+
+	for (const char *p = s; p < end && !colon; p++) {
+		if (*p == '[')
+			bracket = true;
+		else if (*p == ']')
+			bracket = false;
+		else if (*p == ':' && !bracket)
+			colon = p;
+	}
+	if (!colon || colon + 1 == end)
+		return NULL;
+	for (const char *p = colon + 1; p < end; p++)
+		port = port && *p >= '0' && *p <= '9';
+	return port && end - colon - 1 <= 5 ? NULL : colon;
+}
+
 /* Redact one URL of length n into the output. */
 static void redact_one(const char *url, size_t n, struct cq_buf *out)
 {
@@ -351,6 +374,10 @@ static void redact_one(const char *url, size_t n, struct cq_buf *out)
 			at = p;
 	if (at)
 		colon = memchr(rest, ':', (size_t)(at - rest));
+	else if ((colon = typo_colon(rest, end)))
+		at = end;	/* "user:secret" typed without "@host" */
+	else
+		colon = NULL;
 	if (!colon) {
 		cq_buf_append(out, url, n);
 		return;
@@ -362,7 +389,8 @@ static void redact_one(const char *url, size_t n, struct cq_buf *out)
 
 /* The length of the list member at p: up to the next comma, unless a
  * comma sits in the member's user info (an '@' follows it before the end
- * of the authority), where it is part of a password, not a separator. */
+ * of the authority), or follows a colon that cannot start a port, where it
+ * is part of a password, not a separator. */
 size_t cqi_url_member_len(const char *p)
 {
 	size_t n = strcspn(p, ",");
@@ -377,6 +405,8 @@ size_t cqi_url_member_len(const char *p)
 			at = q;
 	if (at && at > p + n)
 		n = (size_t)(at - p) + strcspn(at, ",");
+	else if (!at && end > p + n && typo_colon(s, p + n))
+		n = (size_t)(end - p) + strcspn(end, ",");	/* "u:se,cret" */
 	return n;
 }
 

@@ -99,3 +99,17 @@ queue_info() {
 	run -77 --separate-stderr qctl declare --amqp "$(bad_password_url)" "$Q"
 	[[ "$stderr" != *wrong-s3cret* ]]
 }
+
+@test "declare: a comma-separated URL list is tried in order; a refused login stops it" {
+	local port=${CQ_AMQP_URL##*:}
+	port=${port%%/*}
+	# the first is down, the second answers
+	run -0 --separate-stderr qctl declare --amqp "amqp://guest:guest@127.0.0.1:1/%2f,$CQ_AMQP_URL" "$Q"
+	[ "$(ready "$Q")" = 0 ]
+	# all down: the last one tried is named
+	run -69 --separate-stderr qctl declare --amqp "amqp://127.0.0.1:1/%2f,amqp://127.0.0.1:2/%2f" "$Q"
+	assert_equal "$stderr" "qctl: declare: cannot connect to RabbitMQ at 127.0.0.1:2: a socket error occurred"
+	# a wrong password is not a reason to try the next broker
+	run -77 --separate-stderr qctl declare --amqp "amqp://guest:wrong@127.0.0.1:$port/%2f,$CQ_AMQP_URL" "$Q"
+	assert_equal "$stderr" "qctl: declare: login to RabbitMQ at 127.0.0.1:$port as 'guest': ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile."
+}

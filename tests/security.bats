@@ -98,6 +98,21 @@ refute_secret() {
 	done
 }
 
+@test "a password typed without its @host is hidden too (it reads as a bad port)" {
+	run -64 --separate-stderr env CQ_REDIS_URL="redis://u:$SECRET" cachectl get k
+	assert_equal "$stderr" "cachectl: get: bad Redis URL 'redis://u:***': bad port (want 1-65535)"
+	refute_secret
+	run -64 --separate-stderr qctl declare "$Q" --amqp "amqp://guest:$SECRET/%2f"
+	assert_equal "$stderr" "qctl: declare: bad AMQP URL 'amqp://guest:***/%2f': bad port (want 1-65535)"
+	refute_secret
+	run --separate-stderr cqstat --no-cache --json --api "http://guest:$SECRET" -q "$Q"
+	refute_secret
+	[[ "$output$stderr" == *"http://guest:***"* ]]
+	# a port stays readable, in brackets or not
+	run -64 --separate-stderr cachectl get k --redis "redis://[::1]:99999/0"
+	assert_equal "$stderr" "cachectl: get: bad Redis URL 'redis://[::1]:99999/0': bad port (want 1-65535)"
+}
+
 @test "a password holding a comma works (it is not split like a URL list)" {
 	admin ACL SETUSER "$USER_NAME" resetpass ">a,$SECRET" >/dev/null
 	export CQ_REDIS_URL="redis://$USER_NAME:a,$SECRET@$HOSTPORT/0"

@@ -3,7 +3,8 @@
  *
  * Beyond "no crash", redaction must never copy a byte of a password:
  * the input's password span (as the parsers see it: the first ':' of the
- * user info up to the last '@' of the authority) is changed letter for
+ * user info up to the last '@' of the authority; with no '@', a non-port
+ * after the last ':', a password typed without "@host") is changed letter for
  * letter and digit for digit, keeping every byte the redactor looks at
  * (, @ : / ? # and the rest), and both versions must redact to the same
  * text.  Checked for the whole input (a Redis URL, where a comma may be
@@ -13,7 +14,40 @@
 #include "fuzz.h"
 #include "internal.h"
 
-/* The password span of url[0..n) in [*ps, *pe), if it has one. */
+/* With no '@': "user:secret" typed without "@host", where the text after
+ * the first ':' outside [brackets], up to the authority's end or the first
+ * comma, is not a 1-5 digit port. */
+static bool typo_span(const char *url, size_t a, size_t end, size_t *ps,
+		      size_t *pe)
+{
+	size_t colon = 0, digits = 0, stop;
+	bool have_colon = false, bracket = false;
+
+	for (stop = a; stop < end && url[stop] != ','; stop++)
+		;
+	for (size_t i = a; i < stop && !have_colon; i++) {
+		if (url[i] == '[')
+			bracket = true;
+		else if (url[i] == ']')
+			bracket = false;
+		else if (url[i] == ':' && !bracket) {
+			colon = i;
+			have_colon = true;
+		}
+	}
+	if (!have_colon || colon + 1 == stop)
+		return false;
+	for (size_t i = colon + 1; i < stop; i++)
+		digits += url[i] >= '0' && url[i] <= '9';
+	if (digits == stop - colon - 1 && digits <= 5)
+		return false;
+	*ps = colon + 1;
+	*pe = stop;
+	return true;
+}
+
+/* The password span of url[0..n) in [*ps, *pe), if it has one: the user
+ * info's, or what follows a colon that cannot start a port. */
 static bool secret_span(const char *url, size_t n, size_t *ps, size_t *pe)
 {
 	const char *s = memmem(url, n, "://", 3);
@@ -29,7 +63,7 @@ static bool secret_span(const char *url, size_t n, size_t *ps, size_t *pe)
 			have_at = true;
 		}
 	if (!have_at)
-		return false;
+		return typo_span(url, a, end, ps, pe);
 	for (size_t i = a; i < at && !have_colon; i++)
 		if (url[i] == ':') {
 			colon = i;
