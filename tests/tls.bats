@@ -70,6 +70,29 @@ declare_q() {
 	assert_equal "$stderr" "qctl: declare: RabbitMQ at localhost:$TLS_PORT ended the TLS session at login: it refused the client certificate (is --cert signed by a CA the server trusts?)"
 }
 
+@test "a server that requires a client certificate: none is exit 77 saying so, the CA's passes" {
+	# the sandbox's listener only asks for one (fail_if_no_peer_cert is
+	# false there), so an openssl s_server that requires it stands in
+	port=$(free_port)
+	openssl s_server -quiet -accept "127.0.0.1:$port" -cert "$T/server.pem" \
+		-key "$T/server.key" -CAfile "$T/ca.pem" -Verify 1 \
+		</dev/null >"$TMP/s_server.log" 2>&1 &
+	SPID=$!
+	wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null
+	run -77 --separate-stderr qctl declare "$Q" --cacert "$T/ca.pem" --timeout 5s \
+		--amqp "amqps://guest:guest@localhost:$port/%2f"
+	assert_equal "$stderr" "qctl: declare: RabbitMQ at localhost:$port ended the TLS session at login: does it require a client certificate (--cert, --key)?"
+	# with the CA's client certificate the server verifies it and the TLS
+	# session stands; s_server speaks no AMQP and hangs up at the login
+	run -77 --separate-stderr qctl declare "$Q" --cacert "$T/ca.pem" --timeout 5s \
+		--cert "$T/client.pem" --key "$T/client.key" \
+		--amqp "amqps://guest:guest@localhost:$port/%2f"
+	assert_equal "$stderr" "qctl: declare: RabbitMQ at localhost:$port refused the login for user 'guest'"
+	kill "$SPID"
+	wait "$SPID" 2>/dev/null || true
+	grep -q 'CN = guest' "$TMP/s_server.log"
+}
+
 @test "bad TLS files are usage errors (64) naming the file" {
 	run -64 --separate-stderr qctl declare "$Q" --cacert "$T/nope.pem"
 	assert_equal "$stderr" "qctl: declare: cannot use CA file '$T/nope.pem': a SSL error occurred"
