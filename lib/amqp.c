@@ -225,8 +225,11 @@ static const amqp_table_t client_props = { 1, client_entries };
 /* Open one URL: socket, login, channel.  Leaves ctx->amqp set on success. */
 static enum cq_err open_one(struct cq_ctx *ctx, const struct cq_amqp_url *u)
 {
-	struct timeval tv = { ctx->set.timeout_ms / 1000,
-			      (ctx->set.timeout_ms % 1000) * 1000 };
+	long long ms = u->connect_timeout_ms >= 0 ? u->connect_timeout_ms : ctx->set.timeout_ms;
+	struct timeval rpc = { ctx->set.timeout_ms / 1000,
+			       (ctx->set.timeout_ms % 1000) * 1000 };
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };	/* connecting */
+	int heartbeat = u->heartbeat_s >= 0 ? u->heartbeat_s : ctx->set.heartbeat_s;
 	struct cqi_amqp *a = calloc(1, sizeof(*a));
 	amqp_socket_t *s;
 	amqp_rpc_reply_t r;
@@ -250,7 +253,7 @@ static enum cq_err open_one(struct cq_ctx *ctx, const struct cq_amqp_url *u)
 	if (u->tls && tls_setup(ctx, s, u->host))
 		return ctx->err;
 	amqp_set_handshake_timeout(a->conn, &tv);
-	amqp_set_rpc_timeout(a->conn, &tv);
+	amqp_set_rpc_timeout(a->conn, &rpc);
 	st = amqp_socket_open_noblock(s, u->host, u->port, &tv);
 	if (st) {
 		enum cq_err e = status_class(st);
@@ -275,7 +278,7 @@ static enum cq_err open_one(struct cq_ctx *ctx, const struct cq_amqp_url *u)
 				 a->where, amqp_error_string2(st), hint);
 	}
 	r = amqp_login_with_properties(a->conn, u->vhost, 0, 131072,
-				       ctx->set.heartbeat_s, &client_props,
+				       heartbeat, &client_props,
 				       AMQP_SASL_METHOD_PLAIN, u->user, u->pass);
 	if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
 	    (r.library_error == AMQP_STATUS_CONNECTION_CLOSED ||

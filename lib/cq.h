@@ -127,6 +127,8 @@ struct cq_amqp_url {
 	char *pass;
 	char *vhost;		/* decoded; "/" by default */
 	bool tls;
+	int heartbeat_s;	/* ?heartbeat=N, or -1: the settings' */
+	int connect_timeout_ms;	/* ?connection_timeout=MS, or -1 */
 };
 enum cq_err cq_amqp_url_parse(const char *url, struct cq_amqp_url *out,
 			      char *errbuf, size_t errlen);

@@ -382,10 +382,10 @@ enum cq_err cq_publisher_poll(struct cq_publisher *pub)
 enum cq_err cq_publisher_wait_input(struct cq_publisher *pub, int fd)
 {
 	amqp_connection_state_t conn = pub->ctx->amqp->conn;
-	int slice = INPUT_SLICE_MS;
+	int slice = INPUT_SLICE_MS, heartbeat = amqp_get_heartbeat(conn);
 
-	if (pub->ctx->set.heartbeat_s > 0 && pub->ctx->set.heartbeat_s * 500 < slice)
-		slice = pub->ctx->set.heartbeat_s * 500;
+	if (heartbeat > 0 && heartbeat * 500 < slice)
+		slice = heartbeat * 500;
 	for (;;) {
 		struct pollfd fds[2] = {
 			{ .fd = fd, .events = POLLIN },

@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cq.h"
 #include "internal.h"
@@ -225,8 +226,8 @@ enum cq_err cq_redis_url_parse(const char *url, struct cq_redis_url *out,
 		cqi_errbuf(errbuf, errlen, "not a URL (want redis://host:port/db or unix:///path)");
 		return CQ_ERR_USAGE;
 	}
-	is_unix = strncmp(url, "unix://", 7) == 0;
-	if (!is_unix && strncmp(url, "redis://", 8) != 0) {
+	is_unix = strncasecmp(url, "unix://", 7) == 0;
+	if (!is_unix && strncasecmp(url, "redis://", 8) != 0) {
 		cqi_errbuf(errbuf, errlen, "unsupported scheme (want redis:// or unix://)");
 		return CQ_ERR_USAGE;
 	}
@@ -275,6 +276,58 @@ void cq_redis_url_clear(struct cq_redis_url *u)
 	memset(u, 0, sizeof(*u));
 }
 
+/* One ?name=value of an AMQP URL into *v, within [lo, hi]. */
+static bool option_int(struct span val, unsigned long long lo,
+		       unsigned long long hi, int *v)
+{
+	char buf[16];
+	unsigned long long n;
+
+	if (val.n == 0 || val.n >= sizeof(buf))
+		return false;
+	memcpy(buf, val.p, val.n);
+	buf[val.n] = '\0';
+	if (!cq_parse_uint(buf, lo, hi, &n))
+		return false;
+	*v = (int)n;
+	return true;
+}
+
+/* The query of an AMQP URL: heartbeat (seconds) and connection_timeout
+ * (milliseconds), as in RabbitMQ's URI query parameters; anything else is
+ * an error, not silently ignored. */
+static bool amqp_options(struct span q, struct cq_amqp_url *out,
+			 char *errbuf, size_t errlen)
+{
+	const char *p = q.p, *end = q.p ? q.p + q.n : NULL;
+
+	while (p && p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *stop = amp ? amp : end;
+		const char *eq = memchr(p, '=', (size_t)(stop - p));
+		struct span key = { p, eq ? (size_t)(eq - p) : (size_t)(stop - p) };
+		struct span val = { eq ? eq + 1 : stop, eq ? (size_t)(stop - eq - 1) : 0 };
+
+		if (key.n == 9 && memcmp(key.p, "heartbeat", 9) == 0) {
+			if (!option_int(val, 0, 65535, &out->heartbeat_s)) {
+				cqi_errbuf(errbuf, errlen, "bad ?heartbeat= (want seconds, 0-65535)");
+				return false;
+			}
+		} else if (key.n == 18 && memcmp(key.p, "connection_timeout", 18) == 0) {
+			if (!option_int(val, 1, 86400000, &out->connect_timeout_ms)) {
+				cqi_errbuf(errbuf, errlen, "bad ?connection_timeout= (want milliseconds)");
+				return false;
+			}
+		} else if (key.n > 0) {
+			cqi_errbuf(errbuf, errlen, "unsupported URL option '%.*s' (cq takes heartbeat and connection_timeout; TLS files come from --cacert, --cert and --key)",
+				   (int)(key.n > 40 ? 40 : key.n), key.p);
+			return false;
+		}
+		p = amp ? amp + 1 : NULL;
+	}
+	return true;
+}
+
 enum cq_err cq_amqp_url_parse(const char *url, struct cq_amqp_url *out,
 			      char *errbuf, size_t errlen)
 {
@@ -282,12 +335,14 @@ enum cq_err cq_amqp_url_parse(const char *url, struct cq_amqp_url *out,
 	const char *rest = url ? scheme_end(url) : NULL;
 
 	memset(out, 0, sizeof(*out));
-	if (!rest || (strncmp(url, "amqp://", 7) != 0 &&
-		      strncmp(url, "amqps://", 8) != 0)) {
+	if (!rest || (strncasecmp(url, "amqp://", 7) != 0 &&
+		      strncasecmp(url, "amqps://", 8) != 0)) {
 		cqi_errbuf(errbuf, errlen, "not an AMQP URL (want amqp://user:pass@host:port/vhost or amqps://...)");
 		return CQ_ERR_USAGE;
 	}
-	out->tls = url[4] == 's';
+	out->tls = tolower((unsigned char)url[4]) == 's';
+	out->heartbeat_s = -1;
+	out->connect_timeout_ms = -1;
 	out->port = out->tls ? 5671 : 5672;
 	if (!split_url(rest, &u, errbuf, errlen))
 		return CQ_ERR_USAGE;
@@ -300,6 +355,12 @@ enum cq_err cq_amqp_url_parse(const char *url, struct cq_amqp_url *out,
 		out->user = strdup("guest");
 	if (!out->pass)
 		out->pass = strdup(u.has_userinfo ? "" : "guest");
+	if (u.has_path && memchr(u.path.p, '/', u.path.n)) {
+		cqi_errbuf(errbuf, errlen, "a '/' in the vhost must be written %%2f");
+		goto fail;
+	}
+	if (!amqp_options(u.query, out, errbuf, errlen))
+		goto fail;
 	if (u.has_path && u.path.n > 0)
 		out->vhost = cqi_pct_decode(u.path.p, u.path.n);
 	else

@@ -217,15 +217,28 @@ EOF
 	[ "$(take_bodies "$Q" | tr '\n' ' ')" = "$(seq 1 300 | awk '$1 % 3' | tr '\n' ' ')" ]
 }
 
-# Close, through the management API, the AMQP connection of process $1
-# (found by its local port); fails until the API lists it.
-close_connection_of() {
+# The management API's name of the AMQP connection of process $1 (found by
+# its local port); fails until the API lists it.
+connection_of() {
 	local port name
 	port=$(ss -Htnp state established | awk -v p="pid=$1," 'index($0, p) { n = split($3, a, ":"); print a[n]; exit }')
 	[ -n "$port" ] || return 1
 	name=$(api connections | jq -r --argjson p "$port" '.[] | select(.peer_port == $p) | .name')
-	[ -n "$name" ] || return 1
+	[ -n "$name" ] && echo "$name"
+}
+
+# Close, through the management API, the AMQP connection of process $1.
+close_connection_of() {
+	local name
+	name=$(connection_of "$1") || return 1
 	api "connections/$(jq -rn --arg n "$name" '$n | @uri')" -X DELETE
+}
+
+# The heartbeat (seconds) the connection of process $1 agreed on.
+heartbeat_of() {
+	local name
+	name=$(connection_of "$1") || return 1
+	api "connections/$(jq -rn --arg n "$name" '$n | @uri')" | jq -r .timeout
 }
 
 has_ready() { [ "$(ready "$1")" = "$2" ]; }
@@ -254,4 +267,20 @@ has_ready() { [ "$(ready "$1")" = "$2" ]; }
 	grep -q "^qctl: enqueue: lines from 3 on: not sent$" "$TMP/err"
 	grep -q "^enqueued 2 messages in .*(0 failed)$" "$TMP/err"
 	[ "$(take_bodies "$Q" | tr '\n' ' ')" = "a b " ]
+}
+
+@test "enqueue: ?heartbeat=N in the URL sets the heartbeat; a URL option cq does not know is a usage error" {
+	mkfifo "$TMP/in"
+	qctl enqueue "$Q" --amqp "$CQ_AMQP_URL?heartbeat=7" < "$TMP/in" 2> "$TMP/err" &
+	pid=$!
+	exec 4> "$TMP/in"
+	echo a >&4
+	wait_for 20 has_ready "$Q" 1
+	wait_for 20 heartbeat_of "$pid" >/dev/null
+	hb=$(heartbeat_of "$pid")
+	exec 4>&-
+	wait "$pid"
+	[ "$hb" = 7 ] || { echo "heartbeat $hb"; false; }
+	run -64 --separate-stderr qctl enqueue "$Q" b --amqp "$CQ_AMQP_URL?channel_max=5"
+	assert_equal "$stderr" "qctl: enqueue: bad AMQP URL '${CQ_AMQP_URL/:guest@/:***@}?channel_max=5': unsupported URL option 'channel_max' (cq takes heartbeat and connection_timeout; TLS files come from --cacert, --cert and --key)"
 }

@@ -143,6 +143,7 @@ static void test_redis_urls(void **state)
 static void test_amqp_urls(void **state)
 {
 	struct cq_amqp_url u;
+	struct cq_redis_url r;
 	char err[200];
 
 	(void)state;
@@ -172,6 +173,36 @@ static void test_amqp_urls(void **state)
 	assert_int_equal(cq_amqp_url_parse("amqp://", &u, err, sizeof(err)), CQ_ERR_USAGE);
 	assert_int_equal(cq_amqp_url_parse("amqp://h:99999", &u, err, sizeof(err)), CQ_ERR_USAGE);
 	assert_int_equal(cq_amqp_url_parse("amqp://h/%", &u, err, sizeof(err)), CQ_ERR_USAGE);
+
+	/* schemes are case-insensitive (RFC 3986) */
+	assert_int_equal(cq_redis_url_parse("Redis://h:7000/2", &r, err, sizeof(err)), CQ_OK);
+	assert_int_equal(r.port, 7000);
+	assert_int_equal(r.db, 2);
+	cq_redis_url_clear(&r);
+
+	/* RabbitMQ's URI options: heartbeat and connection_timeout */
+	assert_int_equal(cq_amqp_url_parse("amqp://h", &u, err, sizeof(err)), CQ_OK);
+	assert_int_equal(u.heartbeat_s, -1);
+	assert_int_equal(u.connect_timeout_ms, -1);
+	cq_amqp_url_clear(&u);
+	assert_int_equal(cq_amqp_url_parse("AMQPS://h/v?heartbeat=5&connection_timeout=250", &u, err, sizeof(err)), CQ_OK);
+	assert_true(u.tls);
+	assert_string_equal(u.vhost, "v");
+	assert_int_equal(u.heartbeat_s, 5);
+	assert_int_equal(u.connect_timeout_ms, 250);
+	cq_amqp_url_clear(&u);
+	assert_int_equal(cq_amqp_url_parse("amqp://h?heartbeat=0", &u, err, sizeof(err)), CQ_OK);
+	assert_int_equal(u.heartbeat_s, 0);
+	assert_string_equal(u.vhost, "/");
+	cq_amqp_url_clear(&u);
+	assert_int_equal(cq_amqp_url_parse("amqp://h?heartbeat=x", &u, err, sizeof(err)), CQ_ERR_USAGE);
+	assert_string_equal(err, "bad ?heartbeat= (want seconds, 0-65535)");
+	assert_int_equal(cq_amqp_url_parse("amqp://h?connection_timeout=0", &u, err, sizeof(err)), CQ_ERR_USAGE);
+	assert_int_equal(cq_amqp_url_parse("amqp://h?cacertfile=/ca.pem", &u, err, sizeof(err)), CQ_ERR_USAGE);
+	assert_string_equal(err, "unsupported URL option 'cacertfile' (cq takes heartbeat and connection_timeout; TLS files come from --cacert, --cert and --key)");
+	/* a vhost is one path segment: its '/' is written %2f */
+	assert_int_equal(cq_amqp_url_parse("amqp://h/a/b", &u, err, sizeof(err)), CQ_ERR_USAGE);
+	assert_string_equal(err, "a '/' in the vhost must be written %2f");
 }
 
 static void test_redact(void **state)
