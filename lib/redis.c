@@ -218,7 +218,8 @@ const char *cq_redis_where(const struct cq_ctx *ctx)
 	return ctx->redis ? ctx->redis->where : "";
 }
 
-/* Read and drop the replies of commands sent without waiting. */
+/* Read and drop the replies of commands sent without waiting (their
+ * error replies too: they belong to no caller). */
 static enum cq_err skip_unread(struct cq_ctx *ctx)
 {
 	while (ctx->redis->unread > 0) {
@@ -232,22 +233,16 @@ static enum cq_err skip_unread(struct cq_ctx *ctx)
 	return CQ_OK;
 }
 
+/* The command is queued behind any reply still unread and goes out before
+ * that reply is waited for (cqi_redis_reply writes the whole output
+ * buffer first), so a reply skipped here costs no round trip. */
 redisReply *cqi_redis_cmd(struct cq_ctx *ctx, int argc, const char **argv,
 			  const size_t *lens)
 {
 	redisReply *r;
 
-	if (ctx->err)
+	if (cqi_redis_append(ctx, argc, argv, lens) || cqi_redis_reply(ctx, &r))
 		return NULL;
-	if (!ctx->redis && cq_redis_connect(ctx))
-		return NULL;
-	if (skip_unread(ctx))
-		return NULL;
-	r = redisCommandArgv(ctx->redis->c, argc, argv, lens);
-	if (!r) {
-		cqi_redis_io_err(ctx);
-		return NULL;
-	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		char what[80];
 

@@ -10,6 +10,7 @@ per_test_setup() {
 }
 
 per_test_teardown() {
+	[ -n "${BGPID:-}" ] && kill "$BGPID" 2>/dev/null
 	priv_redis_stop
 }
 
@@ -63,6 +64,49 @@ per_test_teardown() {
 	assert_line $'prefix_misses_total[p\\t2:]\t1'
 	run -0 cachectl stats
 	refute_line --partial prefix_
+}
+
+# The HINCRBY of --track is held by CLIENT PAUSE WRITE, and its client is
+# blocked; whatever that client sends meanwhile waits in its query buffer.
+sent_behind_hincrby() {
+	pcli client list | grep ' cmd=hincrby ' | grep -qv ' qbuf=0 '
+}
+
+@test "a tracked fetch miss sends the lock's SET NX before it reads the counter's reply" {
+	pcli client pause 20000 WRITE >/dev/null
+	CQ_TRACK=1 cachectl fetch k --ttl 1m --timeout 30s -- echo hi >"$TMP/out" 2>&1 3>&- &
+	BGPID=$!
+	# waiting for the HINCRBY's reply first would be a round trip more:
+	# the SET NX would not reach the server before the pause ends
+	if ! wait_for 5 sent_behind_hincrby; then
+		pcli client list
+		pcli client unpause
+		fail "the SET NX was not sent before the HINCRBY's reply was read"
+	fi
+	pcli client unpause >/dev/null
+	wait "$BGPID"
+	BGPID=
+	assert_equal "$(cat "$TMP/out")" hi
+	assert_equal "$(pcli hget cq:track "misses:$P")" 1
+}
+
+@test "a tracking hash of the wrong type never breaks fetch or get, nor is its error taken for another reply" {
+	pcli set cq:track not-a-hash >/dev/null
+	export CQ_TRACK=1
+	run -0 --separate-stderr cachectl fetch k --ttl 1m -- echo hi
+	assert_output hi
+	assert_equal "$stderr" ""
+	# the miss won the lock and cached the value: the HINCRBY's WRONGTYPE
+	# was not read as the lock's SET NX reply, nor any later one
+	assert_equal "$(pcli get "${P}k")" hi
+	assert_equal "$(pcli keys "*lock*")" ""
+	run -0 --separate-stderr cachectl fetch k --ttl 1m -- echo other
+	assert_output hi
+	assert_equal "$stderr" ""
+	run -0 --separate-stderr cachectl get k
+	assert_output hi
+	assert_equal "$stderr" ""
+	assert_equal "$(pcli get cq:track)" not-a-hash
 }
 
 @test "evictions and maxmemory of a full cache" {
