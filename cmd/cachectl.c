@@ -837,12 +837,14 @@ static const char fetch_usage[] =
 	"  --beta F           XFetch: refresh early, with a probability rising\n"
 	"                     toward expiry (1.0 is the usual value)\n"
 	"  --fail-closed      exit 69 when Redis is unreachable\n"
-	"  --max-size SIZE    largest output cached (default 64M)\n";
+	"  --max-size SIZE    largest output cached (default 64M)\n"
+	"  --track            count the hit or miss of the prefix for\n"
+	"                     cqstat --track (CQ_TRACK=1)\n";
 
 enum {
 	OPT_FETCH_TTL = OPT_VERB, OPT_FETCH_JITTER, OPT_FETCH_NS,
 	OPT_FETCH_LOCK_TTL, OPT_FETCH_WAIT, OPT_FETCH_STALE, OPT_FETCH_BETA,
-	OPT_FETCH_FAIL_CLOSED, OPT_FETCH_MAX_SIZE,
+	OPT_FETCH_FAIL_CLOSED, OPT_FETCH_MAX_SIZE, OPT_FETCH_TRACK,
 };
 
 static bool fetch_sink(void *arg, const void *p, size_t n)
@@ -885,6 +887,9 @@ static int fetch_opt(struct cli *cli, int c, struct cq_fetch_opts *o)
 		return 0;
 	case OPT_FETCH_MAX_SIZE:
 		return parse_size(cli, optarg, &o->max_size) ? 0 : 64;
+	case OPT_FETCH_TRACK:
+		cli->set.track = true;
+		return 0;
 	}
 	cli_common_opt(cli, c, optarg);
 	return 0;
@@ -915,6 +920,7 @@ static int cmd_fetch(struct cli *cli, int argc, char **argv)
 		{ "beta", required_argument, NULL, OPT_FETCH_BETA },
 		{ "fail-closed", no_argument, NULL, OPT_FETCH_FAIL_CLOSED },
 		{ "max-size", required_argument, NULL, OPT_FETCH_MAX_SIZE },
+		{ "track", no_argument, NULL, OPT_FETCH_TRACK },
 		CLI_COMMON_OPTIONS
 	};
 	struct cq_fetch_opts o = { .sink = fetch_sink, .arg = cli };
@@ -963,8 +969,8 @@ static const char stats_usage[] =
 	"Print the cache figures of Redis since it started, one 'name value'\n"
 	"per line (see cqstat(1) for the names, and cqstat for figures over\n"
 	"an interval): hit rate, ops/s, memory, evictions, keys without TTL,\n"
-	"and with --track the per-prefix hit rates that cachectl get --track\n"
-	"counts.\n"
+	"and with --track the per-prefix hit rates that get --track and\n"
+	"fetch --track count.\n"
 	"\n"
 	"  --track            also read the per-prefix counters (CQ_TRACK=1)\n"
 	"  --json             one JSON object\n";

@@ -11,7 +11,7 @@ _cachectl_verb_opts() {
 	warm) echo "--ttl --jitter --no-ttl --nx --null -0 --jsonl --tag --ns --rate
 		--window --max-size --once --once-ttl --keys --exec --jobs" ;;
 	fetch) echo "--ttl --jitter --ns --lock-ttl --wait --stale --beta
-		--fail-closed --max-size" ;;
+		--fail-closed --max-size --track" ;;
 	stats) echo "--track" ;;
 	*)	# a verb this file does not know: read its options from --help
 		cachectl "$1" --help 2>/dev/null |

@@ -87,7 +87,7 @@ complete -c cachectl -n __cachectl_no_verb -a stats -d 'Cache hit rate, memory, 
 complete -c cachectl -n '__cachectl_verb get' -s n -l no-newline -d 'Write the value bytes only'
 complete -c cachectl -n '__cachectl_verb get' -s 0 -l null -d 'End values with NUL'
 complete -c cachectl -n '__cachectl_verb get' -l ttl -d 'Show the remaining TTL'
-complete -c cachectl -n '__cachectl_verb get' -l track -d 'Count hits and misses per prefix'
+complete -c cachectl -n '__cachectl_verb get fetch' -l track -d 'Count hits and misses per prefix'
 
 # set, warm, fetch: TTL options
 complete -c cachectl -n '__cachectl_verb set warm fetch' -l ttl -x -a '30s 5m 1h 1d' -d 'Time to live'

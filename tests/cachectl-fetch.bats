@@ -243,6 +243,45 @@ runs() {
 	[ ! -s "$TMP/err" ]
 }
 
+@test "fetch --track counts the miss and the hit under the prefix; so does CQ_TRACK=1" {
+	run -0 --separate-stderr cachectl fetch --track k --ttl 1m -- echo hi
+	assert_output hi
+	assert_equal "$stderr" ""
+	run -0 --separate-stderr cachectl fetch --track k --ttl 1m -- echo other
+	assert_output hi
+	assert_equal "$stderr" ""
+	CQ_TRACK=1 cachectl fetch k2 --ttl 1m -- echo two >/dev/null
+	CQ_TRACK=1 cachectl fetch k2 --ttl 1m -- echo two >/dev/null
+	# without either, nothing is counted
+	cachectl fetch k3 --ttl 1m -- echo three >/dev/null
+	cachectl fetch k --ttl 1m -- echo hi >/dev/null
+	assert_equal "$(rcli hget cq:track "misses:$P")" 2
+	assert_equal "$(rcli hget cq:track "hits:$P")" 2
+	rcli hdel cq:track "misses:$P" "hits:$P" >/dev/null
+}
+
+@test "the man page and the completions know every option of fetch --help" {
+	opts=$(cachectl fetch --help | grep -oE -- '--[a-z][a-z-]+' | sort -u)
+	[ -n "$opts" ]
+	got=$(bash -c "
+		source '$TOP/completions/cachectl.bash'
+		COMP_WORDS=(cachectl fetch --); COMP_CWORD=2
+		_cachectl
+		printf '%s\n' \"\${COMPREPLY[@]}\"
+	")
+	# each file's common options and its fetch part only: an option that
+	# another verb has does not count
+	zsh=$(sed -n -e '/^common=(/,/^)/p' -e '/^_cachectl_fetch()/,/^}/p' "$TOP/completions/_cachectl")
+	fish=$(grep -E "^complete -c cachectl (-s [a-z0-9] )?-l |__cachectl_verb[^']*\bfetch\b" "$TOP/completions/cachectl.fish")
+	man=$(sed -n -e '/^\.SH COMMON OPTIONS/,/^\.SH VERBS/p' -e '/^\.SS fetch/,/^\.S[SH] /p' "$TOP/man/cachectl.1")
+	for o in $opts; do
+		grep -qx -- "$o" <<<"$got" || fail "cachectl.bash lacks $o"
+		grep -q -- "$o\[\|$o}" <<<"$zsh" || fail "_cachectl lacks $o"
+		grep -q -- "-l ${o#--}\b" <<<"$fish" || fail "cachectl.fish lacks $o"
+		grep -q -- "${o//-/\\\\-}" <<<"$man" || fail "cachectl.1 lacks $o"
+	done
+}
+
 @test "fetch usage errors exit 64" {
 	run -64 --separate-stderr cachectl fetch k -- echo
 	[[ "$stderr" == *"--ttl is required"* ]]
