@@ -552,7 +552,8 @@ static const char warm_usage[] =
 	"Load key<TAB>value lines (or -0 pairs, or --jsonl records) into the\n"
 	"cache, pipelined, each key with the TTL plus jitter.  Bad lines are\n"
 	"reported and skipped.  Exit 65 if a line was bad, 75 if a write or a\n"
-	"command failed; the summary goes to stderr.\n"
+	"command failed, 77 if Redis refused a write for permission (the\n"
+	"worst wins: 77, then 75, then 65); the summary goes to stderr.\n"
 	"\n"
 	"  --ttl DUR          time to live (required unless CQ_DEFAULT_TTL)\n"
 	"  --jitter DUR|PCT   add up to DUR, or PCT% of the TTL, at random\n"
@@ -708,7 +709,9 @@ static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
 			(unsigned long long)(st->skipped + st->bad),
 			(unsigned long long)st->failed);
 	}
-	return st->failed ? 75 : st->bad ? 65 : 0;
+	/* the worst wins: a refusal no retry gets through, then a failure
+	 * worth retrying, then bad input */
+	return st->denied ? 77 : st->failed ? 75 : st->bad ? 65 : 0;
 }
 
 /* After a run that had to stop: how many records read were not written

@@ -182,6 +182,8 @@ struct cq_warm_stats {
 	uint64_t failed;	/* writes refused, commands failed */
 	long long elapsed_ms;
 	bool locked_out;	/* --once: another run holds the lock */
+	uint64_t denied;	/* of failed: refused for permission (an ACL's
+				 * NOPERM), which no retry gets through */
 };
 
 struct cq_warm_opts {

@@ -68,6 +68,19 @@ static bool is_auth_error(const char *s)
 	       strstr(s, "without any password configured");
 }
 
+enum cq_err cqi_redis_err_kind(const char *s)
+{
+	if (is_auth_error(s) || strncmp(s, "NOPERM", 6) == 0)
+		return CQ_ERR_NOPERM;
+	if (strncmp(s, "WRONGTYPE", 9) == 0)
+		return CQ_ERR_DATA;
+	if (strncmp(s, "LOADING", 7) == 0 || strncmp(s, "BUSY", 4) == 0 ||
+	    strncmp(s, "TRYAGAIN", 8) == 0 || strncmp(s, "MASTERDOWN", 10) == 0 ||
+	    strncmp(s, "READONLY", 8) == 0 || strncmp(s, "OOM", 3) == 0)
+		return CQ_ERR_TEMPFAIL;
+	return CQ_ERR_INTERNAL;
+}
+
 enum cq_err cqi_redis_reply_err(struct cq_ctx *ctx, const redisReply *r,
 				const char *what)
 {
@@ -77,17 +90,19 @@ enum cq_err cqi_redis_reply_err(struct cq_ctx *ctx, const redisReply *r,
 		return cq_seterr(ctx, CQ_ERR_NOPERM,
 				 "Redis at %s needs a password (put it in the URL, CQ_REDIS_PASSWORD or --password-file)",
 				 ctx->redis->where);
-	if (is_auth_error(s) || strncmp(s, "NOPERM", 6) == 0)
+	switch (cqi_redis_err_kind(s)) {
+	case CQ_ERR_NOPERM:
 		return cq_seterr(ctx, CQ_ERR_NOPERM, "%s: permission denied: %s",
 				 what, s);
-	if (strncmp(s, "WRONGTYPE", 9) == 0)
+	case CQ_ERR_DATA:
 		return cq_seterr(ctx, CQ_ERR_DATA,
 				 "%s: the key holds a non-string type", what);
-	if (strncmp(s, "LOADING", 7) == 0 || strncmp(s, "BUSY", 4) == 0 ||
-	    strncmp(s, "TRYAGAIN", 8) == 0 || strncmp(s, "MASTERDOWN", 10) == 0 ||
-	    strncmp(s, "READONLY", 8) == 0 || strncmp(s, "OOM", 3) == 0)
+	case CQ_ERR_TEMPFAIL:
 		return cq_seterr(ctx, CQ_ERR_TEMPFAIL, "%s: %s", what, s);
-	return cq_seterr(ctx, CQ_ERR_INTERNAL, "%s: Redis said: %s", what, s);
+	default:
+		return cq_seterr(ctx, CQ_ERR_INTERNAL, "%s: Redis said: %s",
+				 what, s);
+	}
 }
 
 enum cq_err cqi_redis_io_err(struct cq_ctx *ctx)

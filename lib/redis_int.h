@@ -34,6 +34,11 @@ enum cq_err cqi_redis_reply(struct cq_ctx *ctx, redisReply **reply);
  * action ("SET 'k'").  Returns the error set. */
 enum cq_err cqi_redis_reply_err(struct cq_ctx *ctx, const redisReply *r,
 				const char *what);
+/* The cq_err a Redis error reply's text stands for: CQ_ERR_NOPERM for a
+ * refused login or an ACL refusal (NOPERM), CQ_ERR_DATA for WRONGTYPE,
+ * CQ_ERR_TEMPFAIL for a server that may take it later, else
+ * CQ_ERR_INTERNAL. */
+enum cq_err cqi_redis_err_kind(const char *s);
 /* Translate the hiredis context's error into the context error. */
 enum cq_err cqi_redis_io_err(struct cq_ctx *ctx);
 

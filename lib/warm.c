@@ -185,6 +185,20 @@ static void report_fail(struct warm *w, uint64_t recno, const char *key,
 	w->o->on_fail(w->o->arg, recno, key, keylen, msg);
 }
 
+/* A write Redis answered with an error; one refused for permission says
+ * so and is counted apart, since no retry gets it through. */
+static void report_refused(struct warm *w, uint64_t recno, const char *key,
+			   size_t keylen, const char *what, const char *reply)
+{
+	if (cqi_redis_err_kind(reply) == CQ_ERR_NOPERM) {
+		w->st->denied++;
+		report_fail(w, recno, key, keylen, "%s: permission denied: %s",
+			    what, reply);
+	} else {
+		report_fail(w, recno, key, keylen, "%s: %s", what, reply);
+	}
+}
+
 static void on_reply(void *arg, uint64_t tag, redisReply *r)
 {
 	struct warm *w = arg;
@@ -193,7 +207,7 @@ static void on_reply(void *arg, uint64_t tag, redisReply *r)
 	switch (tag & 3) {
 	case K_SET:
 		if (r->type == REDIS_REPLY_ERROR)
-			report_fail(w, recno, NULL, 0, "write refused: %s", r->str);
+			report_refused(w, recno, NULL, 0, "write refused", r->str);
 		else if (r->type == REDIS_REPLY_NIL)
 			w->st->skipped++;
 		else
@@ -201,8 +215,8 @@ static void on_reply(void *arg, uint64_t tag, redisReply *r)
 		break;
 	case K_TAG:
 		if (r->type == REDIS_REPLY_ERROR)
-			report_fail(w, recno, NULL, 0, "recording a tag failed: %s",
-				    r->str);
+			report_refused(w, recno, NULL, 0, "recording a tag failed",
+				       r->str);
 		break;
 	case K_LOCK:
 		if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
@@ -517,8 +531,8 @@ static enum cq_err job_done(struct warm *w, struct job *j)
 	if (!r)
 		return cqi_redis_io_err(w->ctx);
 	if (r->type == REDIS_REPLY_ERROR)
-		report_fail(w, j->recno, j->key, j->keylen, "write refused: %s",
-			    r->str);
+		report_refused(w, j->recno, j->key, j->keylen, "write refused",
+			       r->str);
 	else if (r->type == REDIS_REPLY_NIL)
 		w->st->skipped++;	/* someone filled it meanwhile */
 	else
@@ -536,8 +550,8 @@ static enum cq_err job_done(struct warm *w, struct job *j)
 		if (cqi_redis_reply(w->ctx, &r))
 			return w->ctx->err;
 		if (r->type == REDIS_REPLY_ERROR)
-			report_fail(w, j->recno, j->key, j->keylen,
-				    "recording a tag failed: %s", r->str);
+			report_refused(w, j->recno, j->key, j->keylen,
+				       "recording a tag failed", r->str);
 		freeReplyObject(r);
 	}
 	return CQ_OK;

@@ -214,14 +214,39 @@ private_redis() {
 	[[ "$stderr" == "cachectl: warm: cannot open '$TMP/nope': No such file or directory" ]]
 }
 
-@test "warm counts refused writes as failed and exits 75" {
+@test "warm counts writes an ACL refuses as failed and exits 77" {
 	ACL_USER="cq_warm_$$_$RANDOM"
 	pw="Pw-$RANDOM$RANDOM"
 	rcli ACL SETUSER "$ACL_USER" on ">$pw" "~${P}ok:*" '+@all' >/dev/null
-	run -75 --separate-stderr bash -c "printf 'ok:1\tv\nno:2\tv\nok:3\tv\n' | cachectl warm --ttl 1m --redis 'redis://$ACL_USER:$pw@$(hostport)/0'"
-	[[ "${stderr_lines[0]}" == "cachectl: warm: line 2: write refused: NOPERM"* ]]
+	url="redis://$ACL_USER:$pw@$(hostport)/0"
+	run -77 --separate-stderr bash -c "printf 'ok:1\tv\nno:2\tv\nok:3\tv\n' | cachectl warm --ttl 1m --redis '$url'"
+	assert_equal "${stderr_lines[0]}" "cachectl: warm: line 2: write refused: permission denied: NOPERM this user has no permissions to access one of the keys used as arguments"
 	[[ "${stderr_lines[1]}" == "warmed 2 keys in "*"(0 skipped, 1 failed)" ]]
+	assert_equal "${#stderr_lines[@]}" 2
 	[[ "$stderr" != *"$pw"* ]]
+	assert_equal "$(rcli get "${P}ok:3")" v
+	# a refusal wins over a bad line (65)
+	run -77 --separate-stderr bash -c "printf 'ok:4\tv\nno tab\nno:5\tv\n' | cachectl warm --ttl 1m --redis '$url'"
+	assert_equal "${stderr_lines[0]}" "cachectl: warm: line 2: missing TAB between key and value"
+	[[ "${stderr_lines[1]}" == "cachectl: warm: line 3: write refused: permission denied: NOPERM"* ]]
+	[[ "${stderr_lines[2]}" == "warmed 1 keys in "*"(1 skipped, 1 failed)" ]]
+}
+
+@test "warm: a write refused for permission outranks one worth retrying (77 over 75)" {
+	private_redis
+	redis-cli -p "$PRIV_PORT" ACL SETUSER lim on '>pw' "~${P}ok:*" '+@all' >/dev/null
+	# full: every write the ACL lets through is refused for memory
+	redis-cli -p "$PRIV_PORT" config set maxmemory 1 >/dev/null
+	url="redis://lim:pw@127.0.0.1:$PRIV_PORT/0"
+	run -75 --separate-stderr bash -c "printf 'ok:1\tv\n' | cachectl warm --ttl 1m --redis '$url'"
+	assert_equal "${stderr_lines[0]}" "cachectl: warm: line 1: write refused: OOM command not allowed when used memory > 'maxmemory'."
+	run -77 --separate-stderr bash -c "printf 'ok:1\tv\nno:2\tv\n' | cachectl warm --ttl 1m --redis '$url'"
+	assert_equal "${stderr_lines[0]}" "cachectl: warm: line 1: write refused: OOM command not allowed when used memory > 'maxmemory'."
+	[[ "${stderr_lines[1]}" == "cachectl: warm: line 2: write refused: permission denied: NOPERM"* ]]
+	[[ "${stderr_lines[2]}" == "warmed 0 keys in "*"(0 skipped, 2 failed)" ]]
+	# --json: the same code
+	run -77 --separate-stderr bash -c "printf 'no:3\tv\n' | cachectl warm --json --ttl 1m --redis '$url'"
+	[[ "$output" == '{"warmed":0,"skipped":0,"bad":0,"failed":1,'* ]]
 }
 
 @test "warm --exec runs CMD for each missing key and caches its stdout" {

@@ -140,6 +140,30 @@ refute_secret() {
 	assert_output mine
 }
 
+@test "a restricted ACL user's warm outside its keys: exit 77, each refused line named" {
+	export CQ_REDIS_URL="redis://$USER_NAME:$SECRET@$HOSTPORT/0"
+	printf 'k1\tmine\nk2\tmine\n' >"$TMP/in"
+	run -0 --separate-stderr cachectl warm --ttl 1m "$TMP/in"
+	run -77 --separate-stderr cachectl --prefix "${P}other:" warm --ttl 1m "$TMP/in"
+	assert_equal "${stderr_lines[0]}" "cachectl: warm: line 1: write refused: permission denied: NOPERM this user has no permissions to access one of the keys used as arguments"
+	[[ "${stderr_lines[1]}" == "cachectl: warm: line 2: write refused: permission denied: NOPERM"* ]]
+	[[ "${stderr_lines[2]}" == "warmed 0 keys in "*"(0 skipped, 2 failed)" ]]
+	refute_secret
+	# --exec: the EXISTS is refused before any command runs
+	printf 'k1\nk2\n' >"$TMP/keys"
+	run -77 --separate-stderr cachectl --prefix "${P}other:" warm --ttl 1m \
+		--keys "$TMP/keys" --exec 'touch "$TMP/ran"'
+	assert_equal "${stderr_lines[0]}" "cachectl: warm: EXISTS: permission denied: NOPERM this user has no permissions to access one of the keys used as arguments"
+	assert_equal "${stderr_lines[1]}" "cachectl: warm: 2 keys not confirmed written; lines from 3 on not read"
+	[ ! -e "$TMP/ran" ]
+	refute_secret
+	# nothing was written outside app:*
+	run -0 admin --scan --pattern "${P}other:*"
+	assert_output ""
+	run -0 admin GET "${P}app:k2"
+	assert_output mine
+}
+
 @test "a missing password file is a usage error naming the file, not a secret" {
 	run -64 --separate-stderr cachectl get k --password-file "$TMP/nope"
 	assert_equal "$stderr" "cachectl: get: cannot read password file '$TMP/nope': No such file or directory"
