@@ -22,13 +22,15 @@ BUILD ?= build
 CC ?= cc
 PKG_CONFIG ?= pkg-config
 CFLAGS ?= -O2 -g
-CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
-CPPFLAGS += -D_GNU_SOURCE -Ilib -Icmd $(shell $(PKG_CONFIG) --cflags hiredis librabbitmq jansson 2>/dev/null)
-CFLAGS += -fPIC -MMD -MP
-LDFLAGS += -Wl,--as-needed
+# override: `make CFLAGS=-O0` replaces the default above, not the flags the
+# build needs (-fPIC for libcq.so, -MMD for header dependencies, warnings)
+override CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+override CPPFLAGS += -D_GNU_SOURCE -Ilib -Icmd $(shell $(PKG_CONFIG) --cflags hiredis librabbitmq jansson 2>/dev/null)
+override CFLAGS += -fPIC -MMD -MP
+override LDFLAGS += -Wl,--as-needed
 ifeq ($(SANITIZE),1)
-CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDFLAGS += -fsanitize=address,undefined
+override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+override LDFLAGS += -fsanitize=address,undefined
 endif
 
 # Each program links only what it uses: cachectl must start fast, so it
@@ -61,7 +63,20 @@ UNIT_BINS = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 all: $(BINS) $(BUILD)/libcq.a $(BUILD)/libcq.so
 
-$(BUILD)/%.o: %.c
+# $(BUILD)/.flags holds the compiler and flags the build dir was built with;
+# it is rewritten only when they change, and everything compiled depends on
+# it, so `make SANITIZE=1` or `make CC=clang` in a used build dir rebuilds.
+BUILD_FLAGS = CC=$(CC) CPPFLAGS=$(CPPFLAGS) CFLAGS=$(CFLAGS) LDFLAGS=$(LDFLAGS) \
+	SANITIZE=$(if $(filter 1,$(SANITIZE)),1,0)
+
+$(BUILD)/.flags: FORCE
+	@mkdir -p $(@D)
+	@if [ "$$(cat $@ 2>/dev/null)" != '$(subst ','\'',$(BUILD_FLAGS))' ]; then \
+		[ ! -f $@ ] || printf '  %-7s %s\n' FLAGS "changed: rebuilding $(BUILD)"; \
+		printf '%s\n' '$(subst ','\'',$(BUILD_FLAGS))' > $@; \
+	fi
+
+$(BUILD)/%.o: %.c $(BUILD)/.flags
 	$(E) CC $<
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
@@ -70,16 +85,16 @@ $(BUILD)/libcq.a: $(LIB_OBJ)
 	$(E) AR $@
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-$(BUILD)/libcq.so: $(LIB_OBJ)
+$(BUILD)/libcq.so: $(LIB_OBJ) $(BUILD)/.flags
 	$(E) LD $@
-	$(Q)$(CC) -shared -Wl,-soname,libcq.so.0 $(LDFLAGS) -o $@ $^ $(LIBS_cqstat)
+	$(Q)$(CC) -shared -Wl,-soname,libcq.so.0 $(LDFLAGS) -o $@ $(LIB_OBJ) $(LIBS_cqstat)
 
-$(BUILD)/bin/%: $(BUILD)/cmd/%.o $(CLI_OBJ) $(BUILD)/libcq.a
+$(BUILD)/bin/%: $(BUILD)/cmd/%.o $(CLI_OBJ) $(BUILD)/libcq.a $(BUILD)/.flags
 	$(E) LD $@
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CLI_OBJ) $(BUILD)/libcq.a $(LIBS_$*)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcq.a
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcq.a $(BUILD)/.flags
 	$(E) CC $<
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libcq.a $(LIBS_cqstat) -lcmocka
@@ -114,7 +129,7 @@ fuzz: fuzz-build
 
 # The fault tests: each starts, kills and restarts its own private servers.
 faults: all
-	$(Q)CQ_BIN_DIR=$(CURDIR)/$(BUILD)/bin bats $(if $(FAULTS_TAP),--tap) tests/faults/
+	$(Q)CQ_BIN_DIR=$(abspath $(BUILD))/bin bats $(if $(FAULTS_TAP),--tap) tests/faults/
 
 # The whole test run.  scripts/check does the work so that the summary line
 # comes last whatever fails.
@@ -125,7 +140,7 @@ deps:
 	$(Q)scripts/install-deps
 
 demo: deps all
-	$(Q)scripts/demo
+	$(Q)BUILD=$(BUILD) scripts/demo
 
 bench: all
 	$(Q)bench/run $(if $(QUICK),--quick)
@@ -153,7 +168,7 @@ install: all
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all unit check deps demo bench install clean fuzz fuzz-build faults
+.PHONY: all unit check deps demo bench install clean fuzz fuzz-build faults FORCE
 .SECONDARY:
 
 -include $(LIB_OBJ:.o=.d) $(BINS:$(BUILD)/bin/%=$(BUILD)/cmd/%.d) $(CLI_OBJ:.o=.d) $(FUZZ_LIB_OBJ:.o=.d)
