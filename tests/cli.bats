@@ -89,29 +89,101 @@ Try 'cachectl --help'." ]
 	done
 }
 
-@test "bash completion offers exactly the verbs of --list-commands" {
-	for p in cachectl qctl; do
-		expected=$("$p" --list-commands | sort | tr '\n' ' ')
-		got=$(bash -c "
-			source '$TOP/completions/$p.bash'
-			COMP_WORDS=($p ''); COMP_CWORD=1; COMP_LINE='$p '; COMP_POINT=\${#COMP_LINE}
-			_fn=\$(complete -p $p | sed -n 's/.*-F \([^ ]*\).*/\1/p')
-			\$_fn $p '' $p
-			printf '%s\n' \"\${COMPREPLY[@]}\" | sort | tr '\n' ' '
-		")
-		[ "$got" = "$expected" ] || { echo "$p: want '$expected' got '$got'"; false; }
-	done
+# The verbs a completion file offers after "PROG ", one a line, sorted.
+# bash: the completion function, run with PATH as given (so that, without
+# the program on it, the file's own fallback list is what is offered).
+bash_verbs() { # PROG PATH
+	bash --norc --noprofile -c '
+		source "$1" || exit
+		fn=$(complete -p "$2" | sed -n "s/.*-F \([^ ]*\).*/\1/p")
+		COMP_WORDS=("$2" ""); COMP_CWORD=1; COMP_LINE="$2 "; COMP_POINT=${#COMP_LINE}
+		PATH=$3 "$fn" "$2" "" "$2"
+		printf "%s\n" "${COMPREPLY[@]}"' _ "$TOP/completions/$1.bash" "$1" "$2" |
+		sort
 }
 
-@test "zsh and fish completions name every verb" {
+# zsh: a real completion (compinit, TAB) in an interactive zsh on a pty,
+# with compadd wrapped to print the matches it is given.
+zsh_verbs() { # PROG
+	cat >"$TMP/capture.zsh" <<'ZSH'
+zmodload zsh/zpty || exit 2
+zpty z zsh -f -i
+zpty -w z "fpath=(${(q)1} \$fpath); PS1=''; autoload -U compinit; compinit -u -D"
+zpty -w z 'compadd() {
+	if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\ * ]]; then builtin compadd "$@"; return; fi
+	local -a m; builtin compadd -A m "$@"
+	(( $#m )) && print -rl -- "<""m>"${^m}
+	builtin compadd "$@"
+}'
+zpty -w z 'bindkey "^I" complete-word; comppostfuncs=(done_); done_() { print "<do""ne>"; exit; }'
+zpty -w -n z "$2"$'\t'
+while zpty -r z line; do
+	[[ $line == *'<done>'* ]] && break
+	[[ $line == *'<m>'* ]] && print -r -- "${${line##*<m>}%%[$'\r\n']*}"
+done
+zpty -d z
+ZSH
+	timeout 30 zsh -f "$TMP/capture.zsh" "$TOP/completions" "$1 " | sort
+}
+
+# fish: its own completion engine, from an empty directory
+fish_verbs() { # PROG
+	mkdir -p "$TMP/empty"
+	(cd "$TMP/empty" && fish --no-config -c 'source $argv[1]; and complete -C "$argv[2] "' \
+		"$TOP/completions/$1.fish" "$1") | cut -f1 | sort
+}
+
+# WHAT offers exactly the verbs of PROG --list-commands
+same_verbs() { # WHAT PROG OFFERED
+	local want
+	want=$("$2" --list-commands | sort)
+	[ -n "$want" ] || { echo "$2 --list-commands printed nothing"; return 1; }
+	[ "$3" = "$want" ] && return
+	echo "$1 offers the verbs on the left, $2 --list-commands those on the right:"
+	diff <(echo "$3") <(echo "$want")
+	return 1
+}
+
+# PATH without any directory holding PROG
+path_without() { # PROG
+	local d out=
+	local IFS=:
+	for d in $PATH; do [ -x "$d/$1" ] || out=$out${out:+:}$d; done
+	echo "$out"
+}
+
+@test "bash completion offers exactly the verbs of --list-commands" {
+	local rc=0
 	for p in cachectl qctl; do
-		for verb in $("$p" --list-commands); do
-			grep -qw -- "$verb" "$TOP/completions/_$p" ||
-				{ echo "_$p lacks $verb"; false; }
-			grep -qw -- "$verb" "$TOP/completions/$p.fish" ||
-				{ echo "$p.fish lacks $verb"; false; }
-		done
+		same_verbs "$p.bash" "$p" "$(bash_verbs "$p" "$PATH")" || rc=1
 	done
+	return "$rc"
+}
+
+@test "bash completion without the program on PATH offers exactly the verbs of --list-commands" {
+	local rc=0 nopath
+	for p in cachectl qctl; do
+		nopath=$(path_without "$p")
+		run -127 env PATH="$nopath" "$p" --list-commands
+		same_verbs "$p.bash (fallback list)" "$p" "$(bash_verbs "$p" "$nopath")" || rc=1
+	done
+	return "$rc"
+}
+
+@test "zsh completion offers exactly the verbs of --list-commands" {
+	local rc=0
+	for p in cachectl qctl; do
+		same_verbs "_$p" "$p" "$(zsh_verbs "$p")" || rc=1
+	done
+	return "$rc"
+}
+
+@test "fish completion offers exactly the verbs of --list-commands" {
+	local rc=0
+	for p in cachectl qctl; do
+		same_verbs "$p.fish" "$p" "$(fish_verbs "$p")" || rc=1
+	done
+	return "$rc"
 }
 
 @test "zsh and fish completions parse" {
@@ -131,4 +203,55 @@ Try 'cachectl --help'." ]
 	refute_output --partial librabbitmq
 	refute_output --partial libssl
 	refute_output --partial libcurl
+}
+
+@test "make install: libcq links from the installed tree, static and shared" {
+	local build d cc=() san=() cflags=() libs=() static=() l f
+	build=$(cd "$(dirname "$(command -v cachectl)")/.." && pwd)
+	d=$TMP/inst
+	# install what was built (-o all: never rebuild what the suites test)
+	run -0 make -C "$TOP" -o all BUILD="$build" DESTDIR="$d" PREFIX=/usr install
+	# the compiler of the build, and its sanitizers if it has them
+	read -ra cc <<<"$(sed -n 's/^CC=\(.*\) CPPFLAGS=.*/\1/p' "$build/.flags" 2>/dev/null)"
+	[ ${#cc[@]} -gt 0 ] || cc=(cc)
+	if nm "$d/usr/lib/libcq.a" 2>/dev/null | grep -q __asan_init; then
+		san=("-fsanitize=address,undefined")
+	fi
+	export PKG_CONFIG_SYSROOT_DIR=$d PKG_CONFIG_PATH=$d/usr/lib/pkgconfig
+	printf '#include <stdio.h>\n#include <cq.h>\nint main(void) { puts(cq_strerror(0)); return 0; }\n' >"$TMP/t.c"
+	read -ra cflags <<<"$(pkg-config --cflags libcq)"
+
+	# libcq.a calls OpenSSL itself, not only through librabbitmq
+	run -0 pkg-config --print-requires-private libcq
+	assert_line openssl
+	# static: every object of libcq.a, linked with what pkg-config names;
+	# libraries only libcurl's own static build needs, when not installed
+	# here, are stood in for by empty archives
+	read -ra libs <<<"$(pkg-config --static --libs libcq)"
+	mkdir -p "$TMP/stubs"
+	for l in $(printf '%s\n' "${libs[@]}" | sed -n 's/^-l//p' | grep -vx cq | sort -u); do
+		f=$("${cc[@]}" -print-file-name="lib$l.so")
+		[ "$f" != "lib$l.so" ] || f=$("${cc[@]}" -print-file-name="lib$l.a")
+		[ "$f" != "lib$l.a" ] || ar rc "$TMP/stubs/lib$l.a"
+	done
+	for l in "${libs[@]}"; do
+		if [ "$l" = -lcq ]; then
+			static+=("-Wl,--whole-archive" -l:libcq.a "-Wl,--no-whole-archive")
+		else
+			static+=("$l")
+		fi
+	done
+	run -0 "${cc[@]}" "${san[@]}" -o "$TMP/t-static" "$TMP/t.c" "${cflags[@]}" \
+		"${static[@]}" -L"$TMP/stubs"
+	run -0 ldd "$TMP/t-static"
+	refute_output --partial libcq
+	run -0 "$TMP/t-static"
+	assert_output success
+	# shared
+	read -ra libs <<<"$(pkg-config --libs libcq)"
+	run -0 "${cc[@]}" "${san[@]}" -o "$TMP/t-shared" "$TMP/t.c" "${cflags[@]}" "${libs[@]}"
+	LD_LIBRARY_PATH=$d/usr/lib run -0 "$TMP/t-shared"
+	assert_output success
+	LD_LIBRARY_PATH=$d/usr/lib run -0 ldd "$TMP/t-shared"
+	assert_output --partial "libcq.so.0 => $d/usr/lib/libcq.so.0"
 }
