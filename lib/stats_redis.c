@@ -125,8 +125,11 @@ static bool info_line(const char *k, size_t kn, const char *v, size_t vn,
 			return false;
 		}
 		db.db = (int)num;
-		out->keys += db.keys;
-		out->expires += db.expires;
+		if (__builtin_add_overflow(out->keys, db.keys, &out->keys) ||
+		    __builtin_add_overflow(out->expires, db.expires, &out->expires)) {
+			cqi_errbuf(err, errlen, "INFO: key counts past 2^64");
+			return false;
+		}
 		if (out->ndb < CQ_REDIS_MAX_DBS)
 			out->db[out->ndb++] = db;
 	}
@@ -373,7 +376,7 @@ bool cq_cache_figures(const struct cq_cache_sample *prev,
 	ms->interval_s = prev ? secs : 0;
 	return add(ms, "hit_rate", ratio(hits, hits + misses)) &&
 	       add(ms, "hit_rate_total", ratio((double)b->hits,
-					       (double)(b->hits + b->misses))) &&
+					       (double)b->hits + (double)b->misses)) &&
 	       add(ms, "hits", hits) && add(ms, "misses", misses) &&
 	       add(ms, "hits_total", (double)b->hits) &&
 	       add(ms, "misses_total", (double)b->misses) &&
