@@ -107,7 +107,7 @@ static const char *shown(const char *key, size_t len, char *buf, size_t cap)
 	return buf;
 }
 
-static void clear_progress(struct cli *cli, bool *shown_progress)
+static void clear_progress(bool *shown_progress)
 {
 	if (*shown_progress)
 		fputs("\r\033[K", stderr);
@@ -193,7 +193,7 @@ static int cmd_get(struct cli *cli, int argc, char **argv)
 			cli->set.track = true;
 		else if (c == OPT_GET_NS) {
 			if (!parse_ns(cli, optarg, &go.ns))
-				return 64;
+				return EX_USAGE;
 		} else
 			cli_common_opt(cli, c, optarg);
 	}
@@ -208,7 +208,7 @@ static int cmd_get(struct cli *cli, int argc, char **argv)
 	vals = calloc((size_t)n, sizeof(*vals));
 	if (!vals) {
 		cli_err(cli, "out of memory");
-		return 70;
+		return EX_SOFTWARE;
 	}
 	if (cq_cache_get(cli->ctx, (size_t)n, (const char *const *)argv + optind,
 			 &go, vals)) {
@@ -266,16 +266,16 @@ static int read_stdin(struct cli *cli, unsigned long long max,
 		if (n < 0) {
 			cli_err(cli, "cannot read standard input: %s",
 				strerror(errno));
-			return 74;
+			return EX_IOERR;
 		}
 		if (buf->len + (size_t)n > max) {
 			cli_err(cli, "value larger than --max-size (%llu bytes)",
 				max);
-			return 65;
+			return EX_DATAERR;
 		}
 		if (!cq_buf_append(buf, chunk, (size_t)n)) {
 			cli_err(cli, "out of memory");
-			return 70;
+			return EX_SOFTWARE;
 		}
 	}
 	return 0;
@@ -286,9 +286,9 @@ static int set_opt(struct cli *cli, int c, struct cq_set_opts *o,
 {
 	switch (c) {
 	case OPT_SET_TTL:
-		return parse_ttl(cli, "--ttl", optarg, &o->ttl_ms) ? 0 : 64;
+		return parse_ttl(cli, "--ttl", optarg, &o->ttl_ms) ? 0 : EX_USAGE;
 	case OPT_SET_JITTER:
-		return parse_jitter(cli, optarg, o) ? 0 : 64;
+		return parse_jitter(cli, optarg, o) ? 0 : EX_USAGE;
 	case OPT_SET_NO_TTL:
 		o->no_ttl = true;
 		return 0;
@@ -302,11 +302,11 @@ static int set_opt(struct cli *cli, int c, struct cq_set_opts *o,
 		o->xx = true;
 		return 0;
 	case OPT_SET_MAX_SIZE:
-		return parse_size(cli, optarg, max) ? 0 : 64;
+		return parse_size(cli, optarg, max) ? 0 : EX_USAGE;
 	case OPT_SET_TAG:
-		return add_tag(cli, optarg, tags, &o->ntags) ? 0 : 64;
+		return add_tag(cli, optarg, tags, &o->ntags) ? 0 : EX_USAGE;
 	case OPT_SET_NS:
-		return parse_ns(cli, optarg, &o->ns) ? 0 : 64;
+		return parse_ns(cli, optarg, &o->ns) ? 0 : EX_USAGE;
 	}
 	cli_common_opt(cli, c, optarg);
 	return 0;
@@ -360,7 +360,7 @@ static int cmd_set(struct cli *cli, int argc, char **argv)
 		len = strlen(val);
 		if (len > max) {
 			cli_err(cli, "value larger than --max-size (%llu bytes)", max);
-			ret = 65;
+			ret = EX_DATAERR;
 			goto out;
 		}
 	}
@@ -488,7 +488,7 @@ static int cmd_invalidate(struct cli *cli, int argc, char **argv)
 			break;
 		case OPT_INV_NS:
 			if (!parse_ns(cli, optarg, &o.ns))
-				return 64;
+				return EX_USAGE;
 			break;
 		case OPT_INV_DRY_RUN:
 			o.dry_run = true;
@@ -498,12 +498,12 @@ static int cmd_invalidate(struct cli *cli, int argc, char **argv)
 			break;
 		case OPT_INV_RATE:
 			if (!cli_uint(cli, "--rate", optarg, 1, 100000000, &v))
-				return 64;
+				return EX_USAGE;
 			o.rate = (double)v;
 			break;
 		case OPT_INV_COUNT:
 			if (!cli_uint(cli, "--count", optarg, 1, 1000000, &v))
-				return 64;
+				return EX_USAGE;
 			o.count = (size_t)v;
 			break;
 		default:
@@ -534,11 +534,11 @@ static int cmd_invalidate(struct cli *cli, int argc, char **argv)
 				       (const char *const *)argv + optind, &o, &st);
 	else
 		e = cq_invalidate_ns(cli->ctx, o.ns, &o, &st);
-	clear_progress(cli, &io.progress);
+	clear_progress(&io.progress);
 	if (e && !(e == CQ_ERR_IO && cli->out_failed))
 		return cli_fail(cli);
 	if (e)
-		return 74;
+		return EX_IOERR;
 	return inv_summary(cli, &st, !pattern && !tag && !n ? o.ns : NULL,
 			   o.dry_run);
 }
@@ -591,7 +591,7 @@ static void warm_bad(void *arg, uint64_t recno, const char *msg)
 {
 	struct warm_out *wo = arg;
 
-	clear_progress(wo->cli, &wo->progress);
+	clear_progress(&wo->progress);
 	cli_err(wo->cli, "%s %llu: %s", wo->unit, (unsigned long long)recno, msg);
 }
 
@@ -601,7 +601,7 @@ static void warm_fail(void *arg, uint64_t recno, const char *key,
 	struct warm_out *wo = arg;
 	char k[200];
 
-	clear_progress(wo->cli, &wo->progress);
+	clear_progress(&wo->progress);
 	if (key)
 		cli_err(wo->cli, "%s %llu: key '%s': %s", wo->unit,
 			(unsigned long long)recno, shown(key, keylen, k, sizeof(k)),
@@ -632,9 +632,9 @@ static int warm_opt(struct cli *cli, int c, struct cq_warm_opts *o,
 
 	switch (c) {
 	case OPT_WARM_TTL:
-		return parse_ttl(cli, "--ttl", optarg, &o->set.ttl_ms) ? 0 : 64;
+		return parse_ttl(cli, "--ttl", optarg, &o->set.ttl_ms) ? 0 : EX_USAGE;
 	case OPT_WARM_JITTER:
-		return parse_jitter(cli, optarg, &o->set) ? 0 : 64;
+		return parse_jitter(cli, optarg, &o->set) ? 0 : EX_USAGE;
 	case OPT_WARM_NO_TTL:
 		o->set.no_ttl = true;
 		return 0;
@@ -648,28 +648,28 @@ static int warm_opt(struct cli *cli, int c, struct cq_warm_opts *o,
 		o->format = CQ_WARM_JSONL;
 		return 0;
 	case OPT_WARM_TAG:
-		return add_tag(cli, optarg, tags, &o->set.ntags) ? 0 : 64;
+		return add_tag(cli, optarg, tags, &o->set.ntags) ? 0 : EX_USAGE;
 	case OPT_WARM_NS:
-		return parse_ns(cli, optarg, &o->set.ns) ? 0 : 64;
+		return parse_ns(cli, optarg, &o->set.ns) ? 0 : EX_USAGE;
 	case OPT_WARM_RATE:
 		if (!cli_uint(cli, "--rate", optarg, 1, 100000000, &v))
-			return 64;
+			return EX_USAGE;
 		o->rate = (double)v;
 		return 0;
 	case OPT_WARM_WINDOW:
 		if (!cli_uint(cli, "--window", optarg, 1, 1000000, &v))
-			return 64;
+			return EX_USAGE;
 		o->window = (size_t)v;
 		return 0;
 	case OPT_WARM_MAX_SIZE:
-		return parse_size(cli, optarg, &o->max_size) ? 0 : 64;
+		return parse_size(cli, optarg, &o->max_size) ? 0 : EX_USAGE;
 	case OPT_WARM_ONCE:
 		if (!*optarg)
 			return cli_usage_error(cli, "--once: empty name");
 		o->once = optarg;
 		return 0;
 	case OPT_WARM_ONCE_TTL:
-		return parse_ttl(cli, "--once-ttl", optarg, &o->once_ttl_ms) ? 0 : 64;
+		return parse_ttl(cli, "--once-ttl", optarg, &o->once_ttl_ms) ? 0 : EX_USAGE;
 	case OPT_WARM_KEYS:
 		*keys = optarg;
 		return 0;
@@ -680,7 +680,7 @@ static int warm_opt(struct cli *cli, int c, struct cq_warm_opts *o,
 		return 0;
 	case OPT_WARM_JOBS:
 		if (!cli_uint(cli, "--jobs", optarg, 1, 1024, &v))
-			return 64;
+			return EX_USAGE;
 		o->jobs = (unsigned)v;
 		return 0;
 	}
@@ -711,7 +711,8 @@ static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
 	}
 	/* the worst wins: a refusal no retry gets through, then a failure
 	 * worth retrying, then bad input */
-	return st->denied ? 77 : st->failed ? 75 : st->bad ? 65 : 0;
+	return st->denied ? EX_NOPERM : st->failed ? EX_TEMPFAIL :
+	       st->bad ? EX_DATAERR : 0;
 }
 
 /* After a run that had to stop: how many records read were not written
@@ -737,7 +738,7 @@ static int open_input(struct cli *cli, const char *path, int *fd)
 	if (*fd >= 0)
 		return 0;
 	cli_err(cli, "cannot open '%s': %s", path, strerror(errno));
-	return 74;
+	return EX_IOERR;
 }
 
 static int cmd_warm(struct cli *cli, int argc, char **argv)
@@ -796,7 +797,7 @@ static int cmd_warm(struct cli *cli, int argc, char **argv)
 	if (cli_progress_wanted(cli))
 		o.on_progress = warm_progress;
 	e = cq_warm(cli->ctx, fd, &o, &st);
-	clear_progress(cli, &wo.progress);
+	clear_progress(&wo.progress);
 	if (st.locked_out) {
 		if (!cli->quiet)
 			cli_err(cli, "another run holds --once '%s'; not warming",
@@ -872,24 +873,24 @@ static int fetch_opt(struct cli *cli, int c, struct cq_fetch_opts *o)
 {
 	switch (c) {
 	case OPT_FETCH_TTL:
-		return parse_ttl(cli, "--ttl", optarg, &o->set.ttl_ms) ? 0 : 64;
+		return parse_ttl(cli, "--ttl", optarg, &o->set.ttl_ms) ? 0 : EX_USAGE;
 	case OPT_FETCH_JITTER:
-		return parse_jitter(cli, optarg, &o->set) ? 0 : 64;
+		return parse_jitter(cli, optarg, &o->set) ? 0 : EX_USAGE;
 	case OPT_FETCH_NS:
-		return parse_ns(cli, optarg, &o->ns) ? 0 : 64;
+		return parse_ns(cli, optarg, &o->ns) ? 0 : EX_USAGE;
 	case OPT_FETCH_LOCK_TTL:
-		return parse_ttl(cli, "--lock-ttl", optarg, &o->lock_ttl_ms) ? 0 : 64;
+		return parse_ttl(cli, "--lock-ttl", optarg, &o->lock_ttl_ms) ? 0 : EX_USAGE;
 	case OPT_FETCH_WAIT:
-		return parse_ttl(cli, "--wait", optarg, &o->wait_ms) ? 0 : 64;
+		return parse_ttl(cli, "--wait", optarg, &o->wait_ms) ? 0 : EX_USAGE;
 	case OPT_FETCH_STALE:
-		return parse_ttl(cli, "--stale", optarg, &o->stale_ms) ? 0 : 64;
+		return parse_ttl(cli, "--stale", optarg, &o->stale_ms) ? 0 : EX_USAGE;
 	case OPT_FETCH_BETA:
-		return parse_beta(cli, optarg, &o->beta) ? 0 : 64;
+		return parse_beta(cli, optarg, &o->beta) ? 0 : EX_USAGE;
 	case OPT_FETCH_FAIL_CLOSED:
 		o->fail_closed = true;
 		return 0;
 	case OPT_FETCH_MAX_SIZE:
-		return parse_size(cli, optarg, &o->max_size) ? 0 : 64;
+		return parse_size(cli, optarg, &o->max_size) ? 0 : EX_USAGE;
 	case OPT_FETCH_TRACK:
 		cli->set.track = true;
 		return 0;
@@ -1009,7 +1010,7 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 		  cq_buf_append(&out, json, strlen(json)) && cq_buf_append(&out, "\n", 1) :
 		  cq_metrics_text(&ms, &out))) {
 		cli_err(cli, "out of memory");
-		ret = 70;
+		ret = EX_SOFTWARE;
 	} else {
 		cli_write(cli, out.data, out.len);
 	}

@@ -39,7 +39,7 @@ int cli_usage_error(struct cli *cli, const char *fmt, ...)
 			cli->verb->name);
 	else
 		fprintf(stderr, "Try '%s --help'.\n", cli->prog);
-	return 64;
+	return EX_USAGE;
 }
 
 bool cli_duration(struct cli *cli, const char *opt, const char *arg,
@@ -85,7 +85,7 @@ bool cli_common_opt(struct cli *cli, int c, const char *arg)
 		break;
 	case OPT_TIMEOUT:
 		if (!cli_duration(cli, "--timeout", arg, &s->timeout_ms))
-			exit(64);
+			exit(EX_USAGE);
 		if (s->timeout_ms <= 0)
 			exit(cli_usage_error(cli, "--timeout must be positive"));
 		break;
@@ -110,7 +110,7 @@ bool cli_common_opt(struct cli *cli, int c, const char *arg)
 	case 'h':
 		if (cli->verb)
 			print_verb_usage(cli, stdout);
-		exit(fflush(stdout) || ferror(stdout) ? 74 : 0);
+		exit(fflush(stdout) || ferror(stdout) ? EX_IOERR : 0);
 	case '?':
 		exit(cli_usage_error(cli, "bad option (see above)"));
 	case ':':
@@ -127,7 +127,7 @@ int cli_fail(struct cli *cli)
 
 	if (!ctx) {
 		cli_err(cli, "out of memory");
-		return 70;
+		return EX_SOFTWARE;
 	}
 	cli_err(cli, "%s", ctx->errstr[0] ? ctx->errstr : cq_strerror(ctx->err));
 	return cq_exit_code(ctx->err);
@@ -179,7 +179,7 @@ static int finish(struct cli *cli, int code)
 		if (err != EPIPE)
 			cli_err(cli, "cannot write output: %s", strerror(err));
 		if (code == 0 || code == 1)
-			code = 74;
+			code = EX_IOERR;
 	}
 	cq_ctx_free(cli->ctx);
 	cli->ctx = NULL;
@@ -256,7 +256,7 @@ int cli_main(const struct cli_prog *program, int argc, char **argv)
 	}
 	if (optind >= argc) {
 		print_usage(prog, verbs, stderr);
-		return 64;
+		return EX_USAGE;
 	}
 	for (const struct cli_verb *v = verbs; v->name; v++) {
 		if (strcmp(v->name, argv[optind]) == 0) {

@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sysexits.h>	/* EX_USAGE and the rest: the codes of cq_exit_code() */
 
 #include "cq.h"
 

@@ -224,7 +224,7 @@ static int enqueue_stdin(struct enqueue *e, struct cq_publisher *pub,
 
 	if (!r) {
 		cli_err(e->cli, "out of memory");
-		return 70;
+		return EX_SOFTWARE;
 	}
 	cq_reader_serve(r, pub);
 	progress_init(&pr, e->cli);
@@ -271,7 +271,7 @@ static int enqueue_stdin(struct enqueue *e, struct cq_publisher *pub,
 	if (alive && got < 0) {
 		cli_err(e->cli, "cannot read standard input: %s", strerror(errno));
 		cq_reader_free(r);
-		return 74;
+		return EX_IOERR;
 	}
 	/* say so when input was left unsent (reading on without the dead
 	 * publisher) */
@@ -329,10 +329,10 @@ static int enqueue_finish(struct enqueue *e, struct cq_publisher *pub,
 		fputs(")\n", stderr);
 	}
 	if (e->bad)
-		return 65;
+		return EX_DATAERR;
 	if (ret)
 		return ret;
-	return failed || unsent_from ? 75 : 0;
+	return failed || unsent_from ? EX_TEMPFAIL : 0;
 }
 
 static int cmd_enqueue(struct cli *cli, int argc, char **argv)
@@ -490,7 +490,7 @@ out:
 	return ret;
 usage:
 	free(hdrs);
-	return 64;
+	return EX_USAGE;
 }
 
 /* ---- peek ------------------------------------------------------------- */
@@ -668,11 +668,11 @@ static int cmd_peek(struct cli *cli, int argc, char **argv)
 		switch (c) {
 		case 'n':
 			if (!cli_uint(cli, "--count", optarg, 1, 1000000, &count))
-				return 64;
+				return EX_USAGE;
 			break;
 		case OPT_PEEK_PREVIEW:
 			if (!cli_uint(cli, "--preview", optarg, 0, 1 << 20, &v))
-				return 64;
+				return EX_USAGE;
 			pk.preview = (size_t)v;
 			break;
 		default:
@@ -695,7 +695,7 @@ static int cmd_peek(struct cli *cli, int argc, char **argv)
 	pk.now_s = cq_wall_ms() / 1000;
 	if (cq_peek(cli->ctx, queue, (size_t)count, peek_one, &pk, &seen)) {
 		if (cli->out_failed)
-			return 74;
+			return EX_IOERR;
 		return cli_fail(cli);
 	}
 	if (seen == 0) {
@@ -880,13 +880,13 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 	if (!ret && st.present == 0)
 		ret = 1;
 	if (!ret && st.failed)
-		ret = 75;
+		ret = EX_TEMPFAIL;
 out:
 	cq_filter_free(filter);
 	return ret;
 usage:
 	cq_filter_free(filter);
-	return 64;
+	return EX_USAGE;
 }
 
 /* ---- declare ---------------------------------------------------------- */
@@ -979,23 +979,23 @@ static int cmd_declare(struct cli *cli, int argc, char **argv)
 			break;
 		case OPT_DECL_MAX_LENGTH:
 			if (!cli_uint(cli, "--max-length", optarg, 0, INT64_MAX, &v))
-				return 64;
+				return EX_USAGE;
 			o.max_length = (long long)v;
 			break;
 		case OPT_DECL_TTL:
 			if (!cli_duration(cli, "--message-ttl", optarg, &o.message_ttl_ms))
-				return 64;
+				return EX_USAGE;
 			if (o.message_ttl_ms > 0xffffffffLL)
 				return cli_usage_error(cli, "--message-ttl: at most 49d");
 			break;
 		case OPT_DECL_MAX_PRIORITY:
 			if (!cli_uint(cli, "--max-priority", optarg, 1, 255, &v))
-				return 64;
+				return EX_USAGE;
 			o.max_priority = (int)v;
 			break;
 		case OPT_DECL_DELIVERY_LIMIT:
 			if (!cli_uint(cli, "--delivery-limit", optarg, 0, INT32_MAX, &v))
-				return 64;
+				return EX_USAGE;
 			o.delivery_limit = (long long)v;
 			break;
 		default:
@@ -1256,26 +1256,26 @@ static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
 		break;
 	case 'j':
 		if (!cli_uint(cli, "--jobs", optarg, 1, 1024, &n))
-			return 64;
+			return EX_USAGE;
 		o->jobs = (unsigned)n;
 		break;
 	case OPT_CONS_MAX_RETRIES:
 		if (!cli_uint(cli, "--max-retries", optarg, 0, 1000000, &n))
-			return 64;
+			return EX_USAGE;
 		o->max_retries = (unsigned)n;
 		break;
 	case OPT_CONS_RETRY_DELAY:
 		if (!cli_duration(cli, "--retry-delay", optarg, &o->retry_delay_ms))
-			return 64;
+			return EX_USAGE;
 		break;
 	case OPT_CONS_POISON:
 		if (!parse_poison(cli, optarg, cc, o))
-			return 64;
+			return EX_USAGE;
 		break;
 	case OPT_CONS_HANDLER_TIMEOUT:
 		if (!cli_duration(cli, "--handler-timeout", optarg,
 				  &o->handler_timeout_ms))
-			return 64;
+			return EX_USAGE;
 		break;
 	case OPT_CONS_DLQ:
 		if (!*optarg)
@@ -1287,24 +1287,24 @@ static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
 		break;
 	case OPT_CONS_DEDUPE_TTL:
 		if (!cli_duration(cli, "--dedupe-ttl", optarg, &o->dedupe_ttl_ms))
-			return 64;
+			return EX_USAGE;
 		if (o->dedupe_ttl_ms <= 0)
 			return cli_usage_error(cli, "--dedupe-ttl must be positive");
 		break;
 	case OPT_CONS_PREFETCH:
 		if (!cli_uint(cli, "--prefetch", optarg, 1, 65535, &n))
-			return 64;
+			return EX_USAGE;
 		o->prefetch = (unsigned)n;
 		break;
 	case 'n':
 		if (!cli_uint(cli, "--count", optarg, 1, UINT64_MAX, &n))
-			return 64;
+			return EX_USAGE;
 		o->count = n;
 		break;
 	case OPT_CONS_IDLE:
 		if (!cli_duration(cli, "--idle-timeout", optarg,
 				  &o->idle_timeout_ms))
-			return 64;
+			return EX_USAGE;
 		if (o->idle_timeout_ms <= 0)
 			return cli_usage_error(cli, "--idle-timeout must be positive");
 		break;
@@ -1313,7 +1313,7 @@ static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
 		break;
 	case OPT_CONS_HEARTBEAT:
 		if (!heartbeat_opt(cli, optarg))
-			return 64;
+			return EX_USAGE;
 		break;
 	default:
 		cli_common_opt(cli, c, optarg);
@@ -1351,7 +1351,7 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 	int c, ret;
 
 	cq_consume_opts_init(&o);
-	cc.poison[0] = 65;
+	cc.poison[0] = EX_DATAERR;
 	o.poison_codes = cc.poison;
 	o.npoison = 1;
 	while ((c = getopt_long(argc, argv, "0e:j:n:" CLI_COMMON_SHORT, opts,
@@ -1393,7 +1393,7 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 		 * reports it (quietly for a closed pipe) and exits 74 */
 		cli->out_failed = true;
 		errno = cc.out_errno;
-		return 74;
+		return EX_IOERR;
 	}
 	if (e == CQ_ERR_NOTFOUND && !st.received &&
 	    (o.until_empty || o.idle_timeout_ms) && !st.stopped) {
@@ -1447,11 +1447,11 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 			!cq_buf_append(&out, "\n", 1) :
 			!cq_metrics_text(&ms, &out)) {
 		cli_err(cli, "out of memory");
-		ret = 70;
+		ret = EX_SOFTWARE;
 	} else {
 		cli_write(cli, out.data, out.len);
 	}
-	for (size_t i = 0; i < ms.nqueues && ret != 70; i++) {
+	for (size_t i = 0; i < ms.nqueues && ret != EX_SOFTWARE; i++) {
 		if (ms.queues[i].found)
 			continue;
 		cli_err(cli, "no queue '%s'", ms.queues[i].name);
