@@ -85,9 +85,10 @@ $(BUILD)/libcq.a: $(LIB_OBJ)
 	$(E) AR $@
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-$(BUILD)/libcq.so: $(LIB_OBJ) $(BUILD)/.flags
+$(BUILD)/libcq.so: $(LIB_OBJ) lib/libcq.map $(BUILD)/.flags
 	$(E) LD $@
-	$(Q)$(CC) -shared -Wl,-soname,libcq.so.0 $(LDFLAGS) -o $@ $(LIB_OBJ) $(LIBS_cqstat)
+	$(Q)$(CC) -shared -Wl,-soname,libcq.so.0 -Wl,--version-script=lib/libcq.map \
+		$(LDFLAGS) -o $@ $(LIB_OBJ) $(LIBS_cqstat)
 
 $(BUILD)/bin/%: $(BUILD)/cmd/%.o $(CLI_OBJ) $(BUILD)/libcq.a $(BUILD)/.flags
 	$(E) LD $@
@@ -143,7 +144,7 @@ demo: deps all
 	$(Q)BUILD=$(BUILD) scripts/demo
 
 bench: all
-	$(Q)bench/run $(if $(QUICK),--quick)
+	$(Q)bench/run $(if $(filter-out 0,$(QUICK)),--quick)
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
