@@ -63,10 +63,29 @@ bool cli_uint(struct cli *cli, const char *opt, const char *arg,
 	return false;
 }
 
+void cli_common_help(const struct cli_prog *prog, FILE *f)
+{
+	bool amqp = prog->connect_amqp != NULL;
+
+	fputs("Common options:\n"
+	      "  --redis URL        Redis URL (CQ_REDIS_URL, REDIS_URL)\n", f);
+	if (amqp)
+		fputs("  --amqp URL[,URL]   AMQP URL list (CQ_AMQP_URL, AMQP_URL)\n", f);
+	fputs("  --prefix P         key prefix (CQ_PREFIX)\n"
+	      "  --timeout DUR      connect and command timeout (CQ_TIMEOUT, 5s)\n"
+	      "  --password-file F  read the Redis password from F\n", f);
+	if (amqp)
+		fputs("  --cacert F, --cert F, --key F   TLS files for amqps://\n", f);
+	fputs("  --json             one JSON object per line\n"
+	      "  -q, --quiet        no progress or summary lines\n"
+	      "  -h, --help         this help\n", f);
+}
+
 static void print_verb_usage(const struct cli *cli, FILE *f)
 {
 	fputs(cli->verb->usage, f);
-	fputs("\n" CLI_COMMON_HELP, f);
+	fputc('\n', f);
+	cli_common_help(cli->program, f);
 }
 
 bool cli_common_opt(struct cli *cli, int c, const char *arg)
@@ -186,14 +205,13 @@ static int finish(struct cli *cli, int code)
 	return code;
 }
 
-static void print_usage(const char *prog, const struct cli_verb *verbs,
-			FILE *f)
+static void print_usage(const struct cli_prog *p, FILE *f)
 {
-	fprintf(f, "usage: %s [OPTIONS] VERB [ARGS]\n\nVerbs:\n", prog);
-	for (const struct cli_verb *v = verbs; v->name; v++)
+	fprintf(f, "usage: %s [OPTIONS] VERB [ARGS]\n\nVerbs:\n", p->name);
+	for (const struct cli_verb *v = p->verbs; v->name; v++)
 		fprintf(f, "  %-12s %s\n", v->name, v->summary);
-	fprintf(f, "\nRun '%s VERB --help' for a verb's options.\n\n%s", prog,
-		CLI_COMMON_HELP);
+	fprintf(f, "\nRun '%s VERB --help' for a verb's options.\n\n", p->name);
+	cli_common_help(p, f);
 	fputs("  --version          print the version\n", f);
 }
 
@@ -249,13 +267,13 @@ int cli_main(const struct cli_prog *program, int argc, char **argv)
 			return finish(&cli, 0);
 		}
 		if (c == 'h') {
-			print_usage(prog, verbs, stdout);
+			print_usage(program, stdout);
 			return finish(&cli, 0);
 		}
 		cli_common_opt(&cli, c, optarg);
 	}
 	if (optind >= argc) {
-		print_usage(prog, verbs, stderr);
+		print_usage(program, stderr);
 		return EX_USAGE;
 	}
 	for (const struct cli_verb *v = verbs; v->name; v++) {

@@ -71,17 +71,9 @@ enum {
 /* Short options every verb accepts; prepend to a verb's optstring. */
 #define CLI_COMMON_SHORT "qh"
 
-#define CLI_COMMON_HELP \
-	"Common options:\n" \
-	"  --redis URL        Redis URL (CQ_REDIS_URL, REDIS_URL)\n" \
-	"  --amqp URL[,URL]   AMQP URL list (CQ_AMQP_URL, AMQP_URL)\n" \
-	"  --prefix P         key prefix (CQ_PREFIX)\n" \
-	"  --timeout DUR      connect and command timeout (CQ_TIMEOUT, 5s)\n" \
-	"  --password-file F  read the Redis password from F\n" \
-	"  --cacert F, --cert F, --key F   TLS files for amqps://\n" \
-	"  --json             one JSON object per line\n" \
-	"  -q, --quiet        no progress or summary lines\n" \
-	"  -h, --help         this help\n"
+/* Print the common options' help; the AMQP ones only for a program that
+ * talks to a broker. */
+void cli_common_help(const struct cli_prog *prog, FILE *f);
 
 /* Hold closed standard descriptors with /dev/null, so that no socket
  * gets fd 1 and output fails cleanly (cli_main does it first thing). */

@@ -24,6 +24,18 @@ PROGS="cachectl qctl cqstat"
 	done
 }
 
+@test "help lists the AMQP options only where a broker is used" {
+	run -0 cachectl --help
+	refute_output --partial "--amqp"
+	refute_output --partial "--cacert"
+	run -0 cachectl get --help
+	refute_output --partial "--amqp"
+	run -0 qctl --help
+	assert_output --partial "  --amqp URL[,URL]   AMQP URL list (CQ_AMQP_URL, AMQP_URL)"
+	run -0 qctl enqueue --help
+	assert_output --partial "  --cacert F, --cert F, --key F   TLS files for amqps://"
+}
+
 @test "every verb has --help on stdout with exit 0" {
 	for p in cachectl qctl; do
 		for verb in $("$p" --list-commands); do
