@@ -186,6 +186,10 @@ path_without() { # PROG
 	local rc=0
 	for p in cachectl qctl; do
 		same_verbs "_$p" "$p" "$(zsh_verbs "$p")" || rc=1
+		# and after common options with values (a ':' in a --redis
+		# value list once hid the verbs)
+		same_verbs "_$p after --redis URL --prefix P" "$p" \
+			"$(zsh_verbs "$p --redis redis://h:1/0 --prefix p")" || rc=1
 	done
 	return "$rc"
 }
