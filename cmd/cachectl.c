@@ -695,11 +695,12 @@ static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
 	seconds(st->elapsed_ms, t, sizeof(t));
 	if (cli->json) {
 		snprintf(line, sizeof(line),
-			 "{\"warmed\":%llu,\"skipped\":%llu,\"bad\":%llu,\"failed\":%llu,\"records\":%llu,\"seconds\":%.3f}\n",
+			 "{\"warmed\":%llu,\"skipped\":%llu,\"bad\":%llu,\"failed\":%llu,\"denied\":%llu,\"records\":%llu,\"seconds\":%.3f}\n",
 			 (unsigned long long)st->warmed,
 			 (unsigned long long)st->skipped,
 			 (unsigned long long)st->bad,
 			 (unsigned long long)st->failed,
+			 (unsigned long long)st->denied,
 			 (unsigned long long)st->records,
 			 (double)st->elapsed_ms / 1000.0);
 		cli_write(cli, line, strlen(line));

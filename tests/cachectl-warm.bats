@@ -185,7 +185,7 @@ private_redis() {
 
 @test "warm --json prints the summary as JSON on stdout" {
 	run -65 --separate-stderr bash -c "printf 'a\t1\nbad\n' | cachectl warm --json --ttl 1m"
-	[[ "$output" =~ ^\{\"warmed\":1,\"skipped\":0,\"bad\":1,\"failed\":0,\"records\":2,\"seconds\":[0-9.]+\}$ ]]
+	[[ "$output" =~ ^\{\"warmed\":1,\"skipped\":0,\"bad\":1,\"failed\":0,\"denied\":0,\"records\":2,\"seconds\":[0-9.]+\}$ ]]
 	[ "$stderr" = "cachectl: warm: line 2: missing TAB between key and value" ]
 }
 
@@ -246,7 +246,9 @@ private_redis() {
 	[[ "${stderr_lines[2]}" == "warmed 0 keys in "*"(0 skipped, 2 failed)" ]]
 	# --json: the same code
 	run -77 --separate-stderr bash -c "printf 'no:3\tv\n' | cachectl warm --json --ttl 1m --redis '$url'"
-	[[ "$output" == '{"warmed":0,"skipped":0,"bad":0,"failed":1,'* ]]
+	[[ "$output" == '{"warmed":0,"skipped":0,"bad":0,"failed":1,"denied":1,'* ]]
+	run -75 --separate-stderr bash -c "printf 'ok:3\tv\n' | cachectl warm --json --ttl 1m --redis '$url'"
+	[[ "$output" == '{"warmed":0,"skipped":0,"bad":0,"failed":1,"denied":0,'* ]]
 }
 
 @test "warm --exec runs CMD for each missing key and caches its stdout" {
