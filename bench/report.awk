@@ -191,7 +191,10 @@ BEGIN {
 		where(label, cqf, "cq")
 		where(label, pf, scale > 1 ? peer sprintf(": one run of %d, unscaled", n / scale) : peer)
 	}
+	# an RSS row compares sizes of input, not speeds: its times are
+	# shown, their ratio means nothing
 	printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-		label, peer, ftime(ct, n), ftime(pt, n), fratio(ct, pt), sus,
+		label, peer, ftime(ct, n), ftime(pt, n),
+		kind == "rss" ? "–" : fratio(ct, pt), kind == "rss" ? "–" : sus,
 		frss(cr), frss(pr), fratio(cr, pr), g, res
 }
