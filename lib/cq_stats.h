@@ -103,8 +103,10 @@ void cq_metrics_source(struct cq_metrics *ms, int src, const struct cq_ctx *ctx)
  * Caller frees; NULL out of memory. */
 char *cq_metrics_json(const struct cq_metrics *ms);
 /* Prometheus text exposition: # HELP and # TYPE once per metric, then
- * one line per known value; appended to out.  Returns false out of
- * memory. */
+ * one line per known value; appended to out.  Label values are always
+ * valid UTF-8: \\, \" and \n escaped as the format says, a byte that is
+ * not part of valid UTF-8 written as the text \xFF (its backslash
+ * escaped).  Returns false out of memory. */
 bool cq_metrics_prom(const struct cq_metrics *ms, struct cq_buf *out);
 /* "name value" lines (name[label] for labelled metrics), unknown values
  * as "-", appended to out.  Returns false out of memory. */
@@ -112,6 +114,10 @@ bool cq_metrics_text(const struct cq_metrics *ms, struct cq_buf *out);
 /* A value formatted for people in at most 8 characters: "0.93", "12.3k",
  * "1.5M", "512K" for bytes, "-" when unknown. */
 void cq_metric_human(double v, enum cq_metric_fmt fmt, char *buf, size_t len);
+/* The length (1-4) of the valid UTF-8 sequence at the start of p (n bytes
+ * long), 0 when it does not start with one (a stray continuation byte,
+ * an overlong form, a surrogate, past U+10FFFF, cut short). */
+size_t cq_utf8_seq(const void *p, size_t n);
 
 /* ---- checks (--check EXPR) --------------------------------------------- */
 
@@ -143,7 +149,10 @@ bool cq_check_parse(const char *expr, struct cq_check *out, char *err,
 /*
  * Evaluate checks against a sample.  The state is the worst of them; a
  * check whose metric is unknown (server down, no such queue, no lookups)
- * makes it UNKNOWN.  line gets the status line, without newline:
+ * makes it UNKNOWN.  "up" has one value per server the sample used
+ * (up[redis], up[amqp], up[api]): 1 when it could be read, else 0.  A
+ * figure is named with its [label] when the check names one or the
+ * metric has several.  line gets the status line, without newline:
  *   "CQ OK - hit_rate=0.93 dlq=0"
  *   "CQ CRITICAL - dlq=2 (>0) hit_rate=0.93"
  *   "CQ UNKNOWN - hit_rate unknown: Redis at 127.0.0.1:1: ..."
@@ -244,8 +253,14 @@ struct cq_api_queue {
 	double ready, unacked, consumers;	/* NAN when not reported */
 	double publish_rate, deliver_rate, ack_rate;	/* per second */
 	char *dlq;		/* where its dead letters go, NULL unknown */
+	bool found;		/* the API knows the queue */
 };
 void cq_api_queues_free(struct cq_api_queue *q, size_t n);
+
+/* Log in to the management API at url (GET /api/whoami): CQ_OK when it
+ * answers and accepts the login, else the error, with the message on ctx
+ * (no password in it). */
+enum cq_err cq_api_ping(struct cq_ctx *ctx, const char *url);
 
 /*
  * Read queues of vhost from the management API at url
@@ -270,6 +285,10 @@ struct cq_stat_opts {
 	size_t nqueues;
 	const char *api_url;	/* management API, or NULL */
 	const char *match;	/* glob over queue names (needs api_url) */
+	/* Read AMQP (connect) and the API (log in) even when no queue is
+	 * looked at, so that their up state is known (--check 'up[amqp]<1').
+	 * Otherwise a server with nothing to read is not used, not up. */
+	bool amqp, api;
 };
 
 struct cq_stat;
@@ -284,8 +303,9 @@ void cq_stat_free(struct cq_stat *st);
  * Take a sample into ms (cleared first): since start the first time, over
  * the time since the previous sample after that.  A server that cannot be
  * read is marked down in ms->src (and retried next time); this is not an
- * error.  The queues matched by --match are fixed by the first sample
- * that could list them.  Returns CQ_ERR_NOMEM or CQ_OK.
+ * error; a server the sample had nothing to ask is not used (AMQP with
+ * no queue, unless o->amqp).  The queues matched by --match are fixed by
+ * the first sample that could list them.  Returns CQ_ERR_NOMEM or CQ_OK.
  */
 enum cq_err cq_stat_sample(struct cq_stat *st, struct cq_metrics *ms);
 

@@ -285,8 +285,10 @@ static enum cq_err fill(struct api *a, json_t *obj, const char *name,
 		if (isnan(q->ack_rate))
 			q->ack_rate = 0;
 	}
-	if (obj)
+	if (obj) {
+		q->found = true;
 		q->dlq = dead_letter_queue(a, obj, name);
+	}
 	return CQ_OK;
 }
 
@@ -390,5 +392,24 @@ enum cq_err cq_api_queues(struct cq_ctx *ctx, const char *url,
 		*out = NULL;
 		*nout = 0;
 	}
+	return e;
+}
+
+enum cq_err cq_api_ping(struct cq_ctx *ctx, const char *url)
+{
+	struct api a;
+	json_t *who = NULL;
+	enum cq_err e;
+
+	if (ctx->err)
+		return ctx->err;
+	e = api_open(&a, ctx, url, NULL);
+	if (!e)
+		e = api_get(&a, "/api/whoami", &who);
+	if (e == CQ_ERR_NOTFOUND)
+		e = cq_seterr(ctx, CQ_ERR_DATA,
+			      "management API at %s: no /api/whoami (HTTP 404)", a.safe);
+	json_decref(who);
+	api_close(&a);
 	return e;
 }

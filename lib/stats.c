@@ -202,6 +202,56 @@ void cq_metrics_source(struct cq_metrics *ms, int src, const struct cq_ctx *ctx)
 		 ctx->err ? (ctx->errstr[0] ? ctx->errstr : cq_strerror(ctx->err)) : "");
 }
 
+/* ---- UTF-8 --------------------------------------------------------------- */
+
+static bool appends(struct cq_buf *b, const char *s)
+{
+	return cq_buf_append(b, s, strlen(s));
+}
+
+size_t cq_utf8_seq(const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	size_t len;
+	uint32_t cp;
+
+	if (n == 0)
+		return 0;
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] < 0xc2 || s[0] > 0xf4)	/* continuation, overlong, too big */
+		return 0;
+	len = s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 : 4;
+	if (n < len)
+		return 0;
+	cp = s[0] & (0x7f >> len);
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return len;
+}
+
+/* Append the UTF-8 sequence at the start of s (n bytes left), or, when
+ * none starts there, its first byte as the text \xFF with backslash (one,
+ * or an escaped one for Prometheus) in front.  The bytes used, 0 out of
+ * memory. */
+static size_t utf8_append(struct cq_buf *b, const char *s, size_t n,
+			  const char *backslash)
+{
+	size_t len = cq_utf8_seq(s, n);
+	char hex[16];
+
+	if (len)
+		return cq_buf_append(b, s, len) ? len : 0;
+	snprintf(hex, sizeof(hex), "%sx%02X", backslash, (unsigned char)*s);
+	return appends(b, hex) ? 1 : 0;
+}
+
 /* ---- JSON -------------------------------------------------------------- */
 
 static json_t *json_num(double v, enum cq_metric_fmt fmt)
@@ -271,13 +321,30 @@ static void strip_private(json_t *arr)
 	}
 }
 
+/* A message as a JSON string: it may quote a queue name that is not
+ * UTF-8, whose stray bytes are then shown as \xFF. */
+static json_t *message_json(const char *msg)
+{
+	json_t *j = json_string(msg);
+	struct cq_buf b = { 0 };
+	size_t n = strlen(msg), used = 1;
+
+	if (j)
+		return j;
+	for (size_t i = 0; i < n && used; i += used)
+		used = utf8_append(&b, msg + i, n - i, "\\");
+	j = used ? json_stringn(b.data ? b.data : "", b.len) : NULL;
+	cq_buf_free(&b);
+	return j;
+}
+
 static json_t *source_json(const struct cq_source *s)
 {
 	json_t *o = json_object();
 
 	json_object_set_new(o, "up", json_boolean(s->up));
 	if (!s->up)
-		json_object_set_new(o, "error", json_string(s->errstr));
+		json_object_set_new(o, "error", message_json(s->errstr));
 	return o;
 }
 
@@ -365,27 +432,28 @@ char *cq_metrics_json(const struct cq_metrics *ms)
 
 /* ---- Prometheus ---------------------------------------------------------- */
 
-static bool appends(struct cq_buf *b, const char *s)
-{
-	return cq_buf_append(b, s, strlen(s));
-}
-
-/* A label value escaped as the text format wants: \\, \", \n. */
+/*
+ * A label value escaped as the text format wants (\\, \", \n), and valid
+ * UTF-8 whatever the label holds (a prefix may hold any byte): a byte
+ * that is not part of a valid sequence is written as the text \xFF, its
+ * backslash escaped, since node_exporter refuses a file that is not UTF-8.
+ */
 static bool prom_label(struct cq_buf *b, const char *s, size_t n)
 {
-	bool ok = true;
+	size_t used;
 
-	for (size_t i = 0; i < n && ok; i++) {
-		if (s[i] == '\\')
-			ok = appends(b, "\\\\");
-		else if (s[i] == '"')
-			ok = appends(b, "\\\"");
-		else if (s[i] == '\n')
-			ok = appends(b, "\\n");
+	for (size_t i = 0; i < n; i += used) {
+		const char *esc = s[i] == '\\' ? "\\\\" : s[i] == '"' ? "\\\"" :
+				  s[i] == '\n' ? "\\n" : NULL;
+
+		if (esc)
+			used = appends(b, esc) ? 1 : 0;
 		else
-			ok = cq_buf_append(b, &s[i], 1);
+			used = utf8_append(b, s + i, n - i, "\\\\");
+		if (!used)
+			return false;
 	}
-	return ok;
+	return true;
 }
 
 static bool prom_value(struct cq_buf *b, double v)
@@ -603,7 +671,8 @@ static bool selects(const struct cq_check *c, const struct cq_metric *m)
 	       memcmp(m->label, c->label, m->label_len) == 0;
 }
 
-/* How many entries the metric has (to show [label] only when several). */
+/* How many entries the metric has ([label] is shown when several, or
+ * when the check names one). */
 static size_t instances(const struct cq_metrics *ms, const char *name)
 {
 	size_t n = 0;
@@ -620,6 +689,8 @@ static const char *why_unknown(const struct cq_metrics *ms,
 	int s = !d->label || strcmp(d->label, "db") == 0 ||
 		strcmp(d->label, "prefix") == 0 ? CQ_SRC_REDIS : CQ_SRC_AMQP;
 
+	if (d == &defs[0])
+		return NULL;	/* up: known for every server used */
 	if (ms->src[s].used && !ms->src[s].up)
 		return ms->src[s].errstr;
 	if (s == CQ_SRC_AMQP && ms->src[CQ_SRC_API].used && !ms->src[CQ_SRC_API].up)
@@ -677,7 +748,7 @@ static bool eval_one(const struct cq_check *c, const struct cq_metrics *ms,
 {
 	const struct cq_metric_def *d = cq_metric_def(c->metric);
 	const char *why = d ? why_unknown(ms, d) : NULL;
-	bool several = instances(ms, c->metric) > 1, any = false;
+	bool named = c->has_label || instances(ms, c->metric) > 1, any = false;
 	char num[48], thr[48];
 	struct item x;
 
@@ -687,7 +758,7 @@ static bool eval_one(const struct cq_check *c, const struct cq_metrics *ms,
 		if (!selects(c, m))
 			continue;
 		any = true;
-		item_key(&x, c->metric, m, several);
+		item_key(&x, c->metric, m, named);
 		short_num(m->value, num, sizeof(num));
 		short_num(c->threshold, thr, sizeof(thr));
 		if (isnan(m->value)) {
@@ -716,16 +787,46 @@ static bool eval_one(const struct cq_check *c, const struct cq_metrics *ms,
 	return put_item(it, &x);
 }
 
+/*
+ * The sample as the checks see it: its metrics, then "up" of each server
+ * used (kept in ms->src, not in the list).  Only view->m is allocated;
+ * the labels are borrowed.
+ */
+static bool with_up(const struct cq_metrics *ms, struct cq_metrics *view)
+{
+	*view = *ms;
+	view->m = malloc((ms->n + CQ_NSRC) * sizeof(*view->m));
+	if (!view->m)
+		return false;
+	if (ms->n)
+		memcpy(view->m, ms->m, ms->n * sizeof(*view->m));
+	for (int s = 0; s < CQ_NSRC; s++) {
+		struct cq_metric *m = &view->m[view->n];
+
+		if (!ms->src[s].used)
+			continue;
+		m->def = &defs[0];
+		m->label = (char *)ms->src[s].name;
+		m->label_len = strlen(m->label);
+		m->value = ms->src[s].up;
+		view->n++;
+	}
+	view->cap = view->n;
+	return true;
+}
+
 bool cq_checks_eval(const struct cq_check *checks, size_t n,
 		    const struct cq_metrics *ms, enum cq_check_state *state,
 		    struct cq_buf *line)
 {
 	struct items it = { 0 };
+	struct cq_metrics view;
 	int st = CQ_STATE_OK;
-	bool ok = true;
+	bool ok = with_up(ms, &view);
 
 	for (size_t i = 0; i < n && ok; i++)
-		ok = eval_one(&checks[i], ms, &it);
+		ok = eval_one(&checks[i], &view, &it);
+	free(view.m);
 	for (size_t i = 0; i < it.n; i++)
 		st = worse(st, it.v[i].state);
 	*state = (enum cq_check_state)st;

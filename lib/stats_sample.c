@@ -143,8 +143,6 @@ static enum cq_err match_part(struct cq_stat *st, struct cq_ctx *api)
 	struct cq_api_queue *q;
 	size_t n;
 
-	if (st->matched || !st->o.match || !st->o.api_url)
-		return CQ_OK;
 	if (cq_api_queues(api, st->o.api_url, st->vhost, NULL, 0, st->o.match,
 			  &q, &n))
 		return api->err == CQ_ERR_NOMEM ? CQ_ERR_NOMEM : CQ_OK;
@@ -156,6 +154,34 @@ static enum cq_err match_part(struct cq_stat *st, struct cq_ctx *api)
 	}
 	cq_api_queues_free(q, n);
 	st->matched = true;
+	return CQ_OK;
+}
+
+/* The management API's figures of the queues into *aq.  When the sample
+ * asks it nothing else, it is logged in to, so that up is what it said
+ * this time. */
+static enum cq_err api_part(struct cq_stat *st, struct cq_metrics *ms,
+			    struct cq_api_queue **aq, size_t *naq)
+{
+	struct cq_ctx *api = ctx_for(st, CQ_SRC_API);
+	bool asked = false;
+
+	if (!api)
+		return CQ_ERR_NOMEM;
+	if (st->o.match && !st->matched) {
+		if (match_part(st, api))
+			return CQ_ERR_NOMEM;
+		asked = true;
+	}
+	if (st->nnames)
+		cq_api_queues(api, st->o.api_url, st->vhost,
+			      (const char *const *)st->names, st->nnames,
+			      NULL, aq, naq);
+	else if (!asked)
+		cq_api_ping(api, st->o.api_url);
+	if (api->err == CQ_ERR_NOMEM)
+		return CQ_ERR_NOMEM;
+	settle(st, ms, CQ_SRC_API);
 	return CQ_OK;
 }
 
@@ -181,7 +207,7 @@ static bool api_figures(struct cq_metrics *ms, const char *name,
 	if (ok && !amqp_up) {
 		/* AMQP down: what the API knows of ready and consumers */
 		ok = cq_metrics_add_queue(ms, name, a ? a->dlq : NULL,
-					  a && !isnan(a->ready)) >= 0 &&
+					  a && a->found) >= 0 &&
 		     cq_metrics_add(ms, "ready", name, n, a ? a->ready : NAN) &&
 		     cq_metrics_add(ms, "consumers", name, n, a ? a->consumers : NAN) &&
 		     cq_metrics_add(ms, "dlq", name, n, NAN);
@@ -189,30 +215,56 @@ static bool api_figures(struct cq_metrics *ms, const char *name,
 	return ok;
 }
 
+/* Passive declares of the queues; their figures are dropped when AMQP
+ * fails part-way.  With no queue it only connects (o.amqp), anew each
+ * time, so that up is what the broker said this time. */
+static enum cq_err amqp_part(struct cq_stat *st, struct cq_metrics *ms,
+			     const char *const *dlqs, bool *up)
+{
+	struct cq_ctx *amqp = ctx_for(st, CQ_SRC_AMQP);
+	size_t keep_m = ms->n, keep_q = ms->nqueues;
+
+	if (!amqp)
+		return CQ_ERR_NOMEM;
+	if (!st->nnames && !amqp->amqp)
+		cq_amqp_connect(amqp);
+	cq_queue_figures(amqp, st->nnames, (const char *const *)st->names,
+			 dlqs, ms);
+	if (amqp->err) {
+		while (ms->n > keep_m)
+			free(ms->m[--ms->n].label);
+		while (ms->nqueues > keep_q) {
+			ms->nqueues--;
+			free(ms->queues[ms->nqueues].name);
+			free(ms->queues[ms->nqueues].dlq);
+		}
+	}
+	if (amqp->err == CQ_ERR_NOMEM)
+		return CQ_ERR_NOMEM;
+	*up = !amqp->err;
+	settle(st, ms, CQ_SRC_AMQP);
+	if (!st->nnames) {
+		cq_ctx_free(st->ctx[CQ_SRC_AMQP]);
+		st->ctx[CQ_SRC_AMQP] = NULL;
+	}
+	return CQ_OK;
+}
+
 static enum cq_err queue_part(struct cq_stat *st, struct cq_metrics *ms)
 {
 	struct cq_api_queue *aq = NULL;
-	struct cq_ctx *api = NULL, *amqp;
 	const char **dlqs = NULL;
 	size_t naq = 0;
 	enum cq_err e = CQ_OK;
-	bool amqp_up;
+	bool amqp_up = false;
 
-	if (st->o.api_url) {
-		api = ctx_for(st, CQ_SRC_API);
-		if (!api || match_part(st, api))
-			return CQ_ERR_NOMEM;
-		if (st->nnames)
-			cq_api_queues(api, st->o.api_url, st->vhost,
-				      (const char *const *)st->names, st->nnames,
-				      NULL, &aq, &naq);
-		if (api->err == CQ_ERR_NOMEM)
-			return CQ_ERR_NOMEM;
-		settle(st, ms, CQ_SRC_API);
-	}
-	amqp = ctx_for(st, CQ_SRC_AMQP);
+	if (st->o.api_url && (st->nnames || st->o.match || st->o.api))
+		e = api_part(st, ms, &aq, &naq);
+	/* AMQP only for queues (--match may find none), or as asked */
+	if (e || (!st->nnames && !st->o.amqp))
+		goto out;
 	dlqs = calloc(st->nnames + 1, sizeof(*dlqs));
-	if (!amqp || !dlqs) {
+	if (!dlqs) {
 		e = CQ_ERR_NOMEM;
 		goto out;
 	}
@@ -221,28 +273,7 @@ static enum cq_err queue_part(struct cq_stat *st, struct cq_metrics *ms)
 
 		dlqs[i] = a ? a->dlq : NULL;
 	}
-	/* figures added for the queues before a failure are dropped */
-	{
-		size_t keep_m = ms->n, keep_q = ms->nqueues;
-
-		cq_queue_figures(amqp, st->nnames, (const char *const *)st->names,
-				 dlqs, ms);
-		if (amqp->err) {
-			while (ms->n > keep_m)
-				free(ms->m[--ms->n].label);
-			while (ms->nqueues > keep_q) {
-				ms->nqueues--;
-				free(ms->queues[ms->nqueues].name);
-				free(ms->queues[ms->nqueues].dlq);
-			}
-		}
-	}
-	if (amqp->err == CQ_ERR_NOMEM) {
-		e = CQ_ERR_NOMEM;
-		goto out;
-	}
-	amqp_up = !amqp->err;
-	settle(st, ms, CQ_SRC_AMQP);
+	e = amqp_part(st, ms, dlqs, &amqp_up);
 	for (size_t i = 0; i < st->nnames && !e; i++)
 		if (!api_figures(ms, st->names[i], api_of(aq, naq, st->names[i]),
 				 amqp_up))
@@ -264,7 +295,7 @@ enum cq_err cq_stat_sample(struct cq_stat *st, struct cq_metrics *ms)
 	st->prev_ms = now;
 	if (st->o.cache)
 		e = cache_part(st, ms);
-	if (!e && (st->nnames || st->o.match))
+	if (!e && (st->nnames || st->o.match || st->o.amqp || st->o.api))
 		e = queue_part(st, ms);
 	return e;
 }

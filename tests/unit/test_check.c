@@ -199,7 +199,7 @@ static void test_eval_labels_and_twins(void **state)
 	/* a label that matches nothing is UNKNOWN */
 	sample(&ms, 0.9, 5, 0, true);
 	assert_int_equal(eval(sel, 2, &ms, line, sizeof(line)), CQ_STATE_UNKNOWN);
-	assert_string_equal(line, "CQ UNKNOWN - ready[other] unknown: no such queue ready=5");
+	assert_string_equal(line, "CQ UNKNOWN - ready[other] unknown: no such queue ready[jobs]=5");
 	cq_metrics_clear(&ms);
 
 	/* several queues: each is named, the worst decides */
@@ -211,6 +211,33 @@ static void test_eval_labels_and_twins(void **state)
 	cq_metrics_clear(&ms);
 }
 
+/* up has a value per server the sample used, from ms->src */
+static void test_eval_up(void **state)
+{
+	static const char *const any[] = { "up<1" };
+	static const char *const amqp[] = { "up[amqp]<1:crit" };
+	static const char *const redis[] = { "up[redis]<1" };
+	static const char *const api[] = { "up[api]<1" };
+	struct cq_metrics ms;
+	char line[512];
+
+	(void)state;
+	sample(&ms, 0.9, 5, 0, true);
+	assert_int_equal(eval(any, 1, &ms, line, sizeof(line)), CQ_STATE_OK);
+	assert_string_equal(line, "CQ OK - up[redis]=1 up[amqp]=1");
+	assert_int_equal(eval(redis, 1, &ms, line, sizeof(line)), CQ_STATE_OK);
+	assert_string_equal(line, "CQ OK - up[redis]=1");
+	/* a server the sample did not use has no up */
+	assert_int_equal(eval(api, 1, &ms, line, sizeof(line)), CQ_STATE_UNKNOWN);
+	assert_string_equal(line, "CQ UNKNOWN - up[api] unknown: no such server");
+	ms.src[CQ_SRC_AMQP].up = false;
+	assert_int_equal(eval(amqp, 1, &ms, line, sizeof(line)), CQ_STATE_CRIT);
+	assert_string_equal(line, "CQ CRITICAL - up[amqp]=0 (<1)");
+	assert_int_equal(eval(any, 1, &ms, line, sizeof(line)), CQ_STATE_CRIT);
+	assert_string_equal(line, "CQ CRITICAL - up[amqp]=0 (<1) up[redis]=1");
+	cq_metrics_clear(&ms);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -218,6 +245,7 @@ int main(void)
 		cmocka_unit_test(test_parse_bad),
 		cmocka_unit_test(test_eval_levels),
 		cmocka_unit_test(test_eval_labels_and_twins),
+		cmocka_unit_test(test_eval_up),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

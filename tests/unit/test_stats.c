@@ -299,6 +299,59 @@ static void test_outputs(void **state)
 	assert_false(cq_metrics_add(&ms, "nosuch", NULL, 0, 1));
 }
 
+static void test_utf8_seq(void **state)
+{
+	static const struct {
+		const char *s;
+		size_t n, len;
+	} cases[] = {
+		{ "a", 1, 1 }, { "\xc3\xa9", 2, 2 }, { "\xe2\x82\xac", 3, 3 },
+		{ "\xf0\x9f\x98\x80", 4, 4 }, { "\xff", 1, 0 }, { "\x80", 1, 0 },
+		{ "\xe2\x82", 2, 0 },		/* cut short */
+		{ "\xc0\xaf", 2, 0 },		/* overlong '/' */
+		{ "\xe0\x80\xaf", 3, 0 },	/* overlong '/' */
+		{ "\xed\xa0\x80", 3, 0 },	/* a surrogate */
+		{ "\xf4\x90\x80\x80", 4, 0 },	/* past U+10FFFF */
+		{ "\xc3(", 2, 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (cq_utf8_seq(cases[i].s, cases[i].n) != cases[i].len)
+			fail_msg("case %zu: %zu, want %zu", i,
+				 cq_utf8_seq(cases[i].s, cases[i].n), cases[i].len);
+}
+
+/* A label with any byte comes out as valid UTF-8: escapes, valid
+ * sequences kept, stray bytes as the text \xFF (its backslash escaped). */
+static void test_prom_utf8(void **state)
+{
+	static const char weird[] = "q\"b\\n\nx\xff\xc3\xa9\xe2\x82|\xed\xa0\x80";
+	struct cq_metrics ms;
+	struct cq_buf b = { 0 };
+	char *json;
+
+	(void)state;
+	cq_metrics_init(&ms);
+	ms.src[CQ_SRC_AMQP].used = true;
+	strcpy(ms.src[CQ_SRC_AMQP].errstr, "queue 'a\xff" "b': FRAME_ERROR");
+	assert_true(cq_metrics_add(&ms, "prefix_hits_total", weird, sizeof(weird) - 1, 2));
+	assert_true(cq_metrics_prom(&ms, &b));
+	check_prom(b.data);
+	assert_non_null(strstr(b.data, "cq_prefix_hits_total{prefix=\"q\\\"b\\\\n\\nx"
+				 "\\\\xFF\xc3\xa9\\\\xE2\\\\x82|\\\\xED\\\\xA0\\\\x80\"} 2\n"));
+	for (size_t i = 0; i < b.len; i += cq_utf8_seq(b.data + i, b.len - i))
+		if (!cq_utf8_seq(b.data + i, b.len - i))
+			fail_msg("not UTF-8 at %zu: %s", i, b.data);
+	cq_buf_free(&b);
+	/* a message quoting such a name is still given, as text */
+	json = cq_metrics_json(&ms);
+	assert_non_null(json);
+	assert_non_null(strstr(json, "\"amqp\":{\"up\":false,\"error\":\"queue 'a\\\\xFFb': FRAME_ERROR\"}"));
+	free(json);
+	cq_metrics_clear(&ms);
+}
+
 static void test_human(void **state)
 {
 	static const struct {
@@ -331,6 +384,8 @@ int main(void)
 		cmocka_unit_test(test_figures_interval),
 		cmocka_unit_test(test_figures_track),
 		cmocka_unit_test(test_outputs),
+		cmocka_unit_test(test_utf8_seq),
+		cmocka_unit_test(test_prom_utf8),
 		cmocka_unit_test(test_human),
 	};
 
