@@ -2,6 +2,7 @@
  *
  * A view over libcq's sampler (cq_stat_*): a vmstat-like table, JSON,
  * Prometheus text, or a monitoring-plugin status line with --check. */
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -49,8 +50,40 @@ static const char usage[] =
 
 enum {
 	OPT_API = OPT_VERB, OPT_MATCH, OPT_NO_CACHE, OPT_TRACK, OPT_PROM,
-	OPT_CHECK, OPT_METRICS, OPT_VERSION,
+	OPT_CHECK, OPT_METRICS, OPT_VERSION, OPT_LIST_COMMANDS,
 };
+
+/* ':' first: getopt stays quiet and tells a missing argument apart, so
+ * that every message is ours (and on the status line under --check). */
+#define SHORT_OPTS ":q:h"
+
+static const struct option lopts[] = {
+	{ "queue", required_argument, NULL, 'q' },
+	{ "api", required_argument, NULL, OPT_API },
+	{ "match", required_argument, NULL, OPT_MATCH },
+	{ "no-cache", no_argument, NULL, OPT_NO_CACHE },
+	{ "track", no_argument, NULL, OPT_TRACK },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "prom", no_argument, NULL, OPT_PROM },
+	{ "check", required_argument, NULL, OPT_CHECK },
+	{ "metrics", no_argument, NULL, OPT_METRICS },
+	{ "redis", required_argument, NULL, OPT_REDIS },
+	{ "amqp", required_argument, NULL, OPT_AMQP },
+	{ "prefix", required_argument, NULL, OPT_PREFIX },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE },
+	{ "cacert", required_argument, NULL, OPT_CACERT },
+	{ "cert", required_argument, NULL, OPT_CERT },
+	{ "key", required_argument, NULL, OPT_KEY },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	/* hidden: the options above, for completions and their tests */
+	{ "list-commands", no_argument, NULL, OPT_LIST_COMMANDS },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* parse() printed what was asked (--help, --version...): exit 0. */
+#define DONE (-1)
 
 enum mode { MODE_TABLE, MODE_JSON, MODE_PROM, MODE_CHECK };
 
@@ -65,12 +98,32 @@ struct opts {
 	bool have_interval;
 };
 
-/* Usage errors exit 64, or 3 (UNKNOWN) when --check asks for a plugin. */
+/*
+ * When --check asks for a monitoring plugin, every failure is also its
+ * status line, "CQ UNKNOWN - why" on stdout, and exits 3 (UNKNOWN): a
+ * plugin that prints nothing shows as "no output" in Nagios.
+ */
 static bool check_mode;
+
+/* Is --check among the options, however abbreviated and wherever given?
+ * Decides how the errors found before it are reported. */
+static bool wants_check(int argc, char **argv)
+{
+	bool found = false;
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, SHORT_OPTS, lopts, NULL)) != -1)
+		if (c == OPT_CHECK || (c == ':' && optopt == OPT_CHECK))
+			found = true;
+	optind = 0;	/* glibc: start again */
+	return found;
+}
 
 static int usage_error(struct cli *cli, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* A usage error: exit EX_USAGE, or UNKNOWN with its status line. */
 static int usage_error(struct cli *cli, const char *fmt, ...)
 {
 	char msg[512];
@@ -80,7 +133,44 @@ static int usage_error(struct cli *cli, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	cli_usage_error(cli, "%s", msg);
-	return check_mode ? CQ_STATE_UNKNOWN : 64;
+	if (!check_mode)
+		return EX_USAGE;
+	printf("CQ UNKNOWN - %s\n", msg);
+	return CQ_STATE_UNKNOWN;
+}
+
+/* An error that ends the run: code, or UNKNOWN with its status line. */
+static int fatal(struct cli *cli, int code, const char *msg)
+{
+	cli_err(cli, "%s", msg);
+	if (!check_mode)
+		return code;
+	printf("CQ UNKNOWN - %s\n", msg);
+	return CQ_STATE_UNKNOWN;
+}
+
+/* What getopt refused, said the way cq says it. */
+static int bad_option(struct cli *cli, int c, char **argv)
+{
+	const char *arg = argv[optind - 1];
+	int n = (int)strcspn(arg, "="), similar = 0;
+
+	if (c == ':')
+		return usage_error(cli, "%.*s needs an argument", n, arg);
+	if (strncmp(arg, "--", 2) != 0)
+		return usage_error(cli, "unknown option '-%c'", optopt);
+	if (optopt)
+		return usage_error(cli, "%.*s takes no argument", n, arg);
+	for (const struct option *l = lopts; l->name; l++)
+		similar += strncmp(l->name, arg + 2, (size_t)n - 2) == 0;
+	return usage_error(cli, "%s option '%.*s'",
+			   similar > 1 ? "ambiguous" : "unknown", n, arg);
+}
+
+static int print_done(struct cli *cli, const char *text)
+{
+	cli_write(cli, text, strlen(text));
+	return DONE;
 }
 
 static int list_metrics(struct cli *cli)
@@ -95,7 +185,17 @@ static int list_metrics(struct cli *cli)
 
 		cli_write(cli, line, (size_t)len);
 	}
-	return 0;
+	return DONE;
+}
+
+/* --list-commands: cqstat has no verbs, so its long options (not this
+ * one), for completions and the test that keeps them in step. */
+static int list_options(struct cli *cli)
+{
+	for (const struct option *l = lopts; l->name; l++)
+		if (l->val != OPT_LIST_COMMANDS)
+			printf("--%s\n", l->name);
+	return DONE;
 }
 
 static int add_check(struct cli *cli, struct opts *o, const char *expr)
@@ -103,10 +203,8 @@ static int add_check(struct cli *cli, struct opts *o, const char *expr)
 	struct cq_check *c = realloc(o->checks, (o->nchecks + 1) * sizeof(*c));
 	char err[200];
 
-	if (!c) {
-		cli_err(cli, "out of memory");
-		return 70;
-	}
+	if (!c)
+		return fatal(cli, EX_SOFTWARE, "out of memory");
 	o->checks = c;
 	if (!cq_check_parse(expr, &c[o->nchecks], err, sizeof(err))) {
 		/* the plugin convention: a bad expression is UNKNOWN */
@@ -125,10 +223,8 @@ static int add_queue(struct cli *cli, struct opts *o, const char *q)
 	if (!*q || strlen(q) > 255)
 		return usage_error(cli, "-q: bad queue name '%s' (1-255 bytes)", q);
 	v = realloc(o->queues, (o->so.nqueues + 1) * sizeof(*v));
-	if (!v) {
-		cli_err(cli, "out of memory");
-		return 70;
-	}
+	if (!v)
+		return fatal(cli, EX_SOFTWARE, "out of memory");
 	v[o->so.nqueues++] = q;
 	o->queues = v;
 	o->so.queues = v;
@@ -176,33 +272,12 @@ static int positional(struct cli *cli, struct opts *o, int argc, char **argv)
 
 static int parse(struct cli *cli, struct opts *o, int argc, char **argv)
 {
-	static const struct option lopts[] = {
-		{ "queue", required_argument, NULL, 'q' },
-		{ "api", required_argument, NULL, OPT_API },
-		{ "match", required_argument, NULL, OPT_MATCH },
-		{ "no-cache", no_argument, NULL, OPT_NO_CACHE },
-		{ "track", no_argument, NULL, OPT_TRACK },
-		{ "prom", no_argument, NULL, OPT_PROM },
-		{ "check", required_argument, NULL, OPT_CHECK },
-		{ "metrics", no_argument, NULL, OPT_METRICS },
-		{ "version", no_argument, NULL, OPT_VERSION },
-		{ "redis", required_argument, NULL, OPT_REDIS },
-		{ "amqp", required_argument, NULL, OPT_AMQP },
-		{ "prefix", required_argument, NULL, OPT_PREFIX },
-		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-		{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE },
-		{ "cacert", required_argument, NULL, OPT_CACERT },
-		{ "cert", required_argument, NULL, OPT_CERT },
-		{ "key", required_argument, NULL, OPT_KEY },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	int c, ret;
 
 	o->so.cache = true;
 	o->so.api_url = cli->set.api_url;
-	while ((c = getopt_long(argc, argv, "+q:h", lopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, SHORT_OPTS, lopts, NULL)) != -1) {
 		ret = 0;
 		switch (c) {
 		case 'q':
@@ -229,16 +304,16 @@ static int parse(struct cli *cli, struct opts *o, int argc, char **argv)
 				ret = add_check(cli, o, optarg);
 			break;
 		case OPT_METRICS:
-			exit(list_metrics(cli) || fflush(stdout) || ferror(stdout) ? 74 : 0);
+			return list_metrics(cli);
+		case OPT_LIST_COMMANDS:
+			return list_options(cli);
 		case OPT_VERSION:
-			printf("cqstat %s\n", CQ_VERSION);
-			exit(fflush(stdout) || ferror(stdout) ? 74 : 0);
+			return print_done(cli, "cqstat " CQ_VERSION "\n");
 		case 'h':
-			fputs(usage, stdout);
-			exit(fflush(stdout) || ferror(stdout) ? 74 : 0);
+			return print_done(cli, usage);
 		case '?':
 		case ':':
-			return usage_error(cli, "%s", "bad option (see above)");
+			return bad_option(cli, c, argv);
 		case OPT_TIMEOUT:
 			if (!cq_parse_duration(optarg, &cli->set.timeout_ms) ||
 			    cli->set.timeout_ms <= 0)
@@ -272,6 +347,8 @@ static const struct col cache_cols[] = {
 	{ "keys", "keys", 7 }, { "nottl", "keys_no_ttl", 7 },
 };
 static const struct col track_col = { "pfxhit", "prefix_hit_rate", 6 };
+/* the only column when --match found no queue (yet): 0, or down */
+static const struct col match_col = { "match", NULL, 7 };
 static const struct col queue_cols[] = {
 	{ "ready", "ready", 7 }, { "unack", "unacked", 6 },
 	{ "cons", "consumers", 5 }, { "in/s", "publish_rate", 6 },
@@ -289,23 +366,68 @@ static void put(struct cq_buf *b, const char *s, int width)
 	cq_buf_append(b, cell, n > 0 ? (size_t)n : 0);
 }
 
-/* "--- title ---" centred over width columns. */
+/*
+ * title as the table shows it, in at most max characters (written to out,
+ * which holds 1024 + 4 bytes): a control character or a byte that is not
+ * UTF-8 as '?', and a longer title cut in the middle, keeping its end, so
+ * that a queue and its .dlq still differ.  Returns the characters shown.
+ */
+static int fit_title(const char *title, int max, char *out)
+{
+	enum { MAXCH = 256 };
+	char clean[MAXCH * 4];
+	size_t off[MAXCH + 1], len = 0, n = strlen(title);
+	int nch = 0, head, tail;
+
+	for (size_t i = 0, l; i < n && nch < MAXCH; i += l ? l : 1) {
+		const unsigned char *u = (const unsigned char *)title + i;
+
+		l = cq_utf8_seq(u, n - i);
+		off[nch++] = len;
+		if (l && !(l == 1 && iscntrl(*u)) &&
+		    !(l == 2 && u[0] == 0xc2 && u[1] < 0xa0)) {	/* C1 controls */
+			memcpy(clean + len, u, l);
+			len += l;
+		} else {
+			clean[len++] = '?';
+		}
+	}
+	off[nch] = len;
+	if (nch <= max || max < 4) {
+		if (nch > max)	/* too narrow for "...": cut */
+			nch = max;
+		memcpy(out, clean, off[nch]);
+		out[off[nch]] = '\0';
+		return nch;
+	}
+	head = (max - 3) / 2;
+	tail = max - 3 - head;
+	memcpy(out, clean, off[head]);
+	memcpy(out + off[head], "...", 3);
+	memcpy(out + off[head] + 3, clean + off[nch - tail], len - off[nch - tail]);
+	out[off[head] + 3 + len - off[nch - tail]] = '\0';
+	return max;
+}
+
+static void dashes(struct cq_buf *b, int n)
+{
+	for (int i = 0; i < n; i++)
+		cq_buf_append(b, "-", 1);
+}
+
+/* " --- title ---" over width columns, its separating space included,
+ * with at least one dash each side. */
 static void group(struct cq_buf *b, const char *title, int width)
 {
-	int tl = (int)strlen(title), left, right;
+	char t[1024 + 4];
+	int tl = fit_title(title, width - 5, t), d = width - 3 - tl;
 
-	if (tl > width - 2)
-		tl = width - 2 > 0 ? width - 2 : 0;
-	left = (width - tl - 2) / 2;
-	right = width - tl - 2 - left;
 	cq_buf_append(b, " ", 1);
-	for (int i = 1; i < left; i++)
-		cq_buf_append(b, "-", 1);
+	dashes(b, d / 2);
 	cq_buf_append(b, " ", 1);
-	cq_buf_append(b, title, (size_t)tl);
+	cq_buf_append(b, t, strlen(t));
 	cq_buf_append(b, " ", 1);
-	for (int i = 0; i < right; i++)
-		cq_buf_append(b, "-", 1);
+	dashes(b, d - d / 2);
 }
 
 static int cols_width(const struct col *c, size_t n)
@@ -315,6 +437,12 @@ static int cols_width(const struct col *c, size_t n)
 	for (size_t i = 0; i < n; i++)
 		w += c[i].width + 1;
 	return w;
+}
+
+/* No column at all: no cache, and --match has found no queue. */
+static bool no_columns(const struct opts *o, const struct cq_metrics *ms)
+{
+	return !o->so.cache && !ms->nqueues;
 }
 
 static void header(const struct opts *o, const struct cli *cli,
@@ -327,6 +455,8 @@ static void header(const struct opts *o, const struct cli *cli,
 		group(b, "redis", cw);
 	for (size_t i = 0; i < ms->nqueues; i++)
 		group(b, ms->queues[i].name, cols_width(queue_cols, NQUEUE));
+	if (no_columns(o, ms))
+		group(b, "api", match_col.width + 1);
 	cq_buf_append(b, "\n", 1);
 	for (size_t i = 0; o->so.cache && i < NCACHE; i++)
 		put(b, cache_cols[i].head, cache_cols[i].width);
@@ -335,6 +465,8 @@ static void header(const struct opts *o, const struct cli *cli,
 	for (size_t q = 0; q < ms->nqueues; q++)
 		for (size_t i = 0; i < NQUEUE; i++)
 			put(b, queue_cols[i].head, queue_cols[i].width);
+	if (no_columns(o, ms))
+		put(b, match_col.head, match_col.width);
 	cq_buf_append(b, "\n", 1);
 }
 
@@ -376,6 +508,8 @@ static void row(const struct opts *o, const struct cli *cli,
 		cells(b, ms, queue_cols, NQUEUE, q->name, qdown || !q->found,
 		      qdown ? "down" : q->found ? NULL : "none");
 	}
+	if (no_columns(o, ms))
+		put(b, ms->src[CQ_SRC_API].up ? "0" : "down", match_col.width);
 	cq_buf_append(b, "\n", 1);
 }
 
@@ -393,6 +527,13 @@ static bool emit(struct cli *cli, const struct cq_buf *b)
 	return !cli->out_failed;
 }
 
+/* Could the sample tell that a queue does not exist?  A passive declare
+ * or the management API answered. */
+static bool queues_known(const struct cq_metrics *ms)
+{
+	return ms->src[CQ_SRC_AMQP].up || ms->src[CQ_SRC_API].up;
+}
+
 /* Say on stderr when a server goes down, once until it is back. */
 static void report_down(struct cli *cli, const struct cq_metrics *ms,
 			bool *was_down, bool *queue_said)
@@ -406,9 +547,9 @@ static void report_down(struct cli *cli, const struct cq_metrics *ms,
 			was_down[s] = !src->up;
 	}
 	for (size_t i = 0; i < ms->nqueues && !*queue_said; i++)
-		if (!ms->queues[i].found && ms->src[CQ_SRC_AMQP].up)
+		if (!ms->queues[i].found && queues_known(ms))
 			cli_err(cli, "no queue '%s'", ms->queues[i].name);
-	if (ms->nqueues && ms->src[CQ_SRC_AMQP].up)
+	if (ms->nqueues && queues_known(ms))
 		*queue_said = true;
 }
 
@@ -425,19 +566,25 @@ static void sleep_until(long long due_ms)
 		;
 }
 
-/* Which servers the checks need: a queue metric needs AMQP, the rest
- * Redis. */
+/* Which servers the checks need: a queue metric needs AMQP, up[amqp] and
+ * up[api] their server (even with no queue), the rest Redis. */
 static void checks_need(struct opts *o)
 {
 	bool cache = false;
 
 	for (size_t i = 0; i < o->nchecks; i++) {
-		const struct cq_metric_def *d = cq_metric_def(o->checks[i].metric);
+		const struct cq_check *c = &o->checks[i];
+		const struct cq_metric_def *d = cq_metric_def(c->metric);
 
-		if (d && (!d->label || strcmp(d->label, "queue") != 0))
+		if (strcmp(c->metric, "up") == 0 && c->has_label) {
+			cache |= strcmp(c->label, "redis") == 0;
+			o->so.amqp |= strcmp(c->label, "amqp") == 0;
+			o->so.api |= strcmp(c->label, "api") == 0;
+		} else if (d && (!d->label || strcmp(d->label, "queue") != 0)) {
 			cache = true;
+		}
 	}
-	if (!cache && (o->so.nqueues || o->so.match))
+	if (!cache && (o->so.nqueues || o->so.match || o->so.amqp || o->so.api))
 		o->so.cache = false;
 }
 
@@ -459,7 +606,7 @@ static void count(struct tally *t, const struct cq_metrics *ms)
 			t->first_err = ms->src[s].err;
 	}
 	for (size_t i = 0; i < ms->nqueues; i++)
-		if (!ms->queues[i].found && ms->src[CQ_SRC_AMQP].up)
+		if (!ms->queues[i].found && queues_known(ms))
 			t->missing = true;
 }
 
@@ -471,6 +618,7 @@ static int run(struct cli *cli, struct opts *o)
 	struct tally t = { 0 };
 	bool was_down[CQ_NSRC] = { false }, queue_said = false, ok = true;
 	long long start = cq_now_ms();
+	size_t shown = 0;	/* queues under the last header */
 	int ret = 0;
 
 	o->so.api_url = o->so.api_url && *o->so.api_url ? o->so.api_url : NULL;
@@ -478,18 +626,15 @@ static int run(struct cli *cli, struct opts *o)
 		checks_need(o);
 	cq_metrics_init(&ms);
 	st = cq_stat_new(&cli->set, &o->so);
-	if (!st) {
-		cli_err(cli, "out of memory");
-		return o->mode == MODE_CHECK ? CQ_STATE_UNKNOWN : 70;
-	}
+	if (!st)
+		return fatal(cli, EX_SOFTWARE, "out of memory");
 	for (unsigned long long i = 0; ok && (o->count == 0 || i < o->count); i++) {
 		bool last = o->count && i + 1 == o->count;
 
 		if (i > 0)
 			sleep_until(start + (long long)i * o->interval_ms);
 		if (cq_stat_sample(st, &ms)) {
-			cli_err(cli, "out of memory");
-			ret = 70;
+			ret = fatal(cli, EX_SOFTWARE, "out of memory");
 			break;
 		}
 		count(&t, &ms);
@@ -503,8 +648,10 @@ static int run(struct cli *cli, struct opts *o)
 			     cq_buf_append(&out, "\n", 1);
 			free(j);
 		} else if (o->mode == MODE_TABLE) {
-			if (i == 0)
+			/* again when --match has found its queues */
+			if (i == 0 || ms.nqueues != shown)
 				header(o, cli, &ms, &out);
+			shown = ms.nqueues;
 			row(o, cli, &ms, &out);
 		} else if (last && o->mode == MODE_PROM) {
 			ok = cq_metrics_prom(&ms, &out);
@@ -520,6 +667,8 @@ static int run(struct cli *cli, struct opts *o)
 	cq_metrics_clear(&ms);
 	cq_stat_free(st);
 	cq_buf_free(&out);
+	if (!ok && !cli->out_failed)	/* not the output: memory */
+		ret = fatal(cli, EX_SOFTWARE, "out of memory");
 	if (o->mode == MODE_CHECK)
 		return cli->out_failed ? CQ_STATE_UNKNOWN : ret;
 	if (ret)
@@ -538,13 +687,14 @@ int main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	cli_hold_std_fds();
-	for (int i = 1; i < argc; i++)
-		if (strncmp(argv[i], "--check", 7) == 0)
-			check_mode = true;
+	check_mode = wants_check(argc, argv);
 	if (cq_settings_from_env(&cli.set, errbuf, sizeof(errbuf)))
-		return usage_error(&cli, "%s", errbuf);
-	ret = parse(&cli, &o, argc, argv);
-	if (!ret)
+		ret = usage_error(&cli, "%s", errbuf);
+	else
+		ret = parse(&cli, &o, argc, argv);
+	if (ret == DONE)
+		ret = 0;
+	else if (!ret)
 		ret = run(&cli, &o);
 	free(o.queues);
 	free(o.checks);
@@ -557,6 +707,6 @@ int main(int argc, char **argv)
 	if (cli.out_failed && cli.out_errno != EPIPE)
 		cli_err(&cli, "cannot write output: %s", strerror(cli.out_errno));
 	if (cli.out_failed && (ret == 0 || ret == 1))
-		ret = check_mode ? CQ_STATE_UNKNOWN : 74;
+		ret = check_mode ? CQ_STATE_UNKNOWN : EX_IOERR;
 	return ret;
 }

@@ -8,6 +8,7 @@ load cqstat_helper
 per_test_setup() {
 	priv_redis_start
 	export CQ_REDIS_URL=$PRIV_URL
+	API=$CQ_API_URL
 	unset CQ_API_URL
 	# 3 hits and 1 miss: hit_rate 0.75
 	cachectl set --ttl 60 a 1
@@ -93,12 +94,66 @@ per_test_teardown() {
 	run --separate-stderr -3 cqstat --check 'nosuch>1'
 	assert_output "CQ UNKNOWN - bad --check 'nosuch>1': unknown metric 'nosuch'"
 	run --separate-stderr -3 cqstat --check 'hit_rate<0.8:urgent'
+	assert_output "CQ UNKNOWN - bad --check 'hit_rate<0.8:urgent': bad level 'urgent' (want warn or crit)"
+}
+
+@test "UNKNOWN: every usage error under --check prints its one status line on stdout" {
 	run --separate-stderr -3 cqstat --check 'hit_rate<0.8' --bogus
+	assert_output "CQ UNKNOWN - unknown option '--bogus'"
+	[[ $stderr == "cqstat: unknown option '--bogus'"* ]]
 	run --separate-stderr -3 cqstat --check 'hit_rate<0.8' 1 2
+	assert_output "CQ UNKNOWN - --check measures over one INTERVAL: no COUNT"
 	run --separate-stderr -3 cqstat --check 'hit_rate<0.8' 0
+	assert_output "CQ UNKNOWN - bad INTERVAL '0' (want e.g. 1, 500ms, 1m)"
 	run --separate-stderr -3 cqstat --check
+	assert_output "CQ UNKNOWN - --check needs an argument"
 	run --separate-stderr -3 cqstat --json --check 'hit_rate<0.8'
+	assert_output "CQ UNKNOWN - --json and --check exclude each other"
 	[[ $stderr == "cqstat: --json and --check exclude each other"* ]]
+	run --separate-stderr -3 cqstat --check 'hit_rate<0.8' --json
+	assert_output "CQ UNKNOWN - --check and --json exclude each other"
+	run --separate-stderr -3 cqstat --check 'hit_rate<0.8' -q ''
+	assert_output "CQ UNKNOWN - -q: bad queue name '' (1-255 bytes)"
+	CQ_TIMEOUT=x run --separate-stderr -3 cqstat --check 'hit_rate<0.8'
+	assert_output "CQ UNKNOWN - CQ_TIMEOUT: bad duration 'x'"
+	# an abbreviation is --check too (getopt takes it), wherever it is
+	run --separate-stderr -3 cqstat --bogus --chec 'hit_rate<0.8'
+	assert_output "CQ UNKNOWN - unknown option '--bogus'"
+}
+
+@test "--check is found by its name, not a prefix: --checkfoo is a usage error, 64" {
+	run --separate-stderr -64 cqstat --checkfoo
+	[ -z "$output" ]
+	[[ $stderr == "cqstat: unknown option '--checkfoo'"* ]]
+	# a queue named --check is not a check either
+	run --separate-stderr -64 cqstat -q --check 0
+	[ -z "$output" ]
+	[[ $stderr == "cqstat: bad INTERVAL '0'"* ]]
+}
+
+@test "up: 1 or 0 for each server read; up[amqp] connects even with no queue" {
+	run -0 cqstat --check 'up<1'
+	assert_output 'CQ OK - up=1'
+	run -0 cqstat --check 'up[redis]<1'
+	assert_output 'CQ OK - up[redis]=1'
+	run -0 cqstat --check 'up[amqp]<1:crit'
+	assert_output 'CQ OK - up[amqp]=1'
+	run --separate-stderr -2 cqstat --amqp "$DOWN_AMQP" --check 'up[amqp]<1:crit'
+	assert_output 'CQ CRITICAL - up[amqp]=0 (<1)'
+	# each server read has its up, the one down first
+	qctl declare -q "$Q"
+	run -2 cqstat --amqp "$DOWN_AMQP" -q "$Q" --check 'up<1' --check 'hit_rate<0.1'
+	assert_output 'CQ CRITICAL - up[amqp]=0 (<1) up[redis]=1 hit_rate=0.75'
+	run -0 cqstat --redis "$DOWN_REDIS" --check 'up[amqp]<1'
+	assert_output 'CQ OK - up[amqp]=1'
+	# the management API, logged in to
+	run -0 cqstat --api "$API" --check 'up[api]<1'
+	assert_output 'CQ OK - up[api]=1'
+	run -2 cqstat --api "http://127.0.0.1:1" --check 'up[api]<1'
+	assert_output 'CQ CRITICAL - up[api]=0 (<1)'
+	# a server not asked for has no up
+	run -3 cqstat --check 'up[api]<1'
+	assert_output 'CQ UNKNOWN - up[api] unknown: no such server'
 }
 
 @test "--check with INTERVAL judges the figures of that interval" {

@@ -9,12 +9,15 @@ load cqstat_helper
 per_test_setup() {
 	API=$CQ_API_URL
 	unset CQ_API_URL
+	DROP=()		# more queues to drop in teardown
+	UNTRACK=	# a field of cq:track to delete in teardown
 }
 
 per_test_teardown() {
 	[ -n "${BGPID:-}" ] && kill "$BGPID" 2>/dev/null && wait "$BGPID" 2>/dev/null
 	qctl purge --yes "$Q" >/dev/null 2>&1 || true
-	drop_queues "$Q" "$Q.dlq"
+	drop_queues "$Q" "$Q.dlq" "${DROP[@]}"
+	[ -z "${UNTRACK:-}" ] || rcli hdel cq:track "$UNTRACK" >/dev/null
 	return 0
 }
 
@@ -153,16 +156,74 @@ poll() {
 	run --separate-stderr -69 cqstat --redis "$DOWN_REDIS" -q "$Q" --amqp "$DOWN_AMQP"
 }
 
-@test "--prom with queues: labelled lines, escaped, strictly formatted" {
-	qctl declare -q --dlq "$Q"
-	seq 4 | qctl enqueue -q "$Q"
-	run -0 cqstat --no-cache -q "$Q" --api "$API" --prom
+@test "--prom with queues: labelled lines, escaped, strictly formatted, valid UTF-8" {
+	# a queue name with a quote, a backslash and a multi-byte character
+	# (the broker drops newlines and refuses bytes that are not UTF-8),
+	# and a tracked prefix with a newline and a byte that is not UTF-8
+	wq=$(printf '%s.we"ird\\q\xc3\xa9' "$Q")
+	wp=$(printf '%swe"ird\\\np\xff\xc3\xa9:' "$P")
+	DROP=("$wq")
+	UNTRACK=misses:$wp
+	amqp-declare-queue -u "$CQ_AMQP_URL" -q "$wq" >/dev/null
+	seq 4 | qctl enqueue -q "$wq"
+	CQ_PREFIX=$wp cachectl get --track -q nope || true
+	run -0 cqstat -q "$wq" --api "$API" --track --prom
+	iconv -f UTF-8 -t UTF-8 <<<"$output" >/dev/null || fail "not UTF-8: $output"
 	sample='^cq_[a-z_]+(\{[a-z_]+="([^"\\]|\\["\\n])*"\})? -?[0-9]+(\.[0-9]+)?(e[-+][0-9]+)?$'
 	for l in "${lines[@]}"; do
 		[[ $l =~ ^#\ (HELP|TYPE)\ cq_ || $l =~ $sample ]] || fail "bad line: $l"
 	done
-	assert_line "cq_queue_ready_messages{queue=\"$Q\"} 4"
-	assert_line "cq_queue_dead_letter_messages{queue=\"$Q\"} 0"
+	eq="$Q.we\\\"ird\\\\qé"
+	assert_line "cq_queue_ready_messages{queue=\"$eq\"} 4"
+	assert_line "cq_prefix_misses_total{prefix=\"${P}we\\\"ird\\\\\\np\\\\xFFé:\"} 1"
+	assert_line 'cq_up{server="redis"} 1'
 	assert_line 'cq_up{server="amqp"} 1'
 	assert_line 'cq_up{server="api"} 1'
+}
+
+@test "--match with the API down: shown as down, exit 69; AMQP, asked nothing, is not reported" {
+	run --separate-stderr -69 cqstat --no-cache --match 'x*' --api "http://127.0.0.1:1"
+	assert_equal "$output" ' - api -
+   match
+    down'
+	[[ $stderr == "cqstat: api down: management API at http://127.0.0.1:1: "*"onnect"* ]]
+	run --separate-stderr -69 cqstat --no-cache --match 'x*' --api "http://127.0.0.1:1" --json
+	assert_equal "$(jq -c '[.api.up, .amqp, .queues]' <<<"$output")" '[false,null,[]]'
+	run --separate-stderr -69 cqstat --no-cache --match 'x*' --api "http://127.0.0.1:1" --prom
+	assert_output $'# HELP cq_up 1 when the server could be read for this sample, else 0\n# TYPE cq_up gauge\ncq_up{server="api"} 0'
+	# the API up, nothing matched, AMQP down but never contacted: not up
+	run --separate-stderr -0 cqstat --no-cache --match "nothing.$Q.*" --api "$API" --amqp "$DOWN_AMQP" --prom
+	assert_line 'cq_up{server="api"} 1'
+	refute_output --partial 'server="amqp"'
+	run --separate-stderr -0 cqstat --no-cache --match "nothing.$Q.*" --api "$API" --amqp "$DOWN_AMQP" --json
+	assert_equal "$(jq -c '[.api.up, .amqp, .queues]' <<<"$output")" '[true,null,[]]'
+	run --separate-stderr -0 cqstat --no-cache --match "nothing.$Q.*" --api "$API" --amqp "$DOWN_AMQP"
+	assert_line -n 2 --regexp '^ +0$'
+}
+
+@test "RabbitMQ down, the API up: a missing queue shows none, is named, and exits 1" {
+	qctl declare -q "$Q"
+	run --separate-stderr -1 cqstat --no-cache -q "$Q" -q "$Q.nosuch" --amqp "$DOWN_AMQP" --api "$API"
+	assert_line -n 2 --regexp '^ +[0-9-]+ +[0-9-]+ +[0-9-]+ +[0-9.-]+ +[0-9.-]+ +- +none +- +- +- +- +-$'
+	[[ $stderr == *"cqstat: no queue '$Q.nosuch'"* ]]
+	[[ $stderr == "cqstat: amqp down: cannot connect to RabbitMQ at 127.0.0.1:1: "* ]]
+	run --separate-stderr -1 cqstat --no-cache -q "$Q.nosuch" --amqp "$DOWN_AMQP" --api "$API" --json
+	assert_equal "$(jq -c '[.amqp.up, .api.up, .queues[0].found]' <<<"$output")" '[false,true,false]'
+	# neither could tell: down, not missing
+	run --separate-stderr -69 cqstat --no-cache -q "$Q.nosuch" --amqp "$DOWN_AMQP" --api "http://127.0.0.1:1"
+	refute_output --partial none
+}
+
+@test "long queue names are cut in the middle, keeping the end; the header stays as wide as its columns" {
+	long=$Q.a-queue-name-too-long-for-its-columns
+	DROP=("$long" "$long.dlq")
+	qctl declare -q --dlq "$long"
+	run --separate-stderr -0 cqstat --no-cache -q "$long" -q "$long.dlq"
+	assert_equal "${#lines[0]}" "${#lines[1]}"
+	assert_equal "${#lines[2]}" "${#lines[1]}"
+	assert_line -n 0 --regexp "^ -+ ${Q:0:10}[^ ]*\.\.\.[^ ]*-its-columns -+ -+ ${Q:0:10}[^ ]*\.\.\.[^ ]*-columns\.dlq -+\$"
+	# each group is exactly over its six columns (42 characters)
+	for g in "${lines[0]:0:42}" "${lines[0]:42}"; do
+		[[ $g =~ ^\ -+\ [^\ ]+\ -+$ ]] || fail "group: '$g'"
+	done
 }

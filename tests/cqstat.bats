@@ -208,6 +208,28 @@ hits3_miss1() {
 	assert_output $'# HELP cq_up 1 when the server could be read for this sample, else 0\n# TYPE cq_up gauge\ncq_up{server="redis"} 0'
 }
 
+@test "the man page's node_exporter recipe publishes a down state, and keeps the last file on a usage error" {
+	recipe=$(grep -- 'prom 10 >cq.tmp' "$TOP/man/cqstat.1" | sed -e 's/\\-/-/g' -e 's/\\e/\\/g')
+	[ -n "$recipe" ]
+	recipe=${recipe#\* \* \* \* \* }
+	recipe=${recipe//\/var\/lib\/node_exporter/$TMP/ne}
+	mkdir "$TMP/ne"
+	echo 'cq_up{server="redis"} 1' >"$TMP/ne/cq.prom"
+	# every server down: cqstat exits 69, and cq_up 0 still reaches the file
+	export CQ_REDIS_URL=$DOWN_REDIS CQ_AMQP_URL=$DOWN_AMQP CQ_API_URL=
+	run --separate-stderr -69 cqstat -q jobs --prom
+	run --separate-stderr -0 sh -c "$recipe"
+	assert_equal "$(cat "$TMP/ne/cq.prom")" '# HELP cq_up 1 when the server could be read for this sample, else 0
+# TYPE cq_up gauge
+cq_up{server="redis"} 0
+cq_up{server="amqp"} 0'
+	[ ! -e "$TMP/ne/cq.tmp" ]
+	# a usage error prints nothing: the last file stays
+	CQ_TIMEOUT=x run --separate-stderr sh -c "$recipe"
+	[[ $stderr == "cqstat: CQ_TIMEOUT: bad duration 'x'"* ]]
+	assert_equal "$(tail -1 "$TMP/ne/cq.prom")" 'cq_up{server="amqp"} 0'
+}
+
 @test "a Redis that goes down between samples: the next line says down, then it is back" {
 	cqstat --json 1 4 >"$TMP/out" 2>"$TMP/err" &
 	BGPID=$!
@@ -255,9 +277,29 @@ hits3_miss1() {
 	run --separate-stderr -64 cqstat --json --prom
 	[[ $stderr == "cqstat: --json and --prom exclude each other"* ]]
 	run --separate-stderr -64 cqstat --bogus
+	[[ $stderr == "cqstat: unknown option '--bogus'"* ]]
+	run --separate-stderr -64 cqstat --c
+	[[ $stderr == "cqstat: ambiguous option '--c'"* ]]
+	run --separate-stderr -64 cqstat --json=yes
+	[[ $stderr == "cqstat: --json takes no argument"* ]]
+	run --separate-stderr -64 cqstat -q
+	[[ $stderr == "cqstat: -q needs an argument"* ]]
 	run --separate-stderr -64 cqstat --timeout 0
 	run --separate-stderr -64 cqstat -q ''
 	CQ_TIMEOUT=x run --separate-stderr -64 cqstat
+	# no status line without --check
+	[ -z "$output" ]
+}
+
+@test "options may follow INTERVAL and COUNT" {
+	run --separate-stderr -0 cqstat 0.1 2 --json
+	assert_equal "${#lines[@]}" 2
+	jq -e '.redis.up == true' <<<"${lines[1]}" >/dev/null
+	run --separate-stderr -64 cqstat 0.1 2 --prom
+	[[ $stderr == "cqstat: --prom measures over one INTERVAL: no COUNT"* ]]
+	# after --, a word is INTERVAL even when it looks like an option
+	run --separate-stderr -64 cqstat -- --json
+	[[ $stderr == "cqstat: bad INTERVAL '--json'"* ]]
 }
 
 @test "--help and --metrics print to stdout and exit 0" {
@@ -268,6 +310,16 @@ hits3_miss1() {
 	assert_line --regexp '^ready +queue +Messages ready'
 	run -0 cqstat --version
 	assert_output --regexp '^cqstat [0-9]+\.[0-9]+\.[0-9]+$'
+}
+
+@test "--help, --version, --metrics, --list-commands on a full disk: exit 74 with a message" {
+	for opt in --help --version --metrics --list-commands; do
+		run --separate-stderr -74 bash -c "cqstat $opt >/dev/full"
+		assert_equal "$stderr" "cqstat: cannot write output: No space left on device"
+	done
+	# under --check, UNKNOWN
+	run --separate-stderr -3 bash -c "cqstat --check 'up<1' >/dev/full"
+	assert_equal "$stderr" "cqstat: cannot write output: No space left on device"
 }
 
 @test "a closed stdout ends a run that would go on forever" {
@@ -301,4 +353,41 @@ hits3_miss1() {
 		printf '%s\n' \"\${COMPREPLY[@]}\"
 	")
 	assert_equal "$got" $'hit_rate\nhit_rate_total\nhits\nhits_total'
+}
+
+# The long options a completion file offers, one a line, sorted.
+bash_options() {
+	bash --norc --noprofile -c '
+		source "$1" || exit
+		COMP_WORDS=(cqstat --); COMP_CWORD=1
+		_cqstat
+		printf "%s\n" "${COMPREPLY[@]}"' _ "$TOP/completions/cqstat.bash" |
+		grep -- '^--' | sort
+}
+zsh_options() {	# the option specs of _arguments: '--opt[', {-o,--opt}
+	grep -oE -- "--[a-z][a-z-]*(\[|\})" "$TOP/completions/_cqstat" | tr -d '[}' | sort -u
+}
+fish_options() {
+	mkdir -p "$TMP/empty"
+	(cd "$TMP/empty" && fish --no-config -c 'source $argv[1]; and complete -C "cqstat --"' \
+		"$TOP/completions/cqstat.fish") | cut -f1 | sort
+}
+
+@test "--list-commands: every completion offers exactly cqstat's long options" {
+	want=$(cqstat --list-commands | sort)
+	grep -qx -- --check <<<"$want"
+	grep -qx -- --queue <<<"$want"
+	# hidden: neither listed, nor in --help, nor offered
+	if grep -q list-commands <<<"$want"; then fail "it lists itself"; fi
+	run -0 cqstat --help
+	refute_output --partial list-commands
+	rc=0
+	for shell in bash zsh fish; do
+		got=$("${shell}_options")
+		[ "$got" = "$want" ] && continue
+		echo "the $shell completion offers the options on the left, --list-commands those on the right:"
+		diff <(echo "$got") <(echo "$want") || true
+		rc=1
+	done
+	return $rc
 }
