@@ -24,7 +24,7 @@ PKG_CONFIG ?= pkg-config
 CFLAGS ?= -O2 -g
 # override: `make CFLAGS=-O0` replaces the default above, not the flags the
 # build needs (-fPIC for libcq.so, -MMD for header dependencies, warnings)
-override CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+override CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes
 override CPPFLAGS += -D_GNU_SOURCE -Ilib -Icmd $(shell $(PKG_CONFIG) --cflags hiredis librabbitmq jansson 2>/dev/null)
 override CFLAGS += -fPIC -MMD -MP
 override LDFLAGS += -Wl,--as-needed

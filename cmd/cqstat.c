@@ -190,7 +190,7 @@ static int list_metrics(struct cli *cli)
 
 /* --list-commands: cqstat has no verbs, so its long options (not this
  * one), for completions and the test that keeps them in step. */
-static int list_options(struct cli *cli)
+static int list_options(void)
 {
 	for (const struct option *l = lopts; l->name; l++)
 		if (l->val != OPT_LIST_COMMANDS)
@@ -306,7 +306,7 @@ static int parse(struct cli *cli, struct opts *o, int argc, char **argv)
 		case OPT_METRICS:
 			return list_metrics(cli);
 		case OPT_LIST_COMMANDS:
-			return list_options(cli);
+			return list_options();
 		case OPT_VERSION:
 			return print_done(cli, "cqstat " CQ_VERSION "\n");
 		case 'h':
