@@ -130,36 +130,32 @@ static bool split_url(const char *rest, struct url_parts *u,
 	return true;
 }
 
-static bool span_port(struct span s, int *port)
+/* A span of digits as an int within [lo, hi]. */
+static bool span_int(struct span s, unsigned long long lo,
+		     unsigned long long hi, int *out)
 {
-	char buf[8];
+	char buf[16];
 	unsigned long long v;
 
 	if (s.n == 0 || s.n >= sizeof(buf))
 		return false;
 	memcpy(buf, s.p, s.n);
 	buf[s.n] = '\0';
-	if (!cq_parse_uint(buf, 1, 65535, &v))
+	if (!cq_parse_uint(buf, lo, hi, &v))
 		return false;
-	*port = (int)v;
+	*out = (int)v;
 	return true;
 }
 
+static bool span_port(struct span s, int *port)
+{
+	return span_int(s, 1, 65535, port);
+}
+
+/* A database number; an empty one leaves *db as it is. */
 static bool span_db(struct span s, int *db)
 {
-	char buf[16];
-	unsigned long long v;
-
-	if (s.n == 0)
-		return true;
-	if (s.n >= sizeof(buf))
-		return false;
-	memcpy(buf, s.p, s.n);
-	buf[s.n] = '\0';
-	if (!cq_parse_uint(buf, 0, 100000, &v))
-		return false;
-	*db = (int)v;
-	return true;
+	return s.n == 0 || span_int(s, 0, 100000, db);
 }
 
 /* Decode an optional span into *out (NULL if absent). */
@@ -276,23 +272,6 @@ void cq_redis_url_clear(struct cq_redis_url *u)
 	memset(u, 0, sizeof(*u));
 }
 
-/* One ?name=value of an AMQP URL into *v, within [lo, hi]. */
-static bool option_int(struct span val, unsigned long long lo,
-		       unsigned long long hi, int *v)
-{
-	char buf[16];
-	unsigned long long n;
-
-	if (val.n == 0 || val.n >= sizeof(buf))
-		return false;
-	memcpy(buf, val.p, val.n);
-	buf[val.n] = '\0';
-	if (!cq_parse_uint(buf, lo, hi, &n))
-		return false;
-	*v = (int)n;
-	return true;
-}
-
 /* The query of an AMQP URL: heartbeat (seconds) and connection_timeout
  * (milliseconds), as in RabbitMQ's URI query parameters; anything else is
  * an error, not silently ignored. */
@@ -309,12 +288,12 @@ static bool amqp_options(struct span q, struct cq_amqp_url *out,
 		struct span val = { eq ? eq + 1 : stop, eq ? (size_t)(stop - eq - 1) : 0 };
 
 		if (key.n == 9 && memcmp(key.p, "heartbeat", 9) == 0) {
-			if (!option_int(val, 0, 65535, &out->heartbeat_s)) {
+			if (!span_int(val, 0, 65535, &out->heartbeat_s)) {
 				cqi_errbuf(errbuf, errlen, "bad ?heartbeat= (want seconds, 0-65535)");
 				return false;
 			}
 		} else if (key.n == 18 && memcmp(key.p, "connection_timeout", 18) == 0) {
-			if (!option_int(val, 1, 86400000, &out->connect_timeout_ms)) {
+			if (!span_int(val, 1, 86400000, &out->connect_timeout_ms)) {
 				cqi_errbuf(errbuf, errlen, "bad ?connection_timeout= (want milliseconds)");
 				return false;
 			}
