@@ -16,6 +16,13 @@ void cqi_errbuf(char *buf, size_t len, const char *fmt, ...)
 bool cqi_prefixed(const struct cq_ctx *ctx, const char *key, size_t keylen,
 		  struct cq_buf *buf);
 
+/* Set name on obj (a jansson json_t) to the n bytes at p as a string, or,
+ * when they are not valid UTF-8, name_base64 to their base64.  0, or -1
+ * out of memory. */
+struct json_t;
+int cqi_json_set_bytes(struct json_t *obj, const char *name, const char *p,
+		       size_t n);
+
 /* Percent-decode s[0..n) into a new NUL-terminated string; NULL on a bad
  * escape or out of memory. */
 char *cqi_pct_decode(const char *s, size_t n);

@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "cq.h"
+#include "internal.h"
 
 char *cq_base64(const void *p, size_t n)
 {
@@ -38,8 +39,8 @@ char *cq_base64(const void *p, size_t n)
 	return out;
 }
 
-/* Set name (or name_base64 when p is not valid UTF-8) on obj. */
-static int set_bytes(json_t *obj, const char *name, const char *p, size_t n)
+int cqi_json_set_bytes(json_t *obj, const char *name, const char *p,
+		       size_t n)
 {
 	json_t *s = json_stringn(p, n);
 	char alt[64], *b;
@@ -64,9 +65,9 @@ char *cq_json_value_line(const char *key, size_t keylen, const char *val,
 
 	if (!o)
 		return NULL;
-	if (set_bytes(o, "key", key, keylen))
+	if (cqi_json_set_bytes(o, "key", key, keylen))
 		goto done;
-	if (val ? set_bytes(o, "value", val, len) :
+	if (val ? cqi_json_set_bytes(o, "value", val, len) :
 		  json_object_set_new(o, "value", json_null()))
 		goto done;
 	if (ttl_ms && val &&

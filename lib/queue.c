@@ -227,22 +227,6 @@ static int set_str(json_t *o, const char *k, const char *v)
 	return json_object_set_new(o, k, s);
 }
 
-static int set_body(json_t *o, const char *p, size_t n)
-{
-	json_t *s = json_stringn(p, n);
-	char *b;
-	int r;
-
-	if (s)
-		return json_object_set_new(o, "body", s);
-	b = cq_base64(p, n);
-	if (!b)
-		return -1;
-	r = json_object_set_new(o, "body_base64", json_string(b));
-	free(b);
-	return r;
-}
-
 static const char *source_name(enum cq_death_source s)
 {
 	switch (s) {
@@ -326,7 +310,7 @@ char *cq_delivery_json(const struct cq_delivery *d, bool death)
 		if (dj)
 			json_object_set_new(o, "death", dj);
 	}
-	if (set_body(o, d->body, d->len))
+	if (cqi_json_set_bytes(o, "body", d->body, d->len))
 		goto done;
 	out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 done:

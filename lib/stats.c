@@ -265,25 +265,6 @@ static json_t *json_num(double v, enum cq_metric_fmt fmt)
 	return json_real(round(v * 10000.0) / 10000.0);
 }
 
-/* A label as a JSON string; a label that is not UTF-8 is base64 under
- * name "_base64". */
-static int set_label(json_t *o, const char *name, const struct cq_metric *m)
-{
-	json_t *s = json_stringn(m->label, m->label_len);
-	char alt[64], *b;
-	int r;
-
-	if (s)
-		return json_object_set_new(o, name, s);
-	snprintf(alt, sizeof(alt), "%s_base64", name);
-	b = cq_base64(m->label, m->label_len);
-	if (!b)
-		return -1;
-	r = json_object_set_new(o, alt, json_string(b));
-	free(b);
-	return r;
-}
-
 /* The object in arr whose label is m's, made when missing. */
 static json_t *labelled(json_t *arr, const char *name, const struct cq_metric *m)
 {
@@ -305,7 +286,7 @@ static json_t *labelled(json_t *arr, const char *name, const struct cq_metric *m
 	json_object_set_new(o, "_s", json_stringn_nocheck(m->label, m->label_len));
 	if (strcmp(name, "db") == 0) {
 		json_object_set_new(o, "db", json_integer(atoi(m->label)));
-	} else if (set_label(o, name, m)) {
+	} else if (cqi_json_set_bytes(o, name, m->label, m->label_len)) {
 		return NULL;
 	}
 	return o;
