@@ -120,6 +120,16 @@ static bool wants_check(int argc, char **argv)
 	return found;
 }
 
+/* The exit code of a failure already said on stderr: code, or under
+ * --check UNKNOWN, after its status line. */
+static int failure(int code, const char *msg)
+{
+	if (!check_mode)
+		return code;
+	printf("CQ UNKNOWN - %s\n", msg);
+	return CQ_STATE_UNKNOWN;
+}
+
 static int usage_error(struct cli *cli, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -133,20 +143,14 @@ static int usage_error(struct cli *cli, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	cli_usage_error(cli, "%s", msg);
-	if (!check_mode)
-		return EX_USAGE;
-	printf("CQ UNKNOWN - %s\n", msg);
-	return CQ_STATE_UNKNOWN;
+	return failure(EX_USAGE, msg);
 }
 
 /* An error that ends the run: code, or UNKNOWN with its status line. */
 static int fatal(struct cli *cli, int code, const char *msg)
 {
 	cli_err(cli, "%s", msg);
-	if (!check_mode)
-		return code;
-	printf("CQ UNKNOWN - %s\n", msg);
-	return CQ_STATE_UNKNOWN;
+	return failure(code, msg);
 }
 
 /* What getopt refused, said the way cq says it. */
