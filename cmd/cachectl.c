@@ -710,10 +710,9 @@ static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
 			(unsigned long long)(st->skipped + st->bad),
 			(unsigned long long)st->failed);
 	}
-	/* the worst wins: a refusal no retry gets through, then a failure
-	 * worth retrying, then bad input */
-	return st->denied ? EX_NOPERM : st->failed ? EX_TEMPFAIL :
-	       st->bad ? EX_DATAERR : 0;
+	return cli_worse(cli_worse(st->denied ? EX_NOPERM : 0,
+				   st->failed ? EX_TEMPFAIL : 0),
+			 st->bad ? EX_DATAERR : 0);
 }
 
 /* After a run that had to stop: how many records read were not written
@@ -722,11 +721,8 @@ static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
 static void warm_not_written(struct cli *cli, const struct cq_warm_stats *st,
 			     const char *unit)
 {
-	uint64_t done = st->warmed + st->skipped + st->bad + st->failed;
-	uint64_t lost = st->records > done ? st->records - done : 0;
-
 	cli_err(cli, "%llu keys not confirmed written; %ss from %llu on not read",
-		(unsigned long long)lost, unit,
+		(unsigned long long)st->unconfirmed, unit,
 		(unsigned long long)st->records + 1);
 }
 
@@ -809,7 +805,7 @@ static int cmd_warm(struct cli *cli, int argc, char **argv)
 	if (e) {
 		ret = cli_fail(cli);
 		warm_not_written(cli, &st, wo.unit);
-		warm_summary(cli, &st);
+		ret = cli_worse(ret, warm_summary(cli, &st));
 		goto out;
 	}
 	ret = warm_summary(cli, &st);

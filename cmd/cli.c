@@ -152,6 +152,28 @@ int cli_fail(struct cli *cli)
 	return cq_exit_code(ctx->err);
 }
 
+/* How much an exit code tells the caller to do something else than
+ * retry: bad input (fix it) < worth retrying < server down < I/O error <
+ * internal error < refused for permission (no retry gets through).
+ * Usage errors and codes not listed rank above all. */
+static int code_rank(int code)
+{
+	static const int order[] = {
+		0, 1, EX_DATAERR, EX_TEMPFAIL, EX_UNAVAILABLE, EX_IOERR,
+		EX_SOFTWARE, EX_NOPERM,
+	};
+
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		if (order[i] == code)
+			return (int)i;
+	return (int)(sizeof(order) / sizeof(order[0]));
+}
+
+int cli_worse(int a, int b)
+{
+	return code_rank(b) > code_rank(a) ? b : a;
+}
+
 int cli_ready(struct cli *cli)
 {
 	if (!cli->ctx)

@@ -93,6 +93,10 @@ int cli_usage_error(struct cli *cli, const char *fmt, ...)
 int cli_ready(struct cli *cli);
 /* Print "prog: verb: <ctx error>" and return its exit code. */
 int cli_fail(struct cli *cli);
+/* The worse of two exit codes, for a run with several outcomes: 77
+ * (refused), then 70, 74, 69, then 75 (worth retrying), then 65 (bad
+ * input), then 1 and 0.  Warm and enqueue rank theirs with it. */
+int cli_worse(int a, int b);
 /* Print "prog: verb: <message>" on stderr. */
 void cli_err(struct cli *cli, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -102,6 +102,8 @@ static const char enqueue_usage[] =
 	"Publish each MSG, or each line of standard input, to QUEUE: persistent,\n"
 	"mandatory and publisher-confirmed.  Exit 0 only when every message is\n"
 	"confirmed; otherwise exit 75 and name each input line not confirmed.\n"
+	"Malformed lines are reported and skipped, exit 65 (the worst wins:\n"
+	"77, then 75, then 65).\n"
 	"\n"
 	"  -0, --null         standard input is NUL-separated, not lines\n"
 	"  --jsonl            standard input holds JSON records: body (or\n"
@@ -328,11 +330,8 @@ static int enqueue_finish(struct enqueue *e, struct cq_publisher *pub,
 				(unsigned long long)e->bad);
 		fputs(")\n", stderr);
 	}
-	if (e->bad)
-		return EX_DATAERR;
-	if (ret)
-		return ret;
-	return failed || unsent_from ? EX_TEMPFAIL : 0;
+	ret = cli_worse(ret, failed || unsent_from ? EX_TEMPFAIL : 0);
+	return cli_worse(ret, e->bad ? EX_DATAERR : 0);
 }
 
 static int cmd_enqueue(struct cli *cli, int argc, char **argv)

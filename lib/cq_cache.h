@@ -179,7 +179,10 @@ struct cq_warm_stats {
 	uint64_t warmed;	/* keys written */
 	uint64_t skipped;	/* present keys left alone (--nx, --exec) */
 	uint64_t bad;		/* malformed records, skipped */
-	uint64_t failed;	/* writes refused, commands failed */
+	uint64_t failed;	/* writes refused, commands failed, and the
+				 * unconfirmed ones below */
+	uint64_t unconfirmed;	/* of failed: records read whose write had
+				 * no reply when the run had to stop */
 	long long elapsed_ms;
 	bool locked_out;	/* --once: another run holds the lock */
 	uint64_t denied;	/* of failed: refused for permission (an ACL's

@@ -685,6 +685,16 @@ static enum cq_err take_once_lock(struct warm *w)
 	return CQ_OK;
 }
 
+/* A run that had to stop: the records read that got no reply are failed
+ * too, so that the summary counts what the error says. */
+static void count_unconfirmed(struct cq_warm_stats *st)
+{
+	uint64_t done = st->warmed + st->skipped + st->bad + st->failed;
+
+	st->unconfirmed = st->records > done ? st->records - done : 0;
+	st->failed += st->unconfirmed;
+}
+
 enum cq_err cq_warm(struct cq_ctx *ctx, int fd, const struct cq_warm_opts *o,
 		    struct cq_warm_stats *st)
 {
@@ -716,6 +726,8 @@ enum cq_err cq_warm(struct cq_ctx *ctx, int fd, const struct cq_warm_opts *o,
 	progress(&w, true);
 out:
 	e = ctx->err;
+	if (e)
+		count_unconfirmed(st);
 	if (w.lock.held && !ctx->err)
 		cqi_lock_release(ctx, w.lockkey.data, w.lockkey.len, &w.lock);
 	st->elapsed_ms = cq_now_ms() - w.t0;

@@ -143,6 +143,22 @@ EOF
 	assert_output "$(printf '1\n4')"
 }
 
+@test "enqueue: malformed lines and an unroutable one exit 75, not 65 (the worst wins, as in warm)" {
+	api "exchanges/%2f/$Q.x" -X PUT -d '{"type":"direct","durable":false}'
+	api "bindings/%2f/e/$Q.x/q/$Q" -X POST -d '{"routing_key":"a"}'
+	cat > "$TMP/in" <<'EOF'
+{"body":"1","routing_key":"a"}
+{"body":
+{"body":"3","routing_key":"b"}
+{"body":"4","routing_key":"a"}
+EOF
+	run -75 --separate-stderr qctl enqueue --jsonl --exchange "$Q.x" "$Q" < "$TMP/in"
+	[[ "$stderr" == *"qctl: enqueue: line 2: bad JSON"* ]]
+	[[ "$stderr" == *"qctl: enqueue: line 3: not confirmed: unroutable (no queue bound)"* ]]
+	[[ "$stderr" == *"(1 failed, 1 malformed)"* ]]
+	[ "$(ready "$Q")" = 2 ]
+}
+
 @test "enqueue: an exchange with no binding at all fails every message (arguments named)" {
 	api "exchanges/%2f/$Q.x" -X PUT -d '{"type":"fanout","durable":false}'
 	run -75 --separate-stderr qctl enqueue --exchange "$Q.x" "$Q" a b c

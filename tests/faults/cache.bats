@@ -13,7 +13,7 @@ per_test_teardown() { sb_heal; }
 dbsize_over() { [ "$(rcli DBSIZE 2>/dev/null || echo 0)" -gt "$1" ]; }
 
 @test "warm with redis-server restarted mid-run: exit 75 and the count of keys not written" {
-	local n=300000 pid warmed lost from rc
+	local n=300000 pid warmed lost from rc failed
 	seq 1 "$n" | awk '{ printf "k%d\tvalue-%d\n", $1, $1 }' >"$TMP/in"
 	cachectl warm --ttl 1h --rate 100000 "$TMP/in" 2>"$TMP/err" &
 	pid=$!
@@ -26,12 +26,15 @@ dbsize_over() { [ "$(rcli DBSIZE 2>/dev/null || echo 0)" -gt "$1" ]; }
 	cat "$TMP/err"
 	# cachectl: warm: Redis at ...: Connection reset by peer (or closed)
 	# cachectl: warm: L keys not confirmed written; lines from F on not read
-	# warmed W keys in ...s (0 skipped, 0 failed)
+	# warmed W keys in ...s (0 skipped, L failed)
 	grep -Eq "^cachectl: warm: Redis at 127\.0\.0\.1:[0-9]+: " "$TMP/err"
 	lost=$(sed -n 's/^cachectl: warm: \([0-9]*\) keys not confirmed written; lines from \([0-9]*\) on not read$/\1/p' "$TMP/err")
 	from=$(sed -n 's/^cachectl: warm: \([0-9]*\) keys not confirmed written; lines from \([0-9]*\) on not read$/\2/p' "$TMP/err")
-	warmed=$(sed -n 's/^warmed \([0-9]*\) keys in .* (0 skipped, 0 failed)$/\1/p' "$TMP/err")
+	warmed=$(sed -n 's/^warmed \([0-9]*\) keys in .* (0 skipped, \([0-9]*\) failed)$/\1/p' "$TMP/err")
+	failed=$(sed -n 's/^warmed \([0-9]*\) keys in .* (0 skipped, \([0-9]*\) failed)$/\2/p' "$TMP/err")
 	[ -n "$lost" ] && [ -n "$from" ] && [ -n "$warmed" ]
+	# the summary counts what the error line counts
+	[ "$failed" = "$lost" ]
 	note "warm: $warmed written, $lost without a reply, lines from $from of $n not read"
 	[ "$warmed" -gt 0 ] && [ "$from" -le "$n" ]
 	[ $((warmed + lost + 1)) -eq "$from" ]
@@ -44,6 +47,23 @@ dbsize_over() { [ "$(rcli DBSIZE 2>/dev/null || echo 0)" -gt "$1" ]; }
 	assert_output $((n - warmed))
 	run -0 cachectl get "k$n"
 	assert_output "value-$n"
+}
+
+@test "warm --json with redis-server stopped mid-run: \"failed\" counts the keys not confirmed written" {
+	local n=100000 pid lost rc
+	seq 1 "$n" | awk '{ printf "k%d\tvalue-%d\n", $1, $1 }' >"$TMP/in"
+	cachectl warm --json --ttl 1h --rate 50000 "$TMP/in" >"$TMP/out" 2>"$TMP/err" &
+	pid=$!
+	wait_for 10 dbsize_over 5000
+	sb stop-redis
+	rc=0
+	wait "$pid" || rc=$?
+	cat "$TMP/err" "$TMP/out"
+	[ "$rc" -eq 75 ]
+	lost=$(sed -n 's/^cachectl: warm: \([0-9]*\) keys not confirmed written; .*/\1/p' "$TMP/err")
+	[ -n "$lost" ] && [ "$lost" -gt 0 ]
+	[ "$(jq -r .failed "$TMP/out")" = "$lost" ]
+	[ $(($(jq -r '.warmed + .failed' "$TMP/out"))) -eq "$(jq -r .records "$TMP/out")" ]
 }
 
 @test "fetch with redis-server stopped: fail-open runs CMD uncached, --fail-closed exits 69" {
