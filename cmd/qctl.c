@@ -904,11 +904,17 @@ static const char declare_usage[] =
 	"  --message-ttl DUR  messages expire after DUR\n"
 	"  --max-priority N   priorities 1-N (classic queues, 1-255)\n"
 	"  --delivery-limit N dead-letter after N redeliveries (quorum only)\n"
+	"  --dead-letter-strategy at-least-once|at-most-once\n"
+	"                     how a quorum queue dead-letters (default with\n"
+	"                     --quorum --dlq: at-least-once, which also sets\n"
+	"                     x-overflow=reject-publish: a full queue refuses\n"
+	"                     publishes rather than dropping)\n"
 	"  --json             print the result as JSON\n";
 
 enum {
 	OPT_DECL_DLQ = OPT_VERB, OPT_DECL_QUORUM, OPT_DECL_MAX_LENGTH,
 	OPT_DECL_TTL, OPT_DECL_MAX_PRIORITY, OPT_DECL_DELIVERY_LIMIT,
+	OPT_DECL_DL_STRATEGY,
 };
 
 static int declare_print(struct cli *cli, const char *queue,
@@ -959,9 +965,11 @@ static int cmd_declare(struct cli *cli, int argc, char **argv)
 		{ "message-ttl", required_argument, NULL, OPT_DECL_TTL },
 		{ "max-priority", required_argument, NULL, OPT_DECL_MAX_PRIORITY },
 		{ "delivery-limit", required_argument, NULL, OPT_DECL_DELIVERY_LIMIT },
+		{ "dead-letter-strategy", required_argument, NULL, OPT_DECL_DL_STRATEGY },
 		CLI_COMMON_OPTIONS
 	};
 	struct cq_queue_opts o;
+	const char *strategy = NULL;
 	struct cq_declared d = { 0 };
 	unsigned long long v;
 	const char *queue;
@@ -997,6 +1005,14 @@ static int cmd_declare(struct cli *cli, int argc, char **argv)
 				return EX_USAGE;
 			o.delivery_limit = (long long)v;
 			break;
+		case OPT_DECL_DL_STRATEGY:
+			if (strcmp(optarg, "at-least-once") != 0 &&
+			    strcmp(optarg, "at-most-once") != 0)
+				return cli_usage_error(cli, "--dead-letter-strategy: '%s' is not at-least-once or at-most-once",
+						       optarg);
+			strategy = optarg;
+			o.at_least_once = strcmp(optarg, "at-least-once") == 0;
+			break;
 		default:
 			cli_common_opt(cli, c, optarg);
 		}
@@ -1007,6 +1023,8 @@ static int cmd_declare(struct cli *cli, int argc, char **argv)
 	queue = argv[optind];
 	if (o.delivery_limit >= 0 && !o.quorum)
 		return cli_usage_error(cli, "--delivery-limit needs --quorum (classic queues ignore it)");
+	if (strategy && !(o.quorum && o.dlq))
+		return cli_usage_error(cli, "--dead-letter-strategy needs --quorum and --dlq");
 	if (o.max_priority >= 0 && o.quorum)
 		return cli_usage_error(cli, "--max-priority is for classic queues (quorum queues ignore it)");
 	if (!plain_name(queue) || (o.dlq && !plain_name(o.dlq)))

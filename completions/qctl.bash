@@ -46,7 +46,7 @@ _qctl()
 	consume) opts="--null -0 --jsonl --exec -e --jobs -j --max-retries --retry-delay --poison-codes --handler-timeout --dlq --dedupe --dedupe-ttl --prefetch --count -n --idle-timeout --until-empty --heartbeat" ;;
 	peek) opts="--count -n --preview" ;;
 	replay-dlq) opts="--to --count -n --filter --dry-run --rate --reset-retries --window" ;;
-	declare) opts="--dlq --quorum --max-length --message-ttl --max-priority --delivery-limit" ;;
+	declare) opts="--dlq --quorum --max-length --message-ttl --max-priority --delivery-limit --dead-letter-strategy" ;;
 	purge) opts="--yes" ;;
 	stats) opts= ;;
 	esac

@@ -78,6 +78,7 @@ complete -c qctl -n '__fish_seen_subcommand_from declare' -l max-length -r -d 'r
 complete -c qctl -n '__fish_seen_subcommand_from declare' -l message-ttl -r -d 'message TTL'
 complete -c qctl -n '__fish_seen_subcommand_from declare' -l max-priority -r -d 'highest priority'
 complete -c qctl -n '__fish_seen_subcommand_from declare' -l delivery-limit -r -d 'redeliveries before dead-lettering'
+complete -c qctl -n '__fish_seen_subcommand_from declare' -l dead-letter-strategy -x -a 'at-least-once at-most-once' -d 'how a quorum queue dead-letters'
 
 # purge
 complete -c qctl -n '__fish_seen_subcommand_from purge' -l yes -d 'really purge'

@@ -331,6 +331,11 @@ struct cq_queue_opts {
 	int max_priority;	/* -1 = none; 1-255 */
 	long long delivery_limit;	/* -1 = none (quorum queues only) */
 	const char *dlq;	/* NULL = no dead-letter queue, "" = QUEUE.dlq */
+	/* Quorum queues with a DLQ: true (the default) dead-letters
+	 * at-least-once (x-dead-letter-strategy=at-least-once with
+	 * x-overflow=reject-publish, without which the broker silently keeps
+	 * at-most-once); false leaves the broker's at-most-once. */
+	bool at_least_once;
 };
 void cq_queue_opts_init(struct cq_queue_opts *o);
 

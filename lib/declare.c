@@ -16,6 +16,7 @@ void cq_queue_opts_init(struct cq_queue_opts *o)
 	o->message_ttl_ms = -1;
 	o->max_priority = -1;
 	o->delivery_limit = -1;
+	o->at_least_once = true;
 }
 
 void cq_declared_clear(struct cq_declared *d)
@@ -124,7 +125,7 @@ static enum cq_err declare_dlq(struct cq_ctx *ctx, const char *dlx,
 enum cq_err cq_declare(struct cq_ctx *ctx, const char *queue,
 		       const struct cq_queue_opts *o, struct cq_declared *out)
 {
-	amqp_table_entry_t e[8];
+	amqp_table_entry_t e[10];
 	int n = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -153,6 +154,10 @@ enum cq_err cq_declare(struct cq_ctx *ctx, const char *queue,
 			return ctx->err;
 		add_str(e, &n, "x-dead-letter-exchange", out->dlx);
 		add_str(e, &n, "x-dead-letter-routing-key", out->dlq);
+		if (o->quorum && o->at_least_once) {
+			add_str(e, &n, "x-dead-letter-strategy", "at-least-once");
+			add_str(e, &n, "x-overflow", "reject-publish");
+		}
 	}
 	if (o->quorum)
 		add_str(e, &n, "x-queue-type", "quorum");

@@ -68,6 +68,49 @@ queue_info() {
 	[[ "$output" == "quorum	true	"*"x-delivery-limit"*2* ]]
 }
 
+@test "declare: --quorum --dlq makes both quorum queues, dead-lettering at-least-once with reject-publish" {
+	qctl declare -q --quorum --dlq "$Q"
+	run -0 queue_info "$Q"
+	[[ "$output" == "quorum	true	"* ]]
+	[[ "$output" == *'{"x-dead-letter-strategy","at-least-once"}'* ]]
+	[[ "$output" == *'{"x-overflow","reject-publish"}'* ]]
+	run -0 queue_info "$Q.dlq"
+	[[ "$output" == "quorum	true	"* ]]
+	# the broker really refuses what a full queue cannot take: exit 75, named
+	qctl declare -q --quorum --dlq --max-length 2 "$Q.other"
+	# (a quorum queue notices it is over its limit once past it: one at a
+	# time until the broker says no; nothing accepted is dropped)
+	sent=
+	for body in a b c d e; do
+		run --separate-stderr qctl enqueue --json "$Q.other" "$body"
+		[ "$status" = 0 ] || break
+		sent=$sent${sent:+,}$body
+	done
+	[ "$status" = 75 ]
+	[ "$output" = '{"argument":1,"error":"nacked by broker"}' ]
+	[[ $sent == a,b || $sent == a,b,c ]]
+	[ "$(take_bodies "$Q.other" | paste -sd,)" = "$sent" ]
+	[ "$(ready "$Q.other.dlq")" = 0 ]
+}
+
+@test "declare: --dead-letter-strategy at-most-once leaves the broker's default (a full queue drops its head)" {
+	qctl declare -q --quorum --dlq --dead-letter-strategy at-most-once --max-length 2 "$Q"
+	run -0 queue_info "$Q"
+	[[ "$output" == "quorum	true	"* ]]
+	[[ "$output" != *x-dead-letter-strategy* && "$output" != *x-overflow* ]]
+	run -0 queue_info "$Q.dlq"
+	[[ "$output" == "quorum	true	"* ]]
+	qctl enqueue -q "$Q" a b c
+	[ "$(take_bodies "$Q" | paste -sd,)" = b,c ]
+	# the dropped head went to the DLQ (at-most-once: eventually)
+	wait_for 10 bash -c "[ \"\$(amqp-get -u '$CQ_AMQP_URL' -q '$Q.dlq')\" = a ]"
+	# the default would be a different queue: a clear error, exit 65
+	run -65 --separate-stderr qctl declare --quorum --dlq --max-length 2 "$Q"
+	[ "$stderr" = "qctl: declare: queue '$Q' already exists with a different 'x-dead-letter-strategy' (received the value 'at-least-once' of type 'longstr' but current is none); delete it or declare it with the same arguments" ] ||
+		{ echo "$stderr"; false; }
+	run -0 qctl declare -q --quorum --dlq --dead-letter-strategy at-most-once --max-length 2 "$Q"
+}
+
 @test "declare: different arguments exit 65 naming the argument; the queue is untouched" {
 	qctl declare -q --max-length 5 "$Q"
 	qctl enqueue -q "$Q" still-here
@@ -86,6 +129,10 @@ queue_info() {
 	run -64 --separate-stderr qctl declare a b
 	run -64 --separate-stderr qctl declare --delivery-limit 3 "$Q"
 	[[ "$stderr" == *"--delivery-limit needs --quorum"* ]]
+	run -64 --separate-stderr qctl declare --quorum --dead-letter-strategy at-least-once "$Q"
+	[ "${stderr%%$'\n'*}" = "qctl: declare: --dead-letter-strategy needs --quorum and --dlq" ]
+	run -64 --separate-stderr qctl declare --quorum --dlq --dead-letter-strategy sometimes "$Q"
+	[[ "$stderr" == *"--dead-letter-strategy: 'sometimes' is not at-least-once or at-most-once"* ]]
 	run -64 --separate-stderr qctl declare --max-length -1 "$Q"
 	run -64 --separate-stderr qctl declare --max-priority 256 "$Q"
 	run -64 --separate-stderr qctl declare --message-ttl 1x "$Q"
