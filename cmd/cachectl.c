@@ -123,8 +123,9 @@ static const char get_usage[] =
 	"empty line when several keys are asked for), read in one round trip.\n"
 	"Exit 1 if any key misses.\n"
 	"\n"
-	"  -n, --no-newline   write the value bytes only (one KEY)\n"
+	"  -n, --no-newline   write the value bytes only (one KEY; not --json)\n"
 	"  -0, --null         end each value with a NUL byte, not a newline\n"
+	"                     (not --json)\n"
 	"  --ttl              also show the remaining TTL (with --json, or as\n"
 	"                     a second TAB-separated column in ms, -1 = none)\n"
 	"  --ns NAME          read the keys of namespace NAME\n"
@@ -135,20 +136,6 @@ static const char get_usage[] =
 	"                     value when it is not UTF-8\n";
 
 enum { OPT_GET_TTL = OPT_VERB, OPT_GET_NS, OPT_GET_TRACK };
-
-static bool print_json_value(struct cli *cli, const char *key,
-			     const struct cq_value *v, bool ttl)
-{
-	char *line = cq_json_value_line(key, strlen(key), v->found ? v->data : NULL,
-					v->len, ttl ? &v->ttl_ms : NULL);
-	bool ok;
-
-	if (!line)
-		return false;
-	ok = cli_write(cli, line, strlen(line)) && cli_write(cli, "\n", 1);
-	free(line);
-	return ok;
-}
 
 static void print_value(struct cli *cli, const struct cq_value *v, int n,
 			bool raw, bool want_ttl, char sep)
@@ -202,6 +189,9 @@ static int cmd_get(struct cli *cli, int argc, char **argv)
 		return cli_usage_error(cli, "missing KEY");
 	if (raw && n > 1)
 		return cli_usage_error(cli, "--no-newline takes one KEY");
+	if (cli->json && (raw || sep == '\0'))
+		return cli_usage_error(cli, "--json excludes %s (it prints one record a line)",
+				       raw ? "-n/--no-newline" : "-0/--null");
 	ret = cli_ready(cli);
 	if (ret)
 		return ret;
@@ -219,7 +209,11 @@ static int cmd_get(struct cli *cli, int argc, char **argv)
 		if (!vals[i].found)
 			misses++;
 		if (cli->json)
-			print_json_value(cli, argv[optind + i], &vals[i], go.want_ttl);
+			cli_put_json_text(cli, cq_json_value_line(argv[optind + i],
+					  strlen(argv[optind + i]),
+					  vals[i].found ? vals[i].data : NULL,
+					  vals[i].len,
+					  go.want_ttl ? &vals[i].ttl_ms : NULL));
 		else
 			print_value(cli, &vals[i], n, raw, go.want_ttl, sep);
 		cq_value_clear(&vals[i]);
@@ -246,7 +240,8 @@ static const char set_usage[] =
 	"  --xx               only set an existing key (exit 1 if missing)\n"
 	"  --tag TAG          record the key under TAG (repeatable)\n"
 	"  --ns NAME          write in namespace NAME (its current generation)\n"
-	"  --max-size SIZE    refuse larger values with exit 65 (default 64M)\n";
+	"  --max-size SIZE    refuse larger values with exit 65 (default 64M)\n"
+	"  --json             print {\"key\",\"written\",\"bytes\",\"ttl_ms\"}\n";
 
 enum {
 	OPT_SET_TTL = OPT_VERB, OPT_SET_JITTER, OPT_SET_NO_TTL, OPT_SET_KEEP_TTL,
@@ -312,6 +307,23 @@ static int set_opt(struct cli *cli, int c, struct cq_set_opts *o,
 	return 0;
 }
 
+/* {"key":K,"written":B,"bytes":N,"ttl_ms":T}: T the TTL written, null
+ * for none, absent when the key kept its TTL or was not written. */
+static void set_print_json(struct cli *cli, const char *key, bool written,
+			   size_t len, const long long *ttl)
+{
+	struct json_t *rec = cq_json_add_bytes(cq_json_pack("{}"), "key", key,
+					       strlen(key));
+
+	rec = cq_json_add(rec, "{s:b,s:I}", "written", written, "bytes",
+			  (long long)len);
+	if (written && ttl && *ttl > 0)
+		rec = cq_json_add(rec, "{s:I}", "ttl_ms", *ttl);
+	else if (written && ttl)
+		rec = cq_json_add(rec, "{s:n}", "ttl_ms");
+	cli_put_json(cli, rec);
+}
+
 static int cmd_set(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -332,6 +344,7 @@ static int cmd_set(struct cli *cli, int argc, char **argv)
 	struct cq_buf in = { 0 };
 	const char *key, *val;
 	size_t len;
+	long long ttl;
 	bool written;
 	int c, ret;
 
@@ -367,10 +380,13 @@ static int cmd_set(struct cli *cli, int argc, char **argv)
 	ret = cli_ready(cli);
 	if (ret)
 		goto out;
-	if (cq_cache_set(cli->ctx, key, strlen(key), val, len, &o, &written, NULL)) {
+	if (cq_cache_set(cli->ctx, key, strlen(key), val, len, &o, &written,
+			 &ttl)) {
 		ret = cli_fail(cli);
 		goto out;
 	}
+	if (cli->json)
+		set_print_json(cli, key, written, len, o.keep_ttl ? NULL : &ttl);
 	ret = written ? 0 : 1;
 	if (!written && !cli->quiet)
 		cli_err(cli, "not set: '%s' %s", key, o.nx ? "exists" : "is missing");
@@ -434,19 +450,21 @@ static void inv_progress(void *arg, const struct cq_inval_stats *st)
 static int inv_summary(struct cli *cli, const struct cq_inval_stats *st,
 		       const char *ns, bool dry_run)
 {
-	char t[32], line[300];
+	char t[32];
 	unsigned long long n = dry_run ? st->matched : st->deleted;
 
 	seconds(st->elapsed_ms, t, sizeof(t));
 	if (cli->json) {
-		snprintf(line, sizeof(line),
-			 "{\"%s\":%llu,\"scanned\":%llu,\"seconds\":%.3f%s%s%s}\n",
-			 dry_run ? "matched" : "invalidated", n,
-			 (unsigned long long)st->scanned,
-			 (double)st->elapsed_ms / 1000.0,
-			 ns ? ",\"generation\":\"" : "", ns ? st->generation : "",
-			 ns ? "\"" : "");
-		cli_write(cli, line, strlen(line));
+		struct json_t *rec = cq_json_pack("{s:I,s:I,s:f}",
+					dry_run ? "matched" : "invalidated",
+					(long long)n, "scanned",
+					(long long)st->scanned, "seconds",
+					(double)st->elapsed_ms / 1000.0);
+
+		if (ns)
+			rec = cq_json_add(rec, "{s:s}", "generation",
+					  st->generation);
+		cli_put_json(cli, rec);
 	} else if (!cli->quiet && ns) {
 		fprintf(stderr, "%s: invalidate: namespace '%s' %s generation %s\n",
 			cli->prog, ns, dry_run ? "is at" : "moved to",
@@ -690,20 +708,19 @@ static int warm_opt(struct cli *cli, int c, struct cq_warm_opts *o,
 
 static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
 {
-	char t[32], line[400];
+	char t[32];
 
 	seconds(st->elapsed_ms, t, sizeof(t));
 	if (cli->json) {
-		snprintf(line, sizeof(line),
-			 "{\"warmed\":%llu,\"skipped\":%llu,\"bad\":%llu,\"failed\":%llu,\"denied\":%llu,\"records\":%llu,\"seconds\":%.3f}\n",
-			 (unsigned long long)st->warmed,
-			 (unsigned long long)st->skipped,
-			 (unsigned long long)st->bad,
-			 (unsigned long long)st->failed,
-			 (unsigned long long)st->denied,
-			 (unsigned long long)st->records,
-			 (double)st->elapsed_ms / 1000.0);
-		cli_write(cli, line, strlen(line));
+		cli_put_json(cli, cq_json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:f}",
+					    "warmed", (long long)st->warmed,
+					    "skipped", (long long)st->skipped,
+					    "bad", (long long)st->bad,
+					    "failed", (long long)st->failed,
+					    "denied", (long long)st->denied,
+					    "records", (long long)st->records,
+					    "seconds",
+					    (double)st->elapsed_ms / 1000.0));
 	} else if (!cli->quiet) {
 		fprintf(stderr, "warmed %llu keys in %s (%llu skipped, %llu failed)\n",
 			(unsigned long long)st->warmed, t,

@@ -200,9 +200,46 @@ bool cli_write(struct cli *cli, const void *p, size_t n)
 	return !cli->out_failed;
 }
 
+bool cli_printf(struct cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+	bool ok;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		cli_err(cli, "out of memory");
+		return false;
+	}
+	ok = cli_write(cli, s, (size_t)n);
+	free(s);
+	return ok;
+}
+
 bool cli_progress_wanted(const struct cli *cli)
 {
 	return !cli->quiet && isatty(STDERR_FILENO);
+}
+
+bool cli_put_json_text(struct cli *cli, char *line)
+{
+	bool ok;
+
+	if (!line) {
+		cli_err(cli, "out of memory");
+		return false;
+	}
+	ok = cli_write(cli, line, strlen(line)) && cli_write(cli, "\n", 1);
+	free(line);
+	return ok;
+}
+
+bool cli_put_json(struct cli *cli, struct json_t *obj)
+{
+	return cli_put_json_text(cli, cq_json_line(obj));
 }
 
 /* Flush stdout and turn a failed write into exit 74 (silent for a closed

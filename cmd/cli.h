@@ -102,6 +102,10 @@ void cli_err(struct cli *cli, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Write to stdout; false (and cli->out_failed) on a write error. */
 bool cli_write(struct cli *cli, const void *p, size_t n);
+/* Format to stdout, whatever the length; false on a write error (or out
+ * of memory, said on stderr). */
+bool cli_printf(struct cli *cli, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /* Parse helpers that print a usage error naming the option. */
 bool cli_duration(struct cli *cli, const char *opt, const char *arg,
 		  long long *ms);
@@ -110,5 +114,13 @@ bool cli_uint(struct cli *cli, const char *opt, const char *arg,
 	      unsigned long long *out);
 /* True when stderr is a terminal and progress lines are wanted. */
 bool cli_progress_wanted(const struct cli *cli);
+
+/* Write a JSON record (built with cq_json_pack/cq_json_add*) as one line
+ * on stdout, freeing it; NULL is out of memory.  False when out of memory
+ * (said on stderr) or stdout failed. */
+struct json_t;
+bool cli_put_json(struct cli *cli, struct json_t *obj);
+/* The same for a line a cq_*_json() function made (freed here). */
+bool cli_put_json_text(struct cli *cli, char *line);
 
 #endif

@@ -56,21 +56,6 @@ static double seconds_since(long long start)
 	return (double)(cq_now_ms() - start) / 1000.0;
 }
 
-/* Write a JSON line (freeing it); false when out of memory or stdout
- * failed. */
-static bool put_json(struct cli *cli, char *line)
-{
-	bool ok;
-
-	if (!line) {
-		cli_err(cli, "out of memory");
-		return false;
-	}
-	ok = cli_write(cli, line, strlen(line)) && cli_write(cli, "\n", 1);
-	free(line);
-	return ok;
-}
-
 /* "key=value" for -H. */
 static bool parse_header(struct cli *cli, char *arg, struct cq_header *h)
 {
@@ -175,15 +160,12 @@ static void report_range(struct enqueue *e)
 static void on_settle(void *arg, uint64_t tag, bool ok, const char *reason)
 {
 	struct enqueue *e = arg;
-	char line[200];
 
 	if (ok)
 		return;
-	if (e->cli->json) {
-		snprintf(line, sizeof(line), "{\"%s\":%llu,\"error\":\"%s\"}\n",
-			 e->unit, (unsigned long long)tag, reason);
-		cli_write(e->cli, line, strlen(line));
-	}
+	if (e->cli->json)
+		cli_put_json(e->cli, cq_json_pack("{s:I,s:s}", e->unit,
+					       (long long)tag, "error", reason));
 	if (e->reason && e->reason == reason && tag == e->last + 1) {
 		e->last = tag;
 		return;
@@ -308,16 +290,15 @@ static int enqueue_finish(struct enqueue *e, struct cq_publisher *pub,
 
 	report_range(e);
 	if (unsent_from) {
-		char line[120];
+		char from[32];
 
 		cli_err(cli, "%ss from %llu on: not sent", e->unit,
 			(unsigned long long)unsent_from);
-		if (cli->json) {
-			snprintf(line, sizeof(line),
-				 "{\"from_%s\":%llu,\"error\":\"not sent\"}\n",
-				 e->unit, (unsigned long long)unsent_from);
-			cli_write(cli, line, strlen(line));
-		}
+		snprintf(from, sizeof(from), "from_%s", e->unit);
+		if (cli->json)
+			cli_put_json(cli, cq_json_pack("{s:I,s:s}", from,
+						    (long long)unsent_from,
+						    "error", "not sent"));
 	}
 	if (died)
 		ret = cli_fail(cli);
@@ -628,7 +609,7 @@ static enum cq_err peek_one(void *arg, const struct cq_delivery *d)
 	if (cq_delivery_header(d, "x-delivery-count"))
 		pk->quorum_seen = true;
 	if (cli->json)
-		return put_json(cli, cq_delivery_json(d, true)) ? CQ_OK : CQ_ERR_IO;
+		return cli_put_json_text(cli, cq_delivery_json(d, true)) ? CQ_OK : CQ_ERR_IO;
 	if (cq_delivery_death(d, &death))
 		return CQ_ERR_NOMEM;
 	if (d->timestamp > 0)
@@ -751,15 +732,12 @@ static void on_replay(void *arg, const struct cq_replay_event *ev)
 	struct replay_out *ro = arg;
 	struct cli *cli = ro->cli;
 	const char *id = ev->message_id ? ev->message_id : "(no id)";
-	char line[800];
 
 	ro->done++;
 	if (cli->json) {
-		put_json(cli, cq_replay_event_json(ev));
+		cli_put_json_text(cli, cq_replay_event_json(ev));
 	} else if (ev->what == CQ_REPLAY_WOULD_MOVE) {
-		snprintf(line, sizeof(line), "would move %s to '%s'\n", id,
-			 ev->target);
-		cli_write(cli, line, strlen(line));
+		cli_printf(cli, "would move %s to '%s'\n", id, ev->target);
 	} else if (ev->what == CQ_REPLAY_FAILED &&
 		   (strcmp(ev->reason, CQ_REASON_LOST) == 0 ||
 		    strcmp(ev->reason, CQ_REASON_CLOSED) == 0 ||
@@ -920,19 +898,19 @@ enum {
 static int declare_print(struct cli *cli, const char *queue,
 			 const struct cq_declared *d)
 {
-	char line[1200];
+	struct json_t *rec;
 
 	if (cli->json) {
-		int n = snprintf(line, sizeof(line),
-				 "{\"queue\":\"%s\",\"messages\":%u,\"consumers\":%u",
-				 queue, d->messages, d->consumers);
-
-		if (d->dlq)
-			n += snprintf(line + n, sizeof(line) - (size_t)n,
-				      ",\"dlq\":\"%s\",\"dlx\":\"%s\"", d->dlq,
-				      d->dlx);
-		snprintf(line + n, sizeof(line) - (size_t)n, "}\n");
-		cli_write(cli, line, strlen(line));
+		rec = cq_json_add_bytes(cq_json_pack("{}"), "queue", queue,
+					strlen(queue));
+		rec = cq_json_add(rec, "{s:I,s:I}", "messages",
+				  (long long)d->messages, "consumers",
+				  (long long)d->consumers);
+		if (d->dlq) {
+			rec = cq_json_add_bytes(rec, "dlq", d->dlq, strlen(d->dlq));
+			rec = cq_json_add_bytes(rec, "dlx", d->dlx, strlen(d->dlx));
+		}
+		cli_put_json(cli, rec);
 		return 0;
 	}
 	if (cli->quiet)
@@ -945,15 +923,6 @@ static int declare_print(struct cli *cli, const char *queue,
 			d->dlq, d->dlx);
 	fputc('\n', stderr);
 	return 0;
-}
-
-/* Names go into JSON unescaped above: refuse what would need escaping. */
-static bool plain_name(const char *s)
-{
-	for (; *s; s++)
-		if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
-			return false;
-	return true;
 }
 
 static int cmd_declare(struct cli *cli, int argc, char **argv)
@@ -1027,8 +996,6 @@ static int cmd_declare(struct cli *cli, int argc, char **argv)
 		return cli_usage_error(cli, "--dead-letter-strategy needs --quorum and --dlq");
 	if (o.max_priority >= 0 && o.quorum)
 		return cli_usage_error(cli, "--max-priority is for classic queues (quorum queues ignore it)");
-	if (!plain_name(queue) || (o.dlq && !plain_name(o.dlq)))
-		return cli_usage_error(cli, "queue names with quotes, backslashes or control characters are not supported");
 	ret = cli_ready(cli);
 	if (ret)
 		return ret;
@@ -1061,7 +1028,6 @@ static int cmd_purge(struct cli *cli, int argc, char **argv)
 	};
 	bool yes = false;
 	uint32_t n;
-	char line[400];
 	int c, ret;
 
 	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
@@ -1081,13 +1047,17 @@ static int cmd_purge(struct cli *cli, int argc, char **argv)
 		return ret;
 	if (cq_purge(cli->ctx, argv[optind], &n))
 		return cli_fail(cli);
-	if (cli->json && plain_name(argv[optind]))
-		snprintf(line, sizeof(line), "{\"queue\":\"%s\",\"purged\":%u}\n",
-			 argv[optind], n);
-	else
-		snprintf(line, sizeof(line), "purged %u message%s from '%s'\n",
-			 n, n == 1 ? "" : "s", argv[optind]);
-	cli_write(cli, line, strlen(line));
+	if (cli->json) {
+		struct json_t *rec = cq_json_add_bytes(cq_json_pack("{}"), "queue",
+						       argv[optind],
+						       strlen(argv[optind]));
+
+		cli_put_json(cli, cq_json_add(rec, "{s:I}", "purged",
+					      (long long)n));
+	} else {
+		cli_printf(cli, "purged %u message%s from '%s'\n", n,
+			   n == 1 ? "" : "s", argv[optind]);
+	}
 	return 0;
 }
 
@@ -1160,7 +1130,7 @@ static bool consume_print(void *arg, const struct cq_delivery *d)
 	bool ok;
 
 	if (cc->jsonl)
-		ok = put_json(cc->cli, cq_delivery_json(d, false));
+		ok = cli_put_json_text(cc->cli, cq_delivery_json(d, false));
 	else
 		ok = cli_write(cc->cli, d->body, d->len) &&
 		     cli_write(cc->cli, &cc->sep, 1);

@@ -194,6 +194,28 @@ char *cq_base64(const void *p, size_t n);
 char *cq_json_value_line(const char *key, size_t keylen, const char *val,
 			 size_t len, const long long *ttl_ms);
 
+/*
+ * JSON records, for the programs (jansson underneath; a program holds a
+ * struct json_t only through these).  A record is built in steps of
+ * obj = cq_json_add*(obj, ...): each returns obj, or NULL after freeing
+ * it when out of memory, and passes a NULL obj on, so that the record is
+ * checked once, by cq_json_line.
+ */
+struct json_t;
+/* A new object from a jansson json_pack() object format ("{s:I,s:s}",
+ * integers as long long, reals as double). */
+struct json_t *cq_json_pack(const char *fmt, ...);
+/* Add the members of such a format to obj, after those it has. */
+struct json_t *cq_json_add(struct json_t *obj, const char *fmt, ...);
+/* Add name: the n bytes at p as a string, or, when they are not valid
+ * UTF-8, name_base64: their base64 (keys, names and bodies round-trip). */
+struct json_t *cq_json_add_bytes(struct json_t *obj, const char *name,
+				 const char *p, size_t n);
+/* obj as one compact line (members in the order added, no newline), and
+ * obj freed.  Caller frees the line; NULL for a NULL obj or out of
+ * memory. */
+char *cq_json_line(struct json_t *obj);
+
 #include "cq_cache.h"
 #include "cq_queue.h"
 #include "cq_stats.h"

@@ -1,4 +1,5 @@
 /* json.c - JSON output helpers over jansson, and base64. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,54 @@ int cqi_json_set_bytes(json_t *obj, const char *name, const char *p,
 	r = json_object_set_new(obj, alt, json_string(b));
 	free(b);
 	return r;
+}
+
+json_t *cq_json_pack(const char *fmt, ...)
+{
+	va_list ap;
+	json_t *obj;
+
+	va_start(ap, fmt);
+	obj = json_vpack_ex(NULL, 0, fmt, ap);
+	va_end(ap);
+	return obj;
+}
+
+json_t *cq_json_add(json_t *obj, const char *fmt, ...)
+{
+	va_list ap;
+	json_t *more;
+
+	if (!obj)
+		return NULL;
+	va_start(ap, fmt);
+	more = json_vpack_ex(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (!more || json_object_update(obj, more)) {
+		json_decref(obj);
+		obj = NULL;
+	}
+	json_decref(more);
+	return obj;
+}
+
+json_t *cq_json_add_bytes(json_t *obj, const char *name, const char *p,
+			  size_t n)
+{
+	if (obj && cqi_json_set_bytes(obj, name, p, n)) {
+		json_decref(obj);
+		obj = NULL;
+	}
+	return obj;
+}
+
+char *cq_json_line(json_t *obj)
+{
+	char *line = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER |
+				      JSON_REAL_PRECISION(15)) : NULL;
+
+	json_decref(obj);
+	return line;
 }
 
 char *cq_json_value_line(const char *key, size_t keylen, const char *val,

@@ -158,3 +158,14 @@ load test_helper
 	run -0 cachectl get --help
 	assert_line --index 0 'usage: cachectl get [OPTIONS] KEY...'
 }
+
+@test "get --json with -n or -0 is a usage error (64), not a silent drop" {
+	rcli set "${P}a" v >/dev/null
+	run -64 --separate-stderr cachectl get --json -n a
+	assert_equal "$stderr" "cachectl: get: --json excludes -n/--no-newline (it prints one record a line)
+Try 'cachectl get --help'."
+	[ -z "$output" ]
+	run -64 --separate-stderr cachectl get -0 --json a
+	[[ "$stderr" == "cachectl: get: --json excludes -0/--null (it prints one record a line)"* ]]
+	[ -z "$output" ]
+}

@@ -161,6 +161,34 @@ load test_helper
 	assert_output string
 }
 
+@test "set --json prints its record: key, written, bytes, ttl_ms" {
+	k='we"ird\ k é'
+	run -0 --separate-stderr cachectl set --json --ttl 90s "$k" "a value"
+	[ -z "$stderr" ]
+	[ "${#lines[@]}" = 1 ]
+	[ "$(jq -r .key <<<"$output")" = "$k" ]
+	[ "$(jq -c '[.written, .bytes]' <<<"$output")" = '[true,7]' ]
+	ttl=$(jq -r .ttl_ms <<<"$output")
+	[ "$ttl" = 90000 ]
+	[ "$(rcli get "${P}$k")" = "a value" ]
+	pttl=$(rcli pttl "${P}$k")
+	[ "$pttl" -gt 85000 ] && [ "$pttl" -le 90000 ]
+	# not written: written false, no ttl_ms, exit 1 as without --json
+	run -1 --separate-stderr cachectl set --json --nx --ttl 90s "$k" other
+	assert_output "{\"key\":\"we\\\"ird\\\\ k é\",\"written\":false,\"bytes\":5}"
+	[ "$(rcli get "${P}$k")" = "a value" ]
+	# --no-ttl: ttl_ms null; --keep-ttl: no ttl_ms (the key kept its own)
+	run -0 cachectl set --json --no-ttl n v
+	assert_output '{"key":"n","written":true,"bytes":1,"ttl_ms":null}'
+	[ "$(rcli pttl "${P}n")" = -1 ]
+	run -0 cachectl set --json --keep-ttl "$k" v2
+	[ "$(jq -c . <<<"$output")" = "$(jq -cn --arg k "$k" '{key:$k,written:true,bytes:2}')" ]
+	[ "$(rcli pttl "${P}$k")" -gt 80000 ]
+	# a key that is not UTF-8 comes back as key_base64
+	run -0 cachectl set --json --ttl 1m "$(printf 'b\xff')" v
+	assert_output '{"key_base64":"Yv8=","written":true,"bytes":1,"ttl_ms":60000}'
+}
+
 @test "set to an unreachable server exits 69" {
 	run -69 --separate-stderr cachectl set --redis redis://127.0.0.1:1 k v --ttl 1m
 	[[ "$stderr" == *"cannot connect to Redis at 127.0.0.1:1"* ]]

@@ -9,11 +9,12 @@
 # Delete the test's queues and exchanges ($Q and the names derived from it).
 per_test_teardown() {
 	local q
-	for q in "$Q" "$Q.dlq" "$Q.other" "$Q.other.dlq" "$Q.target" "$Q.custom-dlq"; do
+	for q in "$Q" "$Q.dlq" "$Q.other" "$Q.other.dlq" "$Q.target" "$Q.custom-dlq" \
+		"$HQ" "$HQ.dlq"; do
 		amqp-delete-queue -u "$CQ_AMQP_URL" -q "$q" >/dev/null 2>&1 || true
 	done
-	for q in "$Q.dlx" "$Q.other.dlx" "$Q.x"; do
-		api "exchanges/%2f/$q" -X DELETE >/dev/null 2>&1 || true
+	for q in "$Q.dlx" "$Q.other.dlx" "$Q.x" "$HQ.dlx"; do
+		api "exchanges/%2f/$(jq -rn --arg s "$q" '$s | @uri')" -X DELETE >/dev/null 2>&1 || true
 	done
 }
 
@@ -40,7 +41,7 @@ reject() {
 # Ready messages in queue $1, exactly (rabbitmqctl asks the queue itself).
 ready() {
 	rctl list_queues -q name messages_ready |
-		awk -v q="$1" '$1 == q { print $2; found = 1 } END { if (!found) print "missing" }'
+		awk -F'\t' -v q="$1" '$1 == q { print $2; found = 1 } END { if (!found) print "missing" }'
 }
 
 # Take every message of queue $1 with amqp-get, one body per line.

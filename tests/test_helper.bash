@@ -31,6 +31,9 @@ setup() {
 	export CQ_PREFIX="cqtest:$id:"
 	export P="$CQ_PREFIX"
 	export Q="cqtest.$id"
+	# the same with a quote, a backslash, a space and UTF-8: names the
+	# broker and Redis accept must work everywhere
+	export HQ="$Q \"q\\ é"
 	unset CQ_DEFAULT_TTL CQ_TRACK CQ_REDIS_PASSWORD CQ_PASSWORD_FILE ACL_USER
 	if declare -F per_test_setup >/dev/null; then per_test_setup; fi
 }
