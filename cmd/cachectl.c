@@ -107,13 +107,6 @@ static const char *shown(const char *key, size_t len, char *buf, size_t cap)
 	return buf;
 }
 
-static void clear_progress(bool *shown_progress)
-{
-	if (*shown_progress)
-		fputs("\r\033[K", stderr);
-	*shown_progress = false;
-}
-
 /* ---- get -------------------------------------------------------------- */
 
 static const char get_usage[] =
@@ -425,7 +418,6 @@ enum {
 struct inv_out {
 	struct cli *cli;
 	char sep;
-	bool progress;		/* a progress line is on the terminal */
 };
 
 static bool inv_key(void *arg, const char *key, size_t len)
@@ -441,10 +433,9 @@ static void inv_progress(void *arg, const struct cq_inval_stats *st)
 	char t[32];
 
 	seconds(st->elapsed_ms, t, sizeof(t));
-	fprintf(stderr, "\r\033[Kinvalidating: %llu keys scanned, %llu deleted, %s",
-		(unsigned long long)st->scanned,
-		(unsigned long long)st->deleted, t);
-	io->progress = true;
+	cli_progress(io->cli, "invalidating: %llu keys scanned, %llu deleted, %s",
+		     (unsigned long long)st->scanned,
+		     (unsigned long long)st->deleted, t);
 }
 
 static int inv_summary(struct cli *cli, const struct cq_inval_stats *st,
@@ -552,7 +543,7 @@ static int cmd_invalidate(struct cli *cli, int argc, char **argv)
 				       (const char *const *)argv + optind, &o, &st);
 	else
 		e = cq_invalidate_ns(cli->ctx, o.ns, &o, &st);
-	clear_progress(&io.progress);
+	cli_progress_clear(cli);
 	if (e && !(e == CQ_ERR_IO && cli->out_failed))
 		return cli_fail(cli);
 	if (e)
@@ -602,14 +593,12 @@ enum {
 struct warm_out {
 	struct cli *cli;
 	const char *unit;	/* "line" or "record" */
-	bool progress;
 };
 
 static void warm_bad(void *arg, uint64_t recno, const char *msg)
 {
 	struct warm_out *wo = arg;
 
-	clear_progress(&wo->progress);
 	cli_err(wo->cli, "%s %llu: %s", wo->unit, (unsigned long long)recno, msg);
 }
 
@@ -619,7 +608,6 @@ static void warm_fail(void *arg, uint64_t recno, const char *key,
 	struct warm_out *wo = arg;
 	char k[200];
 
-	clear_progress(&wo->progress);
 	if (key)
 		cli_err(wo->cli, "%s %llu: key '%s': %s", wo->unit,
 			(unsigned long long)recno, shown(key, keylen, k, sizeof(k)),
@@ -637,10 +625,9 @@ static void warm_progress(void *arg, const struct cq_warm_stats *st)
 	char t[32];
 
 	seconds(st->elapsed_ms, t, sizeof(t));
-	fprintf(stderr, "\r\033[Kwarming: %llu %ss read, %llu keys warmed, %s",
-		(unsigned long long)st->records, wo->unit,
-		(unsigned long long)st->warmed, t);
-	wo->progress = true;
+	cli_progress(wo->cli, "warming: %llu %ss read, %llu keys warmed, %s",
+		     (unsigned long long)st->records, wo->unit,
+		     (unsigned long long)st->warmed, t);
 }
 
 static int warm_opt(struct cli *cli, int c, struct cq_warm_opts *o,
@@ -811,7 +798,7 @@ static int cmd_warm(struct cli *cli, int argc, char **argv)
 	if (cli_progress_wanted(cli))
 		o.on_progress = warm_progress;
 	e = cq_warm(cli->ctx, fd, &o, &st);
-	clear_progress(&wo.progress);
+	cli_progress_clear(cli);
 	if (st.locked_out) {
 		if (!cli->quiet)
 			cli_err(cli, "another run holds --once '%s'; not warming",

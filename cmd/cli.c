@@ -9,8 +9,16 @@
 
 #include "cli.h"
 
-static void vreport(const struct cli *cli, const char *fmt, va_list ap)
+void cli_progress_clear(struct cli *cli)
 {
+	if (cli->progress_shown)
+		fputs("\r\033[K", stderr);
+	cli->progress_shown = false;
+}
+
+static void vreport(struct cli *cli, const char *fmt, va_list ap)
+{
+	cli_progress_clear(cli);
 	fprintf(stderr, "%s: ", cli->prog);
 	if (cli->verb)
 		fprintf(stderr, "%s: ", cli->verb->name);
@@ -242,10 +250,28 @@ bool cli_put_json(struct cli *cli, struct json_t *obj)
 	return cli_put_json_text(cli, cq_json_line(obj));
 }
 
+void cli_progress(struct cli *cli, const char *fmt, ...)
+{
+	long long now = cq_now_ms();
+	va_list ap;
+
+	if (!cli_progress_wanted(cli) ||
+	    (cli->progress_shown && now - cli->progress_ms < 250))
+		return;
+	cli->progress_ms = now;
+	cli->progress_shown = true;
+	fprintf(stderr, "\r%s: %s: ", cli->prog, cli->verb->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\033[K", stderr);
+}
+
 /* Flush stdout and turn a failed write into exit 74 (silent for a closed
  * pipe: the reader has gone and needs no message). */
 static int finish(struct cli *cli, int code)
 {
+	cli_progress_clear(cli);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		if (!cli->out_failed && !cli->out_errno)
 			cli->out_errno = errno;

@@ -47,6 +47,8 @@ struct cli {
 	bool quiet;
 	bool out_failed;	/* a write to stdout failed */
 	int out_errno;		/* why the first failed write failed, or 0 */
+	bool progress_shown;	/* a progress line is on the terminal */
+	long long progress_ms;	/* when it was last drawn */
 };
 
 /* Long options every verb accepts; append to a verb's option table. */
@@ -114,6 +116,13 @@ bool cli_uint(struct cli *cli, const char *opt, const char *arg,
 	      unsigned long long *out);
 /* True when stderr is a terminal and progress lines are wanted. */
 bool cli_progress_wanted(const struct cli *cli);
+/* The one progress line of a long verb, "prog: verb: <text>" redrawn in
+ * place on stderr at most every 250ms; nothing unless wanted. */
+void cli_progress(struct cli *cli, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Erase the progress line (before other stderr output: cli_err and the
+ * end of the run do it themselves). */
+void cli_progress_clear(struct cli *cli);
 
 /* Write a JSON record (built with cq_json_pack/cq_json_add*) as one line
  * on stdout, freeing it; NULL is out of memory.  False when out of memory

@@ -12,45 +12,6 @@
 /* RabbitMQ's default max_message_size (3.8 and later) */
 #define DEFAULT_MAX_SIZE (128ULL << 20)
 
-/* A progress line on stderr, at most every 250ms. */
-struct progress {
-	bool on;
-	long long start, last;
-};
-
-static void progress_init(struct progress *p, const struct cli *cli)
-{
-	p->on = cli_progress_wanted(cli);
-	p->start = p->last = cq_now_ms();
-}
-
-static void progress_show(struct progress *p, const struct cli *cli,
-			  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void progress_show(struct progress *p, const struct cli *cli,
-			  const char *fmt, ...)
-{
-	long long now;
-	va_list ap;
-
-	if (!p->on)
-		return;
-	now = cq_now_ms();
-	if (now - p->last < 250)
-		return;
-	p->last = now;
-	fprintf(stderr, "\r%s: %s: ", cli->prog, cli->verb->name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs("\033[K", stderr);
-}
-
-static void progress_done(struct progress *p)
-{
-	if (p->on)
-		fputs("\r\033[K", stderr);
-}
-
 static double seconds_since(long long start)
 {
 	return (double)(cq_now_ms() - start) / 1000.0;
@@ -199,7 +160,6 @@ static int enqueue_stdin(struct enqueue *e, struct cq_publisher *pub,
 			 unsigned long long max, uint64_t *next)
 {
 	struct cq_reader *r = cq_reader_new(STDIN_FILENO, delim, max);
-	struct progress pr;
 	uint64_t n = 0;
 	const char *p;
 	size_t len;
@@ -211,7 +171,6 @@ static int enqueue_stdin(struct enqueue *e, struct cq_publisher *pub,
 		return EX_SOFTWARE;
 	}
 	cq_reader_serve(r, pub);
-	progress_init(&pr, e->cli);
 	while (alive && (got = cq_reader_next(r, &p, &len, &too_long)) == 1) {
 		struct cq_message m = *tmpl;
 		struct cq_record *rec = NULL;
@@ -240,11 +199,11 @@ static int enqueue_stdin(struct enqueue *e, struct cq_publisher *pub,
 		alive = enqueue_one(e, pub, &m, n);
 		cq_record_free(rec);
 		if ((n & 1023) == 0)
-			progress_show(&pr, e->cli, "%llu sent, %llu confirmed",
+			cli_progress(e->cli, "%llu sent, %llu confirmed",
 				      (unsigned long long)n,
 				      (unsigned long long)cq_publisher_confirmed(pub));
 	}
-	progress_done(&pr);
+	cli_progress_clear(e->cli);
 	*next = 0;
 	if (alive && got < 0 && !cq_publisher_alive(pub)) {
 		/* the connection died while input was awaited */
@@ -722,7 +681,6 @@ enum {
 struct replay_out {
 	struct cli *cli;
 	const char *dlq;
-	struct progress pr;
 	uint64_t done;
 	uint64_t lost;		/* in flight when the connection went */
 };
@@ -744,14 +702,12 @@ static void on_replay(void *arg, const struct cq_replay_event *ev)
 		    strcmp(ev->reason, CQ_REASON_TIMEOUT) == 0)) {
 		ro->lost++;	/* one line for all of them, at the end */
 	} else if (ev->what == CQ_REPLAY_FAILED) {
-		progress_done(&ro->pr);
 		cli_err(cli, "message %s: not moved to '%s' (stays in '%s'): %s",
 			id, ev->target, ro->dlq, ev->reason);
 	} else if (ev->what == CQ_REPLAY_SKIPPED && !ev->target) {
-		progress_done(&ro->pr);
 		cli_err(cli, "message %s: skipped: %s", id, ev->reason);
 	}
-	progress_show(&ro->pr, cli, "%llu done", (unsigned long long)ro->done);
+	cli_progress(cli, "%llu done", (unsigned long long)ro->done);
 }
 
 static int cmd_replay(struct cli *cli, int argc, char **argv)
@@ -829,10 +785,9 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 	ret = cli_ready(cli);
 	if (ret)
 		goto out;
-	progress_init(&ro.pr, cli);
 	start = cq_now_ms();
 	e = cq_replay(cli->ctx, ro.dlq, &o, &st);
-	progress_done(&ro.pr);
+	cli_progress_clear(cli);
 	if (ro.lost)
 		cli_err(cli, "%llu message%s in flight %s not confirmed and stay in '%s'",
 			(unsigned long long)ro.lost, ro.lost == 1 ? "" : "s",
@@ -1111,7 +1066,6 @@ struct consume_cli {
 	char sep;
 	bool jsonl;
 	int out_errno;		/* why stdout failed */
-	struct progress prog;
 	int poison[MAX_POISON];
 };
 
@@ -1155,8 +1109,7 @@ static void consume_handler_stderr(void *arg, const char *p, size_t n)
 {
 	struct consume_cli *cc = arg;
 
-	if (cc->prog.on)
-		fputs("\r\033[K", stderr);
+	cli_progress_clear(cc->cli);
 	fwrite(p, 1, n, stderr);
 }
 
@@ -1164,8 +1117,6 @@ static void consume_notice(void *arg, const char *msg)
 {
 	struct consume_cli *cc = arg;
 
-	if (cc->prog.on)
-		fputs("\r\033[K", stderr);
 	cli_err(cc->cli, "%s", msg);
 }
 
@@ -1173,8 +1124,8 @@ static void consume_progress(void *arg, const struct cq_consume_stats *st)
 {
 	struct consume_cli *cc = arg;
 
-	progress_show(&cc->prog, cc->cli,
-		      "%llu consumed (%llu acked, %llu retried, %llu dead-lettered), %u running",
+	cli_progress(cc->cli,
+		     "%llu consumed (%llu acked, %llu retried, %llu dead-lettered), %u running",
 		      st->handled, st->acked, st->retried, st->dead_lettered,
 		      st->running);
 }
@@ -1364,8 +1315,7 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 	o.notice = consume_notice;
 	o.arg = &cc;
 	o.stop = &consume_stop;
-	progress_init(&cc.prog, cli);
-	if (cc.prog.on)
+	if (cli_progress_wanted(cli))
 		o.progress = consume_progress;
 	ret = cli_ready(cli);
 	if (ret)
@@ -1374,7 +1324,7 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	e = cq_consume(cli->ctx, &o, &st);
-	progress_done(&cc.prog);
+	cli_progress_clear(cli);
 	if (e == CQ_ERR_IO && cc.out_errno) {
 		/* the reader went away (or the disk is full): cli's finish
 		 * reports it (quietly for a closed pipe) and exits 74 */

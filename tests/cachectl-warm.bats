@@ -204,6 +204,14 @@ private_redis() {
 	[[ "$output" == *"warmed 40 keys in "* ]]
 }
 
+@test "warm's progress line is the programs' one: prog: verb:, erased before an error" {
+	{ seq 1 20 | awk '{printf "p%d\tv\n", $1}'; echo bad; seq 21 40 | awk '{printf "p%d\tv\n", $1}'; } >"$TMP/in"
+	run -65 script -qec "cachectl warm --ttl 1m --rate 100 '$TMP/in'" /dev/null
+	[[ "$output" == *$'\r''cachectl: warm: warming: '*" lines read, "*" keys warmed, "* ]]
+	# the error starts on a fresh line: the progress line was erased first
+	[[ "$output" == *$'\r\e[Kcachectl: warm: line 21: '* ]]
+}
+
 @test "warm of an empty input warms nothing and exits 0" {
 	run -0 --separate-stderr cachectl warm --ttl 1m </dev/null
 	[[ "$stderr" == "warmed 0 keys in "* ]]
