@@ -699,20 +699,31 @@ static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
 
 	seconds(st->elapsed_ms, t, sizeof(t));
 	if (cli->json) {
-		cli_put_json(cli, cq_json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:f}",
-					    "warmed", (long long)st->warmed,
-					    "skipped", (long long)st->skipped,
-					    "bad", (long long)st->bad,
-					    "failed", (long long)st->failed,
-					    "denied", (long long)st->denied,
-					    "records", (long long)st->records,
-					    "seconds",
-					    (double)st->elapsed_ms / 1000.0));
+		struct json_t *o;
+
+		o = cq_json_pack("{s:I,s:I,s:I,s:I,s:I}",
+				 "warmed", (long long)st->warmed,
+				 "skipped", (long long)st->skipped,
+				 "bad", (long long)st->bad,
+				 "failed", (long long)st->failed,
+				 "denied", (long long)st->denied);
+		/* blank lines only when there were some: the record stays
+		 * what it was for input without them */
+		if (st->blank)
+			o = cq_json_add(o, "{s:I}", "blank", (long long)st->blank);
+		cli_put_json(cli, cq_json_add(o, "{s:I,s:f}",
+					      "records", (long long)st->records,
+					      "seconds",
+					      (double)st->elapsed_ms / 1000.0));
 	} else if (!cli->quiet) {
-		fprintf(stderr, "warmed %llu keys in %s (%llu skipped, %llu failed)\n",
+		fprintf(stderr, "warmed %llu keys in %s (%llu skipped, %llu failed",
 			(unsigned long long)st->warmed, t,
 			(unsigned long long)(st->skipped + st->bad),
 			(unsigned long long)st->failed);
+		if (st->blank)
+			fprintf(stderr, ", %llu blank",
+				(unsigned long long)st->blank);
+		fputs(")\n", stderr);
 	}
 	return cli_worse(cli_worse(st->denied ? EX_NOPERM : 0,
 				   st->failed ? EX_TEMPFAIL : 0),

@@ -303,8 +303,10 @@ static void print_usage(const struct cli_prog *p, FILE *f)
 /*
  * A closed standard descriptor would be handed to the next socket opened,
  * and our output written into the Redis or AMQP connection.  Hold each
- * closed one with /dev/null, opened so that output to it fails (EBADF:
- * "cannot write output", exit 74) and input from it is empty.
+ * closed one with /dev/null.  Stdin and stdout are opened the wrong way
+ * round, so that using them fails with EBADF: output ("cannot write
+ * output", exit 74), and input too, since a closed stdin is not an empty
+ * one (`cachectl set k <&-` must not store an empty value; exit 74).
  */
 void cli_hold_std_fds(void)
 {
@@ -313,7 +315,8 @@ void cli_hold_std_fds(void)
 
 		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
 			continue;
-		nfd = open("/dev/null", fd == 1 ? O_RDONLY : O_RDWR);
+		nfd = open("/dev/null", fd == 0 ? O_WRONLY :
+				 fd == 1 ? O_RDONLY : O_RDWR);
 		if (nfd >= 0 && nfd != fd) {
 			dup2(nfd, fd);
 			close(nfd);

@@ -101,6 +101,7 @@ struct enqueue {
 	uint64_t first, last;
 	const char *reason;
 	uint64_t bad;
+	uint64_t blank;		/* blank lines skipped */
 	char expiration[24];
 };
 
@@ -159,68 +160,71 @@ static int enqueue_stdin(struct enqueue *e, struct cq_publisher *pub,
 			 const struct cq_message *tmpl, char delim, bool jsonl,
 			 unsigned long long max, uint64_t *next)
 {
-	struct cq_reader *r = cq_reader_new(STDIN_FILENO, delim, max);
-	uint64_t n = 0;
-	const char *p;
-	size_t len;
-	bool too_long, alive = true;
-	int got;
+	struct cq_ctx *ctx = e->cli->ctx;
+	struct cq_reader_opts ro = { .delim = delim, .max = max,
+				     .refuse_cr = !jsonl };
+	struct cq_reader *r = cq_reader_new(ctx, STDIN_FILENO, &ro);
+	struct cq_rec_in in;
+	bool alive = true, more = false;
+	uint64_t done;
 
-	if (!r) {
-		cli_err(e->cli, "out of memory");
-		return EX_SOFTWARE;
-	}
+	if (!r)
+		return cli_fail(e->cli);
 	cq_reader_serve(r, pub);
-	while (alive && (got = cq_reader_next(r, &p, &len, &too_long)) == 1) {
+	while (alive && (more = cq_reader_next(r, &in))) {
 		struct cq_message m = *tmpl;
 		struct cq_record *rec = NULL;
 		char why[300];
 
-		n++;
-		if (too_long) {
+		if (in.flaw == CQ_REC_TOO_LONG) {
 			cli_err(e->cli, "line %llu: longer than --max-size (%llu bytes)",
-				(unsigned long long)n, max);
+				(unsigned long long)in.no, max);
 			e->bad++;
 			continue;
 		}
-		if (len == 0)
-			continue;	/* blank lines carry no message */
+		if (in.flaw) {
+			cli_err(e->cli, "line %llu: %s", (unsigned long long)in.no,
+				cq_rec_flaw_str(in.flaw));
+			e->bad++;
+			continue;
+		}
 		if (jsonl) {
-			if (cq_record_parse(p, len, &m, &rec, why, sizeof(why))) {
+			if (cq_record_parse(in.p, in.len, &m, &rec, why, sizeof(why))) {
 				cli_err(e->cli, "line %llu: %s",
-					(unsigned long long)n, why);
+					(unsigned long long)in.no, why);
 				e->bad++;
 				continue;
 			}
 		} else {
-			m.body = p;
-			m.len = len;
+			m.body = in.p;
+			m.len = in.len;
 		}
-		alive = enqueue_one(e, pub, &m, n);
+		alive = enqueue_one(e, pub, &m, in.no);
 		cq_record_free(rec);
-		if ((n & 1023) == 0)
+		if ((in.no & 1023) == 0)
 			cli_progress(e->cli, "%llu sent, %llu confirmed",
-				      (unsigned long long)n,
+				      (unsigned long long)in.no,
 				      (unsigned long long)cq_publisher_confirmed(pub));
 	}
 	cli_progress_clear(e->cli);
+	e->blank = cq_reader_blank(r);
 	*next = 0;
-	if (alive && got < 0 && !cq_publisher_alive(pub)) {
+	if (alive && !more && ctx->err && !cq_publisher_alive(pub)) {
 		/* the connection died while input was awaited */
-		*next = n + 1;
+		*next = cq_reader_records(r) + 1;
 		cq_reader_free(r);
 		return 0;
 	}
-	if (alive && got < 0) {
-		cli_err(e->cli, "cannot read standard input: %s", strerror(errno));
+	if (alive && !more && ctx->err) {
 		cq_reader_free(r);
-		return EX_IOERR;
+		return cli_fail(e->cli);
 	}
 	/* say so when input was left unsent (reading on without the dead
 	 * publisher) */
 	cq_reader_serve(r, NULL);
-	if (!alive && cq_reader_next(r, &p, &len, &too_long) == 1)
-		*next = n + 1;
+	done = cq_reader_records(r);
+	if (!alive && cq_reader_next(r, &in))
+		*next = done + 1;
 	cq_reader_free(r);
 	return 0;
 }
@@ -268,6 +272,9 @@ static int enqueue_finish(struct enqueue *e, struct cq_publisher *pub,
 		if (e->bad)
 			fprintf(stderr, ", %llu malformed",
 				(unsigned long long)e->bad);
+		if (e->blank)
+			fprintf(stderr, ", %llu blank",
+				(unsigned long long)e->blank);
 		fputs(")\n", stderr);
 	}
 	ret = cli_worse(ret, failed || unsent_from ? EX_TEMPFAIL : 0);

@@ -169,13 +169,11 @@ bool cq_warm_parse_jsonl(const char *line, size_t len,
 /* A keys file line for --exec: the key itself, non-empty. */
 bool cq_warm_parse_key(const char *line, size_t len, struct cq_warm_rec *rec,
 		       char *err, size_t errlen);
-/* Decode standard base64 (padding optional) into out (appended). */
-bool cq_base64_decode(const char *s, size_t n, struct cq_buf *out);
 
 enum cq_warm_format { CQ_WARM_TSV, CQ_WARM_NUL, CQ_WARM_JSONL };
 
 struct cq_warm_stats {
-	uint64_t records;	/* records read (lines, -0 pairs) */
+	uint64_t records;	/* records read (lines, -0 pairs), blank included */
 	uint64_t warmed;	/* keys written */
 	uint64_t skipped;	/* present keys left alone (--nx, --exec) */
 	uint64_t bad;		/* malformed records, skipped */
@@ -187,6 +185,7 @@ struct cq_warm_stats {
 	bool locked_out;	/* --once: another run holds the lock */
 	uint64_t denied;	/* of failed: refused for permission (an ACL's
 				 * NOPERM), which no retry gets through */
+	uint64_t blank;		/* blank lines, skipped */
 };
 
 struct cq_warm_opts {

@@ -286,24 +286,7 @@ bool cq_publisher_alive(const struct cq_publisher *pub);
 /* Frees without settling what is still outstanding: flush first. */
 void cq_publisher_free(struct cq_publisher *pub);
 
-/* ---- enqueue input (enqueue.c) ------------------------------------------ */
-
-/* Delimited records (lines, or NUL-separated) from a file descriptor, in
- * constant memory: a record longer than max is cut to max bytes and
- * flagged, the rest of it skipped. */
-struct cq_reader;
-struct cq_reader *cq_reader_new(int fd, char delim, size_t max);
-/* 1 with a record in *p and *len (borrowed until the next call; without its
- * delimiter; a last record may lack one), 0 at end of input, -1 on a read
- * error (errno). */
-int cq_reader_next(struct cq_reader *r, const char **p, size_t *len,
-		   bool *too_long);
-void cq_reader_free(struct cq_reader *r);
-/* Wait for input through pub (cq_publisher_wait_input) before each read: a
- * read that would block then serves the connection instead.  If the
- * publisher dies meanwhile, cq_reader_next returns -1 with errno
- * ECONNABORTED. */
-void cq_reader_serve(struct cq_reader *r, struct cq_publisher *pub);
+/* ---- enqueue records (enqueue.c) ---------------------------------------- */
 
 /*
  * One JSONL record: {"body": S | "body_base64": S, "headers": {K: S|int|
@@ -318,9 +301,6 @@ enum cq_err cq_record_parse(const char *line, size_t len,
 			    struct cq_message *msg, struct cq_record **rec,
 			    char *err, size_t errlen);
 void cq_record_free(struct cq_record *rec);
-/* Decode standard or URL-safe base64 (padding optional).  Caller frees;
- * NULL with errno EINVAL for bad input, ENOMEM out of memory. */
-char *cq_unbase64(const char *s, size_t n, size_t *outlen);
 
 /* ---- topology ----------------------------------------------------------- */
 

@@ -41,4 +41,10 @@ size_t cqi_url_member_len(const char *p);
  */
 void cqi_stats_track(struct cq_ctx *ctx, size_t hits, size_t misses);
 
+/* Call wait(arg, fd) before each read of r (cq_reader_serve, which lives
+ * with the publisher so that cachectl links no AMQP); NULL stops. */
+struct cq_reader;
+void cqi_reader_wait(struct cq_reader *r,
+		     enum cq_err (*wait)(void *arg, int fd), void *arg);
+
 #endif

@@ -40,6 +40,58 @@ char *cq_base64(const void *p, size_t n)
 	return out;
 }
 
+static int b64_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+' || c == '-')
+		return 62;
+	if (c == '/' || c == '_')
+		return 63;
+	return -1;
+}
+
+bool cq_base64_decode(const char *s, size_t n, struct cq_buf *out)
+{
+	unsigned acc = 0;
+	int bits = 0;
+	size_t i, pad = 0;
+	char *o;
+
+	if (!cq_buf_reserve(out, n / 4 * 3 + 3))
+		return false;
+	o = out->data + out->len;
+	for (i = 0; i < n; i++) {
+		int v;
+
+		if (s[i] == '=') {
+			pad++;
+			continue;
+		}
+		if (pad)
+			return false;	/* data after padding */
+		v = b64_val((unsigned char)s[i]);
+		if (v < 0)
+			return false;
+		acc = (acc << 6) | (unsigned)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			*o++ = (char)((acc >> bits) & 0xff);
+		}
+	}
+	/* leftover bits must be zero padding, at most 2 '=' */
+	if (pad > 2 || bits >= 6 || (acc & ((1U << bits) - 1)))
+		return false;
+	out->len = (size_t)(o - out->data);
+	out->data[out->len] = '\0';
+	return true;
+}
+
 int cqi_json_set_bytes(json_t *obj, const char *name, const char *p,
 		       size_t n)
 {

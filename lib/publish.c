@@ -411,6 +411,16 @@ enum cq_err cq_publisher_wait_input(struct cq_publisher *pub, int fd)
 	}
 }
 
+static enum cq_err serve_input(void *arg, int fd)
+{
+	return cq_publisher_wait_input(arg, fd);
+}
+
+void cq_reader_serve(struct cq_reader *r, struct cq_publisher *pub)
+{
+	cqi_reader_wait(r, pub ? serve_input : NULL, pub);
+}
+
 /*
  * How long to wait for a confirm without any progress.  A busy broker
  * (paging a long queue to disk, flow control) may take many seconds to

@@ -86,50 +86,6 @@ bool cq_warm_parse_key(const char *line, size_t len, struct cq_warm_rec *rec,
 	return true;
 }
 
-bool cq_base64_decode(const char *s, size_t n, struct cq_buf *out)
-{
-	unsigned acc = 0;
-	int bits = 0;
-	size_t i, pad = 0;
-
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		int v;
-
-		if (c == '=') {
-			pad++;
-			continue;
-		}
-		if (pad)
-			return false;	/* data after padding */
-		if (c >= 'A' && c <= 'Z')
-			v = c - 'A';
-		else if (c >= 'a' && c <= 'z')
-			v = c - 'a' + 26;
-		else if (c >= '0' && c <= '9')
-			v = c - '0' + 52;
-		else if (c == '+' || c == '-')
-			v = 62;
-		else if (c == '/' || c == '_')
-			v = 63;
-		else
-			return false;
-		acc = (acc << 6) | (unsigned)v;
-		bits += 6;
-		if (bits >= 8) {
-			char b = (char)((acc >> (bits - 8)) & 0xff);
-
-			bits -= 8;
-			if (!cq_buf_append(out, &b, 1))
-				return false;
-		}
-	}
-	/* leftover bits must be zero padding, at most 2 '=' */
-	if (pad > 2 || bits >= 6 || (acc & ((1U << bits) - 1)))
-		return false;
-	return true;
-}
-
 /* Where each piece of a JSONL record sits in scratch (it may move while
  * growing, so pointers are set at the end). */
 struct spans {

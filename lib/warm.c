@@ -11,140 +11,8 @@
 #include "internal.h"
 #include "cache_int.h"
 
-#define READ_BUF (256U << 10)
 #define DEFAULT_MAX_SIZE (64ULL << 20)
 #define EXEC_BATCH 256
-
-/* ---- a record reader with a bounded buffer ------------------------------ */
-
-struct reader {
-	int fd;
-	char *buf;
-	size_t cap, start, end;
-	size_t limit;		/* longest record kept */
-	char delim;
-	int nfields;		/* delimiters per record */
-	bool eof;
-	int err;		/* errno of a failed read */
-};
-
-enum { RD_EOF, RD_REC, RD_TOO_LONG, RD_ERR };
-
-static bool reader_fill(struct reader *rd)
-{
-	ssize_t n;
-
-	do
-		n = read(rd->fd, rd->buf + rd->end, rd->cap - rd->end);
-	while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		rd->err = errno;
-		return false;
-	}
-	if (n == 0)
-		rd->eof = true;
-	rd->end += (size_t)n;
-	return true;
-}
-
-/* Make room after end: move the partial record to the front, or grow. */
-static bool reader_room(struct reader *rd)
-{
-	if (rd->start > 0) {
-		memmove(rd->buf, rd->buf + rd->start, rd->end - rd->start);
-		rd->end -= rd->start;
-		rd->start = 0;
-	}
-	if (rd->end < rd->cap)
-		return true;
-	if (rd->cap >= rd->limit)
-		return false;
-	{
-		size_t cap = rd->cap * 2 < rd->limit ? rd->cap * 2 : rd->limit;
-		char *b = realloc(rd->buf, cap);
-
-		if (!b)
-			return false;
-		rd->buf = b;
-		rd->cap = cap;
-	}
-	return true;
-}
-
-/* After a long record, give the memory back. */
-static void reader_shrink(struct reader *rd)
-{
-	char *b;
-
-	if (rd->cap <= READ_BUF || rd->end - rd->start > READ_BUF / 2)
-		return;
-	memmove(rd->buf, rd->buf + rd->start, rd->end - rd->start);
-	rd->end -= rd->start;
-	rd->start = 0;
-	b = realloc(rd->buf, READ_BUF);
-	if (b) {
-		rd->buf = b;
-		rd->cap = READ_BUF;
-	}
-}
-
-/* Throw input away up to the end of the current record: found of its
- * delimiters were already seen in buf[start, scan). */
-static int reader_skip(struct reader *rd, size_t scan, int found)
-{
-	for (;;) {
-		char *p = rd->buf + scan, *e = rd->buf + rd->end;
-
-		while (p < e && (p = memchr(p, rd->delim, (size_t)(e - p)))) {
-			p++;
-			if (++found == rd->nfields) {
-				rd->start = (size_t)(p - rd->buf);
-				return RD_TOO_LONG;
-			}
-		}
-		rd->start = rd->end = scan = 0;
-		if (rd->eof)
-			return RD_TOO_LONG;
-		if (!reader_fill(rd))
-			return RD_ERR;
-	}
-}
-
-static int reader_next(struct reader *rd, const char **rec, size_t *len)
-{
-	size_t scan;
-	int found = 0;
-
-	reader_shrink(rd);
-	scan = rd->start;
-	for (;;) {
-		char *e = rd->buf + rd->end, *p = rd->buf + scan;
-
-		while (p < e && (p = memchr(p, rd->delim, (size_t)(e - p)))) {
-			if (++found == rd->nfields) {
-				*rec = rd->buf + rd->start;
-				*len = (size_t)(p - *rec);
-				rd->start = (size_t)(p + 1 - rd->buf);
-				return RD_REC;
-			}
-			p++;
-		}
-		scan = rd->end;
-		if (rd->eof) {
-			if (rd->start == rd->end)
-				return RD_EOF;
-			*rec = rd->buf + rd->start;
-			*len = rd->end - rd->start;
-			rd->start = rd->end;
-			return RD_REC;
-		}
-		scan -= rd->start;
-		if (!reader_room(rd))
-			return reader_skip(rd, scan, found);
-		if (!reader_fill(rd))
-			return RD_ERR;
-	}
-}
 
 /* ---- the run --------------------------------------------------------------- */
 
@@ -377,46 +245,48 @@ static void report_bad(struct warm *w, uint64_t recno, const char *msg)
 		w->o->on_bad(w->o->arg, recno, msg);
 }
 
-/* Next good record: bad ones are reported and skipped.  RD_EOF/RD_ERR
- * end the input. */
-static int next_record(struct warm *w, struct reader *rd,
-		       struct cq_warm_rec *rec)
+/* Next good record: bad ones are reported and skipped.  False at the end
+ * of the input, or on an error (set on the context). */
+static bool next_record(struct warm *w, struct cq_reader *rd,
+			struct cq_warm_rec *rec)
 {
 	char err[200];
-	const char *p;
-	size_t n;
+	struct cq_rec_in in;
 
-	for (;;) {
-		int r = reader_next(rd, &p, &n);
-
-		if (r == RD_EOF || r == RD_ERR)
-			return r;
-		w->st->records++;
-		if (r == RD_TOO_LONG) {
-			report_bad(w, w->st->records, "record longer than --max-size");
+	while (cq_reader_next(rd, &in)) {
+		w->st->records = in.no;
+		w->st->blank = cq_reader_blank(rd);
+		if (in.flaw == CQ_REC_TOO_LONG) {
+			report_bad(w, in.no, "record longer than --max-size");
 			continue;
 		}
-		if (!parse(w, p, n, rec, err, sizeof(err))) {
-			report_bad(w, w->st->records, err);
+		if (in.flaw) {
+			report_bad(w, in.no, cq_rec_flaw_str(in.flaw));
+			continue;
+		}
+		if (!parse(w, in.p, in.len, rec, err, sizeof(err))) {
+			report_bad(w, in.no, err);
 			continue;
 		}
 		if (rec->vallen > w->max) {
-			report_bad(w, w->st->records, "value larger than --max-size");
+			report_bad(w, in.no, "value larger than --max-size");
 			continue;
 		}
-		return RD_REC;
+		return true;
 	}
+	w->st->records = cq_reader_records(rd);
+	w->st->blank = cq_reader_blank(rd);
+	return false;
 }
 
-static enum cq_err warm_data(struct warm *w, struct reader *rd)
+static enum cq_err warm_data(struct warm *w, struct cq_reader *rd)
 {
 	struct cq_warm_rec rec = { 0 };
 	uint64_t every = 1;
-	int r;
 
 	if (w->o->rate > 0)	/* send about 20 times a second */
 		every = w->o->rate / 20 > 1 ? (uint64_t)(w->o->rate / 20) : 1;
-	while ((r = next_record(w, rd, &rec)) == RD_REC) {
+	while (next_record(w, rd, &rec)) {
 		if (queue_set(w, w->st->records, &rec))
 			break;
 		if (w->o->rate > 0) {
@@ -434,9 +304,6 @@ static enum cq_err warm_data(struct warm *w, struct reader *rd)
 	cq_warm_rec_clear(&rec);
 	if (!w->ctx->err)
 		cqi_pipe_sync(&w->pipe, 0);
-	if (r == RD_ERR && !w->ctx->err)
-		cq_seterr(w->ctx, CQ_ERR_IO, "cannot read the input: %s",
-			  strerror(rd->err));
 	return w->ctx->err;
 }
 
@@ -623,18 +490,18 @@ static void free_jobs(struct job *jobs, size_t n)
 	}
 }
 
-static enum cq_err warm_exec(struct warm *w, struct reader *rd)
+static enum cq_err warm_exec(struct warm *w, struct cq_reader *rd)
 {
 	struct cq_warm_rec rec = { 0 };
 	struct job jobs[EXEC_BATCH];
 	bool missing[EXEC_BATCH];
 	size_t n = 0;
-	int r;
+	bool more;
 
 	memset(jobs, 0, sizeof(jobs));
 	do {
-		r = next_record(w, rd, &rec);
-		if (r == RD_REC) {
+		more = next_record(w, rd, &rec);
+		if (more) {
 			struct job *j = &jobs[n++];
 
 			j->key = malloc(rec.keylen + 1);
@@ -648,7 +515,7 @@ static enum cq_err warm_exec(struct warm *w, struct reader *rd)
 			j->recno = w->st->records;
 			j->ch.fd = -1;
 		}
-		if (n == EXEC_BATCH || (r != RD_REC && n)) {
+		if (n == EXEC_BATCH || (!more && n)) {
 			if (find_missing(w, jobs, n, missing))
 				break;
 			for (size_t i = 0; i < n; i++)
@@ -659,12 +526,9 @@ static enum cq_err warm_exec(struct warm *w, struct reader *rd)
 			memset(jobs, 0, sizeof(jobs));
 			n = 0;
 		}
-	} while (r == RD_REC);
+	} while (more);
 	free_jobs(jobs, n);
 	cq_warm_rec_clear(&rec);
-	if (r == RD_ERR && !w->ctx->err)
-		cq_seterr(w->ctx, CQ_ERR_IO, "cannot read the input: %s",
-			  strerror(rd->err));
 	return w->ctx->err;
 }
 
@@ -689,7 +553,8 @@ static enum cq_err take_once_lock(struct warm *w)
  * too, so that the summary counts what the error says. */
 static void count_unconfirmed(struct cq_warm_stats *st)
 {
-	uint64_t done = st->warmed + st->skipped + st->bad + st->failed;
+	uint64_t done = st->warmed + st->skipped + st->bad + st->failed +
+			st->blank;
 
 	st->unconfirmed = st->records > done ? st->records - done : 0;
 	st->failed += st->unconfirmed;
@@ -699,20 +564,23 @@ enum cq_err cq_warm(struct cq_ctx *ctx, int fd, const struct cq_warm_opts *o,
 		    struct cq_warm_stats *st)
 {
 	struct warm w = { .ctx = ctx, .o = o, .st = st };
-	struct reader rd = { .fd = fd, .cap = READ_BUF };
+	struct cq_reader_opts ro = { .refuse_cr = true };
+	struct cq_reader *rd;
 	enum cq_err e;
 
 	memset(st, 0, sizeof(*st));
 	w.t0 = w.last_progress = cq_now_ms();
 	w.gen.found = true;
 	w.max = o->max_size ? o->max_size : DEFAULT_MAX_SIZE;
-	rd.limit = w.max + 65536;
-	rd.delim = o->format == CQ_WARM_NUL ? '\0' : '\n';
-	rd.nfields = o->format == CQ_WARM_NUL && !o->exec ? 2 : 1;
+	ro.max = w.max + 65536;	/* a JSONL record's room around its value */
+	ro.delim = o->format == CQ_WARM_NUL ? '\0' : '\n';
+	ro.nfields = o->format == CQ_WARM_NUL && !o->exec ? 2 : 1;
+	/* a JSONL line's CR is blank space after the object, not data */
+	ro.refuse_cr = o->format != CQ_WARM_JSONL || o->exec;
 	cq_throttle_init(&w.thr, o->rate);
-	rd.buf = malloc(rd.cap);
-	if (!rd.buf)
-		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	rd = cq_reader_new(ctx, fd, &ro);
+	if (!rd)
+		return ctx->err;
 	if (o->once && take_once_lock(&w))
 		goto out;
 	if (st->locked_out)
@@ -720,9 +588,9 @@ enum cq_err cq_warm(struct cq_ctx *ctx, int fd, const struct cq_warm_opts *o,
 	if (o->set.ns && cqi_ns_gen(ctx, o->set.ns, true, &w.gen))
 		goto out;
 	if (o->exec)
-		warm_exec(&w, &rd);
+		warm_exec(&w, rd);
 	else if (cqi_pipe_init(&w.pipe, ctx, o->window, on_reply, &w) == CQ_OK)
-		warm_data(&w, &rd);
+		warm_data(&w, rd);
 	progress(&w, true);
 out:
 	e = ctx->err;
@@ -735,6 +603,6 @@ out:
 	cq_buf_free(&w.key);
 	cq_buf_free(&w.tagkey);
 	cq_buf_free(&w.lockkey);
-	free(rd.buf);
+	cq_reader_free(rd);
 	return e;
 }

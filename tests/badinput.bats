@@ -75,9 +75,15 @@ EOF2
 	assert_equal "$stderr" "cachectl: stats: cannot write output: Bad file descriptor"
 	# stderr closed too: still the right exit code
 	run -74 bash -c 'cachectl get k >&- 2>&-'
-	# and a closed stdin is empty input, not a socket
-	run -0 bash -c 'cachectl set e --ttl 1m <&-'
-
+	# a closed stdin is an error, not empty input (nor a socket); an
+	# empty stdin is an empty value (issue 13)
+	run -74 --separate-stderr bash -c 'cachectl set e --ttl 1m <&-'
+	assert_equal "$stderr" "cachectl: set: cannot read standard input: Bad file descriptor"
+	run -0 rcli exists "${P}e"
+	assert_output 0
+	run -74 --separate-stderr bash -c 'cachectl warm -q --ttl 1m <&-'
+	assert_equal "${stderr_lines[0]}" "cachectl: warm: cannot read the input: Bad file descriptor"
+	run -0 bash -c 'cachectl set e --ttl 1m </dev/null'
 	run -0 cachectl get e
 	assert_output ''
 	run -0 cachectl get k

@@ -76,9 +76,50 @@ private_redis() {
 	run -65 --separate-stderr cachectl warm --ttl 1m "$TMP/in"
 	[ "${stderr_lines[0]}" = "cachectl: warm: line 2: missing TAB between key and value" ]
 	[ "${stderr_lines[1]}" = "cachectl: warm: line 3: empty key" ]
-	[ "${stderr_lines[2]}" = "cachectl: warm: line 5: empty line" ]
-	[[ "${stderr_lines[3]}" == "warmed 2 keys in "*"(3 skipped, 0 failed)" ]]
+	# line 5 is blank: skipped and counted, no error (issue 13)
+	[[ "${stderr_lines[2]}" == "warmed 2 keys in "*"(2 skipped, 0 failed, 1 blank)" ]]
 	run -0 cachectl get good1 good2
+}
+
+@test "warm skips blank lines and counts them; a trailing one is no error" {
+	run -0 --separate-stderr bash -c "printf 'a\t1\n\nb\t2\n\n' | cachectl warm --ttl 1m"
+	[[ "$stderr" == "warmed 2 keys in "*"(0 skipped, 0 failed, 2 blank)" ]]
+	run -0 rcli get "${P}b"
+	assert_output 2
+	run -0 --separate-stderr bash -c "printf '\n{\"key\":\"j\",\"value\":\"v\"}\n\n' | cachectl warm --jsonl --json --ttl 1m"
+	[[ "$output" =~ ^\{\"warmed\":1,\"skipped\":0,\"bad\":0,\"failed\":0,\"denied\":0,\"blank\":2,\"records\":3, ]]
+	run -0 rcli get "${P}j"
+	assert_output v
+	# line numbers count the blank lines
+	run -65 --separate-stderr bash -c "printf '\n\nbad\n' | cachectl warm -q --ttl 1m"
+	assert_equal "$stderr" "cachectl: warm: line 3: missing TAB between key and value"
+}
+
+@test "warm refuses CRLF lines (exit 65, each line named); a JSONL line's CR is blank space" {
+	run -65 --separate-stderr bash -c "printf 'a\t1\r\nb\t2\r\nc\t3\n' | cachectl warm --ttl 1m"
+	assert_equal "${stderr_lines[0]}" "cachectl: warm: line 1: line ends in CR (a CRLF file?): convert it with dos2unix or tr -d '\r' first"
+	[[ "${stderr_lines[1]}" == "cachectl: warm: line 2: line ends in CR "* ]]
+	[[ "${stderr_lines[2]}" == "warmed 1 keys in "*"(2 skipped, 0 failed)" ]]
+	run -0 rcli exists "${P}a" "${P}b"
+	assert_output 0
+	run -0 rcli get "${P}c"
+	assert_output 3
+	run -0 bash -c "printf '{\"key\":\"j\",\"value\":\"v\"}\r\n' | cachectl warm -q --jsonl --ttl 1m"
+	run -0 rcli strlen "${P}j"
+	assert_output 1
+}
+
+@test "warm -0 with an odd count of fields (a truncated stream) names the record and exits 65" {
+	run -65 --separate-stderr bash -c "printf 'k1\0v1\0k2\0' | cachectl warm -0 --ttl 1m"
+	assert_equal "${stderr_lines[0]}" "cachectl: warm: record 2: key without a value (odd number of NUL-separated fields)"
+	run -0 rcli exists "${P}k2"
+	assert_output 0
+	run -0 rcli get "${P}k1"
+	assert_output v1
+	# an empty value is a value when its field is there
+	run -0 bash -c "printf 'k3\0\0' | cachectl warm -q -0 --ttl 1m"
+	run -0 rcli exists "${P}k3"
+	assert_output 1
 }
 
 @test "warm -0 takes NUL-separated key/value pairs with any bytes" {

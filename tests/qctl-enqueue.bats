@@ -26,6 +26,23 @@ per_test_setup() {
 	assert_output "$(printf 'a\nb\nc')"
 }
 
+@test "enqueue: blank lines are counted in the summary" {
+	run -0 --separate-stderr qctl enqueue "$Q" < <(printf 'a\n\nb\n\n')
+	[[ "$stderr" =~ ^"enqueued 2 messages in "[0-9.]+"s (0 failed, 2 blank)"$ ]]
+	[ "$(ready "$Q")" -eq 2 ]
+}
+
+@test "enqueue: CRLF lines are refused (exit 65, each line named); a JSONL line's CR is blank space" {
+	run -65 --separate-stderr qctl enqueue "$Q" < <(printf 'a\r\nb\nc\r\n')
+	assert_equal "${stderr_lines[0]}" "qctl: enqueue: line 1: line ends in CR (a CRLF file?): convert it with dos2unix or tr -d '\r' first"
+	[[ "${stderr_lines[1]}" == "qctl: enqueue: line 3: line ends in CR "* ]]
+	[[ "${stderr_lines[2]}" =~ ^"enqueued 1 messages in "[0-9.]+"s (0 failed, 2 malformed)"$ ]]
+	[ "$(ready "$Q")" -eq 1 ]
+	run -0 qctl enqueue -q --jsonl "$Q" < <(printf '{"body":"x"}\r\n')
+	run -0 take_all "$Q"
+	assert_output "$(printf 'b\nx')"
+}
+
 @test "enqueue: persistent by default, --transient not; each message a fresh id and a timestamp" {
 	qctl enqueue -q "$Q" x y
 	qctl enqueue -q --transient "$Q" z

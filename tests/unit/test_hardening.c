@@ -56,10 +56,10 @@ static void test_size_above_2_63(void **state)
 static void test_reader_too_long_keeps_its_start(void **state)
 {
 	static char big[300000];
+	struct cq_ctx *ctx = cq_ctx_new(NULL);
+	struct cq_reader_opts o = { .delim = '\n', .max = 10 };
 	struct cq_reader *r;
-	const char *p;
-	size_t len;
-	bool too_long;
+	struct cq_rec_in in;
 	int fd = memfd_create("t", 0);
 
 	(void)state;
@@ -69,17 +69,19 @@ static void test_reader_too_long_keeps_its_start(void **state)
 	assert_int_equal(write(fd, big, sizeof(big)), sizeof(big));
 	assert_int_equal(write(fd, "\nnext\n", 6), 6);
 	lseek(fd, 0, SEEK_SET);
-	r = cq_reader_new(fd, '\n', 10);
-	assert_int_equal(cq_reader_next(r, &p, &len, &too_long), 1);
-	assert_true(too_long);
-	assert_int_equal(len, 10);
-	assert_memory_equal(p, "0123456789", 10);
-	assert_int_equal(cq_reader_next(r, &p, &len, &too_long), 1);
-	assert_false(too_long);
-	assert_int_equal(len, 4);
-	assert_memory_equal(p, "next", 4);
-	assert_int_equal(cq_reader_next(r, &p, &len, &too_long), 0);
+	r = cq_reader_new(ctx, fd, &o);
+	assert_true(cq_reader_next(r, &in));
+	assert_int_equal(in.flaw, CQ_REC_TOO_LONG);
+	assert_int_equal(in.len, 10);
+	assert_memory_equal(in.p, "0123456789", 10);
+	assert_true(cq_reader_next(r, &in));
+	assert_int_equal(in.flaw, CQ_REC_OK);
+	assert_int_equal(in.len, 4);
+	assert_memory_equal(in.p, "next", 4);
+	assert_false(cq_reader_next(r, &in));
+	assert_int_equal(ctx->err, CQ_OK);
 	cq_reader_free(r);
+	cq_ctx_free(ctx);
 	close(fd);
 }
 

@@ -413,31 +413,32 @@ static void test_records(void **state)
 
 static void test_base64(void **state)
 {
-	size_t n;
-	char *p;
+	struct cq_buf b = { 0 };
 
 	(void)state;
-	p = cq_unbase64("aGVsbG8=", 8, &n);
-	assert_int_equal(n, 5);
-	assert_memory_equal(p, "hello", 5);
-	free(p);
-	p = cq_unbase64("aGVsbG8", 7, &n);	/* padding optional */
-	assert_int_equal(n, 5);
-	free(p);
-	p = cq_unbase64("", 0, &n);
-	assert_int_equal(n, 0);
-	free(p);
-	assert_null(cq_unbase64("a", 1, &n));
-	assert_null(cq_unbase64("ab!d", 4, &n));
+	assert_true(cq_base64_decode("aGVsbG8=", 8, &b));
+	assert_int_equal(b.len, 5);
+	assert_memory_equal(b.data, "hello", 5);
+	cq_buf_reset(&b);
+	assert_true(cq_base64_decode("aGVsbG8", 7, &b));	/* padding optional */
+	assert_int_equal(b.len, 5);
+	cq_buf_reset(&b);
+	assert_true(cq_base64_decode("", 0, &b));
+	assert_int_equal(b.len, 0);
+	cq_buf_reset(&b);
+	assert_false(cq_base64_decode("a", 1, &b));
+	cq_buf_reset(&b);
+	assert_false(cq_base64_decode("ab!d", 4, &b));
+	cq_buf_free(&b);
 }
 
 static void test_reader(void **state)
 {
 	int fds[2];
+	struct cq_ctx *ctx = cq_ctx_new(NULL);
+	struct cq_reader_opts o = { .delim = '\n', .max = 100 };
 	struct cq_reader *r;
-	const char *p;
-	size_t len;
-	bool too_long;
+	struct cq_rec_in in;
 	char big[300];
 
 	(void)state;
@@ -447,26 +448,92 @@ static void test_reader(void **state)
 	assert_int_equal(write(fds[1], big, sizeof(big)), (ssize_t)sizeof(big));
 	assert_int_equal(write(fds[1], "\nlast", 5), 5);
 	close(fds[1]);
-	r = cq_reader_new(fds[0], '\n', 100);
+	r = cq_reader_new(ctx, fds[0], &o);
 	assert_non_null(r);
-	assert_int_equal(cq_reader_next(r, &p, &len, &too_long), 1);
-	assert_int_equal(len, 3);
-	assert_memory_equal(p, "one", 3);
-	assert_int_equal(cq_reader_next(r, &p, &len, &too_long), 1);
-	assert_int_equal(len, 0);
-	assert_int_equal(cq_reader_next(r, &p, &len, &too_long), 1);
-	assert_memory_equal(p, "two", 3);
-	assert_false(too_long);
-	assert_int_equal(cq_reader_next(r, &p, &len, &too_long), 1);
-	assert_true(too_long);
-	assert_int_equal(len, 100);
-	assert_int_equal(cq_reader_next(r, &p, &len, &too_long), 1);
-	assert_false(too_long);
-	assert_int_equal(len, 4);
-	assert_memory_equal(p, "last", 4);
-	assert_int_equal(cq_reader_next(r, &p, &len, &too_long), 0);
+	assert_true(cq_reader_next(r, &in));
+	assert_int_equal(in.len, 3);
+	assert_memory_equal(in.p, "one", 3);
+	/* the blank line is skipped and counted; numbers stay line numbers */
+	assert_true(cq_reader_next(r, &in));
+	assert_int_equal(cq_reader_blank(r), 1);
+	assert_int_equal(in.no, 3);
+	assert_memory_equal(in.p, "two", 3);
+	assert_int_equal(in.flaw, CQ_REC_OK);
+	assert_true(cq_reader_next(r, &in));
+	assert_int_equal(in.flaw, CQ_REC_TOO_LONG);
+	assert_int_equal(in.len, 100);
+	assert_true(cq_reader_next(r, &in));
+	assert_int_equal(in.flaw, CQ_REC_OK);
+	assert_int_equal(in.len, 4);
+	assert_memory_equal(in.p, "last", 4);
+	assert_false(cq_reader_next(r, &in));
+	assert_int_equal(ctx->err, CQ_OK);
+	assert_int_equal(cq_reader_records(r), 5);
 	cq_reader_free(r);
 	close(fds[0]);
+	cq_ctx_free(ctx);
+}
+
+/* Records from a string through a pipe (small inputs only). */
+static struct cq_reader *reader_of(struct cq_ctx *ctx, const char *s, size_t n,
+				   const struct cq_reader_opts *o, int *fd)
+{
+	int fds[2];
+
+	assert_int_equal(pipe(fds), 0);
+	assert_int_equal(write(fds[1], s, n), (ssize_t)n);
+	close(fds[1]);
+	*fd = fds[0];
+	return cq_reader_new(ctx, fds[0], o);
+}
+
+/* issue 13's input rules: CRLF lines are flawed where the CR would be
+ * data; a -0 pair cut after its key comes back as a lone key */
+static void test_reader_rules(void **state)
+{
+	static const char crlf[] = "a\tb\r\n\r\nc\td\n";
+	static const char pairs[] = "k1\0v1\0k2\0";
+	struct cq_ctx *ctx = cq_ctx_new(NULL);
+	struct cq_reader_opts o = { .delim = '\n', .refuse_cr = true };
+	struct cq_reader *r;
+	struct cq_rec_in in;
+	int fd;
+
+	(void)state;
+	r = reader_of(ctx, crlf, sizeof(crlf) - 1, &o, &fd);
+	assert_true(cq_reader_next(r, &in));
+	assert_int_equal(in.flaw, CQ_REC_CR);
+	assert_true(cq_reader_next(r, &in));
+	assert_int_equal(in.flaw, CQ_REC_CR);
+	assert_int_equal(in.no, 2);
+	assert_true(cq_reader_next(r, &in));
+	assert_int_equal(in.flaw, CQ_REC_OK);
+	assert_false(cq_reader_next(r, &in));
+	cq_reader_free(r);
+	close(fd);
+
+	o.refuse_cr = false;	/* JSONL: the CR is blank space */
+	r = reader_of(ctx, crlf, sizeof(crlf) - 1, &o, &fd);
+	assert_true(cq_reader_next(r, &in));
+	assert_int_equal(in.flaw, CQ_REC_OK);
+	assert_int_equal(in.len, 4);
+	cq_reader_free(r);
+	close(fd);
+
+	o = (struct cq_reader_opts){ .delim = '\0', .nfields = 2 };
+	r = reader_of(ctx, pairs, sizeof(pairs) - 1, &o, &fd);
+	assert_true(cq_reader_next(r, &in));
+	assert_int_equal(in.len, 5);
+	assert_memory_equal(in.p, "k1\0v1", 5);
+	assert_true(cq_reader_next(r, &in));
+	assert_int_equal(in.len, 2);
+	assert_memory_equal(in.p, "k2", 2);
+	assert_int_equal(in.no, 2);
+	assert_false(cq_reader_next(r, &in));
+	assert_int_equal(ctx->err, CQ_OK);
+	cq_reader_free(r);
+	close(fd);
+	cq_ctx_free(ctx);
 }
 
 static void test_filters(void **state)
@@ -515,6 +582,7 @@ int main(void)
 		cmocka_unit_test(test_records),
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_reader),
+		cmocka_unit_test(test_reader_rules),
 		cmocka_unit_test(test_filters),
 	};
 
