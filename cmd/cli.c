@@ -160,6 +160,16 @@ int cli_fail(struct cli *cli)
 	return cq_exit_code(ctx->err);
 }
 
+bool cli_name(struct cli *cli, const char *kind, const char *name)
+{
+	char err[400];
+
+	if (cq_name_ok(kind, name, err, sizeof(err)))
+		return true;
+	cli_usage_error(cli, "%s", err);
+	return false;
+}
+
 /* How much an exit code tells the caller to do something else than
  * retry: bad input (fix it) < worth retrying < server down < I/O error <
  * internal error < refused for permission (no retry gets through).

@@ -95,6 +95,9 @@ int cli_usage_error(struct cli *cli, const char *fmt, ...)
 int cli_ready(struct cli *cli);
 /* Print "prog: verb: <ctx error>" and return its exit code. */
 int cli_fail(struct cli *cli);
+/* True when name can name a queue or exchange (lib's cq_name_ok); else
+ * a usage error is printed.  Verbs check their names before connecting. */
+bool cli_name(struct cli *cli, const char *kind, const char *name);
 /* The worse of two exit codes, for a run with several outcomes: 77
  * (refused), then 70, 74, 69, then 75 (worth retrying), then 65 (bad
  * input), then 1 and 0.  Warm and enqueue rank theirs with it. */

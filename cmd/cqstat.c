@@ -223,9 +223,10 @@ static int add_check(struct cli *cli, struct opts *o, const char *expr)
 static int add_queue(struct cli *cli, struct opts *o, const char *q)
 {
 	const char **v;
+	char err[400];
 
-	if (!*q || strlen(q) > 255)
-		return usage_error(cli, "-q: bad queue name '%s' (1-255 bytes)", q);
+	if (!cq_name_ok("queue", q, err, sizeof(err)))
+		return usage_error(cli, "-q: %s", err);
 	v = realloc(o->queues, (o->so.nqueues + 1) * sizeof(*v));
 	if (!v)
 		return fatal(cli, EX_SOFTWARE, "out of memory");

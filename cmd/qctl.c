@@ -382,6 +382,10 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 		goto usage;
 	}
 	queue = argv[optind++];
+	if (!cli_name(cli, "queue", queue) ||
+	    (tmpl.exchange && *tmpl.exchange &&
+	     !cli_name(cli, "exchange", tmpl.exchange)))
+		goto usage;
 	if (tmpl.routing_key && !tmpl.exchange) {
 		cli_usage_error(cli, "--routing-key goes with --exchange (without it QUEUE is the routing key)");
 		goto usage;
@@ -629,6 +633,8 @@ static int cmd_peek(struct cli *cli, int argc, char **argv)
 		return cli_usage_error(cli, argc - optind < 1 ? "missing QUEUE" :
 				       "one QUEUE at a time");
 	queue = argv[optind];
+	if (!cli_name(cli, "queue", queue))
+		return EX_USAGE;
 	ret = cli_ready(cli);
 	if (ret)
 		return ret;
@@ -782,6 +788,9 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 		goto usage;
 	}
 	ro.dlq = argv[optind];
+	if (!cli_name(cli, "queue", ro.dlq) ||
+	    (o.to && !cli_name(cli, "queue", o.to)))
+		goto usage;
 	if (o.to && strcmp(o.to, ro.dlq) == 0) {
 		cli_usage_error(cli, "--to names the dead-letter queue itself");
 		goto usage;
@@ -801,6 +810,8 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 			ro.lost == 1 ? "was" : "were", ro.dlq);
 	if (e)
 		ret = cli_fail(cli);
+	if (e && !st.started)
+		goto out;	/* nothing began: the error says it all */
 	if (o.to || (!st.several_targets && st.target[0]))
 		snprintf(where, sizeof(where), "'%s'", o.to ? o.to : st.target);
 	else
@@ -952,6 +963,9 @@ static int cmd_declare(struct cli *cli, int argc, char **argv)
 		return cli_usage_error(cli, argc - optind < 1 ? "missing QUEUE" :
 				       "one QUEUE at a time");
 	queue = argv[optind];
+	if (!cli_name(cli, "queue", queue) ||
+	    (o.dlq && *o.dlq && !cli_name(cli, "dead-letter queue", o.dlq)))
+		return EX_USAGE;
 	if (o.delivery_limit >= 0 && !o.quorum)
 		return cli_usage_error(cli, "--delivery-limit needs --quorum (classic queues ignore it)");
 	if (strategy && !(o.quorum && o.dlq))
@@ -1001,6 +1015,8 @@ static int cmd_purge(struct cli *cli, int argc, char **argv)
 	if (argc - optind != 1)
 		return cli_usage_error(cli, argc - optind < 1 ? "missing QUEUE" :
 				       "one QUEUE at a time");
+	if (!cli_name(cli, "queue", argv[optind]))
+		return EX_USAGE;
 	if (!yes)
 		return cli_usage_error(cli, "refusing to purge '%s' without --yes",
 				       argv[optind]);
@@ -1223,8 +1239,6 @@ static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
 			return EX_USAGE;
 		break;
 	case OPT_CONS_DLQ:
-		if (!*optarg)
-			return cli_usage_error(cli, "--dlq: empty queue name");
 		o->dlq = optarg;
 		break;
 	case OPT_CONS_DEDUPE:
@@ -1314,6 +1328,9 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 	if (!o.exec && (o.jobs > 1 || o.handler_timeout_ms || o.retry_delay_ms))
 		return cli_usage_error(cli, "--jobs, --handler-timeout and --retry-delay need --exec");
 	o.queue = argv[optind];
+	if (!cli_name(cli, "queue", o.queue) ||
+	    (o.dlq && !cli_name(cli, "dead-letter queue", o.dlq)))
+		return EX_USAGE;
 	if (!o.exec) {
 		o.print = consume_print;
 		o.flush = consume_flush;
@@ -1375,6 +1392,9 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 		cli_common_opt(cli, c, optarg);
 	if (optind >= argc)
 		return cli_usage_error(cli, "missing QUEUE");
+	for (int i = optind; i < argc; i++)
+		if (!cli_name(cli, "queue", argv[i]))
+			return EX_USAGE;
 	ret = cli_ready(cli);
 	if (ret)
 		return ret;

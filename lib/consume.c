@@ -1340,8 +1340,9 @@ static unsigned pick_prefetch(const struct cq_consume_opts *o)
 
 static enum cq_err check_opts(struct cq_ctx *ctx, const struct cq_consume_opts *o)
 {
-	if (!o->queue || !*o->queue || strlen(o->queue) > 255)
-		return cq_seterr(ctx, CQ_ERR_USAGE, "a queue name has 1 to 255 bytes");
+	if (cqi_name_check(ctx, "queue", o->queue ? o->queue : "") ||
+	    (o->dlq && cqi_name_check(ctx, "dead-letter queue", o->dlq)))
+		return ctx->err;
 	if (!o->exec == !o->print || (o->print && !o->flush))
 		return cq_seterr(ctx, CQ_ERR_USAGE, "print or exec, not both");
 	if (o->exec && (o->jobs < 1 || o->jobs > 1024))
@@ -1370,9 +1371,7 @@ static enum cq_err setup(struct consumer *c, bool *empty)
 	if (code < 0)
 		return ctx->err;
 	if (code == 404)
-		return cq_seterr(ctx, CQ_ERR_NOTFOUND,
-				 "queue '%s' does not exist (create it with 'qctl declare %s')",
-				 c->o->queue, c->o->queue);
+		return cqi_missing_queue(ctx, c->o->queue);
 	if (code)
 		return cq_seterr(ctx, code == 403 ? CQ_ERR_NOPERM : CQ_ERR_TEMPFAIL,
 				 "queue '%s': %s", c->o->queue, text);

@@ -327,6 +327,15 @@ struct cq_declared {
 };
 void cq_declared_clear(struct cq_declared *d);
 
+/*
+ * Whether name can name a queue or exchange (kind: "queue", "exchange",
+ * "dead-letter queue") as the broker checks it: 1 to 255 bytes, valid
+ * UTF-8.  False with the reason in err, e.g. "queue name not valid UTF-8:
+ * 'a\xFF'".  Every function below that sends a name checks it first, so
+ * a name the broker would refuse is CQ_ERR_USAGE before the wire.
+ */
+bool cq_name_ok(const char *kind, const char *name, char *err, size_t errlen);
+
 /* Declare a durable queue (and its DLX + DLQ).  Idempotent; an existing
  * queue with other arguments is CQ_ERR_DATA naming the argument. */
 enum cq_err cq_declare(struct cq_ctx *ctx, const char *queue,
@@ -412,6 +421,7 @@ struct cq_replay_opts {
 void cq_replay_opts_init(struct cq_replay_opts *o);
 
 struct cq_replay_stats {
+	bool started;		/* the DLQ was found: there is a run to sum up */
 	uint64_t present;	/* ready in the DLQ at start */
 	uint64_t seen, replayed, skipped, failed, would_move;
 	bool several_targets;

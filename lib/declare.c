@@ -9,6 +9,52 @@
 #include "internal.h"
 #include "queue_int.h"
 
+/* ---- names ---------------------------------------------------------------- */
+
+enum cq_err cqi_name_check(struct cq_ctx *ctx, const char *kind,
+			   const char *name)
+{
+	char err[400];
+
+	if (cq_name_ok(kind, name, err, sizeof(err)))
+		return CQ_OK;
+	return cq_seterr(ctx, CQ_ERR_USAGE, "%s", err);
+}
+
+/* s as one shell word: bare when it holds only characters no shell
+ * treats specially, else in single quotes (' written as '\''). */
+static void shell_word(const char *s, char *buf, size_t cap)
+{
+	size_t o = 0;
+
+	if (*s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			 "0123456789._-+:,@%/=") == strlen(s)) {
+		snprintf(buf, cap, "%s", s);
+		return;
+	}
+	buf[o++] = '\'';
+	for (; *s && o + 6 < cap; s++) {
+		if (*s == '\'') {
+			memcpy(buf + o, "'\\''", 4);
+			o += 4;
+		} else {
+			buf[o++] = *s;
+		}
+	}
+	buf[o++] = '\'';
+	buf[o] = '\0';
+}
+
+enum cq_err cqi_missing_queue(struct cq_ctx *ctx, const char *queue)
+{
+	char word[1100];
+
+	shell_word(queue, word, sizeof(word));
+	return cq_seterr(ctx, CQ_ERR_NOTFOUND,
+			 "queue '%s' does not exist (create it with: qctl declare %s)",
+			 queue, word);
+}
+
 void cq_queue_opts_init(struct cq_queue_opts *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -131,9 +177,9 @@ enum cq_err cq_declare(struct cq_ctx *ctx, const char *queue,
 	memset(out, 0, sizeof(*out));
 	if (ctx->err)
 		return ctx->err;
-	if (!*queue || strlen(queue) > 255)
-		return cq_seterr(ctx, CQ_ERR_USAGE,
-				 "a queue name has 1 to 255 bytes");
+	if (cqi_name_check(ctx, "queue", queue) ||
+	    (o->dlq && *o->dlq && cqi_name_check(ctx, "dead-letter queue", o->dlq)))
+		return ctx->err;
 	if (o->dlq) {
 		if (*o->dlq)
 			out->dlq = strdup(o->dlq);
@@ -178,7 +224,7 @@ enum cq_err cq_queue_inspect(struct cq_ctx *ctx, const char *queue,
 	amqp_queue_declare_ok_t *ok;
 	char what[300];
 
-	if (ctx->err)
+	if (ctx->err || cqi_name_check(ctx, "queue", queue))
 		return ctx->err;
 	snprintf(what, sizeof(what), "queue '%s'", queue);
 	ok = amqp_queue_declare(ctx->amqp->conn, CQI_CHANNEL,
@@ -186,9 +232,7 @@ enum cq_err cq_queue_inspect(struct cq_ctx *ctx, const char *queue,
 				amqp_empty_table);
 	if (cqi_amqp_check(ctx, what)) {
 		if (ctx->err == CQ_ERR_NOTFOUND)
-			cq_seterr(ctx, CQ_ERR_NOTFOUND,
-				  "queue '%s' does not exist (create it with 'qctl declare %s')",
-				  queue, queue);
+			cqi_missing_queue(ctx, queue);
 		return ctx->err;
 	}
 	if (messages)
@@ -203,7 +247,7 @@ enum cq_err cq_purge(struct cq_ctx *ctx, const char *queue, uint32_t *count)
 	amqp_queue_purge_ok_t *ok;
 	char what[300];
 
-	if (ctx->err)
+	if (ctx->err || cqi_name_check(ctx, "queue", queue))
 		return ctx->err;
 	snprintf(what, sizeof(what), "purge queue '%s'", queue);
 	ok = amqp_queue_purge(ctx->amqp->conn, CQI_CHANNEL,
@@ -222,7 +266,7 @@ enum cq_err cq_exchange_inspect(struct cq_ctx *ctx, const char *exchange)
 {
 	char what[300];
 
-	if (ctx->err)
+	if (ctx->err || cqi_name_check(ctx, "exchange", exchange))
 		return ctx->err;
 	snprintf(what, sizeof(what), "exchange '%s'", exchange);
 	amqp_exchange_declare(ctx->amqp->conn, CQI_CHANNEL,

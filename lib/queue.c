@@ -144,7 +144,7 @@ enum cq_err cq_get(struct cq_ctx *ctx, const char *queue,
 	char what[300];
 
 	*out = NULL;
-	if (ctx->err)
+	if (ctx->err || cqi_name_check(ctx, "queue", queue))
 		return ctx->err;
 	a = ctx->amqp;
 	snprintf(what, sizeof(what), "get from queue '%s'", queue);

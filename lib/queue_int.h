@@ -6,6 +6,13 @@
 #include "amqp_int.h"
 #include "cq.h"
 
+/* cq_name_ok as the context's error: CQ_ERR_USAGE when name is refused. */
+enum cq_err cqi_name_check(struct cq_ctx *ctx, const char *kind,
+			   const char *name);
+/* The error for a queue that does not exist (CQ_ERR_NOTFOUND), with the
+ * command that creates it, the name quoted for the shell when needed. */
+enum cq_err cqi_missing_queue(struct cq_ctx *ctx, const char *queue);
+
 /* The raw properties of a consumed message, kept for republishing:
  * msg.properties lives in msg.pool; msg.body is empty (copied out). */
 struct cqi_props {

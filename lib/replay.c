@@ -578,8 +578,11 @@ enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
 		return ctx->err;
 	if (o->window < 1 || o->window > 100000)
 		return cq_seterr(ctx, CQ_ERR_USAGE, "replay: window out of range");
+	if (o->to && cqi_name_check(ctx, "queue", o->to))
+		return ctx->err;
 	if (cq_queue_inspect(ctx, dlq, &present, NULL))
 		return ctx->err;
+	st->started = true;
 	st->present = present;
 	total = o->count && o->count < present ? o->count : present;
 	if (total == 0)

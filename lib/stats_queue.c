@@ -8,6 +8,7 @@
 #include "amqp_int.h"
 #include "cq.h"
 #include "internal.h"
+#include "queue_int.h"
 
 /*
  * A passive queue.declare: ready messages (unacked ones are not counted
@@ -24,10 +25,8 @@ static enum cq_err passive(struct cq_ctx *ctx, const char *queue,
 		return ctx->err;
 	if (!ctx->amqp && cq_amqp_connect(ctx))
 		return ctx->err;
-	if (strlen(queue) > 255)
-		return cq_seterr(ctx, CQ_ERR_USAGE,
-				 "queue name longer than 255 bytes: '%.40s...'",
-				 queue);
+	if (cqi_name_check(ctx, "queue", queue))
+		return ctx->err;
 	ok = amqp_queue_declare(ctx->amqp->conn, CQI_CHANNEL,
 				amqp_cstring_bytes(queue), 1, 0, 0, 0,
 				amqp_empty_table);
@@ -54,6 +53,10 @@ static enum cq_err dlq_depth(struct cq_ctx *ctx, const char *queue,
 		if (asprintf(&guess, "%s%s", queue, CQ_DLQ_SUFFIX) < 0)
 			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 		dlq = guess;
+		if (!cq_name_ok("queue", guess, NULL, 0)) {
+			free(guess);	/* QUEUE.dlq would be too long */
+			return CQ_OK;
+		}
 	}
 	e = passive(ctx, dlq, &ready, &consumers);
 	if (e == CQ_ERR_NOTFOUND && ctx->amqp && ctx->amqp->channel_open) {

@@ -1,6 +1,8 @@
-/* util.c - clocks, randomness, buffers and throttling. */
+/* util.c - clocks, randomness, buffers, throttling, and the queue names
+ * the broker takes. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -148,4 +150,51 @@ void cq_throttle_wait(struct cq_throttle *t, unsigned long long n)
 		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 			;
 	}
+}
+
+/* ---- queue names ---------------------------------------------------------- */
+
+/* The name for a message: stray bytes as \xFF, cut after 60 bytes. */
+static void show_name(const char *name, char *buf, size_t cap)
+{
+	size_t n = strlen(name), o = 0, l;
+
+	for (size_t i = 0; i < n && i < 60 && o + 8 < cap; i += l) {
+		l = cq_utf8_seq(name + i, n - i);
+		if (l) {
+			memcpy(buf + o, name + i, l);
+			o += l;
+		} else {
+			o += (size_t)snprintf(buf + o, cap - o, "\\x%02X",
+					      (unsigned char)name[i]);
+			l = 1;
+		}
+	}
+	if (n > 60 && o + 4 < cap)
+		memcpy(buf + o, "...", 3), o += 3;
+	buf[o] = '\0';
+}
+
+bool cq_name_ok(const char *kind, const char *name, char *err, size_t errlen)
+{
+	size_t n = strlen(name), l;
+	char shown[300];
+
+	if (n == 0) {
+		cqi_errbuf(err, errlen, "empty %s name", kind);
+		return false;
+	}
+	show_name(name, shown, sizeof(shown));
+	if (n > 255) {
+		cqi_errbuf(err, errlen, "%s name longer than 255 bytes: '%s'",
+			   kind, shown);
+		return false;
+	}
+	for (size_t i = 0; i < n; i += l)
+		if (!(l = cq_utf8_seq(name + i, n - i))) {
+			cqi_errbuf(err, errlen, "%s name not valid UTF-8: '%s'",
+				   kind, shown);
+			return false;
+		}
+	return true;
 }

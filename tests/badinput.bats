@@ -190,3 +190,47 @@ EOF2
 	qctl consume -q "$Q" --count 3 >"$TMP/out"
 	cmp "$TMP/lines" "$TMP/out"
 }
+
+@test "queue names the broker refuses (over 255 bytes, not UTF-8, empty): 64 before the wire, one message, every verb and cqstat" {
+	local long bad name verb kind why w v dead=amqp://guest:guest@127.0.0.1:1/%2f
+	long=$(printf 'q%.0s' $(seq 256))
+	bad=$(printf '%s\377x' "$Q")
+	for name in "$long" "$bad" ""; do
+		# a dead broker: the name is refused before any connection
+		for verb in "enqueue NAME x" "peek NAME" "replay-dlq NAME" "purge NAME --yes" \
+			"consume NAME --count 1" "declare NAME" "stats NAME" \
+			"replay-dlq --to NAME $Q.dlq" "consume --dlq NAME $Q" \
+			"declare --dlq=NAME $Q" "enqueue --exchange NAME $Q x"; do
+			case $verb in
+			*--dlq*) kind="dead-letter queue" ;;
+			*--exchange*) kind=exchange ;;
+			*) kind=queue ;;
+			esac
+			case $name in
+			"$long") why="$kind name longer than 255 bytes: '${long:0:60}...'" ;;
+			"$bad") why="$kind name not valid UTF-8: '$Q\\xFFx'" ;;
+			*)	# --dlq= and --exchange '' mean QUEUE.dlq and the default exchange
+				[[ $verb == *--dlq=* || $verb == *--exchange* ]] && continue
+				why="empty $kind name" ;;
+			esac
+			local args=()
+			for w in $verb; do args+=("${w/NAME/$name}"); done
+			run -64 --separate-stderr qctl "${args[@]}" --amqp "$dead"
+			v=${verb%% *}
+			assert_equal "${stderr_lines[0]}" "qctl: $v: $why"
+			assert_equal "${stderr_lines[1]}" "Try 'qctl $v --help'."
+			[ "${#stderr_lines[@]}" -eq 2 ]
+		done
+		case $name in
+		"$long") why="queue name longer than 255 bytes: '${long:0:60}...'" ;;
+		"$bad") why="queue name not valid UTF-8: '$Q\\xFFx'" ;;
+		*) why="empty queue name" ;;
+		esac
+		run -64 --separate-stderr cqstat -q "$name" --amqp "$dead"
+		assert_equal "${stderr_lines[0]}" "cqstat: -q: $why"
+		[[ "$stderr" != *"amqp down"* ]]
+	done
+	# the broker is never asked: no such queue appeared
+	run -0 rctl list_queues -q name
+	refute_output --partial "$Q"
+}

@@ -113,7 +113,7 @@ per_test_teardown() {
 	run --separate-stderr -3 cqstat --check 'hit_rate<0.8' --json
 	assert_output "CQ UNKNOWN - --check and --json exclude each other"
 	run --separate-stderr -3 cqstat --check 'hit_rate<0.8' -q ''
-	assert_output "CQ UNKNOWN - -q: bad queue name '' (1-255 bytes)"
+	assert_output "CQ UNKNOWN - -q: empty queue name"
 	CQ_TIMEOUT=x run --separate-stderr -3 cqstat --check 'hit_rate<0.8'
 	assert_output "CQ UNKNOWN - CQ_TIMEOUT: bad duration 'x'"
 	# an abbreviation is --check too (getopt takes it), wherever it is

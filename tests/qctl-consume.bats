@@ -56,7 +56,7 @@ enqueue() {
 
 @test "consume: a missing queue exits 1 and says so" {
 	run -1 --separate-stderr qctl consume "$Q"
-	assert_equal "$stderr" "qctl: consume: queue '$Q' does not exist (create it with 'qctl declare $Q')"
+	assert_equal "$stderr" "qctl: consume: queue '$Q' does not exist (create it with: qctl declare $Q)"
 }
 
 # ---- printing -----------------------------------------------------------------

@@ -134,9 +134,22 @@ EOF
 
 @test "enqueue: a missing queue is named up front (exit 1), nothing is published" {
 	run -1 --separate-stderr qctl enqueue "$Q.nope" x
-	assert_equal "$stderr" "qctl: enqueue: queue '$Q.nope' does not exist (create it with 'qctl declare $Q.nope')"
+	assert_equal "$stderr" "qctl: enqueue: queue '$Q.nope' does not exist (create it with: qctl declare $Q.nope)"
 	run -1 --separate-stderr qctl enqueue --exchange "$Q.x" "$Q" x
 	assert_equal "$stderr" "qctl: enqueue: exchange '$Q.x' does not exist"
+}
+
+@test "enqueue: the missing-queue hint quotes the name for the shell, so it can be pasted" {
+	local name="$Q it's \$HOME" cmd
+	run -1 --separate-stderr qctl enqueue "$name" x
+	assert_equal "$stderr" "qctl: enqueue: queue '$name' does not exist (create it with: qctl declare '$Q it'\\''s \$HOME')"
+	cmd=${stderr#*create it with: }
+	cmd=${cmd%)}
+	QUEUES_MADE=$name
+	run -0 bash -c "$cmd"
+	run -0 api "queues/%2f/$(jq -rn --arg n "$name" '$n | @uri')"
+	[ "$(jq -r .name <<<"$output")" = "$name" ]
+	drop_queues "$name"
 }
 
 @test "enqueue: unroutable messages exit 75 and name exactly the lines not confirmed" {

@@ -93,7 +93,7 @@ load qctl_helper
 	run -1 --separate-stderr qctl peek "$Q"
 	assert_equal "$stderr" "qctl: peek: queue '$Q' is empty"
 	run -1 --separate-stderr qctl peek "$Q.nope"
-	assert_equal "$stderr" "qctl: peek: queue '$Q.nope' does not exist (create it with 'qctl declare $Q.nope')"
+	assert_equal "$stderr" "qctl: peek: queue '$Q.nope' does not exist (create it with: qctl declare $Q.nope)"
 }
 
 @test "peek: a closed stdout stops quietly with exit 74 and every message stays" {
