@@ -576,7 +576,7 @@ static enum cq_err peek_one(void *arg, const struct cq_delivery *d)
 	char buf[600], age[32] = "?";
 
 	pk->n++;
-	if (cq_delivery_header(d, "x-delivery-count"))
+	if (cq_delivery_header(d, CQ_HDR_DELIVERY_COUNT))
 		pk->quorum_seen = true;
 	if (cli->json)
 		return cli_put_json_text(cli, cq_delivery_json(d, true)) ? CQ_OK : CQ_ERR_IO;
@@ -1052,7 +1052,8 @@ static const char consume_usage[] =
 	"  --jsonl                one JSON object per message: headers, properties,\n"
 	"                         redelivered, delivery_tag, body (or body_base64)\n"
 	"  -e, --exec CMD         run 'sh -c CMD' per message, the body on stdin;\n"
-	"                         CQ_MESSAGE_ID, CQ_QUEUE, CQ_REDELIVERED, CQ_RETRIES\n"
+	"                         CQ_MESSAGE_ID, CQ_QUEUE, CQ_REDELIVERED, CQ_RETRIES,\n"
+	"                         CQ_DELIVERY_COUNT (the broker's x-delivery-count)\n"
 	"                         and CQ_HEADER_<NAME> in its environment\n"
 	"  -j, --jobs N           run up to N handlers at a time (default 1)\n"
 	"  --max-retries N        retry a failed message N times (default 3), then\n"

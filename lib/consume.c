@@ -722,6 +722,27 @@ static void on_settle(void *arg, uint64_t user_tag, bool ok,
 	     dead ? "dead-letter" : "retry", reason, c->o->queue);
 }
 
+/* ", broker delivery count N" for a message a quorum queue got back
+ * before (static buffer: one notice at a time). */
+static const char *delivery_count_note(const struct cq_delivery *d)
+{
+	static char note[64];
+	long long n = cqi_delivery_count(d);
+
+	if (n <= 0)
+		return "";
+	snprintf(note, sizeof(note), " (broker delivery count %lld)", n);
+	return note;
+}
+
+long long cqi_delivery_count(const struct cq_delivery *d)
+{
+	const struct cq_field *f = cq_delivery_header(d, CQ_HDR_DELIVERY_COUNT);
+	long long n;
+
+	return f && cq_field_int(f, &n) && n > 0 ? n : 0;
+}
+
 static long long retries_of(const struct cq_delivery *d)
 {
 	const struct cq_field *f = cq_delivery_header(d, CQ_HDR_RETRIES);
@@ -764,11 +785,14 @@ static void publish(struct consumer *c, const struct cq_message *m,
 static void retry(struct consumer *c, struct cq_delivery *d,
 		  long long retries, int code, const char *tail, size_t tlen)
 {
-	struct cq_header h[5];
+	struct cq_header h[6];
 	struct cq_message m;
 	size_t n = 0;
 
 	h[n++] = hdr_int(CQ_HDR_RETRIES, retries);
+	/* a new message: the broker's count of the old one's returns must
+	 * not pass for its own */
+	h[n++] = (struct cq_header){ .key = CQ_HDR_DELIVERY_COUNT };
 	h[n++] = hdr_int(CQ_HDR_EXIT_CODE, code);
 	h[n++] = tlen ? hdr_str(CQ_HDR_STDERR, tail, tlen) :
 			(struct cq_header){ .key = CQ_HDR_STDERR };
@@ -997,9 +1021,10 @@ static void failed(struct consumer *c, struct cqi_job *j)
 		dead_letter(c, d, attempts, reason, code, tail, tlen);
 		return;
 	}
-	notice(c, "message '%s' failed (%s): retry %lld of %u%s", msg_id(d),
+	notice(c, "message '%s' failed (%s): retry %lld of %u%s%s", msg_id(d),
 	       reason, attempts, c->o->max_retries,
-	       c->o->retry_delay_ms && !c->stopping ? " after the delay" : "");
+	       c->o->retry_delay_ms && !c->stopping ? " after the delay" : "",
+	       delivery_count_note(d));
 	if (c->o->retry_delay_ms && !c->stopping &&
 	    hold(c, d, attempts, code, tail, tlen)) {
 		j->d = NULL;	/* held now */

@@ -42,13 +42,16 @@ struct cqi_job {
 /*
  * Start cmd for d (the job holds it in j->d; on failure the caller still
  * owns it).  The
- * environment gets CQ_MESSAGE_ID, CQ_QUEUE, CQ_REDELIVERED, CQ_RETRIES and
- * CQ_HEADER_<NAME> for each header.
+ * environment gets CQ_MESSAGE_ID, CQ_QUEUE, CQ_REDELIVERED, CQ_RETRIES,
+ * CQ_DELIVERY_COUNT and CQ_HEADER_<NAME> for each header.
  */
 enum cq_err cqi_job_start(struct cq_ctx *ctx, struct cqi_job *j,
 			  const char *cmd, const char *queue,
 			  struct cq_delivery *d, long long retries,
 			  long long timeout_ms);
+/* The broker's count of d's returns (a quorum queue's x-delivery-count
+ * header), 0 without one. */
+long long cqi_delivery_count(const struct cq_delivery *d);
 /* Add the job's descriptors to fds (room for 2); returns how many. */
 int cqi_job_pollfds(const struct cqi_job *j, struct pollfd *fds);
 /* Feed stdin, drain stderr (lines go to sink), reap it if it exited, and

@@ -14,6 +14,8 @@
  * replay-dlq read them.  Integers are sent as signed 64-bit fields, the
  * rest as strings. */
 #define CQ_HDR_RETRIES		"x-cq-retries"		/* int: failed attempts */
+/* the broker's: how often a quorum queue got the message back */
+#define CQ_HDR_DELIVERY_COUNT	"x-delivery-count"
 #define CQ_HDR_DEATH_REASON	"x-cq-death-reason"	/* e.g. "exit 3", "poison (exit 65)", "timeout" */
 #define CQ_HDR_EXIT_CODE	"x-cq-exit-code"	/* int: the handler's last exit code */
 #define CQ_HDR_STDERR		"x-cq-stderr"		/* last lines of the handler's stderr */

@@ -81,6 +81,11 @@ static void child_env(const char *queue, const struct cq_delivery *d,
 	setenv("CQ_REDELIVERED", d->redelivered ? "1" : "0", 1);
 	snprintf(num, sizeof(num), "%lld", retries);
 	setenv("CQ_RETRIES", num, 1);
+	/* what the broker counted: a quorum queue's returns of this message
+	 * (a consumer that died or nacked it), which its delivery limit
+	 * bounds; qctl's own retries are new copies and do not count */
+	snprintf(num, sizeof(num), "%lld", cqi_delivery_count(d));
+	setenv("CQ_DELIVERY_COUNT", num, 1);
 	for (size_t i = 0; i < d->nheaders; i++) {
 		const struct cq_field *h = &d->headers[i];
 		char *name, *val;

@@ -445,3 +445,19 @@ enqueue() {
 	[[ "$stderr" == "qctl: consume: "*"RabbitMQ at "*"'guest'"*"refused"* ]]
 	[[ "$stderr$output" != *Wr0ngS3cret* ]]
 }
+
+@test "consume: the broker's x-delivery-count beside qctl's retry count (CQ_DELIVERY_COUNT, the retry notice)" {
+	qctl declare -q --quorum --delivery-limit 5 "$Q"
+	qctl enqueue -q "$Q" m1
+	export SEEN="$TMP/seen"
+	# 1st delivery: the handler kills its consumer, the broker gets it back
+	run -137 qctl consume -q -n 1 --exec 'echo "$CQ_RETRIES $CQ_DELIVERY_COUNT" >> "$SEEN"; kill -9 $PPID; sleep 5' "$Q"
+	# 2nd: the broker counted one return; the handler fails, qctl retries
+	# with a new copy, which starts at the broker's 0 again
+	run -0 --separate-stderr qctl consume --idle-timeout 1s \
+		--exec 'echo "$CQ_RETRIES $CQ_DELIVERY_COUNT" >> "$SEEN"; [ "$CQ_DELIVERY_COUNT" = 0 ]' "$Q"
+	[[ "$stderr" == *"message '"*"' failed (exit 1): retry 1 of 3 (broker delivery count 1)"* ]] ||
+		{ echo "$stderr"; false; }
+	[ "$(paste -sd, "$SEEN")" = "0 0,0 1,1 0" ]
+	[ "$(take_all "$Q")" = "" ]
+}
