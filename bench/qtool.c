@@ -10,6 +10,11 @@
  *                                       reject them (requeue=false), so the
  *                                       broker dead-letters them itself,
  *                                       with its own x-death headers
+ *   qtool HOST PORT drain QUEUE [S]     take every message of QUEUE (acked),
+ *                                       printing each body and a newline,
+ *                                       until none came for S seconds
+ *                                       (default 2); the fault tests count
+ *                                       with it
  *
  * Exit 0 on success, 1 on any error (depth of a missing queue included).
  */
@@ -138,12 +143,50 @@ static void deadletter(const char *q, unsigned long n)
 		die("basic.nack", "failed");
 }
 
+static void drain(const char *q, long idle_s)
+{
+	struct timeval tv = { idle_s, 0 };
+	amqp_envelope_t env;
+	amqp_rpc_reply_t r;
+	unsigned long got = 0;
+	uint64_t last = 0;
+
+	amqp_basic_qos(conn, CHANNEL, 0, 2000, 0);
+	check_rpc("basic.qos");
+	amqp_basic_consume(conn, CHANNEL, amqp_cstring_bytes(q), amqp_empty_bytes,
+			   0, 0, 0, amqp_empty_table);
+	check_rpc("basic.consume");
+	for (;;) {
+		amqp_maybe_release_buffers(conn);
+		r = amqp_consume_message(conn, &env, &tv, 0);
+		if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+		    r.library_error == AMQP_STATUS_TIMEOUT)
+			break;
+		if (r.reply_type != AMQP_RESPONSE_NORMAL)
+			die("drain", "consume failed");
+		last = env.delivery_tag;
+		fwrite(env.message.body.bytes, 1, env.message.body.len, stdout);
+		putchar('\n');
+		amqp_destroy_envelope(&env);
+		if (++got % 500 == 0) {
+			/* written before acked: flush first */
+			if (fflush(stdout) ||
+			    amqp_basic_ack(conn, CHANNEL, last, 1) != AMQP_STATUS_OK)
+				die("basic.ack", "failed");
+		}
+	}
+	if (fflush(stdout))
+		die("drain", "cannot write");
+	if (got % 500 && amqp_basic_ack(conn, CHANNEL, last, 1) != AMQP_STATUS_OK)
+		die("basic.ack", "failed");
+}
+
 int main(int argc, char **argv)
 {
 	const char *verb;
 
 	if (argc < 5) {
-		fputs("usage: qtool HOST PORT depth|reset|deadletter QUEUE [ARG]\n",
+		fputs("usage: qtool HOST PORT depth|reset|deadletter|drain QUEUE [ARG]\n",
 		      stderr);
 		return 2;
 	}
@@ -155,6 +198,8 @@ int main(int argc, char **argv)
 		reset(argv[4], argc > 5 ? argv[5] : NULL);
 	else if (strcmp(verb, "deadletter") == 0 && argc > 5)
 		deadletter(argv[4], strtoul(argv[5], NULL, 10));
+	else if (strcmp(verb, "drain") == 0)
+		drain(argv[4], argc > 5 ? strtol(argv[5], NULL, 10) : 2);
 	else
 		die(verb, "unknown command");
 	amqp_channel_close(conn, CHANNEL, AMQP_REPLY_SUCCESS);

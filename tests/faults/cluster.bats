@@ -1,0 +1,158 @@
+#!/usr/bin/env bats
+# A RabbitMQ node dying under qctl (issue 15): a private 3-node cluster,
+# started once for this file (about 15-25 s); quorum queues; kill -9 of a
+# node in the middle of a job.  Everything is counted by draining with
+# bench/qtool (librabbitmq, no cq code), never with qctl.
+#
+# qctl always gets the list of the three nodes, node 1 first, so it is
+# connected to node 1.  Queues are declared through node 2, which makes
+# node 2 their leader: killing node 2 kills the leader of the queue qctl
+# is using, through a node qctl is not connected to.
+
+bats_require_minimum_version 1.5.0
+load fault_helper
+
+setup_file() { cluster_setup_file; }
+teardown_file() { fault_teardown_file; }
+
+per_test_teardown() {
+	cluster_heal
+	local q
+	for q in "$Q" "$Q.dlq"; do
+		amqp-delete-queue -u "$CQ_CLUSTER_AMQP_URL_3" -q "$q" >/dev/null 2>&1 || true
+	done
+}
+
+# Sizes: large enough that the kill lands mid-job on a loaded CI machine,
+# small enough to keep this file near two minutes.
+N=${CQ_FAULT_ENQUEUE_N:-50000}
+C=${CQ_FAULT_CONSUME_N:-2000}
+R=${CQ_FAULT_REPLAY_N:-20000}
+
+# kill_when PID CONDITION...: once CONDITION holds, kill -9 node $KILL;
+# fail if the job had already finished (the kill would prove nothing).
+kill_when() {
+	local pid=$1
+	shift
+	wait_for 120 "$@" || { echo "never: $*"; return 1; }
+	kill -0 "$pid" 2>/dev/null || { echo "the job ended before the kill"; return 1; }
+	sb kill-node "$KILL"
+}
+
+lines_at_least() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
+
+@test "cluster: the sandbox runs three clustered nodes, distribution on loopback only" {
+	run -0 "$SANDBOX" --dir "$SB" cluster-ctl 1 cluster_status --formatter json
+	[ "$(jq '.running_nodes | length' <<<"$output")" = 3 ]
+	[ "$(jq -r '.running_nodes | sort | join(" ")' <<<"$output")" = \
+		"$(printf '%s\n' "$CQ_CLUSTER_NODE_1" "$CQ_CLUSTER_NODE_2" "$CQ_CLUSTER_NODE_3" | sort | paste -sd' ')" ]
+	# every port the nodes and their epmd listen on is bound to 127.0.0.1
+	for n in 1 2 3; do
+		p=$(cat "$SB/cluster/n$n/rabbitmq.pid")
+		ss -Hltnp | grep "pid=$p," | awk '{ print $4 }' > "$TMP/addrs"
+		[ -s "$TMP/addrs" ]
+		! grep -v '^127\.0\.0\.1:' "$TMP/addrs"
+	done
+	# each node has the management API
+	for n in 1 2 3; do
+		v=CQ_CLUSTER_API_URL_$n
+		curl -sf "${!v}/api/overview" | jq -e '.cluster_name == "cq-sandbox"'
+	done
+}
+
+@test "cluster: enqueue to a quorum queue while its leader's node (not qctl's) is killed: exit 0, exactly N" {
+	qctl declare -q --quorum --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q"
+	seq 1 "$N" > "$TMP/in"
+	qctl enqueue "$Q" < "$TMP/in" 2> "$TMP/err" &
+	pid=$!
+	KILL=2 kill_when "$pid" has_at_least_on 1 "$Q" $((N / 5))
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" = 0 ] || { echo "status $status"; cat "$TMP/err"; false; }
+	grep -q "^enqueued $N messages" "$TMP/err"
+	qt 1 drain "$Q" > "$TMP/out"
+	note "drained $(wc -l < "$TMP/out") of $N"
+	sort -n "$TMP/out" | cmp - "$TMP/in"
+}
+
+@test "cluster: consume --exec while the queue leader's node (not qctl's) is killed: exit 0, each handled, none left" {
+	qctl declare -q --quorum --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q"
+	seq 1 "$C" | qctl enqueue -q --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q"
+	export OUT="$TMP/handled"
+	# one write per message (O_APPEND): body and whether it was redelivered
+	qctl consume -q -j 4 --idle-timeout 3s --exec 'printf "%s %s\n" "$(cat)" "$CQ_REDELIVERED" >> "$OUT"' \
+		"$Q" 2> "$TMP/err" &
+	pid=$!
+	KILL=2 kill_when "$pid" lines_at_least "$OUT" $((C / 5))
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" = 0 ] || { echo "status $status"; cat "$TMP/err"; false; }
+	note "handled $(wc -l < "$OUT") for $C messages"
+	# every message handled; a body handled twice only if redelivered
+	cut -d' ' -f1 "$OUT" | sort -n -u | cmp - <(seq 1 "$C")
+	awk '{ n[$1]++; if ($2 == 1) r[$1] = 1 } END { for (b in n) if (n[b] > 1 && !r[b]) { print "duplicate not flagged: " b; bad = 1 } exit bad }' "$OUT"
+	# nothing left in the queue, and nothing unacked came back to it
+	qt 1 drain "$Q" 1 > "$TMP/left"
+	[ ! -s "$TMP/left" ]
+}
+
+@test "cluster: replay-dlq from a quorum DLQ while the queues' leader node (not qctl's) is killed: exit 0, zero loss" {
+	qctl declare -q --quorum --dlq --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q"
+	seq 1 "$R" | qctl enqueue -q --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q.dlq"
+	qctl replay-dlq "$Q.dlq" 2> "$TMP/err" &
+	pid=$!
+	KILL=2 kill_when "$pid" has_at_least_on 1 "$Q" $((R / 5))
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" = 0 ] || { echo "status $status"; cat "$TMP/err"; false; }
+	grep -q "^replayed $R to '$Q' (0 skipped, 0 failed)" "$TMP/err" || { cat "$TMP/err"; false; }
+	qt 1 drain "$Q" > "$TMP/moved"
+	qt 1 drain "$Q.dlq" 1 > "$TMP/left"
+	note "moved $(wc -l < "$TMP/moved"), left $(wc -l < "$TMP/left")"
+	[ ! -s "$TMP/left" ]
+	sort -n "$TMP/moved" | cmp - <(seq 1 "$R")
+}
+
+@test "cluster: enqueue while qctl's own node is killed: exit 75 naming the exact lines; re-sent, N distinct" {
+	qctl declare -q --quorum --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q"
+	seq 1 "$N" > "$TMP/in"
+	qctl enqueue --json "$Q" < "$TMP/in" > "$TMP/failed.jsonl" 2> "$TMP/err" &
+	pid=$!
+	KILL=1 kill_when "$pid" has_at_least_on 2 "$Q" $((N / 5))
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" = 75 ] || { echo "status $status"; cat "$TMP/err"; false; }
+	grep -q "not confirmed: connection lost\|not confirmed: channel closed\|lines from [0-9]* on: not sent" "$TMP/err"
+	confirmed=$(sed -n 's/^enqueued \([0-9]*\) messages.*/\1/p' "$TMP/err")
+	# the lines named, and the range never sent, re-sent through node 2
+	jq -r '.line // "\(.from_line)-"' "$TMP/failed.jsonl" |
+		awk 'NR == FNR { if (sub(/-$/, "")) from = $0 + 0; else want[$0]; next }
+		     FNR in want || (from && FNR >= from)' - "$TMP/in" > "$TMP/resend"
+	[ -s "$TMP/resend" ]
+	[ $((confirmed + $(wc -l < "$TMP/resend"))) = "$N" ]
+	qctl enqueue -q --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q" < "$TMP/resend"
+	qt 2 drain "$Q" > "$TMP/stored"
+	note "confirmed $confirmed, named and re-sent $(wc -l < "$TMP/resend"), stored $(wc -l < "$TMP/stored")"
+	# exactly the N bodies; duplicates only among the lines re-sent
+	sort -n -u "$TMP/stored" | cmp - "$TMP/in"
+	[ "$(wc -l < "$TMP/stored")" -le $((N + $(wc -l < "$TMP/resend"))) ]
+}
+
+@test "cluster: a poison message that kills its consumer reaches the DLQ through the delivery limit; peek says why" {
+	qctl declare -q --quorum --dlq --delivery-limit 2 "$Q"
+	qctl enqueue -q "$Q" poison
+	export SEEN="$TMP/seen"
+	# each consumer dies on it; the broker counts the returns, and past
+	# the limit dead-letters it (at-least-once: the DLQ confirmed it)
+	for i in 1 2 3 4 5; do
+		qctl consume -q -n 1 --idle-timeout 2s \
+			--exec 'echo "$CQ_RETRIES $CQ_DELIVERY_COUNT" >> "$SEEN"; kill -9 $PPID; sleep 5' "$Q" || true
+		has_at_least_on 1 "$Q.dlq" 1 && break
+	done
+	wait_for 10 has_at_least_on 1 "$Q.dlq" 1
+	[ "$(paste -sd, "$SEEN")" = "0 0,0 1,0 2" ]
+	run -0 --separate-stderr qctl peek "$Q.dlq"
+	[[ "$output" == *"died: delivery_limit (count 1), queue '$Q'"* ]] || { echo "$output"; false; }
+	[ "$(qt 1 drain "$Q" 1)" = "" ]
+	[ "$(qt 1 drain "$Q.dlq" 1)" = poison ]
+}
