@@ -69,11 +69,14 @@ static bool add_tag(struct cli *cli, const char *arg, const char **tags,
 }
 
 /* The TTL rule of every writing verb: --ttl, else CQ_DEFAULT_TTL, unless
- * --no-ttl or --keep-ttl.  Returns 0 or 64 after the message. */
+ * --no-ttl or --keep-ttl (where --ttl, if given, is for a missing key).
+ * Returns 0 or 64 after the message. */
 static int settle_ttl(struct cli *cli, struct cq_set_opts *o)
 {
-	if ((o->no_ttl || o->keep_ttl) && o->ttl_ms)
-		return cli_usage_error(cli, "--ttl conflicts with --no-ttl and --keep-ttl");
+	if (o->no_ttl && o->ttl_ms)
+		return cli_usage_error(cli, "--ttl conflicts with --no-ttl");
+	if (o->keep_ttl && o->nx)
+		return cli_usage_error(cli, "--keep-ttl and --nx exclude each other (a missing key has no TTL to keep)");
 	if (o->no_ttl && o->keep_ttl)
 		return cli_usage_error(cli, "--no-ttl and --keep-ttl exclude each other");
 	if (!o->ttl_ms && !o->no_ttl && !o->keep_ttl)
@@ -228,7 +231,8 @@ static const char set_usage[] =
 	"  --ttl DUR          time to live (required unless CQ_DEFAULT_TTL)\n"
 	"  --jitter DUR|PCT   add up to DUR, or PCT% of the TTL, at random\n"
 	"  --no-ttl           store without expiry (rarely right for a cache)\n"
-	"  --keep-ttl         keep the key's current TTL\n"
+	"  --keep-ttl         keep the key's current TTL; a missing key gets\n"
+	"                     --ttl DUR if given, else is not written (exit 1)\n"
 	"  --nx               only set a missing key (exit 1 if present)\n"
 	"  --xx               only set an existing key (exit 1 if missing)\n"
 	"  --tag TAG          record the key under TAG (repeatable)\n"
@@ -379,10 +383,13 @@ static int cmd_set(struct cli *cli, int argc, char **argv)
 		goto out;
 	}
 	if (cli->json)
-		set_print_json(cli, key, written, len, o.keep_ttl ? NULL : &ttl);
+		set_print_json(cli, key, written, len, ttl < 0 ? NULL : &ttl);
 	ret = written ? 0 : 1;
 	if (!written && !cli->quiet)
-		cli_err(cli, "not set: '%s' %s", key, o.nx ? "exists" : "is missing");
+		cli_err(cli, "not set: '%s' %s", key, o.nx ? "exists" :
+			o.keep_ttl && !o.xx ?
+			"is missing (--keep-ttl writes no key without expiry; add --ttl DUR for a missing key)" :
+			"is missing");
 out:
 	cq_buf_free(&in);
 	return ret;

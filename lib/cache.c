@@ -380,13 +380,14 @@ static enum cq_err read_tag_replies(struct cq_ctx *ctx,
 	return e;
 }
 
+/* ttl: the key's TTL as written, -1 when it kept its own (asked here). */
 static enum cq_err set_tags(struct cq_ctx *ctx, const struct cq_buf *kb,
 			    const struct cq_set_opts *o, long long ttl)
 {
 	struct cq_buf scratch = { 0 };
 	enum cq_err e;
 
-	if (o->keep_ttl) {
+	if (ttl < 0) {
 		const char *argv[2] = { "PTTL", kb->data };
 		size_t lens[2] = { 4, kb->len };
 		redisReply *r = cqi_redis_cmd(ctx, 2, argv, lens);
@@ -405,51 +406,86 @@ static enum cq_err set_tags(struct cq_ctx *ctx, const struct cq_buf *kb,
 	return read_tag_replies(ctx, o);
 }
 
+/* One SET of kb: with PX ttl when ttl > 0, KEEPTTL when ttl < 0, and
+ * cond ("NX", "XX" or NULL). */
+static enum cq_err set_once(struct cq_ctx *ctx, const struct cq_buf *kb,
+			    const void *val, size_t len, long long ttl,
+			    const char *cond, bool *written)
+{
+	const char *argv[6] = { "SET", kb->data, val };
+	size_t lens[6] = { 3, kb->len, len };
+	int argc = 3;
+	char t[32];
+	redisReply *r;
+
+	if (ttl < 0) {
+		argv[argc] = "KEEPTTL", lens[argc++] = 7;
+	} else if (ttl > 0) {
+		snprintf(t, sizeof(t), "%lld", ttl);
+		argv[argc] = "PX", lens[argc++] = 2;
+		argv[argc] = t, lens[argc++] = strlen(t);
+	}
+	if (cond)
+		argv[argc] = cond, lens[argc++] = strlen(cond);
+	r = cqi_redis_cmd(ctx, argc, argv, lens);
+	if (!r)
+		return ctx->err;
+	*written = r->type != REDIS_REPLY_NIL;
+	freeReplyObject(r);
+	return CQ_OK;
+}
+
+/* keep_ttl: SET XX KEEPTTL never creates a key, so none is left without
+ * expiry; a missing key gets ttl_ms (jittered) with SET NX PX, or is not
+ * written without one.  Each SET is atomic; a key created between the
+ * two (NX fails) or deleted (XX fails again) sends us round again. */
+static enum cq_err set_keep_ttl(struct cq_ctx *ctx, const struct cq_buf *kb,
+				const void *val, size_t len,
+				const struct cq_set_opts *o, bool *written,
+				long long *t)
+{
+	for (int round = 0; round < 5; round++) {
+		*t = -1;
+		if (set_once(ctx, kb, val, len, -1, "XX", written))
+			return ctx->err;
+		if (*written || !o->ttl_ms || o->xx)
+			return CQ_OK;
+		*t = cq_jittered_ttl(o);
+		if (set_once(ctx, kb, val, len, *t, "NX", written))
+			return ctx->err;
+		if (*written)
+			return CQ_OK;
+	}
+	return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
+			 "--keep-ttl: the key kept appearing and vanishing; not written");
+}
+
 enum cq_err cq_cache_set(struct cq_ctx *ctx, const char *key, size_t keylen,
 			 const void *val, size_t len,
 			 const struct cq_set_opts *o, bool *written,
 			 long long *ttl_used)
 {
-	const char *argv[6];
-	size_t lens[6];
-	int argc = 0;
-	char ttl[32];
 	struct cq_buf kb = { 0 };
 	struct cqi_gen gen = { .found = true };
 	long long t = 0;
-	redisReply *r;
-	enum cq_err e = CQ_OK;
+	enum cq_err e;
 
 	*written = false;
 	if (o->ns && cqi_ns_gen(ctx, o->ns, true, &gen))
 		return ctx->err;
 	if (!cqi_data_key(ctx, o->ns, &gen, key, keylen, &kb))
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-	argv[argc] = "SET", lens[argc++] = 3;
-	argv[argc] = kb.data, lens[argc++] = kb.len;
-	argv[argc] = val, lens[argc++] = len;
 	if (o->keep_ttl) {
-		argv[argc] = "KEEPTTL", lens[argc++] = 7;
-	} else if (!o->no_ttl) {
-		t = cq_jittered_ttl(o);
-		snprintf(ttl, sizeof(ttl), "%lld", t);
-		argv[argc] = "PX", lens[argc++] = 2;
-		argv[argc] = ttl, lens[argc++] = strlen(ttl);
+		e = set_keep_ttl(ctx, &kb, val, len, o, written, &t);
+	} else {
+		t = o->no_ttl ? 0 : cq_jittered_ttl(o);
+		e = set_once(ctx, &kb, val, len, t,
+			     o->nx ? "NX" : o->xx ? "XX" : NULL, written);
 	}
-	if (o->nx || o->xx)
-		argv[argc] = o->nx ? "NX" : "XX", lens[argc++] = 2;
-	r = cqi_redis_cmd(ctx, argc, argv, lens);
-	if (!r) {
-		e = ctx->err;
-		goto out;
-	}
-	*written = r->type != REDIS_REPLY_NIL;
-	freeReplyObject(r);
 	if (ttl_used)
 		*ttl_used = t;
-	if (*written && o->ntags)
+	if (!e && *written && o->ntags)
 		e = set_tags(ctx, &kb, o, t);
-out:
 	cq_buf_free(&kb);
 	return e;
 }

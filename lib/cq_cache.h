@@ -61,7 +61,9 @@ enum cq_err cq_cache_get(struct cq_ctx *ctx, size_t n, const char *const *keys,
 			 const struct cq_get_opts *o, struct cq_value *out);
 
 struct cq_set_opts {
-	long long ttl_ms;	/* > 0 unless no_ttl or keep_ttl */
+	long long ttl_ms;	/* > 0 unless no_ttl or keep_ttl; with keep_ttl
+				 * the TTL of a key that was missing (0: a
+				 * missing key is not written) */
 	long long jitter_ms;	/* adds up to this much at random */
 	double jitter_pct;	/* or up to this percentage of ttl_ms */
 	bool no_ttl, keep_ttl, nx, xx;
@@ -74,8 +76,12 @@ struct cq_set_opts {
  * [0, jitter_ms] or [0, ttl_ms * jitter_pct / 100]. */
 long long cq_jittered_ttl(const struct cq_set_opts *o);
 
-/* Write one value.  *written is false when --nx/--xx prevented it.
- * *ttl_used gets the TTL written (ms, 0 for none); may be NULL.  Tags are
+/* Write one value.  *written is false when --nx/--xx prevented it, or
+ * keep_ttl found no key and had no ttl_ms to give it: keep_ttl never
+ * creates a key without expiry (SET XX KEEPTTL, then for a missing key SET
+ * NX PX ttl_ms; each step atomic, a key appearing in between is retried).
+ * *ttl_used gets the TTL written (ms, 0 for none, -1 when the key kept its
+ * own); may be NULL.  Tags are
  * recorded only when the value was written; each tag set keeps a TTL at
  * least as long as its longest-lived key. */
 enum cq_err cq_cache_set(struct cq_ctx *ctx, const char *key, size_t keylen,

@@ -160,6 +160,12 @@ static enum cq_err redis_select(struct cq_ctx *ctx, int db)
 
 	snprintf(dbs, sizeof(dbs), "%d", db);
 	r = cqi_redis_cmd(ctx, 2, argv, NULL);
+	/* a database the server does not have is the URL's fault: usage */
+	if (!r && ctx->err == CQ_ERR_INTERNAL &&
+	    strstr(ctx->errstr, "DB index is out of range"))
+		return cq_seterr(ctx, CQ_ERR_USAGE,
+				 "Redis at %s has no database %d (its 'databases' setting is lower; see the URL's /DB)",
+				 ctx->redis->where, db);
 	if (!r)
 		return ctx->err;
 	freeReplyObject(r);

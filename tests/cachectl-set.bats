@@ -80,6 +80,44 @@ load test_helper
 	[ "$ttl" -gt 400000 ] && [ "$ttl" -le 500000 ]
 }
 
+@test "set --keep-ttl on a missing key writes nothing (exit 1): no key without expiry" {
+	run -1 --separate-stderr cachectl set k v --keep-ttl
+	assert_equal "$stderr" "cachectl: set: not set: 'k' is missing (--keep-ttl writes no key without expiry; add --ttl DUR for a missing key)"
+	run -0 rcli exists "${P}k"
+	assert_output 0
+	# CQ_DEFAULT_TTL is no fallback: only an explicit --ttl is
+	CQ_DEFAULT_TTL=1h run -1 --separate-stderr cachectl set k v --keep-ttl
+	run -0 rcli exists "${P}k"
+	assert_output 0
+	run -1 --separate-stderr cachectl set --json k v --keep-ttl
+	assert_output '{"key":"k","written":false,"bytes":1}'
+	run -0 rcli exists "${P}k"
+	assert_output 0
+	run -64 --separate-stderr cachectl set k v --keep-ttl --nx
+	assert_equal "${stderr_lines[0]}" "cachectl: set: --keep-ttl and --nx exclude each other (a missing key has no TTL to keep)"
+	run -64 --separate-stderr cachectl set k v --keep-ttl --no-ttl
+	run -64 --separate-stderr cachectl set k v --ttl 1m --no-ttl
+}
+
+@test "set --keep-ttl --ttl DUR: an existing key keeps its TTL, a missing one gets DUR" {
+	rcli set "${P}old" x PX 500000 >/dev/null
+	run -0 --separate-stderr cachectl set --json old new --keep-ttl --ttl 90s
+	assert_output '{"key":"old","written":true,"bytes":3}'
+	[ "$(rcli get "${P}old")" = new ]
+	ttl=$(rcli pttl "${P}old")
+	[ "$ttl" -gt 400000 ] && [ "$ttl" -le 500000 ]
+	run -0 --separate-stderr cachectl set --json fresh v --keep-ttl --ttl 90s
+	assert_output '{"key":"fresh","written":true,"bytes":1,"ttl_ms":90000}'
+	[ "$(rcli get "${P}fresh")" = v ]
+	ttl=$(rcli pttl "${P}fresh")
+	[ "$ttl" -gt 85000 ] && [ "$ttl" -le 90000 ]
+	# with --xx a missing key stays missing, --ttl or not
+	run -1 --separate-stderr cachectl set gone v --keep-ttl --ttl 90s --xx
+	assert_equal "$stderr" "cachectl: set: not set: 'gone' is missing"
+	run -0 rcli exists "${P}gone"
+	assert_output 0
+}
+
 @test "set reads a binary value from stdin byte for byte" {
 	printf 'x\0y\n\tz\377\n\n' >"$TMP/want"
 	cachectl set bin - --ttl 1m <"$TMP/want"

@@ -82,6 +82,20 @@ Try 'cachectl --help'." ]
 	[[ "$stderr" != *hunter2* ]]
 }
 
+@test "a Redis database the server does not have is a usage error (64) in every program" {
+	local hp=${CQ_REDIS_URL#redis://} n
+	hp=${hp%%/*}
+	n=$(rcli config get databases | tail -1)
+	run -64 --separate-stderr cachectl get --redis "redis://$hp/$n" k
+	assert_equal "$stderr" "cachectl: get: Redis at $hp has no database $n (its 'databases' setting is lower; see the URL's /DB)"
+	run -64 --separate-stderr cachectl set --redis "unix://$CQ_REDIS_SOCKET?db=$n" k v --ttl 1m
+	assert_equal "$stderr" "cachectl: set: Redis at $CQ_REDIS_SOCKET has no database $n (its 'databases' setting is lower; see the URL's /DB)"
+	run -64 --separate-stderr cqstat --redis "redis://$hp/$n"
+	[[ "$stderr" == *"Redis at $hp has no database $n"* ]]
+	# the last one there is fine
+	run -1 cachectl get --redis "redis://$hp/$((n - 1))" "k$RANDOM"
+}
+
 @test "man pages render without warnings and list exit status and environment" {
 	for p in $PROGS; do
 		[ -f "$TOP/man/$p.1" ]
