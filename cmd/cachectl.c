@@ -918,19 +918,6 @@ static int fetch_opt(struct cli *cli, int c, struct cq_fetch_opts *o)
 	return 0;
 }
 
-/* The exit code of a fetch that could not deliver. */
-static int fetch_fail(struct cli *cli)
-{
-	enum cq_err e = cli->ctx->err;
-
-	cli_fail(cli);
-	if (e == CQ_ERR_NOTFOUND)
-		return 127;	/* as a shell says for a missing command */
-	if (e == CQ_ERR_NOPERM && strncmp(cli->ctx->errstr, "cannot run", 10) == 0)
-		return 126;
-	return cq_exit_code(e);
-}
-
 static int cmd_fetch(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -975,7 +962,7 @@ static int cmd_fetch(struct cli *cli, int argc, char **argv)
 	if (cq_fetch(cli->ctx, key, &o, &res)) {
 		if (res.warning[0])
 			cli_err(cli, "warning: %s", res.warning);
-		return fetch_fail(cli);
+		return cli_fail(cli);	/* 127 and 126 for a command not run */
 	}
 	if (res.warning[0])
 		cli_err(cli, "warning: %s", res.warning);

@@ -127,6 +127,8 @@ enum cq_err cqi_amqp_rpc_err(struct cq_ctx *ctx, amqp_rpc_reply_t r,
 		amqp_channel_close_ok_t ok = { 0 };
 
 		close_text(m->reply_text, text, sizeof(text));
+		a->reply_code = m->reply_code;
+		memcpy(a->reply_text, text, sizeof(a->reply_text));
 		e = code_class(m->reply_code);
 		amqp_send_method(a->conn, CQI_CHANNEL,
 				 AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
@@ -142,6 +144,8 @@ enum cq_err cqi_amqp_rpc_err(struct cq_ctx *ctx, amqp_rpc_reply_t r,
 		amqp_connection_close_ok_t ok = { 0 };
 
 		close_text(m->reply_text, text, sizeof(text));
+		a->reply_code = m->reply_code;
+		memcpy(a->reply_text, text, sizeof(a->reply_text));
 		amqp_send_method(a->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
 				 &ok);
 		a->channel_open = false;
@@ -156,6 +160,33 @@ enum cq_err cqi_amqp_check(struct cq_ctx *ctx, const char *what)
 {
 	return cqi_amqp_rpc_err(ctx, amqp_get_rpc_reply(ctx->amqp->conn),
 				what);
+}
+
+int cqi_amqp_reply(struct cq_ctx *ctx, amqp_channel_t ch, char *text,
+		   size_t len)
+{
+	struct cqi_amqp *a = ctx->amqp;
+	amqp_rpc_reply_t r = amqp_get_rpc_reply(a->conn);
+	amqp_channel_close_t *m;
+	amqp_channel_close_ok_t ok = { 0 };
+
+	text[0] = '\0';
+	if (r.reply_type == AMQP_RESPONSE_NORMAL)
+		return 0;
+	if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION ||
+	    r.reply.id != AMQP_CHANNEL_CLOSE_METHOD) {
+		cqi_amqp_rpc_err(ctx, r, "RabbitMQ");
+		return -1;
+	}
+	m = r.reply.decoded;
+	close_text(m->reply_text, text, len);
+	amqp_send_method(a->conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+	if (ch == CQI_CHANNEL) {
+		a->channel_open = false;
+		if (cqi_amqp_reopen_channel(ctx))
+			return -1;
+	}
+	return m->reply_code ? m->reply_code : 541;
 }
 
 /*

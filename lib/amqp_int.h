@@ -15,6 +15,11 @@ struct cqi_amqp {
 	bool channel_open;
 	bool confirming;	/* confirm.select done on CQI_CHANNEL */
 	uint64_t next_tag;	/* delivery tag of the next publish */
+	/* The facts of the last channel or connection close the broker sent
+	 * (the context's errstr is for people): its reply code and its text
+	 * (at most 255 bytes: the broker cuts longer ones). */
+	int reply_code;
+	char reply_text[256];
 };
 
 /* Translate a failed RPC reply into the context error.  what names the
@@ -27,6 +32,12 @@ enum cq_err cqi_amqp_status_err(struct cq_ctx *ctx, int status,
 				const char *what);
 /* Check the last RPC of the connection (after amqp_queue_declare & co). */
 enum cq_err cqi_amqp_check(struct cq_ctx *ctx, const char *what);
+/* The reply of the last RPC on channel ch, for calls that may fail as a
+ * matter of course (probes): 0 when it went well; else the broker's reply
+ * code, with its text in text, the close acknowledged and CQI_CHANNEL
+ * reopened; -1 on a connection failure, with the context error set. */
+int cqi_amqp_reply(struct cq_ctx *ctx, amqp_channel_t ch, char *text,
+		   size_t len);
 /* Put CQI_CHANNEL into confirm mode once. */
 enum cq_err cqi_amqp_confirm_select(struct cq_ctx *ctx);
 /* Reopen CQI_CHANNEL after the broker closed it. */

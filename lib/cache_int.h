@@ -116,7 +116,7 @@ struct cqi_child {
  * Start argv[0] (PATH search) with stdout to a pipe, CQ_KEY=key in its
  * environment, SIGPIPE back to the default, stdin from /dev/null when
  * null_stdin.  A command that cannot be run is reported through the
- * context (CQ_ERR_NOTFOUND: not found, CQ_ERR_NOPERM: not executable).
+ * context (CQ_ERR_NOCMD: not found, CQ_ERR_NOEXEC: not executable).
  */
 enum cq_err cqi_child_start(struct cq_ctx *ctx, char *const *argv,
 			    const char *key, bool null_stdin,

@@ -19,6 +19,7 @@
 
 #include "amqp_int.h"
 #include "consume_int.h"
+#include "qargs_int.h"
 #include "cq.h"
 #include "internal.h"
 #include "queue_int.h"
@@ -325,27 +326,11 @@ static enum cq_err side_open(struct consumer *c)
  */
 static int side_reply(struct consumer *c, char *text, size_t len)
 {
-	amqp_rpc_reply_t r = amqp_get_rpc_reply(c->conn);
+	int code = cqi_amqp_reply(c->ctx, SIDE_CHANNEL, text, len);
 
-	text[0] = '\0';
-	if (r.reply_type == AMQP_RESPONSE_NORMAL)
-		return 0;
-	if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-	    r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-		amqp_channel_close_t *m = r.reply.decoded;
-		amqp_channel_close_ok_t ok = { 0 };
-		size_t n = m->reply_text.len < len - 1 ? m->reply_text.len :
-							 len - 1;
-
-		memcpy(text, m->reply_text.bytes, n);
-		text[n] = '\0';
-		amqp_send_method(c->conn, SIDE_CHANNEL,
-				 AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+	if (code > 0)
 		c->side_open = false;
-		return m->reply_code ? m->reply_code : 541;
-	}
-	cqi_amqp_rpc_err(c->ctx, r, "side channel");
-	return -1;
+	return code;
 }
 
 /* Declare (or with passive, look up) queue on the side channel. */
@@ -370,179 +355,38 @@ static int side_declare(struct consumer *c, const char *queue, bool passive,
 /* ---- does the queue have a dead-letter exchange? --------------------------- */
 
 /*
- * AMQP cannot read a queue's arguments, but RabbitMQ names the first one
- * that differs when a declare does not match:
- *   inequivalent arg 'K' for queue 'Q' in vhost 'V': received none but
- *   current is the value 'X' of type 'longstr'
- * So declare the queue with no arguments; add each argument the broker
- * reports back with its current value, until it reports
- * x-dead-letter-exchange (the queue has one) or accepts the declare (it
- * has none).  Anything unexpected leaves it unknown, and dead letters are
- * then published to QUEUE.dlq, which is always safe.  (A DLX set by a
- * policy is not an argument and is not seen.)
+ * The queue's arguments come from the probe (qargs.c), on the side
+ * channel.  Unless it finds them all, the DLX stays unknown and dead
+ * letters are published to QUEUE.dlq, which is always safe.  (A DLX set
+ * by a policy is not an argument and is not seen.)
  */
-struct probe {
-	amqp_table_entry_t e[12];
-	int n;
-	char *owned[24];	/* keys and string values of e */
-	int nowned;
-	bool durable, auto_delete;
-};
-
-/* From the 406 text: the argument's name and what is current. */
-bool cqi_parse_inequivalent(const char *text, char *key, size_t klen,
-			       const char **cur)
+static int probe_declare(void *arg, bool durable, bool auto_delete,
+			 amqp_table_t t, char *text, size_t len)
 {
-	static const char arg[] = "inequivalent arg '", but[] = " but current is ";
-	const char *p = strstr(text, arg), *q, *last = NULL;
+	struct consumer *c = arg;
 
-	if (!p)
-		return false;
-	p += sizeof(arg) - 1;
-	q = strchr(p, '\'');
-	if (!q || (size_t)(q - p) >= klen)
-		return false;
-	memcpy(key, p, (size_t)(q - p));
-	key[q - p] = '\0';
-	for (q = text; (q = strstr(q, but)); q++)
-		last = q;
-	if (!last)
-		return false;
-	*cur = last + sizeof(but) - 1;
-	return true;
-}
-
-/* "the value 'X' of type 'T'": X (malloc'd) and T. */
-bool cqi_parse_value(const char *cur, char **val, char *type, size_t tlen)
-{
-	static const char pre[] = "the value '", mid[] = "' of type '";
-	const char *p, *last = NULL, *end;
-
-	if (strncmp(cur, pre, sizeof(pre) - 1) != 0)
-		return false;
-	cur += sizeof(pre) - 1;
-	for (p = cur; (p = strstr(p, mid)); p++)
-		last = p;
-	if (!last)
-		return false;
-	p = last + sizeof(mid) - 1;
-	end = strchr(p, '\'');
-	if (!end || (size_t)(end - p) >= tlen)
-		return false;
-	memcpy(type, p, (size_t)(end - p));
-	type[end - p] = '\0';
-	*val = strndup(cur, (size_t)(last - cur));
-	return *val != NULL;
-}
-
-static bool own(struct probe *pr, char *s)
-{
-	if (!s || pr->nowned >= 24) {
-		free(s);
-		return false;
-	}
-	pr->owned[pr->nowned++] = s;
-	return true;
-}
-
-/* Set field v from the broker's text for a value of that type. */
-static bool typed_value(const char *val, const char *type, amqp_field_value_t *v)
-{
-	char *end;
-	long long n;
-
-	if (strcmp(type, "bool") == 0) {
-		v->kind = AMQP_FIELD_KIND_BOOLEAN;
-		v->value.boolean = strcmp(val, "true") == 0;
-		return true;
-	}
-	errno = 0;
-	n = strtoll(val, &end, 10);
-	if (errno || end == val || *end)
-		return false;
-	if (strcmp(type, "signedint") == 0) {
-		v->kind = AMQP_FIELD_KIND_I32;
-		v->value.i32 = (int32_t)n;
-	} else if (strcmp(type, "long") == 0) {
-		v->kind = AMQP_FIELD_KIND_I64;
-		v->value.i64 = n;
-	} else if (strcmp(type, "short") == 0) {
-		v->kind = AMQP_FIELD_KIND_I16;
-		v->value.i16 = (int16_t)n;
-	} else if (strcmp(type, "byte") == 0) {
-		v->kind = AMQP_FIELD_KIND_I8;
-		v->value.i8 = (int8_t)n;
-	} else {
-		return false;
-	}
-	return true;
-}
-
-/* Add key = the value the broker reported (val is taken over). */
-static bool probe_add(struct probe *pr, const char *key, char *val,
-		      const char *type)
-{
-	amqp_table_entry_t *e = &pr->e[pr->n];
-	char *k;
-
-	if (pr->n >= 12 || !own(pr, val) || !own(pr, k = strdup(key)))
-		return false;
-	e->key = amqp_cstring_bytes(k);
-	if (strcmp(type, "longstr") == 0) {
-		e->value.kind = AMQP_FIELD_KIND_UTF8;
-		e->value.value.bytes = amqp_cstring_bytes(val);
-	} else if (!typed_value(val, type, &e->value)) {
-		return false;
-	}
-	pr->n++;
-	return true;
-}
-
-/* One round: 1 = done (c->dlx set or not), 0 = try again, -1 = unknown,
- * -2 = connection error. */
-static int probe_round(struct consumer *c, struct probe *pr)
-{
-	char text[512], key[64], type[32];
-	const char *cur;
-	char *val;
-	int code;
-
-	amqp_table_t args = { pr->n, pr->e };
-
-	code = side_declare(c, c->o->queue, false, pr->durable,
-			    pr->auto_delete, args, NULL, text, sizeof(text));
-	if (code < 0)
-		return -2;
-	if (code == 0)
-		return 1;	/* equivalent: no DLX argument */
-	if (code != 406 || !cqi_parse_inequivalent(text, key, sizeof(key), &cur))
-		return -1;
-	if (strcmp(key, "durable") == 0 || strcmp(key, "auto_delete") == 0) {
-		bool *flag = key[0] == 'd' ? &pr->durable : &pr->auto_delete;
-
-		*flag = strcmp(cur, "'true'") == 0;
-		return 0;
-	}
-	if (!cqi_parse_value(cur, &val, type, sizeof(type)))
-		return -1;
-	if (strcmp(key, "x-dead-letter-exchange") == 0) {
-		c->dlx = val;
-		return 1;
-	}
-	return probe_add(pr, key, val, type) ? 0 : -1;
+	return side_declare(c, c->o->queue, false, durable, auto_delete, t,
+			    NULL, text, len);
 }
 
 static enum cq_err find_dlx(struct consumer *c, bool *known)
 {
-	struct probe pr = { .durable = true };
-	int r = 0;
+	struct cqi_qargs *q = calloc(1, sizeof(*q));
+	const struct cqi_qarg *a;
 
-	for (int round = 0; round < 10 && r == 0; round++)
-		r = probe_round(c, &pr);
-	for (int i = 0; i < pr.nowned; i++)
-		free(pr.owned[i]);
-	*known = r == 1;
-	return r == -2 ? c->ctx->err : CQ_OK;
+	*known = false;
+	if (!q)
+		return cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
+	if (cqi_qargs_probe(c->ctx, probe_declare, c, q) == CQ_OK &&
+	    q->complete) {
+		*known = true;
+		a = cqi_qargs_find(q, "x-dead-letter-exchange");
+		if (a && !(c->dlx = strdup(a->sval)))
+			cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
+	}
+	cqi_qargs_clear(q);
+	free(q);
+	return c->ctx->err;
 }
 
 /* Does the exchange exist?  (A DLX that does not drops dead letters.) */

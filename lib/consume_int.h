@@ -73,16 +73,4 @@ long long cqi_job_next_ms(const struct cqi_job *j, long long now_ms);
 /* Ask a job to stop now (SIGTERM, then SIGKILL after the grace time). */
 void cqi_job_terminate(struct cqi_job *j, long long now_ms);
 
-/*
- * The text of a 406 PRECONDITION_FAILED for a queue.declare whose
- * arguments differ: "inequivalent arg 'K' for queue 'Q' in vhost 'V':
- * received ... but current is C".  Sets key (NUL-terminated, false when
- * longer than klen - 1) and *cur to C within text.
- */
-bool cqi_parse_inequivalent(const char *text, char *key, size_t klen,
-			    const char **cur);
-/* C = "the value 'X' of type 'T'": X (malloc'd, caller frees) and T.
- * False for anything else ("none", "'true'"). */
-bool cqi_parse_value(const char *cur, char **val, char *type, size_t tlen);
-
 #endif

@@ -36,9 +36,12 @@ enum cq_err {
 	CQ_ERR_INTERNAL,	/* a bug or an impossible state */
 	CQ_ERR_IO,		/* local I/O: reading input, writing output */
 	CQ_ERR_NOMEM,		/* out of memory */
+	CQ_ERR_NOCMD,		/* a command to run was not found (127) */
+	CQ_ERR_NOEXEC,		/* a command was found but cannot run (126) */
 };
 
-/* The sysexits-style code DESIGN.md gives each error. */
+/* The exit code each error gives (README's table: sysexits codes; a
+ * command that cannot be run gives the shell's 127 and 126). */
 int cq_exit_code(enum cq_err err);
 /* A short static description of an error code. */
 const char *cq_strerror(enum cq_err err);

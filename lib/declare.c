@@ -7,6 +7,7 @@
 #include "amqp_int.h"
 #include "cq.h"
 #include "internal.h"
+#include "qargs_int.h"
 #include "queue_int.h"
 
 /* ---- names ---------------------------------------------------------------- */
@@ -74,30 +75,30 @@ void cq_declared_clear(struct cq_declared *d)
 	memset(d, 0, sizeof(*d));
 }
 
-/* "inequivalent arg 'x-max-length' ... received ... but current is ..."
- * from the broker becomes a sentence naming the argument. */
+/* The broker's 406 for a declare whose arguments differ (its reply, not
+ * our message, is read: qargs.c) becomes a sentence naming the argument. */
 static enum cq_err explain_conflict(struct cq_ctx *ctx, const char *queue)
 {
-	char text[sizeof(ctx->errstr)], arg[100] = "", *p, *q;
-	const char *detail = "";
+	const char *text = ctx->amqp->reply_text, *cur, *rec;
+	char arg[128];
+	size_t rlen;
 
-	snprintf(text, sizeof(text), "%s", ctx->errstr);
-	p = strstr(text, "inequivalent arg '");
-	if (!p)
+	if (ctx->amqp->reply_code != 406)
 		return ctx->err;
-	p += strlen("inequivalent arg '");
-	q = strchr(p, '\'');
-	if (!q)
-		return ctx->err;
-	snprintf(arg, sizeof(arg), "%.*s", (int)(q - p), p);
-	q = strstr(q, "received ");
-	if (q)
-		detail = q;
+	if (!cqi_parse_arg_name(text, arg, sizeof(arg)))
+		return ctx->err;	/* another precondition: as it came */
+	/* a long name makes the broker cut its text before the values */
+	if (!cqi_parse_inequivalent(text, arg, sizeof(arg), &cur))
+		return cq_seterr(ctx, CQ_ERR_DATA,
+				 "queue '%s' already exists with a different '%s'; "
+				 "delete it or declare it with the same arguments",
+				 queue, arg);
+	rec = cqi_parse_received(text, &rlen);
 	return cq_seterr(ctx, CQ_ERR_DATA,
-			 "queue '%s' already exists with a different '%s'%s%s%s; "
+			 "queue '%s' already exists with a different '%s' (%.*s%scurrent is %s); "
 			 "delete it or declare it with the same arguments",
-			 queue, arg, *detail ? " (" : "", detail,
-			 *detail ? ")" : "");
+			 queue, arg, (int)rlen, rec ? rec : "",
+			 rec ? " but " : "", cur);
 }
 
 static void add_int(amqp_table_entry_t *e, int *n, const char *key,

@@ -26,6 +26,10 @@ int cq_exit_code(enum cq_err err)
 		return 77;
 	case CQ_ERR_IO:
 		return 74;
+	case CQ_ERR_NOCMD:
+		return 127;	/* as a shell says */
+	case CQ_ERR_NOEXEC:
+		return 126;
 	case CQ_ERR_INTERNAL:
 	case CQ_ERR_NOMEM:
 		break;
@@ -56,6 +60,10 @@ const char *cq_strerror(enum cq_err err)
 		return "input/output error";
 	case CQ_ERR_NOMEM:
 		return "out of memory";
+	case CQ_ERR_NOCMD:
+		return "command not found";
+	case CQ_ERR_NOEXEC:
+		return "command cannot be run";
 	}
 	return "unknown error";
 }

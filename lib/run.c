@@ -79,8 +79,8 @@ enum cq_err cqi_child_start(struct cq_ctx *ctx, char *const *argv,
 	ch->fd = out[0];
 	if (got == sizeof(e)) {
 		cqi_child_finish(ch);
-		return cq_seterr(ctx, e == ENOENT ? CQ_ERR_NOTFOUND :
-				 e == EACCES ? CQ_ERR_NOPERM : CQ_ERR_INTERNAL,
+		return cq_seterr(ctx, e == ENOENT ? CQ_ERR_NOCMD :
+				 e == EACCES ? CQ_ERR_NOEXEC : CQ_ERR_INTERNAL,
 				 "cannot run '%s': %s", argv[0], strerror(e));
 	}
 	return CQ_OK;

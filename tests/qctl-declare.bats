@@ -111,6 +111,14 @@ queue_info() {
 	run -0 qctl declare -q --quorum --dlq --dead-letter-strategy at-most-once --max-length 2 "$Q"
 }
 
+@test "declare: a conflict is explained from the broker's reply, whatever the queue's name says" {
+	local q="$Q': received x"
+	qctl declare -q --max-length 5 "$q"
+	run -65 --separate-stderr qctl declare --max-length 6 "$q"
+	amqp-delete-queue -u "$CQ_AMQP_URL" -q "$q" >/dev/null
+	assert_equal "$stderr" "qctl: declare: queue '$q' already exists with a different 'x-max-length' (received '6' but current is '5'); delete it or declare it with the same arguments"
+}
+
 @test "declare: different arguments exit 65 naming the argument; the queue is untouched" {
 	qctl declare -q --max-length 5 "$Q"
 	qctl enqueue -q "$Q" still-here

@@ -73,6 +73,17 @@ load qctl_helper
 	[ "$(jq -r .size <<<"$output")" = 10 ]
 }
 
+@test "peek: the queue-argument probe reads the broker's reply, not a name that looks like one" {
+	# the old parser took the first "current is the value" of the text,
+	# inside this queue's name, and never saw the delivery limit
+	local q="$Q current is the value '9' of type 'long' x"
+	qctl declare -q --quorum --delivery-limit 5 "$q"
+	qctl enqueue -q "$q" x
+	run -0 --separate-stderr qctl peek "$q"
+	amqp-delete-queue -u "$CQ_AMQP_URL" -q "$q" >/dev/null
+	[[ "$stderr" == "qctl: peek: warning: '$q' is a quorum queue with a delivery limit of 5: each peek counts as a delivery"* ]]
+}
+
 @test "peek: warns before peeking a quorum queue with a delivery limit" {
 	qctl declare -q --quorum --delivery-limit 5 "$Q"
 	qctl enqueue -q "$Q" x

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "consume_int.h"
+#include "qargs_int.h"
 #include "cq.h"
 
 static void set_tail(struct cqi_job *j, const char *s, size_t n)

@@ -102,6 +102,18 @@ static void test_record_two_base64_bodies(void **state)
 	cq_record_free(rec);
 }
 
+/* cachectl fetch chose 126 by comparing the error text with "cannot
+ * run": a command that cannot be run is a kind of error of its own */
+static void test_exit_codes_by_kind(void **state)
+{
+	(void)state;
+	assert_int_equal(cq_exit_code(CQ_ERR_NOCMD), 127);
+	assert_int_equal(cq_exit_code(CQ_ERR_NOEXEC), 126);
+	assert_int_equal(cq_exit_code(CQ_ERR_NOPERM), 77);
+	assert_int_equal(cq_exit_code(CQ_ERR_NOMEM), 70);
+	assert_string_equal(cq_strerror(CQ_ERR_NOCMD), "command not found");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -109,6 +121,7 @@ int main(void)
 		cmocka_unit_test(test_size_above_2_63),
 		cmocka_unit_test(test_reader_too_long_keeps_its_start),
 		cmocka_unit_test(test_record_two_base64_bodies),
+		cmocka_unit_test(test_exit_codes_by_kind),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
