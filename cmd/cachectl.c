@@ -177,8 +177,8 @@ static int cmd_get(struct cli *cli, int argc, char **argv)
 		else if (c == OPT_GET_NS) {
 			if (!parse_ns(cli, optarg, &go.ns))
 				return EX_USAGE;
-		} else
-			cli_common_opt(cli, c, optarg);
+		} else if ((ret = cli_common_opt(cli, c, optarg)))
+			return ret;
 	}
 	n = argc - optind;
 	if (n < 1)
@@ -300,8 +300,7 @@ static int set_opt(struct cli *cli, int c, struct cq_set_opts *o,
 	case OPT_SET_NS:
 		return parse_ns(cli, optarg, &o->ns) ? 0 : EX_USAGE;
 	}
-	cli_common_opt(cli, c, optarg);
-	return 0;
+	return cli_common_opt(cli, c, optarg);
 }
 
 /* {"key":K,"written":B,"bytes":N,"ttl_ms":T}: T the TTL written, null
@@ -523,7 +522,8 @@ static int cmd_invalidate(struct cli *cli, int argc, char **argv)
 			o.count = (size_t)v;
 			break;
 		default:
-			cli_common_opt(cli, c, optarg);
+			if ((ret = cli_common_opt(cli, c, optarg)))
+				return ret;
 		}
 	}
 	n = argc - optind;
@@ -696,8 +696,7 @@ static int warm_opt(struct cli *cli, int c, struct cq_warm_opts *o,
 		o->jobs = (unsigned)v;
 		return 0;
 	}
-	cli_common_opt(cli, c, optarg);
-	return 0;
+	return cli_common_opt(cli, c, optarg);
 }
 
 static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
@@ -914,8 +913,7 @@ static int fetch_opt(struct cli *cli, int c, struct cq_fetch_opts *o)
 		cli->set.track = true;
 		return 0;
 	}
-	cli_common_opt(cli, c, optarg);
-	return 0;
+	return cli_common_opt(cli, c, optarg);
 }
 
 static int cmd_fetch(struct cli *cli, int argc, char **argv)
@@ -1000,8 +998,8 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
 		if (c == OPT_VERB)
 			cli->set.track = true;
-		else
-			cli_common_opt(cli, c, optarg);
+		else if ((ret = cli_common_opt(cli, c, optarg)))
+			return ret;
 	}
 	if (optind < argc)
 		return cli_usage_error(cli, "unexpected argument '%s'", argv[optind]);
@@ -1043,7 +1041,8 @@ static const struct cli_verb verbs[] = {
 int main(int argc, char **argv)
 {
 	static const struct cli_prog prog = {
-		"cachectl", verbs, cq_redis_connect, NULL,
+		.name = "cachectl", .verbs = verbs,
+		.connect_redis = cq_redis_connect, .connect_amqp = NULL,
 	};
 
 	return cli_main(&prog, argc, argv);

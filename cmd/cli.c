@@ -19,11 +19,11 @@ void cli_progress_clear(struct cli *cli)
 static void vreport(struct cli *cli, const char *fmt, va_list ap)
 {
 	cli_progress_clear(cli);
+	vsnprintf(cli->errmsg, sizeof(cli->errmsg), fmt, ap);
 	fprintf(stderr, "%s: ", cli->prog);
-	if (cli->verb)
+	if (cli->verb && cli->verb->name)
 		fprintf(stderr, "%s: ", cli->verb->name);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "%s\n", cli->errmsg);
 }
 
 void cli_err(struct cli *cli, const char *fmt, ...)
@@ -42,12 +42,22 @@ int cli_usage_error(struct cli *cli, const char *fmt, ...)
 	va_start(ap, fmt);
 	vreport(cli, fmt, ap);
 	va_end(ap);
-	if (cli->verb)
+	if (cli->verb && cli->verb->name)
 		fprintf(stderr, "Try '%s %s --help'.\n", cli->prog,
 			cli->verb->name);
 	else
 		fprintf(stderr, "Try '%s --help'.\n", cli->prog);
 	return EX_USAGE;
+}
+
+int cli_fatal(struct cli *cli, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(cli, fmt, ap);
+	va_end(ap);
+	return code;
 }
 
 bool cli_duration(struct cli *cli, const char *opt, const char *arg,
@@ -85,7 +95,7 @@ void cli_common_help(const struct cli_prog *prog, FILE *f)
 	if (amqp)
 		fputs("  --cacert F, --cert F, --key F   TLS files for amqps://\n", f);
 	fputs("  --json             one JSON object per line\n"
-	      "  -q, --quiet        no progress or summary lines\n"
+	      "  -q, --quiet        no progress, summary or notice lines\n"
 	      "  -h, --help         this help\n", f);
 }
 
@@ -94,9 +104,11 @@ static void print_verb_usage(const struct cli *cli, FILE *f)
 	fputs(cli->verb->usage, f);
 	fputc('\n', f);
 	cli_common_help(cli->program, f);
+	if (cli->verb == cli->program->main)
+		fputs("  --version          print the version\n", f);
 }
 
-bool cli_common_opt(struct cli *cli, int c, const char *arg)
+int cli_common_opt(struct cli *cli, int c, const char *arg)
 {
 	struct cq_settings *s = &cli->set;
 
@@ -112,9 +124,9 @@ bool cli_common_opt(struct cli *cli, int c, const char *arg)
 		break;
 	case OPT_TIMEOUT:
 		if (!cli_duration(cli, "--timeout", arg, &s->timeout_ms))
-			exit(EX_USAGE);
+			return EX_USAGE;
 		if (s->timeout_ms <= 0)
-			exit(cli_usage_error(cli, "--timeout must be positive"));
+			return cli_usage_error(cli, "--timeout must be positive");
 		break;
 	case OPT_PASSWORD_FILE:
 		s->password_file = arg;
@@ -137,27 +149,23 @@ bool cli_common_opt(struct cli *cli, int c, const char *arg)
 	case 'h':
 		if (cli->verb)
 			print_verb_usage(cli, stdout);
-		exit(fflush(stdout) || ferror(stdout) ? EX_IOERR : 0);
-	case '?':
-		exit(cli_usage_error(cli, "bad option (see above)"));
+		return CLI_DONE;
 	case ':':
-		exit(cli_usage_error(cli, "missing option argument"));
-	default:
-		return false;
+		return cli_usage_error(cli, "missing option argument");
+	default:	/* '?' */
+		return cli_usage_error(cli, "bad option (see above)");
 	}
-	return true;
+	return 0;
 }
 
 int cli_fail(struct cli *cli)
 {
 	struct cq_ctx *ctx = cli->ctx;
 
-	if (!ctx) {
-		cli_err(cli, "out of memory");
-		return EX_SOFTWARE;
-	}
-	cli_err(cli, "%s", ctx->errstr[0] ? ctx->errstr : cq_strerror(ctx->err));
-	return cq_exit_code(ctx->err);
+	if (!ctx)
+		return cli_fatal(cli, EX_SOFTWARE, "out of memory");
+	return cli_fatal(cli, cq_exit_code(ctx->err), "%s",
+			 ctx->errstr[0] ? ctx->errstr : cq_strerror(ctx->err));
 }
 
 bool cli_name(struct cli *cli, const char *kind, const char *name)
@@ -282,6 +290,14 @@ void cli_progress(struct cli *cli, const char *fmt, ...)
 static int finish(struct cli *cli, int code)
 {
 	cli_progress_clear(cli);
+	if (code == CLI_DONE)
+		code = 0;
+	/* a plugin's states are 0-3; any other code is an error, already
+	 * said on stderr, which is also its status line */
+	if (cli->plugin && (code < 0 || code > CQ_STATE_UNKNOWN)) {
+		printf("CQ UNKNOWN - %s\n", cli->errmsg[0] ? cli->errmsg : "internal error");
+		code = CQ_STATE_UNKNOWN;
+	}
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		if (!cli->out_failed && !cli->out_errno)
 			cli->out_errno = errno;
@@ -292,7 +308,9 @@ static int finish(struct cli *cli, int code)
 
 		if (err != EPIPE)
 			cli_err(cli, "cannot write output: %s", strerror(err));
-		if (code == 0 || code == 1)
+		if (cli->plugin)
+			code = CQ_STATE_UNKNOWN;	/* whatever the checks said */
+		else if (code == 0 || code == 1)
 			code = EX_IOERR;
 	}
 	cq_ctx_free(cli->ctx);
@@ -345,14 +363,21 @@ int cli_main(const struct cli_prog *program, int argc, char **argv)
 	};
 	struct cli cli = { .prog = prog, .program = program };
 	char errbuf[200];
-	int c;
+	int c, ret;
 
 	/* Output errors are checked where they happen, and Redis sockets
 	 * must not kill us: a closed pipe becomes EPIPE, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
 	cli_hold_std_fds();
+	if (program->prescan)
+		program->prescan(&cli, argc, argv);
 	if (cq_settings_from_env(&cli.set, errbuf, sizeof(errbuf)))
-		return cli_usage_error(&cli, "%s", errbuf);
+		return finish(&cli, cli_usage_error(&cli, "%s", errbuf));
+	if (program->main) {
+		cli.verb = program->main;
+		optind = 0;	/* reset getopt (glibc: 0 reinitialises) */
+		return finish(&cli, cli.verb->fn(&cli, argc, argv));
+	}
 	opterr = 1;
 	while ((c = getopt_long(argc, argv, "+" CLI_COMMON_SHORT, opts, NULL)) != -1) {
 		if (c == 'V') {
@@ -368,7 +393,8 @@ int cli_main(const struct cli_prog *program, int argc, char **argv)
 			print_usage(program, stdout);
 			return finish(&cli, 0);
 		}
-		cli_common_opt(&cli, c, optarg);
+		if ((ret = cli_common_opt(&cli, c, optarg)))
+			return finish(&cli, ret);
 	}
 	if (optind >= argc) {
 		print_usage(program, stderr);

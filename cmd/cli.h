@@ -35,6 +35,13 @@ struct cli_prog {
 	const struct cli_verb *verbs;
 	enum cq_err (*connect_redis)(struct cq_ctx *ctx);
 	enum cq_err (*connect_amqp)(struct cq_ctx *ctx);
+	/* A program without verbs (cqstat) has its one "verb" here, named
+	 * NULL, run with all the arguments; verbs is then NULL. */
+	const struct cli_verb *main;
+	/* Run first, on the whole command line, by a program whose way of
+	 * reporting errors depends on its arguments (cqstat --check sets
+	 * cli->plugin); NULL for most. */
+	void (*prescan)(struct cli *cli, int argc, char **argv);
 };
 
 struct cli {
@@ -47,6 +54,12 @@ struct cli {
 	bool quiet;
 	bool out_failed;	/* a write to stdout failed */
 	int out_errno;		/* why the first failed write failed, or 0 */
+	/* A monitoring plugin's run (cqstat --check): the exit code is a state
+	 * 0-3, and an error (any other code a verb returns) is also the
+	 * status line "CQ UNKNOWN - <its message>" on stdout and exits
+	 * UNKNOWN (3), as does a failed write. */
+	bool plugin;
+	char errmsg[512];	/* the last error said, for that status line */
 	bool progress_shown;	/* a progress line is on the terminal */
 	long long progress_ms;	/* when it was last drawn */
 };
@@ -83,13 +96,19 @@ void cli_hold_std_fds(void);
 /* Run the program: global options, then the verb named by argv. */
 int cli_main(const struct cli_prog *prog, int argc, char **argv);
 
-/* Handle a common option inside a verb's getopt loop.  Returns true when
- * c was a common option; on a bad value it prints and exits 64.  -h prints
- * the verb's usage and exits 0. */
-bool cli_common_opt(struct cli *cli, int c, const char *arg);
+/* What a verb returns when it has printed what was asked (--help) and
+ * the program exits 0 without doing more. */
+#define CLI_DONE (-1)
+/* Handle a common option (or getopt's '?' and ':') inside a verb's getopt
+ * loop.  Returns 0 to go on; CLI_DONE after -h printed the verb's usage;
+ * else the exit code of a usage error it printed.  Never exits. */
+int cli_common_opt(struct cli *cli, int c, const char *arg);
 /* Report a usage error for the current verb and return 64. */
 int cli_usage_error(struct cli *cli, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Report an error that ends the run and return code. */
+int cli_fatal(struct cli *cli, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* Create the context and connect as the verb's flags say.  Returns 0 or
  * the exit code after printing the error. */
 int cli_ready(struct cli *cli);

@@ -4,8 +4,6 @@
  * Prometheus text, or a monitoring-plugin status line with --check. */
 #include <ctype.h>
 #include <errno.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,16 +19,16 @@ static const char usage[] =
 	"first line covers the time since the server started, each later line\n"
 	"the last interval.\n"
 	"\n"
-	"  -q, --queue QUEUE  show QUEUE: ready messages and consumers (from a\n"
+	"  -Q, --queue QUEUE  show QUEUE: ready messages and consumers (from a\n"
 	"                     passive declare, which counts only ready ones) and\n"
 	"                     its dead-letter queue's depth; repeatable\n"
 	"  --api URL          RabbitMQ management API, http://user:pass@host:15672\n"
-	"                     (CQ_API_URL): adds unacked messages and rates\n"
+	"                     (CQ_API_URL): adds unacked messages and rates; the\n"
+	"                     TLS files below also serve an https URL\n"
 	"  --match GLOB       also every queue whose name matches GLOB (with --api)\n"
 	"  --no-cache         leave Redis out\n"
 	"  --track            show the per-prefix hit rates counted by\n"
-	"                     cachectl --track (CQ_TRACK=1)\n"
-	"  --json             one JSON object per sample\n"
+	"                     cachectl --track (CQ_TRACK=1) for --prefix\n"
 	"  --prom             Prometheus text format (of the last sample)\n"
 	"  --check EXPR       test a figure: METRIC[LABEL]OP NUMBER[:warn|:crit],\n"
 	"                     e.g. 'hit_rate<0.8:warn' 'dlq>0:crit'; repeatable;\n"
@@ -38,15 +36,8 @@ static const char usage[] =
 	"                     2 CRITICAL, 3 UNKNOWN\n"
 	"  --metrics          list the metric names and exit\n"
 	"\n"
-	"Common options:\n"
-	"  --redis URL        Redis URL (CQ_REDIS_URL, REDIS_URL)\n"
-	"  --amqp URL[,URL]   AMQP URL list (CQ_AMQP_URL, AMQP_URL)\n"
-	"  --prefix P         key prefix whose tracked hit rate to show (CQ_PREFIX)\n"
-	"  --timeout DUR      connect and command timeout (CQ_TIMEOUT, 5s)\n"
-	"  --password-file F  read the Redis password from F\n"
-	"  --cacert F, --cert F, --key F   TLS files for amqps:// (and https --api)\n"
-	"  -h, --help         this help\n"
-	"  --version          print the version\n";
+	"--json gives one object per sample; -q (--quiet) leaves out the notices\n"
+	"on stderr (a server down, a missing queue).\n";
 
 enum {
 	OPT_API = OPT_VERB, OPT_MATCH, OPT_NO_CACHE, OPT_TRACK, OPT_PROM,
@@ -55,35 +46,22 @@ enum {
 
 /* ':' first: getopt stays quiet and tells a missing argument apart, so
  * that every message is ours (and on the status line under --check). */
-#define SHORT_OPTS ":q:h"
+#define SHORT_OPTS ":Q:" CLI_COMMON_SHORT
 
 static const struct option lopts[] = {
-	{ "queue", required_argument, NULL, 'q' },
+	{ "queue", required_argument, NULL, 'Q' },
 	{ "api", required_argument, NULL, OPT_API },
 	{ "match", required_argument, NULL, OPT_MATCH },
 	{ "no-cache", no_argument, NULL, OPT_NO_CACHE },
 	{ "track", no_argument, NULL, OPT_TRACK },
-	{ "json", no_argument, NULL, OPT_JSON },
 	{ "prom", no_argument, NULL, OPT_PROM },
 	{ "check", required_argument, NULL, OPT_CHECK },
 	{ "metrics", no_argument, NULL, OPT_METRICS },
-	{ "redis", required_argument, NULL, OPT_REDIS },
-	{ "amqp", required_argument, NULL, OPT_AMQP },
-	{ "prefix", required_argument, NULL, OPT_PREFIX },
-	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-	{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE },
-	{ "cacert", required_argument, NULL, OPT_CACERT },
-	{ "cert", required_argument, NULL, OPT_CERT },
-	{ "key", required_argument, NULL, OPT_KEY },
-	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
-	/* hidden: the options above, for completions and their tests */
+	/* hidden: the options, for completions and their tests */
 	{ "list-commands", no_argument, NULL, OPT_LIST_COMMANDS },
-	{ NULL, 0, NULL, 0 },
+	CLI_COMMON_OPTIONS
 };
-
-/* parse() printed what was asked (--help, --version...): exit 0. */
-#define DONE (-1)
 
 enum mode { MODE_TABLE, MODE_JSON, MODE_PROM, MODE_CHECK };
 
@@ -99,58 +77,22 @@ struct opts {
 };
 
 /*
- * When --check asks for a monitoring plugin, every failure is also its
- * status line, "CQ UNKNOWN - why" on stdout, and exits 3 (UNKNOWN): a
- * plugin that prints nothing shows as "no output" in Nagios.
+ * Is --check among the options, however abbreviated and wherever given?
+ * Then this run is a monitoring plugin: every failure, even one found
+ * before --check, is also its status line "CQ UNKNOWN - why" on stdout
+ * and exits 3 (UNKNOWN): a plugin that prints nothing shows as "no
+ * output" in Nagios.
  */
-static bool check_mode;
-
-/* Is --check among the options, however abbreviated and wherever given?
- * Decides how the errors found before it are reported. */
-static bool wants_check(int argc, char **argv)
+static void wants_check(struct cli *cli, int argc, char **argv)
 {
-	bool found = false;
 	int c;
 
 	opterr = 0;
+	optind = 0;
 	while ((c = getopt_long(argc, argv, SHORT_OPTS, lopts, NULL)) != -1)
 		if (c == OPT_CHECK || (c == ':' && optopt == OPT_CHECK))
-			found = true;
+			cli->plugin = true;
 	optind = 0;	/* glibc: start again */
-	return found;
-}
-
-/* The exit code of a failure already said on stderr: code, or under
- * --check UNKNOWN, after its status line. */
-static int failure(int code, const char *msg)
-{
-	if (!check_mode)
-		return code;
-	printf("CQ UNKNOWN - %s\n", msg);
-	return CQ_STATE_UNKNOWN;
-}
-
-static int usage_error(struct cli *cli, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-/* A usage error: exit EX_USAGE, or UNKNOWN with its status line. */
-static int usage_error(struct cli *cli, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	cli_usage_error(cli, "%s", msg);
-	return failure(EX_USAGE, msg);
-}
-
-/* An error that ends the run: code, or UNKNOWN with its status line. */
-static int fatal(struct cli *cli, int code, const char *msg)
-{
-	cli_err(cli, "%s", msg);
-	return failure(code, msg);
 }
 
 /* What getopt refused, said the way cq says it. */
@@ -160,46 +102,42 @@ static int bad_option(struct cli *cli, int c, char **argv)
 	int n = (int)strcspn(arg, "="), similar = 0;
 
 	if (c == ':')
-		return usage_error(cli, "%.*s needs an argument", n, arg);
+		return cli_usage_error(cli, "%.*s needs an argument", n, arg);
 	if (strncmp(arg, "--", 2) != 0)
-		return usage_error(cli, "unknown option '-%c'", optopt);
+		return cli_usage_error(cli, "unknown option '-%c'", optopt);
 	if (optopt)
-		return usage_error(cli, "%.*s takes no argument", n, arg);
+		return cli_usage_error(cli, "%.*s takes no argument", n, arg);
 	for (const struct option *l = lopts; l->name; l++)
 		similar += strncmp(l->name, arg + 2, (size_t)n - 2) == 0;
-	return usage_error(cli, "%s option '%.*s'",
-			   similar > 1 ? "ambiguous" : "unknown", n, arg);
+	return cli_usage_error(cli, "%s option '%.*s'",
+			       similar > 1 ? "ambiguous" : "unknown", n, arg);
 }
 
 static int print_done(struct cli *cli, const char *text)
 {
 	cli_write(cli, text, strlen(text));
-	return DONE;
+	return CLI_DONE;
 }
 
 static int list_metrics(struct cli *cli)
 {
 	size_t n;
 	const struct cq_metric_def *d = cq_metric_defs(&n);
-	char line[512];
 
-	for (size_t i = 0; i < n; i++) {
-		int len = snprintf(line, sizeof(line), "%-20s %-8s %s\n", d[i].name,
-				   d[i].label ? d[i].label : "", d[i].help);
-
-		cli_write(cli, line, (size_t)len);
-	}
-	return DONE;
+	for (size_t i = 0; i < n; i++)
+		cli_printf(cli, "%-20s %-8s %s\n", d[i].name,
+			   d[i].label ? d[i].label : "", d[i].help);
+	return CLI_DONE;
 }
 
 /* --list-commands: cqstat has no verbs, so its long options (not this
  * one), for completions and the test that keeps them in step. */
-static int list_options(void)
+static int list_options(struct cli *cli)
 {
 	for (const struct option *l = lopts; l->name; l++)
 		if (l->val != OPT_LIST_COMMANDS)
-			printf("--%s\n", l->name);
-	return DONE;
+			cli_printf(cli, "--%s\n", l->name);
+	return CLI_DONE;
 }
 
 static int add_check(struct cli *cli, struct opts *o, const char *expr)
@@ -208,7 +146,7 @@ static int add_check(struct cli *cli, struct opts *o, const char *expr)
 	char err[200];
 
 	if (!c)
-		return fatal(cli, EX_SOFTWARE, "out of memory");
+		return cli_fatal(cli, EX_SOFTWARE, "out of memory");
 	o->checks = c;
 	if (!cq_check_parse(expr, &c[o->nchecks], err, sizeof(err))) {
 		/* the plugin convention: a bad expression is UNKNOWN */
@@ -226,10 +164,10 @@ static int add_queue(struct cli *cli, struct opts *o, const char *q)
 	char err[400];
 
 	if (!cq_name_ok("queue", q, err, sizeof(err)))
-		return usage_error(cli, "-q: %s", err);
+		return cli_usage_error(cli, "--queue: %s", err);
 	v = realloc(o->queues, (o->so.nqueues + 1) * sizeof(*v));
 	if (!v)
-		return fatal(cli, EX_SOFTWARE, "out of memory");
+		return cli_fatal(cli, EX_SOFTWARE, "out of memory");
 	v[o->so.nqueues++] = q;
 	o->queues = v;
 	o->so.queues = v;
@@ -242,30 +180,38 @@ static int set_mode(struct cli *cli, struct opts *o, enum mode m)
 	static const char *const names[] = { "", "--json", "--prom", "--check" };
 
 	if (o->mode != MODE_TABLE && o->mode != m)
-		return usage_error(cli, "%s and %s exclude each other",
-				   names[o->mode], names[m]);
+		return cli_usage_error(cli, "%s and %s exclude each other",
+				       names[o->mode], names[m]);
 	o->mode = m;
 	return 0;
+}
+
+/* Before -q meant --quiet, "cqstat -q jobs" named a queue: say so when
+ * such a word is taken for INTERVAL or COUNT. */
+static const char *old_q_hint(const struct cli *cli)
+{
+	return cli->quiet ? "; -q is --quiet now, as in cachectl and qctl: a queue is -Q QUEUE or --queue QUEUE" : "";
 }
 
 /* INTERVAL and COUNT. */
 static int positional(struct cli *cli, struct opts *o, int argc, char **argv)
 {
 	if (argc > 2)
-		return usage_error(cli, "too many arguments ('%s')", argv[2]);
+		return cli_usage_error(cli, "too many arguments ('%s')%s", argv[2],
+				       old_q_hint(cli));
 	if (argc >= 1) {
 		if (!cq_parse_duration(argv[0], &o->interval_ms) || o->interval_ms <= 0)
-			return usage_error(cli, "bad INTERVAL '%s' (want e.g. 1, 500ms, 1m)",
-					   argv[0]);
+			return cli_usage_error(cli, "bad INTERVAL '%s' (want e.g. 1, 500ms, 1m)%s",
+					       argv[0], old_q_hint(cli));
 		o->have_interval = true;
 	}
 	if (argc == 2) {
 		if (!cq_parse_uint(argv[1], 1, 1000000000ULL, &o->count))
-			return usage_error(cli, "bad COUNT '%s' (want 1-1000000000)",
-					   argv[1]);
+			return cli_usage_error(cli, "bad COUNT '%s' (want 1-1000000000)%s",
+					       argv[1], old_q_hint(cli));
 		if (o->mode == MODE_CHECK || o->mode == MODE_PROM)
-			return usage_error(cli, "%s measures over one INTERVAL: no COUNT",
-					   o->mode == MODE_CHECK ? "--check" : "--prom");
+			return cli_usage_error(cli, "%s measures over one INTERVAL: no COUNT",
+					       o->mode == MODE_CHECK ? "--check" : "--prom");
 	}
 	/* --check and --prom print one result: over INTERVAL when given */
 	if (o->mode == MODE_CHECK || o->mode == MODE_PROM)
@@ -275,6 +221,44 @@ static int positional(struct cli *cli, struct opts *o, int argc, char **argv)
 	return 0;
 }
 
+static int parse_opt(struct cli *cli, struct opts *o, int c, char **argv)
+{
+	switch (c) {
+	case 'Q':
+		return add_queue(cli, o, optarg);
+	case OPT_API:
+		o->so.api_url = optarg;
+		return 0;
+	case OPT_MATCH:
+		o->so.match = optarg;
+		return 0;
+	case OPT_NO_CACHE:
+		o->so.cache = false;
+		return 0;
+	case OPT_TRACK:
+		cli->set.track = true;
+		return 0;
+	case OPT_PROM:
+		return set_mode(cli, o, MODE_PROM);
+	case OPT_JSON:
+		return set_mode(cli, o, MODE_JSON);
+	case OPT_CHECK:
+		if (set_mode(cli, o, MODE_CHECK))
+			return EX_USAGE;
+		return add_check(cli, o, optarg);
+	case OPT_METRICS:
+		return list_metrics(cli);
+	case OPT_LIST_COMMANDS:
+		return list_options(cli);
+	case OPT_VERSION:
+		return print_done(cli, "cqstat " CQ_VERSION "\n");
+	case '?':
+	case ':':
+		return bad_option(cli, c, argv);
+	}
+	return cli_common_opt(cli, c, optarg);
+}
+
 static int parse(struct cli *cli, struct opts *o, int argc, char **argv)
 {
 	int c, ret;
@@ -282,58 +266,13 @@ static int parse(struct cli *cli, struct opts *o, int argc, char **argv)
 	o->so.cache = true;
 	o->so.api_url = cli->set.api_url;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, SHORT_OPTS, lopts, NULL)) != -1) {
-		ret = 0;
-		switch (c) {
-		case 'q':
-			ret = add_queue(cli, o, optarg);
-			break;
-		case OPT_API:
-			o->so.api_url = optarg;
-			break;
-		case OPT_MATCH:
-			o->so.match = optarg;
-			break;
-		case OPT_NO_CACHE:
-			o->so.cache = false;
-			break;
-		case OPT_TRACK:
-			cli->set.track = true;
-			break;
-		case OPT_PROM:
-		case OPT_JSON:
-		case OPT_CHECK:
-			ret = set_mode(cli, o, c == OPT_PROM ? MODE_PROM :
-				       c == OPT_JSON ? MODE_JSON : MODE_CHECK);
-			if (!ret && c == OPT_CHECK)
-				ret = add_check(cli, o, optarg);
-			break;
-		case OPT_METRICS:
-			return list_metrics(cli);
-		case OPT_LIST_COMMANDS:
-			return list_options();
-		case OPT_VERSION:
-			return print_done(cli, "cqstat " CQ_VERSION "\n");
-		case 'h':
-			return print_done(cli, usage);
-		case '?':
-		case ':':
-			return bad_option(cli, c, argv);
-		case OPT_TIMEOUT:
-			if (!cq_parse_duration(optarg, &cli->set.timeout_ms) ||
-			    cli->set.timeout_ms <= 0)
-				return usage_error(cli, "--timeout: bad duration '%s'", optarg);
-			break;
-		default:
-			cli_common_opt(cli, c, optarg);
-		}
-		if (ret)
+	while ((c = getopt_long(argc, argv, SHORT_OPTS, lopts, NULL)) != -1)
+		if ((ret = parse_opt(cli, o, c, argv)))
 			return ret;
-	}
 	if (o->so.match && !o->so.api_url)
-		return usage_error(cli, "%s", "--match needs --api URL (or CQ_API_URL)");
+		return cli_usage_error(cli, "--match needs --api URL (or CQ_API_URL)");
 	if (!o->so.cache && !o->so.nqueues && !o->so.match)
-		return usage_error(cli, "%s", "--no-cache leaves nothing to show: add -q QUEUE or --match GLOB");
+		return cli_usage_error(cli, "--no-cache leaves nothing to show: add -Q QUEUE or --match GLOB");
 	return positional(cli, o, argc - optind, argv + optind);
 }
 
@@ -632,19 +571,19 @@ static int run(struct cli *cli, struct opts *o)
 	cq_metrics_init(&ms);
 	st = cq_stat_new(&cli->set, &o->so);
 	if (!st)
-		return fatal(cli, EX_SOFTWARE, "out of memory");
+		return cli_fatal(cli, EX_SOFTWARE, "out of memory");
 	for (unsigned long long i = 0; ok && (o->count == 0 || i < o->count); i++) {
 		bool last = o->count && i + 1 == o->count;
 
 		if (i > 0)
 			sleep_until(start + (long long)i * o->interval_ms);
 		if (cq_stat_sample(st, &ms)) {
-			ret = fatal(cli, EX_SOFTWARE, "out of memory");
+			ret = cli_fatal(cli, EX_SOFTWARE, "out of memory");
 			break;
 		}
 		count(&t, &ms);
 		cq_buf_reset(&out);
-		if (o->mode != MODE_CHECK && o->mode != MODE_PROM)
+		if (o->mode != MODE_CHECK && o->mode != MODE_PROM && !cli->quiet)
 			report_down(cli, &ms, was_down, &queue_said);
 		if (o->mode == MODE_JSON) {
 			char *j = cq_metrics_json(&ms);
@@ -673,9 +612,9 @@ static int run(struct cli *cli, struct opts *o)
 	cq_stat_free(st);
 	cq_buf_free(&out);
 	if (!ok && !cli->out_failed)	/* not the output: memory */
-		ret = fatal(cli, EX_SOFTWARE, "out of memory");
+		ret = cli_fatal(cli, EX_SOFTWARE, "out of memory");
 	if (o->mode == MODE_CHECK)
-		return cli->out_failed ? CQ_STATE_UNKNOWN : ret;
+		return ret;	/* a state, or an error: cli ends either */
 	if (ret)
 		return ret;
 	if (!t.any_up)
@@ -683,35 +622,28 @@ static int run(struct cli *cli, struct opts *o)
 	return t.missing ? 1 : 0;
 }
 
-int main(int argc, char **argv)
+static int cmd_cqstat(struct cli *cli, int argc, char **argv)
 {
-	struct cli cli = { .prog = "cqstat" };
 	struct opts o = { 0 };
-	char errbuf[200];
-	int ret;
+	int ret = parse(cli, &o, argc, argv);
 
-	signal(SIGPIPE, SIG_IGN);
-	cli_hold_std_fds();
-	check_mode = wants_check(argc, argv);
-	if (cq_settings_from_env(&cli.set, errbuf, sizeof(errbuf)))
-		ret = usage_error(&cli, "%s", errbuf);
-	else
-		ret = parse(&cli, &o, argc, argv);
-	if (ret == DONE)
-		ret = 0;
-	else if (!ret)
-		ret = run(&cli, &o);
+	if (!ret)
+		ret = run(cli, &o);
 	free(o.queues);
 	free(o.checks);
-	if ((fflush(stdout) != 0 || ferror(stdout)) && !cli.out_failed) {
-		cli.out_failed = true;
-		cli.out_errno = errno;
-	}
-	if (cli.out_failed && !cli.out_errno)
-		cli.out_errno = errno;
-	if (cli.out_failed && cli.out_errno != EPIPE)
-		cli_err(&cli, "cannot write output: %s", strerror(cli.out_errno));
-	if (cli.out_failed && (ret == 0 || ret == 1))
-		ret = check_mode ? CQ_STATE_UNKNOWN : EX_IOERR;
 	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct cli_verb cqstat = {
+		.fn = cmd_cqstat, .usage = usage,
+		.summary = "cache hit rate and queue depth",
+	};
+	static const struct cli_prog prog = {
+		.name = "cqstat", .main = &cqstat, .prescan = wants_check,
+		.connect_redis = cq_redis_connect, .connect_amqp = cq_amqp_connect,
+	};
+
+	return cli_main(&prog, argc, argv);
 }

@@ -373,7 +373,8 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 				goto usage;
 			break;
 		default:
-			cli_common_opt(cli, c, optarg);
+			if ((ret = cli_common_opt(cli, c, optarg)))
+				goto out;
 		}
 	}
 	tmpl.headers = hdrs;
@@ -626,7 +627,8 @@ static int cmd_peek(struct cli *cli, int argc, char **argv)
 			pk.preview = (size_t)v;
 			break;
 		default:
-			cli_common_opt(cli, c, optarg);
+			if ((ret = cli_common_opt(cli, c, optarg)))
+				return ret;
 		}
 	}
 	if (argc - optind != 1)
@@ -779,7 +781,8 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 			o.window = (size_t)v;
 			break;
 		default:
-			cli_common_opt(cli, c, optarg);
+			if ((ret = cli_common_opt(cli, c, optarg)))
+				goto out;
 		}
 	}
 	if (argc - optind != 1) {
@@ -956,7 +959,8 @@ static int cmd_declare(struct cli *cli, int argc, char **argv)
 			o.at_least_once = strcmp(optarg, "at-least-once") == 0;
 			break;
 		default:
-			cli_common_opt(cli, c, optarg);
+			if ((ret = cli_common_opt(cli, c, optarg)))
+				return ret;
 		}
 	}
 	if (argc - optind != 1)
@@ -1009,8 +1013,8 @@ static int cmd_purge(struct cli *cli, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
 		if (c == OPT_PURGE_YES)
 			yes = true;
-		else
-			cli_common_opt(cli, c, optarg);
+		else if ((ret = cli_common_opt(cli, c, optarg)))
+			return ret;
 	}
 	if (argc - optind != 1)
 		return cli_usage_error(cli, argc - optind < 1 ? "missing QUEUE" :
@@ -1276,7 +1280,7 @@ static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
 			return EX_USAGE;
 		break;
 	default:
-		cli_common_opt(cli, c, optarg);
+		return cli_common_opt(cli, c, optarg);
 	}
 	return 0;
 }
@@ -1390,7 +1394,8 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 	int c, ret;
 
 	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1)
-		cli_common_opt(cli, c, optarg);
+		if ((ret = cli_common_opt(cli, c, optarg)))
+			return ret;
 	if (optind >= argc)
 		return cli_usage_error(cli, "missing QUEUE");
 	for (int i = optind; i < argc; i++)
@@ -1449,7 +1454,8 @@ static const struct cli_verb verbs[] = {
 int main(int argc, char **argv)
 {
 	static const struct cli_prog prog = {
-		"qctl", verbs, cq_redis_connect, cq_amqp_connect,
+		.name = "qctl", .verbs = verbs,
+		.connect_redis = cq_redis_connect, .connect_amqp = cq_amqp_connect,
 	};
 
 	return cli_main(&prog, argc, argv);

@@ -16,14 +16,14 @@ _cqstat() {
 			-- "$cur"))
 		compopt -o nospace 2>/dev/null
 		return ;;
-	-q | --queue | --api | --match | --redis | --amqp | --prefix | --timeout)
+	-Q | --queue | --api | --match | --redis | --amqp | --prefix | --timeout)
 		return ;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W "--queue -q --api --match --no-cache --track
+		COMPREPLY=($(compgen -W "--queue -Q --api --match --no-cache --track
 			--json --prom --check --metrics --redis --amqp --prefix
-			--timeout --password-file --cacert --cert --key --help -h
-			--version" -- "$cur"))
+			--timeout --password-file --cacert --cert --key --quiet -q
+			--help -h --version" -- "$cur"))
 	fi
 }
 complete -F _cqstat cqstat

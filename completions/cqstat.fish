@@ -1,7 +1,7 @@
 # fish completion for cqstat(1)
 
 complete -c cqstat -f
-complete -c cqstat -s q -l queue -x -d 'Show a queue'
+complete -c cqstat -s Q -l queue -x -d 'Show a queue'
 complete -c cqstat -l api -x -d 'RabbitMQ management API URL'
 complete -c cqstat -l match -x -d 'Queues matching a glob (with --api)'
 complete -c cqstat -l no-cache -d 'Leave Redis out'
@@ -18,5 +18,6 @@ complete -c cqstat -l password-file -r -F -d 'Read the Redis password from a fil
 complete -c cqstat -l cacert -r -F -d 'CA file'
 complete -c cqstat -l cert -r -F -d 'Client certificate'
 complete -c cqstat -l key -r -F -d 'Client key'
+complete -c cqstat -s q -l quiet -d 'No notices on stderr'
 complete -c cqstat -s h -l help -d 'Print the usage'
 complete -c cqstat -l version -d 'Print the version'

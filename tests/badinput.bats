@@ -49,7 +49,7 @@ qctl peek $Q
 qctl consume $Q --count 1
 qctl stats $Q
 qctl declare $Q --json
-cqstat -q $Q
+cqstat -Q $Q
 cqstat --json
 EOF2
 	# the consumed message was not printed, so it was not acked
@@ -226,8 +226,8 @@ EOF2
 		"$bad") why="queue name not valid UTF-8: '$Q\\xFFx'" ;;
 		*) why="empty queue name" ;;
 		esac
-		run -64 --separate-stderr cqstat -q "$name" --amqp "$dead"
-		assert_equal "${stderr_lines[0]}" "cqstat: -q: $why"
+		run -64 --separate-stderr cqstat -Q "$name" --amqp "$dead"
+		assert_equal "${stderr_lines[0]}" "cqstat: --queue: $why"
 		[[ "$stderr" != *"amqp down"* ]]
 	done
 	# the broker is never asked: no such queue appeared

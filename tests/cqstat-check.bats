@@ -45,22 +45,22 @@ per_test_teardown() {
 @test "queue checks: ready and dlq of real queues, the worst queue decides" {
 	qctl declare -q --dlq "$Q"
 	seq 5 | qctl enqueue -q "$Q"
-	run -0 cqstat -q "$Q" --check 'dlq>0:crit' --check 'ready>10:warn'
+	run -0 cqstat -Q "$Q" --check 'dlq>0:crit' --check 'ready>10:warn'
 	assert_output 'CQ OK - dlq=0 ready=5'
 	echo x | qctl enqueue -q "$Q.dlq"
 	echo y | qctl enqueue -q "$Q.dlq"
-	run -2 cqstat -q "$Q" --check 'dlq>0:crit' --check 'ready>4:warn'
+	run -2 cqstat -Q "$Q" --check 'dlq>0:crit' --check 'ready>4:warn'
 	assert_output 'CQ CRITICAL - dlq=2 (>0) ready=5 (>4)'
 	# two queues: each named, a label selects one
-	run -1 cqstat -q "$Q" -q "$Q.dlq" --check 'ready>3:warn'
+	run -1 cqstat -Q "$Q" -Q "$Q.dlq" --check 'ready>3:warn'
 	assert_output "CQ WARNING - ready[$Q]=5 (>3) ready[$Q.dlq]=2"
-	run -0 cqstat -q "$Q" -q "$Q.dlq" --check "ready[$Q.dlq]>3:warn"
+	run -0 cqstat -Q "$Q" -Q "$Q.dlq" --check "ready[$Q.dlq]>3:warn"
 	assert_output "CQ OK - ready[$Q.dlq]=2"
 }
 
 @test "queue-only checks do not need Redis" {
 	qctl declare -q "$Q"
-	run -0 cqstat --redis "$DOWN_REDIS" -q "$Q" --check 'ready>10'
+	run -0 cqstat --redis "$DOWN_REDIS" -Q "$Q" --check 'ready>10'
 	assert_output 'CQ OK - ready=0'
 }
 
@@ -68,7 +68,7 @@ per_test_teardown() {
 	run -3 cqstat --redis "$DOWN_REDIS" --check 'hit_rate<0.8:warn'
 	assert_output 'CQ UNKNOWN - hit_rate unknown: cannot connect to Redis at 127.0.0.1:1: Connection refused'
 	qctl declare -q "$Q"
-	run -3 cqstat --amqp "$DOWN_AMQP" -q "$Q" --check 'ready>10'
+	run -3 cqstat --amqp "$DOWN_AMQP" -Q "$Q" --check 'ready>10'
 	assert_output --regexp '^CQ UNKNOWN - ready unknown: cannot connect to RabbitMQ at 127\.0\.0\.1:1: '
 }
 
@@ -79,11 +79,11 @@ per_test_teardown() {
 	run -3 cqstat --check 'hit_rate<0.8'
 	assert_output 'CQ UNKNOWN - hit_rate unknown'
 	qctl declare -q "$Q"
-	run -3 cqstat -q "$Q" --check 'dlq>0'
+	run -3 cqstat -Q "$Q" --check 'dlq>0'
 	assert_output 'CQ UNKNOWN - dlq unknown'
-	run -3 cqstat -q "$Q.nosuch" --check 'ready>0'
+	run -3 cqstat -Q "$Q.nosuch" --check 'ready>0'
 	assert_output 'CQ UNKNOWN - ready unknown'
-	run -3 cqstat -q "$Q" --check 'ready[other]>0'
+	run -3 cqstat -Q "$Q" --check 'ready[other]>0'
 	assert_output 'CQ UNKNOWN - ready[other] unknown: no such queue'
 }
 
@@ -112,8 +112,8 @@ per_test_teardown() {
 	[[ $stderr == "cqstat: --json and --check exclude each other"* ]]
 	run --separate-stderr -3 cqstat --check 'hit_rate<0.8' --json
 	assert_output "CQ UNKNOWN - --check and --json exclude each other"
-	run --separate-stderr -3 cqstat --check 'hit_rate<0.8' -q ''
-	assert_output "CQ UNKNOWN - -q: empty queue name"
+	run --separate-stderr -3 cqstat --check 'hit_rate<0.8' -Q ''
+	assert_output "CQ UNKNOWN - --queue: empty queue name"
 	CQ_TIMEOUT=x run --separate-stderr -3 cqstat --check 'hit_rate<0.8'
 	assert_output "CQ UNKNOWN - CQ_TIMEOUT: bad duration 'x'"
 	# an abbreviation is --check too (getopt takes it), wherever it is
@@ -126,7 +126,7 @@ per_test_teardown() {
 	[ -z "$output" ]
 	[[ $stderr == "cqstat: unknown option '--checkfoo'"* ]]
 	# a queue named --check is not a check either
-	run --separate-stderr -64 cqstat -q --check 0
+	run --separate-stderr -64 cqstat -Q --check 0
 	[ -z "$output" ]
 	[[ $stderr == "cqstat: bad INTERVAL '0'"* ]]
 }
@@ -142,7 +142,7 @@ per_test_teardown() {
 	assert_output 'CQ CRITICAL - up[amqp]=0 (<1)'
 	# each server read has its up, the one down first
 	qctl declare -q "$Q"
-	run -2 cqstat --amqp "$DOWN_AMQP" -q "$Q" --check 'up<1' --check 'hit_rate<0.1'
+	run -2 cqstat --amqp "$DOWN_AMQP" -Q "$Q" --check 'up<1' --check 'hit_rate<0.1'
 	assert_output 'CQ CRITICAL - up[amqp]=0 (<1) up[redis]=1 hit_rate=0.75'
 	run -0 cqstat --redis "$DOWN_REDIS" --check 'up[amqp]<1'
 	assert_output 'CQ OK - up[amqp]=1'

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# cqstat -q / --api / --match: queue figures from real queue traffic.
+# cqstat -Q / --api / --match: queue figures from real queue traffic.
 
 load test_helper
 load cqstat_helper
@@ -37,31 +37,31 @@ poll() {
 @test "5 messages enqueued give ready=5; a DLQ holding 2 gives dlq=2" {
 	qctl declare -q --dlq "$Q"
 	seq 5 | qctl enqueue -q "$Q"
-	run -0 cqstat --no-cache -q "$Q" --json
+	run -0 cqstat --no-cache -Q "$Q" --json
 	assert_equal "$(jq -c '.queues[0] | [.queue, .found, .ready, .consumers, .dlq, .dlq_queue]' <<<"$output")" \
 		"[\"$Q\",true,5,0,0,\"$Q.dlq\"]"
 	# two messages dead-lettered by the broker through the queue's DLX
 	run -0 qctl consume -q "$Q" --exec 'exit 65' --count 2
-	run -0 cqstat --no-cache -q "$Q" --json
+	run -0 cqstat --no-cache -Q "$Q" --json
 	assert_equal "$(jq -c '.queues[0] | [.ready, .dlq]' <<<"$output")" '[3,2]'
-	run -0 cqstat --no-cache -q "$Q"
+	run -0 cqstat --no-cache -Q "$Q"
 	assert_line -n 1 --regexp '^ +ready +unack +cons +in/s +out/s +dlq$'
 	assert_line -n 2 --regexp '^ +3 +- +0 +- +- +2$'
 }
 
 @test "a queue with no dead-letter queue has an unknown dlq, not 0" {
 	qctl declare -q "$Q"
-	run -0 cqstat --no-cache -q "$Q" --json
+	run -0 cqstat --no-cache -Q "$Q" --json
 	assert_equal "$(jq -c '.queues[0] | [.dlq, .dlq_queue]' <<<"$output")" '[null,null]'
 }
 
 @test "a queue that does not exist shows none and exits 1; the others still print" {
 	qctl declare -q "$Q"
 	echo x | qctl enqueue -q "$Q"
-	run --separate-stderr -1 cqstat --no-cache -q "$Q" -q "$Q.nosuch"
+	run --separate-stderr -1 cqstat --no-cache -Q "$Q" -Q "$Q.nosuch"
 	assert_line -n 2 --regexp '^ +1 +- +0 +- +- +- +none +- +- +- +- +-$'
 	[[ $stderr == "cqstat: no queue '$Q.nosuch'" ]]
-	run --separate-stderr -1 cqstat --no-cache -q "$Q.nosuch" --json
+	run --separate-stderr -1 cqstat --no-cache -Q "$Q.nosuch" --json
 	assert_equal "$(jq -c '.queues[0] | [.found, .ready]' <<<"$output")" '[false,null]'
 }
 
@@ -72,10 +72,10 @@ poll() {
 	qctl consume -q "$Q" --exec 'sleep 20' --prefetch 1 >/dev/null 2>&1 &
 	BGPID=$!
 	poll '.queues[0].unacked == 1 and .queues[0].ready == 4 and .queues[0].consumers == 1' \
-		--no-cache -q "$Q" --api "$API"
+		--no-cache -Q "$Q" --api "$API"
 	assert_equal "$(jq -r '.api.up' <<<"$out")" true
 	# a passive declare alone knows nothing of unacked messages
-	run -0 cqstat --no-cache -q "$Q" --json
+	run -0 cqstat --no-cache -Q "$Q" --json
 	assert_equal "$(jq -c '.queues[0] | [.ready, .unacked]' <<<"$output")" '[4,null]'
 }
 
@@ -87,8 +87,8 @@ poll() {
 	(for i in $(seq 100); do seq 20; sleep 0.1; done) | qctl enqueue -q "$Q" &
 	BGPID=$!
 	poll '.queues[0].publish_rate > 10 and .queues[0].deliver_rate == 0' \
-		--no-cache -q "$Q" --api "$API"
-	run -0 cqstat --no-cache -q "$Q" --api "$API"
+		--no-cache -Q "$Q" --api "$API"
+	run -0 cqstat --no-cache -Q "$Q" --api "$API"
 	assert_line -n 2 --regexp '^ +[0-9.]+k? +0 +0 +[0-9.]+k? +0 +- *$'
 }
 
@@ -96,10 +96,10 @@ poll() {
 	qctl declare -q --dlq="$Q.graveyard" "$Q"
 	echo x | qctl enqueue -q "$Q.graveyard"
 	echo y | qctl enqueue -q "$Q.graveyard"
-	run -0 cqstat --no-cache -q "$Q" --api "$API" --json
+	run -0 cqstat --no-cache -Q "$Q" --api "$API" --json
 	assert_equal "$(jq -c '.queues[0] | [.dlq_queue, .dlq]' <<<"$output")" "[\"$Q.graveyard\",2]"
 	# without the API only the QUEUE.dlq convention is known
-	run -0 cqstat --no-cache -q "$Q" --json
+	run -0 cqstat --no-cache -Q "$Q" --json
 	assert_equal "$(jq -c '.queues[0].dlq' <<<"$output")" null
 	drop_queues "$Q.graveyard"
 }
@@ -121,15 +121,15 @@ poll() {
 @test "the password in the --api URL is never printed" {
 	qctl declare -q "$Q"
 	port=${API##*:}
-	run --separate-stderr -0 cqstat --no-cache -q "$Q" --api "http://guest:Pw7secretQ@127.0.0.1:$port" --json
+	run --separate-stderr -0 cqstat --no-cache -Q "$Q" --api "http://guest:Pw7secretQ@127.0.0.1:$port" --json
 	[[ $stderr == "cqstat: api down: management API at http://guest:***@127.0.0.1:$port refused the login (HTTP 401)" ]]
 	refute_output --partial Pw7secretQ
 	assert_equal "$(jq -r .api.up <<<"$output")" false
 	# nor from CQ_API_URL, nor when the server is unreachable
-	CQ_API_URL="http://guest:Pw7secretQ@127.0.0.1:1" run --separate-stderr -0 cqstat --no-cache -q "$Q" --json
+	CQ_API_URL="http://guest:Pw7secretQ@127.0.0.1:1" run --separate-stderr -0 cqstat --no-cache -Q "$Q" --json
 	[[ $stderr == *"management API at http://guest:***@127.0.0.1:1: "*"onnect"* ]]
 	[[ $stderr != *Pw7secretQ* && $output != *Pw7secretQ* ]]
-	CQ_API_URL="http://guest:Pw7secretQ@127.0.0.1:1" run -3 cqstat --no-cache -q "$Q" --check 'unacked>1'
+	CQ_API_URL="http://guest:Pw7secretQ@127.0.0.1:1" run -3 cqstat --no-cache -Q "$Q" --check 'unacked>1'
 	assert_output --regexp '^CQ UNKNOWN - unacked unknown: management API at http://guest:\*\*\*@127\.0\.0\.1:1: '
 	refute_output --partial Pw7secretQ
 }
@@ -137,23 +137,23 @@ poll() {
 @test "--api without credentials takes the AMQP URL's user and password" {
 	qctl declare -q "$Q"
 	port=${API##*:}
-	run -0 cqstat --no-cache -q "$Q" --api "http://127.0.0.1:$port" --json
+	run -0 cqstat --no-cache -Q "$Q" --api "http://127.0.0.1:$port" --json
 	assert_equal "$(jq -r '.api.up' <<<"$output")" true
-	run --separate-stderr -0 cqstat --no-cache -q "$Q" --api "ftp://127.0.0.1:$port" --json
+	run --separate-stderr -0 cqstat --no-cache -Q "$Q" --api "ftp://127.0.0.1:$port" --json
 	assert_equal "$(jq -r '.api.error' <<<"$output")" \
 		"bad management API URL 'ftp://127.0.0.1:$port' (want http[s]://[user:pass@]host:port)"
 }
 
 @test "RabbitMQ down: the queue columns say down, the cache figures still print" {
 	qctl declare -q "$Q"
-	run --separate-stderr -0 cqstat -q "$Q" --amqp "$DOWN_AMQP"
+	run --separate-stderr -0 cqstat -Q "$Q" --amqp "$DOWN_AMQP"
 	assert_line -n 2 --regexp '^ +[0-9.-]+ .* down +- +- +- +- +-$'
 	[[ $stderr == "cqstat: amqp down: cannot connect to RabbitMQ at 127.0.0.1:1: "* ]]
 	# with the API up, ready and consumers still come from it
 	poll '.amqp.up == false and .api.up == true and .queues[0].ready == 0' \
-		--no-cache -q "$Q" --amqp "$DOWN_AMQP" --api "$API"
+		--no-cache -Q "$Q" --amqp "$DOWN_AMQP" --api "$API"
 	# nothing at all could be read: 69
-	run --separate-stderr -69 cqstat --redis "$DOWN_REDIS" -q "$Q" --amqp "$DOWN_AMQP"
+	run --separate-stderr -69 cqstat --redis "$DOWN_REDIS" -Q "$Q" --amqp "$DOWN_AMQP"
 }
 
 @test "--prom with queues: labelled lines, escaped, strictly formatted, valid UTF-8" {
@@ -167,7 +167,7 @@ poll() {
 	amqp-declare-queue -u "$CQ_AMQP_URL" -q "$wq" >/dev/null
 	seq 4 | qctl enqueue -q "$wq"
 	CQ_PREFIX=$wp cachectl get --track -q nope || true
-	run -0 cqstat -q "$wq" --api "$API" --track --prom
+	run -0 cqstat -Q "$wq" --api "$API" --track --prom
 	iconv -f UTF-8 -t UTF-8 <<<"$output" >/dev/null || fail "not UTF-8: $output"
 	sample='^cq_[a-z_]+(\{[a-z_]+="([^"\\]|\\["\\n])*"\})? -?[0-9]+(\.[0-9]+)?(e[-+][0-9]+)?$'
 	for l in "${lines[@]}"; do
@@ -203,14 +203,14 @@ poll() {
 
 @test "RabbitMQ down, the API up: a missing queue shows none, is named, and exits 1" {
 	qctl declare -q "$Q"
-	run --separate-stderr -1 cqstat --no-cache -q "$Q" -q "$Q.nosuch" --amqp "$DOWN_AMQP" --api "$API"
+	run --separate-stderr -1 cqstat --no-cache -Q "$Q" -Q "$Q.nosuch" --amqp "$DOWN_AMQP" --api "$API"
 	assert_line -n 2 --regexp '^ +[0-9-]+ +[0-9-]+ +[0-9-]+ +[0-9.-]+ +[0-9.-]+ +- +none +- +- +- +- +-$'
 	[[ $stderr == *"cqstat: no queue '$Q.nosuch'"* ]]
 	[[ $stderr == "cqstat: amqp down: cannot connect to RabbitMQ at 127.0.0.1:1: "* ]]
-	run --separate-stderr -1 cqstat --no-cache -q "$Q.nosuch" --amqp "$DOWN_AMQP" --api "$API" --json
+	run --separate-stderr -1 cqstat --no-cache -Q "$Q.nosuch" --amqp "$DOWN_AMQP" --api "$API" --json
 	assert_equal "$(jq -c '[.amqp.up, .api.up, .queues[0].found]' <<<"$output")" '[false,true,false]'
 	# neither could tell: down, not missing
-	run --separate-stderr -69 cqstat --no-cache -q "$Q.nosuch" --amqp "$DOWN_AMQP" --api "http://127.0.0.1:1"
+	run --separate-stderr -69 cqstat --no-cache -Q "$Q.nosuch" --amqp "$DOWN_AMQP" --api "http://127.0.0.1:1"
 	refute_output --partial none
 }
 
@@ -218,7 +218,7 @@ poll() {
 	long=$Q.a-queue-name-too-long-for-its-columns
 	DROP=("$long" "$long.dlq")
 	qctl declare -q --dlq "$long"
-	run --separate-stderr -0 cqstat --no-cache -q "$long" -q "$long.dlq"
+	run --separate-stderr -0 cqstat --no-cache -Q "$long" -Q "$long.dlq"
 	assert_equal "${#lines[0]}" "${#lines[1]}"
 	assert_equal "${#lines[2]}" "${#lines[1]}"
 	assert_line -n 0 --regexp "^ -+ ${Q:0:10}[^ ]*\.\.\.[^ ]*-its-columns -+ -+ ${Q:0:10}[^ ]*\.\.\.[^ ]*-columns\.dlq -+\$"

@@ -217,7 +217,7 @@ hits3_miss1() {
 	echo 'cq_up{server="redis"} 1' >"$TMP/ne/cq.prom"
 	# every server down: cqstat exits 69, and cq_up 0 still reaches the file
 	export CQ_REDIS_URL=$DOWN_REDIS CQ_AMQP_URL=$DOWN_AMQP CQ_API_URL=
-	run --separate-stderr -69 cqstat -q jobs --prom
+	run --separate-stderr -69 cqstat -Q jobs --prom
 	run --separate-stderr -0 sh -c "$recipe"
 	assert_equal "$(cat "$TMP/ne/cq.prom")" '# HELP cq_up 1 when the server could be read for this sample, else 0
 # TYPE cq_up gauge
@@ -282,12 +282,48 @@ cq_up{server="amqp"} 0'
 	[[ $stderr == "cqstat: ambiguous option '--c'"* ]]
 	run --separate-stderr -64 cqstat --json=yes
 	[[ $stderr == "cqstat: --json takes no argument"* ]]
-	run --separate-stderr -64 cqstat -q
-	[[ $stderr == "cqstat: -q needs an argument"* ]]
+	run --separate-stderr -64 cqstat -Q
+	[[ $stderr == "cqstat: -Q needs an argument"* ]]
 	run --separate-stderr -64 cqstat --timeout 0
-	run --separate-stderr -64 cqstat -q ''
+	run --separate-stderr -64 cqstat -Q ''
 	CQ_TIMEOUT=x run --separate-stderr -64 cqstat
 	# no status line without --check
+	[ -z "$output" ]
+}
+
+@test "-q is --quiet as in cachectl and qctl; the old -q QUEUE is a usage error that says so" {
+	hint="; -q is --quiet now, as in cachectl and qctl: a queue is -Q QUEUE or --queue QUEUE"
+	run --separate-stderr -64 cqstat -q jobs
+	[ -z "$output" ]
+	assert_equal "$stderr" "cqstat: bad INTERVAL 'jobs' (want e.g. 1, 500ms, 1m)$hint
+Try 'cqstat --help'."
+	run --separate-stderr -64 cqstat 5 -q jobs
+	[[ $stderr == "cqstat: bad COUNT 'jobs' (want 1-1000000000)$hint"* ]]
+	run --separate-stderr -3 cqstat -q jobs --check 'dlq>0:crit'
+	assert_output "CQ UNKNOWN - bad INTERVAL 'jobs' (want e.g. 1, 500ms, 1m)$hint"
+	# -q leaves out the notices; the figures and the exit code stay
+	run --separate-stderr -1 cqstat --no-cache -Q "$Q.nosuch"
+	assert_equal "$stderr" "cqstat: no queue '$Q.nosuch'"
+	run --separate-stderr -1 cqstat -q --no-cache -Q "$Q.nosuch"
+	[ -z "$stderr" ]
+	[[ ${lines[2]} == *none* ]]
+	CQ_API_URL= run --separate-stderr -69 cqstat --queue "$Q" --redis "$DOWN_REDIS" --amqp "$DOWN_AMQP"
+	[[ $stderr == *"redis down: "* ]]
+	CQ_API_URL= run --separate-stderr -69 cqstat --quiet --queue "$Q" --redis "$DOWN_REDIS" --amqp "$DOWN_AMQP"
+	[ -z "$stderr" ]
+	# the shared help: -q, --quiet among the common options, exit 0
+	run -0 --separate-stderr cqstat --help
+	assert_line '  -q, --quiet        no progress, summary or notice lines'
+	assert_line '  -Q, --queue QUEUE  show QUEUE: ready messages and consumers (from a'
+}
+
+@test "a bad common option under --check is a status line too (the shared option code returns, never exits)" {
+	run --separate-stderr -3 cqstat --check 'dlq>0' --timeout 5x
+	assert_output "CQ UNKNOWN - --timeout: bad duration '5x' (want e.g. 250ms, 30s, 5m, 2h, 1d)"
+	[[ $stderr == "cqstat: --timeout: bad duration '5x'"* ]]
+	run --separate-stderr -3 cqstat --timeout 0 --check 'dlq>0'
+	assert_output "CQ UNKNOWN - --timeout must be positive"
+	run --separate-stderr -64 cqstat --timeout 5x
 	[ -z "$output" ]
 }
 

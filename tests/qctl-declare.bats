@@ -191,7 +191,7 @@ queue_info() {
 	run -0 --separate-stderr qctl replay-dlq --json "$HQ.dlq"
 	[ "$(jq -r '[.action, .to] | join("|")' <<<"$output")" = "moved|$HQ" ]
 	[ "$(ready "$HQ.dlq")" = 0 ]
-	run -0 --separate-stderr cqstat --no-cache --json -q "$HQ"
+	run -0 --separate-stderr cqstat --no-cache --json -Q "$HQ"
 	[ "$(jq -r '.queues[0] | [.queue, .ready] | join("|")' <<<"$output")" = "$HQ|2" ]
 	run -0 --separate-stderr qctl purge --yes --json "$HQ"
 	[ "$(jq -r .queue <<<"$output")" = "$HQ" ]

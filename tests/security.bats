@@ -105,7 +105,7 @@ refute_secret() {
 	run -64 --separate-stderr qctl declare "$Q" --amqp "amqp://guest:$SECRET/%2f"
 	assert_equal "$stderr" "qctl: declare: bad AMQP URL 'amqp://guest:***/%2f': bad port (want 1-65535)"
 	refute_secret
-	run --separate-stderr cqstat --no-cache --json --api "http://guest:$SECRET" -q "$Q"
+	run --separate-stderr cqstat --no-cache --json --api "http://guest:$SECRET" -Q "$Q"
 	refute_secret
 	[[ "$output$stderr" == *"http://guest:***"* ]]
 	# a port stays readable, in brackets or not
@@ -223,12 +223,12 @@ refute_secret() {
 	local api_hp=${CQ_API_URL#*@}
 	local f
 	for f in "" --json --prom; do
-		run --separate-stderr cqstat $f --redis "$good" -q "$Q"
+		run --separate-stderr cqstat $f --redis "$good" -Q "$Q"
 		refute_secret
 		[[ "$output$stderr" != *":$SECRET@"* ]]
 		run --separate-stderr cqstat $f --redis "$bad" \
 			--amqp "amqp://guest:Amqp-$SECRET@127.0.0.1:$amqp_port/%2f" \
-			--api "http://guest:Api-$SECRET@$api_hp" -q "$Q"
+			--api "http://guest:Api-$SECRET@$api_hp" -Q "$Q"
 		refute_secret
 		if [ "$f" != --prom ]; then	# --prom says it in cq_up
 			[[ "$stderr" == *"redis down: "*"refused the user name or password"* ]]
@@ -238,7 +238,7 @@ refute_secret() {
 	run --separate-stderr cqstat --check 'hit_rate<0.1' --redis "$bad"
 	[ "$status" -eq 3 ]
 	refute_secret
-	run --separate-stderr cqstat --api "http://guest:Api-$SECRET@127.0.0.1:1" --json -q "$Q"
+	run --separate-stderr cqstat --api "http://guest:Api-$SECRET@127.0.0.1:1" --json -Q "$Q"
 	refute_secret
 	[[ "$output" == *'"error":"management API at http://guest:***@127.0.0.1:1: '* ]]
 	run -0 --separate-stderr env CQ_REDIS_URL="$good" cachectl stats --json

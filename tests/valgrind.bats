@@ -99,8 +99,8 @@ vg() {
 @test "valgrind: cqstat once and over an interval, checks, JSON, Prometheus, the API" {
 	QUEUES+=("$Q" "$Q.dlq")
 	qctl declare -q "$Q" --dlq
-	vg 0 cqstat --json -q "$Q"
-	vg 0 cqstat -q "$Q" 0.2 2
-	vg 2 cqstat --check 'ready[nosuch]>1' --check 'dlq>-1:crit' -q "$Q"
-	vg 0 cqstat --prom --api "$CQ_API_URL" -q "$Q"
+	vg 0 cqstat --json -Q "$Q"
+	vg 0 cqstat -Q "$Q" 0.2 2
+	vg 2 cqstat --check 'ready[nosuch]>1' --check 'dlq>-1:crit' -Q "$Q"
+	vg 0 cqstat --prom --api "$CQ_API_URL" -Q "$Q"
 }
