@@ -102,7 +102,8 @@ int cli_main(const struct cli_prog *prog, int argc, char **argv);
 /* Handle a common option (or getopt's '?' and ':') inside a verb's getopt
  * loop.  Returns 0 to go on; CLI_DONE after -h printed the verb's usage;
  * else the exit code of a usage error it printed.  Never exits. */
-int cli_common_opt(struct cli *cli, int c, const char *arg);
+int cli_common_opt(struct cli *cli, int c, const char *arg)
+	__attribute__((warn_unused_result));
 /* Report a usage error for the current verb and return 64. */
 int cli_usage_error(struct cli *cli, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
