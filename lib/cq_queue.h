@@ -186,14 +186,17 @@ enum cq_err cq_reject(struct cq_ctx *ctx, uint64_t tag, bool requeue);
 
 /* ---- messages to publish ------------------------------------------------ */
 
-/* A header to send.  value NULL and !is_int removes the header (when
+/* A header to send.  value NULL and no is_* flag removes the header (when
  * republishing a delivery). */
 struct cq_header {
 	const char *key;
 	const char *value;	/* a string header (binary-safe with vlen) */
 	size_t vlen;		/* 0 means strlen(value) */
 	bool is_int;		/* send ival as a signed 64-bit integer */
+	bool is_bool;		/* send ival != 0 as a boolean */
+	bool is_float;		/* send fval as a 64-bit float */
 	long long ival;
+	double fval;
 };
 
 /*

@@ -71,11 +71,15 @@ static bool take_headers(struct cq_record *rec, json_t *h,
 		} else if (json_is_integer(v)) {
 			hd->is_int = true;
 			hd->ival = json_integer_value(v);
-		} else if (json_is_true(v) || json_is_false(v)) {
-			hd->value = json_is_true(v) ? "true" : "false";
+		} else if (json_is_real(v)) {
+			hd->is_float = true;
+			hd->fval = json_real_value(v);
+		} else if (json_is_boolean(v)) {
+			hd->is_bool = true;
+			hd->ival = json_is_true(v);
 		} else {
 			cqi_errbuf(err, errlen,
-				   "header '%s': want a string, integer or boolean",
+				   "header '%s': want a string, number or boolean",
 				   k);
 			return false;
 		}

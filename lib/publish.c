@@ -564,12 +564,18 @@ static bool build_headers(struct cq_publisher *pub, const struct cq_message *m,
 		const struct cq_header *h = &m->headers[i];
 		amqp_table_entry_t *e = &pub->entries[n];
 
-		if (!h->is_int && !h->value)
+		if (!h->is_int && !h->is_bool && !h->is_float && !h->value)
 			continue;	/* removal */
 		e->key = amqp_cstring_bytes(h->key);
 		if (h->is_int) {
 			e->value.kind = AMQP_FIELD_KIND_I64;
 			e->value.value.i64 = h->ival;
+		} else if (h->is_bool) {
+			e->value.kind = AMQP_FIELD_KIND_BOOLEAN;
+			e->value.value.boolean = h->ival != 0;
+		} else if (h->is_float) {
+			e->value.kind = AMQP_FIELD_KIND_F64;
+			e->value.value.f64 = h->fval;
 		} else {
 			e->value.kind = AMQP_FIELD_KIND_UTF8;
 			e->value.value.bytes.bytes = (void *)h->value;

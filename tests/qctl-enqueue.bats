@@ -101,7 +101,7 @@ EOF
 	run -0 qctl enqueue -q --jsonl "$Q.other" < "$TMP/in"
 	run -0 api_get "$Q.other"
 	[ "$(jq -r '.[0].payload | @base64d' <<<"$output")" = hello ]
-	[ "$(jq -c '.[0].properties.headers' <<<"$output")" = '{"k":"v","n":3,"ok":"true"}' ]
+	[ "$(jq -c '.[0].properties.headers' <<<"$output")" = '{"k":"v","n":3,"ok":true}' ]
 	[ "$(jq -r '.[0].properties.message_id' <<<"$output")" = id-1 ]
 	[ "$(jq -r '.[0].properties.priority' <<<"$output")" = 5 ]
 	[ "$(jq -r '.[0].properties.content_type' <<<"$output")" = text/plain ]
@@ -109,6 +109,23 @@ EOF
 	[ "$(jq -r '.[1].payload' <<<"$output")" = AAECAP8= ]
 	[ "$(jq -r '.[1].properties.message_id' <<<"$output")" = id-2 ]
 	[ "$(jq -r '.[2].payload | @base64d' <<<"$output")" = "$(printf 'tab\there')" ]
+}
+
+@test "enqueue --jsonl: header booleans and numbers keep their AMQP types; peek and consume --jsonl give them back" {
+	qctl declare -q "$Q"
+	printf '%s\n' '{"body":"a","headers":{"t":true,"f":false,"i":42,"neg":-7,"big":9007199254740993,"x":1.5,"two":2.0,"e":1e3,"s":"true"}}' |
+		qctl enqueue -q --jsonl "$Q"
+	# the broker's view through the management API (its JSON, sorted by
+	# name, writes floats as 2.0 and 1.0e3 and integers without a point)
+	run -0 api_get "$Q" 1 ack_requeue_true
+	[ "$(grep -o '"headers":{[^}]*}' <<<"$output")" = '"headers":{"big":9007199254740993,"e":1.0e3,"f":false,"i":42,"neg":-7,"s":"true","t":true,"two":2.0,"x":1.5}' ]
+	# peek --json and consume --jsonl: the same JSON types, ints vs floats kept
+	local want='"headers":{"t":true,"f":false,"i":42,"neg":-7,"big":9007199254740993,"x":1.5,"two":2.0,"e":1000.0,"s":"true"}'
+	run -0 --separate-stderr qctl peek --json "$Q"
+	[ "$(grep -o '"headers":{[^}]*}' <<<"$output")" = "$want" ]
+	run -0 --separate-stderr qctl consume --jsonl --count 1 "$Q"
+	[ "$(grep -o '"headers":{[^}]*}' <<<"$output")" = "$want" ]
+	[ "$(ready "$Q")" = 0 ]
 }
 
 @test "enqueue: malformed JSONL lines exit 65 naming each line; the good lines are sent" {
@@ -125,7 +142,7 @@ EOF
 	[[ "$stderr" == *"qctl: enqueue: line 2: bad JSON"* ]]
 	[[ "$stderr" == *"qctl: enqueue: line 3: priority: want an integer 0-255"* ]]
 	[[ "$stderr" == *"qctl: enqueue: line 4: want a JSON object"* ]]
-	[[ "$stderr" == *"qctl: enqueue: line 5: header 'k': want a string, integer or boolean"* ]]
+	[[ "$stderr" == *"qctl: enqueue: line 5: header 'k': want a string, number or boolean"* ]]
 	[[ "$stderr" == *"qctl: enqueue: line 6: no \"body\" or \"body_base64\""* ]]
 	[[ "$stderr" == *"enqueued 2 messages in "*"(0 failed, 5 malformed)"* ]]
 	run -0 take_all "$Q"

@@ -353,7 +353,7 @@ static void test_fields_kinds(void **state)
 
 static void test_records(void **state)
 {
-	struct cq_header h[1] = { { "src", "cli", 0, false, 0 } };
+	struct cq_header h[1] = { { .key = "src", .value = "cli" } };
 	struct cq_message m;
 	struct cq_record *rec;
 	char err[200];
