@@ -70,8 +70,9 @@ static bool add_tag(struct cli *cli, const char *arg, const char **tags,
 
 /* The TTL rule of every writing verb: --ttl, else CQ_DEFAULT_TTL, unless
  * --no-ttl or --keep-ttl (where --ttl, if given, is for a missing key).
+ * no_ttl_flag: the verb has --no-ttl (fetch has not), for the hint.
  * Returns 0 or 64 after the message. */
-static int settle_ttl(struct cli *cli, struct cq_set_opts *o)
+static int settle_ttl(struct cli *cli, struct cq_set_opts *o, bool no_ttl_flag)
 {
 	if (o->no_ttl && o->ttl_ms)
 		return cli_usage_error(cli, "--ttl conflicts with --no-ttl");
@@ -82,7 +83,9 @@ static int settle_ttl(struct cli *cli, struct cq_set_opts *o)
 	if (!o->ttl_ms && !o->no_ttl && !o->keep_ttl)
 		o->ttl_ms = cli->set.default_ttl_ms;
 	if (!o->ttl_ms && !o->no_ttl && !o->keep_ttl)
-		return cli_usage_error(cli, "--ttl is required (or --no-ttl, or set CQ_DEFAULT_TTL)");
+		return cli_usage_error(cli, no_ttl_flag ?
+				       "--ttl is required (or --no-ttl, or set CQ_DEFAULT_TTL)" :
+				       "--ttl is required (or set CQ_DEFAULT_TTL)");
 	return 0;
 }
 
@@ -353,7 +356,7 @@ static int cmd_set(struct cli *cli, int argc, char **argv)
 		return cli_usage_error(cli, "too many arguments (quote a VALUE with spaces)");
 	if (o.nx && o.xx)
 		return cli_usage_error(cli, "--nx and --xx exclude each other");
-	if ((ret = settle_ttl(cli, &o)))
+	if ((ret = settle_ttl(cli, &o, true)))
 		return ret;
 	key = argv[optind];
 	if (!*key)
@@ -439,8 +442,8 @@ static void inv_progress(void *arg, const struct cq_inval_stats *st)
 	char t[32];
 
 	seconds(st->elapsed_ms, t, sizeof(t));
-	cli_progress(io->cli, "invalidating: %llu keys scanned, %llu deleted, %s",
-		     (unsigned long long)st->scanned,
+	cli_progress(io->cli, "invalidating: %llu key%s scanned, %llu deleted, %s",
+		     (unsigned long long)st->scanned, cli_s(st->scanned),
 		     (unsigned long long)st->deleted, t);
 }
 
@@ -467,8 +470,9 @@ static int inv_summary(struct cli *cli, const struct cq_inval_stats *st,
 			cli->prog, ns, dry_run ? "is at" : "moved to",
 			st->generation[0] ? st->generation : "(none yet)");
 	} else if (!cli->quiet) {
-		fprintf(stderr, "%s %llu keys in %s\n",
-			dry_run ? "would invalidate" : "invalidated", n, t);
+		fprintf(stderr, "%s %llu key%s in %s\n",
+			dry_run ? "would invalidate" : "invalidated", n,
+			cli_s(n), t);
 	}
 	return ns || n ? 0 : 1;
 }
@@ -632,9 +636,10 @@ static void warm_progress(void *arg, const struct cq_warm_stats *st)
 	char t[32];
 
 	seconds(st->elapsed_ms, t, sizeof(t));
-	cli_progress(wo->cli, "warming: %llu %ss read, %llu keys warmed, %s",
+	cli_progress(wo->cli, "warming: %llu %s%s read, %llu key%s warmed, %s",
 		     (unsigned long long)st->records, wo->unit,
-		     (unsigned long long)st->warmed, t);
+		     cli_s(st->records), (unsigned long long)st->warmed,
+		     cli_s(st->warmed), t);
 }
 
 static int warm_opt(struct cli *cli, int c, struct cq_warm_opts *o,
@@ -722,8 +727,8 @@ static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
 					      "seconds",
 					      (double)st->elapsed_ms / 1000.0));
 	} else if (!cli->quiet) {
-		fprintf(stderr, "warmed %llu keys in %s (%llu skipped, %llu failed",
-			(unsigned long long)st->warmed, t,
+		fprintf(stderr, "warmed %llu key%s in %s (%llu skipped, %llu failed",
+			(unsigned long long)st->warmed, cli_s(st->warmed), t,
 			(unsigned long long)(st->skipped + st->bad),
 			(unsigned long long)st->failed);
 		if (st->blank)
@@ -742,8 +747,8 @@ static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
 static void warm_not_written(struct cli *cli, const struct cq_warm_stats *st,
 			     const char *unit)
 {
-	cli_err(cli, "%llu keys not confirmed written; %ss from %llu on not read",
-		(unsigned long long)st->unconfirmed, unit,
+	cli_err(cli, "%llu key%s not confirmed written; %ss from %llu on not read",
+		(unsigned long long)st->unconfirmed, cli_s(st->unconfirmed), unit,
 		(unsigned long long)st->records + 1);
 }
 
@@ -803,7 +808,7 @@ static int cmd_warm(struct cli *cli, int argc, char **argv)
 		return cli_usage_error(cli, "--jsonl does not apply to --keys");
 	if (o.jobs && !o.exec)
 		return cli_usage_error(cli, "--jobs applies to --exec only");
-	if ((ret = settle_ttl(cli, &o.set)))
+	if ((ret = settle_ttl(cli, &o.set, true)))
 		return ret;
 	if (o.format == CQ_WARM_NUL)
 		wo.unit = "record";
@@ -952,7 +957,7 @@ static int cmd_fetch(struct cli *cli, int argc, char **argv)
 	key = argv[optind];
 	if (!*key)
 		return cli_usage_error(cli, "empty KEY");
-	if ((ret = settle_ttl(cli, &o.set)))
+	if ((ret = settle_ttl(cli, &o.set, false)))
 		return ret;
 	o.argv = argv + dd + 1;
 	if ((ret = cli_ready(cli)))

@@ -178,6 +178,11 @@ bool cli_name(struct cli *cli, const char *kind, const char *name)
 	return false;
 }
 
+const char *cli_s(unsigned long long n)
+{
+	return n == 1 ? "" : "s";
+}
+
 /* How much an exit code tells the caller to do something else than
  * retry: bad input (fix it) < worth retrying < server down < I/O error <
  * internal error < refused for permission (no retry gets through).

@@ -118,6 +118,9 @@ int cli_fail(struct cli *cli);
 /* True when name can name a queue or exchange (lib's cq_name_ok); else
  * a usage error is printed.  Verbs check their names before connecting. */
 bool cli_name(struct cli *cli, const char *kind, const char *name);
+/* "s" unless n is 1: "%llu key%s" for summaries people read (--json
+ * keeps its fixed names). */
+const char *cli_s(unsigned long long n);
 /* The worse of two exit codes, for a run with several outcomes: 77
  * (refused), then 70, 74, 69, then 75 (worth retrying), then 65 (bad
  * input), then 1 and 0.  Warm and enqueue rank theirs with it. */

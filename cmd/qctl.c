@@ -266,8 +266,8 @@ static int enqueue_finish(struct enqueue *e, struct cq_publisher *pub,
 	if (died)
 		ret = cli_fail(cli);
 	if (!cli->quiet) {
-		fprintf(stderr, "enqueued %llu messages in %.2fs (%llu failed",
-			(unsigned long long)ok, seconds_since(start),
+		fprintf(stderr, "enqueued %llu message%s in %.2fs (%llu failed",
+			(unsigned long long)ok, cli_s(ok), seconds_since(start),
 			(unsigned long long)failed);
 		if (e->bad)
 			fprintf(stderr, ", %llu malformed",
@@ -659,7 +659,7 @@ static int cmd_peek(struct cli *cli, int argc, char **argv)
 	}
 	if (!cli->quiet)
 		cli_err(cli, "note: the %zu message%s shown went back to '%s' and %s now marked redelivered%s",
-			seen, seen == 1 ? "" : "s", queue, seen == 1 ? "is" : "are",
+			seen, cli_s(seen), queue, seen == 1 ? "is" : "are",
 			pk.quorum_seen && !(qi.quorum && qi.delivery_limit >= 0) ?
 			" (quorum queue: their delivery count went up by one)" : "");
 	return 0;
@@ -809,7 +809,7 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 	cli_progress_clear(cli);
 	if (ro.lost)
 		cli_err(cli, "%llu message%s in flight %s not confirmed and stay in '%s'",
-			(unsigned long long)ro.lost, ro.lost == 1 ? "" : "s",
+			(unsigned long long)ro.lost, cli_s(ro.lost),
 			ro.lost == 1 ? "was" : "were", ro.dlq);
 	if (e)
 		ret = cli_fail(cli);
@@ -892,8 +892,8 @@ static int declare_print(struct cli *cli, const char *queue,
 	if (cli->quiet)
 		return 0;
 	fprintf(stderr, "declared '%s' (%u message%s, %u consumer%s)", queue,
-		d->messages, d->messages == 1 ? "" : "s", d->consumers,
-		d->consumers == 1 ? "" : "s");
+		d->messages, cli_s(d->messages), d->consumers,
+		cli_s(d->consumers));
 	if (d->dlq)
 		fprintf(stderr, ", dead letters to '%s' via exchange '%s'",
 			d->dlq, d->dlx);
@@ -1038,7 +1038,7 @@ static int cmd_purge(struct cli *cli, int argc, char **argv)
 					      (long long)n));
 	} else {
 		cli_printf(cli, "purged %u message%s from '%s'\n", n,
-			   n == 1 ? "" : "s", argv[optind]);
+			   cli_s(n), argv[optind]);
 	}
 	return 0;
 }
@@ -1200,7 +1200,7 @@ static void consume_summary(struct cli *cli, const struct cq_consume_opts *o,
 	if (o->dedupe)
 		snprintf(skipped, sizeof(skipped), ", %llu skipped", st->skipped);
 	fprintf(stderr, "%s: consume: consumed %llu message%s in %.2fs (%llu acked, %llu retried, %llu dead-lettered%s)\n",
-		cli->prog, st->handled, st->handled == 1 ? "" : "s",
+		cli->prog, st->handled, cli_s(st->handled),
 		(double)st->elapsed_ms / 1000.0, st->acked, st->retried,
 		st->dead_lettered, skipped);
 }

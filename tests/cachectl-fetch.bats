@@ -284,7 +284,9 @@ runs() {
 
 @test "fetch usage errors exit 64" {
 	run -64 --separate-stderr cachectl fetch k -- echo
-	[[ "$stderr" == *"--ttl is required"* ]]
+	# the hint names only what fetch takes: no --no-ttl
+	assert_equal "${stderr_lines[0]}" "cachectl: fetch: --ttl is required (or set CQ_DEFAULT_TTL)"
+	run -64 --separate-stderr cachectl fetch k --no-ttl -- echo
 	run -64 --separate-stderr cachectl fetch k --ttl 1m echo
 	[[ "$stderr" == *"missing -- CMD"* ]]
 	run -64 cachectl fetch k --ttl 1m --

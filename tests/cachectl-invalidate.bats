@@ -88,7 +88,7 @@ calls() {
 	# a key the unescaped prefix glob would match, outside our prefix
 	rcli set "${P}x-other:k" v EX 60 >/dev/null
 	run -0 --separate-stderr cachectl invalidate --pattern '*'
-	[[ "$stderr" == "invalidated 1 keys in "* ]]
+	[[ "$stderr" == "invalidated 1 key in "* ]]
 	run -0 rcli exists "${P}x-other:k"
 	assert_output 1
 	rcli del "${P}x-other:k" >/dev/null

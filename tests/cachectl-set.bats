@@ -16,7 +16,7 @@ load test_helper
 
 @test "set without --ttl is refused (exit 64) unless CQ_DEFAULT_TTL or --no-ttl" {
 	run -64 --separate-stderr cachectl set k v
-	[[ "$stderr" == *"--ttl is required"* ]]
+	assert_equal "${stderr_lines[0]}" "cachectl: set: --ttl is required (or --no-ttl, or set CQ_DEFAULT_TTL)"
 	run -0 rcli exists "${P}k"
 	assert_output 0
 	CQ_DEFAULT_TTL=2m run -0 cachectl set k v

@@ -31,6 +31,22 @@ private_redis() {
 	return 1
 }
 
+@test "warm and invalidate summaries say 1 key, 2 keys; --json keeps its fixed names" {
+	run -0 --separate-stderr bash -c "printf 'a\tv\n' | cachectl warm --ttl 1m"
+	[[ "$stderr" == "warmed 1 key in "*"(0 skipped, 0 failed)" ]]
+	run -0 --separate-stderr bash -c "printf 'b\tv\nc\tv\n' | cachectl warm --ttl 1m"
+	[[ "$stderr" == "warmed 2 keys in "* ]]
+	run -0 --separate-stderr bash -c "printf 'd\tv\n' | cachectl warm --json --ttl 1m"
+	[ "$(jq -c '{warmed, failed, records}' <<<"$output")" = '{"warmed":1,"failed":0,"records":1}' ]
+	run -0 --separate-stderr cachectl invalidate a
+	[[ "$stderr" == "invalidated 1 key in "* ]]
+	run -0 --separate-stderr cachectl invalidate --pattern 'b*'
+	[[ "$stderr" == "invalidated 1 key in "* ]]
+	run -0 --separate-stderr cachectl invalidate --pattern '[cd]'
+	[[ "$stderr" == "invalidated 2 keys in "* ]]
+	[ "$(rcli exists "${P}b" "${P}c" "${P}d")" = 0 ]
+}
+
 @test "warm loads key<TAB>value lines and says how many" {
 	printf 'a\t1\nb\ttwo words\nc\t\n' >"$TMP/in"
 	run -0 --separate-stderr cachectl warm --ttl 1m "$TMP/in"
@@ -99,7 +115,7 @@ private_redis() {
 	run -65 --separate-stderr bash -c "printf 'a\t1\r\nb\t2\r\nc\t3\n' | cachectl warm --ttl 1m"
 	assert_equal "${stderr_lines[0]}" "cachectl: warm: line 1: line ends in CR (a CRLF file?): convert it with dos2unix or tr -d '\r' first"
 	[[ "${stderr_lines[1]}" == "cachectl: warm: line 2: line ends in CR "* ]]
-	[[ "${stderr_lines[2]}" == "warmed 1 keys in "*"(2 skipped, 0 failed)" ]]
+	[[ "${stderr_lines[2]}" == "warmed 1 key in "*"(2 skipped, 0 failed)" ]]
 	run -0 rcli exists "${P}a" "${P}b"
 	assert_output 0
 	run -0 rcli get "${P}c"
@@ -200,7 +216,7 @@ private_redis() {
 	{ printf 'k\0'; head -c 300000 /dev/zero | tr '\0' v; printf '\0a\0b\0'; } >"$TMP/in"
 	run -65 --separate-stderr cachectl warm -0 --ttl 1m --max-size 10 "$TMP/in"
 	[ "${stderr_lines[0]}" = "cachectl: warm: record 1: record longer than --max-size" ]
-	[[ "${stderr_lines[1]}" == "warmed 1 keys in "*"(1 skipped, 0 failed)" ]]
+	[[ "${stderr_lines[1]}" == "warmed 1 key in "*"(1 skipped, 0 failed)" ]]
 	run -0 cachectl get a
 	assert_output b
 	run -1 cachectl get k
@@ -209,7 +225,7 @@ private_redis() {
 @test "warm --nx fills only missing keys" {
 	rcli set "${P}a" old >/dev/null
 	run -0 --separate-stderr bash -c "printf 'a\tnew\nb\tnew\n' | cachectl warm --nx --ttl 1m"
-	[[ "$stderr" == "warmed 1 keys in "*"(1 skipped, 0 failed)" ]]
+	[[ "$stderr" == "warmed 1 key in "*"(1 skipped, 0 failed)" ]]
 	run -0 cachectl get a b
 	[ "$output" = $'old\nnew' ]
 }
@@ -278,7 +294,7 @@ private_redis() {
 	run -77 --separate-stderr bash -c "printf 'ok:4\tv\nno tab\nno:5\tv\n' | cachectl warm --ttl 1m --redis '$url'"
 	assert_equal "${stderr_lines[0]}" "cachectl: warm: line 2: missing TAB between key and value"
 	[[ "${stderr_lines[1]}" == "cachectl: warm: line 3: write refused: permission denied: NOPERM"* ]]
-	[[ "${stderr_lines[2]}" == "warmed 1 keys in "*"(1 skipped, 1 failed)" ]]
+	[[ "${stderr_lines[2]}" == "warmed 1 key in "*"(1 skipped, 1 failed)" ]]
 }
 
 @test "warm: a write refused for permission outranks one worth retrying (77 over 75)" {
@@ -319,7 +335,7 @@ private_redis() {
 		--exec 'echo "out-$1"; [ "$1" != bad ] || { echo boom >&2; exit 3; }'
 	[ "${stderr_lines[0]}" = "boom" ]
 	[ "${stderr_lines[1]}" = "cachectl: warm: line 2: key 'bad': command exited 3" ]
-	[[ "${stderr_lines[2]}" == "warmed 1 keys in "*"(0 skipped, 1 failed)" ]]
+	[[ "${stderr_lines[2]}" == "warmed 1 key in "*"(0 skipped, 1 failed)" ]]
 	run -0 cachectl get good
 	assert_output out-good
 	run -1 cachectl get bad

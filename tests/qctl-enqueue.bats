@@ -36,7 +36,7 @@ per_test_setup() {
 	run -65 --separate-stderr qctl enqueue "$Q" < <(printf 'a\r\nb\nc\r\n')
 	assert_equal "${stderr_lines[0]}" "qctl: enqueue: line 1: line ends in CR (a CRLF file?): convert it with dos2unix or tr -d '\r' first"
 	[[ "${stderr_lines[1]}" == "qctl: enqueue: line 3: line ends in CR "* ]]
-	[[ "${stderr_lines[2]}" =~ ^"enqueued 1 messages in "[0-9.]+"s (0 failed, 2 malformed)"$ ]]
+	[[ "${stderr_lines[2]}" =~ ^"enqueued 1 message in "[0-9.]+"s (0 failed, 2 malformed)"$ ]]
 	[ "$(ready "$Q")" -eq 1 ]
 	run -0 qctl enqueue -q --jsonl "$Q" < <(printf '{"body":"x"}\r\n')
 	run -0 take_all "$Q"
