@@ -130,9 +130,9 @@ static const char get_usage[] =
 	"  --ns NAME          read the keys of namespace NAME\n"
 	"  --track            count the hits and misses of the prefix for\n"
 	"                     cqstat --track (CQ_TRACK=1)\n"
-	"  --json             {\"key\",\"value\",\"ttl_ms\"} per key (the records\n"
-	"                     warm --jsonl reads); value_base64 instead of\n"
-	"                     value when it is not UTF-8\n";
+	"  --json             {\"key\",\"value\"} per key, with \"ttl_ms\" when --ttl\n"
+	"                     (the records warm --jsonl reads); value_base64\n"
+	"                     instead of value when it is not UTF-8\n";
 
 enum { OPT_GET_TTL = OPT_VERB, OPT_GET_NS, OPT_GET_TRACK };
 

@@ -247,10 +247,11 @@ char *cq_base64(const void *p, size_t n);
 /* Decode standard or URL-safe base64 (padding optional) into out
  * (appended).  False for bad input (or out of memory). */
 bool cq_base64_decode(const char *s, size_t n, struct cq_buf *out);
-/* One JSON line {"key":K,"value":V[,"ttl_ms":T]} without the newline (T
- * null for no expiry: the form warm --jsonl reads back); a key or value
- * that is not valid UTF-8 is written as "key_base64" / "value_base64"
- * instead; a NULL val is null.  Caller frees. */
+/* One JSON line {"key":K,"value":V[,"ttl_ms":T]} without the newline
+ * (ttl_ms when ttl_ms is non-NULL; T null for no expiry or a NULL val:
+ * the form warm --jsonl reads back); a key or value that is not valid
+ * UTF-8 is written as "key_base64" / "value_base64" instead; a NULL val
+ * is null.  Caller frees. */
 char *cq_json_value_line(const char *key, size_t keylen, const char *val,
 			 size_t len, const long long *ttl_ms);
 

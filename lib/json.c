@@ -171,9 +171,9 @@ char *cq_json_value_line(const char *key, size_t keylen, const char *val,
 	if (val ? cqi_json_set_bytes(o, "value", val, len) :
 		  json_object_set_new(o, "value", json_null()))
 		goto done;
-	if (ttl_ms && val &&
-	    json_object_set_new(o, "ttl_ms", *ttl_ms < 0 ? json_null() :
-				json_integer(*ttl_ms)))
+	if (ttl_ms &&
+	    json_object_set_new(o, "ttl_ms", !val || *ttl_ms < 0 ?
+				json_null() : json_integer(*ttl_ms)))
 		goto done;
 	out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 done:

@@ -63,13 +63,19 @@ load test_helper
 	[ "${lines[1]}" = $'w\t-1' ]
 }
 
-@test "get --json prints key, value and ttl_ms; a miss has value null" {
+@test "get --json --ttl: every record has ttl_ms, null for no expiry and for a miss; without --ttl none has" {
 	rcli set "${P}a" v PX 60000 >/dev/null
 	rcli set "${P}b" w >/dev/null
 	run -1 cachectl get --json --ttl a missing b
 	[[ "${lines[0]}" =~ ^\{\"key\":\"a\",\"value\":\"v\",\"ttl_ms\":(59[0-9]{3}|60000)\}$ ]]
-	assert_line --index 1 '{"key":"missing","value":null}'
+	assert_line --index 1 '{"key":"missing","value":null,"ttl_ms":null}'
 	assert_line --index 2 '{"key":"b","value":"w","ttl_ms":null}'
+	run -1 cachectl get --json a missing b
+	assert_output "$(printf '%s\n' '{"key":"a","value":"v"}' '{"key":"missing","value":null}' '{"key":"b","value":"w"}')"
+	# the help and the man page say the same
+	run -0 cachectl get --help
+	assert_output --partial '{"key","value"} per key, with "ttl_ms" when --ttl'
+	grep -q 'record (null for a key without expiry, and for a missing key)' "$TOP/man/cachectl.1"
 }
 
 @test "get --json --ttl output is what warm --jsonl reads: a copy keeps values and TTLs" {

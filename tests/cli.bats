@@ -96,6 +96,32 @@ Try 'cachectl --help'." ]
 	run -1 cachectl get --redis "redis://$hp/$((n - 1))" "k$RANDOM"
 }
 
+@test "every key cachectl writes without a TTL is named as such in cachectl(1)'s KEY LAYOUT" {
+	# every writing path: set/warm with tags and a namespace, tracked
+	# reads, fetch (lock), warm --once, invalidate by tag and namespace
+	cachectl set -q --ttl 1m --tag t1 --ns n1 k1 v
+	printf 'k2\tv\n' | cachectl warm -q --ttl 1m --tag t2 --once o1
+	cachectl get -q --track k1 k2 >/dev/null || true
+	CQ_TRACK=1 cachectl fetch --ttl 1m k3 -- echo v >/dev/null
+	cachectl get -q --ns n1 k1 >/dev/null
+	cachectl invalidate -q --tag t1 || true
+	cachectl invalidate -q --ns n1
+	local key found=()
+	while IFS= read -r key; do
+		[ -n "$key" ] || continue
+		[ "$(rcli pttl "$key")" = -1 ] && found+=("${key#"$P"}")
+	done < <(rcli --scan --pattern "${P}*"; echo cq:track)
+	# what Redis holds without expiry: the namespace counter and cq:track
+	[ "$(printf '%s\n' "${found[@]}" | sort | tr '\n' ' ')" = "cq:ns:n1 cq:track " ]
+	# and what the man page's KEY LAYOUT says about them
+	local layout
+	layout=$(sed -n '/^\.SH KEY LAYOUT/,/^\.SH /p' "$TOP/man/cachectl.1")
+	grep -q '^\.IB P cq:ns: NAME$' <<<"$layout"
+	grep -q '^\.B cq:track$' <<<"$layout"
+	grep -q 'one of the two keys' <<<"$layout"
+	[[ "$layout" == *"It has no TTL either"* ]]
+}
+
 @test "man pages render without warnings and list exit status and environment" {
 	for p in $PROGS; do
 		[ -f "$TOP/man/$p.1" ]
