@@ -314,8 +314,10 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 
 	cq_message_init(&tmpl);
 	hdrs = calloc((size_t)argc + 1, sizeof(*hdrs));
-	if (!hdrs)
-		return cli_usage_error(cli, "out of memory");
+	if (!hdrs) {
+		cli_err(cli, "out of memory");
+		return EX_SOFTWARE;	/* 70, not a usage error */
+	}
 	while ((c = getopt_long(argc, argv, "0H:" CLI_COMMON_SHORT, opts, NULL)) != -1) {
 		switch (c) {
 		case '0':
@@ -759,7 +761,12 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 			o.count = v;
 			break;
 		case OPT_REPLAY_FILTER:
-			if (cq_filter_add(&filter, optarg, err, sizeof(err))) {
+			if ((e = cq_filter_add(&filter, optarg, err, sizeof(err)))) {
+				if (e == CQ_ERR_NOMEM) {
+					cli_err(cli, "out of memory");
+					cq_filter_free(filter);
+					return EX_SOFTWARE;
+				}
 				cli_usage_error(cli, "--filter: %s", err);
 				goto usage;
 			}

@@ -254,7 +254,7 @@ static amqp_table_entry_t client_entries[] = {
 static const amqp_table_t client_props = { 1, client_entries };
 
 /* Open one URL: socket, login, channel.  Leaves ctx->amqp set on success. */
-static enum cq_err open_one(struct cq_ctx *ctx, const struct cq_amqp_url *u)
+static enum cq_err open_one(struct cq_ctx *ctx, const struct cqi_amqp_url *u)
 {
 	long long ms = u->connect_timeout_ms >= 0 ? u->connect_timeout_ms : ctx->set.timeout_ms;
 	struct timeval rpc = { ctx->set.timeout_ms / 1000,
@@ -353,19 +353,19 @@ enum cq_err cq_amqp_connect(struct cq_ctx *ctx)
 	while (list && *list) {
 		size_t n = cqi_url_member_len(list);
 		char *one = strndup(list, n), errbuf[200], safe[300];
-		struct cq_amqp_url u;
+		struct cqi_amqp_url u;
 
 		if (!one)
 			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-		cq_url_redact(one, safe, sizeof(safe));
-		e = cq_amqp_url_parse(one, &u, errbuf, sizeof(errbuf));
+		cqi_url_redact(one, safe, sizeof(safe));
+		e = cqi_amqp_url_parse(one, &u, errbuf, sizeof(errbuf));
 		free(one);
 		if (e)
 			return cq_seterr(ctx, e, "bad AMQP URL '%s': %s", safe,
 					 errbuf);
 		cq_clear_error(ctx);
 		e = open_one(ctx, &u);
-		cq_amqp_url_clear(&u);
+		cqi_amqp_url_clear(&u);
 		if (!e)
 			return CQ_OK;
 		amqp_close(ctx);
@@ -381,7 +381,7 @@ enum cq_err cq_amqp_connect(struct cq_ctx *ctx)
 	return e;
 }
 
-const char *cq_amqp_where(const struct cq_ctx *ctx)
+const char *cqi_amqp_where(const struct cq_ctx *ctx)
 {
 	return ctx->amqp ? ctx->amqp->where : "";
 }

@@ -43,7 +43,7 @@ static const char *hash_tag(const char *k, size_t n, size_t *tlen)
 	return open + 1;
 }
 
-unsigned cq_key_slot(const void *key, size_t len)
+unsigned cqi_key_slot(const void *key, size_t len)
 {
 	size_t tlen;
 	const char *tag = hash_tag(key, len, &tlen);
@@ -73,7 +73,7 @@ static void slot_string(unsigned slot, char out[8])
 	}
 }
 
-bool cq_derived_key(const char *prefix, const void *key, size_t len,
+bool cqi_derived_key(const char *prefix, const void *key, size_t len,
 		    const char *what, struct cq_buf *out)
 {
 	const char *pre = prefix ? prefix : "";
@@ -98,7 +98,7 @@ bool cq_derived_key(const char *prefix, const void *key, size_t len,
 
 		if (!front)
 			pl = 0;
-		slot_string(cq_key_slot(key, len), t);
+		slot_string(cqi_key_slot(key, len), t);
 		ok = cq_buf_append(out, pre, pl) &&
 		     cq_buf_append(out, "{", 1) &&
 		     cq_buf_append(out, t, strlen(t)) &&
@@ -192,7 +192,7 @@ enum cq_err cqi_ns_gen(struct cq_ctx *ctx, const char *ns, bool create,
 	/* A fresh random start: never a generation used before the key was
 	 * lost.  SET NX GET: whoever comes first wins, the others read it. */
 	snprintf(fresh, sizeof(fresh), "%llu",
-		 (unsigned long long)(cq_rand_below(1ULL << 40) + (1ULL << 20)));
+		 (unsigned long long)(cqi_rand_below(1ULL << 40) + (1ULL << 20)));
 	argv[0] = "SET", lens[0] = 3;
 	argv[2] = fresh, lens[2] = strlen(fresh);
 	argv[3] = "NX", lens[3] = 2;
@@ -304,7 +304,7 @@ enum cq_err cq_cache_get(struct cq_ctx *ctx, size_t n, const char *const *keys,
 
 /* ---- set ------------------------------------------------------------------ */
 
-long long cq_jittered_ttl(const struct cq_set_opts *o)
+long long cqi_jittered_ttl(const struct cq_set_opts *o)
 {
 	long long spread = o->jitter_ms;
 
@@ -312,7 +312,7 @@ long long cq_jittered_ttl(const struct cq_set_opts *o)
 		spread = (long long)((double)o->ttl_ms * o->jitter_pct / 100.0);
 	if (spread <= 0)
 		return o->ttl_ms;
-	return o->ttl_ms + (long long)cq_rand_below((uint64_t)spread + 1);
+	return o->ttl_ms + (long long)cqi_rand_below((uint64_t)spread + 1);
 }
 
 /*
@@ -450,7 +450,7 @@ static enum cq_err set_keep_ttl(struct cq_ctx *ctx, const struct cq_buf *kb,
 			return ctx->err;
 		if (*written || !o->ttl_ms || o->xx)
 			return CQ_OK;
-		*t = cq_jittered_ttl(o);
+		*t = cqi_jittered_ttl(o);
 		if (set_once(ctx, kb, val, len, *t, "NX", written))
 			return ctx->err;
 		if (*written)
@@ -478,7 +478,7 @@ enum cq_err cq_cache_set(struct cq_ctx *ctx, const char *key, size_t keylen,
 	if (o->keep_ttl) {
 		e = set_keep_ttl(ctx, &kb, val, len, o, written, &t);
 	} else {
-		t = o->no_ttl ? 0 : cq_jittered_ttl(o);
+		t = o->no_ttl ? 0 : cqi_jittered_ttl(o);
 		e = set_once(ctx, &kb, val, len, t,
 			     o->nx ? "NX" : o->xx ? "XX" : NULL, written);
 	}

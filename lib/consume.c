@@ -197,7 +197,7 @@ static enum cq_err on_deliver(struct consumer *c, const amqp_frame_t *f)
 		d->props = NULL;
 	}
 	if (!push(c, d)) {
-		cq_delivery_free(d);
+		cqi_delivery_free(d);
 		e = cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
 		goto out;
 	}
@@ -538,7 +538,7 @@ static void dedupe_mark(struct consumer *c, const char *id)
 
 static void ack(struct consumer *c, uint64_t tag, bool multiple)
 {
-	if (cq_ack(c->ctx, tag, multiple))
+	if (cqi_ack(c->ctx, tag, multiple))
 		return;	/* the connection is gone: it comes back */
 }
 
@@ -561,7 +561,7 @@ static void on_settle(void *arg, uint64_t user_tag, bool ok,
 	}
 	/* not safely elsewhere: leave it in the queue, and stop */
 	if (!c->ctx->err)
-		cq_nack(c->ctx, tag, false, true);
+		cqi_nack(c->ctx, tag, false, true);
 	fail(c, CQ_ERR_TEMPFAIL, "cannot %s a message: %s (it stays in '%s')",
 	     dead ? "dead-letter" : "retry", reason, c->o->queue);
 }
@@ -584,7 +584,7 @@ long long cqi_delivery_count(const struct cq_delivery *d)
 	const struct cq_field *f = cq_delivery_header(d, CQ_HDR_DELIVERY_COUNT);
 	long long n;
 
-	return f && cq_field_int(f, &n) && n > 0 ? n : 0;
+	return f && cqi_field_int(f, &n) && n > 0 ? n : 0;
 }
 
 static long long retries_of(const struct cq_delivery *d)
@@ -592,7 +592,7 @@ static long long retries_of(const struct cq_delivery *d)
 	const struct cq_field *f = cq_delivery_header(d, CQ_HDR_RETRIES);
 	long long n;
 
-	return f && cq_field_int(f, &n) && n > 0 ? n : 0;
+	return f && cqi_field_int(f, &n) && n > 0 ? n : 0;
 }
 
 /* A string header of d, or dflt. */
@@ -665,7 +665,7 @@ static void dead_letter(struct consumer *c, struct cq_delivery *d,
 
 	if (c->dlx) {
 		/* the broker moves it and records x-death */
-		if (cq_reject(c->ctx, d->delivery_tag, false) == CQ_OK)
+		if (cqi_reject(c->ctx, d->delivery_tag, false) == CQ_OK)
 			c->st->dead_lettered++;
 		notice(c, "message '%s' dead-lettered through exchange '%s': %s",
 		       msg_id(d), *c->dlx ? c->dlx : "(default)", reason);
@@ -758,19 +758,19 @@ static void print_work(struct consumer *c)
 
 		c->taken++;
 		if (!skip_if_seen(c, d, &skipped) || skipped) {
-			cq_delivery_free(d);
+			cqi_delivery_free(d);
 			continue;
 		}
 		if (!c->o->print(c->o->arg, d)) {
 			fail(c, CQ_ERR_IO, "cannot write output");
-			cq_delivery_free(d);
+			cqi_delivery_free(d);
 			return;
 		}
 		c->batch_tag = d->delivery_tag;
 		c->batch_n++;
 		if (c->o->dedupe && d->message_id)
 			c->batch_id = strdup(d->message_id);
-		cq_delivery_free(d);
+		cqi_delivery_free(d);
 		if (c->batch_n >= c->ack_every)
 			flush_batch(c);
 	}
@@ -843,7 +843,7 @@ static void release_held(struct consumer *c, long long now)
 		if (!c->ctx->err)
 			retry(c, h->d, h->retries, h->code, h->tail,
 			      strlen(h->tail));
-		cq_delivery_free(h->d);
+		cqi_delivery_free(h->d);
 		free(h->tail);
 		c->held[i] = c->held[--c->nheld];
 	}
@@ -892,7 +892,7 @@ static void finish_job(struct consumer *c, struct cqi_job *j)
 		failed(c, j);
 	}
 	c->st->handled++;
-	cq_delivery_free(j->d);
+	cqi_delivery_free(j->d);
 	cqi_job_clear(j);
 	c->running--;
 }
@@ -908,7 +908,7 @@ static void start_job(struct consumer *c, struct cq_delivery *d)
 				retries_of(d), c->o->handler_timeout_ms)) {
 		if (j)
 			fail_from_ctx(c);
-		cq_delivery_free(d);	/* unacked: it comes back */
+		cqi_delivery_free(d);	/* unacked: it comes back */
 		if (j)
 			cqi_job_clear(j);
 		return;
@@ -936,7 +936,7 @@ static void exec_work(struct consumer *c, long long now)
 
 		c->taken++;
 		if (!skip_if_seen(c, d, &skipped) || skipped) {
-			cq_delivery_free(d);
+			cqi_delivery_free(d);
 			continue;
 		}
 		start_job(c, d);
@@ -948,7 +948,7 @@ static void exec_work(struct consumer *c, long long now)
 static bool busy(const struct consumer *c)
 {
 	return c->len || c->running || c->nheld || c->batch_n ||
-	       (c->pub && cq_publisher_outstanding(c->pub)) ||
+	       (c->pub && cqi_publisher_outstanding(c->pub)) ||
 	       amqp_frames_enqueued(c->conn) || amqp_data_in_buffer(c->conn);
 }
 
@@ -975,7 +975,7 @@ static bool finished(const struct consumer *c)
 		return true;
 	if (c->nheld || c->batch_n)
 		return false;
-	if (c->pub && cq_publisher_outstanding(c->pub))
+	if (c->pub && cqi_publisher_outstanding(c->pub))
 		return false;
 	if (c->drain && !c->fatal &&
 	    (c->len || amqp_frames_enqueued(c->conn)))
@@ -1269,16 +1269,16 @@ static enum cq_err setup(struct consumer *c, bool *empty)
 static void cleanup(struct consumer *c)
 {
 	while (c->len)
-		cq_delivery_free(pop(c));
+		cqi_delivery_free(pop(c));
 	free(c->fifo);
 	for (unsigned i = 0; i < c->njobs; i++) {
-		cq_delivery_free(c->jobs[i].d);
+		cqi_delivery_free(c->jobs[i].d);
 		cqi_job_clear(&c->jobs[i]);
 	}
 	free(c->jobs);
 	free(c->pfds);
 	for (size_t i = 0; i < c->nheld; i++) {
-		cq_delivery_free(c->held[i].d);
+		cqi_delivery_free(c->held[i].d);
 		free(c->held[i].tail);
 	}
 	free(c->held);

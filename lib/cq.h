@@ -3,7 +3,8 @@
  *
  * Every behaviour of cachectl, qctl and cqstat lives behind this header.
  * Programs include only this file; backend types (hiredis, librabbitmq,
- * jansson) never appear here.
+ * jansson) never appear here.  docs/ARCHITECTURE.md says which file of
+ * lib/ owns what.
  *
  * Conventions
  * - Functions that act return an enum cq_err (CQ_OK on success) and leave
@@ -93,7 +94,9 @@ struct cq_ctx {
  * The settings are copied (their strings stay borrowed). */
 struct cq_ctx *cq_ctx_new(const struct cq_settings *set);
 void cq_ctx_free(struct cq_ctx *ctx);
-/* Set the error (printf-style, truncated to fit) and return it. */
+/* Set the error (printf-style, truncated to fit) and return it.  For
+ * library users too: a callback (cq_peek_fn, a consume or replay hook)
+ * stops the run by setting the context's error and returning it. */
 enum cq_err cq_seterr(struct cq_ctx *ctx, enum cq_err err, const char *fmt,
 		      ...) __attribute__((format(printf, 3, 4)));
 void cq_clear_error(struct cq_ctx *ctx);
@@ -111,44 +114,10 @@ bool cq_parse_uint(const char *s, unsigned long long min,
 /* A duration or a percentage: "10%" sets *pct (0-100), else *ms. */
 bool cq_parse_jitter(const char *s, long long *ms, double *pct);
 
-struct cq_redis_url {
-	char *host;		/* NULL for unix sockets; IPv6 without [] */
-	int port;
-	char *path;		/* unix socket path, or NULL */
-	int db;
-	char *user;		/* ACL user, or NULL */
-	char *pass;		/* or NULL */
-};
-enum cq_err cq_redis_url_parse(const char *url, struct cq_redis_url *out,
-			       char *errbuf, size_t errlen);
-void cq_redis_url_clear(struct cq_redis_url *u);
-
-struct cq_amqp_url {
-	char *host;
-	int port;
-	char *user;
-	char *pass;
-	char *vhost;		/* decoded; "/" by default */
-	bool tls;
-	int heartbeat_s;	/* ?heartbeat=N, or -1: the settings' */
-	int connect_timeout_ms;	/* ?connection_timeout=MS, or -1 */
-};
-enum cq_err cq_amqp_url_parse(const char *url, struct cq_amqp_url *out,
-			      char *errbuf, size_t errlen);
-void cq_amqp_url_clear(struct cq_amqp_url *u);
-
-/* Copy url into buf with any password replaced by "***".  Works on
- * malformed input too, since it is used in error messages. */
-void cq_url_redact(const char *url, char *buf, size_t len);
-
 /* ---- connections (redis.c, amqp.c) ----------------------------------- */
 
 enum cq_err cq_redis_connect(struct cq_ctx *ctx);
 enum cq_err cq_amqp_connect(struct cq_ctx *ctx);
-/* The host:port (or socket) connected to, with no password, for messages.
- * Borrowed; valid until the context is freed. */
-const char *cq_redis_where(const struct cq_ctx *ctx);
-const char *cq_amqp_where(const struct cq_ctx *ctx);
 
 /* ---- small shared helpers (util.c) ------------------------------------ */
 
@@ -156,11 +125,6 @@ const char *cq_amqp_where(const struct cq_ctx *ctx);
 long long cq_now_ms(void);
 /* Milliseconds since the epoch. */
 long long cq_wall_ms(void);
-/* Fill buf with n bytes from the OS random source. */
-enum cq_err cq_random_bytes(struct cq_ctx *ctx, void *buf, size_t n);
-/* A uniform random integer in [0, n) from a fast per-process generator
- * seeded from the OS (not for secrets). */
-uint64_t cq_rand_below(uint64_t n);
 
 /* A growable byte buffer; the caller owns data. */
 struct cq_buf {
@@ -172,18 +136,6 @@ bool cq_buf_reserve(struct cq_buf *b, size_t n);
 bool cq_buf_append(struct cq_buf *b, const void *p, size_t n);
 void cq_buf_reset(struct cq_buf *b);
 void cq_buf_free(struct cq_buf *b);
-
-/*
- * A rate limiter: cq_throttle_wait() sleeps as needed so that calls are
- * spread at most `per_s` a second.  per_s == 0 means unlimited.
- */
-struct cq_throttle {
-	double per_s;
-	long long start_ms;
-	unsigned long long done;
-};
-void cq_throttle_init(struct cq_throttle *t, double per_s);
-void cq_throttle_wait(struct cq_throttle *t, unsigned long long n);
 
 /* ---- record input (reader.c) ------------------------------------------ */
 
@@ -232,7 +184,7 @@ bool cq_reader_next(struct cq_reader *r, struct cq_rec_in *rec);
 /* Records read so far, blank ones included; blank ones skipped so far. */
 uint64_t cq_reader_records(const struct cq_reader *r);
 uint64_t cq_reader_blank(const struct cq_reader *r);
-/* Wait for input through pub (cq_publisher_wait_input) before each read: a
+/* Wait for input through pub (cqi_publisher_wait_input) before each read: a
  * read that would block then serves the connection instead.  NULL stops. */
 void cq_reader_serve(struct cq_reader *r, struct cq_publisher *pub);
 void cq_reader_free(struct cq_reader *r);
@@ -241,12 +193,6 @@ const char *cq_rec_flaw_str(enum cq_rec_flaw f);
 
 /* ---- JSON output (json.c) --------------------------------------------- */
 
-/* Standard base64 of n bytes, NUL-terminated; caller frees.  NULL out of
- * memory. */
-char *cq_base64(const void *p, size_t n);
-/* Decode standard or URL-safe base64 (padding optional) into out
- * (appended).  False for bad input (or out of memory). */
-bool cq_base64_decode(const char *s, size_t n, struct cq_buf *out);
 /* One JSON line {"key":K,"value":V[,"ttl_ms":T]} without the newline
  * (ttl_ms when ttl_ms is non-NULL; T null for no expiry or a NULL val:
  * the form warm --jsonl reads back); a key or value that is not valid

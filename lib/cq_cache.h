@@ -17,24 +17,6 @@
 
 /* ---- key names ---------------------------------------------------------- */
 
-/* The Redis Cluster hash slot of a key (CRC16/XMODEM mod 16384 of the key,
- * or of its first non-empty {hash tag}). */
-unsigned cq_key_slot(const void *key, size_t len);
-
-/*
- * The name of something cq keeps beside key (what: "lock", "meta"), built
- * so that it hashes to the same cluster slot as key:
- *   key has a {tag}:            key "|cq:" what
- *   else, no '}' in key and no '{' in prefix:
- *                               prefix "{" key "}|cq:" what
- *   else:                       "{" T "}" key "|cq:" what, T a short
- *                               string found to hash to key's slot
- * key is the full key name (prefix included); prefix may be NULL.
- * Returns false out of memory.
- */
-bool cq_derived_key(const char *prefix, const void *key, size_t len,
-		    const char *what, struct cq_buf *out);
-
 /* A namespace name: 1-100 of [A-Za-z0-9._/-]. */
 bool cq_ns_name_ok(const char *ns);
 
@@ -71,10 +53,6 @@ struct cq_set_opts {
 	const char *const *tags;	/* record the key under these tags */
 	size_t ntags;
 };
-
-/* The TTL to write: ttl_ms plus a uniform random extra in
- * [0, jitter_ms] or [0, ttl_ms * jitter_pct / 100]. */
-long long cq_jittered_ttl(const struct cq_set_opts *o);
 
 /* Write one value.  *written is false when --nx/--xx prevented it, or
  * keep_ttl found no key and had no ttl_ms to give it: keep_ttl never
@@ -132,49 +110,7 @@ enum cq_err cq_invalidate_ns(struct cq_ctx *ctx, const char *ns,
 			     const struct cq_inval_opts *o,
 			     struct cq_inval_stats *st);
 
-/* Escape the glob characters (* ? [ ] \) of s[0..n) into out (appended). */
-bool cq_glob_escape(const char *s, size_t n, struct cq_buf *out);
-
 /* ---- warm ------------------------------------------------------------------ */
-
-#define CQ_WARM_MAX_TAGS 32
-
-/*
- * One record to warm.  key, val and tags point into the parsed line, or
- * into scratch (JSONL), and stay valid until the next parse or clear.
- */
-struct cq_warm_rec {
-	const char *key;
-	size_t keylen;
-	const char *val;
-	size_t vallen;
-	long long ttl_ms;	/* -1: the run's --ttl */
-	size_t ntags;
-	const char *tags[CQ_WARM_MAX_TAGS];
-	size_t taglens[CQ_WARM_MAX_TAGS];
-	struct cq_buf scratch;
-};
-void cq_warm_rec_clear(struct cq_warm_rec *rec);
-
-/*
- * The record parsers: pure functions (no I/O), total on any input (a
- * fuzzer may call them with anything).  Return true and fill rec, or
- * false with a message in err (lower case, no line number).
- *   tsv:   key TAB value (the value may hold TABs; no newline expected)
- *   nul:   key NUL value (one -0 record: two NUL-terminated fields joined)
- *   jsonl: {"key":S, "value":ANY, "ttl":SECONDS|"DUR", "tags":[S...]}
- *          key_base64/value_base64 instead of key/value; a non-string
- *          value is stored as its compact JSON text; "ttl_ms" also taken.
- */
-bool cq_warm_parse_tsv(const char *line, size_t len, struct cq_warm_rec *rec,
-		       char *err, size_t errlen);
-bool cq_warm_parse_nul(const char *rec_data, size_t len,
-		       struct cq_warm_rec *rec, char *err, size_t errlen);
-bool cq_warm_parse_jsonl(const char *line, size_t len,
-			 struct cq_warm_rec *rec, char *err, size_t errlen);
-/* A keys file line for --exec: the key itself, non-empty. */
-bool cq_warm_parse_key(const char *line, size_t len, struct cq_warm_rec *rec,
-		       char *err, size_t errlen);
 
 enum cq_warm_format { CQ_WARM_TSV, CQ_WARM_NUL, CQ_WARM_JSONL };
 

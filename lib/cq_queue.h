@@ -58,19 +58,6 @@ struct cq_field {
 	size_t n;
 };
 
-/* A field of a table by name (first match), or NULL.  Borrowed. */
-const struct cq_field *cq_field_get(const struct cq_field *items, size_t n,
-				    const char *key);
-/* The value as text: strings as they are, numbers in decimal, booleans
- * "true"/"false", tables and arrays as compact JSON.  Caller frees; NULL
- * out of memory. */
-char *cq_field_text(const struct cq_field *f);
-/* An integer value (INT, BOOL, TIMESTAMP, or a STRING holding a decimal
- * integer), else false. */
-bool cq_field_int(const struct cq_field *f, long long *out);
-/* Free the fields of an array of n and the array itself. */
-void cq_fields_free(struct cq_field *items, size_t n);
-
 /* One entry of RabbitMQ's x-death header (newest first). */
 struct cq_xdeath {
 	char *queue;		/* the queue it died in */
@@ -121,8 +108,6 @@ struct cq_death {
  * (x-original-queue, original-queue, x-source-queue, source-queue,
  * x-original-routing-key...), then the DLQ's name.
  */
-enum cq_err cq_death_decode(const struct cq_field *headers, size_t n,
-			    const char *from_queue, struct cq_death *out);
 void cq_death_clear(struct cq_death *d);
 
 /* ---- consumed messages -------------------------------------------------- */
@@ -130,7 +115,7 @@ void cq_death_clear(struct cq_death *d);
 struct cqi_props;
 
 /* A message read from a queue (basic.get or basic.deliver).  Everything is
- * owned by the struct; free with cq_delivery_free. */
+ * owned by the struct; free with cqi_delivery_free. */
 struct cq_delivery {
 	char *body;		/* NUL-terminated for convenience; may hold NULs */
 	size_t len;
@@ -155,14 +140,10 @@ struct cq_delivery {
 /* A header by name, or NULL.  Borrowed from d. */
 const struct cq_field *cq_delivery_header(const struct cq_delivery *d,
 					  const char *name);
-/* A header as text (see cq_field_text), or NULL when absent or out of
- * memory.  Caller frees. */
-char *cq_delivery_header_text(const struct cq_delivery *d, const char *name);
-/* The dead-letter story of d (cq_death_decode over its headers, with
+/* The dead-letter story of d (cqi_death_decode over its headers, with
  * d->queue as from_queue). */
 enum cq_err cq_delivery_death(const struct cq_delivery *d,
 			      struct cq_death *out);
-void cq_delivery_free(struct cq_delivery *d);
 
 /* One JSON object (no newline) for a delivery: queue, delivery_tag,
  * redelivered, exchange, routing_key, message_id, timestamp,
@@ -171,18 +152,6 @@ void cq_delivery_free(struct cq_delivery *d);
  * death, also "death": the cq_death summary.  Caller frees; NULL out of
  * memory. */
 char *cq_delivery_json(const struct cq_delivery *d, bool death);
-
-/*
- * basic.get one message from queue without acking it.  *out is NULL when
- * the queue is empty (CQ_OK).  A missing queue is CQ_ERR_NOTFOUND.
- */
-enum cq_err cq_get(struct cq_ctx *ctx, const char *queue,
-		   struct cq_delivery **out);
-/* Settle a delivery by tag.  multiple covers every unsettled tag up to it. */
-enum cq_err cq_ack(struct cq_ctx *ctx, uint64_t tag, bool multiple);
-enum cq_err cq_nack(struct cq_ctx *ctx, uint64_t tag, bool multiple,
-		    bool requeue);
-enum cq_err cq_reject(struct cq_ctx *ctx, uint64_t tag, bool requeue);
 
 /* ---- messages to publish ------------------------------------------------ */
 
@@ -244,8 +213,8 @@ struct cq_publisher;
  * Called exactly once for every message given to cq_publish (whatever
  * cq_publish returns): ok when the broker confirmed it, else reason is one
  * of the CQ_REASON_* strings (static).
- * Runs inside cq_publish, cq_publisher_poll or cq_publisher_flush; it may
- * ack or nack deliveries (cq_ack) but must not publish.
+ * Runs inside cq_publish, cqi_publisher_poll or cq_publisher_flush; it may
+ * ack or nack deliveries (cqi_ack) but must not publish.
  */
 typedef void (*cq_settle_fn)(void *arg, uint64_t user_tag, bool ok,
 			     const char *reason);
@@ -271,20 +240,12 @@ void cq_publisher_on_settle(struct cq_publisher *pub, cq_settle_fn fn,
  */
 enum cq_err cq_publish(struct cq_publisher *pub, const struct cq_message *msg,
 		       uint64_t user_tag);
-/* Settle whatever confirms have already arrived, without blocking. */
-enum cq_err cq_publisher_poll(struct cq_publisher *pub);
 /* Wait for every outstanding confirm.  After 60s (or the context timeout if
  * longer) without any confirm, while the broker does not say it is
  * blocked, the rest are settled failed and CQ_ERR_TEMPFAIL returned. */
 enum cq_err cq_publisher_flush(struct cq_publisher *pub);
-/* Block until fd has input (or its end, or an error), reading confirms and
- * sending heartbeats meanwhile, so a slow producer neither leaves confirms
- * unread nor lets the broker drop an idle connection.  CQ_OK, or the error
- * that ended the publisher. */
-enum cq_err cq_publisher_wait_input(struct cq_publisher *pub, int fd);
 uint64_t cq_publisher_confirmed(const struct cq_publisher *pub);
 uint64_t cq_publisher_failed(const struct cq_publisher *pub);
-size_t cq_publisher_outstanding(const struct cq_publisher *pub);
 /* False once the channel or connection is gone (every later cq_publish
  * fails at once). */
 bool cq_publisher_alive(const struct cq_publisher *pub);
@@ -389,8 +350,6 @@ struct cq_filter;
  * CQ_ERR_USAGE with the reason in err. */
 enum cq_err cq_filter_add(struct cq_filter **list, const char *spec,
 			  char *err, size_t errlen);
-bool cq_filter_match(const struct cq_filter *list, const struct cq_delivery *d,
-		     const struct cq_death *death);
 void cq_filter_free(struct cq_filter *list);
 
 enum cq_replay_what {

@@ -81,17 +81,10 @@ struct cq_metrics {
 
 void cq_metrics_init(struct cq_metrics *ms);
 void cq_metrics_clear(struct cq_metrics *ms);
-/* Append a metric (name must be in the table; label may be NULL).
- * Returns false out of memory or for an unknown name. */
-bool cq_metrics_add(struct cq_metrics *ms, const char *name,
-		    const char *label, size_t label_len, double value);
 /* The value of name (with label, or the first of that name when label is
  * NULL); NAN when absent. */
 double cq_metrics_get(const struct cq_metrics *ms, const char *name,
 		      const char *label);
-/* Record a queue (copied); returns its index or -1 out of memory. */
-int cq_metrics_add_queue(struct cq_metrics *ms, const char *name,
-			 const char *dlq, bool found);
 /* Mark a source used, and up or down with the context's error. */
 void cq_metrics_source(struct cq_metrics *ms, int src, const struct cq_ctx *ctx);
 
@@ -188,15 +181,6 @@ struct cq_redis_info {
 	struct cq_redis_db db[CQ_REDIS_MAX_DBS];
 };
 
-/*
- * Parse the text of INFO (any sections; "key:value" lines, CRLF or LF).
- * Unknown fields are ignored.  A pure function: false with a message in
- * err when keyspace_hits, keyspace_misses, total_commands_processed or
- * used_memory is missing, or when a field cq uses has a malformed value.
- */
-bool cq_redis_info_parse(const char *text, size_t len,
-			 struct cq_redis_info *out, char *err, size_t errlen);
-
 /* Per-prefix counters from CQ_TRACK_KEY. */
 struct cq_track {
 	char *prefix;		/* owned; may hold any byte */
@@ -244,38 +228,6 @@ bool cq_cache_figures(const struct cq_cache_sample *prev,
 enum cq_err cq_queue_figures(struct cq_ctx *ctx, size_t n,
 			     const char *const *queues,
 			     const char *const *dlqs, struct cq_metrics *ms);
-
-/* ---- the RabbitMQ management API (mgmt.c) ------------------------------ */
-
-/* One queue as the management API reports it. */
-struct cq_api_queue {
-	char *name;
-	double ready, unacked, consumers;	/* NAN when not reported */
-	double publish_rate, deliver_rate, ack_rate;	/* per second */
-	char *dlq;		/* where its dead letters go, NULL unknown */
-	bool found;		/* the API knows the queue */
-};
-void cq_api_queues_free(struct cq_api_queue *q, size_t n);
-
-/* Log in to the management API at url (GET /api/whoami): CQ_OK when it
- * answers and accepts the login, else the error, with the message on ctx
- * (no password in it). */
-enum cq_err cq_api_ping(struct cq_ctx *ctx, const char *url);
-
-/*
- * Read queues of vhost from the management API at url
- * (http[s]://[user:pass@]host:port[/path]): the named ones (names, n
- * of them: a missing one comes back with name set and every figure NAN),
- * or, with glob non-NULL, every queue whose name matches it (fnmatch).
- * The dead-letter queue is resolved from x-dead-letter-exchange /
- * -routing-key (arguments or policy) and the exchange's bindings.  The
- * URL's password never appears in a message.  *out is an array the
- * caller frees with cq_api_queues_free.
- */
-enum cq_err cq_api_queues(struct cq_ctx *ctx, const char *url,
-			  const char *vhost, const char *const *names,
-			  size_t n, const char *glob,
-			  struct cq_api_queue **out, size_t *nout);
 
 /* ---- cqstat's sampler (stats_sample.c) --------------------------------- */
 

@@ -111,7 +111,7 @@ static bool take_member(struct cq_record *rec, const char *k, json_t *v,
 		if (!str_of(v, &s, &len))
 			goto want_string;
 		cq_buf_reset(&rec->body);	/* body_base64 and body-base64 */
-		if (!cq_base64_decode(s, len, &rec->body)) {
+		if (!cqi_base64_decode(s, len, &rec->body)) {
 			cqi_errbuf(err, errlen, "body_base64: not base64");
 			return false;
 		}

@@ -143,7 +143,7 @@ static void store(struct fetch *f, const char *val, size_t len,
 	char ttls[32], mttl[32], exps[32], deltas[32];
 	const char *argv[6] = { "SET", f->data.data, val, "PX", ttls };
 	size_t lens[6] = { 3, f->data.len, len, 2, 0 };
-	long long ttl = cq_jittered_ttl(&f->o->set);
+	long long ttl = cqi_jittered_ttl(&f->o->set);
 	size_t n = 1;
 
 	snprintf(ttls, sizeof(ttls), "%lld", ttl + f->o->stale_ms);
@@ -366,7 +366,7 @@ static bool xfetch_early(const struct fetch *f, long long now)
 
 	if (f->o->beta <= 0 || f->expiry < 0 || f->delta < 0)
 		return false;
-	u = (double)(cq_rand_below(1ULL << 53) + 1) / (double)(1ULL << 53);
+	u = (double)(cqi_rand_below(1ULL << 53) + 1) / (double)(1ULL << 53);
 	return (double)now - (double)f->delta * f->o->beta * log(u) >=
 	       (double)f->expiry;
 }
@@ -427,9 +427,9 @@ static enum cq_err names(struct fetch *f)
 		return f->ctx->err;
 	if (!cqi_data_key(f->ctx, f->o->ns, &gen, f->key, strlen(f->key),
 			  &f->data) ||
-	    !cq_derived_key(f->ctx->set.prefix, f->data.data, f->data.len,
+	    !cqi_derived_key(f->ctx->set.prefix, f->data.data, f->data.len,
 			    "lock", &f->lock) ||
-	    !cq_derived_key(f->ctx->set.prefix, f->data.data, f->data.len,
+	    !cqi_derived_key(f->ctx->set.prefix, f->data.data, f->data.len,
 			    "meta", &f->meta))
 		return cq_seterr(f->ctx, CQ_ERR_NOMEM, "out of memory");
 	return CQ_OK;

@@ -144,7 +144,7 @@ enum cq_err cqi_fields_from_table(const amqp_table_t *t,
 {
 	if (from_entries(t->entries, NULL, t->num_entries, items, n, 0))
 		return CQ_OK;
-	cq_fields_free(*items, *n);
+	cqi_fields_free(*items, *n);
 	*items = NULL;
 	*n = 0;
 	return CQ_ERR_NOMEM;
@@ -154,10 +154,10 @@ static void field_clear(struct cq_field *f)
 {
 	free(f->key);
 	free(f->str);
-	cq_fields_free(f->items, f->n);
+	cqi_fields_free(f->items, f->n);
 }
 
-void cq_fields_free(struct cq_field *items, size_t n)
+void cqi_fields_free(struct cq_field *items, size_t n)
 {
 	if (!items)
 		return;
@@ -168,7 +168,7 @@ void cq_fields_free(struct cq_field *items, size_t n)
 
 /* ---- reading fields ----------------------------------------------------- */
 
-const struct cq_field *cq_field_get(const struct cq_field *items, size_t n,
+const struct cq_field *cqi_field_get(const struct cq_field *items, size_t n,
 				    const char *key)
 {
 	for (size_t i = 0; i < n; i++)
@@ -187,7 +187,7 @@ static const struct cq_field *get_nocase(const struct cq_field *items,
 	return NULL;
 }
 
-bool cq_field_int(const struct cq_field *f, long long *out)
+bool cqi_field_int(const struct cq_field *f, long long *out)
 {
 	char *end;
 
@@ -252,7 +252,7 @@ static json_t *field_json(const struct cq_field *f)
 			if (s)
 				return s;
 		}
-		b = cq_base64(f->str, f->len);
+		b = cqi_base64(f->str, f->len);
 		if (!b)
 			return NULL;
 		s = json_pack("{s:s}", "base64", b);
@@ -278,7 +278,7 @@ json_t *cqi_fields_json(const struct cq_field *items, size_t n)
 	return fields_json(items, n, true);
 }
 
-char *cq_field_text(const struct cq_field *f)
+char *cqi_field_text(const struct cq_field *f)
 {
 	char buf[64], *out;
 	json_t *j;
@@ -353,17 +353,17 @@ static bool xdeath_entry(const struct cq_field *t, struct cq_xdeath *x)
 {
 	const struct cq_field *rk;
 
-	if (!take_str(cq_field_get(t->items, t->n, "queue"), &x->queue) ||
-	    !take_str(cq_field_get(t->items, t->n, "reason"), &x->reason) ||
-	    !take_str(cq_field_get(t->items, t->n, "exchange"), &x->exchange))
+	if (!take_str(cqi_field_get(t->items, t->n, "queue"), &x->queue) ||
+	    !take_str(cqi_field_get(t->items, t->n, "reason"), &x->reason) ||
+	    !take_str(cqi_field_get(t->items, t->n, "exchange"), &x->exchange))
 		return false;
-	rk = cq_field_get(t->items, t->n, "routing-keys");
+	rk = cqi_field_get(t->items, t->n, "routing-keys");
 	if (rk && rk->kind == CQ_FIELD_ARRAY && rk->n > 0 &&
 	    !take_str(&rk->items[0], &x->routing_key))
 		return false;
-	if (!cq_field_int(cq_field_get(t->items, t->n, "count"), &x->count))
+	if (!cqi_field_int(cqi_field_get(t->items, t->n, "count"), &x->count))
 		x->count = 0;
-	if (!cq_field_int(cq_field_get(t->items, t->n, "time"), &x->time))
+	if (!cqi_field_int(cqi_field_get(t->items, t->n, "time"), &x->time))
 		x->time = 0;
 	return true;
 }
@@ -371,7 +371,7 @@ static bool xdeath_entry(const struct cq_field *t, struct cq_xdeath *x)
 static bool decode_xdeath(const struct cq_field *h, size_t n,
 			  struct cq_death *d)
 {
-	const struct cq_field *xd = cq_field_get(h, n, "x-death");
+	const struct cq_field *xd = cqi_field_get(h, n, "x-death");
 
 	if (!xd || xd->kind != CQ_FIELD_ARRAY || xd->n == 0)
 		return true;
@@ -416,18 +416,18 @@ static bool decode_qctl(const struct cq_field *h, size_t n, struct cq_death *d,
 			char **queue, char **exchange, char **rk, char **reason,
 			long long *died_at)
 {
-	if (!cq_field_int(cq_field_get(h, n, CQ_HDR_RETRIES), &d->retries))
+	if (!cqi_field_int(cqi_field_get(h, n, CQ_HDR_RETRIES), &d->retries))
 		d->retries = -1;
-	if (!cq_field_int(cq_field_get(h, n, CQ_HDR_EXIT_CODE), &d->exit_code))
+	if (!cqi_field_int(cqi_field_get(h, n, CQ_HDR_EXIT_CODE), &d->exit_code))
 		d->exit_code = -1;
-	if (!cq_field_int(cq_field_get(h, n, CQ_HDR_DIED_AT), died_at))
+	if (!cqi_field_int(cqi_field_get(h, n, CQ_HDR_DIED_AT), died_at))
 		*died_at = -1;
-	return take_str(cq_field_get(h, n, CQ_HDR_STDERR), &d->stderr_tail) &&
-	       take_str(cq_field_get(h, n, CQ_HDR_HOST), &d->host) &&
-	       take_str(cq_field_get(h, n, CQ_HDR_ORIGINAL_QUEUE), queue) &&
-	       take_str(cq_field_get(h, n, CQ_HDR_ORIGINAL_EXCHANGE), exchange) &&
-	       take_str(cq_field_get(h, n, CQ_HDR_ORIGINAL_ROUTING_KEY), rk) &&
-	       take_str(cq_field_get(h, n, CQ_HDR_DEATH_REASON), reason);
+	return take_str(cqi_field_get(h, n, CQ_HDR_STDERR), &d->stderr_tail) &&
+	       take_str(cqi_field_get(h, n, CQ_HDR_HOST), &d->host) &&
+	       take_str(cqi_field_get(h, n, CQ_HDR_ORIGINAL_QUEUE), queue) &&
+	       take_str(cqi_field_get(h, n, CQ_HDR_ORIGINAL_EXCHANGE), exchange) &&
+	       take_str(cqi_field_get(h, n, CQ_HDR_ORIGINAL_ROUTING_KEY), rk) &&
+	       take_str(cqi_field_get(h, n, CQ_HDR_DEATH_REASON), reason);
 }
 
 /* The first header of names[] that is present, as a string. */
@@ -559,7 +559,7 @@ nomem:
 	return CQ_ERR_NOMEM;
 }
 
-enum cq_err cq_death_decode(const struct cq_field *headers, size_t n,
+enum cq_err cqi_death_decode(const struct cq_field *headers, size_t n,
 			    const char *from_queue, struct cq_death *out)
 {
 	enum cq_err e;

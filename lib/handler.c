@@ -95,7 +95,7 @@ static void child_env(const char *queue, const struct cq_delivery *d,
 		    memchr(h->str, '\0', h->len))
 			continue;
 		name = header_var(h->key ? h->key : "");
-		val = cq_field_text(h);
+		val = cqi_field_text(h);
 		if (name && val)
 			setenv(name, val, 1);
 		free(name);

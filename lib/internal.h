@@ -47,4 +47,248 @@ struct cq_reader;
 void cqi_reader_wait(struct cq_reader *r,
 		     enum cq_err (*wait)(void *arg, int fd), void *arg);
 
+/*
+ * Helpers of the files below that no program calls (programs get cq.h
+ * only; a unit test or fuzzer may include this header).
+ */
+
+/* ---- URL parsing (url.c) --------------------------------------------------- */
+
+struct cqi_redis_url {
+	char *host;		/* NULL for unix sockets; IPv6 without [] */
+	int port;
+	char *path;		/* unix socket path, or NULL */
+	int db;
+	char *user;		/* ACL user, or NULL */
+	char *pass;		/* or NULL */
+};
+enum cq_err cqi_redis_url_parse(const char *url, struct cqi_redis_url *out,
+			       char *errbuf, size_t errlen);
+void cqi_redis_url_clear(struct cqi_redis_url *u);
+
+struct cqi_amqp_url {
+	char *host;
+	int port;
+	char *user;
+	char *pass;
+	char *vhost;		/* decoded; "/" by default */
+	bool tls;
+	int heartbeat_s;	/* ?heartbeat=N, or -1: the settings' */
+	int connect_timeout_ms;	/* ?connection_timeout=MS, or -1 */
+};
+enum cq_err cqi_amqp_url_parse(const char *url, struct cqi_amqp_url *out,
+			      char *errbuf, size_t errlen);
+void cqi_amqp_url_clear(struct cqi_amqp_url *u);
+
+/* Copy url into buf with any password replaced by "***".  Works on
+ * malformed input too, since it is used in error messages. */
+void cqi_url_redact(const char *url, char *buf, size_t len);
+
+/* ---- connections (redis.c, amqp.c) ----------------------------------------- */
+
+/* The host:port (or socket) connected to, with no password, for messages.
+ * Borrowed; valid until the context is freed. */
+const char *cqi_redis_where(const struct cq_ctx *ctx);
+const char *cqi_amqp_where(const struct cq_ctx *ctx);
+
+/* ---- small shared helpers (util.c) ----------------------------------------- */
+
+/* Fill buf with n bytes from the OS random source. */
+enum cq_err cqi_random_bytes(struct cq_ctx *ctx, void *buf, size_t n);
+/* A uniform random integer in [0, n) from a fast per-process generator
+ * seeded from the OS (not for secrets). */
+uint64_t cqi_rand_below(uint64_t n);
+/*
+ * A rate limiter: cqi_throttle_wait() sleeps as needed so that calls are
+ * spread at most `per_s` a second.  per_s == 0 means unlimited.
+ */
+struct cqi_throttle {
+	double per_s;
+	long long start_ms;
+	unsigned long long done;
+};
+void cqi_throttle_init(struct cqi_throttle *t, double per_s);
+void cqi_throttle_wait(struct cqi_throttle *t, unsigned long long n);
+
+/* ---- base64 (json.c) ------------------------------------------------------- */
+
+/* Standard base64 of n bytes, NUL-terminated; caller frees.  NULL out of
+ * memory. */
+char *cqi_base64(const void *p, size_t n);
+/* Decode standard or URL-safe base64 (padding optional) into out
+ * (appended).  False for bad input (or out of memory). */
+bool cqi_base64_decode(const char *s, size_t n, struct cq_buf *out);
+
+/* ---- key names (cache.c) --------------------------------------------------- */
+
+/* The Redis Cluster hash slot of a key (CRC16/XMODEM mod 16384 of the key,
+ * or of its first non-empty {hash tag}). */
+unsigned cqi_key_slot(const void *key, size_t len);
+
+/*
+ * The name of something cq keeps beside key (what: "lock", "meta"), built
+ * so that it hashes to the same cluster slot as key:
+ *   key has a {tag}:            key "|cq:" what
+ *   else, no '}' in key and no '{' in prefix:
+ *                               prefix "{" key "}|cq:" what
+ *   else:                       "{" T "}" key "|cq:" what, T a short
+ *                               string found to hash to key's slot
+ * key is the full key name (prefix included); prefix may be NULL.
+ * Returns false out of memory.
+ */
+bool cqi_derived_key(const char *prefix, const void *key, size_t len,
+		    const char *what, struct cq_buf *out);
+/* The TTL to write: ttl_ms plus a uniform random extra in
+ * [0, jitter_ms] or [0, ttl_ms * jitter_pct / 100]. */
+long long cqi_jittered_ttl(const struct cq_set_opts *o);
+/* Escape the glob characters (* ? [ ] \) of s[0..n) into out (appended). */
+bool cqi_glob_escape(const char *s, size_t n, struct cq_buf *out);
+
+/* ---- warm records (records.c) ---------------------------------------------- */
+
+#define CQ_WARM_MAX_TAGS 32
+
+/*
+ * One record to warm.  key, val and tags point into the parsed line, or
+ * into scratch (JSONL), and stay valid until the next parse or clear.
+ */
+struct cqi_warm_rec {
+	const char *key;
+	size_t keylen;
+	const char *val;
+	size_t vallen;
+	long long ttl_ms;	/* -1: the run's --ttl */
+	size_t ntags;
+	const char *tags[CQ_WARM_MAX_TAGS];
+	size_t taglens[CQ_WARM_MAX_TAGS];
+	struct cq_buf scratch;
+};
+void cqi_warm_rec_clear(struct cqi_warm_rec *rec);
+
+/*
+ * The record parsers: pure functions (no I/O), total on any input (a
+ * fuzzer may call them with anything).  Return true and fill rec, or
+ * false with a message in err (lower case, no line number).
+ *   tsv:   key TAB value (the value may hold TABs; no newline expected)
+ *   nul:   key NUL value (one -0 record: two NUL-terminated fields joined)
+ *   jsonl: {"key":S, "value":ANY, "ttl":SECONDS|"DUR", "tags":[S...]}
+ *          key_base64/value_base64 instead of key/value; a non-string
+ *          value is stored as its compact JSON text; "ttl_ms" also taken.
+ */
+bool cqi_warm_parse_tsv(const char *line, size_t len, struct cqi_warm_rec *rec,
+		       char *err, size_t errlen);
+bool cqi_warm_parse_nul(const char *rec_data, size_t len,
+		       struct cqi_warm_rec *rec, char *err, size_t errlen);
+bool cqi_warm_parse_jsonl(const char *line, size_t len,
+			 struct cqi_warm_rec *rec, char *err, size_t errlen);
+/* A keys file line for --exec: the key itself, non-empty. */
+bool cqi_warm_parse_key(const char *line, size_t len, struct cqi_warm_rec *rec,
+		       char *err, size_t errlen);
+
+/* ---- fields (fields.c) ----------------------------------------------------- */
+
+/* A field of a table by name (first match), or NULL.  Borrowed. */
+const struct cq_field *cqi_field_get(const struct cq_field *items, size_t n,
+				    const char *key);
+/* The value as text: strings as they are, numbers in decimal, booleans
+ * "true"/"false", tables and arrays as compact JSON.  Caller frees; NULL
+ * out of memory. */
+char *cqi_field_text(const struct cq_field *f);
+/* An integer value (INT, BOOL, TIMESTAMP, or a STRING holding a decimal
+ * integer), else false. */
+bool cqi_field_int(const struct cq_field *f, long long *out);
+/* Free the fields of an array of n and the array itself. */
+void cqi_fields_free(struct cq_field *items, size_t n);
+enum cq_err cqi_death_decode(const struct cq_field *headers, size_t n,
+			    const char *from_queue, struct cq_death *out);
+
+/* ---- deliveries (queue.c) -------------------------------------------------- */
+
+/* A header as text (see cqi_field_text), or NULL when absent or out of
+ * memory.  Caller frees. */
+char *cqi_delivery_header_text(const struct cq_delivery *d, const char *name);
+void cqi_delivery_free(struct cq_delivery *d);
+/*
+ * basic.get one message from queue without acking it.  *out is NULL when
+ * the queue is empty (CQ_OK).  A missing queue is CQ_ERR_NOTFOUND.
+ */
+enum cq_err cqi_get(struct cq_ctx *ctx, const char *queue,
+		   struct cq_delivery **out);
+/* Settle a delivery by tag.  multiple covers every unsettled tag up to it. */
+enum cq_err cqi_ack(struct cq_ctx *ctx, uint64_t tag, bool multiple);
+enum cq_err cqi_nack(struct cq_ctx *ctx, uint64_t tag, bool multiple,
+		    bool requeue);
+enum cq_err cqi_reject(struct cq_ctx *ctx, uint64_t tag, bool requeue);
+
+/* ---- the publisher (publish.c) --------------------------------------------- */
+
+/* Settle whatever confirms have already arrived, without blocking. */
+enum cq_err cqi_publisher_poll(struct cq_publisher *pub);
+/* Block until fd has input (or its end, or an error), reading confirms and
+ * sending heartbeats meanwhile, so a slow producer neither leaves confirms
+ * unread nor lets the broker drop an idle connection.  CQ_OK, or the error
+ * that ended the publisher. */
+enum cq_err cqi_publisher_wait_input(struct cq_publisher *pub, int fd);
+size_t cqi_publisher_outstanding(const struct cq_publisher *pub);
+
+/* ---- replay filters (replay.c) --------------------------------------------- */
+
+bool cqi_filter_match(const struct cq_filter *list, const struct cq_delivery *d,
+		     const struct cq_death *death);
+
+/* ---- metrics (stats.c) ----------------------------------------------------- */
+
+/* Append a metric (name must be in the table; label may be NULL).
+ * Returns false out of memory or for an unknown name. */
+bool cqi_metrics_add(struct cq_metrics *ms, const char *name,
+		    const char *label, size_t label_len, double value);
+/* Record a queue (copied); returns its index or -1 out of memory. */
+int cqi_metrics_add_queue(struct cq_metrics *ms, const char *name,
+			 const char *dlq, bool found);
+
+/* ---- metrics (stats_redis.c) ----------------------------------------------- */
+
+/*
+ * Parse the text of INFO (any sections; "key:value" lines, CRLF or LF).
+ * Unknown fields are ignored.  A pure function: false with a message in
+ * err when keyspace_hits, keyspace_misses, total_commands_processed or
+ * used_memory is missing, or when a field cq uses has a malformed value.
+ */
+bool cqi_redis_info_parse(const char *text, size_t len,
+			 struct cq_redis_info *out, char *err, size_t errlen);
+
+/* ---- the RabbitMQ management API (mgmt.c) ---------------------------------- */
+
+/* ---- the RabbitMQ management API (mgmt.c) ------------------------------ */
+
+/* One queue as the management API reports it. */
+struct cqi_api_queue {
+	char *name;
+	double ready, unacked, consumers;	/* NAN when not reported */
+	double publish_rate, deliver_rate, ack_rate;	/* per second */
+	char *dlq;		/* where its dead letters go, NULL unknown */
+	bool found;		/* the API knows the queue */
+};
+void cqi_api_queues_free(struct cqi_api_queue *q, size_t n);
+
+/* Log in to the management API at url (GET /api/whoami): CQ_OK when it
+ * answers and accepts the login, else the error, with the message on ctx
+ * (no password in it). */
+enum cq_err cqi_api_ping(struct cq_ctx *ctx, const char *url);
+
+/*
+ * Read queues of vhost from the management API at url
+ * (http[s]://[user:pass@]host:port[/path]): the named ones (names, n
+ * of them: a missing one comes back with name set and every figure NAN),
+ * or, with glob non-NULL, every queue whose name matches it (fnmatch).
+ * The dead-letter queue is resolved from x-dead-letter-exchange /
+ * -routing-key (arguments or policy) and the exchange's bindings.  The
+ * URL's password never appears in a message.  *out is an array the
+ * caller frees with cqi_api_queues_free.
+ */
+enum cq_err cqi_api_queues(struct cq_ctx *ctx, const char *url,
+			  const char *vhost, const char *const *names,
+			  size_t n, const char *glob,
+			  struct cqi_api_queue **out, size_t *nout);
+
 #endif

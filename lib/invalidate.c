@@ -17,7 +17,7 @@ struct inval {
 	struct cq_ctx *ctx;
 	const struct cq_inval_opts *o;
 	struct cq_inval_stats *st;
-	struct cq_throttle thr;
+	struct cqi_throttle thr;
 	long long t0, last_progress;
 	size_t pending;		/* UNLINK replies not read yet */
 	size_t strip;		/* bytes of prefix (and namespace) to hide */
@@ -35,7 +35,7 @@ static void inval_start(struct inval *iv, struct cq_ctx *ctx,
 	iv->o = o;
 	iv->st = st;
 	iv->t0 = iv->last_progress = cq_now_ms();
-	cq_throttle_init(&iv->thr, o->rate);
+	cqi_throttle_init(&iv->thr, o->rate);
 	iv->every = o->rate / 20 > 1 ? (uint64_t)(o->rate / 20) : 1;
 }
 
@@ -99,7 +99,7 @@ static enum cq_err found_key(struct inval *iv, const char *key, size_t len)
 	if (iv->o->rate > 0) {
 		if (iv->st->matched % iv->every == 0 && drain(iv))
 			return iv->ctx->err;
-		cq_throttle_wait(&iv->thr, 1);
+		cqi_throttle_wait(&iv->thr, 1);
 		progress(iv);
 	}
 	return CQ_OK;
@@ -195,7 +195,7 @@ static void inval_end(struct inval *iv)
 	iv->st->elapsed_ms = cq_now_ms() - iv->t0;
 }
 
-bool cq_glob_escape(const char *s, size_t n, struct cq_buf *out)
+bool cqi_glob_escape(const char *s, size_t n, struct cq_buf *out)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (strchr("*?[]\\", s[i]) && s[i] &&
@@ -238,7 +238,7 @@ enum cq_err cq_invalidate_pattern(struct cq_ctx *ctx, const char *glob,
 	if (ns_of(ctx, o, &gen, &none) || none)
 		goto out;
 	if (!cqi_data_key(ctx, o->ns, &gen, "", 0, &pre) ||
-	    !cq_glob_escape(pre.data, pre.len, &match) ||
+	    !cqi_glob_escape(pre.data, pre.len, &match) ||
 	    !cq_buf_append(&match, glob, strlen(glob))) {
 		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 		goto out;
@@ -297,7 +297,7 @@ static bool key_name(struct cq_ctx *ctx, const struct cq_inval_opts *o,
 {
 	if (!cqi_data_key(ctx, o->ns, gen, key, strlen(key), k))
 		return false;
-	return !what || cq_derived_key(ctx->set.prefix, k->data, k->len, what, d);
+	return !what || cqi_derived_key(ctx->set.prefix, k->data, k->len, what, d);
 }
 
 enum cq_err cq_invalidate_keys(struct cq_ctx *ctx, size_t n,
@@ -396,7 +396,7 @@ enum cq_err cq_invalidate_ns(struct cq_ctx *ctx, const char *ns,
 		goto out;
 	}
 	snprintf(fresh, sizeof(fresh), "%llu",
-		 (unsigned long long)(cq_rand_below(1ULL << 40) + (1ULL << 20)));
+		 (unsigned long long)(cqi_rand_below(1ULL << 40) + (1ULL << 20)));
 	argv[3] = k.data, lens[3] = k.len;
 	lens[4] = strlen(fresh);
 	if (cqi_redis_append(ctx, 5, argv, lens) || cqi_redis_reply(ctx, &r))

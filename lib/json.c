@@ -9,7 +9,7 @@
 #include "cq.h"
 #include "internal.h"
 
-char *cq_base64(const void *p, size_t n)
+char *cqi_base64(const void *p, size_t n)
 {
 	static const char tab[] =
 		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -55,7 +55,7 @@ static int b64_val(unsigned char c)
 	return -1;
 }
 
-bool cq_base64_decode(const char *s, size_t n, struct cq_buf *out)
+bool cqi_base64_decode(const char *s, size_t n, struct cq_buf *out)
 {
 	unsigned acc = 0;
 	int bits = 0;
@@ -102,7 +102,7 @@ int cqi_json_set_bytes(json_t *obj, const char *name, const char *p,
 	if (s)
 		return json_object_set_new(obj, name, s);
 	snprintf(alt, sizeof(alt), "%s_base64", name);
-	b = cq_base64(p, n);
+	b = cqi_base64(p, n);
 	if (!b)
 		return -1;
 	r = json_object_set_new(obj, alt, json_string(b));

@@ -28,7 +28,7 @@ static enum cq_err new_token(struct cq_ctx *ctx, struct cqi_lock *lk)
 {
 	unsigned char raw[16];
 
-	if (cq_random_bytes(ctx, raw, sizeof(raw)))
+	if (cqi_random_bytes(ctx, raw, sizeof(raw)))
 		return ctx->err;
 	for (size_t i = 0; i < sizeof(raw); i++)
 		snprintf(lk->token + 2 * i, 3, "%02x", raw[i]);

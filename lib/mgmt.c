@@ -31,7 +31,7 @@ struct api {
 	char errbuf[CURL_ERROR_SIZE];
 };
 
-void cq_api_queues_free(struct cq_api_queue *q, size_t n)
+void cqi_api_queues_free(struct cqi_api_queue *q, size_t n)
 {
 	if (!q)
 		return;
@@ -56,7 +56,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 static void amqp_login(struct api *a)
 {
 	const char *list = a->ctx->set.amqp_url;
-	struct cq_amqp_url u;
+	struct cqi_amqp_url u;
 	char *one, err[100];
 
 	if (!list || strstr(a->url, "@"))
@@ -64,10 +64,10 @@ static void amqp_login(struct api *a)
 	one = strndup(list, strcspn(list, ","));
 	if (!one)
 		return;
-	if (cq_amqp_url_parse(one, &u, err, sizeof(err)) == CQ_OK) {
+	if (cqi_amqp_url_parse(one, &u, err, sizeof(err)) == CQ_OK) {
 		curl_easy_setopt(a->curl, CURLOPT_USERNAME, u.user);
 		curl_easy_setopt(a->curl, CURLOPT_PASSWORD, u.pass);
-		cq_amqp_url_clear(&u);
+		cqi_amqp_url_clear(&u);
 	}
 	free(one);
 }
@@ -83,7 +83,7 @@ static enum cq_err api_open(struct api *a, struct cq_ctx *ctx, const char *url,
 	a->base_len = strlen(url);
 	while (a->base_len > 0 && url[a->base_len - 1] == '/')
 		a->base_len--;
-	cq_url_redact(url, a->safe, sizeof(a->safe));
+	cqi_url_redact(url, a->safe, sizeof(a->safe));
 	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
 		return cq_seterr(ctx, CQ_ERR_USAGE,
 				 "bad management API URL '%s' (want http[s]://[user:pass@]host:port)",
@@ -263,7 +263,7 @@ static char *dead_letter_queue(struct api *a, json_t *q, const char *name)
 }
 
 static enum cq_err fill(struct api *a, json_t *obj, const char *name,
-			struct cq_api_queue *q)
+			struct cqi_api_queue *q)
 {
 	q->name = strdup(name);
 	if (!q->name)
@@ -292,14 +292,14 @@ static enum cq_err fill(struct api *a, json_t *obj, const char *name,
 	return CQ_OK;
 }
 
-static void nan_queue(struct cq_api_queue *q)
+static void nan_queue(struct cqi_api_queue *q)
 {
 	q->ready = q->unacked = q->consumers = NAN;
 	q->publish_rate = q->deliver_rate = q->ack_rate = NAN;
 }
 
 static enum cq_err named(struct api *a, const char *const *names, size_t n,
-			 struct cq_api_queue *out)
+			 struct cqi_api_queue *out)
 {
 	enum cq_err e = CQ_OK;
 
@@ -326,7 +326,7 @@ static enum cq_err named(struct api *a, const char *const *names, size_t n,
 }
 
 static enum cq_err matching(struct api *a, const char *glob,
-			    struct cq_api_queue **out, size_t *nout)
+			    struct cqi_api_queue **out, size_t *nout)
 {
 	char *path = NULL;
 	json_t *arr = NULL, *q;
@@ -362,10 +362,10 @@ static enum cq_err matching(struct api *a, const char *glob,
 	return e;
 }
 
-enum cq_err cq_api_queues(struct cq_ctx *ctx, const char *url,
+enum cq_err cqi_api_queues(struct cq_ctx *ctx, const char *url,
 			  const char *vhost, const char *const *names,
 			  size_t n, const char *glob,
-			  struct cq_api_queue **out, size_t *nout)
+			  struct cqi_api_queue **out, size_t *nout)
 {
 	struct api a;
 	enum cq_err e;
@@ -388,14 +388,14 @@ enum cq_err cq_api_queues(struct cq_ctx *ctx, const char *url,
 	}
 	api_close(&a);
 	if (e) {
-		cq_api_queues_free(*out, *nout);
+		cqi_api_queues_free(*out, *nout);
 		*out = NULL;
 		*nout = 0;
 	}
 	return e;
 }
 
-enum cq_err cq_api_ping(struct cq_ctx *ctx, const char *url)
+enum cq_err cqi_api_ping(struct cq_ctx *ctx, const char *url)
 {
 	struct api a;
 	json_t *who = NULL;

@@ -73,18 +73,18 @@ enum cq_err cq_peek(struct cq_ctx *ctx, const char *queue, size_t count,
 	while (*seen < count) {
 		struct cq_delivery *d;
 
-		if (cq_get(ctx, queue, &d))
+		if (cqi_get(ctx, queue, &d))
 			return ctx->err;	/* closing the channel requeues */
 		if (!d)
 			break;
 		last = d->delivery_tag;
 		(*seen)++;
 		e = fn(arg, d);
-		cq_delivery_free(d);
+		cqi_delivery_free(d);
 		if (e)
 			break;
 	}
-	if (last && cq_nack(ctx, last, true, true))
+	if (last && cqi_nack(ctx, last, true, true))
 		return ctx->err;
 	return e;
 }

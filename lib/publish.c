@@ -98,7 +98,7 @@ struct cq_publisher *cq_publisher_new(struct cq_ctx *ctx, size_t window,
 	pub->ctx = ctx;
 	pub->window = window;
 	pub->mandatory = mandatory;
-	if (cq_random_bytes(ctx, pub->idbase, sizeof(pub->idbase)) ||
+	if (cqi_random_bytes(ctx, pub->idbase, sizeof(pub->idbase)) ||
 	    cqi_amqp_confirm_select(ctx)) {
 		cq_publisher_free(pub);
 		return NULL;
@@ -136,7 +136,7 @@ bool cq_publisher_alive(const struct cq_publisher *pub)
 	return !pub->dead;
 }
 
-size_t cq_publisher_outstanding(const struct cq_publisher *pub)
+size_t cqi_publisher_outstanding(const struct cq_publisher *pub)
 {
 	return pub->outstanding;
 }
@@ -365,7 +365,7 @@ static enum cq_err read_frames(struct cq_publisher *pub, long long wait_ms,
 	return *timed_out ? CQ_ERR_TEMPFAIL : CQ_OK;
 }
 
-enum cq_err cq_publisher_poll(struct cq_publisher *pub)
+enum cq_err cqi_publisher_poll(struct cq_publisher *pub)
 {
 	bool timed_out;
 
@@ -379,7 +379,7 @@ enum cq_err cq_publisher_poll(struct cq_publisher *pub)
 /* The longest poll() while waiting for input: heartbeats go out on time. */
 #define INPUT_SLICE_MS 1000
 
-enum cq_err cq_publisher_wait_input(struct cq_publisher *pub, int fd)
+enum cq_err cqi_publisher_wait_input(struct cq_publisher *pub, int fd)
 {
 	amqp_connection_state_t conn = pub->ctx->amqp->conn;
 	int slice = INPUT_SLICE_MS, heartbeat = amqp_get_heartbeat(conn);
@@ -413,7 +413,7 @@ enum cq_err cq_publisher_wait_input(struct cq_publisher *pub, int fd)
 
 static enum cq_err serve_input(void *arg, int fd)
 {
-	return cq_publisher_wait_input(arg, fd);
+	return cqi_publisher_wait_input(arg, fd);
 }
 
 void cq_reader_serve(struct cq_reader *r, struct cq_publisher *pub)

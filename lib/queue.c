@@ -10,7 +10,7 @@
 #include "internal.h"
 #include "queue_int.h"
 
-void cq_delivery_free(struct cq_delivery *d)
+void cqi_delivery_free(struct cq_delivery *d)
 {
 	if (!d)
 		return;
@@ -24,7 +24,7 @@ void cq_delivery_free(struct cq_delivery *d)
 	free(d->correlation_id);
 	free(d->reply_to);
 	free(d->type);
-	cq_fields_free(d->headers, d->nheaders);
+	cqi_fields_free(d->headers, d->nheaders);
 	if (d->props)
 		amqp_destroy_message(&d->props->msg);
 	free(d->props);
@@ -109,32 +109,32 @@ enum cq_err cqi_delivery_new(struct cq_ctx *ctx, const char *queue,
 nomem:
 	if (msg)
 		amqp_destroy_message(msg);
-	cq_delivery_free(d);
+	cqi_delivery_free(d);
 	return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 }
 
 const struct cq_field *cq_delivery_header(const struct cq_delivery *d,
 					  const char *name)
 {
-	return cq_field_get(d->headers, d->nheaders, name);
+	return cqi_field_get(d->headers, d->nheaders, name);
 }
 
-char *cq_delivery_header_text(const struct cq_delivery *d, const char *name)
+char *cqi_delivery_header_text(const struct cq_delivery *d, const char *name)
 {
 	const struct cq_field *f = cq_delivery_header(d, name);
 
-	return f ? cq_field_text(f) : NULL;
+	return f ? cqi_field_text(f) : NULL;
 }
 
 enum cq_err cq_delivery_death(const struct cq_delivery *d,
 			      struct cq_death *out)
 {
-	return cq_death_decode(d->headers, d->nheaders, d->queue, out);
+	return cqi_death_decode(d->headers, d->nheaders, d->queue, out);
 }
 
 /* ---- basic.get and acks ------------------------------------------------- */
 
-enum cq_err cq_get(struct cq_ctx *ctx, const char *queue,
+enum cq_err cqi_get(struct cq_ctx *ctx, const char *queue,
 		   struct cq_delivery **out)
 {
 	struct cqi_amqp *a;
@@ -188,7 +188,7 @@ static enum cq_err sent(struct cq_ctx *ctx, int st, const char *what)
 	return st == AMQP_STATUS_OK ? CQ_OK : cqi_amqp_status_err(ctx, st, what);
 }
 
-enum cq_err cq_ack(struct cq_ctx *ctx, uint64_t tag, bool multiple)
+enum cq_err cqi_ack(struct cq_ctx *ctx, uint64_t tag, bool multiple)
 {
 	if (ctx->err)
 		return ctx->err;
@@ -196,7 +196,7 @@ enum cq_err cq_ack(struct cq_ctx *ctx, uint64_t tag, bool multiple)
 					multiple), "ack");
 }
 
-enum cq_err cq_nack(struct cq_ctx *ctx, uint64_t tag, bool multiple,
+enum cq_err cqi_nack(struct cq_ctx *ctx, uint64_t tag, bool multiple,
 		    bool requeue)
 {
 	if (ctx->err)
@@ -205,7 +205,7 @@ enum cq_err cq_nack(struct cq_ctx *ctx, uint64_t tag, bool multiple,
 					 multiple, requeue), "nack");
 }
 
-enum cq_err cq_reject(struct cq_ctx *ctx, uint64_t tag, bool requeue)
+enum cq_err cqi_reject(struct cq_ctx *ctx, uint64_t tag, bool requeue)
 {
 	if (ctx->err)
 		return ctx->err;

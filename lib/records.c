@@ -8,7 +8,7 @@
 #include "cq.h"
 #include "internal.h"
 
-void cq_warm_rec_clear(struct cq_warm_rec *rec)
+void cqi_warm_rec_clear(struct cqi_warm_rec *rec)
 {
 	if (!rec)
 		return;
@@ -17,7 +17,7 @@ void cq_warm_rec_clear(struct cq_warm_rec *rec)
 }
 
 /* Forget the previous record but keep the scratch buffer for reuse. */
-static void rec_reset(struct cq_warm_rec *rec)
+static void rec_reset(struct cqi_warm_rec *rec)
 {
 	/* field by field: the tag arrays need no clearing with ntags 0, and
 	 * this runs once per input line */
@@ -34,7 +34,7 @@ static bool fail(char *err, size_t errlen, const char *msg)
 	return false;
 }
 
-bool cq_warm_parse_tsv(const char *line, size_t len, struct cq_warm_rec *rec,
+bool cqi_warm_parse_tsv(const char *line, size_t len, struct cqi_warm_rec *rec,
 		       char *err, size_t errlen)
 {
 	const char *tab;
@@ -55,7 +55,7 @@ bool cq_warm_parse_tsv(const char *line, size_t len, struct cq_warm_rec *rec,
 	return true;
 }
 
-bool cq_warm_parse_nul(const char *data, size_t len, struct cq_warm_rec *rec,
+bool cqi_warm_parse_nul(const char *data, size_t len, struct cqi_warm_rec *rec,
 		       char *err, size_t errlen)
 {
 	const char *nul;
@@ -75,7 +75,7 @@ bool cq_warm_parse_nul(const char *data, size_t len, struct cq_warm_rec *rec,
 	return true;
 }
 
-bool cq_warm_parse_key(const char *line, size_t len, struct cq_warm_rec *rec,
+bool cqi_warm_parse_key(const char *line, size_t len, struct cqi_warm_rec *rec,
 		       char *err, size_t errlen)
 {
 	rec_reset(rec);
@@ -101,7 +101,7 @@ static bool json_bytes(json_t *str, json_t *b64, struct cq_buf *sc,
 		if (!cq_buf_append(sc, json_string_value(str),
 				   json_string_length(str)))
 			return false;
-	} else if (!cq_base64_decode(json_string_value(b64),
+	} else if (!cqi_base64_decode(json_string_value(b64),
 				     json_string_length(b64), sc)) {
 		return false;
 	}
@@ -109,7 +109,7 @@ static bool json_bytes(json_t *str, json_t *b64, struct cq_buf *sc,
 	return true;
 }
 
-static bool take_ttl(json_t *ttl, json_t *ttl_ms, struct cq_warm_rec *rec,
+static bool take_ttl(json_t *ttl, json_t *ttl_ms, struct cqi_warm_rec *rec,
 		     char *err, size_t errlen)
 {
 	long long ms;
@@ -147,7 +147,7 @@ static bool take_ttl(json_t *ttl, json_t *ttl_ms, struct cq_warm_rec *rec,
 	return true;
 }
 
-static bool take_tags(json_t *tags, struct cq_warm_rec *rec, struct spans *sp,
+static bool take_tags(json_t *tags, struct cqi_warm_rec *rec, struct spans *sp,
 		      char *err, size_t errlen)
 {
 	size_t i;
@@ -185,7 +185,7 @@ static bool known_field(const char *k)
 	return false;
 }
 
-static bool take_value(json_t *v, json_t *vb, struct cq_warm_rec *rec,
+static bool take_value(json_t *v, json_t *vb, struct cqi_warm_rec *rec,
 		       struct spans *sp, char *err, size_t errlen)
 {
 	char *text;
@@ -214,7 +214,7 @@ static bool take_value(json_t *v, json_t *vb, struct cq_warm_rec *rec,
 	return ok ? true : fail(err, errlen, "out of memory");
 }
 
-static bool take_record(json_t *o, struct cq_warm_rec *rec, char *err,
+static bool take_record(json_t *o, struct cqi_warm_rec *rec, char *err,
 			size_t errlen)
 {
 	json_t *k = json_object_get(o, "key"), *kb = json_object_get(o, "key_base64");
@@ -254,7 +254,7 @@ static bool take_record(json_t *o, struct cq_warm_rec *rec, char *err,
 	return true;
 }
 
-bool cq_warm_parse_jsonl(const char *line, size_t len, struct cq_warm_rec *rec,
+bool cqi_warm_parse_jsonl(const char *line, size_t len, struct cqi_warm_rec *rec,
 			 char *err, size_t errlen)
 {
 	json_error_t je;

@@ -172,7 +172,7 @@ static enum cq_err redis_select(struct cq_ctx *ctx, int db)
 	return CQ_OK;
 }
 
-static enum cq_err redis_open(struct cq_ctx *ctx, const struct cq_redis_url *u)
+static enum cq_err redis_open(struct cq_ctx *ctx, const struct cqi_redis_url *u)
 {
 	struct timeval tv = tv_of(ctx->set.timeout_ms);
 	struct cqi_redis *r = calloc(1, sizeof(*r));
@@ -203,7 +203,7 @@ static enum cq_err redis_open(struct cq_ctx *ctx, const struct cq_redis_url *u)
 
 enum cq_err cq_redis_connect(struct cq_ctx *ctx)
 {
-	struct cq_redis_url u;
+	struct cqi_redis_url u;
 	char errbuf[200], safe[300];
 	char *pass = NULL;
 	enum cq_err e;
@@ -212,9 +212,9 @@ enum cq_err cq_redis_connect(struct cq_ctx *ctx)
 		return ctx->err;
 	if (ctx->redis)
 		return CQ_OK;
-	e = cq_redis_url_parse(ctx->set.redis_url, &u, errbuf, sizeof(errbuf));
+	e = cqi_redis_url_parse(ctx->set.redis_url, &u, errbuf, sizeof(errbuf));
 	if (e) {
-		cq_url_redact(ctx->set.redis_url, safe, sizeof(safe));
+		cqi_url_redact(ctx->set.redis_url, safe, sizeof(safe));
 		return cq_seterr(ctx, e, "bad Redis URL '%s': %s", safe, errbuf);
 	}
 	e = pick_password(ctx, u.pass, &pass);
@@ -228,13 +228,13 @@ enum cq_err cq_redis_connect(struct cq_ctx *ctx)
 		memset(pass, 0, strlen(pass));
 		free(pass);
 	}
-	cq_redis_url_clear(&u);
+	cqi_redis_url_clear(&u);
 	if (e)
 		redis_close(ctx);
 	return e;
 }
 
-const char *cq_redis_where(const struct cq_ctx *ctx)
+const char *cqi_redis_where(const struct cq_ctx *ctx)
 {
 	return ctx->redis ? ctx->redis->where : "";
 }

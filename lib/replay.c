@@ -120,7 +120,7 @@ static bool filter_one(const struct cq_filter *f, const struct cq_delivery *d,
 				return true;
 		return false;
 	case FILTER_HEADER:
-		text = cq_delivery_header_text(d, f->key);
+		text = cqi_delivery_header_text(d, f->key);
 		ok = text && strcmp(text, f->value) == 0;
 		free(text);
 		return ok;
@@ -128,7 +128,7 @@ static bool filter_one(const struct cq_filter *f, const struct cq_delivery *d,
 	return false;
 }
 
-bool cq_filter_match(const struct cq_filter *list, const struct cq_delivery *d,
+bool cqi_filter_match(const struct cq_filter *list, const struct cq_delivery *d,
 		     const struct cq_death *death)
 {
 	for (; list; list = list->next)
@@ -181,7 +181,7 @@ struct replay {
 	uint64_t ack_hi;	/* batch: ack every tag up to this, 0 none */
 	unsigned ack_n;
 	bool in_order;
-	struct cq_throttle th;
+	struct cqi_throttle th;
 	char *first_target;
 };
 
@@ -210,7 +210,7 @@ static enum cq_err flush_acks(struct replay *r)
 
 	r->ack_hi = 0;
 	r->ack_n = 0;
-	return hi ? cq_ack(r->ctx, hi, true) : CQ_OK;
+	return hi ? cqi_ack(r->ctx, hi, true) : CQ_OK;
 }
 
 /* Ack the DLQ copy of a confirmed republish: batched when safe. */
@@ -228,7 +228,7 @@ static enum cq_err ack_copy(struct replay *r, uint64_t seq, uint64_t tag)
 	}
 	if (flush_acks(r))
 		return r->ctx->err;
-	return cq_ack(r->ctx, tag, false);
+	return cqi_ack(r->ctx, tag, false);
 }
 
 static void on_settle(void *arg, uint64_t seq, bool ok, const char *reason)
@@ -434,7 +434,7 @@ static enum cq_err move(struct replay *r, const struct cq_delivery *d,
 	size_t nh = 0;
 	uint64_t seq = r->seq++;
 
-	cq_field_int(cq_delivery_header(d, CQ_HDR_REPLAYED), &replays);
+	cqi_field_int(cq_delivery_header(d, CQ_HDR_REPLAYED), &replays);
 	memset(h, 0, sizeof(h));
 	h[nh].key = CQ_HDR_REPLAYED;
 	h[nh].is_int = true;
@@ -452,7 +452,7 @@ static enum cq_err move(struct replay *r, const struct cq_delivery *d,
 	f->target = strdup(target);
 	if (!f->target || !note_target(r, target))
 		return cq_seterr(r->ctx, CQ_ERR_NOMEM, "out of memory");
-	cq_throttle_wait(&r->th, 1);
+	cqi_throttle_wait(&r->th, 1);
 	return cq_publish(r->pub, &m, seq);
 }
 
@@ -467,7 +467,7 @@ static enum cq_err handle(struct replay *r, const struct cq_delivery *d)
 	if (cq_delivery_death(d, &death))
 		return cq_seterr(r->ctx, CQ_ERR_NOMEM, "out of memory");
 	target = o->to ? o->to : death.queue;
-	if (!cq_filter_match(o->filter, d, &death)) {
+	if (!cqi_filter_match(o->filter, d, &death)) {
 		r->st->skipped++;
 		hold(r, d->delivery_tag);
 		event(r, CQ_REPLAY_SKIPPED, d->message_id, target,
@@ -508,7 +508,7 @@ static enum cq_err handle_next(struct replay *r, bool *did)
 	r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
 	r->fifo_len--;
 	e = handle(r, d);
-	cq_delivery_free(d);
+	cqi_delivery_free(d);
 	if (e == CQ_ERR_DATA && cq_publisher_alive(r->pub)) {
 		/* settled failed (held in the DLQ): go on */
 		cq_clear_error(r->ctx);
@@ -516,7 +516,7 @@ static enum cq_err handle_next(struct replay *r, bool *did)
 	}
 	if (e)
 		return e;
-	return cq_publisher_poll(r->pub);
+	return cqi_publisher_poll(r->pub);
 }
 
 static enum cq_err replay_loop(struct replay *r)
@@ -546,12 +546,12 @@ static enum cq_err replay_loop(struct replay *r)
 			continue;
 		/* nothing for a while: the queue was emptied by someone else,
 		 * or the broker is stuck */
-		if (r->mode == MODE_CONSUME && !cq_publisher_outstanding(r->pub)) {
+		if (r->mode == MODE_CONSUME && !cqi_publisher_outstanding(r->pub)) {
 			if (stop_consuming(r))
 				return r->ctx->err;
 			continue;
 		}
-		if (!cq_publisher_outstanding(r->pub))
+		if (!cqi_publisher_outstanding(r->pub))
 			return cq_seterr(r->ctx, CQ_ERR_TEMPFAIL,
 					 "replay: no answer from RabbitMQ at %s within %lldms",
 					 r->ctx->amqp->where, r->ctx->set.timeout_ms);
@@ -601,18 +601,18 @@ enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
 	}
 	cq_publisher_on_settle(r.pub, on_settle, &r);
 	cqi_publisher_on_frame(r.pub, on_frame, &r);
-	cq_throttle_init(&r.th, o->rate);
+	cqi_throttle_init(&r.th, o->rate);
 	r.total = total;
 	/* filters and --dry-run hold many messages: basic.get for those */
 	e = o->filter || o->dry_run ? CQ_OK : start_consuming(&r);
 	if (!e)
 		e = replay_loop(&r);
 	/* whatever was not moved goes back to the dead-letter queue */
-	if (!e && r.max_held && cq_nack(ctx, r.max_held, true, true))
+	if (!e && r.max_held && cqi_nack(ctx, r.max_held, true, true))
 		e = ctx->err;
 out:
 	while (r.fifo_len) {
-		cq_delivery_free(r.fifo[r.fifo_head]);
+		cqi_delivery_free(r.fifo[r.fifo_head]);
 		r.fifo_head = (r.fifo_head + 1) % r.fifo_cap;
 		r.fifo_len--;
 	}

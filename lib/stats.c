@@ -122,7 +122,7 @@ void cq_metrics_clear(struct cq_metrics *ms)
 	cq_metrics_init(ms);
 }
 
-bool cq_metrics_add(struct cq_metrics *ms, const char *name,
+bool cqi_metrics_add(struct cq_metrics *ms, const char *name,
 		    const char *label, size_t label_len, double value)
 {
 	const struct cq_metric_def *d = cq_metric_def(name);
@@ -170,7 +170,7 @@ double cq_metrics_get(const struct cq_metrics *ms, const char *name,
 	return NAN;
 }
 
-int cq_metrics_add_queue(struct cq_metrics *ms, const char *name,
+int cqi_metrics_add_queue(struct cq_metrics *ms, const char *name,
 			 const char *dlq, bool found)
 {
 	struct cq_queue_stat *q;

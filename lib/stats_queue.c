@@ -93,11 +93,11 @@ enum cq_err cq_queue_figures(struct cq_ctx *ctx, size_t n,
 			e = dlq_depth(ctx, q, dlqs ? dlqs[i] : NULL, &depth, &dlq);
 		if (e)
 			return e;
-		ok = cq_metrics_add_queue(ms, q, dlq, found) >= 0 &&
-		     cq_metrics_add(ms, "ready", q, strlen(q), found ? ready : NAN) &&
-		     cq_metrics_add(ms, "consumers", q, strlen(q),
+		ok = cqi_metrics_add_queue(ms, q, dlq, found) >= 0 &&
+		     cqi_metrics_add(ms, "ready", q, strlen(q), found ? ready : NAN) &&
+		     cqi_metrics_add(ms, "consumers", q, strlen(q),
 				    found ? consumers : NAN) &&
-		     cq_metrics_add(ms, "dlq", q, strlen(q), depth);
+		     cqi_metrics_add(ms, "dlq", q, strlen(q), depth);
 		free(dlq);
 		if (!ok)
 			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");

@@ -136,7 +136,7 @@ static bool info_line(const char *k, size_t kn, const char *v, size_t vn,
 	return true;
 }
 
-bool cq_redis_info_parse(const char *text, size_t len,
+bool cqi_redis_info_parse(const char *text, size_t len,
 			 struct cq_redis_info *out, char *err, size_t errlen)
 {
 	const char *p = text, *end = text + len;
@@ -262,9 +262,9 @@ enum cq_err cq_cache_sample(struct cq_ctx *ctx, struct cq_cache_sample *out)
 		e = cqi_redis_reply_err(ctx, r, "INFO");
 	else if (r->type != REDIS_REPLY_STRING)
 		e = cq_seterr(ctx, CQ_ERR_DATA, "INFO: unexpected reply");
-	else if (!cq_redis_info_parse(r->str, r->len, &out->info, err, sizeof(err)))
+	else if (!cqi_redis_info_parse(r->str, r->len, &out->info, err, sizeof(err)))
 		e = cq_seterr(ctx, CQ_ERR_DATA, "Redis at %s: %s",
-			      cq_redis_where(ctx), err);
+			      cqi_redis_where(ctx), err);
 	freeReplyObject(r);
 	if (track && !cqi_redis_reply(ctx, &r)) {
 		if (!e)
@@ -293,7 +293,7 @@ static double delta(unsigned long long a, unsigned long long b)
 
 static bool add(struct cq_metrics *ms, const char *name, double v)
 {
-	return cq_metrics_add(ms, name, NULL, 0, v);
+	return cqi_metrics_add(ms, name, NULL, 0, v);
 }
 
 static const struct cq_track *find_track(const struct cq_cache_sample *s,
@@ -317,13 +317,13 @@ static bool track_figures(const struct cq_cache_sample *prev,
 		double h = p ? delta(p->hits, t->hits) : (double)t->hits;
 		double m = p ? delta(p->misses, t->misses) : (double)t->misses;
 
-		ok = cq_metrics_add(ms, "prefix_hit_rate", t->prefix, t->len,
+		ok = cqi_metrics_add(ms, "prefix_hit_rate", t->prefix, t->len,
 				    ratio(h, h + m)) &&
-		     cq_metrics_add(ms, "prefix_hits", t->prefix, t->len, h) &&
-		     cq_metrics_add(ms, "prefix_misses", t->prefix, t->len, m) &&
-		     cq_metrics_add(ms, "prefix_hits_total", t->prefix, t->len,
+		     cqi_metrics_add(ms, "prefix_hits", t->prefix, t->len, h) &&
+		     cqi_metrics_add(ms, "prefix_misses", t->prefix, t->len, m) &&
+		     cqi_metrics_add(ms, "prefix_hits_total", t->prefix, t->len,
 				    (double)t->hits) &&
-		     cq_metrics_add(ms, "prefix_misses_total", t->prefix, t->len,
+		     cqi_metrics_add(ms, "prefix_misses_total", t->prefix, t->len,
 				    (double)t->misses);
 	}
 	return ok;
@@ -337,9 +337,9 @@ static bool db_figures(const struct cq_redis_info *in, struct cq_metrics *ms)
 		char num[16];
 		int n = snprintf(num, sizeof(num), "%d", in->db[i].db);
 
-		ok = cq_metrics_add(ms, "db_keys", num, (size_t)n,
+		ok = cqi_metrics_add(ms, "db_keys", num, (size_t)n,
 				    (double)in->db[i].keys) &&
-		     cq_metrics_add(ms, "db_keys_no_ttl", num, (size_t)n,
+		     cqi_metrics_add(ms, "db_keys_no_ttl", num, (size_t)n,
 				    (double)(in->db[i].keys - in->db[i].expires));
 	}
 	return ok;

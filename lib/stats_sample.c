@@ -51,13 +51,13 @@ static bool add_name(struct cq_stat *st, const char *name)
  * AMQP connection reports the bad URL itself). */
 static char *vhost_of(const char *list)
 {
-	struct cq_amqp_url u;
+	struct cqi_amqp_url u;
 	char *one = strndup(list ? list : "", strcspn(list ? list : "", ","));
 	char *v = NULL, err[100];
 
-	if (one && cq_amqp_url_parse(one, &u, err, sizeof(err)) == CQ_OK) {
+	if (one && cqi_amqp_url_parse(one, &u, err, sizeof(err)) == CQ_OK) {
 		v = strdup(u.vhost);
-		cq_amqp_url_clear(&u);
+		cqi_amqp_url_clear(&u);
 	}
 	free(one);
 	return v ? v : strdup("/");
@@ -140,19 +140,19 @@ static enum cq_err cache_part(struct cq_stat *st, struct cq_metrics *ms)
 /* Fix the --match set from the API, once. */
 static enum cq_err match_part(struct cq_stat *st, struct cq_ctx *api)
 {
-	struct cq_api_queue *q;
+	struct cqi_api_queue *q;
 	size_t n;
 
-	if (cq_api_queues(api, st->o.api_url, st->vhost, NULL, 0, st->o.match,
+	if (cqi_api_queues(api, st->o.api_url, st->vhost, NULL, 0, st->o.match,
 			  &q, &n))
 		return api->err == CQ_ERR_NOMEM ? CQ_ERR_NOMEM : CQ_OK;
 	for (size_t i = 0; i < n; i++) {
 		if (!add_name(st, q[i].name)) {
-			cq_api_queues_free(q, n);
+			cqi_api_queues_free(q, n);
 			return CQ_ERR_NOMEM;
 		}
 	}
-	cq_api_queues_free(q, n);
+	cqi_api_queues_free(q, n);
 	st->matched = true;
 	return CQ_OK;
 }
@@ -161,7 +161,7 @@ static enum cq_err match_part(struct cq_stat *st, struct cq_ctx *api)
  * asks it nothing else, it is logged in to, so that up is what it said
  * this time. */
 static enum cq_err api_part(struct cq_stat *st, struct cq_metrics *ms,
-			    struct cq_api_queue **aq, size_t *naq)
+			    struct cqi_api_queue **aq, size_t *naq)
 {
 	struct cq_ctx *api = ctx_for(st, CQ_SRC_API);
 	bool asked = false;
@@ -174,18 +174,18 @@ static enum cq_err api_part(struct cq_stat *st, struct cq_metrics *ms,
 		asked = true;
 	}
 	if (st->nnames)
-		cq_api_queues(api, st->o.api_url, st->vhost,
+		cqi_api_queues(api, st->o.api_url, st->vhost,
 			      (const char *const *)st->names, st->nnames,
 			      NULL, aq, naq);
 	else if (!asked)
-		cq_api_ping(api, st->o.api_url);
+		cqi_api_ping(api, st->o.api_url);
 	if (api->err == CQ_ERR_NOMEM)
 		return CQ_ERR_NOMEM;
 	settle(st, ms, CQ_SRC_API);
 	return CQ_OK;
 }
 
-static struct cq_api_queue *api_of(struct cq_api_queue *q, size_t n,
+static struct cqi_api_queue *api_of(struct cqi_api_queue *q, size_t n,
 				   const char *name)
 {
 	for (size_t i = 0; q && i < n; i++)
@@ -196,21 +196,21 @@ static struct cq_api_queue *api_of(struct cq_api_queue *q, size_t n,
 
 /* The figures only the API gives (unknown without it). */
 static bool api_figures(struct cq_metrics *ms, const char *name,
-			const struct cq_api_queue *a, bool amqp_up)
+			const struct cqi_api_queue *a, bool amqp_up)
 {
 	size_t n = strlen(name);
-	bool ok = cq_metrics_add(ms, "unacked", name, n, a ? a->unacked : NAN) &&
-		  cq_metrics_add(ms, "publish_rate", name, n, a ? a->publish_rate : NAN) &&
-		  cq_metrics_add(ms, "deliver_rate", name, n, a ? a->deliver_rate : NAN) &&
-		  cq_metrics_add(ms, "ack_rate", name, n, a ? a->ack_rate : NAN);
+	bool ok = cqi_metrics_add(ms, "unacked", name, n, a ? a->unacked : NAN) &&
+		  cqi_metrics_add(ms, "publish_rate", name, n, a ? a->publish_rate : NAN) &&
+		  cqi_metrics_add(ms, "deliver_rate", name, n, a ? a->deliver_rate : NAN) &&
+		  cqi_metrics_add(ms, "ack_rate", name, n, a ? a->ack_rate : NAN);
 
 	if (ok && !amqp_up) {
 		/* AMQP down: what the API knows of ready and consumers */
-		ok = cq_metrics_add_queue(ms, name, a ? a->dlq : NULL,
+		ok = cqi_metrics_add_queue(ms, name, a ? a->dlq : NULL,
 					  a && a->found) >= 0 &&
-		     cq_metrics_add(ms, "ready", name, n, a ? a->ready : NAN) &&
-		     cq_metrics_add(ms, "consumers", name, n, a ? a->consumers : NAN) &&
-		     cq_metrics_add(ms, "dlq", name, n, NAN);
+		     cqi_metrics_add(ms, "ready", name, n, a ? a->ready : NAN) &&
+		     cqi_metrics_add(ms, "consumers", name, n, a ? a->consumers : NAN) &&
+		     cqi_metrics_add(ms, "dlq", name, n, NAN);
 	}
 	return ok;
 }
@@ -252,7 +252,7 @@ static enum cq_err amqp_part(struct cq_stat *st, struct cq_metrics *ms,
 
 static enum cq_err queue_part(struct cq_stat *st, struct cq_metrics *ms)
 {
-	struct cq_api_queue *aq = NULL;
+	struct cqi_api_queue *aq = NULL;
 	const char **dlqs = NULL;
 	size_t naq = 0;
 	enum cq_err e = CQ_OK;
@@ -269,7 +269,7 @@ static enum cq_err queue_part(struct cq_stat *st, struct cq_metrics *ms)
 		goto out;
 	}
 	for (size_t i = 0; i < st->nnames; i++) {
-		struct cq_api_queue *a = api_of(aq, naq, st->names[i]);
+		struct cqi_api_queue *a = api_of(aq, naq, st->names[i]);
 
 		dlqs[i] = a ? a->dlq : NULL;
 	}
@@ -280,7 +280,7 @@ static enum cq_err queue_part(struct cq_stat *st, struct cq_metrics *ms)
 			e = CQ_ERR_NOMEM;
 out:
 	free(dlqs);
-	cq_api_queues_free(aq, naq);
+	cqi_api_queues_free(aq, naq);
 	return e;
 }
 

@@ -209,7 +209,7 @@ static bool host_port(const struct url_parts *u, char **host, int *port,
 	return true;
 }
 
-enum cq_err cq_redis_url_parse(const char *url, struct cq_redis_url *out,
+enum cq_err cqi_redis_url_parse(const char *url, struct cqi_redis_url *out,
 			       char *errbuf, size_t errlen)
 {
 	struct url_parts u;
@@ -257,11 +257,11 @@ enum cq_err cq_redis_url_parse(const char *url, struct cq_redis_url *out,
 bad_escape:
 	cqi_errbuf(errbuf, errlen, "bad percent-escape");
 fail:
-	cq_redis_url_clear(out);
+	cqi_redis_url_clear(out);
 	return CQ_ERR_USAGE;
 }
 
-void cq_redis_url_clear(struct cq_redis_url *u)
+void cqi_redis_url_clear(struct cqi_redis_url *u)
 {
 	if (!u)
 		return;
@@ -275,7 +275,7 @@ void cq_redis_url_clear(struct cq_redis_url *u)
 /* The query of an AMQP URL: heartbeat (seconds) and connection_timeout
  * (milliseconds), as in RabbitMQ's URI query parameters; anything else is
  * an error, not silently ignored. */
-static bool amqp_options(struct span q, struct cq_amqp_url *out,
+static bool amqp_options(struct span q, struct cqi_amqp_url *out,
 			 char *errbuf, size_t errlen)
 {
 	const char *p = q.p, *end = q.p ? q.p + q.n : NULL;
@@ -307,7 +307,7 @@ static bool amqp_options(struct span q, struct cq_amqp_url *out,
 	return true;
 }
 
-enum cq_err cq_amqp_url_parse(const char *url, struct cq_amqp_url *out,
+enum cq_err cqi_amqp_url_parse(const char *url, struct cqi_amqp_url *out,
 			      char *errbuf, size_t errlen)
 {
 	struct url_parts u;
@@ -350,11 +350,11 @@ enum cq_err cq_amqp_url_parse(const char *url, struct cq_amqp_url *out,
 bad_escape:
 	cqi_errbuf(errbuf, errlen, "bad percent-escape");
 fail:
-	cq_amqp_url_clear(out);
+	cqi_amqp_url_clear(out);
 	return CQ_ERR_USAGE;
 }
 
-void cq_amqp_url_clear(struct cq_amqp_url *u)
+void cqi_amqp_url_clear(struct cqi_amqp_url *u)
 {
 	if (!u)
 		return;
@@ -450,7 +450,7 @@ size_t cqi_url_member_len(const char *p)
 	return n;
 }
 
-void cq_url_redact(const char *url, char *buf, size_t len)
+void cqi_url_redact(const char *url, char *buf, size_t len)
 {
 	struct cq_buf out = { 0 };
 	const char *p = url ? url : "";

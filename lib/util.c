@@ -28,7 +28,7 @@ long long cq_wall_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-enum cq_err cq_random_bytes(struct cq_ctx *ctx, void *buf, size_t n)
+enum cq_err cqi_random_bytes(struct cq_ctx *ctx, void *buf, size_t n)
 {
 	char *p = buf;
 
@@ -51,7 +51,7 @@ enum cq_err cq_random_bytes(struct cq_ctx *ctx, void *buf, size_t n)
 /* xorshift64*, seeded once from getrandom(). */
 static uint64_t rng_state;
 
-uint64_t cq_rand_below(uint64_t n)
+uint64_t cqi_rand_below(uint64_t n)
 {
 	uint64_t x, limit;
 
@@ -127,14 +127,14 @@ bool cqi_prefixed(const struct cq_ctx *ctx, const char *key, size_t keylen,
 	       cq_buf_append(buf, key, keylen);
 }
 
-void cq_throttle_init(struct cq_throttle *t, double per_s)
+void cqi_throttle_init(struct cqi_throttle *t, double per_s)
 {
 	t->per_s = per_s;
 	t->start_ms = cq_now_ms();
 	t->done = 0;
 }
 
-void cq_throttle_wait(struct cq_throttle *t, unsigned long long n)
+void cqi_throttle_wait(struct cqi_throttle *t, unsigned long long n)
 {
 	long long due, now;
 

@@ -26,7 +26,7 @@ struct warm {
 	struct cqi_gen gen;
 	struct cqi_pipe pipe;
 	struct cq_buf key, tagkey;
-	struct cq_throttle thr;
+	struct cqi_throttle thr;
 	long long t0, last_progress, last_extend;
 	struct cq_buf lockkey;
 	struct cqi_lock lock;
@@ -165,7 +165,7 @@ static enum cq_err queue_tags(struct warm *w, uint64_t recno,
 }
 
 /* The TTL of one key: the record's own, or the run's; jittered. */
-static long long rec_ttl(const struct warm *w, const struct cq_warm_rec *rec)
+static long long rec_ttl(const struct warm *w, const struct cqi_warm_rec *rec)
 {
 	struct cq_set_opts s = w->o->set;
 
@@ -173,7 +173,7 @@ static long long rec_ttl(const struct warm *w, const struct cq_warm_rec *rec)
 		s.ttl_ms = rec->ttl_ms;
 	else if (s.no_ttl)
 		return 0;
-	return cq_jittered_ttl(&s);
+	return cqi_jittered_ttl(&s);
 }
 
 /* A positive number in decimal into buf[32] (no printf per line). */
@@ -193,7 +193,7 @@ static size_t fmt_ll(char *buf, long long v)
 }
 
 static enum cq_err queue_set(struct warm *w, uint64_t recno,
-			     const struct cq_warm_rec *rec)
+			     const struct cqi_warm_rec *rec)
 {
 	const struct cq_set_opts *s = &w->o->set;
 	const char *argv[6] = { "SET" };
@@ -223,19 +223,19 @@ static enum cq_err queue_set(struct warm *w, uint64_t recno,
 }
 
 static bool parse(const struct warm *w, const char *p, size_t n,
-		  struct cq_warm_rec *rec, char *err, size_t errlen)
+		  struct cqi_warm_rec *rec, char *err, size_t errlen)
 {
 	if (w->o->exec)
-		return cq_warm_parse_key(p, n, rec, err, errlen);
+		return cqi_warm_parse_key(p, n, rec, err, errlen);
 	switch (w->o->format) {
 	case CQ_WARM_NUL:
-		return cq_warm_parse_nul(p, n, rec, err, errlen);
+		return cqi_warm_parse_nul(p, n, rec, err, errlen);
 	case CQ_WARM_JSONL:
-		return cq_warm_parse_jsonl(p, n, rec, err, errlen);
+		return cqi_warm_parse_jsonl(p, n, rec, err, errlen);
 	case CQ_WARM_TSV:
 		break;
 	}
-	return cq_warm_parse_tsv(p, n, rec, err, errlen);
+	return cqi_warm_parse_tsv(p, n, rec, err, errlen);
 }
 
 static void report_bad(struct warm *w, uint64_t recno, const char *msg)
@@ -248,7 +248,7 @@ static void report_bad(struct warm *w, uint64_t recno, const char *msg)
 /* Next good record: bad ones are reported and skipped.  False at the end
  * of the input, or on an error (set on the context). */
 static bool next_record(struct warm *w, struct cq_reader *rd,
-			struct cq_warm_rec *rec)
+			struct cqi_warm_rec *rec)
 {
 	char err[200];
 	struct cq_rec_in in;
@@ -281,7 +281,7 @@ static bool next_record(struct warm *w, struct cq_reader *rd,
 
 static enum cq_err warm_data(struct warm *w, struct cq_reader *rd)
 {
-	struct cq_warm_rec rec = { 0 };
+	struct cqi_warm_rec rec = { 0 };
 	uint64_t every = 1;
 
 	if (w->o->rate > 0)	/* send about 20 times a second */
@@ -293,7 +293,7 @@ static enum cq_err warm_data(struct warm *w, struct cq_reader *rd)
 			if (w->st->records % every == 0 &&
 			    cqi_pipe_sync(&w->pipe, 0))
 				break;
-			cq_throttle_wait(&w->thr, 1);
+			cqi_throttle_wait(&w->thr, 1);
 		}
 		if ((w->st->records & 255) == 0 || w->o->rate > 0) {
 			progress(w, false);
@@ -301,7 +301,7 @@ static enum cq_err warm_data(struct warm *w, struct cq_reader *rd)
 				break;
 		}
 	}
-	cq_warm_rec_clear(&rec);
+	cqi_warm_rec_clear(&rec);
 	if (!w->ctx->err)
 		cqi_pipe_sync(&w->pipe, 0);
 	return w->ctx->err;
@@ -361,7 +361,7 @@ static enum cq_err job_start(struct warm *w, struct job *j)
 /* A job's command ended: cache its output if it succeeded. */
 static enum cq_err job_done(struct warm *w, struct job *j)
 {
-	struct cq_warm_rec rec = { .key = j->key, .keylen = j->keylen,
+	struct cqi_warm_rec rec = { .key = j->key, .keylen = j->keylen,
 				   .ttl_ms = -1 };
 	int code = cqi_child_finish(&j->ch);
 	const char *argv[7] = { "SET" };
@@ -492,7 +492,7 @@ static void free_jobs(struct job *jobs, size_t n)
 
 static enum cq_err warm_exec(struct warm *w, struct cq_reader *rd)
 {
-	struct cq_warm_rec rec = { 0 };
+	struct cqi_warm_rec rec = { 0 };
 	struct job jobs[EXEC_BATCH];
 	bool missing[EXEC_BATCH];
 	size_t n = 0;
@@ -528,7 +528,7 @@ static enum cq_err warm_exec(struct warm *w, struct cq_reader *rd)
 		}
 	} while (more);
 	free_jobs(jobs, n);
-	cq_warm_rec_clear(&rec);
+	cqi_warm_rec_clear(&rec);
 	return w->ctx->err;
 }
 
@@ -577,7 +577,7 @@ enum cq_err cq_warm(struct cq_ctx *ctx, int fd, const struct cq_warm_opts *o,
 	ro.nfields = o->format == CQ_WARM_NUL && !o->exec ? 2 : 1;
 	/* a JSONL line's CR is blank space after the object, not data */
 	ro.refuse_cr = o->format != CQ_WARM_JSONL || o->exec;
-	cq_throttle_init(&w.thr, o->rate);
+	cqi_throttle_init(&w.thr, o->rate);
 	rd = cq_reader_new(ctx, fd, &ro);
 	if (!rd)
 		return ctx->err;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cq.h"
+#include "internal.h"
 
 /* The input as a NUL-terminated string (cut at the first NUL, as a C
  * caller passing argv or getenv() would see it).  Caller frees. */

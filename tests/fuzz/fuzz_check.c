@@ -89,14 +89,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		nchk++;
 	cq_metrics_init(&ms);
 	for (size_t i = 0; i < ndefs; i++)
-		if (!cq_metrics_add(&ms, defs[i].name,
+		if (!cqi_metrics_add(&ms, defs[i].name,
 				    defs[i].label ? (const char *)label : NULL,
 				    labellen, value_of(vals, nvals, i)))
 			abort();
 	if (labellen && !memchr(label, '\0', labellen)) {
 		char *q = fuzz_cstr(label, labellen);
 
-		cq_metrics_add_queue(&ms, q, NULL, nvals & 1);
+		cqi_metrics_add_queue(&ms, q, NULL, nvals & 1);
 		free(q);
 	}
 	if (!cq_checks_eval(chk, nchk, &ms, &st, &line))

@@ -24,14 +24,14 @@ static const char *const from_queues[] = {
 static void walk(const struct cq_field *f, size_t n, int depth)
 {
 	for (size_t i = 0; i < n; i++) {
-		char *text = cq_field_text(&f[i]);
+		char *text = cqi_field_text(&f[i]);
 		long long v;
 
 		FUZZ_ASSERT(text != NULL, "no text for field %zu", i);
 		free(text);
-		cq_field_int(&f[i], &v);
+		cqi_field_int(&f[i], &v);
 		if (f[i].key)
-			cq_field_get(f, n, f[i].key);
+			cqi_field_get(f, n, f[i].key);
 		FUZZ_ASSERT(depth < 40, "nesting");
 		if (f[i].kind == CQ_FIELD_TABLE || f[i].kind == CQ_FIELD_ARRAY)
 			walk(f[i].items, f[i].n, depth + 1);
@@ -42,7 +42,7 @@ static void check_death(const struct cq_field *f, size_t n, const char *from)
 {
 	struct cq_death d;
 
-	if (cq_death_decode(f, n, from, &d))
+	if (cqi_death_decode(f, n, from, &d))
 		return;		/* out of memory only */
 	if (d.queue)
 		FUZZ_ASSERT(d.queue[0], "empty queue chosen");
@@ -97,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			free(s);
 			json_decref(j);
 		}
-		cq_fields_free(fields, n);
+		cqi_fields_free(fields, n);
 	}
 	empty_amqp_pool(&pool);
 	free(buf);

@@ -21,7 +21,7 @@ static bool parse(const uint8_t *data, size_t size, struct cq_cache_sample *s,
 
 	memset(s, 0, sizeof(*s));
 	s->at_ms = at_ms;
-	ok = cq_redis_info_parse((const char *)data, size, &s->info, err, sizeof(err));
+	ok = cqi_redis_info_parse((const char *)data, size, &s->info, err, sizeof(err));
 	FUZZ_ASSERT(ok || err[0], "no message for a reply that does not parse");
 	return ok;
 }

@@ -1,9 +1,9 @@
 /*
- * fuzz_keys - the key names cq derives (cq_derived_key) and the SCAN glob
- * escaper (cq_glob_escape).
+ * fuzz_keys - the key names cq derives (cqi_derived_key) and the SCAN glob
+ * escaper (cqi_glob_escape).
  *
  * Input: byte 0 splits the rest into a prefix and a key (both may hold any
- * byte, braces included).  Invariants (DESIGN: Redis Cluster comes next):
+ * byte, braces included).  Invariants (Redis Cluster comes next):
  * a derived key hashes to the same slot as the full key it belongs to,
  * ends in "|cq:" WHAT, differs from the key, and starts with the prefix
  * (unless the prefix holds a '{'); an escaped glob is at
@@ -29,14 +29,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t wl = strlen(whats[w]);
 
 		cq_buf_reset(&der);
-		if (!cq_derived_key(split ? prefix : NULL, full.data, full.len,
+		if (!cqi_derived_key(split ? prefix : NULL, full.data, full.len,
 				    whats[w], &der))
 			abort();
-		FUZZ_ASSERT(cq_key_slot(der.data, der.len) ==
-			    cq_key_slot(full.data, full.len),
+		FUZZ_ASSERT(cqi_key_slot(der.data, der.len) ==
+			    cqi_key_slot(full.data, full.len),
 			    "slot of derived key %u != %u (key %zu bytes)",
-			    cq_key_slot(der.data, der.len),
-			    cq_key_slot(full.data, full.len), full.len);
+			    cqi_key_slot(der.data, der.len),
+			    cqi_key_slot(full.data, full.len), full.len);
 		FUZZ_ASSERT(der.len > wl + 4 &&
 			    memcmp(der.data + der.len - wl - 4, "|cq:", 4) == 0 &&
 			    memcmp(der.data + der.len - wl, whats[w], wl) == 0,
@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    memcmp(der.data, full.data, full.len) != 0,
 			    "derived key equals the key");
 	}
-	if (!cq_glob_escape(full.data, full.len, &esc))
+	if (!cqi_glob_escape(full.data, full.len, &esc))
 		abort();
 	FUZZ_ASSERT(esc.len <= 2 * full.len, "escape too long");
 	for (size_t i = 0; i < esc.len && j < full.len; i++)

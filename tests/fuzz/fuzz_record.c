@@ -1,6 +1,6 @@
 /*
  * fuzz_record - `qctl enqueue --jsonl` records (cq_record_parse) and the
- * base64 decoder behind body_base64 (cq_base64_decode, which warm's
+ * base64 decoder behind body_base64 (cqi_base64_decode, which warm's
  * key_base64 and value_base64 use too).
  *
  * Invariants: a parsed record has a body inside the record or its
@@ -41,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(rec == NULL && err[0], "failed without a message");
 	}
 	/* the decoder on its own, on the raw bytes */
-	if (cq_base64_decode(line, size, &raw)) {
+	if (cqi_base64_decode(line, size, &raw)) {
 		FUZZ_ASSERT(raw.len <= size, "decoded longer than input");
 		FUZZ_ASSERT(raw.data[raw.len] == '\0', "not terminated");
 	}

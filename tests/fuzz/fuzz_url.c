@@ -104,8 +104,8 @@ static void check_hidden(const char *url, size_t n)
 		abort();
 	for (size_t i = ps; i < pe; i++)
 		twin[i] = other(twin[i]);
-	cq_url_redact(one, a, sizeof(a));
-	cq_url_redact(twin, b, sizeof(b));
+	cqi_url_redact(one, a, sizeof(a));
+	cqi_url_redact(twin, b, sizeof(b));
 	FUZZ_ASSERT(strcmp(a, b) == 0, "'%s' redacted to '%s' shows part of its password (twin '%s')",
 		    one, a, b);
 	free(one);
@@ -115,23 +115,23 @@ static void check_hidden(const char *url, size_t n)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *url = fuzz_cstr(data, size), errbuf[200], small[40];
-	struct cq_redis_url r;
-	struct cq_amqp_url a;
+	struct cqi_redis_url r;
+	struct cqi_amqp_url a;
 	size_t len = strlen(url);
 
-	if (cq_redis_url_parse(url, &r, errbuf, sizeof(errbuf)) == CQ_OK) {
+	if (cqi_redis_url_parse(url, &r, errbuf, sizeof(errbuf)) == CQ_OK) {
 		FUZZ_ASSERT((r.host != NULL) != (r.path != NULL),
 			    "host or path, not both: '%s'", url);
 		FUZZ_ASSERT(r.port >= 1 && r.port <= 65535, "port of '%s'", url);
-		cq_redis_url_clear(&r);
+		cqi_redis_url_clear(&r);
 	} else {
 		FUZZ_ASSERT(errbuf[0], "no message for '%s'", url);
 	}
-	if (cq_amqp_url_parse(url, &a, errbuf, sizeof(errbuf)) == CQ_OK) {
+	if (cqi_amqp_url_parse(url, &a, errbuf, sizeof(errbuf)) == CQ_OK) {
 		FUZZ_ASSERT(a.host && a.user && a.pass && a.vhost,
 			    "fields of '%s'", url);
 		FUZZ_ASSERT(a.port >= 1 && a.port <= 65535, "port of '%s'", url);
-		cq_amqp_url_clear(&a);
+		cqi_amqp_url_clear(&a);
 	} else {
 		FUZZ_ASSERT(errbuf[0], "no message for '%s'", url);
 	}
@@ -144,7 +144,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		off += n + 1;
 	}
 	/* every buffer size, including the tiny ones */
-	cq_url_redact(url, small, size % sizeof(small) + 1);
+	cqi_url_redact(url, small, size % sizeof(small) + 1);
 	FUZZ_ASSERT(strlen(small) <= size % sizeof(small), "redact overflow");
 	free(url);
 	return 0;

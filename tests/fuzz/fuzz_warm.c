@@ -16,7 +16,7 @@ static bool inside(const char *p, size_t n, const char *base, size_t len)
 	return p && p >= base && p + n <= base + len;
 }
 
-static bool in_rec(const char *p, size_t n, const struct cq_warm_rec *rec,
+static bool in_rec(const char *p, size_t n, const struct cqi_warm_rec *rec,
 		   const char *line, size_t len)
 {
 	return inside(p, n, line, len) ||
@@ -24,16 +24,16 @@ static bool in_rec(const char *p, size_t n, const struct cq_warm_rec *rec,
 }
 
 /* The record as a JSON line parses back to the same bytes. */
-static void check_json_round_trip(const struct cq_warm_rec *rec)
+static void check_json_round_trip(const struct cqi_warm_rec *rec)
 {
-	struct cq_warm_rec again = { 0 };
+	struct cqi_warm_rec again = { 0 };
 	char err[200];
 	char *line = cq_json_value_line(rec->key, rec->keylen, rec->val,
 					rec->vallen, NULL);
 
 	if (!line)
 		abort();
-	FUZZ_ASSERT(cq_warm_parse_jsonl(line, strlen(line), &again, err,
+	FUZZ_ASSERT(cqi_warm_parse_jsonl(line, strlen(line), &again, err,
 					sizeof(err)), "'%s': %s", line, err);
 	FUZZ_ASSERT(again.keylen == rec->keylen &&
 		    memcmp(again.key, rec->key, rec->keylen) == 0,
@@ -41,13 +41,13 @@ static void check_json_round_trip(const struct cq_warm_rec *rec)
 	FUZZ_ASSERT(again.vallen == rec->vallen &&
 		    memcmp(again.val, rec->val, rec->vallen) == 0,
 		    "value changed: %s", line);
-	cq_warm_rec_clear(&again);
+	cqi_warm_rec_clear(&again);
 	free(line);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct cq_warm_rec rec = { 0 };
+	struct cqi_warm_rec rec = { 0 };
 	struct cq_buf b64 = { 0 };
 	char err[200], *line;
 	size_t len;
@@ -65,28 +65,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	err[0] = '\0';
 	switch (mode) {
 	case 0:
-		ok = cq_warm_parse_tsv(line, len, &rec, err, sizeof(err));
+		ok = cqi_warm_parse_tsv(line, len, &rec, err, sizeof(err));
 		if (ok) {
 			FUZZ_ASSERT(!memchr(rec.key, '\t', rec.keylen), "TAB in key");
 			FUZZ_ASSERT(rec.keylen + 1 + rec.vallen == len, "lengths");
 		}
 		break;
 	case 1:
-		ok = cq_warm_parse_nul(line, len, &rec, err, sizeof(err));
+		ok = cqi_warm_parse_nul(line, len, &rec, err, sizeof(err));
 		if (ok) {
 			FUZZ_ASSERT(!memchr(rec.key, '\0', rec.keylen), "NUL in key");
 			FUZZ_ASSERT(!memchr(rec.val, '\0', rec.vallen), "NUL in value");
 		}
 		break;
 	case 2:
-		ok = cq_warm_parse_key(line, len, &rec, err, sizeof(err));
+		ok = cqi_warm_parse_key(line, len, &rec, err, sizeof(err));
 		break;
 	case 3:
-		ok = cq_warm_parse_jsonl(line, len, &rec, err, sizeof(err));
+		ok = cqi_warm_parse_jsonl(line, len, &rec, err, sizeof(err));
 		/* parse a second record into the same struct (scratch reuse) */
 		if (ok && len > 1)
-			cq_warm_parse_jsonl(line, len - 1, &rec, err, sizeof(err));
-		ok = cq_warm_parse_jsonl(line, len, &rec, err, sizeof(err));
+			cqi_warm_parse_jsonl(line, len - 1, &rec, err, sizeof(err));
+		ok = cqi_warm_parse_jsonl(line, len, &rec, err, sizeof(err));
 		if (ok) {
 			FUZZ_ASSERT(rec.ttl_ms == -1 || rec.ttl_ms > 0, "ttl %lld",
 				    rec.ttl_ms);
@@ -97,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		break;
 	case 4:
-		if (cq_base64_decode(line, len, &b64))
+		if (cqi_base64_decode(line, len, &b64))
 			FUZZ_ASSERT(b64.len <= len * 3 / 4 + 3, "base64 length");
 		cq_buf_free(&b64);
 		free(line);
@@ -116,7 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		FUZZ_ASSERT(err[0], "failed without a message (mode %d)", mode);
 	}
-	cq_warm_rec_clear(&rec);
+	cqi_warm_rec_clear(&rec);
 	free(line);
 	return 0;
 }

@@ -11,31 +11,32 @@
 #include <cmocka.h>
 
 #include "cq.h"
+#include "internal.h"
 
 static void test_slots(void **state)
 {
 	(void)state;
 	/* figures from the Redis Cluster specification and CLUSTER KEYSLOT */
-	assert_int_equal(cq_key_slot("123456789", 9), 0x31C3 & 16383);
-	assert_int_equal(cq_key_slot("foo", 3), 12182);
-	assert_int_equal(cq_key_slot("bar", 3), 5061);
-	assert_int_equal(cq_key_slot("{user1000}.following", 20),
-			 cq_key_slot("user1000", 8));
+	assert_int_equal(cqi_key_slot("123456789", 9), 0x31C3 & 16383);
+	assert_int_equal(cqi_key_slot("foo", 3), 12182);
+	assert_int_equal(cqi_key_slot("bar", 3), 5061);
+	assert_int_equal(cqi_key_slot("{user1000}.following", 20),
+			 cqi_key_slot("user1000", 8));
 	/* an empty {} is no tag: the whole key is hashed */
-	assert_int_equal(cq_key_slot("foo{}{bar}", 10),
-			 cq_key_slot("foo{}{bar}", 10) & 16383);
-	assert_int_not_equal(cq_key_slot("foo{}{bar}", 10), cq_key_slot("bar", 3));
-	assert_int_equal(cq_key_slot("foo{{bar}}zap", 13), cq_key_slot("{bar", 4));
-	assert_int_equal(cq_key_slot("foo{bar}{zap}", 13), cq_key_slot("bar", 3));
-	assert_int_equal(cq_key_slot("a\0b{x}", 6), cq_key_slot("x", 1));
+	assert_int_equal(cqi_key_slot("foo{}{bar}", 10),
+			 cqi_key_slot("foo{}{bar}", 10) & 16383);
+	assert_int_not_equal(cqi_key_slot("foo{}{bar}", 10), cqi_key_slot("bar", 3));
+	assert_int_equal(cqi_key_slot("foo{{bar}}zap", 13), cqi_key_slot("{bar", 4));
+	assert_int_equal(cqi_key_slot("foo{bar}{zap}", 13), cqi_key_slot("bar", 3));
+	assert_int_equal(cqi_key_slot("a\0b{x}", 6), cqi_key_slot("x", 1));
 }
 
 static void check_derived(const char *prefix, const char *key, size_t len)
 {
 	struct cq_buf out = { 0 };
 
-	assert_true(cq_derived_key(prefix, key, len, "lock", &out));
-	assert_int_equal(cq_key_slot(out.data, out.len), cq_key_slot(key, len));
+	assert_true(cqi_derived_key(prefix, key, len, "lock", &out));
+	assert_int_equal(cqi_key_slot(out.data, out.len), cqi_key_slot(key, len));
 	assert_false(out.len == len && memcmp(out.data, key, len) == 0);
 	assert_true(out.len > 8);
 	assert_memory_equal(out.data + out.len - 8, "|cq:lock", 8);
@@ -60,14 +61,14 @@ static void test_derived_keys(void **state)
 	}
 	for (int i = 0; i < 200; i++) {
 		for (size_t j = 0; j < sizeof(bin); j++)
-			bin[j] = (char)cq_rand_below(256);
-		check_derived("p:", bin, 1 + cq_rand_below(sizeof(bin) - 1));
+			bin[j] = (char)cqi_rand_below(256);
+		check_derived("p:", bin, 1 + cqi_rand_below(sizeof(bin) - 1));
 	}
 	/* a plain key keeps the prefix in front, so prefix patterns see it */
-	assert_true(cq_derived_key("p:", "p:k", 3, "meta", &out));
+	assert_true(cqi_derived_key("p:", "p:k", 3, "meta", &out));
 	assert_string_equal(out.data, "p:{p:k}|cq:meta");
 	/* a key with a tag gets a suffix */
-	assert_true(cq_derived_key("p:", "p:{u}k", 6, "meta", &out));
+	assert_true(cqi_derived_key("p:", "p:{u}k", 6, "meta", &out));
 	assert_string_equal(out.data, "p:{u}k|cq:meta");
 	cq_buf_free(&out);
 }
@@ -97,10 +98,10 @@ static void test_glob_escape(void **state)
 	struct cq_buf b = { 0 };
 
 	(void)state;
-	assert_true(cq_glob_escape("a*b?c[d]e\\f:", 12, &b));
+	assert_true(cqi_glob_escape("a*b?c[d]e\\f:", 12, &b));
 	assert_string_equal(b.data, "a\\*b\\?c\\[d\\]e\\\\f:");
 	cq_buf_reset(&b);
-	assert_true(cq_glob_escape("x\0*", 3, &b));
+	assert_true(cqi_glob_escape("x\0*", 3, &b));
 	assert_int_equal(b.len, 4);
 	assert_memory_equal(b.data, "x\0\\*", 4);
 	cq_buf_free(&b);
@@ -113,7 +114,7 @@ static void test_jitter(void **state)
 
 	(void)state;
 	for (int i = 0; i < 1000; i++) {
-		long long t = cq_jittered_ttl(&o);
+		long long t = cqi_jittered_ttl(&o);
 
 		assert_true(t >= 10000 && t <= 10500);
 		spread |= t != 10000;
@@ -122,12 +123,12 @@ static void test_jitter(void **state)
 	o.jitter_ms = 0;
 	o.jitter_pct = 10;
 	for (int i = 0; i < 1000; i++) {
-		long long t = cq_jittered_ttl(&o);
+		long long t = cqi_jittered_ttl(&o);
 
 		assert_true(t >= 10000 && t <= 11000);
 	}
 	o.jitter_pct = 0;
-	assert_int_equal(cq_jittered_ttl(&o), 10000);
+	assert_int_equal(cqi_jittered_ttl(&o), 10000);
 }
 
 static void test_base64(void **state)
@@ -142,88 +143,88 @@ static void test_base64(void **state)
 		char *enc;
 
 		for (size_t j = 0; j < n; j++)
-			raw[j] = (unsigned char)cq_rand_below(256);
-		enc = cq_base64(raw, n);
+			raw[j] = (unsigned char)cqi_rand_below(256);
+		enc = cqi_base64(raw, n);
 		assert_non_null(enc);
 		cq_buf_reset(&b);
-		assert_true(cq_base64_decode(enc, strlen(enc), &b));
+		assert_true(cqi_base64_decode(enc, strlen(enc), &b));
 		assert_int_equal(b.len, n);
 		if (n)
 			assert_memory_equal(b.data, raw, n);
 		free(enc);
 	}
 	cq_buf_reset(&b);
-	assert_true(cq_base64_decode("aGk", 3, &b));	/* padding optional */
+	assert_true(cqi_base64_decode("aGk", 3, &b));	/* padding optional */
 	assert_int_equal(b.len, 2);
 	assert_memory_equal(b.data, "hi", 2);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cq_buf_reset(&b);
-		assert_false(cq_base64_decode(bad[i], strlen(bad[i]), &b));
+		assert_false(cqi_base64_decode(bad[i], strlen(bad[i]), &b));
 	}
 	cq_buf_free(&b);
 }
 
 static void test_tsv(void **state)
 {
-	struct cq_warm_rec r = { 0 };
+	struct cqi_warm_rec r = { 0 };
 	char err[200];
 
 	(void)state;
-	assert_true(cq_warm_parse_tsv("k\tv", 3, &r, err, sizeof(err)));
+	assert_true(cqi_warm_parse_tsv("k\tv", 3, &r, err, sizeof(err)));
 	assert_int_equal(r.keylen, 1);
 	assert_memory_equal(r.key, "k", 1);
 	assert_int_equal(r.vallen, 1);
 	assert_memory_equal(r.val, "v", 1);
 	assert_int_equal(r.ttl_ms, -1);
 	/* the value may hold TABs, may be empty, and may hold NULs */
-	assert_true(cq_warm_parse_tsv("k\ta\tb", 5, &r, err, sizeof(err)));
+	assert_true(cqi_warm_parse_tsv("k\ta\tb", 5, &r, err, sizeof(err)));
 	assert_int_equal(r.vallen, 3);
 	assert_memory_equal(r.val, "a\tb", 3);
-	assert_true(cq_warm_parse_tsv("k\t", 2, &r, err, sizeof(err)));
+	assert_true(cqi_warm_parse_tsv("k\t", 2, &r, err, sizeof(err)));
 	assert_int_equal(r.vallen, 0);
-	assert_true(cq_warm_parse_tsv("k\0x\tv\0w", 7, &r, err, sizeof(err)));
+	assert_true(cqi_warm_parse_tsv("k\0x\tv\0w", 7, &r, err, sizeof(err)));
 	assert_int_equal(r.keylen, 3);
 	assert_int_equal(r.vallen, 3);
-	assert_false(cq_warm_parse_tsv("novalue", 7, &r, err, sizeof(err)));
+	assert_false(cqi_warm_parse_tsv("novalue", 7, &r, err, sizeof(err)));
 	assert_string_equal(err, "missing TAB between key and value");
-	assert_false(cq_warm_parse_tsv("\tv", 2, &r, err, sizeof(err)));
+	assert_false(cqi_warm_parse_tsv("\tv", 2, &r, err, sizeof(err)));
 	assert_string_equal(err, "empty key");
-	assert_false(cq_warm_parse_tsv("", 0, &r, err, sizeof(err)));
+	assert_false(cqi_warm_parse_tsv("", 0, &r, err, sizeof(err)));
 	assert_string_equal(err, "empty line");
-	assert_false(cq_warm_parse_tsv(NULL, 0, &r, err, sizeof(err)));
-	assert_false(cq_warm_parse_tsv("k\nj\tv", 5, &r, err, sizeof(err)));
+	assert_false(cqi_warm_parse_tsv(NULL, 0, &r, err, sizeof(err)));
+	assert_false(cqi_warm_parse_tsv("k\nj\tv", 5, &r, err, sizeof(err)));
 	assert_string_equal(err, "newline inside the key");
-	cq_warm_rec_clear(&r);
+	cqi_warm_rec_clear(&r);
 }
 
 static void test_nul(void **state)
 {
-	struct cq_warm_rec r = { 0 };
+	struct cqi_warm_rec r = { 0 };
 	char err[200];
 
 	(void)state;
-	assert_true(cq_warm_parse_nul("key\0va\nl\tue", 11, &r, err, sizeof(err)));
+	assert_true(cqi_warm_parse_nul("key\0va\nl\tue", 11, &r, err, sizeof(err)));
 	assert_int_equal(r.keylen, 3);
 	assert_int_equal(r.vallen, 7);
 	assert_memory_equal(r.val, "va\nl\tue", 7);
-	assert_true(cq_warm_parse_nul("k\0", 2, &r, err, sizeof(err)));
+	assert_true(cqi_warm_parse_nul("k\0", 2, &r, err, sizeof(err)));
 	assert_int_equal(r.vallen, 0);
-	assert_false(cq_warm_parse_nul("lonely", 6, &r, err, sizeof(err)));
+	assert_false(cqi_warm_parse_nul("lonely", 6, &r, err, sizeof(err)));
 	assert_non_null(strstr(err, "without a value"));
-	assert_false(cq_warm_parse_nul("\0v", 2, &r, err, sizeof(err)));
+	assert_false(cqi_warm_parse_nul("\0v", 2, &r, err, sizeof(err)));
 	assert_string_equal(err, "empty key");
-	assert_false(cq_warm_parse_nul("k\0v\0w", 5, &r, err, sizeof(err)));
-	cq_warm_rec_clear(&r);
+	assert_false(cqi_warm_parse_nul("k\0v\0w", 5, &r, err, sizeof(err)));
+	cqi_warm_rec_clear(&r);
 }
 
-static bool jl(const char *s, struct cq_warm_rec *r, char *err)
+static bool jl(const char *s, struct cqi_warm_rec *r, char *err)
 {
-	return cq_warm_parse_jsonl(s, strlen(s), r, err, 200);
+	return cqi_warm_parse_jsonl(s, strlen(s), r, err, 200);
 }
 
 static void test_jsonl_good(void **state)
 {
-	struct cq_warm_rec r = { 0 };
+	struct cqi_warm_rec r = { 0 };
 	char err[200];
 
 	(void)state;
@@ -262,7 +263,7 @@ static void test_jsonl_good(void **state)
 	/* what `cachectl get --json` prints reads back */
 	assert_true(jl("{\"key\":\"k\",\"value_base64\":\"gA==\"}", &r, err));
 	assert_int_equal((unsigned char)r.val[0], 0x80);
-	cq_warm_rec_clear(&r);
+	cqi_warm_rec_clear(&r);
 }
 
 static void test_jsonl_bad(void **state)
@@ -295,7 +296,7 @@ static void test_jsonl_bad(void **state)
 		{ "{\"key\":\"k\",\"value_base64\":\"a\"}", "not valid base64" },
 		{ "{\"key\":\"k\",\"value_base64\":5}", "must be a string" },
 	};
-	struct cq_warm_rec r = { 0 };
+	struct cqi_warm_rec r = { 0 };
 	char err[200];
 
 	(void)state;
@@ -309,7 +310,7 @@ static void test_jsonl_bad(void **state)
 		/* a NUL after the object is text too, not an end */
 		static const char nul[] = "{\"key\":\"k\",\"value\":\"v\"}\0x";
 
-		assert_false(cq_warm_parse_jsonl(nul, sizeof(nul) - 1, &r, err,
+		assert_false(cqi_warm_parse_jsonl(nul, sizeof(nul) - 1, &r, err,
 						 sizeof(err)));
 		assert_non_null(strstr(err, "text after"));
 	}
@@ -322,40 +323,40 @@ static void test_jsonl_bad(void **state)
 		assert_false(jl(many, &r, err));
 		assert_non_null(strstr(err, "more than 32"));
 	}
-	cq_warm_rec_clear(&r);
+	cqi_warm_rec_clear(&r);
 }
 
 static void test_keys(void **state)
 {
-	struct cq_warm_rec r = { 0 };
+	struct cqi_warm_rec r = { 0 };
 	char err[200];
 
 	(void)state;
-	assert_true(cq_warm_parse_key("a b\tc", 5, &r, err, sizeof(err)));
+	assert_true(cqi_warm_parse_key("a b\tc", 5, &r, err, sizeof(err)));
 	assert_int_equal(r.keylen, 5);
-	assert_false(cq_warm_parse_key("", 0, &r, err, sizeof(err)));
+	assert_false(cqi_warm_parse_key("", 0, &r, err, sizeof(err)));
 	assert_string_equal(err, "empty key");
-	cq_warm_rec_clear(&r);
+	cqi_warm_rec_clear(&r);
 }
 
 /* Any input gives true or false, never a crash (a taste of the fuzzer). */
 static void test_parsers_total(void **state)
 {
-	struct cq_warm_rec r = { 0 };
+	struct cqi_warm_rec r = { 0 };
 	static const char alphabet[] = "{}\":,[]\t\0abk\\u0123456789eyvlt _";
 	char buf[64], err[200];
 
 	(void)state;
 	for (int i = 0; i < 20000; i++) {
-		size_t n = cq_rand_below(sizeof(buf));
+		size_t n = cqi_rand_below(sizeof(buf));
 
 		for (size_t j = 0; j < n; j++)
-			buf[j] = alphabet[cq_rand_below(sizeof(alphabet) - 1)];
-		cq_warm_parse_tsv(buf, n, &r, err, sizeof(err));
-		cq_warm_parse_nul(buf, n, &r, err, sizeof(err));
-		cq_warm_parse_jsonl(buf, n, &r, err, sizeof(err));
+			buf[j] = alphabet[cqi_rand_below(sizeof(alphabet) - 1)];
+		cqi_warm_parse_tsv(buf, n, &r, err, sizeof(err));
+		cqi_warm_parse_nul(buf, n, &r, err, sizeof(err));
+		cqi_warm_parse_jsonl(buf, n, &r, err, sizeof(err));
 	}
-	cq_warm_rec_clear(&r);
+	cqi_warm_rec_clear(&r);
 }
 
 int main(void)

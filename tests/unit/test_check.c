@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "cq.h"
+#include "internal.h"
 
 static void test_parse_good(void **state)
 {
@@ -121,10 +122,10 @@ static void sample(struct cq_metrics *ms, double h, double r, double d,
 		strcpy(ms->src[CQ_SRC_REDIS].errstr, "cannot connect to Redis at 127.0.0.1:1");
 	ms->src[CQ_SRC_AMQP].used = true;
 	ms->src[CQ_SRC_AMQP].up = true;
-	assert_true(cq_metrics_add(ms, "hit_rate", NULL, 0, redis_up ? h : NAN));
-	assert_true(cq_metrics_add_queue(ms, "jobs", "jobs.dlq", true) == 0);
-	assert_true(cq_metrics_add(ms, "ready", "jobs", 4, r));
-	assert_true(cq_metrics_add(ms, "dlq", "jobs", 4, d));
+	assert_true(cqi_metrics_add(ms, "hit_rate", NULL, 0, redis_up ? h : NAN));
+	assert_true(cqi_metrics_add_queue(ms, "jobs", "jobs.dlq", true) == 0);
+	assert_true(cqi_metrics_add(ms, "ready", "jobs", 4, r));
+	assert_true(cqi_metrics_add(ms, "dlq", "jobs", 4, d));
 }
 
 static enum cq_check_state eval(const char *const *exprs, size_t n,
@@ -204,8 +205,8 @@ static void test_eval_labels_and_twins(void **state)
 
 	/* several queues: each is named, the worst decides */
 	sample(&ms, 0.9, 5, 0, true);
-	assert_true(cq_metrics_add_queue(&ms, "b", NULL, true) == 1);
-	assert_true(cq_metrics_add(&ms, "ready", "b", 1, 20));
+	assert_true(cqi_metrics_add_queue(&ms, "b", NULL, true) == 1);
+	assert_true(cqi_metrics_add(&ms, "ready", "b", 1, 20));
 	assert_int_equal(eval(twins, 1, &ms, line, sizeof(line)), CQ_STATE_WARN);
 	assert_string_equal(line, "CQ WARNING - ready[b]=20 (>10) ready[jobs]=5");
 	cq_metrics_clear(&ms);

@@ -13,6 +13,7 @@
 #include "consume_int.h"
 #include "qargs_int.h"
 #include "cq.h"
+#include "internal.h"
 
 static void set_tail(struct cqi_job *j, const char *s, size_t n)
 {

@@ -14,27 +14,28 @@
 #include <unistd.h>
 
 #include "cq.h"
+#include "internal.h"
 
 /* fuzz_url: a Redis password holding a comma leaked its first part,
  * because redaction split the URL as if it were an AMQP list. */
 static void test_redact_comma_in_password(void **state)
 {
 	char buf[256], err[200];
-	struct cq_redis_url u;
+	struct cqi_redis_url u;
 
 	(void)state;
-	assert_int_equal(cq_redis_url_parse("redis://u:se,cret@h:1/0", &u, err,
+	assert_int_equal(cqi_redis_url_parse("redis://u:se,cret@h:1/0", &u, err,
 					    sizeof(err)), CQ_OK);
 	assert_string_equal(u.pass, "se,cret");
-	cq_redis_url_clear(&u);
-	cq_url_redact("redis://u:se,cret@h:1/0", buf, sizeof(buf));
+	cqi_redis_url_clear(&u);
+	cqi_url_redact("redis://u:se,cret@h:1/0", buf, sizeof(buf));
 	assert_string_equal(buf, "redis://u:***@h:1/0");
-	cq_url_redact("redis://u:a,b,c@h:99999/0", buf, sizeof(buf));
+	cqi_url_redact("redis://u:a,b,c@h:99999/0", buf, sizeof(buf));
 	assert_string_equal(buf, "redis://u:***@h:99999/0");
 	/* a real list still redacts each member */
-	cq_url_redact("amqp://u:p@a,amqp://v:q@b/x", buf, sizeof(buf));
+	cqi_url_redact("amqp://u:p@a,amqp://v:q@b/x", buf, sizeof(buf));
 	assert_string_equal(buf, "amqp://u:***@a,amqp://v:***@b/x");
-	cq_url_redact("amqp://a:1,amqp://u:p,q@b/%2f", buf, sizeof(buf));
+	cqi_url_redact("amqp://a:1,amqp://u:p,q@b/%2f", buf, sizeof(buf));
 	assert_string_equal(buf, "amqp://a:1,amqp://u:***@b/%2f");
 }
 

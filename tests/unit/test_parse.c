@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "cq.h"
+#include "internal.h"
 
 static void test_durations(void **state)
 {
@@ -86,39 +87,39 @@ static void test_uint_and_jitter(void **state)
 
 static void test_redis_urls(void **state)
 {
-	struct cq_redis_url u;
+	struct cqi_redis_url u;
 	char err[200];
 
 	(void)state;
-	assert_int_equal(cq_redis_url_parse("redis://127.0.0.1:6380/2", &u, err, sizeof(err)), CQ_OK);
+	assert_int_equal(cqi_redis_url_parse("redis://127.0.0.1:6380/2", &u, err, sizeof(err)), CQ_OK);
 	assert_string_equal(u.host, "127.0.0.1");
 	assert_int_equal(u.port, 6380);
 	assert_int_equal(u.db, 2);
 	assert_null(u.user);
 	assert_null(u.pass);
-	cq_redis_url_clear(&u);
+	cqi_redis_url_clear(&u);
 
-	assert_int_equal(cq_redis_url_parse("redis://app:p%40ss%3Aw@cache.local", &u, err, sizeof(err)), CQ_OK);
+	assert_int_equal(cqi_redis_url_parse("redis://app:p%40ss%3Aw@cache.local", &u, err, sizeof(err)), CQ_OK);
 	assert_string_equal(u.user, "app");
 	assert_string_equal(u.pass, "p@ss:w");
 	assert_string_equal(u.host, "cache.local");
 	assert_int_equal(u.port, 6379);
 	assert_int_equal(u.db, 0);
-	cq_redis_url_clear(&u);
+	cqi_redis_url_clear(&u);
 
-	assert_int_equal(cq_redis_url_parse("redis://:secret@[::1]:7000/3", &u, err, sizeof(err)), CQ_OK);
+	assert_int_equal(cqi_redis_url_parse("redis://:secret@[::1]:7000/3", &u, err, sizeof(err)), CQ_OK);
 	assert_null(u.user);
 	assert_string_equal(u.pass, "secret");
 	assert_string_equal(u.host, "::1");
 	assert_int_equal(u.port, 7000);
 	assert_int_equal(u.db, 3);
-	cq_redis_url_clear(&u);
+	cqi_redis_url_clear(&u);
 
-	assert_int_equal(cq_redis_url_parse("unix:///run/redis/redis.sock?db=4", &u, err, sizeof(err)), CQ_OK);
+	assert_int_equal(cqi_redis_url_parse("unix:///run/redis/redis.sock?db=4", &u, err, sizeof(err)), CQ_OK);
 	assert_string_equal(u.path, "/run/redis/redis.sock");
 	assert_null(u.host);
 	assert_int_equal(u.db, 4);
-	cq_redis_url_clear(&u);
+	cqi_redis_url_clear(&u);
 
 	static const char *bad[] = {
 		"", "127.0.0.1:6379", "http://x", "redis://", "redis://h:0",
@@ -127,12 +128,12 @@ static void test_redis_urls(void **state)
 		"redis://h/1?", "redis://a%zz@h", "redis://h:6379/-1",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		enum cq_err e = cq_redis_url_parse(bad[i], &u, err, sizeof(err));
+		enum cq_err e = cqi_redis_url_parse(bad[i], &u, err, sizeof(err));
 
 		if (strcmp(bad[i], "redis://h/1?") == 0) {
 			/* an empty query is harmless */
 			assert_int_equal(e, CQ_OK);
-			cq_redis_url_clear(&u);
+			cqi_redis_url_clear(&u);
 			continue;
 		}
 		assert_int_equal(e, CQ_ERR_USAGE);
@@ -142,66 +143,66 @@ static void test_redis_urls(void **state)
 
 static void test_amqp_urls(void **state)
 {
-	struct cq_amqp_url u;
-	struct cq_redis_url r;
+	struct cqi_amqp_url u;
+	struct cqi_redis_url r;
 	char err[200];
 
 	(void)state;
-	assert_int_equal(cq_amqp_url_parse("amqp://guest:guest@127.0.0.1:5673/%2f", &u, err, sizeof(err)), CQ_OK);
+	assert_int_equal(cqi_amqp_url_parse("amqp://guest:guest@127.0.0.1:5673/%2f", &u, err, sizeof(err)), CQ_OK);
 	assert_string_equal(u.host, "127.0.0.1");
 	assert_int_equal(u.port, 5673);
 	assert_string_equal(u.vhost, "/");
 	assert_string_equal(u.user, "guest");
 	assert_false(u.tls);
-	cq_amqp_url_clear(&u);
+	cqi_amqp_url_clear(&u);
 
-	assert_int_equal(cq_amqp_url_parse("amqps://bob:s%2Fcret@mq.example/prod%2Fjobs", &u, err, sizeof(err)), CQ_OK);
+	assert_int_equal(cqi_amqp_url_parse("amqps://bob:s%2Fcret@mq.example/prod%2Fjobs", &u, err, sizeof(err)), CQ_OK);
 	assert_true(u.tls);
 	assert_int_equal(u.port, 5671);
 	assert_string_equal(u.pass, "s/cret");
 	assert_string_equal(u.vhost, "prod/jobs");
-	cq_amqp_url_clear(&u);
+	cqi_amqp_url_clear(&u);
 
-	assert_int_equal(cq_amqp_url_parse("amqp://[::1]", &u, err, sizeof(err)), CQ_OK);
+	assert_int_equal(cqi_amqp_url_parse("amqp://[::1]", &u, err, sizeof(err)), CQ_OK);
 	assert_string_equal(u.host, "::1");
 	assert_string_equal(u.user, "guest");
 	assert_string_equal(u.pass, "guest");
 	assert_string_equal(u.vhost, "/");
-	cq_amqp_url_clear(&u);
+	cqi_amqp_url_clear(&u);
 
-	assert_int_equal(cq_amqp_url_parse("redis://x", &u, err, sizeof(err)), CQ_ERR_USAGE);
-	assert_int_equal(cq_amqp_url_parse("amqp://", &u, err, sizeof(err)), CQ_ERR_USAGE);
-	assert_int_equal(cq_amqp_url_parse("amqp://h:99999", &u, err, sizeof(err)), CQ_ERR_USAGE);
-	assert_int_equal(cq_amqp_url_parse("amqp://h/%", &u, err, sizeof(err)), CQ_ERR_USAGE);
+	assert_int_equal(cqi_amqp_url_parse("redis://x", &u, err, sizeof(err)), CQ_ERR_USAGE);
+	assert_int_equal(cqi_amqp_url_parse("amqp://", &u, err, sizeof(err)), CQ_ERR_USAGE);
+	assert_int_equal(cqi_amqp_url_parse("amqp://h:99999", &u, err, sizeof(err)), CQ_ERR_USAGE);
+	assert_int_equal(cqi_amqp_url_parse("amqp://h/%", &u, err, sizeof(err)), CQ_ERR_USAGE);
 
 	/* schemes are case-insensitive (RFC 3986) */
-	assert_int_equal(cq_redis_url_parse("Redis://h:7000/2", &r, err, sizeof(err)), CQ_OK);
+	assert_int_equal(cqi_redis_url_parse("Redis://h:7000/2", &r, err, sizeof(err)), CQ_OK);
 	assert_int_equal(r.port, 7000);
 	assert_int_equal(r.db, 2);
-	cq_redis_url_clear(&r);
+	cqi_redis_url_clear(&r);
 
 	/* RabbitMQ's URI options: heartbeat and connection_timeout */
-	assert_int_equal(cq_amqp_url_parse("amqp://h", &u, err, sizeof(err)), CQ_OK);
+	assert_int_equal(cqi_amqp_url_parse("amqp://h", &u, err, sizeof(err)), CQ_OK);
 	assert_int_equal(u.heartbeat_s, -1);
 	assert_int_equal(u.connect_timeout_ms, -1);
-	cq_amqp_url_clear(&u);
-	assert_int_equal(cq_amqp_url_parse("AMQPS://h/v?heartbeat=5&connection_timeout=250", &u, err, sizeof(err)), CQ_OK);
+	cqi_amqp_url_clear(&u);
+	assert_int_equal(cqi_amqp_url_parse("AMQPS://h/v?heartbeat=5&connection_timeout=250", &u, err, sizeof(err)), CQ_OK);
 	assert_true(u.tls);
 	assert_string_equal(u.vhost, "v");
 	assert_int_equal(u.heartbeat_s, 5);
 	assert_int_equal(u.connect_timeout_ms, 250);
-	cq_amqp_url_clear(&u);
-	assert_int_equal(cq_amqp_url_parse("amqp://h?heartbeat=0", &u, err, sizeof(err)), CQ_OK);
+	cqi_amqp_url_clear(&u);
+	assert_int_equal(cqi_amqp_url_parse("amqp://h?heartbeat=0", &u, err, sizeof(err)), CQ_OK);
 	assert_int_equal(u.heartbeat_s, 0);
 	assert_string_equal(u.vhost, "/");
-	cq_amqp_url_clear(&u);
-	assert_int_equal(cq_amqp_url_parse("amqp://h?heartbeat=x", &u, err, sizeof(err)), CQ_ERR_USAGE);
+	cqi_amqp_url_clear(&u);
+	assert_int_equal(cqi_amqp_url_parse("amqp://h?heartbeat=x", &u, err, sizeof(err)), CQ_ERR_USAGE);
 	assert_string_equal(err, "bad ?heartbeat= (want seconds, 0-65535)");
-	assert_int_equal(cq_amqp_url_parse("amqp://h?connection_timeout=0", &u, err, sizeof(err)), CQ_ERR_USAGE);
-	assert_int_equal(cq_amqp_url_parse("amqp://h?cacertfile=/ca.pem", &u, err, sizeof(err)), CQ_ERR_USAGE);
+	assert_int_equal(cqi_amqp_url_parse("amqp://h?connection_timeout=0", &u, err, sizeof(err)), CQ_ERR_USAGE);
+	assert_int_equal(cqi_amqp_url_parse("amqp://h?cacertfile=/ca.pem", &u, err, sizeof(err)), CQ_ERR_USAGE);
 	assert_string_equal(err, "unsupported URL option 'cacertfile' (cq takes heartbeat and connection_timeout; TLS files come from --cacert, --cert and --key)");
 	/* a vhost is one path segment: its '/' is written %2f */
-	assert_int_equal(cq_amqp_url_parse("amqp://h/a/b", &u, err, sizeof(err)), CQ_ERR_USAGE);
+	assert_int_equal(cqi_amqp_url_parse("amqp://h/a/b", &u, err, sizeof(err)), CQ_ERR_USAGE);
 	assert_string_equal(err, "a '/' in the vhost must be written %2f");
 }
 
@@ -210,17 +211,17 @@ static void test_redact(void **state)
 	char buf[256];
 
 	(void)state;
-	cq_url_redact("redis://app:hunter2@h:1/0", buf, sizeof(buf));
+	cqi_url_redact("redis://app:hunter2@h:1/0", buf, sizeof(buf));
 	assert_string_equal(buf, "redis://app:***@h:1/0");
-	cq_url_redact("amqp://u:p@a,amqp://v:q@b/x", buf, sizeof(buf));
+	cqi_url_redact("amqp://u:p@a,amqp://v:q@b/x", buf, sizeof(buf));
 	assert_string_equal(buf, "amqp://u:***@a,amqp://v:***@b/x");
-	cq_url_redact("redis://h:1", buf, sizeof(buf));
+	cqi_url_redact("redis://h:1", buf, sizeof(buf));
 	assert_string_equal(buf, "redis://h:1");
-	cq_url_redact("garbage:pass@", buf, sizeof(buf));
+	cqi_url_redact("garbage:pass@", buf, sizeof(buf));
 	assert_string_equal(buf, "***@");	/* not a URL: hide the userinfo */
-	cq_url_redact("redis://:a@b@h", buf, sizeof(buf));
+	cqi_url_redact("redis://:a@b@h", buf, sizeof(buf));
 	assert_null(strstr(buf, "a@b"));
-	cq_url_redact("redis://u:secretsecret@h", buf, 12);
+	cqi_url_redact("redis://u:secretsecret@h", buf, 12);
 	assert_null(strstr(buf, "secret"));
 }
 
@@ -229,16 +230,16 @@ static void test_base64(void **state)
 	char *s;
 
 	(void)state;
-	s = cq_base64("", 0);
+	s = cqi_base64("", 0);
 	assert_string_equal(s, "");
 	free(s);
-	s = cq_base64("f", 1);
+	s = cqi_base64("f", 1);
 	assert_string_equal(s, "Zg==");
 	free(s);
-	s = cq_base64("fo", 2);
+	s = cqi_base64("fo", 2);
 	assert_string_equal(s, "Zm8=");
 	free(s);
-	s = cq_base64("foobar", 6);
+	s = cqi_base64("foobar", 6);
 	assert_string_equal(s, "Zm9vYmFy");
 	free(s);
 }

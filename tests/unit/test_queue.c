@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "cq.h"
+#include "internal.h"
 #include "queue_int.h"
 
 /* ---- building AMQP tables ------------------------------------------------ */
@@ -127,7 +128,7 @@ static void test_xdeath_decode(void **state)
 	assert_int_equal(f[1].n, 2);
 	assert_int_equal(f[1].items[0].kind, CQ_FIELD_TABLE);
 
-	assert_int_equal(cq_death_decode(f, n, "jobs.dlq", &d), CQ_OK);
+	assert_int_equal(cqi_death_decode(f, n, "jobs.dlq", &d), CQ_OK);
 	assert_int_equal(d.source, CQ_DEATH_XDEATH);
 	assert_string_equal(d.queue, "jobs");	/* not the DLQ itself */
 	assert_string_equal(d.reason, "rejected");
@@ -141,19 +142,19 @@ static void test_xdeath_decode(void **state)
 	cq_death_clear(&d);
 
 	/* read from elsewhere: the newest entry wins */
-	assert_int_equal(cq_death_decode(f, n, NULL, &d), CQ_OK);
+	assert_int_equal(cqi_death_decode(f, n, NULL, &d), CQ_OK);
 	assert_string_equal(d.queue, "jobs.dlq");
 	assert_string_equal(d.reason, "expired");
 	cq_death_clear(&d);
 
 	{
-		char *text = cq_field_text(&f[1]);
+		char *text = cqi_field_text(&f[1]);
 
 		assert_non_null(text);
 		assert_non_null(strstr(text, "\"reason\":\"rejected\""));
 		free(text);
 	}
-	cq_fields_free(f, n);
+	cqi_fields_free(f, n);
 	empty_amqp_pool(&pool);
 }
 
@@ -193,7 +194,7 @@ static void test_qctl_headers(void **state)
 	struct cq_death d;
 
 	(void)state;
-	assert_int_equal(cq_death_decode(h, 7, "orders.dlq", &d), CQ_OK);
+	assert_int_equal(cqi_death_decode(h, 7, "orders.dlq", &d), CQ_OK);
 	assert_int_equal(d.source, CQ_DEATH_QCTL);
 	assert_string_equal(d.queue, "orders");
 	assert_string_equal(d.reason, "exit 3");
@@ -207,7 +208,7 @@ static void test_qctl_headers(void **state)
 
 	/* retries sent as a string still count */
 	h[0] = sfield(CQ_HDR_RETRIES, "2");
-	assert_int_equal(cq_death_decode(h, 7, NULL, &d), CQ_OK);
+	assert_int_equal(cqi_death_decode(h, 7, NULL, &d), CQ_OK);
 	assert_int_equal(d.retries, 2);
 	cq_death_clear(&d);
 }
@@ -227,27 +228,27 @@ static void test_app_headers_and_dlq_name(void **state)
 	struct cq_death d;
 
 	(void)state;
-	assert_int_equal(cq_death_decode(spring, 3, "invoices.dlq", &d), CQ_OK);
+	assert_int_equal(cqi_death_decode(spring, 3, "invoices.dlq", &d), CQ_OK);
 	assert_int_equal(d.source, CQ_DEATH_HEADERS);
 	assert_string_equal(d.queue, "invoices");
 	assert_string_equal(d.reason, "NullPointerException");
 	cq_death_clear(&d);
 
-	assert_int_equal(cq_death_decode(mine, 1, NULL, &d), CQ_OK);
+	assert_int_equal(cqi_death_decode(mine, 1, NULL, &d), CQ_OK);
 	assert_int_equal(d.source, CQ_DEATH_HEADERS);
 	assert_string_equal(d.queue, "mail");
 	cq_death_clear(&d);
 
-	assert_int_equal(cq_death_decode(odd, 2, "reports.dlq", &d), CQ_OK);
+	assert_int_equal(cqi_death_decode(odd, 2, "reports.dlq", &d), CQ_OK);
 	assert_int_equal(d.source, CQ_DEATH_DLQ_NAME);
 	assert_string_equal(d.queue, "reports");
 	cq_death_clear(&d);
 
-	assert_int_equal(cq_death_decode(NULL, 0, "plain", &d), CQ_OK);
+	assert_int_equal(cqi_death_decode(NULL, 0, "plain", &d), CQ_OK);
 	assert_int_equal(d.source, CQ_DEATH_NONE);
 	assert_null(d.queue);
 	cq_death_clear(&d);
-	assert_int_equal(cq_death_decode(NULL, 0, ".dlq", &d), CQ_OK);
+	assert_int_equal(cqi_death_decode(NULL, 0, ".dlq", &d), CQ_OK);
 	assert_null(d.queue);
 	cq_death_clear(&d);
 }
@@ -274,13 +275,13 @@ static void test_precedence(void **state)
 	h[0] = xarr;
 	h[1] = sfield(CQ_HDR_ORIGINAL_QUEUE, "jobs-v2");
 	h[2] = ifield(CQ_HDR_DIED_AT, 3000);
-	assert_int_equal(cq_death_decode(h, 3, "jobs.dlq", &d), CQ_OK);
+	assert_int_equal(cqi_death_decode(h, 3, "jobs.dlq", &d), CQ_OK);
 	assert_int_equal(d.source, CQ_DEATH_QCTL);
 	assert_string_equal(d.queue, "jobs-v2");
 	cq_death_clear(&d);
 
 	h[2] = ifield(CQ_HDR_DIED_AT, 1000);	/* older than x-death */
-	assert_int_equal(cq_death_decode(h, 3, "jobs.dlq", &d), CQ_OK);
+	assert_int_equal(cqi_death_decode(h, 3, "jobs.dlq", &d), CQ_OK);
 	assert_int_equal(d.source, CQ_DEATH_XDEATH);
 	assert_string_equal(d.queue, "jobs");
 	cq_death_clear(&d);
@@ -335,15 +336,15 @@ static void test_fields_kinds(void **state)
 	assert_int_equal(f[4].len, 3);
 	assert_memory_equal(f[4].str, "a\0b", 3);
 	assert_int_equal(f[5].kind, CQ_FIELD_VOID);
-	assert_string_equal(cq_field_get(f[6].items, f[6].n, "deep")->str, "yes");
+	assert_string_equal(cqi_field_get(f[6].items, f[6].n, "deep")->str, "yes");
 	assert_int_equal(f[7].i, -3);
-	s = cq_field_text(&f[0]);
+	s = cqi_field_text(&f[0]);
 	assert_string_equal(s, "true");
 	free(s);
-	s = cq_field_text(&f[6]);
+	s = cqi_field_text(&f[6]);
 	assert_string_equal(s, "{\"deep\":\"yes\"}");
 	free(s);
-	cq_fields_free(f, n);
+	cqi_fields_free(f, n);
 
 	t.num_entries = 0;
 	assert_int_equal(cqi_fields_from_table(&t, &f, &n), CQ_OK);
@@ -416,19 +417,19 @@ static void test_base64(void **state)
 	struct cq_buf b = { 0 };
 
 	(void)state;
-	assert_true(cq_base64_decode("aGVsbG8=", 8, &b));
+	assert_true(cqi_base64_decode("aGVsbG8=", 8, &b));
 	assert_int_equal(b.len, 5);
 	assert_memory_equal(b.data, "hello", 5);
 	cq_buf_reset(&b);
-	assert_true(cq_base64_decode("aGVsbG8", 7, &b));	/* padding optional */
+	assert_true(cqi_base64_decode("aGVsbG8", 7, &b));	/* padding optional */
 	assert_int_equal(b.len, 5);
 	cq_buf_reset(&b);
-	assert_true(cq_base64_decode("", 0, &b));
+	assert_true(cqi_base64_decode("", 0, &b));
 	assert_int_equal(b.len, 0);
 	cq_buf_reset(&b);
-	assert_false(cq_base64_decode("a", 1, &b));
+	assert_false(cqi_base64_decode("a", 1, &b));
 	cq_buf_reset(&b);
-	assert_false(cq_base64_decode("ab!d", 4, &b));
+	assert_false(cqi_base64_decode("ab!d", 4, &b));
 	cq_buf_free(&b);
 }
 
@@ -551,18 +552,18 @@ static void test_filters(void **state)
 	d.nheaders = 1;
 	death.reason = "rejected";
 	assert_int_equal(cq_filter_add(&fl, "tenant=acme", err, sizeof(err)), CQ_OK);
-	assert_true(cq_filter_match(fl, &d, &death));
+	assert_true(cqi_filter_match(fl, &d, &death));
 	assert_int_equal(cq_filter_add(&fl, "body:order [0-9]+", err, sizeof(err)), CQ_OK);
 	assert_int_equal(cq_filter_add(&fl, "reason:reject", err, sizeof(err)), CQ_OK);
-	assert_true(cq_filter_match(fl, &d, &death));
+	assert_true(cqi_filter_match(fl, &d, &death));
 	assert_int_equal(cq_filter_add(&fl, "body:tail$", err, sizeof(err)), CQ_OK);
-	assert_true(cq_filter_match(fl, &d, &death));	/* past the NUL */
+	assert_true(cqi_filter_match(fl, &d, &death));	/* past the NUL */
 	death.reason = "expired";
-	assert_false(cq_filter_match(fl, &d, &death));
+	assert_false(cqi_filter_match(fl, &d, &death));
 	cq_filter_free(fl);
 	fl = NULL;
 	assert_int_equal(cq_filter_add(&fl, "header:tenant=other", err, sizeof(err)), CQ_OK);
-	assert_false(cq_filter_match(fl, &d, &death));
+	assert_false(cqi_filter_match(fl, &d, &death));
 	cq_filter_free(fl);
 	fl = NULL;
 	assert_int_equal(cq_filter_add(&fl, "noequals", err, sizeof(err)), CQ_ERR_USAGE);

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "cq.h"
+#include "internal.h"
 
 static const char info_text[] =
 	"# Server\r\n"
@@ -41,7 +42,7 @@ static struct cq_redis_info parse_ok(const char *text)
 	struct cq_redis_info in;
 	char err[200] = "";
 
-	if (!cq_redis_info_parse(text, strlen(text), &in, err, sizeof(err)))
+	if (!cqi_redis_info_parse(text, strlen(text), &in, err, sizeof(err)))
 		fail_msg("refused: %s", err);
 	return in;
 }
@@ -98,7 +99,7 @@ static void test_info_bad(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = '\0';
-		if (cq_redis_info_parse(bad[i].text, strlen(bad[i].text), &in, err,
+		if (cqi_redis_info_parse(bad[i].text, strlen(bad[i].text), &in, err,
 					sizeof(err)))
 			fail_msg("accepted '%s'", bad[i].text);
 		if (!strstr(err, bad[i].msg))
@@ -108,7 +109,7 @@ static void test_info_bad(void **state)
 	in = parse_ok("keyspace_hits:18446744073709551615\nkeyspace_misses:0\n"
 		      "total_commands_processed:0\nused_memory:0\n");
 	assert_true(in.hits == 18446744073709551615ULL);
-	assert_false(cq_redis_info_parse("keyspace_hits:1\0" "2", 16, &in, err,
+	assert_false(cqi_redis_info_parse("keyspace_hits:1\0" "2", 16, &in, err,
 					 sizeof(err)));
 }
 
@@ -263,8 +264,8 @@ static void test_outputs(void **state)
 	ms.src[CQ_SRC_AMQP].used = true;
 	strcpy(ms.src[CQ_SRC_AMQP].errstr, "cannot connect to RabbitMQ");
 	assert_true(cq_cache_figures(NULL, &s, &ms));
-	assert_true(cq_metrics_add_queue(&ms, "jobs", NULL, false) == 0);
-	assert_true(cq_metrics_add(&ms, "ready", "jobs", 4, NAN));
+	assert_true(cqi_metrics_add_queue(&ms, "jobs", NULL, false) == 0);
+	assert_true(cqi_metrics_add(&ms, "ready", "jobs", 4, NAN));
 
 	assert_true(cq_metrics_prom(&ms, &b));
 	check_prom(b.data);
@@ -296,7 +297,7 @@ static void test_outputs(void **state)
 	cq_buf_free(&b);
 	cq_metrics_clear(&ms);
 	/* an unknown metric name is refused */
-	assert_false(cq_metrics_add(&ms, "nosuch", NULL, 0, 1));
+	assert_false(cqi_metrics_add(&ms, "nosuch", NULL, 0, 1));
 }
 
 static void test_utf8_seq(void **state)
@@ -335,7 +336,7 @@ static void test_prom_utf8(void **state)
 	cq_metrics_init(&ms);
 	ms.src[CQ_SRC_AMQP].used = true;
 	strcpy(ms.src[CQ_SRC_AMQP].errstr, "queue 'a\xff" "b': FRAME_ERROR");
-	assert_true(cq_metrics_add(&ms, "prefix_hits_total", weird, sizeof(weird) - 1, 2));
+	assert_true(cqi_metrics_add(&ms, "prefix_hits_total", weird, sizeof(weird) - 1, 2));
 	assert_true(cq_metrics_prom(&ms, &b));
 	check_prom(b.data);
 	assert_non_null(strstr(b.data, "cq_prefix_hits_total{prefix=\"q\\\"b\\\\n\\nx"
