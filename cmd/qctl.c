@@ -517,6 +517,36 @@ static bool put_str(struct cli *cli, const char *s)
 	return cli_write(cli, s, strlen(s));
 }
 
+/* "   earlier: attempt 2 failed with exit code 3 (host h, 5m ago)": what
+ * qctl's headers say of an attempt before the newer death shown above
+ * (the broker dead-lettered the message since, e.g. after the last
+ * retry), so that it is not taken for the cause of that death. */
+static void peek_earlier(struct peek *pk, const struct cq_death *d)
+{
+	char buf[700], age[32];
+	int n;
+
+	if (d->retries > 0)
+		n = snprintf(buf, sizeof(buf), "   earlier: attempt %lld failed",
+			     d->retries);
+	else
+		n = snprintf(buf, sizeof(buf), "   earlier: an attempt failed");
+	if (d->exit_code >= 0)
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n,
+			      " with exit code %lld", d->exit_code);
+	if (d->qctl_time > 0)
+		fmt_age(pk->now_s - d->qctl_time, age, sizeof(age));
+	if (d->host && d->qctl_time > 0)
+		snprintf(buf + n, sizeof(buf) - (size_t)n, " (host %s, %s ago)",
+			 d->host, age);
+	else if (d->host)
+		snprintf(buf + n, sizeof(buf) - (size_t)n, " (host %s)", d->host);
+	else if (d->qctl_time > 0)
+		snprintf(buf + n, sizeof(buf) - (size_t)n, " (%s ago)", age);
+	put_str(pk->cli, buf);
+	put_str(pk->cli, "\n");
+}
+
 static bool peek_death(struct peek *pk, const struct cq_death *d)
 {
 	struct cli *cli = pk->cli;
@@ -553,8 +583,12 @@ static bool peek_death(struct peek *pk, const struct cq_death *d)
 		 d->source == CQ_DEATH_QCTL ? "qctl" : "headers");
 	if (!put_str(cli, buf))
 		return false;
-	if (d->retries >= 0 || d->exit_code >= 0 || d->host) {
-		int n = snprintf(buf, sizeof(buf), "   retries %lld", d->retries < 0 ? 0 : d->retries);
+	/* qctl's figures; after a newer death, said to be an earlier one's */
+	if (d->earlier)
+		peek_earlier(pk, d);
+	else if (d->retries >= 0 || d->exit_code >= 0 || d->host) {
+		int n = snprintf(buf, sizeof(buf), "   retries %lld",
+				 d->retries < 0 ? 0 : d->retries);
 
 		if (d->exit_code >= 0)
 			n += snprintf(buf + n, sizeof(buf) - (size_t)n, ", exit code %lld", d->exit_code);
@@ -564,7 +598,7 @@ static bool peek_death(struct peek *pk, const struct cq_death *d)
 		put_str(cli, "\n");
 	}
 	if (d->stderr_tail) {
-		put_str(cli, "   stderr: ");
+		put_str(cli, d->earlier ? "     stderr: " : "   stderr: ");
 		put_preview(cli, d->stderr_tail, strlen(d->stderr_tail), 200);
 		put_str(cli, "\n");
 	}

@@ -92,6 +92,11 @@ struct cq_death {
 	long long exit_code;	/* CQ_HDR_EXIT_CODE, -1 none */
 	char *stderr_tail;	/* CQ_HDR_STDERR */
 	char *host;		/* CQ_HDR_HOST */
+	/* true: retries, exit_code, stderr_tail and host are from an earlier
+	 * death, when qctl gave up on it (at qctl_time, 0 unknown); the
+	 * message died again since (the newer x-death summed up here) */
+	bool earlier;
+	long long qctl_time;
 	struct cq_xdeath *xdeath;	/* every x-death entry, newest first */
 	size_t nxdeath;
 };

@@ -521,6 +521,10 @@ static enum cq_err death_decode(const struct cq_field *h, size_t n,
 	free(rk);
 	if (x) {
 		d->source = CQ_DEATH_XDEATH;
+		/* what qctl wrote belongs to a death before this one */
+		d->earlier = d->retries >= 0 || d->exit_code >= 0 ||
+			     d->stderr_tail || d->host;
+		d->qctl_time = d->earlier && died_at > 0 ? died_at : 0;
 		d->reason = reason;	/* unless x-death gives one */
 		d->count = x->count;
 		d->time = x->time;

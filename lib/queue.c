@@ -247,7 +247,7 @@ static const char *source_name(enum cq_death_source s)
 /* The cq_death summary as an object, or NULL when there is none. */
 static json_t *death_json(const struct cq_death *d)
 {
-	json_t *o;
+	json_t *o, *q;
 
 	if (d->source == CQ_DEATH_NONE && !d->nxdeath)
 		return NULL;
@@ -262,12 +262,18 @@ static json_t *death_json(const struct cq_death *d)
 	json_object_set_new(o, "count", json_integer(d->count));
 	if (d->time)
 		json_object_set_new(o, "time", json_integer(d->time));
+	/* qctl's figures: of this death, or of an earlier one ("earlier") */
+	q = d->earlier ? json_object() : o;
+	if (!q || (d->earlier && json_object_set_new(o, "earlier", q)))
+		return o;
+	if (d->earlier && d->qctl_time)
+		json_object_set_new(q, "time", json_integer(d->qctl_time));
 	if (d->retries >= 0)
-		json_object_set_new(o, "retries", json_integer(d->retries));
+		json_object_set_new(q, "retries", json_integer(d->retries));
 	if (d->exit_code >= 0)
-		json_object_set_new(o, "exit_code", json_integer(d->exit_code));
-	set_str(o, "stderr", d->stderr_tail);
-	set_str(o, "host", d->host);
+		json_object_set_new(q, "exit_code", json_integer(d->exit_code));
+	set_str(q, "stderr", d->stderr_tail);
+	set_str(q, "host", d->host);
 	return o;
 }
 

@@ -82,6 +82,21 @@ calls() {
 	cmp "$TMP/out" "$TMP/want"
 }
 
+@test "the man page's look-before-deleting example prints nothing when nothing matches (xargs -r)" {
+	local cmd
+	cmd=$(grep 'dry.*| xargs' "$TOP/man/cachectl.1" | sed -e 's/\\-/-/g' -e "s/\\\\(aq/'/g")
+	[[ "$cmd" == "cachectl invalidate --pattern 'tmp:*' --dry-run -0 | xargs "* ]]
+	# nothing under tmp:* yet: no output at all (xargs without -r runs
+	# echo once anyway and prints an empty line, a key that is not there)
+	run -0 --separate-stderr bash -c "$cmd | wc -c"
+	assert_output 0
+	cachectl set -q --ttl 1m 'tmp:a b' v
+	run -0 --separate-stderr bash -c "$cmd"
+	assert_output "tmp:a b"
+	run -0 rcli exists "${P}tmp:a b"
+	assert_output 1
+}
+
 @test "invalidate --pattern escapes glob characters in the prefix" {
 	export CQ_PREFIX="${P}[x]*:"
 	cachectl set k v --ttl 1m

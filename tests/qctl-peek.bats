@@ -61,6 +61,32 @@ load qctl_helper
 	assert_line --index 6 "   died: timeout, queue 'mail' [headers]"
 }
 
+@test "peek: after the last retry died through the DLX, the exit code and stderr of qctl's headers are said to be an earlier attempt's" {
+	qctl declare -q --dlq "$Q"
+	qctl enqueue -q "$Q" job
+	# attempt 1 exits 3 (retried with qctl's headers), attempt 2 exits 4
+	# and is rejected into the DLX: x-death says so, without an exit code
+	run -0 qctl consume -q --exec 'echo "try $CQ_RETRIES" >&2; exit $((3 + CQ_RETRIES))' \
+		--max-retries 1 --count 2 "$Q"
+	[ "$(ready "$Q.dlq")" = 1 ]
+	run -0 qctl peek -q "$Q.dlq"
+	assert_line --index 1 --regexp "^   died: rejected \(count 1\), queue '$Q', .* ago \[x-death\]$"
+	assert_line --index 2 "   earlier: attempt 1 failed with exit code 3"
+	assert_line --index 3 "     stderr: try 0"
+	assert_line --index 4 "   body: job"
+	run -0 qctl peek -q --json "$Q.dlq"
+	[ "$(jq -c '.death | [.source, .reason, .exit_code, .stderr]' <<<"$output")" = '["x-death","rejected",null,null]' ]
+	[ "$(jq -c '.death.earlier' <<<"$output")" = '{"retries":1,"exit_code":3,"stderr":"try 0"}' ]
+	# qctl's own dead-lettering (no DLX on the queue: its headers are the
+	# death) still shows them as the death's
+	qctl declare -q "$Q.other"
+	qctl enqueue -q "$Q.other" job
+	run -0 qctl consume -q --exec 'echo no >&2; exit 5' --max-retries 0 --count 1 "$Q.other"
+	run -0 qctl peek -q "$Q.other.dlq"
+	assert_line --index 2 --regexp "^   retries 1, exit code 5, host .+$"
+	assert_line --index 3 "   stderr: no"
+}
+
 @test "peek: bodies are previewed with escapes; --json carries binary bodies as base64" {
 	qctl declare -q "$Q"
 	printf '{"body_base64":"AP9saW5lCnR3bw=="}\n' | qctl enqueue -q --jsonl "$Q"
