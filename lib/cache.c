@@ -152,12 +152,12 @@ bool cqi_data_key(const struct cq_ctx *ctx, const char *ns,
 }
 
 /* Take a generation reply: nil, or a decimal number. */
-static enum cq_err take_gen(struct cq_ctx *ctx, const char *ns, redisReply *r,
+static enum cq_err take_gen(struct cq_ctx *ctx, const char *ns, struct cqi_reply *r,
 			    struct cqi_gen *gen)
 {
-	if (r->type == REDIS_REPLY_NIL)
+	if (r->type == CQI_REPLY_NIL)
 		return CQ_OK;
-	if (r->type != REDIS_REPLY_STRING || r->len < 1 ||
+	if (r->type != CQI_REPLY_STRING || r->len < 1 ||
 	    r->len >= sizeof(gen->s) || strspn(r->str, "0123456789") != r->len)
 		return cq_seterr(ctx, CQ_ERR_DATA,
 				 "namespace '%s': its generation key holds something that is not a generation",
@@ -175,18 +175,18 @@ enum cq_err cqi_ns_gen(struct cq_ctx *ctx, const char *ns, bool create,
 	const char *argv[6] = { "GET" };
 	size_t lens[6] = { 3 };
 	char fresh[24];
-	redisReply *r;
+	struct cqi_reply *r;
 	enum cq_err e = CQ_OK;
 
 	memset(gen, 0, sizeof(*gen));
 	if (!cqi_own_key(ctx, "ns", ns, strlen(ns), &k))
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	argv[1] = k.data, lens[1] = k.len;
-	r = cqi_redis_cmd(ctx, 2, argv, lens);
+	r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv, lens);
 	if (!r)
 		goto out;
 	e = take_gen(ctx, ns, r, gen);
-	freeReplyObject(r);
+	cqi_reply_free(r);
 	if (e || gen->found || !create)
 		goto out;
 	/* A fresh random start: never a generation used before the key was
@@ -197,11 +197,11 @@ enum cq_err cqi_ns_gen(struct cq_ctx *ctx, const char *ns, bool create,
 	argv[2] = fresh, lens[2] = strlen(fresh);
 	argv[3] = "NX", lens[3] = 2;
 	argv[4] = "GET", lens[4] = 3;
-	r = cqi_redis_cmd(ctx, 5, argv, lens);
+	r = cqi_redis_cmd(ctx, CQI_KEY(1), 5, argv, lens);
 	if (!r)
 		goto out;
 	e = take_gen(ctx, ns, r, gen);
-	freeReplyObject(r);
+	cqi_reply_free(r);
 	if (!e && !gen->found) {
 		snprintf(gen->s, sizeof(gen->s), "%s", fresh);
 		gen->found = true;
@@ -219,21 +219,21 @@ static enum cq_err append_cmd(struct cq_ctx *ctx, const char *cmd,
 	const char *argv[2] = { cmd, kb->data };
 	size_t lens[2] = { strlen(cmd), kb->len };
 
-	return cqi_redis_append(ctx, 2, argv, lens);
+	return cqi_redis_append(ctx, CQI_KEY(1), 2, argv, lens);
 }
 
 static enum cq_err take_value(struct cq_ctx *ctx, const char *key,
-			      redisReply *r, struct cq_value *v)
+			      struct cqi_reply *r, struct cq_value *v)
 {
-	if (r->type == REDIS_REPLY_NIL)
+	if (r->type == CQI_REPLY_NIL)
 		return CQ_OK;
-	if (r->type == REDIS_REPLY_ERROR) {
+	if (r->type == CQI_REPLY_ERROR) {
 		char what[300];
 
 		snprintf(what, sizeof(what), "get '%s'", key);
 		return cqi_redis_reply_err(ctx, r, what);
 	}
-	if (r->type != REDIS_REPLY_STRING)
+	if (r->type != CQI_REPLY_STRING)
 		return cq_seterr(ctx, CQ_ERR_INTERNAL,
 				 "get '%s': unexpected reply type %d", key,
 				 r->type);
@@ -276,20 +276,20 @@ enum cq_err cq_cache_get(struct cq_ctx *ctx, size_t n, const char *const *keys,
 	cq_buf_free(&kb);
 	/* read every queued reply, even after a failure, to keep order */
 	for (i = 0; i < queued && !ctx->err; i++) {
-		redisReply *r;
+		struct cqi_reply *r;
 
 		if (cqi_redis_reply(ctx, &r))
 			break;
 		if (!e)
 			e = take_value(ctx, keys[i], r, &out[i]);
-		freeReplyObject(r);
+		cqi_reply_free(r);
 		if (!o->want_ttl)
 			continue;
 		if (cqi_redis_reply(ctx, &r))
 			break;
-		out[i].ttl_ms = r->type == REDIS_REPLY_INTEGER && r->integer >= 0 ?
+		out[i].ttl_ms = r->type == CQI_REPLY_INTEGER && r->integer >= 0 ?
 				r->integer : -1;
-		freeReplyObject(r);
+		cqi_reply_free(r);
 	}
 	if (ctx->err) {
 		for (i = 0; i < n; i++)
@@ -349,7 +349,7 @@ enum cq_err cqi_tag_append(struct cq_ctx *ctx, const char *key, size_t keylen,
 		argv[3] = scratch->data, lens[3] = scratch->len;
 		argv[4] = key, lens[4] = keylen;
 		argv[5] = ttl, lens[5] = strlen(ttl);
-		if (cqi_redis_append(ctx, 6, argv, lens))
+		if (cqi_redis_append(ctx, CQI_KEY(3), 6, argv, lens))
 			return ctx->err;
 	}
 	return CQ_OK;
@@ -362,20 +362,20 @@ static enum cq_err read_tag_replies(struct cq_ctx *ctx,
 	enum cq_err e = CQ_OK;
 
 	for (size_t i = 0; i < o->ntags; i++) {
-		redisReply *r;
+		struct cqi_reply *r;
 		char what[200];
 
 		if (cqi_redis_reply(ctx, &r))
 			return ctx->err;
-		if (!e && r->type == REDIS_REPLY_ERROR && strstr(r->str, "WRONGTYPE"))
+		if (!e && r->type == CQI_REPLY_ERROR && strstr(r->str, "WRONGTYPE"))
 			e = cq_seterr(ctx, CQ_ERR_DATA,
 				      "tag '%s': its key holds something other than a set",
 				      o->tags[i]);
-		else if (!e && r->type == REDIS_REPLY_ERROR) {
+		else if (!e && r->type == CQI_REPLY_ERROR) {
 			snprintf(what, sizeof(what), "tag '%s'", o->tags[i]);
 			e = cqi_redis_reply_err(ctx, r, what);
 		}
-		freeReplyObject(r);
+		cqi_reply_free(r);
 	}
 	return e;
 }
@@ -390,13 +390,14 @@ static enum cq_err set_tags(struct cq_ctx *ctx, const struct cq_buf *kb,
 	if (ttl < 0) {
 		const char *argv[2] = { "PTTL", kb->data };
 		size_t lens[2] = { 4, kb->len };
-		redisReply *r = cqi_redis_cmd(ctx, 2, argv, lens);
+		struct cqi_reply *r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv,
+						    lens);
 
 		if (!r)
 			return ctx->err;
-		ttl = r->type == REDIS_REPLY_INTEGER && r->integer > 0 ?
+		ttl = r->type == CQI_REPLY_INTEGER && r->integer > 0 ?
 		      r->integer : 0;
-		freeReplyObject(r);
+		cqi_reply_free(r);
 	}
 	e = cqi_tag_append(ctx, kb->data, kb->len, o->tags, NULL, o->ntags,
 			   ttl, &scratch);
@@ -416,7 +417,7 @@ static enum cq_err set_once(struct cq_ctx *ctx, const struct cq_buf *kb,
 	size_t lens[6] = { 3, kb->len, len };
 	int argc = 3;
 	char t[32];
-	redisReply *r;
+	struct cqi_reply *r;
 
 	if (ttl < 0) {
 		argv[argc] = "KEEPTTL", lens[argc++] = 7;
@@ -427,11 +428,11 @@ static enum cq_err set_once(struct cq_ctx *ctx, const struct cq_buf *kb,
 	}
 	if (cond)
 		argv[argc] = cond, lens[argc++] = strlen(cond);
-	r = cqi_redis_cmd(ctx, argc, argv, lens);
+	r = cqi_redis_cmd(ctx, CQI_KEY(1), argc, argv, lens);
 	if (!r)
 		return ctx->err;
-	*written = r->type != REDIS_REPLY_NIL;
-	freeReplyObject(r);
+	*written = r->type != CQI_REPLY_NIL;
+	cqi_reply_free(r);
 	return CQ_OK;
 }
 

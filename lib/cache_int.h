@@ -1,4 +1,4 @@
-/* cache_int.h - what the cache files of lib/ (cache.c, pipe.c, warm.c,
+/* cache_int.h - what the cache files of lib/ (cache.c, warm.c,
  * invalidate.c, fetch.c, lock.c, run.c) share.  Never used by programs. */
 #ifndef CQ_CACHE_INT_H
 #define CQ_CACHE_INT_H
@@ -40,42 +40,6 @@ extern const char cqi_tag_lua[];
 enum cq_err cqi_tag_append(struct cq_ctx *ctx, const char *key, size_t keylen,
 			   const char *const *tags, const size_t *taglens,
 			   size_t ntags, long long ttl_ms, struct cq_buf *scratch);
-
-/* ---- pipelining with a bounded window (pipe.c) ------------------------- */
-
-/*
- * Commands are formatted into one reused buffer (no allocation per
- * command), handed to hiredis in batches, and their replies are read
- * while at most `window` commands are in flight.  Each command carries a
- * tag (a line number, a kind...) given back with its reply.
- */
-typedef void (*cqi_reply_fn)(void *arg, uint64_t tag, redisReply *r);
-
-struct cqi_pipe {
-	struct cq_ctx *ctx;
-	struct cq_buf out;	/* formatted commands not yet sent */
-	size_t nout;		/* commands in out */
-	size_t inflight;	/* sent, reply not yet read */
-	size_t window;		/* most commands in flight */
-	size_t batch;		/* send when this many are queued */
-	uint64_t *tags;		/* ring: tags of queued + in-flight commands */
-	size_t ring, head, count;
-	cqi_reply_fn fn;
-	void *arg;
-};
-
-enum cq_err cqi_pipe_init(struct cqi_pipe *p, struct cq_ctx *ctx,
-			  size_t window, cqi_reply_fn fn, void *arg);
-/* Queue one command; sends and reads replies as the window requires. */
-enum cq_err cqi_pipe_cmd(struct cqi_pipe *p, uint64_t tag, int argc,
-			 const char **argv, const size_t *lens);
-/* Send what is queued and read replies until at most keep are in flight. */
-enum cq_err cqi_pipe_sync(struct cqi_pipe *p, size_t keep);
-void cqi_pipe_free(struct cqi_pipe *p);
-
-/* Append the RESP encoding of one command to b. */
-bool cqi_resp_append(struct cq_buf *b, int argc, const char **argv,
-		     const size_t *lens);
 
 /* ---- locks with an owner token (lock.c) -------------------------------- */
 

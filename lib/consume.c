@@ -485,7 +485,7 @@ static bool dedupe_seen(struct consumer *c, const struct cq_delivery *d,
 	struct cq_buf k = { 0 };
 	const char *argv[2] = { "EXISTS" };
 	size_t lens[2] = { 6 };
-	redisReply *r;
+	struct cqi_reply *r;
 
 	*seen = false;
 	if (!d->message_id)
@@ -496,14 +496,14 @@ static bool dedupe_seen(struct consumer *c, const struct cq_delivery *d,
 	}
 	argv[1] = k.data;
 	lens[1] = k.len;
-	r = cqi_redis_cmd(c->ctx, 2, argv, lens);
+	r = cqi_redis_cmd(c->ctx, CQI_KEY(1), 2, argv, lens);
 	cq_buf_free(&k);
 	if (!r) {
 		fail_from_ctx(c);
 		return false;
 	}
-	*seen = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
-	freeReplyObject(r);
+	*seen = r->type == CQI_REPLY_INTEGER && r->integer > 0;
+	cqi_reply_free(r);
 	return true;
 }
 
@@ -515,7 +515,7 @@ static void dedupe_mark(struct consumer *c, const char *id)
 	char ttl[32];
 	const char *argv[6] = { "SET", NULL, "1", "PX", ttl, "NX" };
 	size_t lens[6] = { 3, 0, 1, 2, 0, 2 };
-	redisReply *r;
+	struct cqi_reply *r;
 
 	if (!id || !c->o->dedupe)
 		return;
@@ -527,11 +527,11 @@ static void dedupe_mark(struct consumer *c, const char *id)
 	argv[1] = k.data;
 	lens[1] = k.len;
 	lens[4] = strlen(ttl);
-	r = cqi_redis_cmd(c->ctx, 6, argv, lens);
+	r = cqi_redis_cmd(c->ctx, CQI_KEY(1), 6, argv, lens);
 	cq_buf_free(&k);
 	if (!r)
 		fail_from_ctx(c);
-	freeReplyObject(r);
+	cqi_reply_free(r);
 }
 
 /* ---- settling ---------------------------------------------------------------- */

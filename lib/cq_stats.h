@@ -7,7 +7,7 @@
  * Files, so that each program links only what it uses:
  *   stats.c        the metric list, JSON / Prometheus / text output, checks
  *   check.c        the --check expression parser (pure)
- *   stats_redis.c  Redis INFO and the per-prefix hit counters (hiredis)
+ *   stats_redis.c  Redis INFO and the per-prefix hit counters
  *   stats_queue.c  queue depth from a passive declare (librabbitmq)
  *   mgmt.c         the RabbitMQ management HTTP API (libcurl)
  *   stats_sample.c cqstat's sampler over all of them

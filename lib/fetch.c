@@ -71,12 +71,12 @@ static bool redis_down(const struct cq_ctx *ctx)
 	return ctx->err == CQ_ERR_UNAVAILABLE || ctx->err == CQ_ERR_TEMPFAIL;
 }
 
-static long long reply_ll(const redisReply *r)
+static long long reply_ll(const struct cqi_reply *r)
 {
 	char *end;
 	long long v;
 
-	if (!r || r->type != REDIS_REPLY_STRING || !r->len)
+	if (!r || r->type != CQI_REPLY_STRING || !r->len)
 		return -1;
 	v = strtoll(r->str, &end, 10);
 	return *end ? -1 : v;
@@ -87,29 +87,29 @@ static enum cq_err lookup(struct fetch *f)
 {
 	const char *argv[4] = { "GET", f->data.data };
 	size_t lens[4] = { 3, f->data.len };
-	redisReply *r;
+	struct cqi_reply *r;
 	enum cq_err e;
 
 	cq_value_clear(&f->val);
 	f->expiry = f->delta = -1;
-	if (cqi_redis_append(f->ctx, 2, argv, lens))
+	if (cqi_redis_append(f->ctx, CQI_KEY(1), 2, argv, lens))
 		return f->ctx->err;
 	if (f->want_meta) {
 		argv[0] = "HMGET", lens[0] = 5;
 		argv[1] = f->meta.data, lens[1] = f->meta.len;
 		argv[2] = "expiry", lens[2] = 6;
 		argv[3] = "delta", lens[3] = 5;
-		if (cqi_redis_append(f->ctx, 4, argv, lens))
+		if (cqi_redis_append(f->ctx, CQI_KEY(1), 4, argv, lens))
 			return f->ctx->err;
 	}
 	if (cqi_redis_reply(f->ctx, &r))
 		return f->ctx->err;
-	if (r->type == REDIS_REPLY_ERROR) {
+	if (r->type == CQI_REPLY_ERROR) {
 		char what[300];
 
 		snprintf(what, sizeof(what), "get '%s'", f->key);
 		e = cqi_redis_reply_err(f->ctx, r, what);
-	} else if (r->type == REDIS_REPLY_STRING) {
+	} else if (r->type == CQI_REPLY_STRING) {
 		e = CQ_OK;
 		f->val.data = malloc(r->len + 1);
 		if (!f->val.data) {
@@ -123,16 +123,16 @@ static enum cq_err lookup(struct fetch *f)
 	} else {
 		e = CQ_OK;
 	}
-	freeReplyObject(r);
+	cqi_reply_free(r);
 	if (!f->want_meta)
 		return e;
 	if (cqi_redis_reply(f->ctx, &r))
 		return f->ctx->err;
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+	if (r->type == CQI_REPLY_ARRAY && r->elements == 2) {
 		f->expiry = reply_ll(r->element[0]);
 		f->delta = reply_ll(r->element[1]);
 	}
-	freeReplyObject(r);
+	cqi_reply_free(r);
 	return e;
 }
 
@@ -148,7 +148,7 @@ static void store(struct fetch *f, const char *val, size_t len,
 
 	snprintf(ttls, sizeof(ttls), "%lld", ttl + f->o->stale_ms);
 	lens[4] = strlen(ttls);
-	if (cqi_redis_append(f->ctx, 5, argv, lens))
+	if (cqi_redis_append(f->ctx, CQI_KEY(1), 5, argv, lens))
 		goto fail;
 	if (f->want_meta) {
 		snprintf(exps, sizeof(exps), "%lld", cq_wall_ms() + ttl);
@@ -160,22 +160,22 @@ static void store(struct fetch *f, const char *val, size_t len,
 		argv[3] = exps, lens[3] = strlen(exps);
 		argv[4] = "delta", lens[4] = 5;
 		argv[5] = deltas, lens[5] = strlen(deltas);
-		if (cqi_redis_append(f->ctx, 6, argv, lens))
+		if (cqi_redis_append(f->ctx, CQI_KEY(1), 6, argv, lens))
 			goto fail;
 		argv[0] = "PEXPIRE", lens[0] = 7;
 		argv[2] = mttl, lens[2] = strlen(mttl);
-		if (cqi_redis_append(f->ctx, 3, argv, lens))
+		if (cqi_redis_append(f->ctx, CQI_KEY(1), 3, argv, lens))
 			goto fail;
 		n = 3;
 	}
 	for (size_t i = 0; i < n; i++) {
-		redisReply *r;
+		struct cqi_reply *r;
 
 		if (cqi_redis_reply(f->ctx, &r))
 			goto fail;
-		if (r->type == REDIS_REPLY_ERROR && !f->ctx->err)
+		if (r->type == CQI_REPLY_ERROR && !f->ctx->err)
 			cqi_redis_reply_err(f->ctx, r, "caching the output");
-		freeReplyObject(r);
+		cqi_reply_free(r);
 	}
 	if (!f->ctx->err)
 		return;

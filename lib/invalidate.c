@@ -56,15 +56,15 @@ static enum cq_err drain(struct inval *iv)
 	enum cq_err e = CQ_OK;
 
 	for (; iv->pending; iv->pending--) {
-		redisReply *r;
+		struct cqi_reply *r;
 
 		if (cqi_redis_reply(iv->ctx, &r))
 			return iv->ctx->err;
-		if (r->type == REDIS_REPLY_INTEGER)
+		if (r->type == CQI_REPLY_INTEGER)
 			iv->st->deleted += (uint64_t)r->integer;
-		else if (r->type == REDIS_REPLY_ERROR && !e)
+		else if (r->type == CQI_REPLY_ERROR && !e)
 			e = cqi_redis_reply_err(iv->ctx, r, "UNLINK");
-		freeReplyObject(r);
+		cqi_reply_free(r);
 	}
 	return e;
 }
@@ -74,7 +74,7 @@ static enum cq_err queue_unlink(struct inval *iv, const char *key, size_t len)
 	const char *argv[2] = { "UNLINK", key };
 	size_t lens[2] = { 6, len };
 
-	if (cqi_redis_append(iv->ctx, 2, argv, lens))
+	if (cqi_redis_append(iv->ctx, CQI_KEY(1), 2, argv, lens))
 		return iv->ctx->err;
 	iv->pending++;
 	return CQ_OK;
@@ -143,34 +143,36 @@ static enum cq_err scan_loop(struct inval *iv, int argc, const char **argv,
 	enum cq_err e = CQ_OK;
 
 	for (;;) {
-		redisReply *r, *keys;
+		struct cqi_reply *r, *keys;
 		long long t0 = now_us();
 
 		snprintf(count, sizeof(count), "%zu", n);
 		argv[argc - 1] = count, lens[argc - 1] = strlen(count);
 		argv[cursor_at] = cursor, lens[cursor_at] = strlen(cursor);
-		if (cqi_redis_append(iv->ctx, argc, argv, lens) || drain(iv) ||
-		    cqi_redis_reply(iv->ctx, &r))
+		/* SCAN walks every master; SSCAN TAGSET one key's node */
+		if (cqi_redis_append(iv->ctx, cursor_at == 1 ? CQI_MASTERS :
+				     CQI_KEY(1), argc, argv, lens) ||
+		    drain(iv) || cqi_redis_reply(iv->ctx, &r))
 			return iv->ctx->err;
 		if (!iv->o->count)
 			n = adapt_count(n, now_us() - t0);
-		if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "WRONGTYPE")) {
+		if (r->type == CQI_REPLY_ERROR && strstr(r->str, "WRONGTYPE")) {
 			e = cq_seterr(iv->ctx, CQ_ERR_DATA,
 				      "'%s' holds something other than a set",
 				      argv[1]);
-			freeReplyObject(r);
+			cqi_reply_free(r);
 			return e;
 		}
-		if (r->type == REDIS_REPLY_ERROR) {
+		if (r->type == CQI_REPLY_ERROR) {
 			e = cqi_redis_reply_err(iv->ctx, r, argv[0]);
-			freeReplyObject(r);
+			cqi_reply_free(r);
 			return e;
 		}
-		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-		    r->element[0]->type != REDIS_REPLY_STRING ||
+		if (r->type != CQI_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != CQI_REPLY_STRING ||
 		    r->element[0]->len >= sizeof(cursor) ||
-		    r->element[1]->type != REDIS_REPLY_ARRAY) {
-			freeReplyObject(r);
+		    r->element[1]->type != CQI_REPLY_ARRAY) {
+			cqi_reply_free(r);
 			return cq_seterr(iv->ctx, CQ_ERR_INTERNAL,
 					 "%s: unexpected reply", argv[0]);
 		}
@@ -178,10 +180,10 @@ static enum cq_err scan_loop(struct inval *iv, int argc, const char **argv,
 		keys = r->element[1];
 		iv->st->scanned += keys->elements;
 		for (size_t i = 0; i < keys->elements && !e; i++)
-			if (keys->element[i]->type == REDIS_REPLY_STRING)
+			if (keys->element[i]->type == CQI_REPLY_STRING)
 				e = found_key(iv, keys->element[i]->str,
 					      keys->element[i]->len);
-		freeReplyObject(r);
+		cqi_reply_free(r);
 		if (e)
 			return e;
 		progress(iv);
@@ -324,13 +326,14 @@ enum cq_err cq_invalidate_keys(struct cq_ctx *ctx, size_t n,
 		if (o->dry_run) {
 			const char *argv[2] = { "EXISTS", k.data };
 			size_t lens[2] = { 6, k.len };
-			redisReply *r = cqi_redis_cmd(ctx, 2, argv, lens);
+			struct cqi_reply *r = cqi_redis_cmd(ctx, CQI_KEY(1), 2,
+							    argv, lens);
 
 			if (!r)
 				goto out;
-			if (r->type == REDIS_REPLY_INTEGER && r->integer)
+			if (r->type == CQI_REPLY_INTEGER && r->integer)
 				found_key(&iv, keys[i], strlen(keys[i]));
-			freeReplyObject(r);
+			cqi_reply_free(r);
 			continue;
 		}
 		st->matched++;
@@ -379,7 +382,7 @@ enum cq_err cq_invalidate_ns(struct cq_ctx *ctx, const char *ns,
 	char fresh[24];
 	const char *argv[5] = { "EVAL", bump_lua, "1", NULL, fresh };
 	size_t lens[5] = { 4, sizeof(bump_lua) - 1, 1, 0, 0 };
-	redisReply *r;
+	struct cqi_reply *r;
 	enum cq_err e;
 
 	inval_start(&iv, ctx, o, st);
@@ -399,18 +402,19 @@ enum cq_err cq_invalidate_ns(struct cq_ctx *ctx, const char *ns,
 		 (unsigned long long)(cqi_rand_below(1ULL << 40) + (1ULL << 20)));
 	argv[3] = k.data, lens[3] = k.len;
 	lens[4] = strlen(fresh);
-	if (cqi_redis_append(ctx, 5, argv, lens) || cqi_redis_reply(ctx, &r))
+	if (cqi_redis_append(ctx, CQI_KEY(3), 5, argv, lens) ||
+	    cqi_redis_reply(ctx, &r))
 		goto out;
-	if (r->type == REDIS_REPLY_INTEGER)
+	if (r->type == CQI_REPLY_INTEGER)
 		snprintf(st->generation, sizeof(st->generation), "%lld",
 			 r->integer);
-	else if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "not an integer"))
+	else if (r->type == CQI_REPLY_ERROR && strstr(r->str, "not an integer"))
 		cq_seterr(ctx, CQ_ERR_DATA,
 			  "namespace '%s': its generation key holds something that is not a generation",
 			  ns);
-	else if (r->type == REDIS_REPLY_ERROR)
+	else if (r->type == CQI_REPLY_ERROR)
 		cqi_redis_reply_err(ctx, r, "bumping the generation");
-	freeReplyObject(r);
+	cqi_reply_free(r);
 out:
 	e = ctx->err;
 	inval_end(&iv);

@@ -41,7 +41,7 @@ enum cq_err cqi_lock_try(struct cq_ctx *ctx, const char *key, size_t keylen,
 	char ttl[32];
 	const char *argv[6] = { "SET", key, lk->token, "NX", "PX", ttl };
 	size_t lens[6] = { 3, keylen, 0, 2, 2, 0 };
-	redisReply *r;
+	struct cqi_reply *r;
 
 	*won = false;
 	if (!lk->token[0] && new_token(ctx, lk))
@@ -49,16 +49,16 @@ enum cq_err cqi_lock_try(struct cq_ctx *ctx, const char *key, size_t keylen,
 	snprintf(ttl, sizeof(ttl), "%lld", ttl_ms > 0 ? ttl_ms : 1);
 	lens[2] = strlen(lk->token);
 	lens[5] = strlen(ttl);
-	r = cqi_redis_cmd(ctx, 6, argv, lens);
+	r = cqi_redis_cmd(ctx, CQI_KEY(1), 6, argv, lens);
 	if (!r)
 		return ctx->err;
-	*won = r->type == REDIS_REPLY_STATUS;
+	*won = r->type == CQI_REPLY_STATUS;
 	lk->held = *won;
-	freeReplyObject(r);
+	cqi_reply_free(r);
 	return CQ_OK;
 }
 
-static redisReply *eval(struct cq_ctx *ctx, const char *script,
+static struct cqi_reply *eval(struct cq_ctx *ctx, const char *script,
 			const char *key, size_t keylen, const char *a1,
 			const char *a2)
 {
@@ -66,13 +66,13 @@ static redisReply *eval(struct cq_ctx *ctx, const char *script,
 	size_t lens[6] = { 4, strlen(script), 1, keylen, strlen(a1),
 			   a2 ? strlen(a2) : 0 };
 
-	return cqi_redis_cmd(ctx, a2 ? 6 : 5, argv, lens);
+	return cqi_redis_cmd(ctx, CQI_KEY(3), a2 ? 6 : 5, argv, lens);
 }
 
 enum cq_err cqi_lock_release(struct cq_ctx *ctx, const char *key,
 			     size_t keylen, struct cqi_lock *lk)
 {
-	redisReply *r;
+	struct cqi_reply *r;
 
 	if (!lk->held)
 		return CQ_OK;
@@ -80,7 +80,7 @@ enum cq_err cqi_lock_release(struct cq_ctx *ctx, const char *key,
 	r = eval(ctx, cqi_lock_release_lua, key, keylen, lk->token, NULL);
 	if (!r)
 		return ctx->err;
-	freeReplyObject(r);
+	cqi_reply_free(r);
 	return CQ_OK;
 }
 
@@ -89,15 +89,15 @@ enum cq_err cqi_lock_extend(struct cq_ctx *ctx, const char *key,
 			    struct cqi_lock *lk, bool *still)
 {
 	char ttl[32];
-	redisReply *r;
+	struct cqi_reply *r;
 
 	*still = false;
 	snprintf(ttl, sizeof(ttl), "%lld", ttl_ms > 0 ? ttl_ms : 1);
 	r = eval(ctx, cqi_lock_extend_lua, key, keylen, lk->token, ttl);
 	if (!r)
 		return ctx->err;
-	*still = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+	*still = r->type == CQI_REPLY_INTEGER && r->integer == 1;
 	lk->held = *still;
-	freeReplyObject(r);
+	cqi_reply_free(r);
 	return CQ_OK;
 }

@@ -1,5 +1,5 @@
 /* stats_redis.c - cache figures: INFO, and the per-prefix hit counters
- * of --track.  Uses hiredis only (cachectl links this file). */
+ * of --track.  Talks to Redis through the driver (redis_int.h). */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -203,22 +203,22 @@ static struct cq_track *track_entry(struct cq_cache_sample *s, const char *p,
 }
 
 /* HGETALL of the track hash: "hits:P" / "misses:P" fields. */
-static enum cq_err take_track(struct cq_ctx *ctx, const redisReply *r,
+static enum cq_err take_track(struct cq_ctx *ctx, const struct cqi_reply *r,
 			      struct cq_cache_sample *s)
 {
-	if (r->type == REDIS_REPLY_ERROR)
+	if (r->type == CQI_REPLY_ERROR)
 		return cqi_redis_reply_err(ctx, r, "HGETALL " CQ_TRACK_KEY);
-	if (r->type != REDIS_REPLY_ARRAY)
+	if (r->type != CQI_REPLY_ARRAY)
 		return cq_seterr(ctx, CQ_ERR_DATA, "%s: not a hash", CQ_TRACK_KEY);
 	s->tracked = true;
 	s->track_existed = r->elements > 0;
 	for (size_t i = 0; i + 1 < r->elements; i += 2) {
-		const redisReply *f = r->element[i], *v = r->element[i + 1];
+		const struct cqi_reply *f = r->element[i], *v = r->element[i + 1];
 		unsigned long long num;
 		struct cq_track *t;
 		bool hit;
 
-		if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+		if (f->type != CQI_REPLY_STRING || v->type != CQI_REPLY_STRING)
 			continue;
 		if (f->len >= 5 && memcmp(f->str, "hits:", 5) == 0)
 			hit = true;
@@ -244,32 +244,32 @@ enum cq_err cq_cache_sample(struct cq_ctx *ctx, struct cq_cache_sample *out)
 	const char *info[] = { "INFO" };
 	const char *hget[] = { "HGETALL", CQ_TRACK_KEY };
 	bool track = ctx->set.track;
-	redisReply *r = NULL;
+	struct cqi_reply *r = NULL;
 	char err[200];
 	enum cq_err e;
 
 	memset(out, 0, sizeof(*out));
 	/* INFO first: the HGETALL lookup shows in the next sample */
-	e = cqi_redis_append(ctx, 1, info, NULL);
+	e = cqi_redis_append(ctx, CQI_MASTERS, 1, info, NULL);
 	if (!e && track)
-		e = cqi_redis_append(ctx, 2, hget, NULL);
+		e = cqi_redis_append(ctx, CQI_KEY(1), 2, hget, NULL);
 	if (!e)
 		e = cqi_redis_reply(ctx, &r);
 	if (e)
 		return e;
 	out->at_ms = cq_now_ms();
-	if (r->type == REDIS_REPLY_ERROR)
+	if (r->type == CQI_REPLY_ERROR)
 		e = cqi_redis_reply_err(ctx, r, "INFO");
-	else if (r->type != REDIS_REPLY_STRING)
+	else if (r->type != CQI_REPLY_STRING)
 		e = cq_seterr(ctx, CQ_ERR_DATA, "INFO: unexpected reply");
 	else if (!cqi_redis_info_parse(r->str, r->len, &out->info, err, sizeof(err)))
 		e = cq_seterr(ctx, CQ_ERR_DATA, "Redis at %s: %s",
 			      cqi_redis_where(ctx), err);
-	freeReplyObject(r);
+	cqi_reply_free(r);
 	if (track && !cqi_redis_reply(ctx, &r)) {
 		if (!e)
 			e = take_track(ctx, r, out);
-		freeReplyObject(r);
+		cqi_reply_free(r);
 	}
 	if (ctx->err)
 		e = ctx->err;
@@ -396,15 +396,16 @@ bool cq_cache_figures(const struct cq_cache_sample *prev,
 
 /* ---- --track ------------------------------------------------------------------- */
 
-/* Queue HINCRBY CQ_TRACK_KEY kind:PREFIX n without reading its reply. */
-static bool track_append(struct cq_ctx *ctx, const char *kind, size_t n)
+/* Send HINCRBY CQ_TRACK_KEY kind:PREFIX n without waiting for its reply
+ * (the next read skips it). */
+static bool track_send(struct cq_ctx *ctx, const char *kind, size_t n)
 {
 	const char *pre = ctx->set.prefix ? ctx->set.prefix : "";
 	struct cq_buf field = { 0 };
 	char num[32];
 	const char *argv[4] = { "HINCRBY", CQ_TRACK_KEY, NULL, num };
 	size_t lens[4] = { 7, strlen(CQ_TRACK_KEY), 0, 0 };
-	int r;
+	enum cq_err e;
 
 	if (!cq_buf_append(&field, kind, strlen(kind)) ||
 	    !cq_buf_append(&field, pre, strlen(pre))) {
@@ -414,27 +415,18 @@ static bool track_append(struct cq_ctx *ctx, const char *kind, size_t n)
 	lens[3] = (size_t)snprintf(num, sizeof(num), "%zu", n);
 	argv[2] = field.data;
 	lens[2] = field.len;
-	r = redisAppendCommandArgv(ctx->redis->c, 4, argv, lens);
+	e = cqi_redis_send_noreply(ctx, CQI_KEY(1), 4, argv, lens);
 	cq_buf_free(&field);
-	if (r != REDIS_OK)
-		return false;
-	ctx->redis->unread++;
-	return true;
+	return e == CQ_OK;
 }
 
 void cqi_stats_track(struct cq_ctx *ctx, size_t hits, size_t misses)
 {
-	int done = 0;
-
-	if (!ctx->set.track || ctx->err || !ctx->redis || !ctx->redis->c ||
+	if (!ctx->set.track || ctx->err || !ctx->redis ||
 	    (hits == 0 && misses == 0))
 		return;
-	if (hits && !track_append(ctx, "hits:", hits))
+	if (hits && !track_send(ctx, "hits:", hits))
 		return;
-	if (misses && !track_append(ctx, "misses:", misses))
-		return;
-	/* send now; the replies are skipped by the next read, if any */
-	while (!done)
-		if (redisBufferWrite(ctx->redis->c, &done) != REDIS_OK)
-			return;
+	if (misses)
+		track_send(ctx, "misses:", misses);
 }

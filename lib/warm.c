@@ -67,27 +67,27 @@ static void report_refused(struct warm *w, uint64_t recno, const char *key,
 	}
 }
 
-static void on_reply(void *arg, uint64_t tag, redisReply *r)
+static void on_reply(void *arg, uint64_t tag, struct cqi_reply *r)
 {
 	struct warm *w = arg;
 	uint64_t recno = tag >> 2;
 
 	switch (tag & 3) {
 	case K_SET:
-		if (r->type == REDIS_REPLY_ERROR)
+		if (r->type == CQI_REPLY_ERROR)
 			report_refused(w, recno, NULL, 0, "write refused", r->str);
-		else if (r->type == REDIS_REPLY_NIL)
+		else if (r->type == CQI_REPLY_NIL)
 			w->st->skipped++;
 		else
 			w->st->warmed++;
 		break;
 	case K_TAG:
-		if (r->type == REDIS_REPLY_ERROR)
+		if (r->type == CQI_REPLY_ERROR)
 			report_refused(w, recno, NULL, 0, "recording a tag failed",
 				       r->str);
 		break;
 	case K_LOCK:
-		if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
+		if (r->type != CQI_REPLY_INTEGER || r->integer != 1) {
 			if (!w->lock_lost)
 				report_fail(w, 0, NULL, 0, "lost the --once lock (it expired or was taken); another run may start");
 			w->lock_lost = true;
@@ -130,7 +130,8 @@ static enum cq_err extend_lock(struct warm *w, bool pipelined)
 	snprintf(ttl, sizeof(ttl), "%lld", once_ttl(w));
 	lens[5] = strlen(ttl);
 	if (pipelined)
-		return cqi_pipe_cmd(&w->pipe, TAG(0, K_LOCK), 6, argv, lens);
+		return cqi_pipe_cmd(&w->pipe, TAG(0, K_LOCK), CQI_KEY(3), 6,
+				    argv, lens);
 	if (cqi_lock_extend(w->ctx, w->lockkey.data, w->lockkey.len,
 			    once_ttl(w), &w->lock, &still))
 		return w->ctx->err;
@@ -158,7 +159,8 @@ static enum cq_err queue_tags(struct warm *w, uint64_t recno,
 		argv[3] = w->tagkey.data, lens[3] = w->tagkey.len;
 		argv[4] = w->key.data, lens[4] = w->key.len;
 		argv[5] = ttls, lens[5] = strlen(ttls);
-		if (cqi_pipe_cmd(&w->pipe, TAG(recno, K_TAG), 6, argv, lens))
+		if (cqi_pipe_cmd(&w->pipe, TAG(recno, K_TAG), CQI_KEY(3), 6,
+				 argv, lens))
 			return w->ctx->err;
 	}
 	return CQ_OK;
@@ -212,7 +214,8 @@ static enum cq_err queue_set(struct warm *w, uint64_t recno,
 	}
 	if (s->nx)
 		argv[argc] = "NX", lens[argc++] = 2;
-	if (cqi_pipe_cmd(&w->pipe, TAG(recno, K_SET), argc, argv, lens))
+	if (cqi_pipe_cmd(&w->pipe, TAG(recno, K_SET), CQI_KEY(1), argc, argv,
+			 lens))
 		return w->ctx->err;
 	if (rec->ntags && queue_tags(w, recno, rec->tags, rec->taglens,
 				     rec->ntags, ttl))
@@ -330,18 +333,18 @@ static enum cq_err find_missing(struct warm *w, struct job *jobs, size_t n,
 				  jobs[i].keylen, &w->key))
 			return cq_seterr(w->ctx, CQ_ERR_NOMEM, "out of memory");
 		argv[1] = w->key.data, lens[1] = w->key.len;
-		if (cqi_redis_append(w->ctx, 2, argv, lens))
+		if (cqi_redis_append(w->ctx, CQI_KEY(1), 2, argv, lens))
 			return w->ctx->err;
 	}
 	for (i = 0; i < n; i++) {
-		redisReply *r;
+		struct cqi_reply *r;
 
 		if (cqi_redis_reply(w->ctx, &r))
 			return w->ctx->err;
-		if (r->type == REDIS_REPLY_ERROR)
+		if (r->type == CQI_REPLY_ERROR)
 			cqi_redis_reply_err(w->ctx, r, "EXISTS");
-		missing[i] = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
-		freeReplyObject(r);
+		missing[i] = r->type == CQI_REPLY_INTEGER && r->integer == 0;
+		cqi_reply_free(r);
 	}
 	return w->ctx->err;
 }
@@ -369,7 +372,8 @@ static enum cq_err job_done(struct warm *w, struct job *j)
 	int argc = 1;
 	char ttls[32];
 	long long ttl;
-	redisReply *r;
+	struct cqi_reply *r;
+	enum cq_err e;
 	bool written = false;
 
 	j->running = false;
@@ -393,18 +397,18 @@ static enum cq_err job_done(struct warm *w, struct job *j)
 		argv[argc] = ttls, lens[argc++] = strlen(ttls);
 	}
 	argv[argc] = "NX", lens[argc++] = 2;
-	r = redisCommandArgv(w->ctx->redis->c, argc, argv, lens);
-	cqi_child_clear(&j->ch);
-	if (!r)
-		return cqi_redis_io_err(w->ctx);
-	if (r->type == REDIS_REPLY_ERROR)
+	e = cqi_redis_append(w->ctx, CQI_KEY(1), argc, argv, lens);
+	cqi_child_clear(&j->ch);	/* the append copied the value */
+	if (e || cqi_redis_reply(w->ctx, &r))
+		return w->ctx->err;
+	if (r->type == CQI_REPLY_ERROR)
 		report_refused(w, j->recno, j->key, j->keylen, "write refused",
 			       r->str);
-	else if (r->type == REDIS_REPLY_NIL)
+	else if (r->type == CQI_REPLY_NIL)
 		w->st->skipped++;	/* someone filled it meanwhile */
 	else
 		written = true;
-	freeReplyObject(r);
+	cqi_reply_free(r);
 	if (!written)
 		return CQ_OK;
 	w->st->warmed++;
@@ -416,10 +420,10 @@ static enum cq_err job_done(struct warm *w, struct job *j)
 	for (size_t i = 0; i < w->o->set.ntags; i++) {
 		if (cqi_redis_reply(w->ctx, &r))
 			return w->ctx->err;
-		if (r->type == REDIS_REPLY_ERROR)
+		if (r->type == CQI_REPLY_ERROR)
 			report_refused(w, j->recno, j->key, j->keylen,
 				       "recording a tag failed", r->str);
-		freeReplyObject(r);
+		cqi_reply_free(r);
 	}
 	return CQ_OK;
 }
