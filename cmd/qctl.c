@@ -189,7 +189,15 @@ static int enqueue_stdin(struct enqueue *e, struct cq_publisher *pub,
 			continue;
 		}
 		if (jsonl) {
-			if (cq_record_parse(in.p, in.len, &m, &rec, why, sizeof(why))) {
+			enum cq_err pe = cq_record_parse(in.p, in.len, &m, &rec,
+							 why, sizeof(why));
+
+			if (pe == CQ_ERR_NOMEM) {
+				cli_err(e->cli, "out of memory");
+				cq_reader_free(r);
+				return EX_SOFTWARE;	/* 70: no fault of the line */
+			}
+			if (pe) {
 				cli_err(e->cli, "line %llu: %s",
 					(unsigned long long)in.no, why);
 				e->bad++;

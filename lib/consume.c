@@ -369,17 +369,15 @@ static int probe_declare(void *arg, bool durable, bool auto_delete,
 			    NULL, text, len);
 }
 
-static enum cq_err find_dlx(struct consumer *c, bool *known)
+static enum cq_err find_dlx(struct consumer *c)
 {
 	struct cqi_qargs *q = calloc(1, sizeof(*q));
 	const struct cqi_qarg *a;
 
-	*known = false;
 	if (!q)
 		return cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
 	if (cqi_qargs_probe(c->ctx, probe_declare, c, q) == CQ_OK &&
 	    q->complete) {
-		*known = true;
 		a = cqi_qargs_find(q, "x-dead-letter-exchange");
 		if (a && !(c->dlx = strdup(a->sval)))
 			cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
@@ -390,35 +388,35 @@ static enum cq_err find_dlx(struct consumer *c, bool *known)
 }
 
 /* Does the exchange exist?  (A DLX that does not drops dead letters.) */
-static int exchange_exists(struct consumer *c, const char *name)
+static enum cq_err exchange_exists(struct consumer *c, const char *name,
+				   bool *exists)
 {
 	char text[512];
 	int code;
 
 	if (side_open(c))
-		return -1;
+		return c->ctx->err;
 	amqp_exchange_declare(c->conn, SIDE_CHANNEL, amqp_cstring_bytes(name),
 			      amqp_cstring_bytes("direct"), 1, 0, 0, 0,
 			      amqp_empty_table);
 	code = side_reply(c, text, sizeof(text));
-	return code < 0 ? -1 : code == 0;
+	*exists = code == 0;
+	return code < 0 ? c->ctx->err : CQ_OK;
 }
 
 static enum cq_err setup_dead_letters(struct consumer *c)
 {
-	bool known;
-	int ex;
+	bool ex;
 
 	if (c->o->dlq) {
 		c->dlq = strdup(c->o->dlq);
 		return c->dlq ? CQ_OK :
 		       cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
 	}
-	if (find_dlx(c, &known))
+	if (find_dlx(c))
 		return c->ctx->err;
 	if (c->dlx && *c->dlx) {
-		ex = exchange_exists(c, c->dlx);
-		if (ex < 0)
+		if (exchange_exists(c, c->dlx, &ex))
 			return c->ctx->err;
 		if (!ex) {
 			notice(c, "queue '%s' names dead-letter exchange '%s', which does not exist: dead letters go to '%s%s' instead",

@@ -162,6 +162,8 @@ struct cqi_warm_rec {
 	const char *tags[CQ_WARM_MAX_TAGS];
 	size_t taglens[CQ_WARM_MAX_TAGS];
 	struct cq_buf scratch;
+	bool nomem;		/* the parse failed for lack of memory, not
+				 * for the record: the run must stop (70) */
 };
 void cqi_warm_rec_clear(struct cqi_warm_rec *rec);
 

@@ -25,13 +25,22 @@ static void rec_reset(struct cqi_warm_rec *rec)
 	rec->keylen = rec->vallen = 0;
 	rec->ntags = 0;
 	rec->ttl_ms = -1;
+	rec->nomem = false;
 	cq_buf_reset(&rec->scratch);
 }
+
 
 static bool fail(char *err, size_t errlen, const char *msg)
 {
 	cqi_errbuf(err, errlen, "%s", msg);
 	return false;
+}
+
+/* Out of memory is no fault of the record: say so apart. */
+static bool nomem(struct cqi_warm_rec *rec, char *err, size_t errlen)
+{
+	rec->nomem = true;
+	return fail(err, errlen, "out of memory");
 }
 
 bool cqi_warm_parse_tsv(const char *line, size_t len, struct cqi_warm_rec *rec,
@@ -100,7 +109,7 @@ static bool json_bytes(json_t *str, json_t *b64, struct cq_buf *sc,
 	if (str) {
 		if (!cq_buf_append(sc, json_string_value(str),
 				   json_string_length(str)))
-			return false;
+			return false;	/* the caller tells: str given */
 	} else if (!cqi_base64_decode(json_string_value(b64),
 				     json_string_length(b64), sc)) {
 		return false;
@@ -166,7 +175,7 @@ static bool take_tags(json_t *tags, struct cqi_warm_rec *rec, struct spans *sp,
 		rec->taglens[i] = json_string_length(t);
 		if (!cq_buf_append(&rec->scratch, json_string_value(t),
 				   rec->taglens[i]))
-			return fail(err, errlen, "out of memory");
+			return nomem(rec, err, errlen);
 	}
 	rec->ntags = json_array_size(tags);
 	return true;
@@ -200,18 +209,19 @@ static bool take_value(json_t *v, json_t *vb, struct cqi_warm_rec *rec,
 	if (vb || json_is_string(v)) {
 		if (!json_bytes(vb ? NULL : v, vb, &rec->scratch, &sp->val,
 				&sp->vallen))
-			return fail(err, errlen, "\"value_base64\" is not valid base64");
+			return vb ? fail(err, errlen, "\"value_base64\" is not valid base64") :
+			       nomem(rec, err, errlen);
 		return true;
 	}
 	/* any other JSON value is stored as its compact text */
 	text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
 	if (!text)
-		return fail(err, errlen, "out of memory");
+		return nomem(rec, err, errlen);
 	sp->val = rec->scratch.len;
 	sp->vallen = strlen(text);
 	ok = cq_buf_append(&rec->scratch, text, sp->vallen);
 	free(text);
-	return ok ? true : fail(err, errlen, "out of memory");
+	return ok ? true : nomem(rec, err, errlen);
 }
 
 static bool take_record(json_t *o, struct cqi_warm_rec *rec, char *err,
@@ -234,7 +244,8 @@ static bool take_record(json_t *o, struct cqi_warm_rec *rec, char *err,
 		return fail(err, errlen, k || kb ? "\"key\" must be a string" :
 				"missing \"key\"");
 	if (!json_bytes(k, kb, &rec->scratch, &sp.key, &sp.keylen))
-		return fail(err, errlen, "\"key_base64\" is not valid base64");
+		return kb ? fail(err, errlen, "\"key_base64\" is not valid base64") :
+		       nomem(rec, err, errlen);
 	if (sp.keylen == 0)
 		return fail(err, errlen, "empty key");
 	if (!take_value(json_object_get(o, "value"),

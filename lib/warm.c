@@ -268,6 +268,10 @@ static bool next_record(struct warm *w, struct cq_reader *rd,
 			continue;
 		}
 		if (!parse(w, in.p, in.len, rec, err, sizeof(err))) {
+			if (rec->nomem) {
+				cq_seterr(w->ctx, CQ_ERR_NOMEM, "out of memory");
+				break;
+			}
 			report_bad(w, in.no, err);
 			continue;
 		}

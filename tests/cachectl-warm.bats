@@ -125,6 +125,14 @@ private_redis() {
 	assert_output 1
 }
 
+@test "warm out of memory for a record exits 70 (not 65: no fault of the line)" {
+	run -70 --separate-stderr low_memory 100 "{ printf 'big\t'; head -c 150000000 /dev/zero | tr '\0' x; printf '\n'; } | cachectl warm --ttl 1m --max-size 200M"
+	# (ASan may warn first)
+	[[ "$stderr" == *"cachectl: warm: out of memory"* ]]
+	run -0 rcli exists "${P}big"
+	assert_output 0
+}
+
 @test "warm -0 with an odd count of fields (a truncated stream) names the record and exits 65" {
 	run -65 --separate-stderr bash -c "printf 'k1\0v1\0k2\0' | cachectl warm -0 --ttl 1m"
 	assert_equal "${stderr_lines[0]}" "cachectl: warm: record 2: key without a value (odd number of NUL-separated fields)"

@@ -43,6 +43,12 @@ per_test_setup() {
 	assert_output "$(printf 'b\nx')"
 }
 
+@test "enqueue: out of memory for a line exits 70 (was 74, 'cannot read standard input')" {
+	run -70 --separate-stderr low_memory 150 "{ head -c 200000000 /dev/zero | tr '\0' x; printf '\n'; } | qctl enqueue --max-size 300M '$Q'"
+	assert_equal "${stderr_lines[-1]}" "qctl: enqueue: out of memory"	# ASan may warn first
+	[ "$(ready "$Q")" -eq 0 ]
+}
+
 @test "enqueue: persistent by default, --transient not; each message a fresh id and a timestamp" {
 	qctl enqueue -q "$Q" x y
 	qctl enqueue -q --transient "$Q" z

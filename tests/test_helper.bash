@@ -98,3 +98,16 @@ free_port() {
 	done
 	return 1
 }
+
+# Run the bash script $2 with allocations over about $1 MB failing: an
+# address-space limit (ulimit -v) for plain builds; for sanitized ones
+# (which reserve terabytes of address space) ASan's own allocation cap.
+low_memory() {
+	local mb=$1
+	if nm "$(command -v cachectl)" 2>/dev/null | grep -q __asan_init; then
+		ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}max_allocation_size_mb=$mb:allocator_may_return_null=1" \
+			bash -c "$2"
+	else
+		bash -c "ulimit -v $((mb * 1000)); $2"
+	fi
+}
