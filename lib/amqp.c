@@ -70,7 +70,7 @@ static void close_text(amqp_bytes_t t, char *buf, size_t len)
 	buf[n] = '\0';
 }
 
-static enum cq_err code_class(int code)
+enum cq_err cqi_amqp_code_kind(int code)
 {
 	switch (code) {
 	case 403:	/* ACCESS_REFUSED */
@@ -129,7 +129,7 @@ enum cq_err cqi_amqp_rpc_err(struct cq_ctx *ctx, amqp_rpc_reply_t r,
 		close_text(m->reply_text, text, sizeof(text));
 		a->reply_code = m->reply_code;
 		memcpy(a->reply_text, text, sizeof(a->reply_text));
-		e = code_class(m->reply_code);
+		e = cqi_amqp_code_kind(m->reply_code);
 		amqp_send_method(a->conn, CQI_CHANNEL,
 				 AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
 		a->channel_open = false;
@@ -149,7 +149,7 @@ enum cq_err cqi_amqp_rpc_err(struct cq_ctx *ctx, amqp_rpc_reply_t r,
 		amqp_send_method(a->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
 				 &ok);
 		a->channel_open = false;
-		return cq_seterr(ctx, code_class(m->reply_code), "%s: %s",
+		return cq_seterr(ctx, cqi_amqp_code_kind(m->reply_code), "%s: %s",
 				 what, text);
 	}
 	return cq_seterr(ctx, CQ_ERR_INTERNAL, "%s: unexpected method 0x%08x",
@@ -162,8 +162,8 @@ enum cq_err cqi_amqp_check(struct cq_ctx *ctx, const char *what)
 				what);
 }
 
-int cqi_amqp_reply(struct cq_ctx *ctx, amqp_channel_t ch, char *text,
-		   size_t len)
+int cqi_amqp_reply(struct cq_ctx *ctx, amqp_channel_t ch, const char *what,
+		   char *text, size_t len)
 {
 	struct cqi_amqp *a = ctx->amqp;
 	amqp_rpc_reply_t r = amqp_get_rpc_reply(a->conn);
@@ -175,7 +175,7 @@ int cqi_amqp_reply(struct cq_ctx *ctx, amqp_channel_t ch, char *text,
 		return 0;
 	if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION ||
 	    r.reply.id != AMQP_CHANNEL_CLOSE_METHOD) {
-		cqi_amqp_rpc_err(ctx, r, "RabbitMQ");
+		cqi_amqp_rpc_err(ctx, r, what);
 		return -1;
 	}
 	m = r.reply.decoded;

@@ -33,11 +33,15 @@ enum cq_err cqi_amqp_status_err(struct cq_ctx *ctx, int status,
 /* Check the last RPC of the connection (after amqp_queue_declare & co). */
 enum cq_err cqi_amqp_check(struct cq_ctx *ctx, const char *what);
 /* The reply of the last RPC on channel ch, for calls that may fail as a
- * matter of course (probes): 0 when it went well; else the broker's reply
- * code, with its text in text, the close acknowledged and CQI_CHANNEL
- * reopened; -1 on a connection failure, with the context error set. */
-int cqi_amqp_reply(struct cq_ctx *ctx, amqp_channel_t ch, char *text,
-		   size_t len);
+ * matter of course (probes, a queue that may be missing): 0 when it went
+ * well; else the broker's reply code, with its text in text, the close
+ * acknowledged and CQI_CHANNEL reopened; -1 on a connection failure, with
+ * the context error set (what names the action, as for cqi_amqp_check). */
+int cqi_amqp_reply(struct cq_ctx *ctx, amqp_channel_t ch, const char *what,
+		   char *text, size_t len);
+/* The error kind of a broker reply code (403 NOPERM, 404 NOTFOUND, 406
+ * DATA, 320/405/506 TEMPFAIL, else INTERNAL). */
+enum cq_err cqi_amqp_code_kind(int code);
 /* Put CQI_CHANNEL into confirm mode once. */
 enum cq_err cqi_amqp_confirm_select(struct cq_ctx *ctx);
 /* Reopen CQI_CHANNEL after the broker closed it. */

@@ -326,7 +326,8 @@ static enum cq_err side_open(struct consumer *c)
  */
 static int side_reply(struct consumer *c, char *text, size_t len)
 {
-	int code = cqi_amqp_reply(c->ctx, SIDE_CHANNEL, text, len);
+	int code = cqi_amqp_reply(c->ctx, SIDE_CHANNEL, "side channel", text,
+				  len);
 
 	if (code > 0)
 		c->side_open = false;

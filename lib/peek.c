@@ -25,7 +25,7 @@ static int main_declare(void *arg, bool durable, bool auto_delete,
 	amqp_queue_declare(m->ctx->amqp->conn, CQI_CHANNEL,
 			   amqp_cstring_bytes(m->queue), 0, durable, 0,
 			   auto_delete, t);
-	return cqi_amqp_reply(m->ctx, CQI_CHANNEL, text, len);
+	return cqi_amqp_reply(m->ctx, CQI_CHANNEL, "probe", text, len);
 }
 
 enum cq_err cq_queue_probe(struct cq_ctx *ctx, const char *queue,

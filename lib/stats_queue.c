@@ -12,15 +12,18 @@
 
 /*
  * A passive queue.declare: ready messages (unacked ones are not counted
- * by the broker here) and consumers.  CQ_ERR_NOTFOUND for a missing
- * queue; the channel the broker closed for it is reopened.
+ * by the broker here) and consumers, with *found false for a missing
+ * queue, which is no error here (the channel the broker closed for it is
+ * reopened).
  */
 static enum cq_err passive(struct cq_ctx *ctx, const char *queue,
-			   uint32_t *ready, uint32_t *consumers)
+			   uint32_t *ready, uint32_t *consumers, bool *found)
 {
 	amqp_queue_declare_ok_t *ok;
-	char what[300];
+	char text[256], what[300];
+	int code;
 
+	*found = false;
 	if (ctx->err)
 		return ctx->err;
 	if (!ctx->amqp && cq_amqp_connect(ctx))
@@ -31,8 +34,16 @@ static enum cq_err passive(struct cq_ctx *ctx, const char *queue,
 				amqp_cstring_bytes(queue), 1, 0, 0, 0,
 				amqp_empty_table);
 	snprintf(what, sizeof(what), "queue '%s'", queue);
-	if (!ok)
-		return cqi_amqp_check(ctx, what);
+	code = cqi_amqp_reply(ctx, CQI_CHANNEL, what, text, sizeof(text));
+	if (code < 0)
+		return ctx->err;
+	if (code == 404)
+		return CQ_OK;
+	if (code || !ok)
+		return cq_seterr(ctx, code ? cqi_amqp_code_kind(code) :
+				 CQ_ERR_INTERNAL, "%s: %s", what,
+				 code ? text : "no reply");
+	*found = true;
 	*ready = ok->message_count;
 	*consumers = ok->consumer_count;
 	return CQ_OK;
@@ -45,6 +56,7 @@ static enum cq_err dlq_depth(struct cq_ctx *ctx, const char *queue,
 {
 	char *guess = NULL;
 	uint32_t ready, consumers;
+	bool found;
 	enum cq_err e;
 
 	*depth = NAN;
@@ -58,11 +70,8 @@ static enum cq_err dlq_depth(struct cq_ctx *ctx, const char *queue,
 			return CQ_OK;
 		}
 	}
-	e = passive(ctx, dlq, &ready, &consumers);
-	if (e == CQ_ERR_NOTFOUND && ctx->amqp && ctx->amqp->channel_open) {
-		cq_clear_error(ctx);
-		e = CQ_OK;
-	} else if (!e) {
+	e = passive(ctx, dlq, &ready, &consumers, &found);
+	if (!e && found) {
 		*depth = ready;
 		*name = strdup(dlq);
 		if (!*name)
@@ -81,15 +90,11 @@ enum cq_err cq_queue_figures(struct cq_ctx *ctx, size_t n,
 		uint32_t ready = 0, consumers = 0;
 		double depth = NAN;
 		char *dlq = NULL;
-		enum cq_err e = passive(ctx, q, &ready, &consumers);
-		bool found = !e;
+		bool found;
+		enum cq_err e = passive(ctx, q, &ready, &consumers, &found);
 		int ok;
 
-		if (e == CQ_ERR_NOTFOUND && ctx->amqp && ctx->amqp->channel_open) {
-			cq_clear_error(ctx);
-			e = CQ_OK;
-		}
-		if (found)
+		if (!e && found)
 			e = dlq_depth(ctx, q, dlqs ? dlqs[i] : NULL, &depth, &dlq);
 		if (e)
 			return e;
