@@ -26,6 +26,9 @@ static const char usage[] =
 	"                     (CQ_API_URL): adds unacked messages and rates; the\n"
 	"                     TLS files below also serve an https URL\n"
 	"  --match GLOB       also every queue whose name matches GLOB (with --api)\n"
+	"  --nodes            the cluster's nodes (with --api): running, memory\n"
+	"                     and disk alarms, partitions; quorum queues also\n"
+	"                     show their leader and members (--json) with --api\n"
 	"  --no-cache         leave Redis out\n"
 	"  --track            show the per-prefix hit rates counted by\n"
 	"                     cachectl --track (CQ_TRACK=1) for --prefix\n"
@@ -40,7 +43,7 @@ static const char usage[] =
 	"on stderr (a server down, a missing queue).\n";
 
 enum {
-	OPT_API = OPT_VERB, OPT_MATCH, OPT_NO_CACHE, OPT_TRACK, OPT_PROM,
+	OPT_API = OPT_VERB, OPT_MATCH, OPT_NODES, OPT_NO_CACHE, OPT_TRACK, OPT_PROM,
 	OPT_CHECK, OPT_METRICS, OPT_VERSION, OPT_LIST_COMMANDS,
 };
 
@@ -52,6 +55,7 @@ static const struct option lopts[] = {
 	{ "queue", required_argument, NULL, 'Q' },
 	{ "api", required_argument, NULL, OPT_API },
 	{ "match", required_argument, NULL, OPT_MATCH },
+	{ "nodes", no_argument, NULL, OPT_NODES },
 	{ "no-cache", no_argument, NULL, OPT_NO_CACHE },
 	{ "track", no_argument, NULL, OPT_TRACK },
 	{ "prom", no_argument, NULL, OPT_PROM },
@@ -154,6 +158,9 @@ static int add_check(struct cli *cli, struct opts *o, const char *expr)
 		cli_err(cli, "--check '%s': %s", expr, err);
 		return CQ_STATE_UNKNOWN;
 	}
+	/* a figure of the cluster: its nodes are asked for, as with --nodes */
+	if (cq_metric_cluster(cq_metric_def(c[o->nchecks].metric)))
+		o->so.nodes = true;
 	o->nchecks++;
 	return 0;
 }
@@ -232,6 +239,9 @@ static int parse_opt(struct cli *cli, struct opts *o, int c, char **argv)
 	case OPT_MATCH:
 		o->so.match = optarg;
 		return 0;
+	case OPT_NODES:
+		o->so.nodes = true;
+		return 0;
 	case OPT_NO_CACHE:
 		o->so.cache = false;
 		return 0;
@@ -271,7 +281,9 @@ static int parse(struct cli *cli, struct opts *o, int argc, char **argv)
 			return ret;
 	if (o->so.match && !o->so.api_url)
 		return cli_usage_error(cli, "--match needs --api URL (or CQ_API_URL)");
-	if (!o->so.cache && !o->so.nqueues && !o->so.match)
+	if (o->so.nodes && !o->so.api_url)
+		return cli_usage_error(cli, "--nodes needs --api URL (or CQ_API_URL)");
+	if (!o->so.cache && !o->so.nqueues && !o->so.match && !o->so.nodes)
 		return cli_usage_error(cli, "--no-cache leaves nothing to show: add -Q QUEUE or --match GLOB");
 	return positional(cli, o, argc - optind, argv + optind);
 }
@@ -299,7 +311,14 @@ static const struct col queue_cols[] = {
 	{ "out/s", "deliver_rate", 6 }, { "dlq", "dlq", 6 },
 };
 
+/* --nodes: the cluster as a whole (each node in --json, --prom) */
+static const struct col cluster_cols[] = {
+	{ "nodes", "nodes_running", 5 }, { "down", "nodes_down", 4 },
+	{ "alarms", "alarms", 6 }, { "parts", "partitions", 5 },
+};
+
 #define NCACHE (sizeof(cache_cols) / sizeof(cache_cols[0]))
+#define NCLUSTER (sizeof(cluster_cols) / sizeof(cluster_cols[0]))
 #define NQUEUE (sizeof(queue_cols) / sizeof(queue_cols[0]))
 
 static void put(struct cq_buf *b, const char *s, int width)
@@ -386,7 +405,7 @@ static int cols_width(const struct col *c, size_t n)
 /* No column at all: no cache, and --match has found no queue. */
 static bool no_columns(const struct opts *o, const struct cq_metrics *ms)
 {
-	return !o->so.cache && !ms->nqueues;
+	return !o->so.cache && !ms->nqueues && !o->so.nodes;
 }
 
 static void header(const struct opts *o, const struct cli *cli,
@@ -399,6 +418,8 @@ static void header(const struct opts *o, const struct cli *cli,
 		group(b, "redis", cw);
 	for (size_t i = 0; i < ms->nqueues; i++)
 		group(b, ms->queues[i].name, cols_width(queue_cols, NQUEUE));
+	if (o->so.nodes)
+		group(b, "cluster", cols_width(cluster_cols, NCLUSTER));
 	if (no_columns(o, ms))
 		group(b, "api", match_col.width + 1);
 	cq_buf_append(b, "\n", 1);
@@ -409,6 +430,8 @@ static void header(const struct opts *o, const struct cli *cli,
 	for (size_t q = 0; q < ms->nqueues; q++)
 		for (size_t i = 0; i < NQUEUE; i++)
 			put(b, queue_cols[i].head, queue_cols[i].width);
+	for (size_t i = 0; o->so.nodes && i < NCLUSTER; i++)
+		put(b, cluster_cols[i].head, cluster_cols[i].width);
 	if (no_columns(o, ms))
 		put(b, match_col.head, match_col.width);
 	cq_buf_append(b, "\n", 1);
@@ -451,6 +474,11 @@ static void row(const struct opts *o, const struct cli *cli,
 
 		cells(b, ms, queue_cols, NQUEUE, q->name, qdown || !q->found,
 		      qdown ? "down" : q->found ? NULL : "none");
+	}
+	if (o->so.nodes) {
+		bool down = !ms->src[CQ_SRC_API].up;
+
+		cells(b, ms, cluster_cols, NCLUSTER, NULL, down, down ? "down" : NULL);
 	}
 	if (no_columns(o, ms))
 		put(b, ms->src[CQ_SRC_API].up ? "0" : "down", match_col.width);
@@ -524,11 +552,14 @@ static void checks_need(struct opts *o)
 			cache |= strcmp(c->label, "redis") == 0;
 			o->so.amqp |= strcmp(c->label, "amqp") == 0;
 			o->so.api |= strcmp(c->label, "api") == 0;
+		} else if (d && cq_metric_cluster(d)) {
+			continue;	/* add_check set o->so.nodes */
 		} else if (d && (!d->label || strcmp(d->label, "queue") != 0)) {
 			cache = true;
 		}
 	}
-	if (!cache && (o->so.nqueues || o->so.match || o->so.amqp || o->so.api))
+	if (!cache && (o->so.nqueues || o->so.match || o->so.amqp || o->so.api ||
+		       o->so.nodes))
 		o->so.cache = false;
 }
 

@@ -4,6 +4,7 @@ complete -c cqstat -f
 complete -c cqstat -s Q -l queue -x -d 'Show a queue'
 complete -c cqstat -l api -x -d 'RabbitMQ management API URL'
 complete -c cqstat -l match -x -d 'Queues matching a glob (with --api)'
+complete -c cqstat -l nodes -d 'The cluster nodes: running, alarms, partitions (with --api)'
 complete -c cqstat -l no-cache -d 'Leave Redis out'
 complete -c cqstat -l track -d 'Per-prefix hit rates of cachectl --track'
 complete -c cqstat -l json -d 'One JSON object per sample'

@@ -35,6 +35,9 @@ struct cq_metric_def {
 	const char *label;	/* label name ("queue", "prefix", ...) or NULL */
 	const char *help;
 };
+/* A figure of the cluster's nodes (cqstat --nodes): label "node", or one
+ * of nodes_running, nodes_down, alarms, partitions. */
+bool cq_metric_cluster(const struct cq_metric_def *d);
 
 /* The definition of a metric name, or NULL when there is none. */
 const struct cq_metric_def *cq_metric_def(const char *name);
@@ -61,11 +64,22 @@ struct cq_source {
 
 enum { CQ_SRC_REDIS, CQ_SRC_AMQP, CQ_SRC_API, CQ_NSRC };
 
+/* A member of a quorum queue: the node that holds a replica. */
+struct cq_member {
+	char *node;
+	bool leader;
+	bool online;		/* answering; a member down is out of sync */
+};
+
 /* A queue looked at, with what is known beside its numbers. */
 struct cq_queue_stat {
 	char *name;
 	char *dlq;		/* its dead-letter queue, NULL when none known */
 	bool found;		/* false: no such queue (or not read) */
+	/* a quorum queue's (management API): leader NULL when none */
+	char *leader;
+	struct cq_member *members;
+	size_t nmembers;
 };
 
 struct cq_metrics {
@@ -75,6 +89,7 @@ struct cq_metrics {
 	struct cq_source src[CQ_NSRC];
 	struct cq_queue_stat *queues;
 	size_t nqueues;
+	bool cluster;		/* the cluster's nodes were asked for */
 	struct cq_metric *m;
 	size_t n, cap;
 };
@@ -241,6 +256,8 @@ struct cq_stat_opts {
 	 * looked at, so that their up state is known (--check 'up[amqp]<1').
 	 * Otherwise a server with nothing to read is not used, not up. */
 	bool amqp, api;
+	/* The cluster's nodes from the API: running, alarms, partitions. */
+	bool nodes;
 };
 
 struct cq_stat;

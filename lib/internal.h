@@ -247,6 +247,11 @@ bool cqi_metrics_add(struct cq_metrics *ms, const char *name,
 /* Record a queue (copied); returns its index or -1 out of memory. */
 int cqi_metrics_add_queue(struct cq_metrics *ms, const char *name,
 			 const char *dlq, bool found);
+/* Give queue name (recorded) its quorum leader and members (copied).
+ * Returns false out of memory. */
+bool cqi_metrics_set_members(struct cq_metrics *ms, const char *name,
+			     const char *leader, const struct cq_member *m,
+			     size_t n);
 
 /* ---- metrics (stats_redis.c) ----------------------------------------------- */
 
@@ -270,8 +275,25 @@ struct cqi_api_queue {
 	double publish_rate, deliver_rate, ack_rate;	/* per second */
 	char *dlq;		/* where its dead letters go, NULL unknown */
 	bool found;		/* the API knows the queue */
+	bool quorum;		/* a quorum queue: the members below */
+	char *leader;
+	struct cq_member *members;
+	size_t nmembers;
 };
 void cqi_api_queues_free(struct cqi_api_queue *q, size_t n);
+
+/* One node of the cluster as the management API reports it. */
+struct cqi_api_node {
+	char *name;
+	bool running;
+	bool mem_alarm, disk_alarm;	/* resource alarms in force */
+	size_t partitions;	/* nodes it cannot see (a network partition) */
+};
+void cqi_api_nodes_free(struct cqi_api_node *n, size_t count);
+/* The cluster's nodes (GET /api/nodes); *out freed with
+ * cqi_api_nodes_free. */
+enum cq_err cqi_api_nodes(struct cq_ctx *ctx, const char *url,
+			  struct cqi_api_node **out, size_t *nout);
 
 /* Log in to the management API at url (GET /api/whoami): CQ_OK when it
  * answers and accepts the login, else the error, with the message on ctx

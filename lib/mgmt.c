@@ -18,7 +18,8 @@
 #define QUEUE_COLUMNS "name,messages_ready,messages_unacknowledged,consumers," \
 	"arguments,effective_policy_definition," \
 	"message_stats.publish_details.rate," \
-	"message_stats.deliver_get_details.rate,message_stats.ack_details.rate"
+	"message_stats.deliver_get_details.rate,message_stats.ack_details.rate," \
+	"type,leader,members,online"
 
 struct api {
 	struct cq_ctx *ctx;
@@ -38,8 +39,21 @@ void cqi_api_queues_free(struct cqi_api_queue *q, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(q[i].name);
 		free(q[i].dlq);
+		free(q[i].leader);
+		for (size_t j = 0; j < q[i].nmembers; j++)
+			free(q[i].members[j].node);
+		free(q[i].members);
 	}
 	free(q);
+}
+
+void cqi_api_nodes_free(struct cqi_api_node *n, size_t count)
+{
+	if (!n)
+		return;
+	for (size_t i = 0; i < count; i++)
+		free(n[i].name);
+	free(n);
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
@@ -262,6 +276,54 @@ static char *dead_letter_queue(struct api *a, json_t *q, const char *name)
 	return found;
 }
 
+/* A string in a JSON array of strings. */
+static bool in_list(json_t *arr, const char *s)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(arr, i, v) {
+		if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A quorum queue's leader and members (online: in the "online" list). */
+static enum cq_err fill_members(struct api *a, json_t *obj,
+				struct cqi_api_queue *q)
+{
+	const char *type = json_string_value(json_object_get(obj, "type"));
+	const char *leader = json_string_value(json_object_get(obj, "leader"));
+	json_t *members = json_object_get(obj, "members");
+	json_t *online = json_object_get(obj, "online");
+	json_t *v;
+	size_t i;
+
+	if (!type || strcmp(type, "quorum") != 0)
+		return CQ_OK;
+	q->quorum = true;
+	if (leader && !(q->leader = strdup(leader)))
+		goto nomem;
+	q->members = calloc(json_array_size(members) + 1, sizeof(*q->members));
+	if (!q->members)
+		goto nomem;
+	json_array_foreach(members, i, v) {
+		struct cq_member *m = &q->members[q->nmembers];
+
+		if (!json_is_string(v))
+			continue;
+		if (!(m->node = strdup(json_string_value(v))))
+			goto nomem;
+		m->leader = leader && strcmp(leader, m->node) == 0;
+		m->online = in_list(online, m->node);
+		q->nmembers++;
+	}
+	return CQ_OK;
+nomem:
+	return cq_seterr(a->ctx, CQ_ERR_NOMEM, "out of memory");
+}
+
 static enum cq_err fill(struct api *a, json_t *obj, const char *name,
 			struct cqi_api_queue *q)
 {
@@ -288,6 +350,7 @@ static enum cq_err fill(struct api *a, json_t *obj, const char *name,
 	if (obj) {
 		q->found = true;
 		q->dlq = dead_letter_queue(a, obj, name);
+		return fill_members(a, obj, q);
 	}
 	return CQ_OK;
 }
@@ -389,6 +452,58 @@ enum cq_err cqi_api_queues(struct cq_ctx *ctx, const char *url,
 	api_close(&a);
 	if (e) {
 		cqi_api_queues_free(*out, *nout);
+		*out = NULL;
+		*nout = 0;
+	}
+	return e;
+}
+
+enum cq_err cqi_api_nodes(struct cq_ctx *ctx, const char *url,
+			 struct cqi_api_node **out, size_t *nout)
+{
+	struct api a;
+	json_t *arr = NULL, *o;
+	enum cq_err e;
+	size_t i;
+
+	*out = NULL;
+	*nout = 0;
+	if (ctx->err)
+		return ctx->err;
+	e = api_open(&a, ctx, url, NULL);
+	if (!e)
+		e = api_get(&a, "/api/nodes?columns=name,running,mem_alarm,disk_free_alarm,partitions",
+			    &arr);
+	if (e == CQ_ERR_NOTFOUND)
+		e = cq_seterr(ctx, CQ_ERR_DATA,
+			      "management API at %s: no /api/nodes (HTTP 404)", a.safe);
+	if (!e && !json_is_array(arr))
+		e = cq_seterr(ctx, CQ_ERR_DATA,
+			      "management API at %s: not a list of nodes", a.safe);
+	if (!e && !(*out = calloc(json_array_size(arr) + 1, sizeof(**out))))
+		e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	json_array_foreach(arr, i, o) {
+		struct cqi_api_node *n = &(*out)[*nout];
+		const char *name = json_string_value(json_object_get(o, "name"));
+
+		if (e)
+			break;
+		if (!name)
+			continue;
+		if (!(n->name = strdup(name))) {
+			e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+			break;
+		}
+		n->running = json_is_true(json_object_get(o, "running"));
+		n->mem_alarm = json_is_true(json_object_get(o, "mem_alarm"));
+		n->disk_alarm = json_is_true(json_object_get(o, "disk_free_alarm"));
+		n->partitions = json_array_size(json_object_get(o, "partitions"));
+		(*nout)++;
+	}
+	json_decref(arr);
+	api_close(&a);
+	if (e) {
+		cqi_api_nodes_free(*out, *nout);
 		*out = NULL;
 		*nout = 0;
 	}

@@ -77,6 +77,27 @@ static const struct cq_metric_def defs[] = {
 	  "Messages delivered per second (management API)" },
 	{ "ack_rate", "cq_queue_ack_per_second", G, CQ_FMT_RATE, "queue",
 	  "Messages acknowledged per second (management API)" },
+	{ "members", "cq_queue_members_online", G, CQ_FMT_COUNT, "queue",
+	  "Members of a quorum queue that are online (one down is out of sync; management API)" },
+	{ "members_total", "cq_queue_members", G, CQ_FMT_COUNT, "queue",
+	  "Members of a quorum queue (management API)" },
+	/* the cluster (--nodes) */
+	{ "nodes_running", "cq_cluster_nodes_running", G, CQ_FMT_COUNT, NULL,
+	  "Nodes of the cluster that run (management API)" },
+	{ "nodes_down", "cq_cluster_nodes_down", G, CQ_FMT_COUNT, NULL,
+	  "Nodes of the cluster that do not run" },
+	{ "alarms", "cq_cluster_alarms", G, CQ_FMT_COUNT, NULL,
+	  "Memory and disk alarms in force on the cluster's nodes (publishing blocked)" },
+	{ "partitions", "cq_cluster_partitions", G, CQ_FMT_COUNT, NULL,
+	  "Network partitions the cluster's nodes report" },
+	{ "node_running", "cq_node_running", G, CQ_FMT_COUNT, "node",
+	  "1 when the node runs" },
+	{ "mem_alarm", "cq_node_memory_alarm", G, CQ_FMT_COUNT, "node",
+	  "1 when the node has a memory alarm" },
+	{ "disk_alarm", "cq_node_disk_alarm", G, CQ_FMT_COUNT, "node",
+	  "1 when the node has a disk space alarm" },
+	{ "node_partitions", "cq_node_partitions", G, CQ_FMT_COUNT, "node",
+	  "Nodes this node cannot see" },
 };
 
 #undef G
@@ -86,6 +107,19 @@ const struct cq_metric_def *cq_metric_defs(size_t *n)
 {
 	*n = sizeof(defs) / sizeof(defs[0]);
 	return defs;
+}
+
+bool cq_metric_cluster(const struct cq_metric_def *d)
+{
+	static const char *const whole[] = { "nodes_running", "nodes_down",
+					     "alarms", "partitions" };
+
+	if (d->label)
+		return strcmp(d->label, "node") == 0;
+	for (size_t i = 0; i < sizeof(whole) / sizeof(whole[0]); i++)
+		if (strcmp(d->name, whole[i]) == 0)
+			return true;
+	return false;
 }
 
 const struct cq_metric_def *cq_metric_def(const char *name)
@@ -116,6 +150,10 @@ void cq_metrics_clear(struct cq_metrics *ms)
 	for (size_t i = 0; i < ms->nqueues; i++) {
 		free(ms->queues[i].name);
 		free(ms->queues[i].dlq);
+		free(ms->queues[i].leader);
+		for (size_t j = 0; j < ms->queues[i].nmembers; j++)
+			free(ms->queues[i].members[j].node);
+		free(ms->queues[i].members);
 	}
 	free(ms->m);
 	free(ms->queues);
@@ -180,6 +218,7 @@ int cqi_metrics_add_queue(struct cq_metrics *ms, const char *name,
 		return -1;
 	ms->queues = q;
 	q = &ms->queues[ms->nqueues];
+	memset(q, 0, sizeof(*q));
 	q->name = strdup(name);
 	q->dlq = dlq ? strdup(dlq) : NULL;
 	q->found = found;
@@ -189,6 +228,32 @@ int cqi_metrics_add_queue(struct cq_metrics *ms, const char *name,
 		return -1;
 	}
 	return (int)ms->nqueues++;
+}
+
+bool cqi_metrics_set_members(struct cq_metrics *ms, const char *name,
+			    const char *leader, const struct cq_member *m,
+			    size_t n)
+{
+	struct cq_queue_stat *q = NULL;
+
+	for (size_t i = 0; i < ms->nqueues && !q; i++)
+		if (strcmp(ms->queues[i].name, name) == 0)
+			q = &ms->queues[i];
+	if (!q || q->members)
+		return true;
+	if (leader && !(q->leader = strdup(leader)))
+		return false;
+	q->members = calloc(n + 1, sizeof(*q->members));
+	if (!q->members)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		q->members[i] = m[i];
+		q->members[i].node = strdup(m[i].node);
+		q->nmembers++;
+		if (!q->members[i].node)
+			return false;
+	}
+	return true;
 }
 
 void cq_metrics_source(struct cq_metrics *ms, int src, const struct cq_ctx *ctx)
@@ -343,12 +408,24 @@ static void queues_json(const struct cq_metrics *ms, json_t *queues)
 		json_object_set_new(o, "found", json_boolean(q->found));
 		json_object_set_new(o, "dlq_queue",
 				    q->dlq ? json_string(q->dlq) : json_null());
+		if (q->members) {
+			json_t *a = json_array();
+
+			json_object_set_new(o, "leader", q->leader ?
+					    json_string(q->leader) : json_null());
+			for (size_t j = 0; a && j < q->nmembers; j++)
+				json_array_append_new(a, json_pack("{s:s,s:b,s:b}",
+					"node", q->members[j].node,
+					"leader", q->members[j].leader,
+					"online", q->members[j].online));
+			json_object_set_new(o, "member_nodes", a);
+		}
 	}
 }
 
 char *cq_metrics_json(const struct cq_metrics *ms)
 {
-	json_t *root = json_object(), *redis, *dbs, *pre, *queues;
+	json_t *root = json_object(), *redis, *dbs, *pre, *queues, *cluster, *nodes;
 	char *out = NULL;
 
 	if (!root)
@@ -359,6 +436,8 @@ char *cq_metrics_json(const struct cq_metrics *ms)
 	dbs = json_array();
 	pre = json_array();
 	queues = json_array();
+	cluster = json_object();
+	nodes = json_array();
 	if (ms->nqueues || ms->src[CQ_SRC_AMQP].used)
 		queues_json(ms, queues);
 	for (size_t i = 0; i < ms->n; i++) {
@@ -366,7 +445,11 @@ char *cq_metrics_json(const struct cq_metrics *ms)
 		const struct cq_metric_def *d = m->def;
 		json_t *v = json_num(m->value, d->fmt), *o = NULL;
 
-		if (!d->label)
+		if (cq_metric_cluster(d) && !d->label)
+			o = cluster;
+		else if (cq_metric_cluster(d))
+			o = labelled(nodes, "node", m);
+		else if (!d->label)
 			o = redis;
 		else if (strcmp(d->label, "db") == 0)
 			o = labelled(dbs, "db", m);
@@ -383,12 +466,15 @@ char *cq_metrics_json(const struct cq_metrics *ms)
 			json_object_set_new(o, d->name + 3, v);
 		else if (strncmp(d->name, "prefix_", 7) == 0)
 			json_object_set_new(o, d->name + 7, v);
+		else if (strncmp(d->name, "node_", 5) == 0)
+			json_object_set_new(o, d->name + 5, v);
 		else
 			json_object_set_new(o, d->name, v);
 	}
 	strip_private(dbs);
 	strip_private(pre);
 	strip_private(queues);
+	strip_private(nodes);
 	if (redis) {
 		json_object_set_new(redis, "dbs", dbs);
 		json_object_set_new(redis, "prefixes", pre);
@@ -405,6 +491,13 @@ char *cq_metrics_json(const struct cq_metrics *ms)
 		json_object_set_new(root, "queues", queues);
 	else
 		json_decref(queues);
+	if (ms->cluster) {
+		json_object_set_new(cluster, "nodes", nodes);
+		json_object_set_new(root, "cluster", cluster);
+	} else {
+		json_decref(cluster);
+		json_decref(nodes);
+	}
 	out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER |
 				 JSON_REAL_PRECISION(15));
 	json_decref(root);

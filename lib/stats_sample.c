@@ -157,6 +157,38 @@ static enum cq_err match_part(struct cq_stat *st, struct cq_ctx *api)
 	return CQ_OK;
 }
 
+/* The cluster's nodes: running, alarms, partitions, each and in all. */
+static enum cq_err nodes_part(struct cq_stat *st, struct cq_ctx *api,
+			      struct cq_metrics *ms)
+{
+	struct cqi_api_node *nodes;
+	size_t n, running = 0, alarms = 0, parts = 0;
+	bool ok = true;
+
+	ms->cluster = true;
+	if (cqi_api_nodes(api, st->o.api_url, &nodes, &n))
+		return api->err == CQ_ERR_NOMEM ? CQ_ERR_NOMEM : CQ_OK;
+	for (size_t i = 0; i < n && ok; i++) {
+		const struct cqi_api_node *d = &nodes[i];
+		size_t len = strlen(d->name);
+
+		running += d->running;
+		alarms += d->mem_alarm + d->disk_alarm;
+		parts += d->partitions;
+		ok = cqi_metrics_add(ms, "node_running", d->name, len, d->running) &&
+		     cqi_metrics_add(ms, "mem_alarm", d->name, len, d->mem_alarm) &&
+		     cqi_metrics_add(ms, "disk_alarm", d->name, len, d->disk_alarm) &&
+		     cqi_metrics_add(ms, "node_partitions", d->name, len,
+				    (double)d->partitions);
+	}
+	ok = ok && cqi_metrics_add(ms, "nodes_running", NULL, 0, (double)running) &&
+	     cqi_metrics_add(ms, "nodes_down", NULL, 0, (double)(n - running)) &&
+	     cqi_metrics_add(ms, "alarms", NULL, 0, (double)alarms) &&
+	     cqi_metrics_add(ms, "partitions", NULL, 0, (double)parts);
+	cqi_api_nodes_free(nodes, n);
+	return ok ? CQ_OK : CQ_ERR_NOMEM;
+}
+
 /* The management API's figures of the queues into *aq.  When the sample
  * asks it nothing else, it is logged in to, so that up is what it said
  * this time. */
@@ -170,6 +202,11 @@ static enum cq_err api_part(struct cq_stat *st, struct cq_metrics *ms,
 		return CQ_ERR_NOMEM;
 	if (st->o.match && !st->matched) {
 		if (match_part(st, api))
+			return CQ_ERR_NOMEM;
+		asked = true;
+	}
+	if (st->o.nodes) {
+		if (nodes_part(st, api, ms))
 			return CQ_ERR_NOMEM;
 		asked = true;
 	}
@@ -211,6 +248,17 @@ static bool api_figures(struct cq_metrics *ms, const char *name,
 		     cqi_metrics_add(ms, "ready", name, n, a ? a->ready : NAN) &&
 		     cqi_metrics_add(ms, "consumers", name, n, a ? a->consumers : NAN) &&
 		     cqi_metrics_add(ms, "dlq", name, n, NAN);
+	}
+	if (ok && a && a->quorum) {
+		size_t online = 0;
+
+		for (size_t i = 0; i < a->nmembers; i++)
+			online += a->members[i].online;
+		ok = cqi_metrics_add(ms, "members", name, n, (double)online) &&
+		     cqi_metrics_add(ms, "members_total", name, n,
+				    (double)a->nmembers) &&
+		     cqi_metrics_set_members(ms, name, a->leader, a->members,
+					    a->nmembers);
 	}
 	return ok;
 }
@@ -258,7 +306,8 @@ static enum cq_err queue_part(struct cq_stat *st, struct cq_metrics *ms)
 	enum cq_err e = CQ_OK;
 	bool amqp_up = false;
 
-	if (st->o.api_url && (st->nnames || st->o.match || st->o.api))
+	if (st->o.api_url && (st->nnames || st->o.match || st->o.api ||
+			      st->o.nodes))
 		e = api_part(st, ms, &aq, &naq);
 	/* AMQP only for queues (--match may find none), or as asked */
 	if (e || (!st->nnames && !st->o.amqp))
@@ -295,7 +344,8 @@ enum cq_err cq_stat_sample(struct cq_stat *st, struct cq_metrics *ms)
 	st->prev_ms = now;
 	if (st->o.cache)
 		e = cache_part(st, ms);
-	if (!e && (st->nnames || st->o.match || st->o.amqp || st->o.api))
+	if (!e && (st->nnames || st->o.match || st->o.amqp || st->o.api ||
+		   st->o.nodes))
 		e = queue_part(st, ms);
 	return e;
 }

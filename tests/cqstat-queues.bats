@@ -227,3 +227,13 @@ poll() {
 		[[ $g =~ ^\ -+\ [^\ ]+\ -+$ ]] || fail "group: '$g'"
 	done
 }
+
+@test "--nodes: the single node running, no alarm; without --api a usage error" {
+	run -0 --separate-stderr cqstat --no-cache --nodes --api "$API" --json
+	[ "$(jq -c '.cluster | [.nodes_running, .nodes_down, .alarms, .partitions, (.nodes | length), .nodes[0].running]' <<<"$output")" = "[1,0,0,0,1,1]" ]
+	run -0 --separate-stderr cqstat --no-cache --nodes --api "$API" --prom
+	[[ "$output" == *"cq_cluster_alarms 0"* ]]
+	[[ "$output" == *'cq_node_memory_alarm{node="'*'"} 0'* ]]
+	run -64 --separate-stderr cqstat --no-cache --nodes
+	[ "${stderr%%$'\n'*}" = "cqstat: --nodes needs --api URL (or CQ_API_URL)" ]
+}

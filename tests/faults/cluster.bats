@@ -16,6 +16,9 @@ setup_file() { cluster_setup_file; }
 teardown_file() { fault_teardown_file; }
 
 per_test_teardown() {
+	if [ -e "$TMP/alarm" ]; then
+		"$SANDBOX" --dir "$SB" cluster-ctl "$(cat "$TMP/alarm")" set_vm_memory_high_watermark 0.4 >/dev/null 2>&1 || true
+	fi
 	cluster_heal
 	local q
 	for q in "$Q" "$Q.dlq"; do
@@ -155,4 +158,49 @@ lines_at_least() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
 	[[ "$output" == *"died: delivery_limit (count 1), queue '$Q'"* ]] || { echo "$output"; false; }
 	[ "$(qt 1 drain "$Q" 1)" = "" ]
 	[ "$(qt 1 drain "$Q.dlq" 1)" = poison ]
+}
+
+# cqstat against node 1's management API, quorum queue $Q
+cq_stat() { cqstat --no-cache --api "$CQ_CLUSTER_API_URL_1" "$@"; }
+
+@test "cluster: cqstat --nodes shows the nodes, alarms and partitions; a quorum queue's leader and members" {
+	qctl declare -q --quorum --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q"
+	run -0 --separate-stderr cq_stat --nodes -Q "$Q" --json
+	j=$output
+	[ "$(jq -c '.cluster | [.nodes_running, .nodes_down, .alarms, .partitions, (.nodes | length)]' <<<"$j")" = "[3,0,0,0,3]" ]
+	[ "$(jq -r '[.cluster.nodes[] | select(.running == 1 and .mem_alarm == 0 and .disk_alarm == 0) | .node] | sort | join(" ")' <<<"$j")" = \
+		"$(printf '%s\n' "$CQ_CLUSTER_NODE_1" "$CQ_CLUSTER_NODE_2" "$CQ_CLUSTER_NODE_3" | sort | paste -sd' ')" ]
+	# the leader and members as rabbitmqctl reports them
+	rabbit=$("$SANDBOX" --dir "$SB" cluster-ctl 1 list_queues -q name leader members --formatter json |
+		jq -c --arg q "$Q" '.[] | select(.name == $q) | [.leader, (.members | sort)]')
+	[ "$(jq -c '.queues[0] | [.leader, ([.member_nodes[].node] | sort)]' <<<"$j")" = "$rabbit" ]
+	[ "$(jq -r '.queues[0].leader' <<<"$j")" = "$CQ_CLUSTER_NODE_2" ]
+	[ "$(jq -c '.queues[0] | [.members, .members_total, ([.member_nodes[] | select(.online)] | length)]' <<<"$j")" = "[3,3,3]" ]
+	# the table: a cluster group
+	run -0 --separate-stderr cq_stat --nodes
+	[[ "${lines[0]}" == *" cluster "* ]]
+	[ "$(echo "${lines[1]}" | tr -s ' ')" = " nodes down alarms parts" ]
+	[ "$(echo "${lines[2]}" | tr -s ' ')" = " 3 0 0 0" ]
+}
+
+@test "cluster: cqstat --check 'alarms>0:crit' sees a memory alarm, 'members<3:warn' a quorum member down" {
+	qctl declare -q --quorum --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q"
+	run -0 cq_stat -Q "$Q" --check 'alarms>0:crit' --check 'members<3:warn'
+	[ "$output" = "CQ OK - alarms=0 members=3" ]
+	# a memory alarm on node 3: publishing blocked cluster-wide
+	echo 3 > "$TMP/alarm"
+	"$SANDBOX" --dir "$SB" cluster-ctl 3 set_vm_memory_high_watermark absolute 1MB >/dev/null
+	wait_for 30 bash -c '! cqstat --no-cache --api "$CQ_CLUSTER_API_URL_1" --check "alarms>0:crit" >/dev/null'
+	run -2 cq_stat --check 'alarms>0:crit' --check "mem_alarm[$CQ_CLUSTER_NODE_3]>0:crit"
+	[ "$output" = "CQ CRITICAL - alarms=1 (>0) mem_alarm[$CQ_CLUSTER_NODE_3]=1 (>0)" ]
+	"$SANDBOX" --dir "$SB" cluster-ctl 3 set_vm_memory_high_watermark 0.4 >/dev/null
+	rm -f "$TMP/alarm"
+	wait_for 30 cq_stat --check 'alarms>0:crit'
+	# node 3 killed: the queue has a member down, and the cluster a node
+	sb kill-node 3
+	wait_for 30 bash -c '! cqstat --no-cache --api "$CQ_CLUSTER_API_URL_1" -Q "$Q" --check "members<3:warn" >/dev/null'
+	run -1 cq_stat -Q "$Q" --check 'members<3:warn' --check 'nodes_down>0:warn'
+	[ "$output" = "CQ WARNING - members=2 (<3) nodes_down=1 (>0)" ]
+	run -0 --separate-stderr cq_stat -Q "$Q" --json
+	[ "$(jq -c --arg n "$CQ_CLUSTER_NODE_3" '.queues[0].member_nodes[] | select(.node == $n) | .online' <<<"$output")" = false ]
 }
