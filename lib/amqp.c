@@ -70,6 +70,14 @@ static void close_text(amqp_bytes_t t, char *buf, size_t len)
 	buf[n] = '\0';
 }
 
+/* Keep the broker's close as facts on the connection; its text. */
+static const char *keep_reply(struct cqi_amqp *a, int code, amqp_bytes_t t)
+{
+	a->reply_code = code;
+	close_text(t, a->reply_text, sizeof(a->reply_text));
+	return a->reply_text;
+}
+
 enum cq_err cqi_amqp_code_kind(int code)
 {
 	switch (code) {
@@ -109,7 +117,7 @@ enum cq_err cqi_amqp_rpc_err(struct cq_ctx *ctx, amqp_rpc_reply_t r,
 			     const char *what)
 {
 	struct cqi_amqp *a = ctx->amqp;
-	char text[256];
+	const char *text;
 	enum cq_err e;
 
 	switch (r.reply_type) {
@@ -126,9 +134,7 @@ enum cq_err cqi_amqp_rpc_err(struct cq_ctx *ctx, amqp_rpc_reply_t r,
 		amqp_channel_close_t *m = r.reply.decoded;
 		amqp_channel_close_ok_t ok = { 0 };
 
-		close_text(m->reply_text, text, sizeof(text));
-		a->reply_code = m->reply_code;
-		memcpy(a->reply_text, text, sizeof(a->reply_text));
+		text = keep_reply(a, m->reply_code, m->reply_text);
 		e = cqi_amqp_code_kind(m->reply_code);
 		amqp_send_method(a->conn, CQI_CHANNEL,
 				 AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
@@ -143,9 +149,7 @@ enum cq_err cqi_amqp_rpc_err(struct cq_ctx *ctx, amqp_rpc_reply_t r,
 		amqp_connection_close_t *m = r.reply.decoded;
 		amqp_connection_close_ok_t ok = { 0 };
 
-		close_text(m->reply_text, text, sizeof(text));
-		a->reply_code = m->reply_code;
-		memcpy(a->reply_text, text, sizeof(a->reply_text));
+		text = keep_reply(a, m->reply_code, m->reply_text);
 		amqp_send_method(a->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
 				 &ok);
 		a->channel_open = false;
@@ -180,6 +184,7 @@ int cqi_amqp_reply(struct cq_ctx *ctx, amqp_channel_t ch, const char *what,
 	}
 	m = r.reply.decoded;
 	close_text(m->reply_text, text, len);
+	keep_reply(a, m->reply_code, m->reply_text);
 	amqp_send_method(a->conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
 	if (ch == CQI_CHANNEL) {
 		a->channel_open = false;
