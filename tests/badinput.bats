@@ -8,15 +8,9 @@
 bats_require_minimum_version 1.5.0
 load test_helper
 
-per_test_setup() { QUEUES=(); }
-per_test_teardown() {
-	local q
-	for q in "${QUEUES[@]}"; do rctl delete_queue "$q" >/dev/null 2>&1 || true; done
-}
+QUEUE_SUITE=1
 
-declare_q() { QUEUES+=("$1"); qctl declare -q "$1"; }
-
-ready() { qctl stats "$1" | awk -F'\t' -v q="ready[$1]" '$1 == q { print $2 }'; }
+declare_q() { qctl declare -q "$1"; }
 
 # Every byte value, twice, with NULs and invalid UTF-8 among them.
 all_bytes() {

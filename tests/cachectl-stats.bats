@@ -9,11 +9,6 @@ per_test_setup() {
 	export CQ_REDIS_URL=$PRIV_URL
 }
 
-per_test_teardown() {
-	[ -n "${BGPID:-}" ] && kill "$BGPID" 2>/dev/null
-	priv_redis_stop
-}
-
 @test "name-value lines with the figures of real traffic" {
 	cachectl set --ttl 60 a 1
 	cachectl set --no-ttl b 2

@@ -5,32 +5,6 @@
 bats_require_minimum_version 1.5.0
 load test_helper
 
-per_test_teardown() {
-	[ -f "$TMP/redis.pid" ] && kill "$(cat "$TMP/redis.pid")" 2>/dev/null
-	return 0
-}
-
-# A private redis-server (for tests that fill or kill it); sets PRIV_URL.
-private_redis() {
-	local port tries
-	for tries in 1 2 3 4 5; do
-		port=$((20000 + RANDOM % 20000))
-		redis-server --port "$port" --bind 127.0.0.1 --save '' \
-			--appendonly no --daemonize yes --pidfile "$TMP/redis.pid" \
-			--logfile "$TMP/redis.log" --dir "$TMP" >/dev/null || continue
-		for _ in $(seq 1 50); do
-			if redis-cli -p "$port" ping >/dev/null 2>&1; then
-				PRIV_PORT=$port
-				PRIV_URL="redis://127.0.0.1:$port/0"
-				return 0
-			fi
-			sleep 0.05
-		done
-	done
-	echo "no private redis-server" >&2
-	return 1
-}
-
 @test "warm and invalidate summaries say 1 key, 2 keys; --json keeps its fixed names" {
 	run -0 --separate-stderr bash -c "printf 'a\tv\n' | cachectl warm --ttl 1m"
 	[[ "$stderr" == "warmed 1 key in "*"(0 skipped, 0 failed)" ]]
@@ -306,7 +280,7 @@ private_redis() {
 }
 
 @test "warm: a write refused for permission outranks one worth retrying (77 over 75)" {
-	private_redis
+	priv_redis_start --tcp
 	redis-cli -p "$PRIV_PORT" ACL SETUSER lim on '>pw' "~${P}ok:*" '+@all' >/dev/null
 	# full: every write the ACL lets through is refused for memory
 	redis-cli -p "$PRIV_PORT" config set maxmemory 1 >/dev/null
@@ -405,8 +379,8 @@ private_redis() {
 }
 
 @test "warm whose server dies mid-run exits 75 with the summary" {
-	private_redis
-	run -75 --separate-stderr bash -c "{ printf 'a\t1\n'; sleep 0.5; kill \$(cat '$TMP/redis.pid'); sleep 0.5; printf 'b\t2\n'; } | cachectl warm --ttl 1m --redis '$PRIV_URL'"
+	priv_redis_start --tcp
+	run -75 --separate-stderr bash -c "{ printf 'a\t1\n'; sleep 0.5; kill \$(cat '$PRIV_PID'); sleep 0.5; printf 'b\t2\n'; } | cachectl warm --ttl 1m --redis '$PRIV_URL'"
 	[[ "$stderr" == *"Redis at 127.0.0.1:$PRIV_PORT"* ]]
 	[[ "$stderr" == *"warmed "*" keys in "* ]]
 }
@@ -415,7 +389,7 @@ private_redis() {
 	if ldd "$(command -v cachectl)" | grep -q asan; then
 		skip "sanitizer builds use shadow memory"
 	fi
-	private_redis
+	priv_redis_start --tcp
 	awk 'BEGIN { for (i = 0; i < 1000000; i++) printf "mem:%d\tvalue number %d\n", i, i }' >"$TMP/big"
 	run -0 --separate-stderr /usr/bin/time -f 'maxrss=%M' cachectl warm --ttl 1m --jitter 10% --redis "$PRIV_URL" "$TMP/big"
 	[[ "$stderr" == *"warmed 1000000 keys in "* ]]

@@ -18,11 +18,7 @@ per_test_setup() {
 	cachectl get -q nope || true
 }
 
-per_test_teardown() {
-	priv_redis_stop
-	drop_queues "$Q" "$Q.dlq"
-	return 0
-}
+QUEUE_SUITE=1
 
 @test "OK: exit 0 and one status line" {
 	run --separate-stderr -0 cqstat --check 'hit_rate<0.5:warn'

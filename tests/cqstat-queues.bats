@@ -9,14 +9,12 @@ load cqstat_helper
 per_test_setup() {
 	API=$CQ_API_URL
 	unset CQ_API_URL
-	DROP=()		# more queues to drop in teardown
 	UNTRACK=	# a field of cq:track to delete in teardown
 }
 
+QUEUE_SUITE=1
+
 per_test_teardown() {
-	[ -n "${BGPID:-}" ] && kill "$BGPID" 2>/dev/null && wait "$BGPID" 2>/dev/null
-	qctl purge --yes "$Q" >/dev/null 2>&1 || true
-	drop_queues "$Q" "$Q.dlq" "${DROP[@]}"
 	[ -z "${UNTRACK:-}" ] || rcli hdel cq:track "$UNTRACK" >/dev/null
 	return 0
 }
@@ -101,7 +99,6 @@ poll() {
 	# without the API only the QUEUE.dlq convention is known
 	run -0 cqstat --no-cache -Q "$Q" --json
 	assert_equal "$(jq -c '.queues[0].dlq' <<<"$output")" null
-	drop_queues "$Q.graveyard"
 }
 
 @test "--match shows every queue whose name matches the glob" {
@@ -115,7 +112,7 @@ poll() {
 	assert_line -n 0 --regexp " $Q\.a .* $Q\.b "
 	run -0 cqstat --no-cache --api "$API" --match "nothing.matches.$Q.*" --json
 	assert_equal "$(jq -c .queues <<<"$output")" '[]'
-	drop_queues "$Q.a" "$Q.b" "${Q}x"
+	drop_queues "${Q}x"	# not a name teardown knows as this test's
 }
 
 @test "the password in the --api URL is never printed" {
@@ -162,7 +159,6 @@ poll() {
 	# and a tracked prefix with a newline and a byte that is not UTF-8
 	wq=$(printf '%s.we"ird\\q\xc3\xa9' "$Q")
 	wp=$(printf '%swe"ird\\\np\xff\xc3\xa9:' "$P")
-	DROP=("$wq")
 	UNTRACK=misses:$wp
 	amqp-declare-queue -u "$CQ_AMQP_URL" -q "$wq" >/dev/null
 	seq 4 | qctl enqueue -q "$wq"
@@ -216,7 +212,6 @@ poll() {
 
 @test "long queue names are cut in the middle, keeping the end; the header stays as wide as its columns" {
 	long=$Q.a-queue-name-too-long-for-its-columns
-	DROP=("$long" "$long.dlq")
 	qctl declare -q --dlq "$long"
 	run --separate-stderr -0 cqstat --no-cache -Q "$long" -Q "$long.dlq"
 	assert_equal "${#lines[0]}" "${#lines[1]}"

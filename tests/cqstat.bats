@@ -10,11 +10,6 @@ per_test_setup() {
 	export CQ_REDIS_URL=$PRIV_URL
 }
 
-per_test_teardown() {
-	[ -n "${BGPID:-}" ] && kill "$BGPID" 2>/dev/null
-	priv_redis_stop
-}
-
 # 3 hits and 1 miss through cachectl.
 hits3_miss1() {
 	cachectl get a >/dev/null && cachectl get b >/dev/null &&

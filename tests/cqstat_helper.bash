@@ -3,44 +3,8 @@
 #
 # Hit rates and evictions are server-wide, and the sandbox Redis is shared
 # by every suite running at the same time, so the tests that pin those
-# figures get a private redis-server of their own, on a unix socket in the
-# test's temp dir (no port to collide on), stopped in teardown.
-
-# Start a private redis-server; extra arguments go to its command line.
-# Sets PRIV_SOCK and PRIV_URL.
-priv_redis_start() {
-	local dir=$BATS_TEST_TMPDIR/priv-redis i
-	mkdir -p "$dir"
-	PRIV_SOCK=$dir/redis.sock
-	PRIV_URL=unix://$PRIV_SOCK
-	redis-server --port 0 --unixsocket "$PRIV_SOCK" --save '' --appendonly no \
-		--daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
-		--dir "$dir" "$@" >/dev/null || return 1
-	for i in $(seq 100); do
-		case $(redis-cli -s "$PRIV_SOCK" ping 2>/dev/null) in
-		PONG | NOAUTH*) return 0 ;;
-		esac
-		sleep 0.05
-	done
-	echo "private redis-server did not start" >&2
-	return 1
-}
-
-priv_redis_stop() {
-	local pidf=$BATS_TEST_TMPDIR/priv-redis/redis.pid pid i
-	[ -f "$pidf" ] || return 0
-	pid=$(cat "$pidf")
-	kill "$pid" 2>/dev/null || return 0
-	for i in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
-	done
-	rm -f "$pidf"
-}
-
-pcli() {
-	redis-cli -s "$PRIV_SOCK" --raw "$@"
-}
+# figures get a private redis-server of their own (test_helper's
+# priv_redis_start, on a unix socket in the test's temp dir).
 
 # The value of a field of INFO of the private server.
 pinfo() {

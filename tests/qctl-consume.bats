@@ -5,26 +5,9 @@
 bats_require_minimum_version 1.5.0
 load test_helper
 
-per_test_teardown() {
-	local q
-	for q in "$Q" "$Q.dlq" "$Q.other"; do
-		amqp-delete-queue -u "$CQ_AMQP_URL" -q "$q" >/dev/null 2>&1 || true
-	done
-	curl -sf -X DELETE "$CQ_API_URL/api/exchanges/%2f/$Q.dlx" >/dev/null 2>&1 || true
-	# a handler a test left running (kill -9 of qctl orphans it)
-	if [ -s "$TMP/handler.pid" ]; then
-		kill -9 "$(cat "$TMP/handler.pid")" 2>/dev/null || true
-	fi
-}
-
-# Take every message left in queue $1 with amqp-get (not with qctl), one
-# body per line: an independent look at what is in the queue.
-take_all() {
-	local body
-	while body=$(amqp-get -u "$CQ_AMQP_URL" -q "$1" 2>/dev/null); do
-		printf '%s\n' "$body"
-	done
-}
+# Queues are dropped in teardown, and a handler a test left running is
+# killed; take_all (amqp-get, not qctl) looks at what is left in a queue.
+QUEUE_SUITE=1
 
 # The headers of the first message of queue $1 as JSON (peek puts it back).
 first_headers() {
@@ -334,7 +317,7 @@ enqueue() {
 @test "consume --dedupe: Redis unreachable exits 69 and takes nothing" {
 	qctl declare -q "$Q"
 	enqueue keep
-	run -69 --separate-stderr env CQ_REDIS_URL="redis://127.0.0.1:$(dead_port)/0" \
+	run -69 --separate-stderr env CQ_REDIS_URL="redis://127.0.0.1:$(free_port)/0" \
 		qctl consume --dedupe --until-empty -e true "$Q"
 	[[ "$stderr" == "qctl: consume: cannot connect to Redis at 127.0.0.1:"* ]]
 	run -0 take_all "$Q"
@@ -435,7 +418,7 @@ enqueue() {
 # ---- connection failures ------------------------------------------------------------
 
 @test "consume: an unreachable broker exits 69" {
-	run -69 --separate-stderr env CQ_AMQP_URL="amqp://guest:guest@127.0.0.1:$(dead_port)/" qctl consume "$Q"
+	run -69 --separate-stderr env CQ_AMQP_URL="amqp://guest:guest@127.0.0.1:$(free_port)/" qctl consume "$Q"
 	[[ "$stderr" == "qctl: consume: cannot connect to RabbitMQ at 127.0.0.1:"* ]]
 }
 

@@ -168,11 +168,9 @@ EOF
 	assert_equal "$stderr" "qctl: enqueue: queue '$name' does not exist (create it with: qctl declare '$Q it'\\''s \$HOME')"
 	cmd=${stderr#*create it with: }
 	cmd=${cmd%)}
-	QUEUES_MADE=$name
 	run -0 bash -c "$cmd"
 	run -0 api "queues/%2f/$(jq -rn --arg n "$name" '$n | @uri')"
 	[ "$(jq -r .name <<<"$output")" = "$name" ]
-	drop_queues "$name"
 }
 
 @test "enqueue: unroutable messages exit 75 and name exactly the lines not confirmed" {

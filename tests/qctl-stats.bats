@@ -4,11 +4,7 @@
 load test_helper
 load cqstat_helper
 
-per_test_teardown() {
-	[ -n "${BGPID:-}" ] && kill "$BGPID" 2>/dev/null && wait "$BGPID" 2>/dev/null
-	drop_queues "$Q" "$Q.dlq" "$Q.b"
-	return 0
-}
+QUEUE_SUITE=1
 
 @test "5 messages enqueued: ready=5; 2 dead-lettered by the broker: dlq=2" {
 	qctl declare -q --dlq "$Q"

@@ -34,14 +34,28 @@ setup() {
 	# the same with a quote, a backslash, a space and UTF-8: names the
 	# broker and Redis accept must work everywhere
 	export HQ="$Q \"q\\ é"
+	# the broker this test's queues are on, whatever the test does to
+	# its environment (drop_test_queues)
+	_TEST_AMQP_URL=$CQ_AMQP_URL _TEST_API_URL=${CQ_API_URL:-}
 	unset CQ_DEFAULT_TTL CQ_TRACK CQ_REDIS_PASSWORD CQ_PASSWORD_FILE ACL_USER
 	if declare -F per_test_setup >/dev/null; then per_test_setup; fi
 }
 
 teardown() {
 	if declare -F per_test_teardown >/dev/null; then per_test_teardown; fi
+	# a background process the test started and named in BGPID
+	if [ -n "${BGPID:-}" ] && kill "$BGPID" 2>/dev/null; then
+		wait "$BGPID" 2>/dev/null
+	fi
+	# a handler a test left running (kill -9 of qctl orphans it)
+	if [ -s "$TMP/handler.pid" ]; then
+		kill -9 "$(cat "$TMP/handler.pid")" 2>/dev/null || true
+	fi
+	priv_redis_stop
 	# a Redis ACL user a test created for itself
 	if [ -n "${ACL_USER:-}" ]; then rcli ACL DELUSER "$ACL_USER" >/dev/null 2>&1; fi
+	# a suite that makes queues says so with QUEUE_SUITE=1 at load time
+	if [ -n "${QUEUE_SUITE:-}" ]; then drop_test_queues; fi
 	return 0
 }
 
@@ -63,20 +77,6 @@ rctl() {
 	"$TOP/scripts/sandbox" ctl "$@"
 }
 
-# Delete queues on the sandbox broker, quietly (amqp-delete-queue is a
-# short C program; rabbitmqctl costs half a second a call).
-drop_queues() {
-	local q
-	for q in "$@"; do
-		amqp-delete-queue -u "$CQ_AMQP_URL" -q "$q" >/dev/null 2>&1 || true
-	done
-}
-
-# A free loopback port nobody listens on (for "server down" tests).
-dead_port() {
-	echo 1
-}
-
 # Wait until a command succeeds, up to $1 seconds.
 wait_for() {
 	local t=$1 i
@@ -88,8 +88,92 @@ wait_for() {
 	return 1
 }
 
-# A loopback port nobody listens on now, outside the ephemeral range, for a
-# server a test starts itself.
+# ---- the broker, seen by other tools than qctl ------------------------
+
+# The management HTTP API: api PATH [curl options...]
+api() {
+	local path=$1
+	shift
+	curl -sf -H 'content-type: application/json' "$CQ_API_URL/api/$path" "$@"
+}
+
+# NAME percent-encoded for a URL path.
+uri() { jq -rn --arg s "$1" '$s | @uri'; }
+
+# Delete queues, quietly, with amqp-delete-queue (a short C program:
+# rabbitmqctl costs half a second a call).
+drop_queues() {
+	local q
+	for q in "$@"; do
+		amqp-delete-queue -u "$CQ_AMQP_URL" -q "$q" >/dev/null 2>&1 || true
+	done
+}
+
+# Delete every queue and exchange of this test: $Q, and the names made
+# from it ($Q.dlq, $Q.dlx, "$HQ"...), found through the management API.
+# In teardown, for the suites that set QUEUE_SUITE=1.
+drop_test_queues() {
+	local sel name CQ_AMQP_URL=$_TEST_AMQP_URL CQ_API_URL=$_TEST_API_URL
+	[ -n "$CQ_API_URL" ] || return 0
+	# $Q, or $Q followed by something that no other test's $Q can be
+	sel='.[].name | select(. == $q or (startswith($q) and (.[($q | length):($q | length) + 1] | test("[^0-9A-Za-z]"))))'
+	api "queues/%2f?columns=name" 2>/dev/null | jq -r --arg q "$Q" "$sel" |
+		while IFS= read -r name; do drop_queues "$name"; done
+	api "exchanges/%2f?columns=name" 2>/dev/null | jq -r --arg q "$Q" "$sel" |
+		while IFS= read -r name; do
+			api "exchanges/%2f/$(uri "$name")" -X DELETE >/dev/null 2>&1 || true
+		done
+	return 0
+}
+
+# A figure of queue $1 as rabbitmqctl reports it (it asks the queue
+# itself: exact), or $3 when there is no such queue.
+queue_field() {
+	rctl list_queues -q name "$2" |
+		awk -F'\t' -v q="$1" -v none="$3" '$1 == q { print $2; found = 1 } END { if (!found) print none }'
+}
+
+# Ready messages in queue $1, or "missing".
+ready() { queue_field "$1" messages_ready missing; }
+
+# Every message of the queues named, ready and unacked, added up (a
+# missing queue counts 0), in one call of rabbitmqctl.
+depth() {
+	rctl list_queues -q name messages |
+		awk -F'\t' 'BEGIN { for (i = 1; i < ARGC; i++) want[ARGV[i]]; ARGC = 1 }
+			     $1 in want { n += $2 } END { print n + 0 }' "$@"
+}
+depth_at_least() { [ "$(depth "$1")" -ge "$2" ]; }
+
+# Take every message of queue $1 with amqp-get, one body per line.
+take_all() {
+	local body
+	while body=$(amqp-get -u "$CQ_AMQP_URL" -q "$1" 2>/dev/null); do
+		printf '%s\n' "$body"
+	done
+}
+
+api_up() { curl -sf "$CQ_API_URL/api/overview" >/dev/null; }
+
+# Decoded bodies of every message taken from queue $1 through the API, one
+# per line (for bodies without newlines), in batches; the API comes up a
+# little after AMQP when a node restarts, so it is waited for.
+take_bodies() {
+	local batch
+	wait_for 60 api_up || return 1
+	while :; do
+		batch=$(api "queues/%2f/$(uri "$1")/get" -X POST \
+			-d '{"count":5000,"ackmode":"ack_requeue_false","encoding":"base64","truncate":200000000}') ||
+			return 1
+		[ "$batch" = "[]" ] && return 0
+		jq -r '.[].payload | @base64d' <<<"$batch"
+	done
+}
+
+# ---- ports and private servers ------------------------------------------
+
+# A loopback port nobody listens on now, outside the ephemeral range: for
+# a "server down" test, or for a server a test starts itself.
 free_port() {
 	local p i
 	for ((i = 0; i < 200; i++)); do
@@ -110,4 +194,57 @@ low_memory() {
 	else
 		bash -c "ulimit -v $((mb * 1000)); $2"
 	fi
+}
+
+# Start a private redis-server for a test that must own its server (hit
+# rates and evictions are server-wide; or the test fills or kills it): on a
+# unix socket in the test's temp dir, and with --tcp also on a free
+# loopback port.  More arguments go to its command line.  Sets PRIV_SOCK,
+# PRIV_PID (its pid file), PRIV_URL (the TCP one with --tcp) and with --tcp
+# PRIV_PORT.  Stopped in teardown.
+priv_redis_start() {
+	local dir=$BATS_TEST_TMPDIR/priv-redis tcp= port=0 try i
+	[ "${1:-}" = --tcp ] && { tcp=1; shift; }
+	mkdir -p "$dir"
+	PRIV_SOCK=$dir/redis.sock
+	PRIV_PID=$dir/redis.pid
+	for try in 1 2 3 4 5; do
+		[ -n "$tcp" ] && port=$(free_port)
+		redis-server --port "$port" --bind 127.0.0.1 --unixsocket "$PRIV_SOCK" \
+			--save '' --appendonly no --daemonize yes --pidfile "$PRIV_PID" \
+			--logfile "$dir/redis.log" --dir "$dir" "$@" >/dev/null || continue
+		for i in $(seq 100); do
+			case $(redis-cli -s "$PRIV_SOCK" ping 2>/dev/null) in
+			PONG | NOAUTH*)
+				if [ -n "$tcp" ]; then
+					PRIV_PORT=$port
+					PRIV_URL=redis://127.0.0.1:$port/0
+				else
+					PRIV_URL=unix://$PRIV_SOCK
+				fi
+				return 0 ;;
+			esac
+			sleep 0.05
+		done
+		priv_redis_stop
+	done
+	echo "private redis-server did not start" >&2
+	return 1
+}
+
+priv_redis_stop() {
+	local pidf=$BATS_TEST_TMPDIR/priv-redis/redis.pid pid i
+	[ -f "$pidf" ] || return 0
+	pid=$(cat "$pidf")
+	kill "$pid" 2>/dev/null || { rm -f "$pidf"; return 0; }
+	for i in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	rm -f "$pidf"
+}
+
+# redis-cli on the private server.
+pcli() {
+	redis-cli -s "$PRIV_SOCK" --raw "$@"
 }

@@ -14,19 +14,15 @@ per_test_setup() {
 	PLAIN_PORT=${CQ_AMQP_URL##*:}
 	PLAIN_PORT=${PLAIN_PORT%%/*}
 	export CQ_AMQP_URL=$CQ_AMQPS_URL
-	QUEUES=()
 }
 
+QUEUE_SUITE=1
+
 per_test_teardown() {
-	local q
 	[ -n "${SPID:-}" ] && kill "$SPID" 2>/dev/null
-	for q in "${QUEUES[@]}"; do
-		rctl delete_queue "$q" >/dev/null 2>&1 || true
-	done
 }
 
 declare_q() {
-	QUEUES+=("$1")
 	qctl declare -q "$1" --cacert "$T/ca.pem" "${@:2}"
 }
 
@@ -42,7 +38,6 @@ declare_q() {
 
 @test "the CA file may come from CQ_CACERT" {
 	run -0 env CQ_CACERT="$T/ca.pem" qctl declare "$Q"
-	QUEUES+=("$Q")
 }
 
 @test "a wrong CA is refused: exit 77 with a clear message, no password shown" {
@@ -112,7 +107,6 @@ declare_q() {
 @test "an address in the URL is checked against the certificate's IP names" {
 	# librabbitmq 0.11 matches DNS names only; qctl has OpenSSL check
 	# addresses, so 127.0.0.1 (named in the server certificate) works
-	QUEUES+=("$Q")
 	run -0 qctl declare "$Q" --cacert "$T/ca.pem" \
 		--amqp "amqps://guest:guest@127.0.0.1:$TLS_PORT/%2f"
 	assert_output "declared '$Q' (0 messages, 0 consumers)"

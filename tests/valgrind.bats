@@ -21,13 +21,9 @@ per_test_setup() {
 		--show-leak-kinds=definite,indirect,possible
 		--errors-for-leak-kinds=definite,indirect,possible
 		--log-file="$TMP/vg.%p")
-	QUEUES=()
 }
 
-per_test_teardown() {
-	local q
-	for q in "${QUEUES[@]}"; do rctl delete_queue "$q" >/dev/null 2>&1 || true; done
-}
+QUEUE_SUITE=1
 
 # vg CODE PROG ARGS...: run under memcheck, expect exit CODE, and no report.
 vg() {
@@ -72,7 +68,6 @@ vg() {
 }
 
 @test "valgrind: qctl declare, enqueue, peek, consume, purge, stats" {
-	QUEUES+=("$Q" "$Q.dlq")
 	vg 0 qctl declare -q "$Q" --dlq
 	seq 1 500 | sed 's/^/msg-/' >"$TMP/lines"
 	vg 0 qctl enqueue -q "$Q" -H k=v <"$TMP/lines"
@@ -87,7 +82,6 @@ vg() {
 }
 
 @test "valgrind: qctl consume retries and dead-letters, replay-dlq moves back" {
-	QUEUES+=("$Q" "$Q.dlq")
 	qctl declare -q "$Q" --dlq
 	qctl enqueue -q "$Q" a b c
 	vg 0 qctl consume -q "$Q" --exec 'exit 1' --max-retries 1 --until-empty
@@ -97,7 +91,6 @@ vg() {
 }
 
 @test "valgrind: cqstat once and over an interval, checks, JSON, Prometheus, the API" {
-	QUEUES+=("$Q" "$Q.dlq")
 	qctl declare -q "$Q" --dlq
 	vg 0 cqstat --json -Q "$Q"
 	vg 0 cqstat -Q "$Q" 0.2 2

@@ -6,10 +6,6 @@
 bats_require_minimum_version 1.5.0
 load fault_helper
 
-setup_file() { fault_setup_file; }
-teardown_file() { fault_teardown_file; }
-per_test_teardown() { sb_heal; }
-
 dbsize_over() { [ "$(rcli DBSIZE 2>/dev/null || echo 0)" -gt "$1" ]; }
 
 @test "warm with redis-server restarted mid-run: exit 75 and the count of keys not written" {

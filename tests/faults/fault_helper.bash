@@ -33,6 +33,11 @@ fault_teardown_file() {
 	return 0
 }
 
+# What most fault suites want; a suite may define its own after loading.
+setup_file() { fault_setup_file; }
+teardown_file() { fault_teardown_file; }
+per_test_teardown() { sb_heal; }
+
 # The private sandbox's servers (never the shared one).
 sb() { "$SANDBOX" --dir "$SB" "$@" >>"$BATS_FILE_TMPDIR/sandbox.log" 2>&1; }
 

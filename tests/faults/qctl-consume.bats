@@ -7,29 +7,17 @@
 bats_require_minimum_version 1.5.0
 load fault_helper
 
-setup_file() { fault_setup_file; }
-teardown_file() { fault_teardown_file; }
+QUEUE_SUITE=1
 
 per_test_teardown() {
 	[ -n "${FROZEN:-}" ] && kill -CONT "$FROZEN" 2>/dev/null
-	if [ -s "$TMP/handler.pid" ]; then
-		kill -9 "$(cat "$TMP/handler.pid")" 2>/dev/null || true
-	fi
 	sb_heal
-	amqp-delete-queue -u "$CQ_AMQP_URL" -q "$Q" >/dev/null 2>&1 || true
 }
 
 # The pid of the private node's Erlang VM.
 beam_pid() {
 	"$SANDBOX" --dir "$SB" status 2>/dev/null |
 		sed -n 's/^rabbitmq: *running (pid \([0-9]*\)).*/\1/p'
-}
-
-take_all() {
-	local body
-	while body=$(amqp-get -u "$CQ_AMQP_URL" -q "$1" 2>/dev/null); do
-		printf '%s\n' "$body"
-	done
 }
 
 @test "consume: the broker stopping under an idle consumer exits 75" {

@@ -8,39 +8,7 @@
 bats_require_minimum_version 1.5.0
 load fault_helper
 
-setup_file() { fault_setup_file; }
-teardown_file() { fault_teardown_file; }
-
-per_test_teardown() {
-	sb_heal
-	local q
-	for q in "$Q" "$Q.dlq"; do
-		amqp-delete-queue -u "$CQ_AMQP_URL" -q "$q" >/dev/null 2>&1 || true
-	done
-}
-
-api_up() {
-	curl -sf "$CQ_API_URL/api/overview" >/dev/null
-}
-
-# Bodies of every message of queue $1 (taken), one per line, via the API
-# (which comes up a little after AMQP when the node restarts), in batches.
-take_bodies() {
-	local batch
-	wait_for 60 api_up || return 1
-	while :; do
-		batch=$(curl -sf -H 'content-type: application/json' -X POST \
-			"$CQ_API_URL/api/queues/%2f/$1/get" \
-			-d '{"count":5000,"ackmode":"ack_requeue_false","encoding":"base64"}') || return 1
-		[ "$batch" = "[]" ] && return 0
-		jq -r '.[].payload | @base64d' <<<"$batch"
-	done
-}
-
-# Exactly how many messages queue $1 holds.
-depth() {
-	rctl list_queues -q name messages | awk -v q="$1" '$1 == q { print $2 }'
-}
+QUEUE_SUITE=1
 
 # 1..$1 on stdout, about 20,000 lines a second, so that the broker is
 # stopped with a queue of a size the API can hand back in a few seconds.
@@ -52,19 +20,12 @@ slow_seq() {
 	done
 }
 
-# Wait until queue $1 has at least $2 ready messages.
-has_at_least() {
-	local n
-	n=$(rctl list_queues -q name messages_ready | awk -v q="$1" '$1 == q { print $2 }')
-	[ "${n:-0}" -ge "$2" ]
-}
-
 @test "enqueue: the broker stopping mid-stream: exit 75, every line confirmed or named" {
 	qctl declare -q "$Q"
 	seq 1 200000 > "$TMP/in"
 	slow_seq 200000 | qctl enqueue --json "$Q" > "$TMP/failed.jsonl" 2> "$TMP/err" &
 	pid=$!
-	wait_for 60 has_at_least "$Q" 2000
+	wait_for 60 depth_at_least "$Q" 2000
 	sb stop-rabbit
 	status=0
 	wait "$pid" || status=$?
@@ -87,7 +48,7 @@ has_at_least() {
 		     FNR in want || (from && FNR >= from)' - "$TMP/in" > "$TMP/resend"
 	cmp "$TMP/resend" <(sort -n "$TMP/named")
 	run -0 qctl enqueue -q "$Q" < "$TMP/resend"
-	qctl consume -q "$Q" --count "$(depth "$Q")" > "$TMP/stored"
+	take_bodies "$Q" > "$TMP/stored"
 	note "confirmed $confirmed, named and re-sent $(wc -l < "$TMP/named"), stored $(wc -l < "$TMP/stored")"
 	# every line is in the queue now; duplicates only among the named
 	sort -n -u "$TMP/stored" | cmp - "$TMP/in"
@@ -100,7 +61,7 @@ has_at_least() {
 	seq 1 20000 | qctl enqueue -q -H "x-original-queue=$Q" "$Q.dlq"
 	qctl replay-dlq -q --rate 400 "$Q.dlq" 2> "$TMP/err" &
 	pid=$!
-	wait_for 60 has_at_least "$Q" 1000
+	wait_for 60 depth_at_least "$Q" 1000
 	sb stop-rabbit
 	status=0
 	wait "$pid" || status=$?

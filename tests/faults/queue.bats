@@ -8,22 +8,9 @@
 bats_require_minimum_version 1.5.0
 load fault_helper
 
-setup_file() { fault_setup_file; }
-teardown_file() { fault_teardown_file; }
-per_test_teardown() { sb_heal; }
+QUEUE_SUITE=1
 
-# Ready messages in a queue (0 when it does not exist).
-depth() {
-	qctl stats "$1" | awk -F'\t' -v q="ready[$1]" '$1 == q { print $2 }'
-}
-
-test_depth_at_least() { [ "$(depth "$1")" -ge "$2" ]; }
 test_lines_at_least() { [ "$(wc -l <"$1")" -ge "$2" ]; }
-
-# Drain a queue into a file, one body per line.
-drain() {
-	qctl consume -q "$1" --until-empty >"$2" || [ $? -eq 1 ]
-}
 
 # Check that "$1" (one body per line) holds each of msg-1..msg-$2 at least
 # once; sets DUPS to the number of extra copies.
@@ -58,12 +45,12 @@ check_all_there() {
 		[ "$rc" -eq 137 ] || [ "$rc" -eq 0 ] || { echo "run $runs: exit $rc"; cat "$TMP/err.$runs"; false; }
 		# what is not in the target is still in the DLQ (the broker
 		# requeued the dead run's unacked copies)
-		[ $(($(depth "$Q") + $(depth "$Q.dlq"))) -ge "$n" ]
+		[ "$(depth "$Q" "$Q.dlq")" -ge "$n" ]
 	done
 	# the last run, to the end
 	run -0 --separate-stderr qctl replay-dlq "$Q.dlq"
 	[ "$(depth "$Q.dlq")" -eq 0 ]
-	drain "$Q" "$TMP/got"
+	take_bodies "$Q" >"$TMP/got"
 	check_all_there "$TMP/got" "$n"
 	note "replay-dlq: $kills SIGKILLs in $runs runs, $n messages, $DUPS duplicates"
 	[ "$DUPS" -le $((kills * 200)) ]
@@ -163,7 +150,7 @@ SH
 	chmod +x "$TMP/holder"
 	qctl consume "$Q.c" --exec "$TMP/holder" --jobs 2 --until-empty 2>"$TMP/con.err" &
 	cpid=$!
-	wait_for 60 test_depth_at_least "$Q" $((n / 2))
+	wait_for 60 depth_at_least "$Q" $((n / 2))
 	wait_for 60 test_lines_at_least "$DONE" 50
 	sb stop-rabbit
 	touch "$TMP/go"
@@ -195,7 +182,7 @@ SH
 	[ "$nresend" -ge $((n / 2)) ] && [ "$nresend" -le "$n" ]
 	awk 'NR == FNR { want[$1] = 1; next } want[FNR]' "$TMP/resend-numbers" "$TMP/lines" |
 		qctl enqueue -q "$Q"
-	drain "$Q" "$TMP/got"
+	take_bodies "$Q" >"$TMP/got"
 	check_all_there "$TMP/got" "$n"
 	note "enqueue: broker stopped after $((n - nresend)) confirmed lines; re-sent $nresend; $DUPS duplicates"
 
