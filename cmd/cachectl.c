@@ -1037,8 +1037,8 @@ static const struct cli_verb verbs[] = {
 	  "delete keys by name, pattern, tag or namespace", invalidate_usage },
 	{ "warm", cmd_warm, NEED_REDIS, "bulk-load values or compute missing ones",
 	  warm_usage },
-	/* fetch connects itself: an unreachable Redis runs CMD uncached */
-	{ "fetch", cmd_fetch, 0, "cache-aside around a command", fetch_usage },
+	/* an unreachable Redis runs CMD uncached */
+	{ "fetch", cmd_fetch, TRY_REDIS, "cache-aside around a command", fetch_usage },
 	{ "stats", cmd_stats, NEED_REDIS, "cache hit rate, memory, keys", stats_usage },
 	{ NULL, NULL, 0, NULL, NULL },
 };

@@ -207,16 +207,20 @@ int cli_worse(int a, int b)
 
 int cli_ready(struct cli *cli)
 {
+	unsigned f = cli->verb->flags;
+
 	if (!cli->ctx)
 		cli->ctx = cq_ctx_new(&cli->set);
 	if (!cli->ctx)
 		return cli_fail(cli);
-	if ((cli->verb->flags & NEED_REDIS) &&
-	    cli->program->connect_redis(cli->ctx))
+	if ((f & MAY_REDIS) && cli->need_redis)
+		f |= NEED_REDIS;
+	if ((f & NEED_AMQP) && cli->program->connect_amqp(cli->ctx))
 		return cli_fail(cli);
-	if ((cli->verb->flags & NEED_AMQP) &&
-	    cli->program->connect_amqp(cli->ctx))
+	if ((f & NEED_REDIS) && cli->program->connect_redis(cli->ctx))
 		return cli_fail(cli);
+	if (f & TRY_REDIS)
+		cli->program->connect_redis(cli->ctx);
 	return 0;
 }
 

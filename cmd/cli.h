@@ -10,9 +10,17 @@
 
 #include "cq.h"
 
+/* The verb table's flags: what cli_ready connects, the one place the
+ * programs connect (lib connects nothing on its own). */
 enum {
 	NEED_REDIS = 1 << 0,
 	NEED_AMQP = 1 << 1,
+	/* connect to Redis, but a failure is the verb's to handle, its error
+	 * left on the context (fetch runs CMD uncached) */
+	TRY_REDIS = 1 << 2,
+	/* NEED_REDIS when an option asks for it: the verb sets
+	 * cli->need_redis before cli_ready (consume --dedupe) */
+	MAY_REDIS = 1 << 3,
 };
 
 struct cli;
@@ -52,6 +60,7 @@ struct cli {
 	struct cq_ctx *ctx;
 	bool json;
 	bool quiet;
+	bool need_redis;	/* a MAY_REDIS verb's option needs Redis */
 	bool out_failed;	/* a write to stdout failed */
 	int out_errno;		/* why the first failed write failed, or 0 */
 	/* A monitoring plugin's run (cqstat --check): the exit code is a state
@@ -110,8 +119,8 @@ int cli_usage_error(struct cli *cli, const char *fmt, ...)
 /* Report an error that ends the run and return code. */
 int cli_fatal(struct cli *cli, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* Create the context and connect as the verb's flags say.  Returns 0 or
- * the exit code after printing the error. */
+/* Create the context and connect as the verb's flags say (RabbitMQ
+ * first).  Returns 0 or the exit code after printing the error. */
 int cli_ready(struct cli *cli);
 /* Print "prog: verb: <ctx error>" and return its exit code. */
 int cli_fail(struct cli *cli);

@@ -1382,6 +1382,7 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 	if (!o.exec && (o.jobs > 1 || o.handler_timeout_ms || o.retry_delay_ms))
 		return cli_usage_error(cli, "--jobs, --handler-timeout and --retry-delay need --exec");
 	o.queue = argv[optind];
+	cli->need_redis = o.dedupe;
 	if (!cli_name(cli, "queue", o.queue) ||
 	    (o.dlq && !cli_name(cli, "dead-letter queue", o.dlq)))
 		return EX_USAGE;
@@ -1485,7 +1486,7 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 static const struct cli_verb verbs[] = {
 	{ "enqueue", cmd_enqueue, NEED_AMQP,
 	  "publish messages, confirmed", enqueue_usage },
-	{ "consume", cmd_consume, NEED_AMQP,
+	{ "consume", cmd_consume, NEED_AMQP | MAY_REDIS,
 	  "print messages, or run a command per message", consume_usage },
 	{ "peek", cmd_peek, NEED_AMQP,
 	  "show messages without removing them", peek_usage },

@@ -1229,10 +1229,10 @@ static enum cq_err setup(struct consumer *c, bool *empty)
 	char text[512];
 	int code;
 
-	if (cq_amqp_connect(ctx))
-		return ctx->err;
-	if (c->o->dedupe && cq_redis_connect(ctx))
-		return ctx->err;
+	if (!ctx->amqp)
+		return cq_seterr(ctx, CQ_ERR_INTERNAL, "consume: not connected to RabbitMQ");
+	if (c->o->dedupe && !ctx->redis)
+		return cq_seterr(ctx, CQ_ERR_INTERNAL, "consume: dedupe needs a connection to Redis");
 	c->conn = ctx->amqp->conn;
 	code = side_declare(c, c->o->queue, true, false, false,
 			    amqp_empty_table, &ready, text, sizeof(text));

@@ -196,7 +196,9 @@ struct cq_fetch_result {
 /*
  * The cache-aside pattern around a command: print the cached value, or
  * compute it under a lock (one caller at a time; the others wait for the
- * value), cache it if CMD exits 0, and print it.  Returns CQ_OK when a
+ * value), cache it if CMD exits 0, and print it.  The caller has tried
+ * cq_redis_connect: when that failed (its error still on ctx), CMD runs
+ * uncached with a warning, or with fail_closed the error is returned.  Returns CQ_OK when a
  * value or CMD's output went to the sink (see res->exit_code); errors:
  * CQ_ERR_UNAVAILABLE with fail_closed, CQ_ERR_TEMPFAIL when the wait ran
  * out, CQ_ERR_DATA for a non-string key, CQ_ERR_NOTFOUND / CQ_ERR_NOPERM

@@ -473,7 +473,9 @@ void cq_consume_opts_init(struct cq_consume_opts *o);
 
 /*
  * Consume from a queue until a stop condition (count, idle timeout,
- * drained, *stop) or an error.  Nothing is acked before it is done: an
+ * drained, *stop) or an error.  ctx is connected to RabbitMQ, and with
+ * dedupe to Redis too (cq_amqp_connect, cq_redis_connect): the caller
+ * decides what to connect, cq_consume only checks.  Nothing is acked before it is done: an
  * error or a crash leaves the rest unacked, and RabbitMQ delivers them
  * again.  Returns CQ_OK; CQ_ERR_NOTFOUND when the queue does not exist,
  * or when --until-empty / --idle-timeout ended a run that received

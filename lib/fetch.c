@@ -445,7 +445,9 @@ enum cq_err cq_fetch(struct cq_ctx *ctx, const char *key,
 	f.want_meta = o->stale_ms > 0 || o->beta > 0;
 	if (!o->argv || !o->argv[0])
 		return cq_seterr(ctx, CQ_ERR_USAGE, "no command to run");
-	e = cq_redis_connect(ctx);
+	/* the caller connected, or tried: its error says why not */
+	e = ctx->redis ? CQ_OK : ctx->err ? ctx->err :
+	    cq_seterr(ctx, CQ_ERR_UNAVAILABLE, "not connected to Redis");
 	if (!e)
 		e = names(&f);
 	if (!e)

@@ -26,8 +26,8 @@ static enum cq_err passive(struct cq_ctx *ctx, const char *queue,
 	*found = false;
 	if (ctx->err)
 		return ctx->err;
-	if (!ctx->amqp && cq_amqp_connect(ctx))
-		return ctx->err;
+	if (!ctx->amqp)
+		return cq_seterr(ctx, CQ_ERR_INTERNAL, "not connected to RabbitMQ");
 	if (cqi_name_check(ctx, "queue", queue))
 		return ctx->err;
 	ok = amqp_queue_declare(ctx->amqp->conn, CQI_CHANNEL,

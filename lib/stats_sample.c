@@ -274,7 +274,7 @@ static enum cq_err amqp_part(struct cq_stat *st, struct cq_metrics *ms,
 
 	if (!amqp)
 		return CQ_ERR_NOMEM;
-	if (!st->nnames && !amqp->amqp)
+	if (!amqp->amqp)
 		cq_amqp_connect(amqp);
 	cq_queue_figures(amqp, st->nnames, (const char *const *)st->names,
 			 dlqs, ms);

@@ -572,6 +572,54 @@ static void test_filters(void **state)
 	assert_null(fl);
 }
 
+static bool print_nothing(void *arg, const struct cq_delivery *d)
+{
+	(void)arg;
+	(void)d;
+	return true;
+}
+
+static bool flush_nothing(void *arg)
+{
+	(void)arg;
+	return true;
+}
+
+/* lib connects nothing on its own: a verb's table flags decide, and
+ * cli_ready connects.  Unconnected, cq_consume and the passive declares
+ * say so without trying the server (port 1: a try would be UNAVAILABLE). */
+static void test_no_connect_of_its_own(void **state)
+{
+	struct cq_settings set = {
+		.redis_url = "redis://127.0.0.1:1/0",
+		.amqp_url = "amqp://guest:guest@127.0.0.1:1/%2f",
+		.timeout_ms = 1000,
+	};
+	const char *q = "q";
+	struct cq_consume_opts o;
+	struct cq_consume_stats st;
+	struct cq_metrics ms;
+	struct cq_ctx *ctx;
+
+	(void)state;
+	ctx = cq_ctx_new(&set);
+	assert_non_null(ctx);
+	cq_consume_opts_init(&o);
+	o.queue = q;
+	o.print = print_nothing;
+	o.flush = flush_nothing;
+	assert_int_equal(cq_consume(ctx, &o, &st), CQ_ERR_INTERNAL);
+	assert_string_equal(ctx->errstr, "consume: not connected to RabbitMQ");
+	assert_null(ctx->amqp);
+	cq_clear_error(ctx);
+	cq_metrics_init(&ms);
+	assert_int_equal(cq_queue_figures(ctx, 1, &q, NULL, &ms), CQ_ERR_INTERNAL);
+	assert_string_equal(ctx->errstr, "not connected to RabbitMQ");
+	assert_null(ctx->amqp);
+	cq_metrics_clear(&ms);
+	cq_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -585,6 +633,7 @@ int main(void)
 		cmocka_unit_test(test_reader),
 		cmocka_unit_test(test_reader_rules),
 		cmocka_unit_test(test_filters),
+		cmocka_unit_test(test_no_connect_of_its_own),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
