@@ -592,8 +592,8 @@ enum cq_err cqi_redis_append(struct cq_ctx *ctx, int route, int argc,
 {
 	if (ctx->err)
 		return ctx->err;
-	if (!ctx->redis && cq_redis_connect(ctx))
-		return ctx->err;
+	if (!ctx->redis)	/* the caller connects (cli_ready) */
+		return cq_seterr(ctx, CQ_ERR_INTERNAL, "not connected to Redis");
 	if (check_route(ctx, route, argc, argv))
 		return ctx->err;
 	if (!resp_append(&ctx->redis->out, argc, argv, lens))
@@ -682,8 +682,8 @@ enum cq_err cqi_pipe_init(struct cqi_pipe *p, struct cq_ctx *ctx,
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	if (ctx->err)
 		return ctx->err;
-	if (!ctx->redis && cq_redis_connect(ctx))
-		return ctx->err;
+	if (!ctx->redis)	/* the caller connects (cli_ready) */
+		return cq_seterr(ctx, CQ_ERR_INTERNAL, "not connected to Redis");
 	return CQ_OK;
 }
 

@@ -124,6 +124,8 @@ static enum cq_err cache_part(struct cq_stat *st, struct cq_metrics *ms)
 
 	if (!ctx)
 		return CQ_ERR_NOMEM;
+	if (!ctx->redis)
+		cq_redis_connect(ctx);	/* a failure is the sample's "down" */
 	if (cq_cache_sample(ctx, &cur) == CQ_OK) {
 		if (!cq_cache_figures(st->have_prev ? &st->prev : NULL, &cur, ms)) {
 			cq_cache_sample_clear(&cur);
