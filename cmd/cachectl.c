@@ -996,8 +996,6 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 	};
 	struct cq_cache_sample s;
 	struct cq_metrics ms;
-	struct cq_buf out = { 0 };
-	char *json = NULL;
 	int c, ret;
 
 	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
@@ -1014,17 +1012,8 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 	cq_metrics_init(&ms);
 	ms.time_ms = cq_wall_ms();
 	cq_metrics_source(&ms, CQ_SRC_REDIS, cli->ctx);
-	if (!cq_cache_figures(NULL, &s, &ms) ||
-	    !(cli->json ? (json = cq_metrics_json(&ms)) &&
-		  cq_buf_append(&out, json, strlen(json)) && cq_buf_append(&out, "\n", 1) :
-		  cq_metrics_text(&ms, &out))) {
-		cli_err(cli, "out of memory");
-		ret = EX_SOFTWARE;
-	} else {
-		cli_write(cli, out.data, out.len);
-	}
-	free(json);
-	cq_buf_free(&out);
+	ret = cq_cache_figures(NULL, &s, &ms) ? cli_put_metrics(cli, &ms) :
+	      cli_fatal(cli, EX_SOFTWARE, "out of memory");
 	cq_metrics_clear(&ms);
 	cq_cache_sample_clear(&s);
 	return ret;

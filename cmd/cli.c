@@ -294,6 +294,25 @@ void cli_progress(struct cli *cli, const char *fmt, ...)
 	fputs("\033[K", stderr);
 }
 
+int cli_put_metrics(struct cli *cli, const struct cq_metrics *ms)
+{
+	struct cq_buf out = { 0 };
+	char *json = NULL;
+	bool ok;
+
+	if (cli->json)
+		ok = (json = cq_metrics_json(ms)) &&
+		     cq_buf_append(&out, json, strlen(json)) &&
+		     cq_buf_append(&out, "\n", 1);
+	else
+		ok = cq_metrics_text(ms, &out);
+	if (ok)
+		cli_write(cli, out.data, out.len);
+	free(json);
+	cq_buf_free(&out);
+	return ok ? 0 : cli_fatal(cli, EX_SOFTWARE, "out of memory");
+}
+
 /* Flush stdout and turn a failed write into exit 74 (silent for a closed
  * pipe: the reader has gone and needs no message). */
 static int finish(struct cli *cli, int code)

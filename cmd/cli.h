@@ -166,5 +166,8 @@ struct json_t;
 bool cli_put_json(struct cli *cli, struct json_t *obj);
 /* The same for a line a cq_*_json() function made (freed here). */
 bool cli_put_json_text(struct cli *cli, char *line);
+/* The figures of a stats verb: one JSON object with --json, else 'name
+ * value' lines.  0, or 70 after saying "out of memory". */
+int cli_put_metrics(struct cli *cli, const struct cq_metrics *ms);
 
 #endif

@@ -1439,8 +1439,6 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = { CLI_COMMON_OPTIONS };
 	struct cq_metrics ms;
-	struct cq_buf out = { 0 };
-	char *json = NULL;
 	int c, ret;
 
 	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1)
@@ -1462,23 +1460,13 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 		return cli_fail(cli);
 	}
 	cq_metrics_source(&ms, CQ_SRC_AMQP, cli->ctx);
-	if (cli->json ? !(json = cq_metrics_json(&ms)) ||
-			!cq_buf_append(&out, json, strlen(json)) ||
-			!cq_buf_append(&out, "\n", 1) :
-			!cq_metrics_text(&ms, &out)) {
-		cli_err(cli, "out of memory");
-		ret = EX_SOFTWARE;
-	} else {
-		cli_write(cli, out.data, out.len);
-	}
+	ret = cli_put_metrics(cli, &ms);
 	for (size_t i = 0; i < ms.nqueues && ret != EX_SOFTWARE; i++) {
 		if (ms.queues[i].found)
 			continue;
 		cli_err(cli, "no queue '%s'", ms.queues[i].name);
 		ret = 1;
 	}
-	free(json);
-	cq_buf_free(&out);
 	cq_metrics_clear(&ms);
 	return ret;
 }
