@@ -118,6 +118,37 @@ load test_helper
 	assert_output 0
 }
 
+@test "set --keep-ttl never sends a SET that could create a key without expiry (seen by MONITOR)" {
+	# atomic by construction: a SET with KEEPTTL also has XX (it cannot
+	# create a key), and the SET that may create one has NX and PX; no
+	# check-then-write in between that another writer could race
+	local hp mon
+	hp=$(hostport)
+	# redis-cli itself in the background (not the rcli function's
+	# subshell), so that kill reaches it
+	redis-cli --no-auth-warning -h "${hp%:*}" -p "${hp##*:}" monitor >"$TMP/mon" &
+	mon=$!
+	wait_for 5 grep -q OK "$TMP/mon"
+	local rc=0
+	{ cachectl set -q k v --keep-ttl; [ $? -eq 1 ]; } &&
+		cachectl set -q k v --keep-ttl --ttl 1m &&
+		cachectl set -q k w --keep-ttl --ttl 1m &&
+		cachectl set -q k x --keep-ttl || rc=$?
+	sleep 0.2
+	kill "$mon"
+	wait "$mon" || true
+	[ "$rc" -eq 0 ]
+	grep -F "\"$P" "$TMP/mon" | grep -i '"set"' >"$TMP/sets"
+	cat "$TMP/sets"
+	[ "$(wc -l <"$TMP/sets")" -eq 5 ]	# XX, XX then NX, XX, XX
+	! grep -i '"keepttl"' "$TMP/sets" | grep -qiv '"xx"'
+	! grep -iv '"keepttl"' "$TMP/sets" | grep -qiv '"nx"'
+	! grep -iv '"keepttl"' "$TMP/sets" | grep -qiv '"px"'
+	[ "$(rcli get "${P}k")" = x ]
+	ttl=$(rcli pttl "${P}k")
+	[ "$ttl" -gt 0 ] && [ "$ttl" -le 60000 ]
+}
+
 @test "set reads a binary value from stdin byte for byte" {
 	printf 'x\0y\n\tz\377\n\n' >"$TMP/want"
 	cachectl set bin - --ttl 1m <"$TMP/want"
