@@ -1,4 +1,5 @@
-/* internal.h - symbols shared between lib/ files, never by programs. */
+/* internal.h - symbols shared between lib/ files (cqi_*), never by programs;
+ * unit tests and fuzzers may include it. */
 #ifndef CQ_INTERNAL_H
 #define CQ_INTERNAL_H
 
