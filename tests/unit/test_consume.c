@@ -1,11 +1,13 @@
 /* Unit tests for consume's pure parts: the handler's stderr tail that goes
- * into x-cq-stderr, and the broker's "inequivalent arg" text that tells
- * whether a queue has a dead-letter exchange. */
+ * into x-cq-stderr, the broker's "inequivalent arg" text that tells
+ * whether a queue has a dead-letter exchange, and the queue-argument
+ * probe over a scripted broker. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -125,12 +127,89 @@ static void test_inequivalent(void **state)
 				     &val, type, sizeof(type)));
 }
 
+/* A broker for the probe: replies[i] answers round i (NULL: accepted). */
+struct script {
+	const char *const *replies;
+	int round;
+	bool durable_seen[8];
+	int nargs_seen[8];
+};
+
+static int scripted(void *arg, bool durable, bool auto_delete,
+		    amqp_table_t t, char *text, size_t len)
+{
+	struct script *sc = arg;
+	const char *r = sc->replies[sc->round];
+
+	(void)auto_delete;
+	sc->durable_seen[sc->round] = durable;
+	sc->nargs_seen[sc->round] = t.num_entries;
+	sc->round++;
+	if (!r)
+		return 0;
+	snprintf(text, len, "%s", r);
+	return 406;
+}
+
+static void test_qargs_probe(void **state)
+{
+	static const char *const full[] = {
+		"PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'q' "
+		"in vhost '/': received 'true' but current is 'false'",
+		"PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue "
+		"'q' in vhost '/': received 'classic' but current is 'quorum'",
+		"PRECONDITION_FAILED - inequivalent arg 'x-delivery-limit' for "
+		"queue 'q' in vhost '/': received none but current is the value "
+		"'5' of type 'long'",
+		NULL,
+	};
+	/* a long name: the broker cuts its text at 255 bytes */
+	static const char *const cut[] = {
+		"PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue "
+		"'qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq...",
+		"PRECONDITION_FAILED - inequivalent arg 'x-delivery-limit' for "
+		"queue 'qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq...",
+	};
+	struct cq_ctx *ctx = cq_ctx_new(NULL);
+	struct script sc = { .replies = full };
+	struct cqi_qargs q;
+	const struct cqi_qarg *a;
+
+	(void)state;
+	assert_int_equal(cqi_qargs_probe(ctx, scripted, &sc, &q), CQ_OK);
+	assert_true(q.complete);
+	assert_int_equal(sc.round, 4);
+	assert_false(q.durable);
+	assert_false(sc.durable_seen[1]);	/* the flag flipped */
+	a = cqi_qargs_find(&q, "x-queue-type");
+	assert_non_null(a);
+	assert_string_equal(a->sval, "quorum");
+	a = cqi_qargs_find(&q, "x-delivery-limit");
+	assert_non_null(a);
+	assert_int_equal(a->ival, 5);
+	assert_int_equal(sc.nargs_seen[3], 2);
+	cqi_qargs_clear(&q);
+
+	/* the types are tried in turn; the limit's value is out of reach */
+	sc = (struct script){ .replies = cut };
+	assert_int_equal(cqi_qargs_probe(ctx, scripted, &sc, &q), CQ_OK);
+	assert_false(q.complete);
+	assert_string_equal(q.cut, "x-delivery-limit");
+	a = cqi_qargs_find(&q, "x-queue-type");
+	assert_non_null(a);
+	assert_string_equal(a->sval, "quorum");
+	assert_int_equal(ctx->err, CQ_OK);
+	cqi_qargs_clear(&q);
+	cq_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tail_lines),
 		cmocka_unit_test(test_tail_bytes),
 		cmocka_unit_test(test_inequivalent),
+		cmocka_unit_test(test_qargs_probe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
