@@ -66,7 +66,7 @@ slow_seq() {
 	status=0
 	wait "$pid" || status=$?
 	[ "$status" = 75 ] || { echo "status $status"; cat "$TMP/err" "$BATS_FILE_TMPDIR/sandbox.log"; false; }
-	grep -q "were not confirmed and stay in '$Q.dlq'" "$TMP/err"
+	grep -Eq "in flight (was|were) not confirmed and stay in '$Q.dlq'" "$TMP/err"
 	sb start-rabbit
 	run -0 qctl replay-dlq -q "$Q.dlq"
 	take_bodies "$Q.dlq" > "$TMP/left"
