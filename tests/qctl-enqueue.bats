@@ -169,7 +169,7 @@ EOF
 	cmd=${stderr#*create it with: }
 	cmd=${cmd%)}
 	run -0 bash -c "$cmd"
-	run -0 api "queues/%2f/$(jq -rn --arg n "$name" '$n | @uri')"
+	run -0 api "queues/%2f/$(uri "$name")"
 	[ "$(jq -r .name <<<"$output")" = "$name" ]
 }
 
@@ -298,14 +298,14 @@ connection_of() {
 close_connection_of() {
 	local name
 	name=$(connection_of "$1") || return 1
-	api "connections/$(jq -rn --arg n "$name" '$n | @uri')" -X DELETE
+	api "connections/$(uri "$name")" -X DELETE
 }
 
 # The heartbeat (seconds) the connection of process $1 agreed on.
 heartbeat_of() {
 	local name
 	name=$(connection_of "$1") || return 1
-	api "connections/$(jq -rn --arg n "$name" '$n | @uri')" | jq -r .timeout
+	api "connections/$(uri "$name")" | jq -r .timeout
 }
 
 has_ready() { [ "$(ready "$1")" = "$2" ]; }
