@@ -50,6 +50,9 @@ static const char enqueue_usage[] =
 	"confirmed; otherwise exit 75 and name each input line not confirmed.\n"
 	"Blank lines are skipped; malformed lines (a CRLF line too) are\n"
 	"reported and skipped, exit 65 (the worst wins: 77, then 75, then 65).\n"
+	"While a memory or disk alarm on the broker blocks publishing, qctl\n"
+	"says so (stderr, and --json), waits for it to clear at most --timeout,\n"
+	"then gives up on what is outstanding (75).\n"
 	"\n"
 	"  -0, --null         standard input is NUL-separated, not lines\n"
 	"  --jsonl            standard input holds JSON records: body (or\n"
@@ -103,6 +106,7 @@ struct enqueue {
 	uint64_t bad;
 	uint64_t blank;		/* blank lines skipped */
 	char expiration[24];
+	long long blocked_at;	/* publishing blocked since (ms), 0 not */
 };
 
 static void report_range(struct enqueue *e)
@@ -135,6 +139,31 @@ static void on_settle(void *arg, uint64_t tag, bool ok, const char *reason)
 	report_range(e);
 	e->first = e->last = tag;
 	e->reason = reason;
+}
+
+/* A resource alarm on the broker blocks publishing: say so, and when it
+ * goes on (--timeout bounds the wait). */
+static void on_blocked(void *arg, bool blocked, const char *reason)
+{
+	struct enqueue *e = arg;
+	long long now = cq_now_ms();
+
+	if (blocked) {
+		e->blocked_at = now;
+		cli_err(e->cli, "publishing blocked by RabbitMQ: %s (waiting up to %llds for it to clear)",
+			reason, (e->cli->set.timeout_ms + 999) / 1000);
+		if (e->cli->json)
+			cli_put_json(e->cli, cq_json_pack("{s:s,s:s}", "event",
+						       "blocked", "reason", reason));
+		return;
+	}
+	cli_err(e->cli, "publishing resumed after %.1fs",
+		(double)(now - e->blocked_at) / 1000.0);
+	if (e->cli->json)
+		cli_put_json(e->cli, cq_json_pack("{s:s,s:f}", "event", "unblocked",
+					       "blocked_s",
+					       (double)(now - e->blocked_at) / 1000.0));
+	e->blocked_at = 0;
 }
 
 /* Publish one message; false when the publisher is dead. */
@@ -423,6 +452,7 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 		goto out;
 	}
 	cq_publisher_on_settle(pub, on_settle, &e);
+	cq_publisher_on_blocked(pub, on_blocked, &e);
 	start = cq_now_ms();
 	if (optind < argc) {
 		e.unit = "argument";

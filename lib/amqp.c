@@ -246,15 +246,19 @@ static enum cq_err tls_setup(struct cq_ctx *ctx, amqp_socket_t *s,
 
 /* Merged into librabbitmq's own client properties: without
  * consumer_cancel_notify, RabbitMQ drops a consumer whose queue is deleted
- * without telling it, and `qctl consume` would wait forever. */
+ * without telling it, and `qctl consume` would wait forever; without
+ * connection.blocked, a memory or disk alarm stalls publishing without a
+ * word (the publisher reports connection.blocked and bounds the wait). */
 static amqp_table_entry_t capability_entries[] = {
 	{ .key = { 22, "consumer_cancel_notify" },
+	  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value = { .boolean = 1 } } },
+	{ .key = { 18, "connection.blocked" },
 	  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value = { .boolean = 1 } } },
 };
 static amqp_table_entry_t client_entries[] = {
 	{ .key = { 12, "capabilities" },
 	  .value = { .kind = AMQP_FIELD_KIND_TABLE,
-		     .value = { .table = { 1, capability_entries } } } },
+		     .value = { .table = { 2, capability_entries } } } },
 };
 static const amqp_table_t client_props = { 1, client_entries };
 

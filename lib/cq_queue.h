@@ -213,6 +213,7 @@ struct cq_publisher;
 #define CQ_REASON_CLOSED	"channel closed by broker"
 #define CQ_REASON_TIMEOUT	"no confirm within the timeout"
 #define CQ_REASON_BAD		"bad message"
+#define CQ_REASON_BLOCKED	"publishing blocked by a resource alarm past the timeout"
 
 /*
  * Called exactly once for every message given to cq_publish (whatever
@@ -234,6 +235,17 @@ struct cq_publisher *cq_publisher_new(struct cq_ctx *ctx, size_t window,
 				      bool mandatory);
 void cq_publisher_on_settle(struct cq_publisher *pub, cq_settle_fn fn,
 			    void *arg);
+/*
+ * Told when the broker blocks publishing on the connection (a memory or
+ * disk alarm: blocked true, reason its text, e.g. "low on memory") and
+ * when it lets it go on (blocked false, reason NULL).  While blocked the
+ * publisher sends nothing and waits, at most the context's timeout from
+ * the block on; then every outstanding message fails with
+ * CQ_REASON_BLOCKED and the publisher is dead (CQ_ERR_TEMPFAIL).
+ */
+typedef void (*cq_blocked_fn)(void *arg, bool blocked, const char *reason);
+void cq_publisher_on_blocked(struct cq_publisher *pub, cq_blocked_fn fn,
+			     void *arg);
 /*
  * Send one message; blocks reading confirms while the window is full (as
  * long as cq_publisher_flush would wait).  Returns CQ_OK when sent;

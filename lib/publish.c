@@ -22,6 +22,7 @@
 #define REASON_CLOSED CQ_REASON_CLOSED
 #define REASON_TIMEOUT CQ_REASON_TIMEOUT
 #define REASON_BAD CQ_REASON_BAD
+#define REASON_BLOCKED CQ_REASON_BLOCKED
 
 enum slot_state { SLOT_FREE, SLOT_PENDING, SLOT_RETURNED };
 
@@ -37,6 +38,10 @@ struct cq_publisher {
 	bool mandatory;
 	bool dead;
 	bool blocked;		/* connection.blocked: a resource alarm */
+	long long blocked_at;	/* since when (monotonic ms) */
+	char blocked_why[128];
+	cq_blocked_fn on_blocked;
+	void *blocked_arg;
 	struct slot *ring;	/* indexed by delivery tag % window */
 	uint64_t first;		/* oldest delivery tag that may be pending */
 	uint64_t next;		/* the tag the next publish gets */
@@ -112,6 +117,13 @@ void cq_publisher_on_settle(struct cq_publisher *pub, cq_settle_fn fn,
 {
 	pub->settle = fn;
 	pub->settle_arg = arg;
+}
+
+void cq_publisher_on_blocked(struct cq_publisher *pub, cq_blocked_fn fn,
+			     void *arg)
+{
+	pub->on_blocked = fn;
+	pub->blocked_arg = arg;
 }
 
 void cqi_publisher_on_frame(struct cq_publisher *pub, cqi_frame_fn fn,
@@ -290,11 +302,27 @@ enum cq_err cqi_publisher_frame(struct cq_publisher *pub,
 		return on_close(pub, f);
 	case AMQP_CONNECTION_CLOSE_METHOD:
 		return on_close(pub, f);
-	case AMQP_CONNECTION_BLOCKED_METHOD:
-		pub->blocked = true;	/* a memory or disk alarm: wait */
+	case AMQP_CONNECTION_BLOCKED_METHOD: {
+		amqp_connection_blocked_t *m = f->payload.method.decoded;
+
+		/* a memory or disk alarm: send nothing more, and wait */
+		snprintf(pub->blocked_why, sizeof(pub->blocked_why), "%.*s",
+			 (int)m->reason.len, (char *)m->reason.bytes);
+		if (!pub->blocked) {
+			pub->blocked = true;
+			pub->blocked_at = cq_now_ms();
+			if (pub->on_blocked)
+				pub->on_blocked(pub->blocked_arg, true,
+						pub->blocked_why);
+		}
 		return CQ_OK;
+	}
 	case AMQP_CONNECTION_UNBLOCKED_METHOD:
-		pub->blocked = false;
+		if (pub->blocked) {
+			pub->blocked = false;
+			if (pub->on_blocked)
+				pub->on_blocked(pub->blocked_arg, false, NULL);
+		}
 		return CQ_OK;
 	}
 	*handled = false;
@@ -437,6 +465,38 @@ void cq_reader_serve(struct cq_reader *r, struct cq_publisher *pub)
  * out of order (a return is confirmed at once, a routed message after it
  * is written) and the ring is indexed by tag.
  */
+/* Blocked past the timeout: give up on everything outstanding. */
+static enum cq_err blocked_too_long(struct cq_publisher *pub)
+{
+	long long t = pub->ctx->set.timeout_ms;
+
+	settle_all_failed(pub, REASON_BLOCKED);
+	pub->dead = true;
+	return cq_seterr(pub->ctx, CQ_ERR_TEMPFAIL,
+			 "publish: RabbitMQ at %s blocked publishing (%s) for more than %lld.%03llds (--timeout)",
+			 pub->ctx->amqp->where,
+			 pub->blocked_why[0] ? pub->blocked_why : "a resource alarm",
+			 t / 1000, t % 1000);
+}
+
+/* While the broker blocks publishing, read frames (confirms may still
+ * come, and connection.unblocked), at most the timeout from the block. */
+static enum cq_err wait_unblocked(struct cq_publisher *pub)
+{
+	while (pub->blocked) {
+		long long left = pub->blocked_at + pub->ctx->set.timeout_ms - cq_now_ms();
+		bool timed_out;
+		enum cq_err e;
+
+		if (left <= 0)
+			return blocked_too_long(pub);
+		e = read_frames(pub, left, &timed_out);
+		if (e && !timed_out)
+			return e;
+	}
+	return CQ_OK;
+}
+
 static enum cq_err wait_until(struct cq_publisher *pub, size_t limit)
 {
 	long long timeout = pub->ctx->set.timeout_ms;
@@ -453,9 +513,19 @@ static enum cq_err wait_until(struct cq_publisher *pub, size_t limit)
 
 		if (left <= 0)
 			left = 1;
+		if (pub->blocked) {
+			/* blocked: wait no longer than the timeout allows */
+			long long b = pub->blocked_at + pub->ctx->set.timeout_ms -
+				      cq_now_ms();
+
+			left = b < left ? (b > 0 ? b : 1) : left;
+		}
 		e = read_frames(pub, left, &timed_out);
 		if (e && !timed_out)
 			return e;
+		if (pub->blocked &&
+		    cq_now_ms() - pub->blocked_at >= pub->ctx->set.timeout_ms)
+			return blocked_too_long(pub);
 		if (pub->outstanding < before || pub->blocked)
 			deadline = cq_now_ms() + timeout;	/* progress */
 		else if (timed_out || cq_now_ms() >= deadline) {
@@ -676,8 +746,8 @@ enum cq_err cq_publish(struct cq_publisher *pub, const struct cq_message *m,
 		return ctx->err ? ctx->err :
 		       cq_seterr(ctx, CQ_ERR_TEMPFAIL, "publish: %s", REASON_LOST);
 	}
-	if (wait_until(pub, pub->window - 1)) {
-		notify(pub, user_tag, false, REASON_LOST);
+	if (wait_unblocked(pub) || wait_until(pub, pub->window - 1)) {
+		notify(pub, user_tag, false, pub->blocked ? REASON_BLOCKED : REASON_LOST);
 		return ctx->err;
 	}
 	if (build_props(pub, m, idbuf, &p)) {

@@ -10,6 +10,24 @@ load fault_helper
 
 QUEUE_SUITE=1
 
+per_test_teardown() {
+	[ ! -e "$TMP/alarm" ] || alarm_off
+	sb_heal
+}
+
+# A memory alarm on the private node (publishing blocked), and its end.
+alarm_on() {
+	touch "$TMP/alarm"
+	"$SANDBOX" --dir "$SB" ctl set_vm_memory_high_watermark absolute 1MB >/dev/null 2>&1
+}
+alarm_off() {
+	"$SANDBOX" --dir "$SB" ctl set_vm_memory_high_watermark 0.4 >/dev/null 2>&1
+	rm -f "$TMP/alarm"
+}
+mem_alarm() {
+	curl -sf "$CQ_API_URL/api/nodes" | jq -e '.[0].mem_alarm == true' >/dev/null
+}
+
 # 1..$1 on stdout, about 20,000 lines a second, so that the broker is
 # stopped with a queue of a size the API can hand back in a few seconds.
 slow_seq() {
@@ -73,4 +91,37 @@ slow_seq() {
 	[ ! -s "$TMP/left" ]
 	take_bodies "$Q" | sort -n -u > "$TMP/moved"
 	cmp "$TMP/moved" <(seq 1 20000)
+}
+
+@test "enqueue: a memory alarm blocks publishing: said on stderr and in --json, and it goes on when the alarm clears" {
+	qctl declare -q "$Q"
+	# 50 lines over 5 s; the alarm comes after the first second
+	for ((i = 1; i <= 50; i++)); do echo "$i"; sleep 0.1; done |
+		qctl enqueue --json --timeout 60s "$Q" > "$TMP/out" 2> "$TMP/err" &
+	pid=$!
+	sleep 1
+	alarm_on
+	wait_for 30 grep -q "publishing blocked" "$TMP/err" || { cat "$TMP/err"; false; }
+	sleep 1
+	alarm_off
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" = 0 ] || { echo "status $status"; cat "$TMP/err"; false; }
+	grep -qx "qctl: enqueue: publishing blocked by RabbitMQ: low on memory (waiting up to 60s for it to clear)" "$TMP/err"
+	grep -q "^qctl: enqueue: publishing resumed after [0-9.]*s$" "$TMP/err"
+	grep -q "^enqueued 50 messages" "$TMP/err"
+	[ "$(jq -c 'select(.event) | [.event, .reason]' "$TMP/out" | paste -sd' ')" = '["blocked","low on memory"] ["unblocked",null]' ]
+	take_bodies "$Q" | sort -n | cmp - <(seq 1 50)
+}
+
+@test "enqueue: --timeout bounds the wait of a blocked publisher: exit 75 naming each line" {
+	qctl declare -q "$Q"
+	alarm_on
+	wait_for 30 mem_alarm
+	run -75 --separate-stderr qctl enqueue --json --timeout 2s "$Q" a b c
+	[ "$(jq -r 'select(.argument) | "\(.argument) \(.error)"' <<<"$output" | paste -sd,)" = \
+		"1 publishing blocked by a resource alarm past the timeout,2 publishing blocked by a resource alarm past the timeout,3 publishing blocked by a resource alarm past the timeout" ]
+	[[ "$stderr" == *"publishing blocked by RabbitMQ: low on memory (waiting up to 2s for it to clear)"* ]]
+	[[ "$stderr" == *"blocked publishing (low on memory) for more than 2.000s (--timeout)"* ]]
+	alarm_off
 }
