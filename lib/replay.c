@@ -427,7 +427,7 @@ static bool note_target(struct replay *r, const char *target)
 static enum cq_err move(struct replay *r, const struct cq_delivery *d,
 			const char *target)
 {
-	struct cq_header h[2];
+	struct cq_header h[3];
 	struct cq_message m;
 	struct inflight *f;
 	long long replays = 0;
@@ -441,6 +441,9 @@ static enum cq_err move(struct replay *r, const struct cq_delivery *d,
 	h[nh++].ival = replays + 1;
 	if (r->o->reset_retries)
 		h[nh++].key = CQ_HDR_RETRIES;	/* removed */
+	/* the broker's count of the dead copy's returns is not the new
+	 * message's: it would pass for its own (a quorum queue adds its own) */
+	h[nh++].key = CQ_HDR_DELIVERY_COUNT;	/* removed */
 	cq_message_init(&m);
 	m.from = d;
 	m.routing_key = target;
