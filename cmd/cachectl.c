@@ -593,13 +593,18 @@ static const char warm_usage[] =
 	"  --exec CMD         run sh -c CMD for each missing key ($1 and CQ_KEY\n"
 	"                     hold the key) and cache its stdout if it exits 0\n"
 	"  --jobs N           commands at a time with --exec (default 1)\n"
-	"  --json             the summary as one JSON object on stdout\n";
+	"  --pass-env         let --exec commands inherit CQ_REDIS_URL,\n"
+	"                     CQ_AMQP_URL, CQ_REDIS_PASSWORD, CQ_PASSWORD_FILE\n"
+	"  --json             the summary as one JSON object on stdout\n"
+	"\n"
+	"SIGTERM or SIGINT: stop reading, settle the writes in flight, stop the\n"
+	"commands' process groups, release --once, report, exit 75.\n";
 
 enum {
 	OPT_WARM_TTL = OPT_VERB, OPT_WARM_JITTER, OPT_WARM_NO_TTL, OPT_WARM_NX,
 	OPT_WARM_JSONL, OPT_WARM_TAG, OPT_WARM_NS, OPT_WARM_RATE,
 	OPT_WARM_WINDOW, OPT_WARM_MAX_SIZE, OPT_WARM_ONCE, OPT_WARM_ONCE_TTL,
-	OPT_WARM_KEYS, OPT_WARM_EXEC, OPT_WARM_JOBS,
+	OPT_WARM_KEYS, OPT_WARM_EXEC, OPT_WARM_JOBS, OPT_WARM_PASS_ENV,
 };
 
 struct warm_out {
@@ -701,6 +706,9 @@ static int warm_opt(struct cli *cli, int c, struct cq_warm_opts *o,
 			return EX_USAGE;
 		o->jobs = (unsigned)v;
 		return 0;
+	case OPT_WARM_PASS_ENV:
+		cli->set.pass_env = true;
+		return 0;
 	}
 	return cli_common_opt(cli, c, optarg);
 }
@@ -723,10 +731,15 @@ static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
 		 * what it was for input without them */
 		if (st->blank)
 			o = cq_json_add(o, "{s:I}", "blank", (long long)st->blank);
-		cli_put_json(cli, cq_json_add(o, "{s:I,s:f}",
-					      "records", (long long)st->records,
-					      "seconds",
-					      (double)st->elapsed_ms / 1000.0));
+		o = cq_json_add(o, "{s:I,s:f}", "records", (long long)st->records,
+				"seconds", (double)st->elapsed_ms / 1000.0);
+		/* said only when they hold: a run --once skipped, a run a
+		 * signal ended */
+		if (st->locked_out)
+			o = cq_json_add(o, "{s:b}", "locked_out", 1);
+		if (st->stopped)
+			o = cq_json_add(o, "{s:b}", "stopped", 1);
+		cli_put_json(cli, o);
 	} else if (!cli->quiet) {
 		fprintf(stderr, "warmed %llu key%s in %s (%llu skipped, %llu failed",
 			(unsigned long long)st->warmed, cli_s(st->warmed), t,
@@ -737,8 +750,9 @@ static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
 				(unsigned long long)st->blank);
 		fputs(")\n", stderr);
 	}
+	/* a run stopped early is worth retrying, as a failed write is */
 	return cli_worse(cli_worse(st->denied ? EX_NOPERM : 0,
-				   st->failed ? EX_TEMPFAIL : 0),
+				   st->failed || st->stopped ? EX_TEMPFAIL : 0),
 			 st->bad ? EX_DATAERR : 0);
 }
 
@@ -784,6 +798,7 @@ static int cmd_warm(struct cli *cli, int argc, char **argv)
 		{ "keys", required_argument, NULL, OPT_WARM_KEYS },
 		{ "exec", required_argument, NULL, OPT_WARM_EXEC },
 		{ "jobs", required_argument, NULL, OPT_WARM_JOBS },
+		{ "pass-env", no_argument, NULL, OPT_WARM_PASS_ENV },
 		CLI_COMMON_OPTIONS
 	};
 	const char *tags[MAX_TAGS], *keys = NULL, *input;
@@ -826,8 +841,14 @@ static int cmd_warm(struct cli *cli, int argc, char **argv)
 		if (!cli->quiet)
 			cli_err(cli, "another run holds --once '%s'; not warming",
 				o.once);
+		if (cli->json)
+			warm_summary(cli, &st);
 		ret = 0;
 		goto out;
+	}
+	if (!e && st.stopped) {
+		cli_err(cli, "stopped by %s", cq_stop_name());
+		warm_not_written(cli, &st, wo.unit);
 	}
 	if (e) {
 		ret = cli_fail(cli);
@@ -867,12 +888,18 @@ static const char fetch_usage[] =
 	"  --fail-closed      exit 69 when Redis is unreachable\n"
 	"  --max-size SIZE    largest output cached (default 64M)\n"
 	"  --track            count the hit or miss of the prefix for\n"
-	"                     cqstat --track (CQ_TRACK=1)\n";
+	"                     cqstat --track (CQ_TRACK=1)\n"
+	"  --pass-env         let CMD inherit CQ_REDIS_URL, CQ_AMQP_URL,\n"
+	"                     CQ_REDIS_PASSWORD, CQ_PASSWORD_FILE\n"
+	"\n"
+	"SIGTERM or SIGINT: stop CMD's process group, cache nothing, release\n"
+	"the lock, exit 75.\n";
 
 enum {
 	OPT_FETCH_TTL = OPT_VERB, OPT_FETCH_JITTER, OPT_FETCH_NS,
 	OPT_FETCH_LOCK_TTL, OPT_FETCH_WAIT, OPT_FETCH_STALE, OPT_FETCH_BETA,
 	OPT_FETCH_FAIL_CLOSED, OPT_FETCH_MAX_SIZE, OPT_FETCH_TRACK,
+	OPT_FETCH_PASS_ENV,
 };
 
 static bool fetch_sink(void *arg, const void *p, size_t n)
@@ -918,6 +945,9 @@ static int fetch_opt(struct cli *cli, int c, struct cq_fetch_opts *o)
 	case OPT_FETCH_TRACK:
 		cli->set.track = true;
 		return 0;
+	case OPT_FETCH_PASS_ENV:
+		cli->set.pass_env = true;
+		return 0;
 	}
 	return cli_common_opt(cli, c, optarg);
 }
@@ -935,6 +965,7 @@ static int cmd_fetch(struct cli *cli, int argc, char **argv)
 		{ "fail-closed", no_argument, NULL, OPT_FETCH_FAIL_CLOSED },
 		{ "max-size", required_argument, NULL, OPT_FETCH_MAX_SIZE },
 		{ "track", no_argument, NULL, OPT_FETCH_TRACK },
+		{ "pass-env", no_argument, NULL, OPT_FETCH_PASS_ENV },
 		CLI_COMMON_OPTIONS
 	};
 	struct cq_fetch_opts o = { .sink = fetch_sink, .arg = cli };
@@ -1025,10 +1056,10 @@ static const struct cli_verb verbs[] = {
 	{ "set", cmd_set, NEED_REDIS, "store a value with a TTL", set_usage },
 	{ "invalidate", cmd_invalidate, NEED_REDIS,
 	  "delete keys by name, pattern, tag or namespace", invalidate_usage },
-	{ "warm", cmd_warm, NEED_REDIS, "bulk-load values or compute missing ones",
+	{ "warm", cmd_warm, NEED_REDIS | CATCH_STOP, "bulk-load values or compute missing ones",
 	  warm_usage },
 	/* an unreachable Redis runs CMD uncached */
-	{ "fetch", cmd_fetch, TRY_REDIS, "cache-aside around a command", fetch_usage },
+	{ "fetch", cmd_fetch, TRY_REDIS | CATCH_STOP, "cache-aside around a command", fetch_usage },
 	{ "stats", cmd_stats, NEED_REDIS, "cache hit rate, memory, keys", stats_usage },
 	{ NULL, NULL, 0, NULL, NULL },
 };

@@ -221,6 +221,8 @@ int cli_ready(struct cli *cli)
 		return cli_fail(cli);
 	if (f & TRY_REDIS)
 		cli->program->connect_redis(cli->ctx);
+	if ((cli->verb->flags & CATCH_STOP) && cq_stop_catch(cli->ctx))
+		return cli_fail(cli);
 	return 0;
 }
 

@@ -21,6 +21,9 @@ enum {
 	/* NEED_REDIS when an option asks for it: the verb sets
 	 * cli->need_redis before cli_ready (consume --dedupe) */
 	MAY_REDIS = 1 << 3,
+	/* a long verb: cli_ready catches SIGINT/SIGTERM (cq_stop_catch)
+	 * after connecting, and the verb stops cleanly on them */
+	CATCH_STOP = 1 << 4,
 };
 
 struct cli;

@@ -1,6 +1,5 @@
 /* qctl - the queue toolkit: option parsing and output over libcq. */
 #include <errno.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +70,11 @@ static const char enqueue_usage[] =
 	"  --max-size SIZE    refuse larger messages (default 128M)\n"
 	"  --heartbeat DUR    AMQP heartbeat interval (default 30s, 0 = off):\n"
 	"                     kept up while standard input is slow\n"
-	"  --json             list unconfirmed lines as JSON on stdout\n";
+	"  --json             list unconfirmed lines as JSON on stdout\n"
+	"\n"
+	"SIGTERM or SIGINT: stop reading, wait for the confirms of what was sent\n"
+	"(a second signal: stop waiting, those lines count as not confirmed),\n"
+	"name the lines not sent, exit 75.\n";
 
 enum {
 	OPT_ENQ_JSONL = OPT_VERB, OPT_ENQ_EXCHANGE, OPT_ENQ_ROUTING_KEY,
@@ -246,6 +249,12 @@ static int enqueue_stdin(struct enqueue *e, struct cq_publisher *pub,
 	cli_progress_clear(e->cli);
 	e->blank = cq_reader_blank(r);
 	*next = 0;
+	if (alive && !more && cq_reader_stopped(r)) {
+		/* stopped: what was sent is settled by the caller's flush */
+		*next = cq_reader_records(r) + 1;
+		cq_reader_free(r);
+		return 0;
+	}
 	if (alive && !more && ctx->err && !cq_publisher_alive(pub)) {
 		/* the connection died while input was awaited */
 		*next = cq_reader_records(r) + 1;
@@ -289,6 +298,8 @@ static int enqueue_finish(struct enqueue *e, struct cq_publisher *pub,
 	int ret = 0;
 
 	report_range(e);
+	if (cq_stop_requested())
+		cli_err(cli, "stopped by %s", cq_stop_name());
 	if (unsent_from) {
 		char from[32];
 
@@ -461,6 +472,10 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 
 			m.body = argv[i];
 			m.len = strlen(argv[i]);
+			if (cq_stop_requested()) {
+				unsent = (uint64_t)(i - optind + 1);
+				break;
+			}
 			if (!enqueue_one(&e, pub, &m, (uint64_t)(i - optind + 1))) {
 				if (i + 1 < argc)
 					unsent = (uint64_t)(i - optind + 2);
@@ -760,7 +775,10 @@ static const char replay_usage[] =
 	"  --rate N           at most N messages a second\n"
 	"  --reset-retries    drop qctl's retry count (x-cq-retries)\n"
 	"  --window N         messages in flight (default 1000)\n"
-	"  --json             one JSON object per message on stdout\n";
+	"  --json             one JSON object per message on stdout\n"
+	"\n"
+	"SIGTERM or SIGINT: take no more, settle the window in flight (a second\n"
+	"signal: stop waiting; those stay in DLQ too), report, exit 75.\n";
 
 enum {
 	OPT_REPLAY_TO = OPT_VERB, OPT_REPLAY_FILTER, OPT_REPLAY_DRY_RUN,
@@ -788,7 +806,8 @@ static void on_replay(void *arg, const struct cq_replay_event *ev)
 	} else if (ev->what == CQ_REPLAY_FAILED &&
 		   (strcmp(ev->reason, CQ_REASON_LOST) == 0 ||
 		    strcmp(ev->reason, CQ_REASON_CLOSED) == 0 ||
-		    strcmp(ev->reason, CQ_REASON_TIMEOUT) == 0)) {
+		    strcmp(ev->reason, CQ_REASON_TIMEOUT) == 0 ||
+		    strcmp(ev->reason, CQ_REASON_STOPPED) == 0)) {
 		ro->lost++;	/* one line for all of them, at the end */
 	} else if (ev->what == CQ_REPLAY_FAILED) {
 		cli_err(cli, "message %s: not moved to '%s' (stays in '%s'): %s",
@@ -890,6 +909,11 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 		cli_err(cli, "%llu message%s in flight %s not confirmed and stay in '%s'",
 			(unsigned long long)ro.lost, cli_s(ro.lost),
 			ro.lost == 1 ? "was" : "were", ro.dlq);
+	if (st.stopped)
+		cli_err(cli, "stopped by %s: %llu of the %llu messages present not looked at (they stay in '%s')",
+			cq_stop_name(),
+			(unsigned long long)(st.present > st.seen ? st.present - st.seen : 0),
+			(unsigned long long)st.present, ro.dlq);
 	if (e)
 		ret = cli_fail(cli);
 	if (e && !st.started)
@@ -911,7 +935,7 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 			(unsigned long long)st.failed, seconds_since(start));
 	if (!ret && st.present == 0)
 		ret = 1;
-	if (!ret && st.failed)
+	if (!ret && (st.failed || st.stopped))
 		ret = EX_TEMPFAIL;
 out:
 	cq_filter_free(filter);
@@ -1156,14 +1180,20 @@ static const char consume_usage[] =
 	"  --until-empty          stop once the queue is drained\n"
 	"  --heartbeat DUR        AMQP heartbeat interval (default 30s, 0 = off)\n"
 	"\n"
+	"  --pass-env             let handlers inherit CQ_AMQP_URL, CQ_REDIS_URL,\n"
+	"                         CQ_REDIS_PASSWORD and CQ_PASSWORD_FILE\n"
+	"\n"
 	"With --until-empty or --idle-timeout, exit 1 when no message came.\n"
-	"SIGTERM or SIGINT: take no new message, let handlers finish, exit 0.\n";
+	"SIGTERM or SIGINT: take no new message, let handlers finish, settle\n"
+	"them, exit 0; a second signal stops the handlers (SIGTERM to each\n"
+	"process group, SIGKILL 5s later).\n";
 
 enum {
 	OPT_CONS_JSONL = OPT_VERB, OPT_CONS_MAX_RETRIES, OPT_CONS_RETRY_DELAY,
 	OPT_CONS_POISON, OPT_CONS_HANDLER_TIMEOUT, OPT_CONS_DLQ,
 	OPT_CONS_DEDUPE, OPT_CONS_DEDUPE_TTL, OPT_CONS_PREFETCH,
 	OPT_CONS_IDLE, OPT_CONS_UNTIL_EMPTY, OPT_CONS_HEARTBEAT,
+	OPT_CONS_PASS_ENV,
 };
 
 #define MAX_POISON 64
@@ -1175,15 +1205,6 @@ struct consume_cli {
 	int out_errno;		/* why stdout failed */
 	int poison[MAX_POISON];
 };
-
-static volatile sig_atomic_t consume_stop;
-
-static void consume_on_signal(int sig)
-{
-	(void)sig;
-	if (consume_stop < 100)
-		consume_stop++;
-}
 
 static bool consume_print(void *arg, const struct cq_delivery *d)
 {
@@ -1358,6 +1379,9 @@ static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
 		if (!heartbeat_opt(cli, optarg))
 			return EX_USAGE;
 		break;
+	case OPT_CONS_PASS_ENV:
+		cli->set.pass_env = true;
+		break;
 	default:
 		return cli_common_opt(cli, c, optarg);
 	}
@@ -1383,13 +1407,12 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 		{ "idle-timeout", required_argument, NULL, OPT_CONS_IDLE },
 		{ "until-empty", no_argument, NULL, OPT_CONS_UNTIL_EMPTY },
 		{ "heartbeat", required_argument, NULL, OPT_CONS_HEARTBEAT },
+		{ "pass-env", no_argument, NULL, OPT_CONS_PASS_ENV },
 		CLI_COMMON_OPTIONS
 	};
 	struct consume_cli cc = { .cli = cli, .sep = '\n' };
 	struct cq_consume_opts o;
 	struct cq_consume_stats st;
-	struct sigaction sa = { .sa_handler = consume_on_signal,
-				.sa_flags = SA_RESTART };
 	enum cq_err e;
 	int c, ret;
 
@@ -1423,15 +1446,12 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 	o.handler_stderr = consume_handler_stderr;
 	o.notice = consume_notice;
 	o.arg = &cc;
-	o.stop = &consume_stop;
+
 	if (cli_progress_wanted(cli))
 		o.progress = consume_progress;
 	ret = cli_ready(cli);
 	if (ret)
 		return ret;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
 	e = cq_consume(cli->ctx, &o, &st);
 	cli_progress_clear(cli);
 	if (e == CQ_ERR_IO && cc.out_errno) {
@@ -1502,13 +1522,13 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 }
 
 static const struct cli_verb verbs[] = {
-	{ "enqueue", cmd_enqueue, NEED_AMQP,
+	{ "enqueue", cmd_enqueue, NEED_AMQP | CATCH_STOP,
 	  "publish messages, confirmed", enqueue_usage },
-	{ "consume", cmd_consume, NEED_AMQP | MAY_REDIS,
+	{ "consume", cmd_consume, NEED_AMQP | MAY_REDIS | CATCH_STOP,
 	  "print messages, or run a command per message", consume_usage },
 	{ "peek", cmd_peek, NEED_AMQP,
 	  "show messages without removing them", peek_usage },
-	{ "replay-dlq", cmd_replay, NEED_AMQP,
+	{ "replay-dlq", cmd_replay, NEED_AMQP | CATCH_STOP,
 	  "move dead letters back to their queues", replay_usage },
 	{ "declare", cmd_declare, NEED_AMQP,
 	  "declare a durable queue (and its dead-letter queue)", declare_usage },

@@ -9,9 +9,9 @@ _cachectl_verb_opts() {
 	set) echo "--ttl --jitter --no-ttl --keep-ttl --nx --xx --tag --ns --max-size" ;;
 	invalidate) echo "--pattern --tag --ns --dry-run --null -0 --rate --count" ;;
 	warm) echo "--ttl --jitter --no-ttl --nx --null -0 --jsonl --tag --ns --rate
-		--window --max-size --once --once-ttl --keys --exec --jobs" ;;
+		--window --max-size --once --once-ttl --keys --exec --jobs --pass-env" ;;
 	fetch) echo "--ttl --jitter --ns --lock-ttl --wait --stale --beta
-		--fail-closed --max-size --track" ;;
+		--fail-closed --max-size --track --pass-env" ;;
 	stats) echo "--track" ;;
 	*)	# a verb this file does not know: read its options from --help
 		cachectl "$1" --help 2>/dev/null |

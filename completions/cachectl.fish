@@ -117,6 +117,7 @@ complete -c cachectl -n '__cachectl_verb warm' -l once-ttl -x -a '30s 5m 1h' -d 
 complete -c cachectl -n '__cachectl_verb warm' -l keys -r -F -d 'Keys to compute, one a line'
 complete -c cachectl -n '__cachectl_verb warm' -l exec -x -a '(__fish_complete_command)' -d 'Command per missing key'
 complete -c cachectl -n '__cachectl_verb warm' -l jobs -x -a '1 2 4 8' -d 'Commands at a time'
+complete -c cachectl -n '__cachectl_verb warm fetch' -l pass-env -d 'Commands inherit cq secrets (CQ_REDIS_URL ...)'
 
 # fetch
 complete -c cachectl -n '__cachectl_verb fetch' -l lock-ttl -x -a '10s 30s 5m' -d 'Lifetime of the compute lock'

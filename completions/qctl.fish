@@ -57,6 +57,7 @@ complete -c qctl -n '__fish_seen_subcommand_from consume' -s n -l count -r -d 's
 complete -c qctl -n '__fish_seen_subcommand_from consume' -l idle-timeout -r -d 'stop when idle'
 complete -c qctl -n '__fish_seen_subcommand_from consume' -l until-empty -d 'stop once drained'
 complete -c qctl -n '__fish_seen_subcommand_from consume' -l heartbeat -r -d 'AMQP heartbeat'
+complete -c qctl -n '__fish_seen_subcommand_from consume' -l pass-env -d 'Handlers inherit cq secrets (CQ_AMQP_URL ...)'
 
 # peek
 complete -c qctl -n '__fish_seen_subcommand_from peek' -s n -l count -r -d 'messages to show'

@@ -77,8 +77,9 @@ struct cqi_child {
 };
 
 /*
- * Start argv[0] (PATH search) with stdout to a pipe, CQ_KEY=key in its
- * environment, SIGPIPE back to the default, stdin from /dev/null when
+ * Start argv[0] (PATH search) set up by cqi_child_setup (its own process
+ * group, default signals, no cq secrets without --pass-env), with stdout
+ * to a pipe, CQ_KEY=key in its environment, stdin from /dev/null when
  * null_stdin.  A command that cannot be run is reported through the
  * context (CQ_ERR_NOCMD: not found, CQ_ERR_NOEXEC: not executable).
  */
@@ -90,6 +91,10 @@ bool cqi_child_read(struct cqi_child *ch);
 /* Read to EOF and reap.  Returns the exit code in shell style
  * (128 + signal for a signal). */
 int cqi_child_finish(struct cqi_child *ch);
+/* Stop it (a stop request came): SIGTERM to its process group, SIGKILL
+ * after CQI_KILL_GRACE_MS or on a second request; reaps it.  Returns the
+ * exit code as cqi_child_finish does. */
+int cqi_child_stop(struct cqi_child *ch);
 void cqi_child_clear(struct cqi_child *ch);
 /* The shell-style exit code of a waitpid status. */
 int cqi_exit_status(int status);

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -779,25 +778,21 @@ static void print_work(struct consumer *c)
 
 /* ---- handlers ---------------------------------------------------------------- */
 
-static void job_reason(const struct cqi_job *j, char *buf, size_t len,
+static void job_reason(const struct cqi_end *e, char *buf, size_t len,
 		       bool poison)
 {
-	if (j->timed_out)
-		snprintf(buf, len, "timeout");
-	else if (WIFSIGNALED(j->status))
-		snprintf(buf, len, "signal %d", WTERMSIG(j->status));
-	else if (poison)
-		snprintf(buf, len, "poison (exit %d)", cqi_job_code(j));
+	if (poison)
+		snprintf(buf, len, "poison (exit %d)", e->code);
 	else
-		snprintf(buf, len, "exit %d", cqi_job_code(j));
+		cqi_end_text(e, buf, len);
 }
 
-static bool is_poison(const struct consumer *c, const struct cqi_job *j)
+static bool is_poison(const struct consumer *c, const struct cqi_end *e)
 {
-	if (j->timed_out || !WIFEXITED(j->status))
+	if (e->kind != CQI_END_EXIT)
 		return false;
 	for (size_t i = 0; i < c->o->npoison; i++)
-		if (c->o->poison_codes[i] == WEXITSTATUS(j->status))
+		if (c->o->poison_codes[i] == e->code)
 			return true;
 	return false;
 }
@@ -851,14 +846,15 @@ static void release_held(struct consumer *c, long long now)
 static void failed(struct consumer *c, struct cqi_job *j)
 {
 	struct cq_delivery *d = j->d;
-	bool poison = is_poison(c, j);
+	struct cqi_end end = cqi_job_end(j);
+	bool poison = is_poison(c, &end);
 	long long attempts = j->retries + 1;
-	int code = cqi_job_code(j);
+	int code = end.code;
 	char reason[64];
 	const char *tail;
 	size_t tlen;
 
-	job_reason(j, reason, sizeof(reason), poison);
+	job_reason(&end, reason, sizeof(reason), poison);
 	tail = cqi_job_tail(j, &tlen);
 	if (poison || j->retries >= (long long)c->o->max_retries) {
 		dead_letter(c, d, attempts, reason, code, tail, tlen);
@@ -878,12 +874,13 @@ static void failed(struct consumer *c, struct cqi_job *j)
 
 static void finish_job(struct consumer *c, struct cqi_job *j)
 {
+	struct cqi_end end = cqi_job_end(j);
+
 	if (c->ctx->err) {
 		/* cannot settle: RabbitMQ delivers it again */
 		notice(c, "message '%s' handled but not acked: the connection is gone",
 		       msg_id(j->d));
-	} else if (!j->timed_out && WIFEXITED(j->status) &&
-		   WEXITSTATUS(j->status) == 0) {
+	} else if (end.kind == CQI_END_EXIT && end.code == 0) {
 		dedupe_mark(c, j->d->message_id);
 		ack(c, j->d->delivery_tag, false);
 		c->st->acked++;
@@ -1036,7 +1033,7 @@ static bool resume_after_drain(struct consumer *c)
 	int code;
 
 	if (!c->drained || c->fatal || c->ctx->err || count_reached(c) ||
-	    (c->o->stop && *c->o->stop))
+	    cq_stop_requested())
 		return false;
 	code = side_declare(c, c->o->queue, true, false, false,
 			    amqp_empty_table, &ready, text, sizeof(text));
@@ -1130,7 +1127,7 @@ static void run(struct consumer *c)
 	for (;;) {
 		long long now = cq_now_ms();
 
-		if (!c->stopping && c->o->stop && *c->o->stop) {
+		if (!c->stopping && cq_stop_requested()) {
 			c->st->stopped = true;
 			stop(c, false);
 		}
@@ -1148,7 +1145,7 @@ static void run(struct consumer *c)
 			break;
 		wait_step(c, now);
 		/* signals: on the second one, handlers are asked to stop */
-		if (c->o->stop && *c->o->stop > 1)
+		if (cq_stop_requested() > 1)
 			for (unsigned i = 0; i < c->njobs; i++)
 				if (c->jobs[i].pid)
 					cqi_job_terminate(&c->jobs[i],

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "cq.h"
+#include "internal.h"
 
 #define CQI_TAIL_KEEP 1024	/* bytes of stderr kept while it runs */
 #define CQI_TAIL_BYTES 512	/* at most this much goes into a header */
@@ -31,6 +32,7 @@ struct cqi_job {
 	long long deadline_ms;	/* --handler-timeout, 0 = none */
 	long long kill_ms;	/* SIGKILL after this once SIGTERM went, 0 = not yet */
 	bool timed_out;
+	bool killed;		/* SIGKILL went to its group */
 	bool reaped;
 	int status;		/* wait status, once reaped */
 	char tail[CQI_TAIL_KEEP];	/* the last bytes of its stderr */
@@ -58,10 +60,11 @@ int cqi_job_pollfds(const struct cqi_job *j, struct pollfd *fds);
  * enforce the timeout.  Never blocks. */
 void cqi_job_pump(struct cqi_job *j, long long now_ms, cqi_sink_fn sink,
 		  void *arg);
-/* Reaped, and its stderr drained and closed. */
+/* Reaped, its stderr drained and closed, and, once it was asked to stop,
+ * nothing left of its process group (or SIGKILL sent to it). */
 bool cqi_job_done(const struct cqi_job *j);
-/* The exit code (128 + N for signal N). */
-int cqi_job_code(const struct cqi_job *j);
+/* How it ended (cqi_child_end of its status and timeout). */
+struct cqi_end cqi_job_end(const struct cqi_job *j);
 /* The last lines of its stderr (borrowed from j), without the final
  * newline; *len may be 0. */
 const char *cqi_job_tail(const struct cqi_job *j, size_t *len);
@@ -70,7 +73,8 @@ const char *cqi_job_tail(const struct cqi_job *j, size_t *len);
 void cqi_job_clear(struct cqi_job *j);
 /* Milliseconds until the job next needs attention for its timeout, or -1. */
 long long cqi_job_next_ms(const struct cqi_job *j, long long now_ms);
-/* Ask a job to stop now (SIGTERM, then SIGKILL after the grace time). */
+/* Ask a job to stop now: SIGTERM to its process group, then SIGKILL to
+ * the group CQI_KILL_GRACE_MS later, even when the leader is gone. */
 void cqi_job_terminate(struct cqi_job *j, long long now_ms);
 
 #endif

@@ -63,6 +63,9 @@ struct cq_settings {
 	long long default_ttl_ms;	/* CQ_DEFAULT_TTL, 0 = none */
 	bool track;			/* CQ_TRACK: per-prefix hit counters */
 	const char *api_url;		/* CQ_API_URL: RabbitMQ management API */
+	bool pass_env;			/* commands cq runs inherit CQ_AMQP_URL,
+					 * CQ_REDIS_URL, CQ_REDIS_PASSWORD and
+					 * CQ_PASSWORD_FILE (--pass-env) */
 };
 
 #define CQ_DEFAULT_REDIS_URL "redis://127.0.0.1:6379/0"
@@ -177,10 +180,14 @@ struct cq_publisher;
 /* NULL out of memory (with the error on ctx).  fd stays the caller's. */
 struct cq_reader *cq_reader_new(struct cq_ctx *ctx, int fd,
 				const struct cq_reader_opts *o);
-/* True with the next non-blank record in *rec; false at the end of input
- * or on an error (then set on ctx: CQ_ERR_IO for a failed read, or the
- * error of a served publisher that died). */
+/* True with the next non-blank record in *rec; false at the end of input,
+ * on a stop request (cq_stop_requested: cq_reader_stopped says so, no
+ * error), or on an error (then set on ctx: CQ_ERR_IO for a failed read,
+ * or the error of a served publisher that died). */
 bool cq_reader_next(struct cq_reader *r, struct cq_rec_in *rec);
+/* A stop request ended the input: the records after cq_reader_records()
+ * were not read. */
+bool cq_reader_stopped(const struct cq_reader *r);
 /* Records read so far, blank ones included; blank ones skipped so far. */
 uint64_t cq_reader_records(const struct cq_reader *r);
 uint64_t cq_reader_blank(const struct cq_reader *r);
@@ -190,6 +197,22 @@ void cq_reader_serve(struct cq_reader *r, struct cq_publisher *pub);
 void cq_reader_free(struct cq_reader *r);
 /* What a flaw means, for messages (static; "" for CQ_REC_OK). */
 const char *cq_rec_flaw_str(enum cq_rec_flaw f);
+
+/* ---- stopping on a signal (stop.c) ------------------------------------ */
+
+/*
+ * Catch SIGINT and SIGTERM from now on (a program calls it once, before a
+ * long verb).  Long calls (cq_warm, cq_fetch, cq_consume, cq_replay, and
+ * the enqueue loop of a program) then stop taking work on the first
+ * signal, settle what is in flight, release their locks, stop the process
+ * groups they started and return with their stats saying they stopped; a
+ * second signal hurries the settling.
+ */
+enum cq_err cq_stop_catch(struct cq_ctx *ctx);
+/* 0: no signal; 1: stop taking work; 2: hurry (a second signal came). */
+int cq_stop_requested(void);
+/* The name of the first signal caught: "SIGINT", "SIGTERM". */
+const char *cq_stop_name(void);
 
 /* ---- JSON output (json.c) --------------------------------------------- */
 

@@ -125,6 +125,9 @@ struct cq_warm_stats {
 				 * no reply when the run had to stop */
 	long long elapsed_ms;
 	bool locked_out;	/* --once: another run holds the lock */
+	bool stopped;		/* a stop request (cq_stop_requested) ended
+				 * the run early: the rest of the input
+				 * was not read */
 	uint64_t denied;	/* of failed: refused for permission (an ACL's
 				 * NOPERM), which no retry gets through */
 	uint64_t blank;		/* blank lines, skipped */

@@ -214,6 +214,7 @@ struct cq_publisher;
 #define CQ_REASON_TIMEOUT	"no confirm within the timeout"
 #define CQ_REASON_BAD		"bad message"
 #define CQ_REASON_BLOCKED	"publishing blocked by a resource alarm past the timeout"
+#define CQ_REASON_STOPPED	"stopped before its confirm came"
 
 /*
  * Called exactly once for every message given to cq_publish (whatever
@@ -259,7 +260,9 @@ enum cq_err cq_publish(struct cq_publisher *pub, const struct cq_message *msg,
 		       uint64_t user_tag);
 /* Wait for every outstanding confirm.  After 60s (or the context timeout if
  * longer) without any confirm, while the broker does not say it is
- * blocked, the rest are settled failed and CQ_ERR_TEMPFAIL returned. */
+ * blocked, the rest are settled failed and CQ_ERR_TEMPFAIL returned; the
+ * same at once on a second stop request (cq_stop_requested() == 2), with
+ * CQ_REASON_STOPPED. */
 enum cq_err cq_publisher_flush(struct cq_publisher *pub);
 uint64_t cq_publisher_confirmed(const struct cq_publisher *pub);
 uint64_t cq_publisher_failed(const struct cq_publisher *pub);
@@ -406,6 +409,8 @@ struct cq_replay_stats {
 	uint64_t present;	/* ready in the DLQ at start */
 	uint64_t seen, replayed, skipped, failed, would_move;
 	bool several_targets;
+	bool stopped;		/* a stop request (cq_stop_requested) ended it
+				 * before every message present was seen */
 	char target[256];	/* the one target, when there was one */
 };
 
@@ -424,8 +429,6 @@ enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
 
 /* ---- consume (owned by `qctl consume`) ----------------------------------- */
 
-#include <signal.h>
-
 struct cq_consume_stats {
 	unsigned long long received;	/* deliveries read from the queue */
 	unsigned long long handled;	/* printed, or settled after a handler */
@@ -435,7 +438,7 @@ struct cq_consume_stats {
 	unsigned long long skipped;	/* --dedupe: id already processed */
 	unsigned running;		/* handlers running now */
 	long long elapsed_ms;
-	bool stopped;			/* *stop ended the run */
+	bool stopped;			/* a signal ended the run (cq_stop_requested) */
 };
 
 /*
@@ -475,17 +478,16 @@ struct cq_consume_opts {
 	void (*notice)(void *arg, const char *msg);	/* retries, dead letters */
 	void (*progress)(void *arg, const struct cq_consume_stats *st);
 	void *arg;
-
-	/* Set non-zero (from a signal handler) to stop: no new messages;
-	 * in-flight handlers finish and are settled. */
-	volatile sig_atomic_t *stop;
+	/* A stop request (cq_stop_requested): no new messages; in-flight
+	 * handlers finish and are settled; on a second one they are asked
+	 * to stop (SIGTERM, SIGKILL after the grace time). */
 };
 
 void cq_consume_opts_init(struct cq_consume_opts *o);
 
 /*
  * Consume from a queue until a stop condition (count, idle timeout,
- * drained, *stop) or an error.  ctx is connected to RabbitMQ, and with
+ * drained, a stop request) or an error.  ctx is connected to RabbitMQ, and with
  * dedupe to Redis too (cq_amqp_connect, cq_redis_connect): the caller
  * decides what to connect, cq_consume only checks.  Nothing is acked before it is done: an
  * error or a crash leaves the rest unacked, and RabbitMQ delivers them

@@ -36,6 +36,7 @@ struct fetch {
 	long long expiry, delta;	/* -1 when unknown */
 	bool printed, ran;	/* past these, no fail-open */
 	bool gave_up;		/* the wait ran out: not Redis's fault */
+	bool stopped;		/* a stop request ended the command */
 };
 
 static void warn(struct fetch *f, const char *fmt, ...)
@@ -191,6 +192,13 @@ static bool sink_child(void *arg, const void *p, size_t n)
 
 static long long lock_ttl(const struct fetch *f);
 
+static enum cq_err stopped(struct fetch *f, const char *what)
+{
+	f->stopped = true;
+	return cq_seterr(f->ctx, CQ_ERR_TEMPFAIL, "stopped by %s: %s",
+			 cq_stop_name(), what);
+}
+
 /*
  * Read the command's output while it runs, renewing our lock every third
  * of its TTL: a command slower than --lock-ttl keeps the lock, and a
@@ -206,6 +214,10 @@ static int wait_child(struct fetch *f, struct cqi_child *ch)
 		int r = poll(&p, 1, f->lk.held ? (int)(left > 0 ? left : 0) : -1);
 		bool still;
 
+		if (r < 0 && errno == EINTR && cq_stop_requested()) {
+			f->stopped = true;
+			return cqi_child_stop(ch);
+		}
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r != 0) {
@@ -240,6 +252,14 @@ static enum cq_err compute(struct fetch *f, bool do_store, bool print)
 	if (cqi_child_start(f->ctx, f->o->argv, f->key, false, &ch))
 		return f->ctx->err;
 	code = wait_child(f, &ch);
+	if (f->stopped) {
+		/* nothing cached, the lock released for the next caller */
+		if (f->lk.held)
+			cqi_lock_release(f->ctx, f->lock.data, f->lock.len,
+					 &f->lk);
+		cqi_child_clear(&ch);
+		return stopped(f, "the command was stopped, nothing cached");
+	}
 	f->res->exit_code = code;
 	f->res->too_big = ch.too_big;
 	if (ch.too_big)
@@ -262,7 +282,8 @@ static void sleep_ms(long long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
 
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR &&
+	       !cq_stop_requested())
 		;
 }
 
@@ -305,6 +326,8 @@ static enum cq_err miss(struct fetch *f)
 					 wait, f->key);
 		}
 		sleep_ms(pause);
+		if (cq_stop_requested())
+			return stopped(f, "no longer waiting for another caller");
 		pause = pause * 3 / 2 > 200 ? 200 : pause * 3 / 2;
 		if (lookup(f))
 			return f->ctx->err;
@@ -457,7 +480,8 @@ enum cq_err cq_fetch(struct cq_ctx *ctx, const char *key,
 		e = f.val.found ? hit(&f) : miss(&f);
 	}
 	/* fail-open only while nothing has been printed */
-	if (e && redis_down(ctx) && !f.printed && !f.ran && !f.gave_up)
+	if (e && redis_down(ctx) && !f.printed && !f.ran && !f.gave_up &&
+	    !f.stopped)
 		e = uncached(&f);
 	if (f.lk.held) {
 		enum cq_err keep = ctx->err;

@@ -18,8 +18,6 @@
 #include "cq.h"
 #include "internal.h"
 
-#define KILL_GRACE_MS 5000	/* SIGTERM, then SIGKILL this much later */
-
 extern char **environ;
 
 /* ---- in the child ------------------------------------------------------- */
@@ -103,27 +101,24 @@ static void child_env(const char *queue, const struct cq_delivery *d,
 	}
 }
 
+/* Set up and exec; on failure send errno up ex_fd (qctl reports it). */
 static void child(const char *cmd, const char *queue,
-		  const struct cq_delivery *d, long long retries, int in_fd,
-		  int err_fd)
+		  const struct cq_delivery *d, long long retries, bool pass_env,
+		  int in_fd, int err_fd, int ex_fd)
 {
-	sigset_t none;
+	int e;
 
 	/* its own process group: a timeout kills what it started too, and
 	 * a Ctrl-C at the terminal reaches qctl, which lets it finish */
-	setpgid(0, 0);
-	/* cli_main ignores SIGPIPE; a handler gets the usual default */
-	signal(SIGPIPE, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	cqi_child_setup(pass_env);
 	if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(err_fd, STDERR_FILENO) < 0)
-		_exit(126);
+		goto fail;
 	child_env(queue, d, retries);
 	execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-	dprintf(STDERR_FILENO, "qctl: consume: cannot run /bin/sh: %s\n",
-		strerror(errno));
+fail:
+	e = errno;
+	if (write(ex_fd, &e, sizeof(e)) < 0)
+		_exit(127);
 	_exit(127);
 }
 
@@ -185,7 +180,8 @@ enum cq_err cqi_job_start(struct cq_ctx *ctx, struct cqi_job *j,
 			  struct cq_delivery *d, long long retries,
 			  long long timeout_ms)
 {
-	int in = -1, err[2] = { -1, -1 };
+	int in = -1, err[2] = { -1, -1 }, ex[2] = { -1, -1 }, e = 0;
+	ssize_t got;
 	pid_t pid;
 
 	memset(j, 0, sizeof(*j));
@@ -193,14 +189,15 @@ enum cq_err cqi_job_start(struct cq_ctx *ctx, struct cqi_job *j,
 	j->d = d;
 	j->retries = retries;
 	in = body_file(d);
-	if (in < 0 || pipe2(err, O_CLOEXEC) < 0) {
+	if (in < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(ex, O_CLOEXEC) < 0) {
 		cq_seterr(ctx, CQ_ERR_TEMPFAIL, "cannot start a handler: %s: %s",
 			  in < 0 ? "body file" : "pipe", strerror(errno));
 		goto fail;
 	}
 	pid = fork();
 	if (pid == 0)
-		child(cmd, queue, d, retries, in, err[1]);
+		child(cmd, queue, d, retries, ctx->set.pass_env, in, err[1],
+		      ex[1]);
 	if (pid < 0) {
 		cq_seterr(ctx, CQ_ERR_TEMPFAIL, "cannot start a handler: fork: %s",
 			  strerror(errno));
@@ -209,6 +206,18 @@ enum cq_err cqi_job_start(struct cq_ctx *ctx, struct cqi_job *j,
 	setpgid(pid, pid);	/* also here: no race with a kill below */
 	close(in);
 	close(err[1]);
+	close_fd(&ex[1]);
+	do	/* EOF once exec closed it: the shell runs */
+		got = read(ex[0], &e, sizeof(e));
+	while (got < 0 && errno == EINTR);
+	close_fd(&ex[0]);
+	if (got == sizeof(e)) {
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		close_fd(&err[0]);
+		return cq_seterr(ctx, CQ_ERR_INTERNAL,
+				 "cannot run /bin/sh: %s", strerror(e));
+	}
 	j->pid = pid;
 	j->err_fd = err[0];
 	fcntl(j->err_fd, F_SETFL, O_NONBLOCK);
@@ -221,6 +230,8 @@ fail:
 	close_fd(&in);
 	close_fd(&err[0]);
 	close_fd(&err[1]);
+	close_fd(&ex[0]);
+	close_fd(&ex[1]);
 	return ctx->err;
 }
 
@@ -331,11 +342,10 @@ static void reap(struct cqi_job *j)
 
 void cqi_job_terminate(struct cqi_job *j, long long now_ms)
 {
-	if (j->reaped || j->kill_ms)
+	if (j->kill_ms || (j->reaped && cqi_group_gone(j->pid)))
 		return;
-	kill(-j->pid, SIGTERM);
-	kill(j->pid, SIGTERM);
-	j->kill_ms = now_ms + KILL_GRACE_MS;
+	cqi_group_signal(j->pid, SIGTERM);
+	j->kill_ms = now_ms + CQI_KILL_GRACE_MS;
 }
 
 void cqi_job_pump(struct cqi_job *j, long long now_ms, cqi_sink_fn sink,
@@ -345,16 +355,16 @@ void cqi_job_pump(struct cqi_job *j, long long now_ms, cqi_sink_fn sink,
 		return;
 	reap(j);
 	drain(j, sink, arg);
-	if (j->reaped)
-		return;
-	if (j->deadline_ms && now_ms >= j->deadline_ms && !j->timed_out) {
+	if (!j->reaped && j->deadline_ms && now_ms >= j->deadline_ms &&
+	    !j->timed_out) {
 		j->timed_out = true;
 		cqi_job_terminate(j, now_ms);
 	}
-	if (j->kill_ms && now_ms >= j->kill_ms) {
-		kill(-j->pid, SIGKILL);
-		kill(j->pid, SIGKILL);
-		j->kill_ms = now_ms + KILL_GRACE_MS;
+	/* the whole group, whatever the leader did: a shell that died of
+	 * the SIGTERM leaves children that ignore it */
+	if (j->kill_ms && !j->killed && now_ms >= j->kill_ms) {
+		cqi_group_signal(j->pid, SIGKILL);
+		j->killed = true;
 	}
 }
 
@@ -362,11 +372,11 @@ long long cqi_job_next_ms(const struct cqi_job *j, long long now_ms)
 {
 	long long at = -1;
 
-	if (!j->pid || j->reaped)
+	if (!j->pid || cqi_job_done(j))
 		return -1;
-	if (j->deadline_ms && !j->timed_out)
+	if (j->deadline_ms && !j->timed_out && !j->reaped)
 		at = j->deadline_ms;
-	if (j->kill_ms && (at < 0 || j->kill_ms < at))
+	if (j->kill_ms && !j->killed && (at < 0 || j->kill_ms < at))
 		at = j->kill_ms;
 	if (at < 0)
 		return -1;
@@ -375,16 +385,15 @@ long long cqi_job_next_ms(const struct cqi_job *j, long long now_ms)
 
 bool cqi_job_done(const struct cqi_job *j)
 {
-	return j->pid && j->reaped && j->err_fd < 0;
+	/* once signalled, done when its group is gone or was killed: a
+	 * retry must never run beside what is left of this attempt */
+	return j->pid && j->reaped && j->err_fd < 0 &&
+	       (!j->kill_ms || j->killed || cqi_group_gone(j->pid));
 }
 
-int cqi_job_code(const struct cqi_job *j)
+struct cqi_end cqi_job_end(const struct cqi_job *j)
 {
-	if (WIFEXITED(j->status))
-		return WEXITSTATUS(j->status);
-	if (WIFSIGNALED(j->status))
-		return 128 + WTERMSIG(j->status);
-	return 127;
+	return cqi_child_end(j->status, j->timed_out);
 }
 
 const char *cqi_job_tail(const struct cqi_job *j, size_t *len)

@@ -316,4 +316,40 @@ enum cq_err cqi_api_queues(struct cq_ctx *ctx, const char *url,
 			  size_t n, const char *glob,
 			  struct cqi_api_queue **out, size_t *nout);
 
+/* ---- child processes: what every command cq starts shares (run.c) ---- */
+
+#include <sys/types.h>
+
+/* SIGTERM to a child's process group, then SIGKILL this much later. */
+#define CQI_KILL_GRACE_MS 5000
+
+/* How a child ended: the one reading of a wait status. */
+enum cqi_end_kind {
+	CQI_END_EXIT,		/* it exited with code */
+	CQI_END_SIGNAL,		/* a signal (sig) ended it */
+	CQI_END_TIMEOUT,	/* we ended it for running too long */
+};
+struct cqi_end {
+	enum cqi_end_kind kind;
+	int code;	/* shell style: the exit code, or 128 + the signal */
+	int sig;	/* CQI_END_SIGNAL: the signal */
+};
+/* Decode status (from waitpid); timed_out when we ended the child for
+ * its time, whatever the status says. */
+struct cqi_end cqi_child_end(int status, bool timed_out);
+/* "exit 3", "signal 9", "timeout". */
+void cqi_end_text(const struct cqi_end *e, char *buf, size_t len);
+
+/* In a child before exec: its own process group (so that stopping it
+ * reaches what it starts, and a Ctrl-C reaches only cq, which stops it),
+ * default signal dispositions and mask, and cq's own secrets
+ * (CQ_AMQP_URL, CQ_REDIS_URL, CQ_REDIS_PASSWORD, CQ_PASSWORD_FILE) out of
+ * the environment unless pass_env. */
+void cqi_child_setup(bool pass_env);
+/* Send sig to the process group pgid (and pgid itself, should it have
+ * left the group). */
+void cqi_group_signal(pid_t pgid, int sig);
+/* No process is left in group pgid. */
+bool cqi_group_gone(pid_t pgid);
+
 #endif

@@ -23,6 +23,7 @@
 #define REASON_TIMEOUT CQ_REASON_TIMEOUT
 #define REASON_BAD CQ_REASON_BAD
 #define REASON_BLOCKED CQ_REASON_BLOCKED
+#define REASON_STOPPED CQ_REASON_STOPPED
 
 enum slot_state { SLOT_FREE, SLOT_PENDING, SLOT_RETURNED };
 
@@ -424,6 +425,8 @@ enum cq_err cqi_publisher_wait_input(struct cq_publisher *pub, int fd)
 
 		if (pub->dead)
 			return pub->ctx->err ? pub->ctx->err : CQ_ERR_TEMPFAIL;
+		if (cq_stop_requested())
+			return CQ_ERR_TEMPFAIL;	/* the caller stops reading */
 		/* frames already read into librabbitmq's buffer: no poll sees them */
 		if (!amqp_data_in_buffer(conn) && !amqp_frames_enqueued(conn))
 			n = poll(fds, 2, slice);
@@ -448,6 +451,8 @@ void cq_reader_serve(struct cq_reader *r, struct cq_publisher *pub)
 {
 	cqi_reader_wait(r, pub ? serve_input : NULL, pub);
 }
+/* The longest wait for confirms between looks at a stop request. */
+#define STOP_SLICE_MS 200
 
 /*
  * How long to wait for a confirm without any progress.  A busy broker
@@ -511,6 +516,18 @@ static enum cq_err wait_until(struct cq_publisher *pub, size_t limit)
 		bool timed_out = false;
 		enum cq_err e;
 
+		if (cq_stop_requested() > 1) {
+			/* hurried: what is outstanding may or may not be in
+			 * the queue; reported unconfirmed, it can only be
+			 * sent twice, never lost */
+			size_t n = pub->outstanding;
+
+			settle_all_failed(pub, REASON_STOPPED);
+			pub->dead = true;
+			return cq_seterr(pub->ctx, CQ_ERR_TEMPFAIL,
+					 "publish: stopped by %s before %zu confirm%s came",
+					 cq_stop_name(), n, n == 1 ? "" : "s");
+		}
 		if (left <= 0)
 			left = 1;
 		if (pub->blocked) {
@@ -520,6 +537,8 @@ static enum cq_err wait_until(struct cq_publisher *pub, size_t limit)
 
 			left = b < left ? (b > 0 ? b : 1) : left;
 		}
+		if (left > STOP_SLICE_MS)
+			left = STOP_SLICE_MS;
 		e = read_frames(pub, left, &timed_out);
 		if (e && !timed_out)
 			return e;
@@ -528,7 +547,7 @@ static enum cq_err wait_until(struct cq_publisher *pub, size_t limit)
 			return blocked_too_long(pub);
 		if (pub->outstanding < before || pub->blocked)
 			deadline = cq_now_ms() + timeout;	/* progress */
-		else if (timed_out || cq_now_ms() >= deadline) {
+		else if (cq_now_ms() >= deadline) {
 			settle_all_failed(pub, REASON_TIMEOUT);
 			pub->dead = true;
 			return cq_seterr(pub->ctx, CQ_ERR_TEMPFAIL,

@@ -3,6 +3,7 @@
  * every verb shares (blank lines, CRLF, records too long, a truncated
  * last record). */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@ struct cq_reader {
 	bool eof;
 	bool skip;		/* drop the rest of a too-long record next call */
 	bool cut;		/* the last record lost its final delimiter */
+	bool stopped;		/* a stop request ended the input */
 	int skip_found;		/* of its delimiters, already seen */
 	uint64_t no, blank;
 	/* called before each read (cq_reader_serve): serves a connection
@@ -73,6 +75,11 @@ void cqi_reader_wait(struct cq_reader *r,
 uint64_t cq_reader_blank(const struct cq_reader *r)
 {
 	return r->blank;
+}
+
+bool cq_reader_stopped(const struct cq_reader *r)
+{
+	return r->stopped;
 }
 
 uint64_t cq_reader_records(const struct cq_reader *r)
@@ -129,10 +136,25 @@ static bool fill(struct cq_reader *r)
 	if (r->wait) {
 		enum cq_err e = r->wait(r->wait_arg, r->fd);
 
+		if (e && !r->ctx->err && cq_stop_requested()) {
+			r->stopped = true;
+			return false;
+		}
 		if (e) {
 			if (!r->ctx->err)
 				cq_seterr(r->ctx, e, "the connection ended while input was awaited");
 			return false;
+		}
+	} else {
+		struct pollfd p = { .fd = r->fd, .events = POLLIN };
+
+		/* wait in poll(), which a stop request interrupts (SA_RESTART
+		 * restarts a read()) */
+		while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+			if (cq_stop_requested()) {
+				r->stopped = true;
+				return false;
+			}
 		}
 	}
 	do
@@ -230,6 +252,10 @@ bool cq_reader_next(struct cq_reader *r, struct cq_rec_in *rec)
 {
 	for (;;) {
 		memset(rec, 0, sizeof(*rec));
+		if (r->stopped || cq_stop_requested()) {
+			r->stopped = true;
+			return false;
+		}
 		if (r->skip) {
 			r->skip = false;
 			if (!skip_rest(r))

@@ -522,11 +522,30 @@ static enum cq_err handle_next(struct replay *r, bool *did)
 	return cqi_publisher_poll(r->pub);
 }
 
+/* A stop request: take nothing more; what was taken but not yet
+ * republished is held (requeued at the end), what is in flight settles. */
+static enum cq_err stop_taking(struct replay *r)
+{
+	r->st->stopped = true;
+	r->total = r->received;
+	while (r->fifo_len) {
+		struct cq_delivery *d = r->fifo[r->fifo_head];
+
+		hold(r, d->delivery_tag);
+		cqi_delivery_free(d);
+		r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
+		r->fifo_len--;
+	}
+	return stop_consuming(r);
+}
+
 static enum cq_err replay_loop(struct replay *r)
 {
 	bool did, idle;
 
 	for (;;) {
+		if (!r->st->stopped && cq_stop_requested() && stop_taking(r))
+			return r->ctx->err;
 		if (r->mode == MODE_CONSUME &&
 		    (r->received >= r->total || r->held >= r->fifo_cap / 2) &&
 		    stop_consuming(r))

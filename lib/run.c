@@ -1,7 +1,11 @@
-/* run.c - running the commands of fetch and warm --exec. */
+/* run.c - running the commands of fetch and warm --exec, and what every
+ * child cq starts shares (handler.c's too): how it is set up before exec,
+ * how its end is read, how its process group is stopped. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -11,23 +15,77 @@
 #include "internal.h"
 #include "cache_int.h"
 
+struct cqi_end cqi_child_end(int status, bool timed_out)
+{
+	struct cqi_end e = { CQI_END_EXIT, 70, 0 };
+
+	if (WIFEXITED(status))
+		e.code = WEXITSTATUS(status);
+	else if (WIFSIGNALED(status))
+		e = (struct cqi_end){ CQI_END_SIGNAL, 128 + WTERMSIG(status),
+				      WTERMSIG(status) };
+	if (timed_out)
+		e.kind = CQI_END_TIMEOUT;
+	return e;
+}
+
+void cqi_end_text(const struct cqi_end *e, char *buf, size_t len)
+{
+	if (e->kind == CQI_END_TIMEOUT)
+		snprintf(buf, len, "timeout");
+	else if (e->kind == CQI_END_SIGNAL)
+		snprintf(buf, len, "signal %d", e->sig);
+	else
+		snprintf(buf, len, "exit %d", e->code);
+}
+
 int cqi_exit_status(int status)
 {
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return 70;
+	return cqi_child_end(status, false).code;
+}
+
+/* cq's own secrets: a child gets them only with --pass-env. */
+static const char *const secrets[] = {
+	"CQ_AMQP_URL", "CQ_REDIS_URL", "CQ_REDIS_PASSWORD", "CQ_PASSWORD_FILE",
+};
+
+void cqi_child_setup(bool pass_env)
+{
+	sigset_t none;
+
+	setpgid(0, 0);
+	/* cli_main ignores SIGPIPE, cq_stop_catch catches INT and TERM: a
+	 * command gets the usual defaults */
+	signal(SIGPIPE, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (!pass_env)
+		for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+			unsetenv(secrets[i]);
+}
+
+void cqi_group_signal(pid_t pgid, int sig)
+{
+	if (pgid <= 0)
+		return;
+	kill(-pgid, sig);
+	kill(pgid, sig);
+}
+
+bool cqi_group_gone(pid_t pgid)
+{
+	return kill(-pgid, 0) < 0 && errno == ESRCH;
 }
 
 /* In the child: set up and exec; on failure send errno up err_fd. */
 static void child_exec(char *const *argv, const char *key, bool null_stdin,
-		       int out_fd, int err_fd)
+		       bool pass_env, int out_fd, int err_fd)
 {
 	int e;
 
-	/* cli_main ignores SIGPIPE; a command must get the usual default */
-	signal(SIGPIPE, SIG_DFL);
+	cqi_child_setup(pass_env);
 	if (dup2(out_fd, STDOUT_FILENO) < 0)
 		goto fail;
 	if (null_stdin) {
@@ -64,7 +122,10 @@ enum cq_err cqi_child_start(struct cq_ctx *ctx, char *const *argv,
 	}
 	ch->pid = fork();
 	if (ch->pid == 0)
-		child_exec(argv, key, null_stdin, out[1], err[1]);
+		child_exec(argv, key, null_stdin, ctx->set.pass_env, out[1],
+			   err[1]);
+	if (ch->pid > 0)
+		setpgid(ch->pid, ch->pid);	/* also here: no race with a kill */
 	close(out[1]);
 	close(err[1]);
 	if (ch->pid < 0) {
@@ -131,6 +192,44 @@ int cqi_child_finish(struct cqi_child *ch)
 			;
 		ch->pid = -1;
 	}
+	return cqi_exit_status(status);
+}
+
+/*
+ * Stop a running command: its output is dropped, its process group gets
+ * SIGTERM, then SIGKILL after the grace time (at once on a second stop
+ * request); returns once the command is reaped and its group gone or
+ * killed.
+ */
+int cqi_child_stop(struct cqi_child *ch)
+{
+	long long kill_at = cq_now_ms() + CQI_KILL_GRACE_MS;
+	bool killed = false, reaped = false;
+	int status = 0;
+
+	if (ch->fd >= 0)
+		close(ch->fd);
+	ch->fd = -1;
+	if (ch->pid <= 0)
+		return cqi_exit_status(status);
+	cqi_group_signal(ch->pid, SIGTERM);
+	for (;;) {
+		if (!reaped) {
+			pid_t r = waitpid(ch->pid, &status, WNOHANG);
+
+			reaped = r == ch->pid || (r < 0 && errno == ECHILD);
+		}
+		if (reaped && (killed || cqi_group_gone(ch->pid)))
+			break;
+		if (!killed && (cq_now_ms() >= kill_at ||
+				cq_stop_requested() > 1)) {
+			cqi_group_signal(ch->pid, SIGKILL);
+			killed = true;
+			continue;
+		}
+		poll(NULL, 0, 20);
+	}
+	ch->pid = -1;
 	return cqi_exit_status(status);
 }
 

@@ -283,6 +283,8 @@ static bool next_record(struct warm *w, struct cq_reader *rd,
 	}
 	w->st->records = cq_reader_records(rd);
 	w->st->blank = cq_reader_blank(rd);
+	if (cq_reader_stopped(rd))
+		w->st->stopped = true;
 	return false;
 }
 
@@ -432,6 +434,20 @@ static enum cq_err job_done(struct warm *w, struct job *j)
 	return CQ_OK;
 }
 
+/* A stop request: the running commands' process groups are stopped,
+ * nothing more is started, their keys are left unwritten. */
+static void stop_jobs(struct warm *w, struct job *jobs, size_t n)
+{
+	w->st->stopped = true;
+	for (size_t i = 0; i < n; i++) {
+		if (!jobs[i].running)
+			continue;
+		cqi_child_stop(&jobs[i].ch);
+		cqi_child_clear(&jobs[i].ch);
+		jobs[i].running = false;
+	}
+}
+
 /* Run the missing keys' commands, jobs at a time, until all are done. */
 static enum cq_err run_jobs(struct warm *w, struct job *jobs, size_t n,
 			    const bool *missing)
@@ -444,7 +460,7 @@ static enum cq_err run_jobs(struct warm *w, struct job *jobs, size_t n,
 	for (;;) {
 		size_t np = 0;
 
-		while (running < max && next < n) {
+		while (running < max && next < n && !cq_stop_requested()) {
 			struct job *j = &jobs[next++];
 
 			if (!missing[j - jobs])
@@ -458,6 +474,10 @@ static enum cq_err run_jobs(struct warm *w, struct job *jobs, size_t n,
 				return w->ctx->err;
 			}
 			running++;
+		}
+		if (cq_stop_requested()) {
+			stop_jobs(w, jobs, n);
+			return CQ_OK;
 		}
 		if (!running)
 			return CQ_OK;
@@ -523,12 +543,14 @@ static enum cq_err warm_exec(struct warm *w, struct cq_reader *rd)
 			j->recno = w->st->records;
 			j->ch.fd = -1;
 		}
+		if (w->st->stopped)
+			break;	/* the batch read is not run */
 		if (n == EXEC_BATCH || (!more && n)) {
 			if (find_missing(w, jobs, n, missing))
 				break;
 			for (size_t i = 0; i < n; i++)
 				w->st->skipped += !missing[i];
-			if (run_jobs(w, jobs, n, missing))
+			if (run_jobs(w, jobs, n, missing) || w->st->stopped)
 				break;
 			free_jobs(jobs, n);
 			memset(jobs, 0, sizeof(jobs));
