@@ -417,7 +417,10 @@ static const char invalidate_usage[] =
 	"  -0, --null         with --dry-run, end each key with a NUL byte\n"
 	"  --rate N           delete at most N keys a second\n"
 	"  --count N          SCAN/SSCAN COUNT hint (default: adapts, 100-5000)\n"
-	"  --json             the summary as one JSON object on stdout\n";
+	"  --json             the summary as one JSON object on stdout\n"
+	"\n"
+	"SIGTERM or SIGINT (--pattern, --tag): delete the batch scanned, scan no\n"
+	"further, report, exit 75.\n";
 
 enum {
 	OPT_INV_PATTERN = OPT_VERB, OPT_INV_TAG, OPT_INV_NS, OPT_INV_DRY_RUN,
@@ -464,6 +467,8 @@ static int inv_summary(struct cli *cli, const struct cq_inval_stats *st,
 		if (ns)
 			rec = cq_json_add(rec, "{s:s}", "generation",
 					  st->generation);
+		if (st->stopped)
+			rec = cq_json_add(rec, "{s:b}", "stopped", 1);
 		cli_put_json(cli, rec);
 	} else if (!cli->quiet && ns) {
 		fprintf(stderr, "%s: invalidate: namespace '%s' %s generation %s\n",
@@ -474,6 +479,8 @@ static int inv_summary(struct cli *cli, const struct cq_inval_stats *st,
 			dry_run ? "would invalidate" : "invalidated", n,
 			cli_s(n), t);
 	}
+	if (st->stopped)
+		return EX_TEMPFAIL;
 	return ns || n ? 0 : 1;
 }
 
@@ -559,6 +566,9 @@ static int cmd_invalidate(struct cli *cli, int argc, char **argv)
 		return cli_fail(cli);
 	if (e)
 		return EX_IOERR;
+	if (st.stopped)
+		cli_err(cli, "stopped by %s: the keys not scanned yet are left",
+			cq_stop_name());
 	return inv_summary(cli, &st, !pattern && !tag && !n ? o.ns : NULL,
 			   o.dry_run);
 }
@@ -1054,7 +1064,7 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 static const struct cli_verb verbs[] = {
 	{ "get", cmd_get, NEED_REDIS, "print cached values", get_usage },
 	{ "set", cmd_set, NEED_REDIS, "store a value with a TTL", set_usage },
-	{ "invalidate", cmd_invalidate, NEED_REDIS,
+	{ "invalidate", cmd_invalidate, NEED_REDIS | CATCH_STOP,
 	  "delete keys by name, pattern, tag or namespace", invalidate_usage },
 	{ "warm", cmd_warm, NEED_REDIS | CATCH_STOP, "bulk-load values or compute missing ones",
 	  warm_usage },

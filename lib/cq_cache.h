@@ -75,6 +75,8 @@ struct cq_inval_stats {
 	uint64_t deleted;	/* UNLINKs that removed a key */
 	long long elapsed_ms;
 	char generation[24];	/* namespace mode: the new generation */
+	bool stopped;		/* pattern and tag modes: a stop request
+				 * (cq_stop_requested) ended the scan early */
 };
 
 struct cq_inval_opts {

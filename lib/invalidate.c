@@ -189,6 +189,11 @@ static enum cq_err scan_loop(struct inval *iv, int argc, const char **argv,
 		progress(iv);
 		if (strcmp(cursor, "0") == 0)
 			return drain(iv);
+		if (cq_stop_requested()) {
+			/* the batch scanned is deleted, the rest left */
+			iv->st->stopped = true;
+			return drain(iv);
+		}
 	}
 }
 
@@ -274,7 +279,7 @@ enum cq_err cq_invalidate_tag(struct cq_ctx *ctx, const char *tag,
 	}
 	iv.strip = strlen(pre);
 	argv[1] = tk.data, lens[1] = tk.len;
-	if (scan_loop(&iv, 5, argv, lens, 2) || o->dry_run)
+	if (scan_loop(&iv, 5, argv, lens, 2) || o->dry_run || st->stopped)
 		goto out;
 	/* the set itself last: a run cut short can be run again */
 	{

@@ -138,6 +138,21 @@ lock_key() { echo "${P}{${P}$1}|cq:lock"; }
 	grep -qx "cachectl: warm: stopped by SIGTERM" "$TMP/err"
 }
 
+@test "invalidate --pattern: SIGTERM deletes the batch scanned, reports, exit 75; the rest is left" {
+	awk 'BEGIN { for (i = 1; i <= 50000; i++) printf "u%d\t%d\n", i, i }' |
+		cachectl warm -q --ttl 1h
+	bg cachectl invalidate --pattern 'u*' --rate 10000 --json
+	sleep 1
+	kill -TERM "$BG"
+	bg_wait
+	[ "$status" = 75 ]
+	grep -qx "cachectl: invalidate: stopped by SIGTERM: the keys not scanned yet are left" "$TMP/err"
+	n=$(jq -r .invalidated "$TMP/out")
+	[ "$(jq -r .stopped "$TMP/out")" = true ]
+	[ "$n" -gt 0 ] && [ "$n" -lt 50000 ]
+	[ "$(rcli --scan --pattern "${P}u*" | wc -l)" = $((50000 - n)) ]
+}
+
 @test "consume --handler-timeout: SIGKILL reaches the group 5s after SIGTERM even when the shell died" {
 	qctl declare -q --dlq "$Q"
 	qctl enqueue -q "$Q" job
