@@ -1185,7 +1185,8 @@ static const char consume_usage[] =
 	"\n"
 	"With --until-empty or --idle-timeout, exit 1 when no message came.\n"
 	"SIGTERM or SIGINT: take no new message, let handlers finish, settle\n"
-	"them, exit 0; a second signal stops the handlers (SIGTERM to each\n"
+	"them, exit 0 (75 with --count, --until-empty or --idle-timeout: the\n"
+	"run ended early); a second signal stops the handlers (SIGTERM to each\n"
 	"process group, SIGKILL 5s later).\n";
 
 enum {
@@ -1466,6 +1467,16 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 		if (!cli->quiet)
 			cli_err(cli, "queue '%s' is empty", o.queue);
 		return 1;
+	}
+	/* a bounded run (cron's) that a signal cut short did less than
+	 * asked: worth running again */
+	if (!e && st.stopped && (o.count || o.until_empty || o.idle_timeout_ms)) {
+		cli_err(cli, "stopped by %s before %s", cq_stop_name(),
+			o.count ? "--count was reached" :
+			o.until_empty ? "the queue was drained" :
+			"--idle-timeout");
+		consume_summary(cli, &o, &st);
+		return EX_TEMPFAIL;
 	}
 	if (!e || st.received)
 		consume_summary(cli, &o, &st);

@@ -180,6 +180,19 @@ lock_key() { echo "${P}{${P}$1}|cq:lock"; }
 	until_true 10 '[ "$(ready "$Q")" = 1 ]'
 }
 
+@test "consume --until-empty: SIGINT finishes the running handler, then exits 75 (the queue was not drained)" {
+	qctl declare -q "$Q"
+	qctl enqueue -q "$Q" one two
+	bg qctl consume --until-empty --prefetch 1 -e "touch '$TMP/started'; sleep 1" "$Q"
+	wait_for 20 test -e "$TMP/started"
+	kill -INT "$BG"
+	bg_wait
+	[ "$status" = 75 ]
+	grep -qx "qctl: consume: stopped by SIGINT before the queue was drained" "$TMP/err"
+	grep -q "consumed 1 message in" "$TMP/err"
+	until_true 10 '[ "$(ready "$Q")" = 1 ]'
+}
+
 @test "enqueue: SIGINT settles what was sent, names the lines not sent, exit 75; the re-send recipe completes the queue" {
 	qctl declare -q "$Q"
 	seq 1 20000 >"$TMP/batch.txt"
