@@ -92,8 +92,9 @@ void cli_common_help(const struct cli_prog *prog, FILE *f)
 	fputs("  --prefix P         key prefix (CQ_PREFIX)\n"
 	      "  --timeout DUR      connect and command timeout (CQ_TIMEOUT, 5s)\n"
 	      "  --password-file F  read the Redis password from F\n", f);
-	if (amqp)
-		fputs("  --cacert F, --cert F, --key F   TLS files for amqps://\n", f);
+	fputs(amqp ? "  --cacert F, --cert F, --key F   TLS files for rediss:// and amqps://\n"
+		   : "  --cacert F, --cert F, --key F   TLS files for rediss://\n", f);
+	fputs("  --insecure         TLS without checking the server certificate (warns)\n", f);
 	fputs("  --json             one JSON object per line\n"
 	      "  -q, --quiet        no progress, summary or notice lines\n"
 	      "  -h, --help         this help\n", f);
@@ -139,6 +140,11 @@ int cli_common_opt(struct cli *cli, int c, const char *arg)
 		break;
 	case OPT_KEY:
 		s->key = arg;
+		break;
+	case OPT_INSECURE:
+		if (!s->insecure)
+			cli_err(cli, "warning: --insecure: TLS server certificates are not checked");
+		s->insecure = true;
 		break;
 	case OPT_JSON:
 		cli->json = true;

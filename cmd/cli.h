@@ -79,7 +79,7 @@ struct cli {
 /* Long options every verb accepts; append to a verb's option table. */
 enum {
 	OPT_REDIS = 256, OPT_AMQP, OPT_PREFIX, OPT_TIMEOUT, OPT_PASSWORD_FILE,
-	OPT_CACERT, OPT_CERT, OPT_KEY, OPT_JSON, OPT_HELP,
+	OPT_CACERT, OPT_CERT, OPT_KEY, OPT_JSON, OPT_HELP, OPT_INSECURE,
 	OPT_VERB = 300,		/* first code free for a verb's own options */
 };
 #define CLI_COMMON_OPTIONS \
@@ -91,6 +91,7 @@ enum {
 	{ "cacert", required_argument, NULL, OPT_CACERT }, \
 	{ "cert", required_argument, NULL, OPT_CERT }, \
 	{ "key", required_argument, NULL, OPT_KEY }, \
+	{ "insecure", no_argument, NULL, OPT_INSECURE }, \
 	{ "json", no_argument, NULL, OPT_JSON }, \
 	{ "quiet", no_argument, NULL, 'q' }, \
 	{ "help", no_argument, NULL, 'h' }, \

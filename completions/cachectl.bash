@@ -1,7 +1,7 @@
 # bash completion for cachectl(1)                          -*- shell-script -*-
 
 _cachectl_common="--redis --amqp --prefix --timeout --password-file --cacert
---cert --key --json --quiet -q --help -h"
+--cert --key --insecure --json --quiet -q --help -h"
 
 _cachectl_verb_opts() {
 	case $1 in

@@ -62,14 +62,15 @@ end
 complete -c cachectl -f
 
 # common options (before the verb and in every verb)
-complete -c cachectl -l redis -x -d 'Redis URL' -a 'redis://127.0.0.1:6379/0 unix://'
+complete -c cachectl -l redis -x -d 'Redis URL' -a 'redis://127.0.0.1:6379/0 rediss:// unix://'
 complete -c cachectl -l amqp -x -d 'AMQP URL list'
 complete -c cachectl -l prefix -x -d 'Key prefix'
 complete -c cachectl -l timeout -x -d 'Connect and command timeout' -a '1s 5s 30s'
 complete -c cachectl -l password-file -r -F -d 'Read the Redis password from a file'
-complete -c cachectl -l cacert -r -F -d 'CA file for amqps'
-complete -c cachectl -l cert -r -F -d 'Client certificate for amqps'
-complete -c cachectl -l key -r -F -d 'Client key for amqps'
+complete -c cachectl -l cacert -r -F -d 'CA file for rediss'
+complete -c cachectl -l cert -r -F -d 'Client certificate for rediss'
+complete -c cachectl -l key -r -F -d 'Client key for rediss'
+complete -c cachectl -l insecure -d 'TLS without checking the server certificate'
 complete -c cachectl -l json -d 'JSON output'
 complete -c cachectl -s q -l quiet -d 'No progress or summary'
 complete -c cachectl -s h -l help -d 'Show help'

@@ -22,7 +22,7 @@ _cqstat() {
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W "--queue -Q --api --match --nodes --no-cache --track
 			--json --prom --check --metrics --redis --amqp --prefix
-			--timeout --password-file --cacert --cert --key --quiet -q
+			--timeout --password-file --cacert --cert --key --insecure --quiet -q
 			--help -h --version" -- "$cur"))
 	fi
 }

@@ -5,7 +5,7 @@ _qctl()
 	COMPREPLY=()
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD-1]}
-	local common="--redis --amqp --prefix --timeout --password-file --cacert --cert --key --json --quiet -q --help -h"
+	local common="--redis --amqp --prefix --timeout --password-file --cacert --cert --key --insecure --json --quiet -q --help -h"
 	local verbs="enqueue consume peek replay-dlq declare purge stats"
 
 	# the verb is the first word that is not an option (or an option's value)

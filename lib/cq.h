@@ -52,11 +52,12 @@ const char *cq_strerror(enum cq_err err);
  * valid as long as the context that uses them (argv and environ do).
  */
 struct cq_settings {
-	const char *redis_url;		/* redis://, unix:// */
+	const char *redis_url;		/* redis://, rediss://, unix:// */
 	const char *redis_password;	/* overrides the URL's password */
 	const char *password_file;	/* first line is the Redis password */
 	const char *amqp_url;		/* amqp[s]://, comma-separated list */
-	const char *cacert, *cert, *key;	/* amqps:// files */
+	const char *cacert, *cert, *key;	/* rediss:// and amqps:// files */
+	bool insecure;			/* TLS without checking the server */
 	const char *prefix;		/* prepended to every key */
 	long long timeout_ms;		/* connect and command timeout */
 	int heartbeat_s;		/* AMQP heartbeat, 0 = off */

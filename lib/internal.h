@@ -62,6 +62,7 @@ struct cqi_redis_url {
 	int db;
 	char *user;		/* ACL user, or NULL */
 	char *pass;		/* or NULL */
+	bool tls;		/* rediss:// */
 };
 enum cq_err cqi_redis_url_parse(const char *url, struct cqi_redis_url *out,
 			       char *errbuf, size_t errlen);

@@ -1,4 +1,5 @@
-/* redis.c - the Redis driver: connect (TCP, unix socket), log in,
+/* redis.c - the Redis driver: connect (TCP, unix socket, TLS
+ * through redis_tls.c), log in,
  * format commands, send them singly or in windowed pipelines, and read
  * replies in order with hiredis's reply parser.  The only file that talks
  * to a Redis socket or calls hiredis (see redis_int.h). */
@@ -29,11 +30,13 @@
 
 struct cqi_redis {
 	int fd;
+	struct cqi_tls *tls;	/* NULL for plain TCP and unix sockets */
 	redisReader *reader;
 	struct cq_buf out;	/* formatted commands; out.data[sent..] unsent */
 	size_t sent;
 	size_t awaited;		/* replies callers will read, queued or sent */
 	size_t skip;		/* fire-and-forget replies ahead of them */
+	bool heard;		/* the server has sent something */
 	char where[300];	/* host:port or socket path, no secrets */
 };
 
@@ -225,11 +228,22 @@ enum cq_err cqi_redis_reply_err(struct cq_ctx *ctx, const struct cqi_reply *r,
 	}
 }
 
+/* A plain connection the server dropped before its first reply: a server
+ * that died, or a TLS port (which hangs up on plain text). */
+static enum cq_err mute_err(struct cq_ctx *ctx, const char *how)
+{
+	return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
+			 "Redis at %s %s before its first reply (a TLS port? then use rediss://)",
+			 ctx->redis->where, how);
+}
+
 /* A failed read or write (errno set): a timeout, or a broken link. */
 static enum cq_err io_err(struct cq_ctx *ctx)
 {
 	const char *where = ctx->redis->where;
 
+	if (errno == ECONNRESET && !ctx->redis->heard && !ctx->redis->tls)
+		return mute_err(ctx, "reset the connection");
 	if (errno == EAGAIN || errno == EWOULDBLOCK)
 		return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
 				 "Redis at %s timed out (--timeout %lldms)", where,
@@ -240,6 +254,8 @@ static enum cq_err io_err(struct cq_ctx *ctx)
 
 static enum cq_err eof_err(struct cq_ctx *ctx)
 {
+	if (!ctx->redis->heard && !ctx->redis->tls)
+		return mute_err(ctx, "closed the connection");
 	return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
 			 "Redis at %s closed the connection", ctx->redis->where);
 }
@@ -256,11 +272,17 @@ static enum cq_err flush_out(struct cq_ctx *ctx)
 		size_t n = r->out.len - r->sent;
 		long w;
 
-		w = send(r->fd, p, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return io_err(ctx);
+		if (r->tls) {
+			w = cqi_tls_write(ctx, r->tls, p, n, r->where);
+			if (w < 0)
+				return ctx->err;
+		} else {
+			w = send(r->fd, p, n, MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				return io_err(ctx);
+		}
 		r->sent += (size_t)w;
 	}
 	cq_buf_reset(&r->out);
@@ -278,13 +300,20 @@ static enum cq_err fill(struct cq_ctx *ctx)
 	char buf[READ_CHUNK];
 	long n;
 
-	do
-		n = recv(r->fd, buf, sizeof(buf), 0);
-	while (n < 0 && errno == EINTR);
+	if (r->tls) {
+		n = cqi_tls_read(ctx, r->tls, buf, sizeof(buf), r->where);
+		if (n < 0)
+			return ctx->err;
+	} else {
+		do
+			n = recv(r->fd, buf, sizeof(buf), 0);
+		while (n < 0 && errno == EINTR);
+	}
 	if (n < 0)
 		return io_err(ctx);
 	if (n == 0)
 		return eof_err(ctx);
+	r->heard = true;
 	if (redisReaderFeed(r->reader, buf, (size_t)n) != REDIS_OK)
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	return CQ_OK;
@@ -299,7 +328,7 @@ static enum cq_err next_reply(struct cq_ctx *ctx, struct cqi_reply **out)
 	for (;;) {
 		if (redisReaderGetReply(r->reader, &rep) != REDIS_OK)
 			return cq_seterr(ctx, CQ_ERR_UNAVAILABLE,
-					 "Redis at %s: not a Redis server? (%s)",
+					 "%s does not speak the Redis protocol (%s): is the port right?",
 					 r->where, r->reader->errstr);
 		if (rep) {
 			*out = rep;
@@ -316,6 +345,7 @@ static void redis_close(struct cq_ctx *ctx)
 
 	if (!r)
 		return;
+	cqi_tls_close(r->tls);
 	if (r->fd >= 0)
 		close(r->fd);
 	if (r->reader)
@@ -450,6 +480,8 @@ static enum cq_err redis_open(struct cq_ctx *ctx, const struct cqi_redis_url *u)
 			return ctx->err;
 	}
 	set_timeouts(r->fd, ctx->set.timeout_ms);
+	if (u->tls && cqi_tls_open(ctx, r->fd, u->host, r->where, &r->tls))
+		return ctx->err;
 	return CQ_OK;
 }
 

@@ -1,7 +1,8 @@
 /* redis_int.h - the Redis driver, shared by lib/ files only.
  *
  * redis.c is the only code that touches a Redis socket or calls hiredis
- * (its reply parser only): it connects over TCP or a unix socket, formats commands, sends single commands and windowed
+ * (its reply parser only): it connects over TCP, a unix socket or TLS
+ * (redis_tls.c), formats commands, sends single commands and windowed
  * pipelines, and reads replies in order.  Every command names how it is
  * routed (CQI_KEY(i), CQI_ANY, CQI_MASTERS), so that a cluster router can
  * sit under this interface without the verbs knowing.
@@ -106,5 +107,23 @@ enum cq_err cqi_pipe_cmd(struct cqi_pipe *p, uint64_t tag, int route,
 /* Send what is queued and read replies until at most keep are in flight. */
 enum cq_err cqi_pipe_sync(struct cqi_pipe *p, size_t keep);
 void cqi_pipe_free(struct cqi_pipe *p);
+
+/* ---- TLS (redis_tls.c: OpenSSL, loaded only when rediss:// is used) ---- */
+
+struct cqi_tls;
+/* Handshake on a connected socket: SNI, and the certificate checked
+ * against host (a DNS name or an address) unless --insecure; a NULL host
+ * (a unix socket) is "localhost".  *out is set even on failure, for
+ * cqi_tls_close.  Sets the context error: 77 for a certificate refused
+ * either way, naming the fix. */
+enum cq_err cqi_tls_open(struct cq_ctx *ctx, int fd, const char *host,
+			 const char *where, struct cqi_tls **out);
+/* Like recv/send: > 0 bytes moved, else -1 with the context error set
+ * (0 from the server is "closed the connection"). */
+long cqi_tls_read(struct cq_ctx *ctx, struct cqi_tls *t, void *buf, size_t n,
+		  const char *where);
+long cqi_tls_write(struct cq_ctx *ctx, struct cqi_tls *t, const void *buf,
+		   size_t n, const char *where);
+void cqi_tls_close(struct cqi_tls *t);
 
 #endif

@@ -223,8 +223,9 @@ enum cq_err cqi_redis_url_parse(const char *url, struct cqi_redis_url *out,
 		return CQ_ERR_USAGE;
 	}
 	is_unix = strncasecmp(url, "unix://", 7) == 0;
-	if (!is_unix && strncasecmp(url, "redis://", 8) != 0) {
-		cqi_errbuf(errbuf, errlen, "unsupported scheme (want redis:// or unix://)");
+	out->tls = strncasecmp(url, "rediss://", 9) == 0;
+	if (!is_unix && !out->tls && strncasecmp(url, "redis://", 8) != 0) {
+		cqi_errbuf(errbuf, errlen, "unsupported scheme (want redis://, rediss:// or unix://)");
 		return CQ_ERR_USAGE;
 	}
 	if (!split_url(rest, &u, errbuf, errlen))

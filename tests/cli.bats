@@ -27,13 +27,14 @@ PROGS="cachectl qctl cqstat"
 @test "help lists the AMQP options only where a broker is used" {
 	run -0 cachectl --help
 	refute_output --partial "--amqp"
-	refute_output --partial "--cacert"
+	assert_output --partial "  --cacert F, --cert F, --key F   TLS files for rediss://"$'\n'
+	assert_output --partial "  --insecure         TLS without checking the server certificate (warns)"
 	run -0 cachectl get --help
 	refute_output --partial "--amqp"
 	run -0 qctl --help
 	assert_output --partial "  --amqp URL[,URL]   AMQP URL list (CQ_AMQP_URL, AMQP_URL)"
 	run -0 qctl enqueue --help
-	assert_output --partial "  --cacert F, --cert F, --key F   TLS files for amqps://"
+	assert_output --partial "  --cacert F, --cert F, --key F   TLS files for rediss:// and amqps://"
 }
 
 @test "every verb has --help on stdout with exit 0" {

@@ -55,6 +55,17 @@ vg() {
 	vg 69 cachectl get k --redis redis://127.0.0.1:1/0
 }
 
+@test "valgrind: cachectl over rediss://, and its refusals" {
+	export CQ_CACERT=$CQ_TLS_DIR/ca.pem
+	vg 0 cachectl set k v --ttl 1m --redis "$CQ_REDISS_URL"
+	printf 'a\t1\nb\t2\n' >"$TMP/in"
+	vg 0 cachectl warm -q --ttl 1m --redis "$CQ_REDISS_URL" "$TMP/in"
+	vg 0 cachectl get k a b --redis "$CQ_REDISS_URL" --cert "$CQ_TLS_DIR/client.pem" \
+		--key "$CQ_TLS_DIR/client.key"
+	vg 77 cachectl get k --redis "$CQ_REDISS_URL" --cacert "$CQ_TLS_DIR/other-ca.pem"
+	vg 64 cachectl get k --redis "$CQ_REDISS_URL" --cacert "$TMP/none.pem"
+}
+
 @test "valgrind: cachectl warm and fetch" {
 	seq 1 2000 | awk '{ printf "k%d\tv%d\n", $1, $1 }' >"$TMP/in"
 	printf 'bad line\n' >>"$TMP/in"

@@ -97,6 +97,15 @@ static void test_redis_urls(void **state)
 	assert_int_equal(u.db, 2);
 	assert_null(u.user);
 	assert_null(u.pass);
+	assert_false(u.tls);
+	cqi_redis_url_clear(&u);
+
+	assert_int_equal(cqi_redis_url_parse("rediss://u:p@cache.example:6380/1", &u, err, sizeof(err)), CQ_OK);
+	assert_true(u.tls);
+	assert_string_equal(u.host, "cache.example");
+	assert_int_equal(u.port, 6380);
+	assert_int_equal(u.db, 1);
+	assert_string_equal(u.pass, "p");
 	cqi_redis_url_clear(&u);
 
 	assert_int_equal(cqi_redis_url_parse("redis://app:p%40ss%3Aw@cache.local", &u, err, sizeof(err)), CQ_OK);
@@ -126,6 +135,7 @@ static void test_redis_urls(void **state)
 		"redis://h:65536", "redis://h:x", "redis://h/x", "redis://[::1",
 		"redis://[::1]x", "unix://", "unix:///", "unix://host/sock",
 		"redis://h/1?", "redis://a%zz@h", "redis://h:6379/-1",
+		"rediss://", "redisss://h", "unixs:///x",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		enum cq_err e = cqi_redis_url_parse(bad[i], &u, err, sizeof(err));
