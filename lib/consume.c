@@ -1,11 +1,14 @@
-/* consume.c - qctl consume: read a queue, print each message or run a
- * handler for it, and settle it only once it is done.
+/* consume.c - the queue engine under qctl consume: read a queue, print
+ * each message or run a handler for it, and settle it only once it is
+ * done.
  *
- * One connection, one channel (CQI_CHANNEL) for consuming, acking and the
- * confirmed republishing of retries and dead letters; a side channel for
- * the declares that may fail (and so close their channel).  Frames are
- * read here with amqp_simple_wait_frame_noblock, which also sends the
- * heartbeats; while handlers run, one poll() watches the AMQP socket and
+ * The policy lives here: handler jobs (handler.c), failed messages held
+ * out their --retry-delay, retries up to --max-retries, poison codes,
+ * dead letters with their reason, stop requests (in-flight work is
+ * settled), --dedupe, --count, --idle-timeout and --until-empty.  The
+ * queue itself is a driver (qdriver_int.h; AMQP: consume_amqp.c): the
+ * engine takes messages from it, and asks it to ack, retry or dead-letter
+ * them.  While handlers run, one poll() watches the driver's socket and
  * every handler's pipes, so the connection stays serviced.
  */
 #include <errno.h>
@@ -16,15 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "amqp_int.h"
 #include "consume_int.h"
-#include "qargs_int.h"
 #include "cq.h"
 #include "internal.h"
+#include "qdriver_int.h"
 #include "queue_int.h"
 #include "redis_int.h"
 
-#define SIDE_CHANNEL 2
 #define SLICE_MS 200		/* longest sleep: a stop request is seen this fast */
 #define NO_PIDFD_SLICE_MS 20	/* without pidfd_open, how often to look for exits */
 #define EMPTY_CHECK_MS 100	/* --until-empty: at most one look per this */
@@ -48,30 +49,24 @@ struct consumer {
 	struct cq_ctx *ctx;
 	const struct cq_consume_opts *o;
 	struct cq_consume_stats *st;
-	amqp_connection_state_t conn;
-	amqp_bytes_t tag;	/* consumer tag (malloc'd) */
-	bool consuming;		/* basic.consume active, not cancelled */
+	struct cqi_qdriver *q;	/* the queue */
 	bool stopping;
 	bool drain;		/* while stopping, still handle what arrived */
 	bool drained;		/* --until-empty stopped it: look again at the end */
-	bool side_open;
 	/* deliveries received, not yet handled: a ring */
 	struct cq_delivery **fifo;
 	size_t head, len, cap;
 	/* printing: written since the last ack */
 	uint64_t batch_tag;
 	unsigned batch_n, ack_every;
+	unsigned window;	/* prefetch: at most this many unsettled */
 	char *batch_id;		/* --dedupe: the id of the one message */
 	/* handlers */
 	struct cqi_job *jobs;
 	unsigned njobs, running;
 	struct held *held;
 	size_t nheld, held_cap;
-	struct pollfd *pfds;	/* the socket + 3 per handler */
-	struct cq_publisher *pub;
-	char *dlx;		/* the queue's dead-letter exchange, or NULL */
-	char *dlq;		/* where we publish dead letters ourselves */
-	bool dlq_ready;
+	struct pollfd *pfds;	/* the driver's socket + 2 per handler */
 	char host[256];
 	unsigned long long taken;	/* messages handed to print or a handler */
 	long long start_ms, idle_since_ms, last_check_ms, last_progress_ms;
@@ -162,304 +157,6 @@ static struct cq_delivery *pop(struct consumer *c)
 	return d;
 }
 
-/* ---- reading frames -------------------------------------------------------- */
-
-static enum cq_err on_deliver(struct consumer *c, const amqp_frame_t *f)
-{
-	amqp_basic_deliver_t *m = f->payload.method.decoded;
-	uint64_t tag = m->delivery_tag;
-	bool redelivered = m->redelivered;
-	amqp_bytes_t ex = amqp_bytes_malloc_dup(m->exchange);
-	amqp_bytes_t rk = amqp_bytes_malloc_dup(m->routing_key);
-	struct cq_delivery *d = NULL;
-	amqp_message_t msg;
-	amqp_rpc_reply_t r;
-	enum cq_err e;
-
-	if ((m->exchange.len && !ex.bytes) || (m->routing_key.len && !rk.bytes)) {
-		e = cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	r = amqp_read_message(c->conn, f->channel, &msg, 0);
-	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-		e = cqi_amqp_rpc_err(c->ctx, r, "read a message");
-		goto out;
-	}
-	e = cqi_delivery_new(c->ctx, c->o->queue, tag, redelivered, ex, rk, 0,
-			     &msg, &d);
-	if (e)
-		goto out;
-	if (!c->o->exec && d->props) {
-		/* printing never republishes: drop the raw properties */
-		amqp_destroy_message(&d->props->msg);
-		free(d->props);
-		d->props = NULL;
-	}
-	if (!push(c, d)) {
-		cqi_delivery_free(d);
-		e = cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	c->st->received++;
-	c->idle_since_ms = 0;
-out:
-	amqp_bytes_free(ex);
-	amqp_bytes_free(rk);
-	return e;
-}
-
-/* A frame that is not the publisher's. */
-static enum cq_err on_other_frame(void *arg, const amqp_frame_t *f)
-{
-	struct consumer *c = arg;
-	amqp_rpc_reply_t r = { 0 };
-	char what[400];
-
-	if (f->frame_type != AMQP_FRAME_METHOD)
-		return cq_seterr(c->ctx, CQ_ERR_INTERNAL,
-				 "unexpected frame type %d",
-				 f->frame_type);
-	switch (f->payload.method.id) {
-	case AMQP_BASIC_DELIVER_METHOD:
-		return on_deliver(c, f);
-	case AMQP_BASIC_CANCEL_OK_METHOD:
-		c->consuming = false;
-		return CQ_OK;
-	case AMQP_BASIC_CANCEL_METHOD:
-		/* the broker ended our subscription: the queue went away */
-		c->consuming = false;
-		fail(c, CQ_ERR_NOTFOUND,
-		     "RabbitMQ cancelled the consumer: queue '%s' was deleted",
-		     c->o->queue);
-		return CQ_OK;
-	case AMQP_CHANNEL_CLOSE_METHOD:
-		if (f->channel == SIDE_CHANNEL) {
-			amqp_channel_close_ok_t ok = { 0 };
-
-			amqp_send_method(c->conn, SIDE_CHANNEL,
-					 AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-			c->side_open = false;
-			return CQ_OK;
-		}
-		/* fall through */
-	case AMQP_CONNECTION_CLOSE_METHOD:
-		c->consuming = false;
-		r.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
-		r.reply = f->payload.method;
-		snprintf(what, sizeof(what), "RabbitMQ at %s", c->ctx->amqp->where);
-		return cqi_amqp_rpc_err(c->ctx, r, what);
-	}
-	return CQ_OK;	/* e.g. a late qos-ok: nothing to do */
-}
-
-static enum cq_err on_frame(struct consumer *c, const amqp_frame_t *f)
-{
-	bool closing = f->frame_type == AMQP_FRAME_METHOD &&
-		       (f->payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
-			f->payload.method.id == AMQP_CHANNEL_CLOSE_METHOD);
-
-	/* the end of the connection or channel is ours to report */
-	if (c->pub && !closing) {
-		bool handled;
-		enum cq_err e = cqi_publisher_frame(c->pub, f, &handled);
-
-		if (e || handled)
-			return e;
-	}
-	return on_other_frame(c, f);
-}
-
-/* Read frames: wait up to wait_ms for the first, then take whatever is
- * already buffered. */
-static enum cq_err pump_amqp(struct consumer *c, long long wait_ms)
-{
-	bool first = true;
-
-	for (int n = 0; n < 4096; n++) {
-		struct timeval tv = { 0, 0 };
-		amqp_frame_t f;
-		int st;
-
-		if (first && wait_ms > 0) {
-			tv.tv_sec = wait_ms / 1000;
-			tv.tv_usec = (wait_ms % 1000) * 1000;
-		} else if (!first && ((!amqp_frames_enqueued(c->conn) &&
-					!amqp_data_in_buffer(c->conn)) ||
-				       (!c->o->exec && c->len >= READ_AHEAD))) {
-			break;
-		}
-		first = false;
-		st = amqp_simple_wait_frame_noblock(c->conn, &f, &tv);
-		if (st == AMQP_STATUS_TIMEOUT)
-			break;
-		if (st != AMQP_STATUS_OK) {
-			c->consuming = false;
-			return cqi_amqp_status_err(c->ctx, st, "connection lost");
-		}
-		if (on_frame(c, &f))
-			return c->ctx->err;
-	}
-	if (!amqp_frames_enqueued(c->conn) && !amqp_data_in_buffer(c->conn))
-		amqp_maybe_release_buffers(c->conn);
-	return CQ_OK;
-}
-
-/* ---- the side channel: declares that may fail ------------------------------ */
-
-static enum cq_err side_open(struct consumer *c)
-{
-	if (c->side_open)
-		return CQ_OK;
-	amqp_channel_open(c->conn, SIDE_CHANNEL);
-	if (cqi_amqp_check(c->ctx, "open a channel"))
-		return c->ctx->err;
-	c->side_open = true;
-	return CQ_OK;
-}
-
-/*
- * The reply of the last RPC on the side channel: 0 when it went well, else
- * the broker's reply code with its text in text (the channel is then
- * closed).  A connection-level failure sets the context error and returns
- * -1.
- */
-static int side_reply(struct consumer *c, char *text, size_t len)
-{
-	int code = cqi_amqp_reply(c->ctx, SIDE_CHANNEL, "side channel", text,
-				  len);
-
-	if (code > 0)
-		c->side_open = false;
-	return code;
-}
-
-/* Declare (or with passive, look up) queue on the side channel. */
-static int side_declare(struct consumer *c, const char *queue, bool passive,
-			bool durable, bool auto_delete, amqp_table_t args,
-			uint32_t *ready, char *text, size_t len)
-{
-	amqp_queue_declare_ok_t *ok;
-	int code;
-
-	if (side_open(c))
-		return -1;
-	ok = amqp_queue_declare(c->conn, SIDE_CHANNEL,
-				amqp_cstring_bytes(queue), passive, durable, 0,
-				auto_delete, args);
-	code = side_reply(c, text, len);
-	if (code == 0 && ready)
-		*ready = ok->message_count;
-	return code;
-}
-
-/* ---- does the queue have a dead-letter exchange? --------------------------- */
-
-/*
- * The queue's arguments come from the probe (qargs.c), on the side
- * channel.  Unless it finds them all, the DLX stays unknown and dead
- * letters are published to QUEUE.dlq, which is always safe.  (A DLX set
- * by a policy is not an argument and is not seen.)
- */
-static int probe_declare(void *arg, bool durable, bool auto_delete,
-			 amqp_table_t t, char *text, size_t len)
-{
-	struct consumer *c = arg;
-
-	return side_declare(c, c->o->queue, false, durable, auto_delete, t,
-			    NULL, text, len);
-}
-
-static enum cq_err find_dlx(struct consumer *c)
-{
-	struct cqi_qargs *q = calloc(1, sizeof(*q));
-	const struct cqi_qarg *a;
-
-	if (!q)
-		return cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
-	if (cqi_qargs_probe(c->ctx, probe_declare, c, q) == CQ_OK &&
-	    q->complete) {
-		a = cqi_qargs_find(q, "x-dead-letter-exchange");
-		if (a && !(c->dlx = strdup(a->sval)))
-			cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
-	}
-	cqi_qargs_clear(q);
-	free(q);
-	return c->ctx->err;
-}
-
-/* Does the exchange exist?  (A DLX that does not drops dead letters.) */
-static enum cq_err exchange_exists(struct consumer *c, const char *name,
-				   bool *exists)
-{
-	char text[512];
-	int code;
-
-	if (side_open(c))
-		return c->ctx->err;
-	amqp_exchange_declare(c->conn, SIDE_CHANNEL, amqp_cstring_bytes(name),
-			      amqp_cstring_bytes("direct"), 1, 0, 0, 0,
-			      amqp_empty_table);
-	code = side_reply(c, text, sizeof(text));
-	*exists = code == 0;
-	return code < 0 ? c->ctx->err : CQ_OK;
-}
-
-static enum cq_err setup_dead_letters(struct consumer *c)
-{
-	bool ex;
-
-	if (c->o->dlq) {
-		c->dlq = strdup(c->o->dlq);
-		return c->dlq ? CQ_OK :
-		       cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
-	}
-	if (find_dlx(c))
-		return c->ctx->err;
-	if (c->dlx && *c->dlx) {
-		if (exchange_exists(c, c->dlx, &ex))
-			return c->ctx->err;
-		if (!ex) {
-			notice(c, "queue '%s' names dead-letter exchange '%s', which does not exist: dead letters go to '%s%s' instead",
-			       c->o->queue, c->dlx, c->o->queue, CQ_DLQ_SUFFIX);
-			free(c->dlx);
-			c->dlx = NULL;
-		}
-	}
-	if (c->dlx)
-		return CQ_OK;
-	if (asprintf(&c->dlq, "%s%s", c->o->queue, CQ_DLQ_SUFFIX) < 0) {
-		c->dlq = NULL;
-		return cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
-	}
-	return CQ_OK;
-}
-
-/* Declare the dead-letter queue we publish to, if it is missing. */
-static bool ensure_dlq(struct consumer *c)
-{
-	char text[512];
-	int code;
-
-	if (c->dlq_ready)
-		return true;
-	code = side_declare(c, c->dlq, true, true, false, amqp_empty_table,
-			    NULL, text, sizeof(text));
-	if (code == 404)
-		code = side_declare(c, c->dlq, false, true, false,
-				    amqp_empty_table, NULL, text, sizeof(text));
-	if (code < 0) {
-		fail_from_ctx(c);
-		return false;
-	}
-	if (code) {
-		fail(c, code == 403 ? CQ_ERR_NOPERM : CQ_ERR_TEMPFAIL,
-		     "cannot declare dead-letter queue '%s': %s", c->dlq, text);
-		return false;
-	}
-	c->dlq_ready = true;
-	return true;
-}
-
 /* ---- Redis: ids already processed ------------------------------------------ */
 
 static bool dedupe_key(struct consumer *c, const char *id, struct cq_buf *k)
@@ -536,32 +233,46 @@ static void dedupe_mark(struct consumer *c, const char *id)
 
 static void ack(struct consumer *c, uint64_t tag, bool multiple)
 {
-	if (cqi_ack(c->ctx, tag, multiple))
-		return;	/* the connection is gone: it comes back */
+	c->q->ops->ack(c->q, tag, multiple);
 }
 
-/* A retry or dead letter was confirmed (or not): settle the original.
- * user_tag is the original's delivery tag * 2, + 1 for a dead letter. */
-static void on_settle(void *arg, uint64_t user_tag, bool ok,
-		      const char *reason)
+/* A retry or dead letter is settled (hooks.settled): the original is
+ * acked, or (not safely elsewhere) left in the queue, and we stop. */
+static void on_settled(void *arg, bool dead, bool ok, const char *reason)
 {
 	struct consumer *c = arg;
-	uint64_t tag = user_tag >> 1;
-	bool dead = user_tag & 1;
 
 	if (ok) {
-		ack(c, tag, false);
 		if (dead)
 			c->st->dead_lettered++;
 		else
 			c->st->retried++;
 		return;
 	}
-	/* not safely elsewhere: leave it in the queue, and stop */
-	if (!c->ctx->err)
-		cqi_nack(c->ctx, tag, false, true);
 	fail(c, CQ_ERR_TEMPFAIL, "cannot %s a message: %s (it stays in '%s')",
 	     dead ? "dead-letter" : "retry", reason, c->o->queue);
+}
+
+static void on_fail(void *arg, enum cq_err e, const char *msg)
+{
+	fail(arg, e, "%s", msg);
+}
+
+static void on_notice(void *arg, const char *msg)
+{
+	notice(arg, "%s", msg);
+}
+
+/* A message taken from the queue. */
+static bool on_deliver(void *arg, struct cq_delivery *d)
+{
+	struct consumer *c = arg;
+
+	if (!push(c, d))
+		return false;
+	c->st->received++;
+	c->idle_since_ms = 0;
+	return true;
 }
 
 /* ", broker delivery count N" for a message a quorum queue got back
@@ -593,106 +304,31 @@ static long long retries_of(const struct cq_delivery *d)
 	return f && cqi_field_int(f, &n) && n > 0 ? n : 0;
 }
 
-/* A string header of d, or dflt. */
-static const char *header_or(const struct cq_delivery *d, const char *name,
-			     const char *dflt)
-{
-	const struct cq_field *f = cq_delivery_header(d, name);
-
-	return f && f->kind == CQ_FIELD_STRING ? f->str : dflt;
-}
-
-static struct cq_header hdr_int(const char *key, long long v)
-{
-	return (struct cq_header){ .key = key, .is_int = true, .ival = v };
-}
-
-static struct cq_header hdr_str(const char *key, const char *v, size_t n)
-{
-	/* vlen 0 means strlen: an empty value is sent as "" either way */
-	return (struct cq_header){ .key = key, .value = v, .vlen = n };
-}
-
-/* Settled through on_settle.  A message the publisher refuses
- * (CQ_ERR_DATA) leaves the connection usable: stop gracefully.  Other
- * errors mean the connection is gone (the context error stays). */
-static void publish(struct consumer *c, const struct cq_message *m,
-		    uint64_t user_tag)
-{
-	if (cq_publish(c->pub, m, user_tag) == CQ_ERR_DATA)
-		fail_from_ctx(c);
-}
-
-/* Republish d to its queue with retries + 1; ack it once confirmed. */
+/* Put d back in its queue with retries as its count; it is acked once
+ * the copy is safe. */
 static void retry(struct consumer *c, struct cq_delivery *d,
 		  long long retries, int code, const char *tail, size_t tlen)
 {
-	struct cq_header h[6];
-	struct cq_message m;
-	size_t n = 0;
+	struct cqi_failure f = { .attempts = retries, .code = code,
+				 .tail = tail, .tlen = tlen, .host = c->host };
 
-	h[n++] = hdr_int(CQ_HDR_RETRIES, retries);
-	/* a new message: the broker's count of the old one's returns must
-	 * not pass for its own */
-	h[n++] = (struct cq_header){ .key = CQ_HDR_DELIVERY_COUNT };
-	h[n++] = hdr_int(CQ_HDR_EXIT_CODE, code);
-	h[n++] = tlen ? hdr_str(CQ_HDR_STDERR, tail, tlen) :
-			(struct cq_header){ .key = CQ_HDR_STDERR };
-	if (!cq_delivery_header(d, CQ_HDR_ORIGINAL_EXCHANGE))
-		h[n++] = hdr_str(CQ_HDR_ORIGINAL_EXCHANGE, d->exchange, 0);
-	if (!cq_delivery_header(d, CQ_HDR_ORIGINAL_ROUTING_KEY))
-		h[n++] = hdr_str(CQ_HDR_ORIGINAL_ROUTING_KEY, d->routing_key, 0);
-	cq_message_init(&m);
-	m.from = d;
-	m.exchange = "";
-	m.routing_key = c->o->queue;
-	m.headers = h;
-	m.nheaders = n;
-	publish(c, &m, d->delivery_tag << 1);
+	c->q->ops->retry(c->q, d, &f);
 }
 
-/* Dead-letter d: through the queue's DLX, or a confirmed publish to the
- * dead-letter queue before the original is acked. */
+/* Dead-letter d; the original is acked once it is safely there. */
 static void dead_letter(struct consumer *c, struct cq_delivery *d,
 			long long attempts, const char *reason, int code,
 			const char *tail, size_t tlen)
 {
-	struct cq_header h[9];
-	struct cq_message m;
-	size_t n = 0;
+	struct cqi_failure f = { .attempts = attempts, .code = code,
+				 .reason = reason, .tail = tail, .tlen = tlen,
+				 .host = c->host };
+	char where[320];
 
-	if (c->dlx) {
-		/* the broker moves it and records x-death */
-		if (cqi_reject(c->ctx, d->delivery_tag, false) == CQ_OK)
-			c->st->dead_lettered++;
-		notice(c, "message '%s' dead-lettered through exchange '%s': %s",
-		       msg_id(d), *c->dlx ? c->dlx : "(default)", reason);
-		return;
-	}
-	if (!ensure_dlq(c))
+	if (!c->q->ops->dead_letter(c->q, d, &f, where, sizeof(where)))
 		return;		/* stays unacked: it comes back */
-	h[n++] = hdr_int(CQ_HDR_RETRIES, attempts);
-	h[n++] = hdr_str(CQ_HDR_DEATH_REASON, reason, 0);
-	h[n++] = hdr_int(CQ_HDR_EXIT_CODE, code);
-	h[n++] = tlen ? hdr_str(CQ_HDR_STDERR, tail, tlen) :
-			(struct cq_header){ .key = CQ_HDR_STDERR };
-	h[n++] = hdr_str(CQ_HDR_ORIGINAL_QUEUE, c->o->queue, 0);
-	h[n++] = hdr_str(CQ_HDR_ORIGINAL_EXCHANGE,
-			 header_or(d, CQ_HDR_ORIGINAL_EXCHANGE, d->exchange), 0);
-	h[n++] = hdr_str(CQ_HDR_ORIGINAL_ROUTING_KEY,
-			 header_or(d, CQ_HDR_ORIGINAL_ROUTING_KEY,
-				   d->routing_key), 0);
-	h[n++] = hdr_int(CQ_HDR_DIED_AT, cq_wall_ms() / 1000);
-	h[n++] = hdr_str(CQ_HDR_HOST, c->host, 0);
-	cq_message_init(&m);
-	m.from = d;
-	m.exchange = "";
-	m.routing_key = c->dlq;
-	m.headers = h;
-	m.nheaders = n;
-	notice(c, "message '%s' dead-lettered to '%s': %s", msg_id(d), c->dlq,
+	notice(c, "message '%s' dead-lettered %s: %s", msg_id(d), where,
 	       reason);
-	publish(c, &m, d->delivery_tag << 1 | 1);
 }
 
 /* ---- printing ---------------------------------------------------------------- */
@@ -944,8 +580,7 @@ static void exec_work(struct consumer *c, long long now)
 static bool busy(const struct consumer *c)
 {
 	return c->len || c->running || c->nheld || c->batch_n ||
-	       (c->pub && cqi_publisher_outstanding(c->pub)) ||
-	       amqp_frames_enqueued(c->conn) || amqp_data_in_buffer(c->conn);
+	       c->q->ops->unsettled(c->q) || c->q->ops->buffered(c->q);
 }
 
 /* Cancel the subscription: nothing new arrives; with drain, what has
@@ -956,11 +591,8 @@ static void stop(struct consumer *c, bool drain)
 		return;
 	c->stopping = true;
 	c->drain = drain;
-	if (c->consuming && !c->ctx->err) {
-		amqp_basic_cancel(c->conn, CQI_CHANNEL, c->tag);
-		if (cqi_amqp_check(c->ctx, "cancel the consumer") == CQ_OK)
-			c->consuming = false;
-	}
+	if (!c->ctx->err)
+		c->q->ops->stop(c->q);
 }
 
 static bool finished(const struct consumer *c)
@@ -971,10 +603,9 @@ static bool finished(const struct consumer *c)
 		return true;
 	if (c->nheld || c->batch_n)
 		return false;
-	if (c->pub && cqi_publisher_outstanding(c->pub))
+	if (c->q->ops->unsettled(c->q))
 		return false;
-	if (c->drain && !c->fatal &&
-	    (c->len || amqp_frames_enqueued(c->conn)))
+	if (c->drain && !c->fatal && (c->len || c->q->ops->buffered(c->q)))
 		return false;
 	return true;
 }
@@ -982,9 +613,9 @@ static bool finished(const struct consumer *c)
 /* Count, idle timeout, drained queue: time to stop? */
 static void check_done(struct consumer *c, long long now)
 {
-	uint32_t ready;
-	char text[512];
-	int code;
+	uint64_t ready = 0;
+	char why[600];
+	enum cq_err e;
 
 	if (count_reached(c)) {
 		stop(c, false);
@@ -1004,13 +635,11 @@ static void check_done(struct consumer *c, long long now)
 	if (!c->o->until_empty || now - c->last_check_ms < EMPTY_CHECK_MS)
 		return;
 	c->last_check_ms = now;
-	code = side_declare(c, c->o->queue, true, false, false,
-			    amqp_empty_table, &ready, text, sizeof(text));
-	if (code < 0)
+	e = c->q->ops->depth(c->q, &ready, why, sizeof(why));
+	if (e && c->ctx->err)
 		return;
-	if (code) {
-		fail(c, code == 404 ? CQ_ERR_NOTFOUND : CQ_ERR_TEMPFAIL,
-		     "queue '%s': %s", c->o->queue, text);
+	if (e) {
+		fail(c, e, "%s", why);
 		return;
 	}
 	if (ready == 0) {
@@ -1019,7 +648,6 @@ static void check_done(struct consumer *c, long long now)
 	}
 }
 
-static enum cq_err subscribe(struct consumer *c);
 
 /*
  * --until-empty cancelled the subscription and handled what had arrived;
@@ -1028,22 +656,36 @@ static enum cq_err subscribe(struct consumer *c);
  */
 static bool resume_after_drain(struct consumer *c)
 {
-	uint32_t ready;
-	char text[512];
-	int code;
+	uint64_t ready = 0;
+	char why[600];
 
 	if (!c->drained || c->fatal || c->ctx->err || count_reached(c) ||
 	    cq_stop_requested())
 		return false;
-	code = side_declare(c, c->o->queue, true, false, false,
-			    amqp_empty_table, &ready, text, sizeof(text));
-	if (code != 0 || ready == 0)
+	if (c->q->ops->depth(c->q, &ready, why, sizeof(why)) || ready == 0)
 		return false;
-	if (subscribe(c))
+	if (c->q->ops->resume(c->q))
 		return false;
 	c->stopping = c->drain = c->drained = false;
 	c->idle_since_ms = 0;
 	return true;
+}
+
+/*
+ * Serve the queue, waiting up to wait_ms, and take what it has up to the
+ * room there is: a printer reads at most READ_AHEAD ahead (the rest of a
+ * prefetch window waits in the socket, so memory does not grow with
+ * --prefetch); handlers hold at most the window unsettled.
+ */
+static void take(struct consumer *c, long long wait_ms)
+{
+	size_t held = c->len + c->running + c->nheld + c->batch_n +
+		      c->q->ops->unsettled(c->q);
+	size_t room = held < c->window ? c->window - held : 0;
+
+	if (!c->o->exec && c->len + room > READ_AHEAD)
+		room = c->len < READ_AHEAD ? READ_AHEAD - c->len : 0;
+	c->q->ops->take(c->q, room, wait_ms);
 }
 
 /* How long the loop may sleep. */
@@ -1051,7 +693,7 @@ static long long sleep_ms(const struct consumer *c, long long now)
 {
 	long long t = SLICE_MS;
 
-	if (amqp_frames_enqueued(c->conn) || amqp_data_in_buffer(c->conn))
+	if (c->q->ops->buffered(c->q))
 		return 0;
 	if (c->running < c->njobs && may_take(c))
 		return 0;
@@ -1088,10 +730,10 @@ static void wait_step(struct consumer *c, long long now)
 
 	if (!c->running) {
 		if (!c->ctx->err)
-			pump_amqp(c, t);
+			take(c, t);
 		return;
 	}
-	fds[n++] = (struct pollfd){ .fd = amqp_get_sockfd(c->conn),
+	fds[n++] = (struct pollfd){ .fd = c->q->ops->fd(c->q),
 				    .events = POLLIN };
 	for (unsigned i = 0; i < c->njobs; i++) {
 		if (c->jobs[i].pid && c->jobs[i].pidfd < 0 && !c->jobs[i].reaped)
@@ -1106,7 +748,7 @@ static void wait_step(struct consumer *c, long long now)
 	}
 	/* a zero-wait read also sends a heartbeat when one is due */
 	if (!c->ctx->err)
-		pump_amqp(c, 0);
+		take(c, 0);
 	now = cq_now_ms();
 	for (unsigned i = 0; i < c->njobs; i++)
 		cqi_job_pump(&c->jobs[i], now, sink, c);
@@ -1152,43 +794,11 @@ static void run(struct consumer *c)
 							  cq_now_ms());
 		progress(c, cq_now_ms(), false);
 	}
-	if (c->pub && !c->ctx->err && cq_publisher_flush(c->pub))
+	if (!c->ctx->err && c->q->ops->flush(c->q))
 		fail_from_ctx(c);
 	progress(c, cq_now_ms(), true);
 }
 
-/* ---- set-up ---------------------------------------------------------------------- */
-
-static enum cq_err subscribe(struct consumer *c)
-{
-	amqp_basic_consume_ok_t *ok;
-	char what[300];
-
-	amqp_bytes_free(c->tag);
-	c->tag = amqp_empty_bytes;
-	snprintf(what, sizeof(what), "consume from queue '%s'", c->o->queue);
-	ok = amqp_basic_consume(c->conn, CQI_CHANNEL,
-				amqp_cstring_bytes(c->o->queue),
-				amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
-	if (cqi_amqp_check(c->ctx, what))
-		return c->ctx->err;
-	c->tag = amqp_bytes_malloc_dup(ok->consumer_tag);
-	if (!c->tag.bytes)
-		return cq_seterr(c->ctx, CQ_ERR_NOMEM, "out of memory");
-	c->consuming = true;
-	return CQ_OK;
-}
-
-static enum cq_err start_consuming(struct consumer *c, unsigned prefetch)
-{
-	char what[300];
-
-	snprintf(what, sizeof(what), "set prefetch %u", prefetch);
-	amqp_basic_qos(c->conn, CQI_CHANNEL, 0, (uint16_t)prefetch, 0);
-	if (cqi_amqp_check(c->ctx, what))
-		return c->ctx->err;
-	return subscribe(c);
-}
 
 static unsigned pick_prefetch(const struct cq_consume_opts *o)
 {
@@ -1222,24 +832,18 @@ static enum cq_err check_opts(struct cq_ctx *ctx, const struct cq_consume_opts *
 static enum cq_err setup(struct consumer *c, bool *empty)
 {
 	struct cq_ctx *ctx = c->ctx;
-	uint32_t ready = 0;
-	char text[512];
-	int code;
+	uint64_t ready = 0;
 
-	if (!ctx->amqp)
-		return cq_seterr(ctx, CQ_ERR_INTERNAL, "consume: not connected to RabbitMQ");
+	c->q->hooks = (struct cqi_qhooks){ .arg = c, .deliver = on_deliver,
+					   .settled = on_settled,
+					   .fail = on_fail,
+					   .notice = on_notice };
+	if (c->q->ops->connect(c->q))
+		return ctx->err;
 	if (c->o->dedupe && !ctx->redis)
 		return cq_seterr(ctx, CQ_ERR_INTERNAL, "consume: dedupe needs a connection to Redis");
-	c->conn = ctx->amqp->conn;
-	code = side_declare(c, c->o->queue, true, false, false,
-			    amqp_empty_table, &ready, text, sizeof(text));
-	if (code < 0)
+	if (c->q->ops->inspect(c->q, &ready))
 		return ctx->err;
-	if (code == 404)
-		return cqi_missing_queue(ctx, c->o->queue);
-	if (code)
-		return cq_seterr(ctx, code == 403 ? CQ_ERR_NOPERM : CQ_ERR_TEMPFAIL,
-				 "queue '%s': %s", c->o->queue, text);
 	*empty = c->o->until_empty && ready == 0;
 	if (*empty)
 		return CQ_OK;
@@ -1251,15 +855,8 @@ static enum cq_err setup(struct consumer *c, bool *empty)
 		c->njobs = c->o->jobs;
 		if (gethostname(c->host, sizeof(c->host) - 1) < 0)
 			snprintf(c->host, sizeof(c->host), "unknown");
-		if (setup_dead_letters(c))
-			return ctx->err;
-		c->pub = cq_publisher_new(ctx, 1000, true);
-		if (!c->pub)
-			return ctx->err;
-		cq_publisher_on_settle(c->pub, on_settle, c);
-		cqi_publisher_on_frame(c->pub, on_other_frame, c);
 	}
-	return start_consuming(c, pick_prefetch(c->o));
+	return c->q->ops->start(c->q, c->window);
 }
 
 static void cleanup(struct consumer *c)
@@ -1278,27 +875,26 @@ static void cleanup(struct consumer *c)
 		free(c->held[i].tail);
 	}
 	free(c->held);
-	cq_publisher_free(c->pub);
-	amqp_bytes_free(c->tag);
+	c->q->ops->free(c->q);
 	free(c->batch_id);
-	free(c->dlx);
-	free(c->dlq);
 }
 
-enum cq_err cq_consume(struct cq_ctx *ctx, const struct cq_consume_opts *o,
-		       struct cq_consume_stats *st)
+enum cq_err cqi_consume_on(struct cq_ctx *ctx, struct cqi_qdriver *q,
+			   const struct cq_consume_opts *o,
+			   struct cq_consume_stats *st)
 {
-	struct consumer c = { .ctx = ctx, .o = o, .st = st };
+	struct consumer c = { .ctx = ctx, .o = o, .st = st, .q = q };
 	bool empty = false;
 	enum cq_err e;
 
 	memset(st, 0, sizeof(*st));
 	c.start_ms = cq_now_ms();
-	if (ctx->err)
+	if (ctx->err || check_opts(ctx, o)) {
+		q->ops->free(q);
 		return ctx->err;
-	if (check_opts(ctx, o))
-		return ctx->err;
-	c.ack_every = o->dedupe ? 1 : pick_prefetch(o) / 4;
+	}
+	c.window = pick_prefetch(o);
+	c.ack_every = o->dedupe ? 1 : c.window / 4;
 	if (c.ack_every < 1)
 		c.ack_every = 1;
 	if (setup(&c, &empty) == CQ_OK && !empty)
@@ -1315,4 +911,23 @@ enum cq_err cq_consume(struct cq_ctx *ctx, const struct cq_consume_opts *o,
 		e = cq_seterr(ctx, CQ_ERR_NOTFOUND, "queue '%s' is empty",
 			      o->queue);
 	return e;
+}
+
+enum cq_err cq_consume(struct cq_ctx *ctx, const struct cq_consume_opts *o,
+		       struct cq_consume_stats *st)
+{
+	struct cqi_qconf conf = { .queue = o->queue, .dlq = o->dlq,
+				  .exec = o->exec != NULL };
+	struct cqi_qdriver *q;
+
+	if (ctx->err) {
+		memset(st, 0, sizeof(*st));
+		return ctx->err;
+	}
+	q = cqi_amqp_qdriver_new(ctx, &conf);
+	if (!q) {
+		memset(st, 0, sizeof(*st));
+		return ctx->err;
+	}
+	return cqi_consume_on(ctx, q, o, st);
 }

@@ -1,0 +1,688 @@
+/* consume_amqp.c - the AMQP driver of the queue engine (qdriver_int.h):
+ * the wire under qctl consume.
+ *
+ * One connection, one channel (CQI_CHANNEL) for consuming, acking and the
+ * confirmed republishing of retries and dead letters; a side channel for
+ * the declares that may fail (and so close their channel).  Frames are
+ * read here with amqp_simple_wait_frame_noblock, which also sends the
+ * heartbeats; while handlers run, the engine's one poll() watches this
+ * socket beside every handler's pipes, so the connection stays serviced.
+ * A retry or dead letter is a confirmed publish, and the original is
+ * acked only once the broker confirmed its copy (or rejected into the
+ * queue's dead-letter exchange, which moves it and records x-death).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amqp_int.h"
+#include "cq.h"
+#include "internal.h"
+#include "qargs_int.h"
+#include "qdriver_int.h"
+#include "queue_int.h"
+
+#define SIDE_CHANNEL 2
+
+struct amqp_q {
+	struct cqi_qdriver base;	/* first */
+	amqp_connection_state_t conn;
+	amqp_bytes_t tag;	/* consumer tag (malloc'd) */
+	bool consuming;		/* basic.consume active, not cancelled */
+	bool side_open;
+	unsigned window;	/* prefetch */
+	size_t room, handed;	/* take(): how many it may hand, and did */
+	struct cq_publisher *pub;
+	char *dlx;		/* the queue's dead-letter exchange, or NULL */
+	char *dlq;		/* where we publish dead letters ourselves */
+	bool dlq_ready;
+};
+
+static struct amqp_q *Q(struct cqi_qdriver *q)
+{
+	return (struct amqp_q *)q;
+}
+
+static const struct amqp_q *CQ(const struct cqi_qdriver *q)
+{
+	return (const struct amqp_q *)q;
+}
+
+static void qnotice(struct amqp_q *a, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void qnotice(struct amqp_q *a, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	cqi_vformat(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	a->base.hooks.notice(a->base.hooks.arg, msg);
+}
+
+static void qfail(struct amqp_q *a, enum cq_err e, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void qfail(struct amqp_q *a, enum cq_err e, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	cqi_vformat(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	a->base.hooks.fail(a->base.hooks.arg, e, msg);
+}
+
+/* Move a context error to the engine, so the channel can still settle. */
+static void qfail_from_ctx(struct amqp_q *a)
+{
+	struct cq_ctx *ctx = a->base.ctx;
+
+	a->base.hooks.fail(a->base.hooks.arg, ctx->err, ctx->errstr);
+	cq_clear_error(ctx);
+}
+
+/* ---- reading frames -------------------------------------------------------- */
+
+static enum cq_err on_deliver(struct amqp_q *a, const amqp_frame_t *f)
+{
+	struct cq_ctx *ctx = a->base.ctx;
+	amqp_basic_deliver_t *m = f->payload.method.decoded;
+	uint64_t tag = m->delivery_tag;
+	bool redelivered = m->redelivered;
+	amqp_bytes_t ex = amqp_bytes_malloc_dup(m->exchange);
+	amqp_bytes_t rk = amqp_bytes_malloc_dup(m->routing_key);
+	struct cq_delivery *d = NULL;
+	amqp_message_t msg;
+	amqp_rpc_reply_t r;
+	enum cq_err e;
+
+	if ((m->exchange.len && !ex.bytes) || (m->routing_key.len && !rk.bytes)) {
+		e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	r = amqp_read_message(a->conn, f->channel, &msg, 0);
+	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+		e = cqi_amqp_rpc_err(ctx, r, "read a message");
+		goto out;
+	}
+	e = cqi_delivery_new(ctx, a->base.conf.queue, tag, redelivered, ex, rk,
+			     0, &msg, &d);
+	if (e)
+		goto out;
+	if (!a->base.conf.exec && d->props) {
+		/* printing never republishes: drop the raw properties */
+		amqp_destroy_message(&d->props->msg);
+		free(d->props);
+		d->props = NULL;
+	}
+	a->handed++;
+	if (!a->base.hooks.deliver(a->base.hooks.arg, d)) {
+		cqi_delivery_free(d);
+		e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+out:
+	amqp_bytes_free(ex);
+	amqp_bytes_free(rk);
+	return e;
+}
+
+/* A frame that is not the publisher's. */
+static enum cq_err on_other_frame(void *arg, const amqp_frame_t *f)
+{
+	struct amqp_q *a = arg;
+	struct cq_ctx *ctx = a->base.ctx;
+	amqp_rpc_reply_t r = { 0 };
+	char what[400];
+
+	if (f->frame_type != AMQP_FRAME_METHOD)
+		return cq_seterr(ctx, CQ_ERR_INTERNAL,
+				 "unexpected frame type %d",
+				 f->frame_type);
+	switch (f->payload.method.id) {
+	case AMQP_BASIC_DELIVER_METHOD:
+		return on_deliver(a, f);
+	case AMQP_BASIC_CANCEL_OK_METHOD:
+		a->consuming = false;
+		return CQ_OK;
+	case AMQP_BASIC_CANCEL_METHOD:
+		/* the broker ended our subscription: the queue went away */
+		a->consuming = false;
+		qfail(a, CQ_ERR_NOTFOUND,
+		      "RabbitMQ cancelled the consumer: queue '%s' was deleted",
+		      a->base.conf.queue);
+		return CQ_OK;
+	case AMQP_CHANNEL_CLOSE_METHOD:
+		if (f->channel == SIDE_CHANNEL) {
+			amqp_channel_close_ok_t ok = { 0 };
+
+			amqp_send_method(a->conn, SIDE_CHANNEL,
+					 AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+			a->side_open = false;
+			return CQ_OK;
+		}
+		/* fall through */
+	case AMQP_CONNECTION_CLOSE_METHOD:
+		a->consuming = false;
+		r.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
+		r.reply = f->payload.method;
+		snprintf(what, sizeof(what), "RabbitMQ at %s", ctx->amqp->where);
+		return cqi_amqp_rpc_err(ctx, r, what);
+	}
+	return CQ_OK;	/* e.g. a late qos-ok: nothing to do */
+}
+
+static enum cq_err on_frame(struct amqp_q *a, const amqp_frame_t *f)
+{
+	bool closing = f->frame_type == AMQP_FRAME_METHOD &&
+		       (f->payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
+			f->payload.method.id == AMQP_CHANNEL_CLOSE_METHOD);
+
+	/* the end of the connection or channel is ours to report */
+	if (a->pub && !closing) {
+		bool handled;
+		enum cq_err e = cqi_publisher_frame(a->pub, f, &handled);
+
+		if (e || handled)
+			return e;
+	}
+	return on_other_frame(a, f);
+}
+
+static bool buffered(const struct cqi_qdriver *q)
+{
+	return amqp_frames_enqueued(CQ(q)->conn) ||
+	       amqp_data_in_buffer(CQ(q)->conn);
+}
+
+/* Read frames: wait up to wait_ms for the first, then take whatever is
+ * already buffered, until max deliveries were handed. */
+static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
+{
+	struct amqp_q *a = Q(q);
+	bool first = true;
+
+	a->handed = 0;
+	for (int n = 0; n < 4096; n++) {
+		struct timeval tv = { 0, 0 };
+		amqp_frame_t f;
+		int st;
+
+		if (first && wait_ms > 0) {
+			tv.tv_sec = wait_ms / 1000;
+			tv.tv_usec = (wait_ms % 1000) * 1000;
+		} else if (!first && (!buffered(q) || a->handed >= max)) {
+			break;
+		}
+		first = false;
+		st = amqp_simple_wait_frame_noblock(a->conn, &f, &tv);
+		if (st == AMQP_STATUS_TIMEOUT)
+			break;
+		if (st != AMQP_STATUS_OK) {
+			a->consuming = false;
+			return cqi_amqp_status_err(q->ctx, st, "connection lost");
+		}
+		if (on_frame(a, &f))
+			return q->ctx->err;
+	}
+	if (!buffered(q))
+		amqp_maybe_release_buffers(a->conn);
+	return CQ_OK;
+}
+
+static int fd(const struct cqi_qdriver *q)
+{
+	return amqp_get_sockfd(CQ(q)->conn);
+}
+
+static size_t unsettled(const struct cqi_qdriver *q)
+{
+	return CQ(q)->pub ? cqi_publisher_outstanding(CQ(q)->pub) : 0;
+}
+
+/* ---- the side channel: declares that may fail ------------------------------ */
+
+static enum cq_err side_open(struct amqp_q *a)
+{
+	if (a->side_open)
+		return CQ_OK;
+	amqp_channel_open(a->conn, SIDE_CHANNEL);
+	if (cqi_amqp_check(a->base.ctx, "open a channel"))
+		return a->base.ctx->err;
+	a->side_open = true;
+	return CQ_OK;
+}
+
+/*
+ * The reply of the last RPC on the side channel: 0 when it went well, else
+ * the broker's reply code with its text in text (the channel is then
+ * closed).  A connection-level failure sets the context error and returns
+ * -1.
+ */
+static int side_reply(struct amqp_q *a, char *text, size_t len)
+{
+	int code = cqi_amqp_reply(a->base.ctx, SIDE_CHANNEL, "side channel",
+				  text, len);
+
+	if (code > 0)
+		a->side_open = false;
+	return code;
+}
+
+/* Declare (or with passive, look up) queue on the side channel. */
+static int side_declare(struct amqp_q *a, const char *queue, bool passive,
+			bool durable, bool auto_delete, amqp_table_t args,
+			uint32_t *ready, char *text, size_t len)
+{
+	amqp_queue_declare_ok_t *ok;
+	int code;
+
+	if (side_open(a))
+		return -1;
+	ok = amqp_queue_declare(a->conn, SIDE_CHANNEL,
+				amqp_cstring_bytes(queue), passive, durable, 0,
+				auto_delete, args);
+	code = side_reply(a, text, len);
+	if (code == 0 && ready)
+		*ready = ok->message_count;
+	return code;
+}
+
+static enum cq_err inspect(struct cqi_qdriver *q, uint64_t *ready)
+{
+	struct amqp_q *a = Q(q);
+	const char *queue = q->conf.queue;
+	uint32_t n = 0;
+	char text[512];
+	int code;
+
+	code = side_declare(a, queue, true, false, false, amqp_empty_table,
+			    &n, text, sizeof(text));
+	if (code < 0)
+		return q->ctx->err;
+	if (code == 404)
+		return cqi_missing_queue(q->ctx, queue);
+	if (code)
+		return cq_seterr(q->ctx,
+				 code == 403 ? CQ_ERR_NOPERM : CQ_ERR_TEMPFAIL,
+				 "queue '%s': %s", queue, text);
+	*ready = n;
+	return CQ_OK;
+}
+
+static enum cq_err depth(struct cqi_qdriver *q, uint64_t *ready, char *why,
+			 size_t len)
+{
+	uint32_t n = 0;
+	char text[512];
+	int code;
+
+	code = side_declare(Q(q), q->conf.queue, true, false, false,
+			    amqp_empty_table, &n, text, sizeof(text));
+	if (code < 0)
+		return q->ctx->err;
+	if (code) {
+		snprintf(why, len, "queue '%s': %s", q->conf.queue, text);
+		return code == 404 ? CQ_ERR_NOTFOUND : CQ_ERR_TEMPFAIL;
+	}
+	*ready = n;
+	return CQ_OK;
+}
+
+/* ---- does the queue have a dead-letter exchange? --------------------------- */
+
+/*
+ * The queue's arguments come from the probe (qargs.c), on the side
+ * channel.  Unless it finds them all, the DLX stays unknown and dead
+ * letters are published to QUEUE.dlq, which is always safe.  (A DLX set
+ * by a policy is not an argument and is not seen.)
+ */
+static int probe_declare(void *arg, bool durable, bool auto_delete,
+			 amqp_table_t t, char *text, size_t len)
+{
+	struct amqp_q *a = arg;
+
+	return side_declare(a, a->base.conf.queue, false, durable, auto_delete,
+			    t, NULL, text, len);
+}
+
+static enum cq_err find_dlx(struct amqp_q *a)
+{
+	struct cq_ctx *ctx = a->base.ctx;
+	struct cqi_qargs *qa = calloc(1, sizeof(*qa));
+	const struct cqi_qarg *arg;
+
+	if (!qa)
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	if (cqi_qargs_probe(ctx, probe_declare, a, qa) == CQ_OK &&
+	    qa->complete) {
+		arg = cqi_qargs_find(qa, "x-dead-letter-exchange");
+		if (arg && !(a->dlx = strdup(arg->sval)))
+			cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	}
+	cqi_qargs_clear(qa);
+	free(qa);
+	return ctx->err;
+}
+
+/* Does the exchange exist?  (A DLX that does not drops dead letters.) */
+static enum cq_err exchange_exists(struct amqp_q *a, const char *name,
+				   bool *exists)
+{
+	char text[512];
+	int code;
+
+	if (side_open(a))
+		return a->base.ctx->err;
+	amqp_exchange_declare(a->conn, SIDE_CHANNEL, amqp_cstring_bytes(name),
+			      amqp_cstring_bytes("direct"), 1, 0, 0, 0,
+			      amqp_empty_table);
+	code = side_reply(a, text, sizeof(text));
+	*exists = code == 0;
+	return code < 0 ? a->base.ctx->err : CQ_OK;
+}
+
+static enum cq_err setup_dead_letters(struct amqp_q *a)
+{
+	struct cq_ctx *ctx = a->base.ctx;
+	const char *queue = a->base.conf.queue;
+	bool ex;
+
+	if (a->base.conf.dlq) {
+		a->dlq = strdup(a->base.conf.dlq);
+		return a->dlq ? CQ_OK :
+		       cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	}
+	if (find_dlx(a))
+		return ctx->err;
+	if (a->dlx && *a->dlx) {
+		if (exchange_exists(a, a->dlx, &ex))
+			return ctx->err;
+		if (!ex) {
+			qnotice(a, "queue '%s' names dead-letter exchange '%s', which does not exist: dead letters go to '%s%s' instead",
+				queue, a->dlx, queue, CQ_DLQ_SUFFIX);
+			free(a->dlx);
+			a->dlx = NULL;
+		}
+	}
+	if (a->dlx)
+		return CQ_OK;
+	if (asprintf(&a->dlq, "%s%s", queue, CQ_DLQ_SUFFIX) < 0) {
+		a->dlq = NULL;
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	}
+	return CQ_OK;
+}
+
+/* Declare the dead-letter queue we publish to, if it is missing. */
+static bool ensure_dlq(struct amqp_q *a)
+{
+	char text[512];
+	int code;
+
+	if (a->dlq_ready)
+		return true;
+	code = side_declare(a, a->dlq, true, true, false, amqp_empty_table,
+			    NULL, text, sizeof(text));
+	if (code == 404)
+		code = side_declare(a, a->dlq, false, true, false,
+				    amqp_empty_table, NULL, text, sizeof(text));
+	if (code < 0) {
+		qfail_from_ctx(a);
+		return false;
+	}
+	if (code) {
+		qfail(a, code == 403 ? CQ_ERR_NOPERM : CQ_ERR_TEMPFAIL,
+		      "cannot declare dead-letter queue '%s': %s", a->dlq, text);
+		return false;
+	}
+	a->dlq_ready = true;
+	return true;
+}
+
+/* ---- settling ---------------------------------------------------------------- */
+
+static void ack(struct cqi_qdriver *q, uint64_t tag, bool upto)
+{
+	if (cqi_ack(q->ctx, tag, upto))
+		return;	/* the connection is gone: it comes back */
+}
+
+/* A retry or dead letter was confirmed (or not): settle the original.
+ * user_tag is the original's delivery tag * 2, + 1 for a dead letter. */
+static void on_settle(void *arg, uint64_t user_tag, bool ok,
+		      const char *reason)
+{
+	struct amqp_q *a = arg;
+	uint64_t tag = user_tag >> 1;
+	bool dead = user_tag & 1;
+
+	if (ok) {
+		ack(&a->base, tag, false);
+	} else if (!a->base.ctx->err) {
+		/* not safely elsewhere: leave it in the queue */
+		cqi_nack(a->base.ctx, tag, false, true);
+	}
+	a->base.hooks.settled(a->base.hooks.arg, dead, ok, reason);
+}
+
+/* A string header of d, or dflt. */
+static const char *header_or(const struct cq_delivery *d, const char *name,
+			     const char *dflt)
+{
+	const struct cq_field *f = cq_delivery_header(d, name);
+
+	return f && f->kind == CQ_FIELD_STRING ? f->str : dflt;
+}
+
+static struct cq_header hdr_int(const char *key, long long v)
+{
+	return (struct cq_header){ .key = key, .is_int = true, .ival = v };
+}
+
+static struct cq_header hdr_str(const char *key, const char *v, size_t n)
+{
+	/* vlen 0 means strlen: an empty value is sent as "" either way */
+	return (struct cq_header){ .key = key, .value = v, .vlen = n };
+}
+
+/* Settled through on_settle.  A message the publisher refuses
+ * (CQ_ERR_DATA) leaves the connection usable: stop gracefully.  Other
+ * errors mean the connection is gone (the context error stays). */
+static void publish(struct amqp_q *a, const struct cq_message *m,
+		    uint64_t user_tag)
+{
+	if (cq_publish(a->pub, m, user_tag) == CQ_ERR_DATA)
+		qfail_from_ctx(a);
+}
+
+/* Republish d to its queue with the new retry count; ack it once
+ * confirmed. */
+static void retry(struct cqi_qdriver *q, const struct cq_delivery *d,
+		  const struct cqi_failure *f)
+{
+	struct cq_header h[6];
+	struct cq_message m;
+	size_t n = 0;
+
+	h[n++] = hdr_int(CQ_HDR_RETRIES, f->attempts);
+	/* a new message: the broker's count of the old one's returns must
+	 * not pass for its own */
+	h[n++] = (struct cq_header){ .key = CQ_HDR_DELIVERY_COUNT };
+	h[n++] = hdr_int(CQ_HDR_EXIT_CODE, f->code);
+	h[n++] = f->tlen ? hdr_str(CQ_HDR_STDERR, f->tail, f->tlen) :
+			   (struct cq_header){ .key = CQ_HDR_STDERR };
+	if (!cq_delivery_header(d, CQ_HDR_ORIGINAL_EXCHANGE))
+		h[n++] = hdr_str(CQ_HDR_ORIGINAL_EXCHANGE, d->exchange, 0);
+	if (!cq_delivery_header(d, CQ_HDR_ORIGINAL_ROUTING_KEY))
+		h[n++] = hdr_str(CQ_HDR_ORIGINAL_ROUTING_KEY, d->routing_key, 0);
+	cq_message_init(&m);
+	m.from = d;
+	m.exchange = "";
+	m.routing_key = q->conf.queue;
+	m.headers = h;
+	m.nheaders = n;
+	publish(Q(q), &m, d->delivery_tag << 1);
+}
+
+/* Dead-letter d: through the queue's DLX, or a confirmed publish to the
+ * dead-letter queue before the original is acked. */
+static bool dead_letter(struct cqi_qdriver *q, const struct cq_delivery *d,
+			const struct cqi_failure *f, char *where, size_t len)
+{
+	struct amqp_q *a = Q(q);
+	struct cq_header h[9];
+	struct cq_message m;
+	size_t n = 0;
+
+	if (a->dlx) {
+		/* the broker moves it and records x-death */
+		snprintf(where, len, "through exchange '%s'",
+			 *a->dlx ? a->dlx : "(default)");
+		if (cqi_reject(q->ctx, d->delivery_tag, false) == CQ_OK)
+			q->hooks.settled(q->hooks.arg, true, true, NULL);
+		return true;
+	}
+	if (!ensure_dlq(a))
+		return false;	/* stays unacked: it comes back */
+	h[n++] = hdr_int(CQ_HDR_RETRIES, f->attempts);
+	h[n++] = hdr_str(CQ_HDR_DEATH_REASON, f->reason, 0);
+	h[n++] = hdr_int(CQ_HDR_EXIT_CODE, f->code);
+	h[n++] = f->tlen ? hdr_str(CQ_HDR_STDERR, f->tail, f->tlen) :
+			   (struct cq_header){ .key = CQ_HDR_STDERR };
+	h[n++] = hdr_str(CQ_HDR_ORIGINAL_QUEUE, q->conf.queue, 0);
+	h[n++] = hdr_str(CQ_HDR_ORIGINAL_EXCHANGE,
+			 header_or(d, CQ_HDR_ORIGINAL_EXCHANGE, d->exchange), 0);
+	h[n++] = hdr_str(CQ_HDR_ORIGINAL_ROUTING_KEY,
+			 header_or(d, CQ_HDR_ORIGINAL_ROUTING_KEY,
+				   d->routing_key), 0);
+	h[n++] = hdr_int(CQ_HDR_DIED_AT, cq_wall_ms() / 1000);
+	h[n++] = hdr_str(CQ_HDR_HOST, f->host, 0);
+	cq_message_init(&m);
+	m.from = d;
+	m.exchange = "";
+	m.routing_key = a->dlq;
+	m.headers = h;
+	m.nheaders = n;
+	snprintf(where, len, "to '%s'", a->dlq);
+	publish(a, &m, d->delivery_tag << 1 | 1);
+	return true;
+}
+
+static enum cq_err flush(struct cqi_qdriver *q)
+{
+	return Q(q)->pub ? cq_publisher_flush(Q(q)->pub) : CQ_OK;
+}
+
+/* ---- subscribing ---------------------------------------------------------------- */
+
+static enum cq_err subscribe(struct cqi_qdriver *q)
+{
+	struct amqp_q *a = Q(q);
+	amqp_basic_consume_ok_t *ok;
+	char what[300];
+
+	amqp_bytes_free(a->tag);
+	a->tag = amqp_empty_bytes;
+	snprintf(what, sizeof(what), "consume from queue '%s'", q->conf.queue);
+	ok = amqp_basic_consume(a->conn, CQI_CHANNEL,
+				amqp_cstring_bytes(q->conf.queue),
+				amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	if (cqi_amqp_check(q->ctx, what))
+		return q->ctx->err;
+	a->tag = amqp_bytes_malloc_dup(ok->consumer_tag);
+	if (!a->tag.bytes)
+		return cq_seterr(q->ctx, CQ_ERR_NOMEM, "out of memory");
+	a->consuming = true;
+	return CQ_OK;
+}
+
+static enum cq_err start(struct cqi_qdriver *q, unsigned window)
+{
+	struct amqp_q *a = Q(q);
+	char what[300];
+
+	if (q->conf.exec) {
+		if (setup_dead_letters(a))
+			return q->ctx->err;
+		a->pub = cq_publisher_new(q->ctx, 1000, true);
+		if (!a->pub)
+			return q->ctx->err;
+		cq_publisher_on_settle(a->pub, on_settle, a);
+		cqi_publisher_on_frame(a->pub, on_other_frame, a);
+	}
+	a->window = window;
+	snprintf(what, sizeof(what), "set prefetch %u", window);
+	amqp_basic_qos(a->conn, CQI_CHANNEL, 0, (uint16_t)window, 0);
+	if (cqi_amqp_check(q->ctx, what))
+		return q->ctx->err;
+	return subscribe(q);
+}
+
+/* Cancel the subscription: nothing new arrives. */
+static void stop(struct cqi_qdriver *q)
+{
+	struct amqp_q *a = Q(q);
+
+	if (a->consuming) {
+		amqp_basic_cancel(a->conn, CQI_CHANNEL, a->tag);
+		if (cqi_amqp_check(q->ctx, "cancel the consumer") == CQ_OK)
+			a->consuming = false;
+	}
+}
+
+static enum cq_err drv_connect(struct cqi_qdriver *q)
+{
+	if (!q->ctx->amqp)
+		return cq_seterr(q->ctx, CQ_ERR_INTERNAL, "consume: not connected to RabbitMQ");
+	Q(q)->conn = q->ctx->amqp->conn;
+	return CQ_OK;
+}
+
+static void drv_free(struct cqi_qdriver *q)
+{
+	struct amqp_q *a = Q(q);
+
+	cq_publisher_free(a->pub);
+	amqp_bytes_free(a->tag);
+	free(a->dlx);
+	free(a->dlq);
+	free(a);
+}
+
+static const struct cqi_qdriver_ops amqp_ops = {
+	.connect = drv_connect,
+	.inspect = inspect,
+	.start = start,
+	.take = take,
+	.buffered = buffered,
+	.fd = fd,
+	.unsettled = unsettled,
+	.depth = depth,
+	.stop = stop,
+	.resume = subscribe,
+	.ack = ack,
+	.retry = retry,
+	.dead_letter = dead_letter,
+	.flush = flush,
+	.free = drv_free,
+};
+
+struct cqi_qdriver *cqi_amqp_qdriver_new(struct cq_ctx *ctx,
+					 const struct cqi_qconf *conf)
+{
+	struct amqp_q *a = calloc(1, sizeof(*a));
+
+	if (!a) {
+		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	a->base.ops = &amqp_ops;
+	a->base.ctx = ctx;
+	a->base.conf = *conf;
+	a->tag = amqp_empty_bytes;
+	return &a->base;
+}

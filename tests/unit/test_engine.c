@@ -1,0 +1,573 @@
+/* Unit tests for the queue engine (consume.c) against an in-memory driver:
+ * the one place a fake queue is right.  The handlers are real processes
+ * (sh -c); only the queue is simulated, so the engine's policy is tested
+ * apart from any wire: ack only after success, retries up to
+ * --max-retries then a dead letter with its reason, poison codes, --count,
+ * --until-empty, and a stop request settling what is in flight. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cq.h"
+#include "internal.h"
+#include "qdriver_int.h"
+
+#define MAXMSG 64
+
+/* A message as the fake queue keeps it. */
+struct fmsg {
+	char id[32];
+	char body[64];
+	long long retries;
+};
+
+/* What reached the dead letters. */
+struct fdead {
+	struct fmsg m;
+	char reason[64];
+	long long attempts;
+	int code;
+	char tail[128];
+};
+
+struct fake {
+	struct cqi_qdriver base;	/* first */
+	struct fmsg ready[MAXMSG];	/* the queue, oldest first */
+	size_t nready;
+	struct fmsg taken[MAXMSG];	/* unsettled, by tag - 1 */
+	bool out[MAXMSG];		/* taken[i] not settled yet */
+	uint64_t next_tag;
+	struct fmsg acked[MAXMSG];
+	size_t nacked;
+	struct fdead dead[MAXMSG];
+	size_t ndead;
+	unsigned window, retries;
+	bool taking, freed;
+	const char *dir;	/* where handlers leave their marks */
+	bool ack_before_done;	/* an ack came for a message not yet done */
+	size_t most_out;	/* the largest number unsettled at once */
+};
+
+static struct fake *F(struct cqi_qdriver *q)
+{
+	return (struct fake *)q;
+}
+
+static void put(struct fake *f, const char *id, const char *body,
+		long long retries)
+{
+	struct fmsg *m = &f->ready[f->nready++];
+
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	snprintf(m->body, sizeof(m->body), "%s", body);
+	m->retries = retries;
+}
+
+static size_t nout(const struct fake *f)
+{
+	size_t n = 0;
+
+	for (uint64_t i = 0; i < f->next_tag; i++)
+		n += f->out[i];
+	return n;
+}
+
+static struct cq_delivery *delivery(const struct fmsg *m, uint64_t tag)
+{
+	struct cq_delivery *d = calloc(1, sizeof(*d));
+
+	assert_non_null(d);
+	d->body = strdup(m->body);
+	d->len = strlen(m->body);
+	d->delivery_tag = tag;
+	d->exchange = strdup("");
+	d->routing_key = strdup("fake");
+	d->message_id = strdup(m->id);
+	d->priority = -1;
+	if (m->retries) {
+		d->headers = calloc(1, sizeof(*d->headers));
+		assert_non_null(d->headers);
+		d->headers[0].key = strdup(CQ_HDR_RETRIES);
+		d->headers[0].kind = CQ_FIELD_INT;
+		d->headers[0].i = m->retries;
+		d->nheaders = 1;
+	}
+	return d;
+}
+
+static enum cq_err f_connect(struct cqi_qdriver *q)
+{
+	(void)q;
+	return CQ_OK;
+}
+
+static enum cq_err f_inspect(struct cqi_qdriver *q, uint64_t *ready)
+{
+	*ready = F(q)->nready;
+	return CQ_OK;
+}
+
+static enum cq_err f_start(struct cqi_qdriver *q, unsigned window)
+{
+	F(q)->window = window;
+	F(q)->taking = true;
+	return CQ_OK;
+}
+
+static enum cq_err f_take(struct cqi_qdriver *q, size_t max, long long wait_ms)
+{
+	struct fake *f = F(q);
+	size_t n = 0;
+
+	while (f->taking && f->nready && n < max) {
+		uint64_t tag = ++f->next_tag;
+
+		assert_true(tag <= MAXMSG);
+		f->taken[tag - 1] = f->ready[0];
+		f->out[tag - 1] = true;
+		memmove(f->ready, f->ready + 1, --f->nready * sizeof(*f->ready));
+		if (!q->hooks.deliver(q->hooks.arg,
+				      delivery(&f->taken[tag - 1], tag)))
+			fail_msg("deliver refused a message");
+		n++;
+	}
+	if (nout(f) > f->most_out)
+		f->most_out = nout(f);
+	if (!n && wait_ms > 0)
+		usleep(2000);
+	return CQ_OK;
+}
+
+static bool f_buffered(const struct cqi_qdriver *q)
+{
+	(void)q;
+	return false;
+}
+
+static int f_fd(const struct cqi_qdriver *q)
+{
+	(void)q;
+	return -1;
+}
+
+static size_t f_unsettled(const struct cqi_qdriver *q)
+{
+	(void)q;
+	return 0;
+}
+
+static enum cq_err f_depth(struct cqi_qdriver *q, uint64_t *ready, char *why,
+			   size_t len)
+{
+	(void)why;
+	(void)len;
+	*ready = F(q)->nready;
+	return CQ_OK;
+}
+
+static void f_stop(struct cqi_qdriver *q)
+{
+	F(q)->taking = false;
+}
+
+static enum cq_err f_resume(struct cqi_qdriver *q)
+{
+	F(q)->taking = true;
+	return CQ_OK;
+}
+
+/* Settle one taken message (it must be unsettled). */
+static struct fmsg *settle(struct fake *f, uint64_t tag)
+{
+	assert_true(tag >= 1 && tag <= f->next_tag);
+	assert_true(f->out[tag - 1]);
+	f->out[tag - 1] = false;
+	return &f->taken[tag - 1];
+}
+
+static void f_ack(struct cqi_qdriver *q, uint64_t tag, bool upto)
+{
+	struct fake *f = F(q);
+
+	for (uint64_t t = upto ? 1 : tag; t <= tag; t++) {
+		char mark[512];
+		struct fmsg *m;
+
+		if (upto && !f->out[t - 1])
+			continue;
+		m = settle(f, t);
+		if (f->dir) {
+			snprintf(mark, sizeof(mark), "%s/%s", f->dir, m->id);
+			if (access(mark, F_OK) < 0)
+				f->ack_before_done = true;
+		}
+		f->acked[f->nacked++] = *m;
+	}
+}
+
+static void f_retry(struct cqi_qdriver *q, const struct cq_delivery *d,
+		    const struct cqi_failure *fl)
+{
+	struct fake *f = F(q);
+	struct fmsg *m = settle(f, d->delivery_tag);
+
+	f->retries++;
+	put(f, m->id, m->body, fl->attempts);
+	q->hooks.settled(q->hooks.arg, false, true, NULL);
+}
+
+static bool f_dead_letter(struct cqi_qdriver *q, const struct cq_delivery *d,
+			  const struct cqi_failure *fl, char *where, size_t len)
+{
+	struct fake *f = F(q);
+	struct fdead *x = &f->dead[f->ndead++];
+
+	x->m = *settle(f, d->delivery_tag);
+	snprintf(x->reason, sizeof(x->reason), "%s", fl->reason);
+	snprintf(x->tail, sizeof(x->tail), "%.*s", (int)fl->tlen, fl->tail);
+	x->attempts = fl->attempts;
+	x->code = fl->code;
+	snprintf(where, len, "to 'fake.dlq'");
+	q->hooks.settled(q->hooks.arg, true, true, NULL);
+	return true;
+}
+
+static enum cq_err f_flush(struct cqi_qdriver *q)
+{
+	(void)q;
+	return CQ_OK;
+}
+
+/* The connection closes: what was not settled is back in the queue (the
+ * test keeps the fake to look at it). */
+static void f_free(struct cqi_qdriver *q)
+{
+	struct fake *f = F(q);
+
+	for (uint64_t t = 1; t <= f->next_tag; t++)
+		if (f->out[t - 1]) {
+			f->out[t - 1] = false;
+			put(f, f->taken[t - 1].id, f->taken[t - 1].body,
+			    f->taken[t - 1].retries);
+		}
+	f->freed = true;
+}
+
+static const struct cqi_qdriver_ops fake_ops = {
+	.connect = f_connect,
+	.inspect = f_inspect,
+	.start = f_start,
+	.take = f_take,
+	.buffered = f_buffered,
+	.fd = f_fd,
+	.unsettled = f_unsettled,
+	.depth = f_depth,
+	.stop = f_stop,
+	.resume = f_resume,
+	.ack = f_ack,
+	.retry = f_retry,
+	.dead_letter = f_dead_letter,
+	.flush = f_flush,
+	.free = f_free,
+};
+
+/* ---- the fixture ------------------------------------------------------- */
+
+struct fixture {
+	struct cq_ctx *ctx;
+	struct fake f;
+	struct cq_consume_opts o;
+	struct cq_consume_stats st;
+	char dir[64];
+	char cmd[512];
+	char printed[MAXMSG][32];
+	size_t nprinted;
+	unsigned stop_after;	/* progress calls before the stop request */
+};
+
+static int setup(void **state)
+{
+	struct fixture *x = calloc(1, sizeof(*x));
+
+	assert_non_null(x);
+	snprintf(x->dir, sizeof(x->dir), "/tmp/cq-engine-test.XXXXXX");
+	assert_non_null(mkdtemp(x->dir));
+	x->ctx = cq_ctx_new(NULL);
+	assert_non_null(x->ctx);
+	x->f.base.ops = &fake_ops;
+	x->f.base.ctx = x->ctx;
+	x->f.base.conf.queue = "fake";
+	x->f.dir = x->dir;
+	cq_consume_opts_init(&x->o);
+	x->o.queue = "fake";
+	x->o.arg = x;
+	*state = x;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *x = *state;
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", x->dir);
+	assert_int_equal(system(cmd), 0);
+	cq_ctx_free(x->ctx);
+	free(x);
+	return 0;
+}
+
+/* A handler: `sh -c` with $DIR set to the fixture's directory. */
+static void handler(struct fixture *x, const char *script)
+{
+	snprintf(x->cmd, sizeof(x->cmd), "DIR='%s'; %s", x->dir, script);
+	x->o.exec = x->cmd;
+	x->f.base.conf.exec = true;
+}
+
+static enum cq_err run(struct fixture *x)
+{
+	return cqi_consume_on(x->ctx, &x->f.base, &x->o, &x->st);
+}
+
+static int lines_in(struct fixture *x, const char *name)
+{
+	char path[256], buf[256];
+	FILE *fp;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", x->dir, name);
+	fp = fopen(path, "r");
+	if (!fp)
+		return 0;
+	while (fgets(buf, sizeof(buf), fp))
+		n++;
+	fclose(fp);
+	return n;
+}
+
+static bool print_one(void *arg, const struct cq_delivery *d)
+{
+	struct fixture *x = arg;
+
+	snprintf(x->printed[x->nprinted++], sizeof(x->printed[0]), "%s",
+		 d->message_id);
+	return true;
+}
+
+static bool flush_ok(void *arg)
+{
+	(void)arg;
+	return true;
+}
+
+static void stop_later(void *arg, const struct cq_consume_stats *st)
+{
+	struct fixture *x = arg;
+
+	(void)st;
+	if (x->stop_after && --x->stop_after == 0)
+		raise(SIGTERM);
+}
+
+/* ---- the tests -------------------------------------------------------- */
+
+/* Every message is acked, and only once its handler has finished. */
+static void test_ack_after_success(void **state)
+{
+	struct fixture *x = *state;
+
+	put(&x->f, "m1", "a", 0);
+	put(&x->f, "m2", "b", 0);
+	put(&x->f, "m3", "c", 0);
+	handler(x, "sleep 0.05; cat > \"$DIR/$CQ_MESSAGE_ID\"");
+	x->o.jobs = 2;
+	x->o.until_empty = true;
+	assert_int_equal(run(x), CQ_OK);
+	assert_true(x->f.freed);
+	assert_int_equal(x->f.nacked, 3);
+	assert_false(x->f.ack_before_done);
+	assert_int_equal(x->f.nready, 0);
+	assert_int_equal(x->st.received, 3);
+	assert_int_equal(x->st.acked, 3);
+	assert_int_equal(x->st.handled, 3);
+	assert_int_equal(x->st.retried + x->st.dead_lettered, 0);
+	/* the window is --jobs: never more than two taken at once */
+	assert_int_equal(x->f.window, 2);
+	assert_true(x->f.most_out <= 2);
+}
+
+/* A handler that keeps failing: retried --max-retries times (the count
+ * carried on the message), then dead-lettered with its reason. */
+static void test_retries_then_dead_letter(void **state)
+{
+	struct fixture *x = *state;
+
+	put(&x->f, "m1", "a", 0);
+	handler(x, "echo \"try $CQ_RETRIES\" >> \"$DIR/runs\"; echo oops >&2; exit 3");
+	x->o.max_retries = 2;
+	x->o.until_empty = true;
+	assert_int_equal(run(x), CQ_OK);
+	assert_int_equal(lines_in(x, "runs"), 3);
+	assert_int_equal(x->f.retries, 2);
+	assert_int_equal(x->st.retried, 2);
+	assert_int_equal(x->st.dead_lettered, 1);
+	assert_int_equal(x->st.acked, 0);
+	assert_int_equal(x->f.nacked, 0);
+	assert_int_equal(x->f.ndead, 1);
+	assert_string_equal(x->f.dead[0].m.id, "m1");
+	assert_string_equal(x->f.dead[0].reason, "exit 3");
+	assert_int_equal(x->f.dead[0].attempts, 3);
+	assert_int_equal(x->f.dead[0].code, 3);
+	assert_string_equal(x->f.dead[0].tail, "oops");
+	assert_int_equal(x->f.nready, 0);
+}
+
+/* A message that already carries retries gets only what is left. */
+static void test_retries_carried(void **state)
+{
+	struct fixture *x = *state;
+
+	put(&x->f, "m1", "a", 2);
+	handler(x, "echo x >> \"$DIR/runs\"; exit 1");
+	x->o.max_retries = 3;
+	x->o.until_empty = true;
+	assert_int_equal(run(x), CQ_OK);
+	assert_int_equal(lines_in(x, "runs"), 2);
+	assert_int_equal(x->f.ndead, 1);
+	assert_int_equal(x->f.dead[0].attempts, 4);
+}
+
+/* A poison code is dead-lettered at once; another code is retried. */
+static void test_poison(void **state)
+{
+	struct fixture *x = *state;
+	static const int poison[] = { 65, 78 };
+
+	put(&x->f, "p", "poison", 0);
+	put(&x->f, "r", "retry", 0);
+	handler(x, "if [ \"$(cat)\" = poison ]; then exit 65; fi; "
+		   "[ \"$CQ_RETRIES\" = 1 ] && exit 0; exit 64");
+	x->o.poison_codes = poison;
+	x->o.npoison = 2;
+	x->o.max_retries = 3;
+	x->o.until_empty = true;
+	assert_int_equal(run(x), CQ_OK);
+	assert_int_equal(x->f.ndead, 1);
+	assert_string_equal(x->f.dead[0].m.id, "p");
+	assert_string_equal(x->f.dead[0].reason, "poison (exit 65)");
+	assert_int_equal(x->f.dead[0].attempts, 1);
+	assert_int_equal(x->f.dead[0].code, 65);
+	/* 64 is not poison: retried once, then it succeeded */
+	assert_int_equal(x->st.retried, 1);
+	assert_int_equal(x->f.nacked, 1);
+	assert_string_equal(x->f.acked[0].id, "r");
+	assert_int_equal(x->f.acked[0].retries, 1);
+}
+
+/* A timeout is a failure like any other, with its own reason. */
+static void test_timeout_reason(void **state)
+{
+	struct fixture *x = *state;
+
+	put(&x->f, "slow", "a", 0);
+	handler(x, "exec sleep 5");
+	x->o.handler_timeout_ms = 100;
+	x->o.max_retries = 0;
+	x->o.until_empty = true;
+	assert_int_equal(run(x), CQ_OK);
+	assert_int_equal(x->f.ndead, 1);
+	assert_string_equal(x->f.dead[0].reason, "timeout");
+}
+
+/* --count: that many are printed and acked; the rest stay in the queue,
+ * and no more than the count were taken. */
+static void test_count(void **state)
+{
+	struct fixture *x = *state;
+
+	for (int i = 0; i < 5; i++) {
+		char id[8];
+
+		snprintf(id, sizeof(id), "m%d", i);
+		put(&x->f, id, "x", 0);
+	}
+	x->f.dir = NULL;
+	x->o.print = print_one;
+	x->o.flush = flush_ok;
+	x->o.count = 2;
+	assert_int_equal(run(x), CQ_OK);
+	assert_int_equal(x->nprinted, 2);
+	assert_string_equal(x->printed[0], "m0");
+	assert_string_equal(x->printed[1], "m1");
+	assert_int_equal(x->f.nacked, 2);
+	assert_int_equal(x->st.acked, 2);
+	assert_int_equal(x->f.next_tag, 2);
+	assert_int_equal(x->f.nready, 3);
+	assert_string_equal(x->f.ready[0].id, "m2");
+}
+
+/* --until-empty on an empty queue: nothing to do is "empty" (69). */
+static void test_until_empty_empty(void **state)
+{
+	struct fixture *x = *state;
+
+	x->o.print = print_one;
+	x->o.flush = flush_ok;
+	x->o.until_empty = true;
+	assert_int_equal(run(x), CQ_ERR_NOTFOUND);
+	assert_non_null(strstr(x->ctx->errstr, "queue 'fake' is empty"));
+	assert_int_equal(x->st.received, 0);
+}
+
+/* A stop request (SIGTERM, caught by stop.c): nothing new is taken, and
+ * the handlers in flight finish and are settled (acked after success).
+ * The request stays for the rest of the process: this test runs last. */
+static void test_stop_settles_in_flight(void **state)
+{
+	struct fixture *x = *state;
+
+	for (int i = 0; i < 4; i++) {
+		char id[8];
+
+		snprintf(id, sizeof(id), "m%d", i);
+		put(&x->f, id, "x", 0);
+	}
+	handler(x, "sleep 0.4; cat > \"$DIR/$CQ_MESSAGE_ID\"");
+	x->o.jobs = 2;
+	assert_int_equal(cq_stop_catch(x->ctx), CQ_OK);
+	x->o.progress = stop_later;
+	x->stop_after = 2;	/* the first comes before any handler starts */
+	assert_int_equal(run(x), CQ_OK);
+	assert_true(x->st.stopped);
+	assert_int_equal(x->st.acked, 2);
+	assert_int_equal(x->f.nacked, 2);
+	assert_false(x->f.ack_before_done);
+	assert_int_equal(x->f.next_tag, 2);
+	assert_int_equal(x->f.nready, 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_ack_after_success, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retries_then_dead_letter, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retries_carried, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poison, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_reason, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_until_empty_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_settles_in_flight, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
