@@ -110,6 +110,7 @@ static void child(const char *cmd, const char *queue,
 
 	/* its own process group: a timeout kills what it started too, and
 	 * a Ctrl-C at the terminal reaches qctl, which lets it finish */
+	setpgid(0, 0);
 	cqi_child_setup(pass_env);
 	if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(err_fd, STDERR_FILENO) < 0)
 		goto fail;

@@ -341,12 +341,16 @@ struct cqi_end cqi_child_end(int status, bool timed_out);
 /* "exit 3", "signal 9", "timeout". */
 void cqi_end_text(const struct cqi_end *e, char *buf, size_t len);
 
-/* In a child before exec: its own process group (so that stopping it
- * reaches what it starts, and a Ctrl-C reaches only cq, which stops it),
- * default signal dispositions and mask, and cq's own secrets
+/* In a child before exec, after it took its own process group (so that
+ * stopping it reaches what it starts, and a Ctrl-C reaches only cq, which
+ * stops it): default signal dispositions and mask, and cq's own secrets
  * (CQ_AMQP_URL, CQ_REDIS_URL, CQ_REDIS_PASSWORD, CQ_PASSWORD_FILE) out of
  * the environment unless pass_env. */
 void cqi_child_setup(bool pass_env);
+/* True when a command with this stdin gets its own process group: always
+ * unless it reads a terminal, which only the terminal's foreground group
+ * may do (such a command stays in ours, so a Ctrl-C reaches it too). */
+bool cqi_child_own_group(bool null_stdin);
 /* Send sig to the process group pgid (and pgid itself, should it have
  * left the group). */
 void cqi_group_signal(pid_t pgid, int sig);

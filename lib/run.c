@@ -49,11 +49,15 @@ static const char *const secrets[] = {
 	"CQ_AMQP_URL", "CQ_REDIS_URL", "CQ_REDIS_PASSWORD", "CQ_PASSWORD_FILE",
 };
 
+bool cqi_child_own_group(bool null_stdin)
+{
+	return null_stdin || !isatty(STDIN_FILENO);
+}
+
 void cqi_child_setup(bool pass_env)
 {
 	sigset_t none;
 
-	setpgid(0, 0);
 	/* cli_main ignores SIGPIPE, cq_stop_catch catches INT and TERM: a
 	 * command gets the usual defaults */
 	signal(SIGPIPE, SIG_DFL);
@@ -85,6 +89,8 @@ static void child_exec(char *const *argv, const char *key, bool null_stdin,
 {
 	int e;
 
+	if (cqi_child_own_group(null_stdin))
+		setpgid(0, 0);
 	cqi_child_setup(pass_env);
 	if (dup2(out_fd, STDOUT_FILENO) < 0)
 		goto fail;
@@ -124,7 +130,7 @@ enum cq_err cqi_child_start(struct cq_ctx *ctx, char *const *argv,
 	if (ch->pid == 0)
 		child_exec(argv, key, null_stdin, ctx->set.pass_env, out[1],
 			   err[1]);
-	if (ch->pid > 0)
+	if (ch->pid > 0 && cqi_child_own_group(null_stdin))
 		setpgid(ch->pid, ch->pid);	/* also here: no race with a kill */
 	close(out[1]);
 	close(err[1]);
@@ -213,6 +219,7 @@ int cqi_child_stop(struct cqi_child *ch)
 	if (ch->pid <= 0)
 		return cqi_exit_status(status);
 	cqi_group_signal(ch->pid, SIGTERM);
+	cqi_group_signal(ch->pid, SIGCONT);	/* a stopped one sees it too */
 	for (;;) {
 		if (!reaped) {
 			pid_t r = waitpid(ch->pid, &status, WNOHANG);

@@ -94,6 +94,14 @@ lock_key() { echo "${P}{${P}$1}|cq:lock"; }
 	[ "$(rcli exists "$(lock_key k)")" = 0 ]
 }
 
+@test "fetch: a command reading the terminal stays in cachectl's process group and can read it" {
+	# in a group of its own it would be stopped by SIGTTIN
+	run -0 timeout 20 script -qec "cachectl fetch k --ttl 1m -- sh -c 'read x; echo got:\$x'" /dev/null \
+		< <(sleep 1; echo hello)
+	[[ "$output" == *got:hello* ]]
+	[ "$(rcli get "${P}k")" = got:hello ]
+}
+
 @test "warm --once: SIGTERM settles the writes, releases the once-lock, reports the lines not read, exit 75" {
 	mkfifo "$TMP/in"
 	( printf 'a\t1\nb\t2\n'; exec sleep 60 ) >"$TMP/in" 3>&- &
