@@ -52,6 +52,12 @@ declare_q() {
 	run -1 qctl peek "$Q" --amqp "$CQ_AMQPS_URL" --cacert "$T/ca.pem"
 }
 
+@test "--insecure skips the server check for amqps:// too, and warns" {
+	run -0 --separate-stderr declare_q "$Q" --cacert "$T/other-ca.pem" --insecure
+	assert_equal "$stderr" "qctl: declare: warning: --insecure: TLS server certificates are not checked"
+	run -77 --separate-stderr qctl declare "$Q" --cacert "$T/other-ca.pem"
+}
+
 @test "a client certificate signed by the CA is accepted" {
 	run -0 declare_q "$Q" --cert "$T/client.pem" --key "$T/client.key"
 	run -0 qctl enqueue -q "$Q" hello --cacert "$T/ca.pem" --cert "$T/client.pem" --key "$T/client.key"
