@@ -377,7 +377,7 @@ enum cq_err cq_amqp_connect(struct cq_ctx *ctx)
 		if (e)
 			return cq_seterr(ctx, e, "bad AMQP URL '%s': %s", safe,
 					 errbuf);
-		cq_clear_error(ctx);
+		cqi_err_drop(ctx);	/* the last URL's: fail over */
 		e = open_one(ctx, &u);
 		cqi_amqp_url_clear(&u);
 		if (!e)

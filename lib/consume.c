@@ -72,8 +72,7 @@ struct consumer {
 	long long start_ms, idle_since_ms, last_check_ms, last_progress_ms;
 	/* an error that stops the run gracefully (the connection still
 	 * works: finished handlers are still settled) */
-	enum cq_err fatal;
-	char fatal_msg[512];
+	struct cqi_err_held stop_err;
 };
 
 void cq_consume_opts_init(struct cq_consume_opts *o)
@@ -97,28 +96,6 @@ static void notice(struct consumer *c, const char *fmt, ...)
 	cqi_vformat(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	c->o->notice(c->o->arg, msg);
-}
-
-/* Stop gracefully with this error (the first one wins). */
-static void fail(struct consumer *c, enum cq_err e, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void fail(struct consumer *c, enum cq_err e, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (c->fatal)
-		return;
-	c->fatal = e;
-	va_start(ap, fmt);
-	cqi_vformat(c->fatal_msg, sizeof(c->fatal_msg), fmt, ap);
-	va_end(ap);
-}
-
-/* Move a context error into c->fatal, so the channel can still settle. */
-static void fail_from_ctx(struct consumer *c)
-{
-	fail(c, c->ctx->err, "%s", c->ctx->errstr);
-	cq_clear_error(c->ctx);
 }
 
 static const char *msg_id(const struct cq_delivery *d)
@@ -173,7 +150,7 @@ static bool dedupe_key(struct consumer *c, const char *id, struct cq_buf *k)
 }
 
 /* Has this message's id been processed?  A message without an id has not.
- * False on an error (then c->fatal is set). */
+ * False on an error (then c->stop_err.err is set). */
 static bool dedupe_seen(struct consumer *c, const struct cq_delivery *d,
 			bool *seen)
 {
@@ -186,7 +163,7 @@ static bool dedupe_seen(struct consumer *c, const struct cq_delivery *d,
 	if (!d->message_id)
 		return true;
 	if (!dedupe_key(c, d->message_id, &k)) {
-		fail(c, CQ_ERR_NOMEM, "out of memory");
+		cqi_err_holdf(&c->stop_err, CQ_ERR_NOMEM, "out of memory");
 		return false;
 	}
 	argv[1] = k.data;
@@ -194,7 +171,7 @@ static bool dedupe_seen(struct consumer *c, const struct cq_delivery *d,
 	r = cqi_redis_cmd(c->ctx, CQI_KEY(1), 2, argv, lens);
 	cq_buf_free(&k);
 	if (!r) {
-		fail_from_ctx(c);
+		cqi_err_hold(c->ctx, &c->stop_err);
 		return false;
 	}
 	*seen = r->type == CQI_REPLY_INTEGER && r->integer > 0;
@@ -215,7 +192,7 @@ static void dedupe_mark(struct consumer *c, const char *id)
 	if (!id || !c->o->dedupe)
 		return;
 	if (!dedupe_key(c, id, &k)) {
-		fail(c, CQ_ERR_NOMEM, "out of memory");
+		cqi_err_holdf(&c->stop_err, CQ_ERR_NOMEM, "out of memory");
 		return;
 	}
 	snprintf(ttl, sizeof(ttl), "%lld", c->o->dedupe_ttl_ms);
@@ -225,7 +202,7 @@ static void dedupe_mark(struct consumer *c, const char *id)
 	r = cqi_redis_cmd(c->ctx, CQI_KEY(1), 6, argv, lens);
 	cq_buf_free(&k);
 	if (!r)
-		fail_from_ctx(c);
+		cqi_err_hold(c->ctx, &c->stop_err);
 	cqi_reply_free(r);
 }
 
@@ -249,13 +226,16 @@ static void on_settled(void *arg, bool dead, bool ok, const char *reason)
 			c->st->retried++;
 		return;
 	}
-	fail(c, CQ_ERR_TEMPFAIL, "cannot %s a message: %s (it stays in '%s')",
-	     dead ? "dead-letter" : "retry", reason, c->o->queue);
+	cqi_err_holdf(&c->stop_err, CQ_ERR_TEMPFAIL,
+		      "cannot %s a message: %s (it stays in '%s')",
+		      dead ? "dead-letter" : "retry", reason, c->o->queue);
 }
 
 static void on_fail(void *arg, enum cq_err e, const char *msg)
 {
-	fail(arg, e, "%s", msg);
+	struct consumer *c = arg;
+
+	cqi_err_holdf(&c->stop_err, e, "%s", msg);
 }
 
 static void on_notice(void *arg, const char *msg)
@@ -340,7 +320,7 @@ static void flush_batch(struct consumer *c)
 		return;
 	if (!c->o->flush(c->o->arg)) {
 		/* not acked: RabbitMQ delivers them again */
-		fail(c, CQ_ERR_IO, "cannot write output");
+		cqi_err_holdf(&c->stop_err, CQ_ERR_IO, "cannot write output");
 		c->batch_n = 0;
 		return;
 	}
@@ -360,8 +340,8 @@ static bool count_reached(const struct consumer *c)
 
 static bool may_take(const struct consumer *c)
 {
-	return c->len && !c->fatal && !c->ctx->err && !count_reached(c) &&
-	       (!c->stopping || c->drain);
+	return c->len && !c->stop_err.err && !c->ctx->err &&
+	       !count_reached(c) && (!c->stopping || c->drain);
 }
 
 /* A duplicate (--dedupe): ack it without handling.  False on an error. */
@@ -396,7 +376,8 @@ static void print_work(struct consumer *c)
 			continue;
 		}
 		if (!c->o->print(c->o->arg, d)) {
-			fail(c, CQ_ERR_IO, "cannot write output");
+			cqi_err_holdf(&c->stop_err, CQ_ERR_IO,
+				      "cannot write output");
 			cqi_delivery_free(d);
 			return;
 		}
@@ -539,7 +520,7 @@ static void start_job(struct consumer *c, struct cq_delivery *d)
 	if (!j || cqi_job_start(c->ctx, j, c->o->exec, c->o->queue, d,
 				retries_of(d), c->o->handler_timeout_ms)) {
 		if (j)
-			fail_from_ctx(c);
+			cqi_err_hold(c->ctx, &c->stop_err);
 		cqi_delivery_free(d);	/* unacked: it comes back */
 		if (j)
 			cqi_job_clear(j);
@@ -605,7 +586,8 @@ static bool finished(const struct consumer *c)
 		return false;
 	if (c->q->ops->unsettled(c->q))
 		return false;
-	if (c->drain && !c->fatal && (c->len || c->q->ops->buffered(c->q)))
+	if (c->drain && !c->stop_err.err &&
+	    (c->len || c->q->ops->buffered(c->q)))
 		return false;
 	return true;
 }
@@ -639,7 +621,7 @@ static void check_done(struct consumer *c, long long now)
 	if (e && c->ctx->err)
 		return;
 	if (e) {
-		fail(c, e, "%s", why);
+		cqi_err_holdf(&c->stop_err, e, "%s", why);
 		return;
 	}
 	if (ready == 0) {
@@ -659,7 +641,7 @@ static bool resume_after_drain(struct consumer *c)
 	uint64_t ready = 0;
 	char why[600];
 
-	if (!c->drained || c->fatal || c->ctx->err || count_reached(c) ||
+	if (!c->drained || c->stop_err.err || c->ctx->err || count_reached(c) ||
 	    cq_stop_requested())
 		return false;
 	if (c->q->ops->depth(c->q, &ready, why, sizeof(why)) || ready == 0)
@@ -743,7 +725,8 @@ static void wait_step(struct consumer *c, long long now)
 	if (!pidfds && t > NO_PIDFD_SLICE_MS)
 		t = NO_PIDFD_SLICE_MS;
 	if (poll(fds, (nfds_t)n, (int)t) < 0 && errno != EINTR) {
-		fail(c, CQ_ERR_INTERNAL, "poll: %s", strerror(errno));
+		cqi_err_holdf(&c->stop_err, CQ_ERR_INTERNAL, "poll: %s",
+			      strerror(errno));
 		return;
 	}
 	/* a zero-wait read also sends a heartbeat when one is due */
@@ -773,7 +756,7 @@ static void run(struct consumer *c)
 			c->st->stopped = true;
 			stop(c, false);
 		}
-		if (!c->stopping && (c->fatal || c->ctx->err))
+		if (!c->stopping && (c->stop_err.err || c->ctx->err))
 			stop(c, false);
 		if (c->o->exec)
 			exec_work(c, now);
@@ -795,7 +778,7 @@ static void run(struct consumer *c)
 		progress(c, cq_now_ms(), false);
 	}
 	if (!c->ctx->err && c->q->ops->flush(c->q))
-		fail_from_ctx(c);
+		cqi_err_hold(c->ctx, &c->stop_err);
 	progress(c, cq_now_ms(), true);
 }
 
@@ -901,8 +884,7 @@ enum cq_err cqi_consume_on(struct cq_ctx *ctx, struct cqi_qdriver *q,
 		run(&c);
 	st->elapsed_ms = cq_now_ms() - c.start_ms;
 	cleanup(&c);
-	if (!ctx->err && c.fatal)
-		cq_seterr(ctx, c.fatal, "%s", c.fatal_msg);
+	cqi_err_restore(ctx, &c.stop_err);
 	if (ctx->err)
 		return ctx->err;
 	e = CQ_OK;

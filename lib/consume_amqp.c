@@ -78,10 +78,10 @@ static void qfail(struct amqp_q *a, enum cq_err e, const char *fmt, ...)
 /* Move a context error to the engine, so the channel can still settle. */
 static void qfail_from_ctx(struct amqp_q *a)
 {
-	struct cq_ctx *ctx = a->base.ctx;
+	struct cqi_err_held h = { 0 };
 
-	a->base.hooks.fail(a->base.hooks.arg, ctx->err, ctx->errstr);
-	cq_clear_error(ctx);
+	cqi_err_hold(a->base.ctx, &h);
+	a->base.hooks.fail(a->base.hooks.arg, h.err, h.msg);
 }
 
 /* ---- reading frames -------------------------------------------------------- */

@@ -107,6 +107,52 @@ void cq_clear_error(struct cq_ctx *ctx)
 	ctx->errstr[0] = '\0';
 }
 
+void cqi_err_hold(struct cq_ctx *ctx, struct cqi_err_held *h)
+{
+	if (ctx->err && !h->err) {
+		h->err = ctx->err;
+		memcpy(h->msg, ctx->errstr, sizeof(h->msg));
+	}
+	cq_clear_error(ctx);
+}
+
+void cqi_err_holdf(struct cqi_err_held *h, enum cq_err err, const char *fmt,
+		   ...)
+{
+	va_list ap;
+
+	if (h->err)
+		return;
+	h->err = err;
+	va_start(ap, fmt);
+	cqi_vformat(h->msg, sizeof(h->msg), fmt, ap);
+	va_end(ap);
+}
+
+enum cq_err cqi_err_restore(struct cq_ctx *ctx, struct cqi_err_held *h)
+{
+	if (h->err && !ctx->err) {
+		ctx->err = h->err;
+		memcpy(ctx->errstr, h->msg, sizeof(ctx->errstr));
+	}
+	h->err = CQ_OK;
+	h->msg[0] = '\0';
+	return ctx->err;
+}
+
+const char *cqi_err_warning(struct cq_ctx *ctx, struct cqi_err_held *h)
+{
+	h->err = CQ_OK;
+	h->msg[0] = '\0';
+	cqi_err_hold(ctx, h);
+	return h->msg;
+}
+
+void cqi_err_drop(struct cq_ctx *ctx)
+{
+	cq_clear_error(ctx);
+}
+
 struct cq_ctx *cq_ctx_new(const struct cq_settings *set)
 {
 	struct cq_ctx *ctx = calloc(1, sizeof(*ctx));

@@ -145,6 +145,7 @@ static void store(struct fetch *f, const char *val, size_t len,
 	const char *argv[6] = { "SET", f->data.data, val, "PX", ttls };
 	size_t lens[6] = { 3, f->data.len, len, 2, 0 };
 	long long ttl = cqi_jittered_ttl(&f->o->set);
+	struct cqi_err_held h;
 	size_t n = 1;
 
 	snprintf(ttls, sizeof(ttls), "%lld", ttl + f->o->stale_ms);
@@ -181,8 +182,7 @@ static void store(struct fetch *f, const char *val, size_t len,
 	if (!f->ctx->err)
 		return;
 fail:
-	warn(f, "the output was not cached: %s", f->ctx->errstr);
-	cq_clear_error(f->ctx);
+	warn(f, "the output was not cached: %s", cqi_err_warning(f->ctx, &h));
 }
 
 static bool sink_child(void *arg, const void *p, size_t n)
@@ -212,6 +212,7 @@ static int wait_child(struct fetch *f, struct cqi_child *ch)
 		struct pollfd p = { .fd = ch->fd, .events = POLLIN };
 		long long left = next - cq_now_ms();
 		int r = poll(&p, 1, f->lk.held ? (int)(left > 0 ? left : 0) : -1);
+		struct cqi_err_held h;
 		bool still;
 
 		if (r < 0 && errno == EINTR && cq_stop_requested()) {
@@ -227,9 +228,10 @@ static int wait_child(struct fetch *f, struct cqi_child *ch)
 		next = cq_now_ms() + every;
 		if (cqi_lock_extend(f->ctx, f->lock.data, f->lock.len, lock_ttl(f),
 				    &f->lk, &still) || !still) {
+			const char *why = cqi_err_warning(f->ctx, &h);
+
 			warn(f, "lost the lock while the command ran%s%s",
-			     f->ctx->err ? ": " : "", f->ctx->errstr);
-			cq_clear_error(f->ctx);
+			     h.err ? ": " : "", why);
 			f->lk.held = false;
 		}
 	}
@@ -269,8 +271,10 @@ static enum cq_err compute(struct fetch *f, bool do_store, bool print)
 		      cq_now_ms() - t0);
 	if (f->lk.held && cqi_lock_release(f->ctx, f->lock.data, f->lock.len,
 					   &f->lk)) {
-		warn(f, "could not release the lock: %s", f->ctx->errstr);
-		cq_clear_error(f->ctx);
+		struct cqi_err_held h;
+
+		warn(f, "could not release the lock: %s",
+		     cqi_err_warning(f->ctx, &h));
 	}
 	if (print && !ch.too_big)
 		emit(f, ch.out.data, ch.out.len);
@@ -373,7 +377,7 @@ static void refresh_in_background(struct fetch *f)
 	/* the parent's socket is not ours to use: drop it, open our own */
 	if (f->ctx->redis_close)
 		f->ctx->redis_close(f->ctx);
-	cq_clear_error(f->ctx);
+	cqi_err_drop(f->ctx);
 	if (cq_redis_connect(f->ctx) == CQ_OK &&
 	    cqi_lock_try(f->ctx, f->lock.data, f->lock.len, lock_ttl(f), &f->lk,
 			 &won) == CQ_OK && won)
@@ -433,10 +437,12 @@ static enum cq_err hit(struct fetch *f)
 /* Redis is unusable: run the command without the cache (fail-open). */
 static enum cq_err uncached(struct fetch *f)
 {
+	struct cqi_err_held h;
+
 	if (f->o->fail_closed)
 		return f->ctx->err;
-	warn(f, "%s; running the command without the cache", f->ctx->errstr);
-	cq_clear_error(f->ctx);
+	warn(f, "%s; running the command without the cache",
+	     cqi_err_warning(f->ctx, &h));
 	f->lk.held = false;
 	f->res->how = CQ_FETCH_UNCACHED;
 	return compute(f, false, true);
@@ -484,14 +490,13 @@ enum cq_err cq_fetch(struct cq_ctx *ctx, const char *key,
 	    !f.stopped)
 		e = uncached(&f);
 	if (f.lk.held) {
-		enum cq_err keep = ctx->err;
-		char msg[sizeof(ctx->errstr)];
+		struct cqi_err_held keep = { 0 };
 
-		memcpy(msg, ctx->errstr, sizeof(msg));
-		cq_clear_error(ctx);
+		/* the run's own error stands; a failed release is dropped */
+		cqi_err_hold(ctx, &keep);
 		cqi_lock_release(ctx, f.lock.data, f.lock.len, &f.lk);
-		ctx->err = keep;
-		memcpy(ctx->errstr, msg, sizeof(msg));
+		cqi_err_drop(ctx);
+		cqi_err_restore(ctx, &keep);
 	}
 	cq_value_clear(&f.val);
 	cq_buf_free(&f.data);

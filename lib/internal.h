@@ -12,6 +12,30 @@ void cqi_vformat(char *buf, size_t len, const char *fmt, va_list ap);
 void cqi_errbuf(char *buf, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* An error set aside, so that work can go on (a channel still settles, a
+ * lock is still released) before it is given back.  Start it zeroed.  The
+ * only ways lib/ clears the context's error: hold it, turn it into a
+ * warning, or drop one that is handled. */
+struct cqi_err_held {
+	enum cq_err err;
+	char msg[sizeof(((struct cq_ctx *)0)->errstr)];
+};
+/* Move the context's error (if any) into h, the context usable again; the
+ * first error held wins. */
+void cqi_err_hold(struct cq_ctx *ctx, struct cqi_err_held *h);
+/* Hold an error that was never on the context (the first one wins). */
+void cqi_err_holdf(struct cqi_err_held *h, enum cq_err err, const char *fmt,
+		   ...) __attribute__((format(printf, 3, 4)));
+/* Put the held error back unless the context has one of its own; h is
+ * empty after.  Returns the context's error. */
+enum cq_err cqi_err_restore(struct cq_ctx *ctx, struct cqi_err_held *h);
+/* Fail-open: the context's error becomes h's (reset first) and the context
+ * is cleared.  Returns its text for a warning ("" without an error). */
+const char *cqi_err_warning(struct cq_ctx *ctx, struct cqi_err_held *h);
+/* Drop an error that is handled (the next URL is tried, a message was
+ * settled as failed). */
+void cqi_err_drop(struct cq_ctx *ctx);
+
 /* Join the context's prefix and key into buf (reset first).  Returns false
  * out of memory. */
 bool cqi_prefixed(const struct cq_ctx *ctx, const char *key, size_t keylen,

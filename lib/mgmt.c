@@ -272,7 +272,7 @@ static char *dead_letter_queue(struct api *a, json_t *q, const char *name)
 	found = bound_queue(a, dlx, rk);
 	/* not knowing the DLQ is not an error of the sample */
 	if (!saved)
-		cq_clear_error(a->ctx);
+		cqi_err_drop(a->ctx);
 	return found;
 }
 

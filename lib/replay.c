@@ -514,7 +514,7 @@ static enum cq_err handle_next(struct replay *r, bool *did)
 	cqi_delivery_free(d);
 	if (e == CQ_ERR_DATA && cq_publisher_alive(r->pub)) {
 		/* settled failed (held in the DLQ): go on */
-		cq_clear_error(r->ctx);
+		cqi_err_drop(r->ctx);
 		return CQ_OK;
 	}
 	if (e)
