@@ -222,9 +222,7 @@ lock_key() { echo "${P}{${P}$1}|cq:lock"; }
 	[ "$(ready "$Q")" = $((sent - 1)) ]
 	# the man page's recipe sends exactly the rest
 	mv "$TMP/out" "$TMP/failed.jsonl"
-	jq -r '.line // "\(.from_line)-"' "$TMP/failed.jsonl" |
-		awk 'NR == FNR { if (sub(/-$/, "")) from = $0 + 0; else want[$0]; next }
-		     FNR in want || (from && FNR >= from)' - "$TMP/batch.txt" |
+	resend_lines "$TMP/failed.jsonl" "$TMP/batch.txt" |
 		qctl enqueue -q "$Q"
 	[ "$(ready "$Q")" = 20000 ]
 	[ "$(take_bodies "$Q" | sort -n | uniq | wc -l)" = 20000 ]

@@ -248,3 +248,12 @@ priv_redis_stop() {
 pcli() {
 	redis-cli -s "$PRIV_SOCK" --raw "$@"
 }
+
+# The lines of INPUT that an `enqueue --json` report (FAILED, one JSON record
+# per line) says to re-send: qctl(1)'s recipe, named lines and a never-sent
+# range ({"from_line":N}), in input order.
+resend_lines() {
+	jq -r '.line // "\(.from_line)-"' "$1" |
+		awk 'NR == FNR { if (sub(/-$/, "")) from = $0 + 0; else want[$0]; next }
+		     FNR in want || (from && FNR >= from)' - "$2"
+}

@@ -131,9 +131,7 @@ lines_at_least() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
 	grep -q "not confirmed: connection lost\|not confirmed: channel closed\|lines from [0-9]* on: not sent" "$TMP/err"
 	confirmed=$(sed -n 's/^enqueued \([0-9]*\) messages.*/\1/p' "$TMP/err")
 	# the lines named, and the range never sent, re-sent through node 2
-	jq -r '.line // "\(.from_line)-"' "$TMP/failed.jsonl" |
-		awk 'NR == FNR { if (sub(/-$/, "")) from = $0 + 0; else want[$0]; next }
-		     FNR in want || (from && FNR >= from)' - "$TMP/in" > "$TMP/resend"
+	resend_lines "$TMP/failed.jsonl" "$TMP/in" > "$TMP/resend"
 	[ -s "$TMP/resend" ]
 	[ $((confirmed + $(wc -l < "$TMP/resend"))) = "$N" ]
 	qctl enqueue -q --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q" < "$TMP/resend"

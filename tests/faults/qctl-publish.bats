@@ -61,9 +61,7 @@ slow_seq() {
 	[ -n "$from" ] && seq "$from" 200000 >> "$TMP/named"
 	[ -s "$TMP/named" ]
 	# re-send exactly those, with the recipe of qctl(1)
-	jq -r '.line // "\(.from_line)-"' "$TMP/failed.jsonl" |
-		awk 'NR == FNR { if (sub(/-$/, "")) from = $0 + 0; else want[$0]; next }
-		     FNR in want || (from && FNR >= from)' - "$TMP/in" > "$TMP/resend"
+	resend_lines "$TMP/failed.jsonl" "$TMP/in" > "$TMP/resend"
 	cmp "$TMP/resend" <(sort -n "$TMP/named")
 	run -0 qctl enqueue -q "$Q" < "$TMP/resend"
 	take_bodies "$Q" > "$TMP/stored"

@@ -37,9 +37,7 @@ random_signal() {
 	[ "$sent" = $((from - 1)) ]
 	[ "$(ready "$Q")" = "$sent" ]
 	# the man page's recipe
-	jq -r '.line // "\(.from_line)-"' "$TMP/failed.jsonl" |
-		awk 'NR == FNR { if (sub(/-$/, "")) from = $0 + 0; else want[$0]; next }
-		     FNR in want || (from && FNR >= from)' - "$TMP/batch.txt" |
+	resend_lines "$TMP/failed.jsonl" "$TMP/batch.txt" |
 		qctl enqueue -q "$Q"
 	[ "$(ready "$Q")" = 300000 ]
 }
