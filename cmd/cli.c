@@ -98,6 +98,8 @@ void cli_common_help(const struct cli_prog *prog, FILE *f)
 	fputs("  --json             one JSON object per line\n"
 	      "  -q, --quiet        no progress, summary or notice lines\n"
 	      "  -h, --help         this help\n", f);
+	if (prog->common_help)
+		fputs(prog->common_help, f);
 }
 
 static void print_verb_usage(const struct cli *cli, FILE *f)
@@ -221,6 +223,17 @@ int cli_ready(struct cli *cli)
 		return cli_fail(cli);
 	if ((f & MAY_REDIS) && cli->need_redis)
 		f |= NEED_REDIS;
+	if (f & NEED_QUEUE) {
+		char why[200];
+		bool redis;
+
+		if (!cli->program->backend_ok(cli->set.queue_backend, &redis,
+					      why, sizeof(why)))
+			return cli_usage_error(cli, "%s: %s", cli->backend_opt ?
+					       "--backend" : "CQ_QUEUE_BACKEND",
+					       why);
+		f |= redis ? NEED_REDIS : NEED_AMQP;
+	}
 	if ((f & NEED_AMQP) && cli->program->connect_amqp(cli->ctx))
 		return cli_fail(cli);
 	if ((f & NEED_REDIS) && cli->program->connect_redis(cli->ctx))

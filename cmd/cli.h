@@ -24,6 +24,10 @@ enum {
 	/* a long verb: cli_ready catches SIGINT/SIGTERM (cq_stop_catch)
 	 * after connecting, and the verb stops cleanly on them */
 	CATCH_STOP = 1 << 4,
+	/* connect what the queue backend needs (settings' queue_backend,
+	 * --backend): RabbitMQ for amqp, Redis for list and stream; a
+	 * backend not available is a usage error */
+	NEED_QUEUE = 1 << 5,
 };
 
 struct cli;
@@ -46,6 +50,10 @@ struct cli_prog {
 	const struct cli_verb *verbs;
 	enum cq_err (*connect_redis)(struct cq_ctx *ctx);
 	enum cq_err (*connect_amqp)(struct cq_ctx *ctx);
+	/* cq_backend_ok, for a program with NEED_QUEUE verbs (qctl): what
+	 * the queue backend connects */
+	bool (*backend_ok)(const char *name, bool *redis, char *err,
+			   size_t errlen);
 	/* A program without verbs (cqstat) has its one "verb" here, named
 	 * NULL, run with all the arguments; verbs is then NULL. */
 	const struct cli_verb *main;
@@ -53,6 +61,9 @@ struct cli_prog {
 	 * reporting errors depends on its arguments (cqstat --check sets
 	 * cli->plugin); NULL for most. */
 	void (*prescan)(struct cli *cli, int argc, char **argv);
+	/* Lines of help for the program's own options every verb takes
+	 * (qctl's --backend), printed after the common ones; or NULL. */
+	const char *common_help;
 };
 
 struct cli {
@@ -64,6 +75,7 @@ struct cli {
 	bool json;
 	bool quiet;
 	bool need_redis;	/* a MAY_REDIS verb's option needs Redis */
+	bool backend_opt;	/* queue_backend came from --backend */
 	bool out_failed;	/* a write to stdout failed */
 	int out_errno;		/* why the first failed write failed, or 0 */
 	/* A monitoring plugin's run (cqstat --check): the exit code is a state

@@ -11,6 +11,27 @@
 /* RabbitMQ's default max_message_size (3.8 and later) */
 #define DEFAULT_MAX_SIZE (128ULL << 20)
 
+/* Options every qctl verb takes besides the common ones. */
+enum { OPT_BACKEND = OPT_VERB - 1 };
+#define QCTL_OPTIONS \
+	{ "backend", required_argument, NULL, OPT_BACKEND }, \
+	CLI_COMMON_OPTIONS
+
+static const char qctl_common_help[] =
+	"  --backend KIND     where the queues are: amqp (RabbitMQ, the default),\n"
+	"                     list (Redis lists) or stream (Redis Streams)\n"
+	"                     (CQ_QUEUE_BACKEND)\n";
+
+/* cli_common_opt, and --backend (checked by cli_ready). */
+static int qctl_opt(struct cli *cli, int c, const char *arg)
+{
+	if (c != OPT_BACKEND)
+		return cli_common_opt(cli, c, arg);
+	cli->set.queue_backend = arg;
+	cli->backend_opt = true;
+	return 0;
+}
+
 static double seconds_since(long long start)
 {
 	return (double)(cq_now_ms() - start) / 1000.0;
@@ -346,7 +367,7 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 		{ "window", required_argument, NULL, OPT_ENQ_WINDOW },
 		{ "max-size", required_argument, NULL, OPT_ENQ_MAX_SIZE },
 		{ "heartbeat", required_argument, NULL, OPT_ENQ_HEARTBEAT },
-		CLI_COMMON_OPTIONS
+		QCTL_OPTIONS
 	};
 	struct enqueue e = { .cli = cli, .unit = "line" };
 	struct cq_message tmpl;
@@ -423,7 +444,7 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 				goto usage;
 			break;
 		default:
-			if ((ret = cli_common_opt(cli, c, optarg)))
+			if ((ret = qctl_opt(cli, c, optarg)))
 				goto out;
 		}
 	}
@@ -695,7 +716,7 @@ static int cmd_peek(struct cli *cli, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "count", required_argument, NULL, 'n' },
 		{ "preview", required_argument, NULL, OPT_PEEK_PREVIEW },
-		CLI_COMMON_OPTIONS
+		QCTL_OPTIONS
 	};
 	struct peek pk = { .cli = cli, .preview = 80 };
 	struct cq_queue_info qi;
@@ -716,7 +737,7 @@ static int cmd_peek(struct cli *cli, int argc, char **argv)
 			pk.preview = (size_t)v;
 			break;
 		default:
-			if ((ret = cli_common_opt(cli, c, optarg)))
+			if ((ret = qctl_opt(cli, c, optarg)))
 				return ret;
 		}
 	}
@@ -828,7 +849,7 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 		{ "rate", required_argument, NULL, OPT_REPLAY_RATE },
 		{ "reset-retries", no_argument, NULL, OPT_REPLAY_RESET },
 		{ "window", required_argument, NULL, OPT_REPLAY_WINDOW },
-		CLI_COMMON_OPTIONS
+		QCTL_OPTIONS
 	};
 	struct replay_out ro = { .cli = cli };
 	struct cq_replay_opts o;
@@ -879,7 +900,7 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 			o.window = (size_t)v;
 			break;
 		default:
-			if ((ret = cli_common_opt(cli, c, optarg)))
+			if ((ret = qctl_opt(cli, c, optarg)))
 				goto out;
 		}
 	}
@@ -1014,7 +1035,7 @@ static int cmd_declare(struct cli *cli, int argc, char **argv)
 		{ "max-priority", required_argument, NULL, OPT_DECL_MAX_PRIORITY },
 		{ "delivery-limit", required_argument, NULL, OPT_DECL_DELIVERY_LIMIT },
 		{ "dead-letter-strategy", required_argument, NULL, OPT_DECL_DL_STRATEGY },
-		CLI_COMMON_OPTIONS
+		QCTL_OPTIONS
 	};
 	struct cq_queue_opts o;
 	const char *strategy = NULL;
@@ -1062,7 +1083,7 @@ static int cmd_declare(struct cli *cli, int argc, char **argv)
 			o.at_least_once = strcmp(optarg, "at-least-once") == 0;
 			break;
 		default:
-			if ((ret = cli_common_opt(cli, c, optarg)))
+			if ((ret = qctl_opt(cli, c, optarg)))
 				return ret;
 		}
 	}
@@ -1107,7 +1128,7 @@ static int cmd_purge(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "yes", no_argument, NULL, OPT_PURGE_YES },
-		CLI_COMMON_OPTIONS
+		QCTL_OPTIONS
 	};
 	bool yes = false;
 	uint32_t n;
@@ -1116,7 +1137,7 @@ static int cmd_purge(struct cli *cli, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
 		if (c == OPT_PURGE_YES)
 			yes = true;
-		else if ((ret = cli_common_opt(cli, c, optarg)))
+		else if ((ret = qctl_opt(cli, c, optarg)))
 			return ret;
 	}
 	if (argc - optind != 1)
@@ -1384,7 +1405,7 @@ static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
 		cli->set.pass_env = true;
 		break;
 	default:
-		return cli_common_opt(cli, c, optarg);
+		return qctl_opt(cli, c, optarg);
 	}
 	return 0;
 }
@@ -1409,7 +1430,7 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 		{ "until-empty", no_argument, NULL, OPT_CONS_UNTIL_EMPTY },
 		{ "heartbeat", required_argument, NULL, OPT_CONS_HEARTBEAT },
 		{ "pass-env", no_argument, NULL, OPT_CONS_PASS_ENV },
-		CLI_COMMON_OPTIONS
+		QCTL_OPTIONS
 	};
 	struct consume_cli cc = { .cli = cli, .sep = '\n' };
 	struct cq_consume_opts o;
@@ -1498,12 +1519,12 @@ static const char stats_usage[] =
 
 static int cmd_stats(struct cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = { CLI_COMMON_OPTIONS };
+	static const struct option opts[] = { QCTL_OPTIONS };
 	struct cq_metrics ms;
 	int c, ret;
 
 	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1)
-		if ((ret = cli_common_opt(cli, c, optarg)))
+		if ((ret = qctl_opt(cli, c, optarg)))
 			return ret;
 	if (optind >= argc)
 		return cli_usage_error(cli, "missing QUEUE");
@@ -1533,19 +1554,19 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 }
 
 static const struct cli_verb verbs[] = {
-	{ "enqueue", cmd_enqueue, NEED_AMQP | CATCH_STOP,
+	{ "enqueue", cmd_enqueue, NEED_QUEUE | CATCH_STOP,
 	  "publish messages, confirmed", enqueue_usage },
-	{ "consume", cmd_consume, NEED_AMQP | MAY_REDIS | CATCH_STOP,
+	{ "consume", cmd_consume, NEED_QUEUE | MAY_REDIS | CATCH_STOP,
 	  "print messages, or run a command per message", consume_usage },
-	{ "peek", cmd_peek, NEED_AMQP,
+	{ "peek", cmd_peek, NEED_QUEUE,
 	  "show messages without removing them", peek_usage },
-	{ "replay-dlq", cmd_replay, NEED_AMQP | CATCH_STOP,
+	{ "replay-dlq", cmd_replay, NEED_QUEUE | CATCH_STOP,
 	  "move dead letters back to their queues", replay_usage },
-	{ "declare", cmd_declare, NEED_AMQP,
+	{ "declare", cmd_declare, NEED_QUEUE,
 	  "declare a durable queue (and its dead-letter queue)", declare_usage },
-	{ "purge", cmd_purge, NEED_AMQP,
+	{ "purge", cmd_purge, NEED_QUEUE,
 	  "remove every ready message of a queue", purge_usage },
-	{ "stats", cmd_stats, NEED_AMQP,
+	{ "stats", cmd_stats, NEED_QUEUE,
 	  "ready messages, consumers and dead letters of queues", stats_usage },
 	{ NULL, NULL, 0, NULL, NULL },
 };
@@ -1555,6 +1576,8 @@ int main(int argc, char **argv)
 	static const struct cli_prog prog = {
 		.name = "qctl", .verbs = verbs,
 		.connect_redis = cq_redis_connect, .connect_amqp = cq_amqp_connect,
+		.backend_ok = cq_backend_ok,
+		.common_help = qctl_common_help,
 	};
 
 	return cli_main(&prog, argc, argv);

@@ -28,6 +28,8 @@ _qctl()
 	--retry-delay|--poison-codes|--handler-timeout|--dedupe-ttl|--prefetch|\
 	--idle-timeout|--heartbeat)
 		return ;;
+	--backend)
+		COMPREPLY=($(compgen -W "amqp list stream" -- "$cur")); return ;;
 	--dlq)
 		[ "$verb" = consume ] && return ;;
 	esac
@@ -51,7 +53,7 @@ _qctl()
 	stats) opts= ;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W "$opts $common" -- "$cur"))
+		COMPREPLY=($(compgen -W "$opts --backend $common" -- "$cur"))
 	fi
 }
 complete -F _qctl qctl

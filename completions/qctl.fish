@@ -24,6 +24,7 @@ complete -c qctl -l key -r -F -d 'client key'
 complete -c qctl -l json -d 'one JSON object per line'
 complete -c qctl -s q -l quiet -d 'no progress or summary'
 complete -c qctl -s h -l help -d 'usage'
+complete -c qctl -n "__fish_seen_subcommand_from $verbs" -l backend -x -a 'amqp list stream' -d 'queue backend'
 
 # enqueue
 complete -c qctl -n '__fish_seen_subcommand_from enqueue' -s 0 -l null -d 'NUL-separated input'

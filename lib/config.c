@@ -34,6 +34,7 @@ enum cq_err cq_settings_from_env(struct cq_settings *s, char *errbuf,
 	s->password_file = env("CQ_PASSWORD_FILE");
 	s->prefix = env("CQ_PREFIX");
 	s->api_url = env("CQ_API_URL");
+	s->queue_backend = env("CQ_QUEUE_BACKEND");
 	s->cacert = env("CQ_CACERT");
 	s->cert = env("CQ_CERT");
 	s->key = env("CQ_KEY_FILE");

@@ -821,6 +821,7 @@ static enum cq_err setup(struct consumer *c, bool *empty)
 					   .settled = on_settled,
 					   .fail = on_fail,
 					   .notice = on_notice };
+	cqi_qhooks_fill(&c->q->hooks, ctx);
 	if (c->q->ops->connect(c->q))
 		return ctx->err;
 	if (c->o->dedupe && !ctx->redis)
@@ -906,7 +907,7 @@ enum cq_err cq_consume(struct cq_ctx *ctx, const struct cq_consume_opts *o,
 		memset(st, 0, sizeof(*st));
 		return ctx->err;
 	}
-	q = cqi_amqp_qdriver_new(ctx, &conf);
+	q = cqi_qdriver_new(ctx, &conf);
 	if (!q) {
 		memset(st, 0, sizeof(*st));
 		return ctx->err;

@@ -1,5 +1,7 @@
-/* consume_amqp.c - the AMQP driver of the queue engine (qdriver_int.h):
- * the wire under qctl consume.
+/* consume_amqp.c - the AMQP driver of the queue verbs (qdriver_int.h):
+ * the wire under qctl consume, and the ops of the other verbs (publish,
+ * peek, the queue-argument probe, purge, stats; declare's wire is in
+ * declare.c, cqi_amqp_declare).
  *
  * One connection, one channel (CQI_CHANNEL) for consuming, acking and the
  * confirmed republishing of retries and dead letters; a side channel for
@@ -37,6 +39,7 @@ struct amqp_q {
 	char *dlx;		/* the queue's dead-letter exchange, or NULL */
 	char *dlq;		/* where we publish dead letters ourselves */
 	bool dlq_ready;
+	uint64_t max_held;	/* replay: the highest tag held, 0 none */
 };
 
 static struct amqp_q *Q(struct cqi_qdriver *q)
@@ -634,10 +637,280 @@ static void stop(struct cqi_qdriver *q)
 	}
 }
 
+/* ---- replay: held messages --------------------------------------------------- */
+
+static void hold(struct cqi_qdriver *q, uint64_t tag)
+{
+	if (tag > Q(q)->max_held)
+		Q(q)->max_held = tag;
+}
+
+/* One nack with requeue gives back every message not acked, up to the
+ * highest held (the channel's unacked ones). */
+static enum cq_err release(struct cqi_qdriver *q)
+{
+	uint64_t hi = Q(q)->max_held;
+
+	Q(q)->max_held = 0;
+	return hi ? cqi_nack(q->ctx, hi, true, true) : q->ctx->err;
+}
+
+/* ---- publishing (enqueue, replay) ------------------------------------------- */
+
+static void on_published(void *arg, uint64_t tag, bool ok, const char *reason)
+{
+	struct amqp_q *a = arg;
+
+	a->base.hooks.published(a->base.hooks.arg, tag, ok, reason);
+}
+
+static void on_blocked(void *arg, bool blocked, const char *reason)
+{
+	struct amqp_q *a = arg;
+
+	a->base.hooks.blocked(a->base.hooks.arg, blocked, reason);
+}
+
+/* The target must exist: a passive declare of the queue (default
+ * exchange) or of the exchange. */
+static enum cq_err pub_start(struct cqi_qdriver *q, size_t window,
+			     const char *exchange, bool mandatory)
+{
+	struct amqp_q *a = Q(q);
+
+	if (a->pub)
+		return cq_seterr(q->ctx, CQ_ERR_INTERNAL, "publisher already started");
+	if (!exchange || !*exchange) {
+		if (cq_queue_inspect(q->ctx, q->conf.queue, NULL, NULL))
+			return q->ctx->err;
+	} else if (cq_exchange_inspect(q->ctx, exchange)) {
+		return q->ctx->err;
+	}
+	a->pub = cq_publisher_new(q->ctx, window, mandatory);
+	if (!a->pub)
+		return q->ctx->err;
+	cq_publisher_on_settle(a->pub, on_published, a);
+	cq_publisher_on_blocked(a->pub, on_blocked, a);
+	return CQ_OK;
+}
+
+static enum cq_err pub_send(struct cqi_qdriver *q, const struct cq_message *m,
+			    uint64_t tag)
+{
+	return cq_publish(Q(q)->pub, m, tag);
+}
+
+static enum cq_err pub_poll(struct cqi_qdriver *q)
+{
+	return cqi_publisher_poll(Q(q)->pub);
+}
+
+static enum cq_err wait_input(struct cqi_qdriver *q, int fd)
+{
+	return cqi_publisher_wait_input(Q(q)->pub, fd);
+}
+
+static enum cq_err pub_flush(struct cqi_qdriver *q)
+{
+	return Q(q)->pub ? cq_publisher_flush(Q(q)->pub) : CQ_OK;
+}
+
+static bool pub_alive(const struct cqi_qdriver *q)
+{
+	return CQ(q)->pub && cq_publisher_alive(CQ(q)->pub);
+}
+
+/* ---- peek, the queue's arguments, purge, declare, stats ---------------------- */
+
+static enum cq_err peek(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
+			void *arg, size_t *seen)
+{
+	struct cq_ctx *ctx = q->ctx;
+	const char *queue = q->conf.queue;
+	uint64_t last = 0;
+	enum cq_err e = CQ_OK;
+
+	*seen = 0;
+	if (cq_queue_inspect(ctx, queue, NULL, NULL))
+		return ctx->err;
+	/* hold every message unacked, so none comes twice, then requeue all */
+	while (*seen < count) {
+		struct cq_delivery *d;
+
+		if (cqi_get(ctx, queue, &d))
+			return ctx->err;	/* closing the channel requeues */
+		if (!d)
+			break;
+		last = d->delivery_tag;
+		(*seen)++;
+		e = fn(arg, d);
+		cqi_delivery_free(d);
+		if (e)
+			break;
+	}
+	if (last && cqi_nack(ctx, last, true, true))
+		return ctx->err;
+	return e;
+}
+
+/* A probe declaration on the main channel. */
+struct on_main {
+	struct cq_ctx *ctx;
+	const char *queue;
+};
+
+static int main_declare(void *arg, bool durable, bool auto_delete,
+			amqp_table_t t, char *text, size_t len)
+{
+	struct on_main *m = arg;
+
+	amqp_queue_declare(m->ctx->amqp->conn, CQI_CHANNEL,
+			   amqp_cstring_bytes(m->queue), 0, durable, 0,
+			   auto_delete, t);
+	return cqi_amqp_reply(m->ctx, CQI_CHANNEL, "probe", text, len);
+}
+
+static enum cq_err info(struct cqi_qdriver *q, struct cq_queue_info *out)
+{
+	struct cq_ctx *ctx = q->ctx;
+	struct on_main m = { ctx, q->conf.queue };
+	struct cqi_qargs *qa;
+	const struct cqi_qarg *a;
+
+	/* it must exist: the probe must never create it */
+	if (cq_queue_inspect(ctx, q->conf.queue, NULL, NULL))
+		return ctx->err;
+	qa = calloc(1, sizeof(*qa));
+	if (!qa)
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	if (cqi_qargs_probe(ctx, main_declare, &m, qa) == CQ_OK && qa->complete) {
+		out->known = true;
+		a = cqi_qargs_find(qa, "x-queue-type");
+		out->quorum = a && strcmp(a->sval, "quorum") == 0;
+		a = cqi_qargs_find(qa, "x-delivery-limit");
+		if (a)
+			out->delivery_limit = a->ival;
+	}
+	cqi_qargs_clear(qa);
+	free(qa);
+	return ctx->err;
+}
+
+static enum cq_err purge(struct cqi_qdriver *q, uint64_t *count)
+{
+	struct cq_ctx *ctx = q->ctx;
+	const char *queue = q->conf.queue;
+	amqp_queue_purge_ok_t *ok;
+	char what[300];
+
+	if (cqi_name_check(ctx, "queue", queue))
+		return ctx->err;
+	snprintf(what, sizeof(what), "purge queue '%s'", queue);
+	ok = amqp_queue_purge(ctx->amqp->conn, CQI_CHANNEL,
+			      amqp_cstring_bytes(queue));
+	if (cqi_amqp_check(ctx, what)) {
+		if (ctx->err == CQ_ERR_NOTFOUND)
+			cq_seterr(ctx, CQ_ERR_NOTFOUND,
+				  "queue '%s' does not exist", queue);
+		return ctx->err;
+	}
+	*count = ok->message_count;
+	return CQ_OK;
+}
+
+static enum cq_err declare(struct cqi_qdriver *q, const struct cq_queue_opts *o,
+			   struct cq_declared *out)
+{
+	return cqi_amqp_declare(q->ctx, q->conf.queue, o, out);
+}
+
+/*
+ * A passive queue.declare: ready messages (unacked ones are not counted
+ * by the broker here) and consumers, with *found false for a missing
+ * queue, which is no error here (the channel the broker closed for it is
+ * reopened).
+ */
+static enum cq_err passive(struct cq_ctx *ctx, const char *queue,
+			   uint32_t *ready, uint32_t *consumers, bool *found)
+{
+	amqp_queue_declare_ok_t *ok;
+	char text[256], what[300];
+	int code;
+
+	*found = false;
+	if (ctx->err)
+		return ctx->err;
+	if (!ctx->amqp)
+		return cq_seterr(ctx, CQ_ERR_INTERNAL, "not connected to RabbitMQ");
+	if (cqi_name_check(ctx, "queue", queue))
+		return ctx->err;
+	ok = amqp_queue_declare(ctx->amqp->conn, CQI_CHANNEL,
+				amqp_cstring_bytes(queue), 1, 0, 0, 0,
+				amqp_empty_table);
+	snprintf(what, sizeof(what), "queue '%s'", queue);
+	code = cqi_amqp_reply(ctx, CQI_CHANNEL, what, text, sizeof(text));
+	if (code < 0)
+		return ctx->err;
+	if (code == 404)
+		return CQ_OK;
+	if (code || !ok)
+		return cq_seterr(ctx, code ? cqi_amqp_code_kind(code) :
+				 CQ_ERR_INTERNAL, "%s: %s", what,
+				 code ? text : "no reply");
+	*found = true;
+	*ready = ok->message_count;
+	*consumers = ok->consumer_count;
+	return CQ_OK;
+}
+
+/* Ready messages of the dead-letter queue (conf.dlq, else QUEUE.dlq when
+ * it exists). */
+static enum cq_err dlq_depth(struct cqi_qdriver *q, struct cqi_qstats *out)
+{
+	struct cq_ctx *ctx = q->ctx;
+	const char *dlq = q->conf.dlq;
+	char guess[512];
+	uint32_t ready, consumers;
+	bool found;
+
+	if (!dlq) {
+		snprintf(guess, sizeof(guess), "%s%s", q->conf.queue,
+			 CQ_DLQ_SUFFIX);
+		dlq = guess;
+		if (!cq_name_ok("queue", guess, NULL, 0))
+			return CQ_OK;	/* QUEUE.dlq would be too long */
+	}
+	if (passive(ctx, dlq, &ready, &consumers, &found))
+		return ctx->err;
+	if (found) {
+		size_t n = strlen(dlq);	/* a name the broker took: < 256 */
+
+		out->dlq = ready;
+		if (n < sizeof(out->dlq_name))
+			memcpy(out->dlq_name, dlq, n + 1);
+	}
+	return CQ_OK;
+}
+
+static enum cq_err stats(struct cqi_qdriver *q, struct cqi_qstats *out)
+{
+	uint32_t ready = 0, consumers = 0;
+	bool found;
+
+	if (passive(q->ctx, q->conf.queue, &ready, &consumers, &found))
+		return q->ctx->err;
+	out->found = found;
+	if (!found)
+		return CQ_OK;
+	out->ready = ready;
+	out->consumers = consumers;
+	return dlq_depth(q, out);
+}
+
 static enum cq_err drv_connect(struct cqi_qdriver *q)
 {
 	if (!q->ctx->amqp)
-		return cq_seterr(q->ctx, CQ_ERR_INTERNAL, "consume: not connected to RabbitMQ");
+		return cq_seterr(q->ctx, CQ_ERR_INTERNAL, "not connected to RabbitMQ");
 	Q(q)->conn = q->ctx->amqp->conn;
 	return CQ_OK;
 }
@@ -668,6 +941,19 @@ static const struct cqi_qdriver_ops amqp_ops = {
 	.retry = retry,
 	.dead_letter = dead_letter,
 	.flush = flush,
+	.hold = hold,
+	.release = release,
+	.pub_start = pub_start,
+	.publish = pub_send,
+	.pub_poll = pub_poll,
+	.wait_input = wait_input,
+	.pub_flush = pub_flush,
+	.pub_alive = pub_alive,
+	.peek = peek,
+	.info = info,
+	.purge = purge,
+	.declare = declare,
+	.stats = stats,
 	.free = drv_free,
 };
 

@@ -67,6 +67,9 @@ struct cq_settings {
 	bool pass_env;			/* commands cq runs inherit CQ_AMQP_URL,
 					 * CQ_REDIS_URL, CQ_REDIS_PASSWORD and
 					 * CQ_PASSWORD_FILE (--pass-env) */
+	const char *queue_backend;	/* qctl's queues: "amqp" (NULL), "list",
+					 * "stream" (CQ_QUEUE_BACKEND, --backend;
+					 * checked by cq_backend_ok) */
 };
 
 #define CQ_DEFAULT_REDIS_URL "redis://127.0.0.1:6379/0"

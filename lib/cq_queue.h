@@ -288,6 +288,18 @@ enum cq_err cq_record_parse(const char *line, size_t len,
 			    char *err, size_t errlen);
 void cq_record_free(struct cq_record *rec);
 
+/* ---- queue backends ------------------------------------------------------
+ * Every queue verb works on the context's backend (settings'
+ * queue_backend): RabbitMQ over AMQP, a Redis list, or a Redis stream. */
+
+/*
+ * Whether name (NULL = "amqp") is a queue backend of this build: amqp,
+ * list or stream.  *redis (may be NULL) gets whether its queues live in
+ * Redis, so that a program connects Redis instead of RabbitMQ.  False
+ * with the reason in err for an unknown name, or one not available.
+ */
+bool cq_backend_ok(const char *name, bool *redis, char *err, size_t errlen);
+
 /* ---- topology ----------------------------------------------------------- */
 
 struct cq_queue_opts {

@@ -1,5 +1,6 @@
-/* declare.c - topology: durable queues, dead-letter exchange and queue,
- * passive inspection, purge. */
+/* declare.c - topology: durable queues, dead-letter exchange and queue
+ * (the AMQP driver's declare, cqi_amqp_declare), passive inspection;
+ * cq_declare and cq_purge over the driver of the context's backend. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "cq.h"
 #include "internal.h"
 #include "qargs_int.h"
+#include "qdriver_int.h"
 #include "queue_int.h"
 
 /* ---- names ---------------------------------------------------------------- */
@@ -169,8 +171,9 @@ static enum cq_err declare_dlq(struct cq_ctx *ctx, const char *dlx,
 	return cqi_amqp_check(ctx, what);
 }
 
-enum cq_err cq_declare(struct cq_ctx *ctx, const char *queue,
-		       const struct cq_queue_opts *o, struct cq_declared *out)
+enum cq_err cqi_amqp_declare(struct cq_ctx *ctx, const char *queue,
+			     const struct cq_queue_opts *o,
+			     struct cq_declared *out)
 {
 	amqp_table_entry_t e[10];
 	int n = 0;
@@ -243,24 +246,35 @@ enum cq_err cq_queue_inspect(struct cq_ctx *ctx, const char *queue,
 	return CQ_OK;
 }
 
+/* ---- over the driver of the context's backend ---------------------------- */
+
+enum cq_err cq_declare(struct cq_ctx *ctx, const char *queue,
+		       const struct cq_queue_opts *o, struct cq_declared *out)
+{
+	struct cqi_qconf conf = { .queue = queue };
+	struct cqi_qdriver *q;
+
+	memset(out, 0, sizeof(*out));
+	if (ctx->err || !(q = cqi_qdriver_open(ctx, &conf, NULL)))
+		return ctx->err;
+	q->ops->declare(q, o, out);
+	q->ops->free(q);
+	return ctx->err;
+}
+
 enum cq_err cq_purge(struct cq_ctx *ctx, const char *queue, uint32_t *count)
 {
-	amqp_queue_purge_ok_t *ok;
-	char what[300];
+	struct cqi_qconf conf = { .queue = queue };
+	struct cqi_qdriver *q;
+	uint64_t n = 0;
 
-	if (ctx->err || cqi_name_check(ctx, "queue", queue))
+	*count = 0;
+	if (ctx->err || !(q = cqi_qdriver_open(ctx, &conf, NULL)))
 		return ctx->err;
-	snprintf(what, sizeof(what), "purge queue '%s'", queue);
-	ok = amqp_queue_purge(ctx->amqp->conn, CQI_CHANNEL,
-			      amqp_cstring_bytes(queue));
-	if (cqi_amqp_check(ctx, what)) {
-		if (ctx->err == CQ_ERR_NOTFOUND)
-			cq_seterr(ctx, CQ_ERR_NOTFOUND,
-				  "queue '%s' does not exist", queue);
-		return ctx->err;
-	}
-	*count = ok->message_count;
-	return CQ_OK;
+	if (q->ops->purge(q, &n) == CQ_OK)
+		*count = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+	q->ops->free(q);
+	return ctx->err;
 }
 
 enum cq_err cq_exchange_inspect(struct cq_ctx *ctx, const char *exchange)

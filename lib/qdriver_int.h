@@ -1,26 +1,50 @@
-/* qdriver_int.h - the queue engine's driver interface: what consume's
- * policy (consume.c: handler jobs, held retries, poison codes, dead
- * letters, settling only once the work is done, stop requests, dedupe,
- * --until-empty) asks of a queue backend, and what a backend tells it.
+/* qdriver_int.h - the queue driver interface: what every qctl verb asks
+ * of a queue backend (AMQP, a Redis list, a Redis stream), and what a
+ * backend tells it.  The policy lives above it, once: consume's engine
+ * (consume.c: handler jobs, held retries, poison codes, dead letters,
+ * settling only once the work is done, stop requests, dedupe,
+ * --until-empty), enqueue's reader and its report of the lines not
+ * confirmed, replay's confirm-then-ack with its filters, bounds,
+ * --dry-run, window and stop handling (replay.c), peek, purge, declare
+ * and the queue figures of stats and cqstat.
  *
- * The engine never sees the wire.  A driver owns its connection, the
+ * The verbs never see the wire.  A driver owns its connection, the
  * message's representation (AMQP headers; for a Redis list the retry count
  * and reason kept beside the list; a stream entry's fields) and the
  * atomicity of each move.  consume_amqp.c is the AMQP driver; the unit
- * tests have an in-memory one (tests/unit/test_engine.c).
+ * tests have an in-memory one (tests/unit/test_engine.c).  The backend
+ * table (qdriver.c) maps a --backend name to its constructor.
  *
  * The handle of a taken message is its delivery_tag: increasing in the
  * order the driver took them (AMQP's own tags; a Redis driver numbers what
  * it moved into its processing list or read with XREADGROUP, and maps the
  * number to the entry).  A driver puts the engine's retry count in the
  * CQ_HDR_RETRIES header of what it takes, and a broker's count of returns
- * in CQ_HDR_DELIVERY_COUNT (a stream's delivery count).
+ * in CQ_HDR_DELIVERY_COUNT (a stream's delivery count).  What it keeps of
+ * a dead letter (reason, exit code, stderr tail, original queue, time,
+ * host, replays) it hands over as the CQ_HDR_* headers of cq_queue.h, so
+ * that peek, replay's filters and cq_delivery_death read every backend
+ * alike.
+ *
+ * Memory: a struct cq_delivery handed to hooks.deliver belongs to the
+ * engine (cqi_delivery_free; props is NULL for a Redis driver, and headers
+ * are cq_fields it allocated).  Everything a verb passes in (messages,
+ * names, options) is borrowed for the call only.  Strings a driver hands
+ * back through a hook are borrowed for the hook's call, except where said.
  *
  * Errors: a driver that loses its connection leaves the error on the
  * context (ctx->err): nothing more can be settled, and what was not is
  * delivered again.  A failure after which the connection still works (a
  * refused message, a dead-letter queue that cannot be declared) goes to
  * hooks.fail: the engine stops taking, and settles what finished.
+ * Errors of the verbs' own ops (peek, purge, declare, stats...) are
+ * returned and left on the context, in the words of the existing verbs:
+ * a missing queue is CQ_ERR_NOTFOUND through cqi_missing_queue() (which
+ * names the declare that creates it); a key of the wrong type is
+ * CQ_ERR_DATA naming the key and its type; a refused permission
+ * CQ_ERR_NOPERM; an option the backend cannot honour (--exchange, --quorum
+ * on a list) CQ_ERR_USAGE, "VERB: --OPTION: not supported by the list
+ * backend".  Every op must be set (none NULL).
  */
 #ifndef CQ_QDRIVER_INT_H
 #define CQ_QDRIVER_INT_H
@@ -31,7 +55,8 @@
 
 #include "cq.h"
 
-/* What a driver calls back into the engine (set before connect). */
+/* What a driver calls back into the verb (set before connect; every one
+ * set, see cqi_qhooks_fill). */
 struct cqi_qhooks {
 	void *arg;
 	/* A message taken (the engine owns it now).  False when it cannot
@@ -41,10 +66,27 @@ struct cqi_qhooks {
 	 * the message is safely in its new place and the original acked;
 	 * otherwise the original stays in the queue, and reason says why. */
 	void (*settled)(void *arg, bool dead, bool ok, const char *reason);
-	/* Stop gracefully with this error (the connection still works). */
+	/* Stop gracefully with this error (the connection still works).
+	 * Left NULL (with arg NULL too) it sets the context error. */
 	void (*fail)(void *arg, enum cq_err e, const char *msg);
 	/* Something the user should know (a missing dead-letter exchange). */
 	void (*notice)(void *arg, const char *msg);
+	/*
+	 * A message given to publish() is settled: called exactly once for
+	 * each (whatever publish() returned), inside publish, pub_poll,
+	 * wait_input, take or pub_flush, in any order.  ok: the server has
+	 * it safely (AMQP: confirmed; Redis: the write's reply came back
+	 * and was not an error).  Else reason says why: one of the
+	 * CQ_REASON_* strings, or a text of the driver's that stays valid
+	 * until the driver is freed; the same cause gives the same
+	 * pointer, so a caller groups consecutive failures by comparing
+	 * pointers.  The hook may call ack and hold, never publish.
+	 */
+	void (*published)(void *arg, uint64_t tag, bool ok, const char *reason);
+	/* The server stopped taking writes (blocked true, reason its words,
+	 * e.g. "low on memory") or takes them again (false, NULL).  AMQP's
+	 * connection.blocked; a Redis driver may never call it. */
+	void (*blocked)(void *arg, bool blocked, const char *reason);
 };
 
 /* What the driver needs to know of the run. */
@@ -53,6 +95,11 @@ struct cqi_qconf {
 	const char *dlq;	/* --dlq, or NULL: the driver's default */
 	bool exec;		/* handlers: failures are retried and dead-lettered
 				 * (the message's raw form is kept for that) */
+	const char *group;	/* stream: the consumer group (--group), NULL =
+				 * "qctl"; other backends ignore it */
+	/* A backend's own settings go here, NULL/0 meaning its default
+	 * (the list's processing list name, a lease, a visibility
+	 * timeout...); other backends ignore them. */
 };
 
 /* Why a handler's message failed, for the retry or dead letter. */
@@ -63,6 +110,28 @@ struct cqi_failure {
 	const char *tail;	/* the last lines of its stderr (tlen bytes) */
 	size_t tlen;
 	const char *host;	/* where it ran */
+};
+
+/*
+ * A queue's figures (stats op).  NAN for what the backend cannot tell.
+ * The names below are the metric names of qctl stats and cqstat.
+ */
+#define CQI_QSTAT_EXTRAS 8
+struct cqi_qstats {
+	bool found;		/* false: no such queue (the rest NAN) */
+	double ready;		/* "ready": waiting to be taken */
+	double inflight;	/* "unacked": taken, not yet settled (AMQP
+				 * unacked, a list's processing lists, a
+				 * stream's pending entries); NAN unknown */
+	double consumers;	/* "consumers": live ones (a list: live
+				 * leases; a stream: the group's consumers) */
+	double dlq;		/* "dlq": ready in the dead-letter queue, NAN
+				 * when there is none */
+	char dlq_name[256];	/* its name, "" when none */
+	/* the backend's own figures (a stream's "lag", "pending_idle_s"):
+	 * names are static strings, lower case, [a-z_] */
+	struct { const char *name; double value; } extra[CQI_QSTAT_EXTRAS];
+	size_t nextra;
 };
 
 struct cqi_qdriver;
@@ -115,6 +184,129 @@ struct cqi_qdriver_ops {
 			    size_t len);
 	/* Wait for everything given to retry and dead_letter to settle. */
 	enum cq_err (*flush)(struct cqi_qdriver *q);
+
+	/* ---- replay-dlq: taking from the dead-letter queue --------------
+	 * replay.c opens a driver with conf.queue the DLQ (exec false) and
+	 * uses inspect (the messages present at start bound the run),
+	 * start, take, stop, ack and the publishing ops below.  It takes
+	 * a message, publishes its copy to the target, and acks the
+	 * original only once hooks.published said ok: a crash duplicates
+	 * at worst, never loses.  take() must hand messages in the
+	 * queue's order (oldest first) and never hand the same message
+	 * twice in one run. */
+	/*
+	 * The message tag stays with the caller, unsettled, until
+	 * release (filtered out, --dry-run, its copy failed, taken after
+	 * the count was reached): it no longer counts against start()'s
+	 * window, so take() goes on handing new ones (AMQP: basic.get
+	 * once the held fill half the prefetch; a list leaves it in the
+	 * processing list; a stream leaves it pending).  An ack with
+	 * upto is never given over a held tag.
+	 */
+	void (*hold)(struct cqi_qdriver *q, uint64_t tag);
+	/*
+	 * Give back every message taken and not acked (the held ones and
+	 * any taken after stop): ready again in conf.queue, where they
+	 * were, so that the next run (or peek) sees them.  AMQP: one nack
+	 * with requeue; a list moves them back from the processing list
+	 * to the end they were taken from; a stream makes them claimable
+	 * again.  Atomic per message: a crash between two leaves each one
+	 * either given back or still in the processing place (recovered
+	 * like a dead consumer's).  Errors as take's.
+	 */
+	enum cq_err (*release)(struct cqi_qdriver *q);
+
+	/* ---- publishing: enqueue, and replay's copies ------------------
+	 * A confirmed publisher: at most window messages given and not yet
+	 * settled (hooks.published).  Usable beside take() on the same
+	 * driver (replay). */
+	/*
+	 * Get ready to publish with conf.queue as the target (exchange
+	 * NULL or ""), or AMQP's exchange.  The target must exist: a
+	 * missing queue is CQ_ERR_NOTFOUND (cqi_missing_queue), a missing
+	 * exchange CQ_ERR_NOTFOUND naming it; a backend where an empty
+	 * queue has no key (a Redis list) accepts any name.  A Redis
+	 * backend given an exchange returns CQ_ERR_USAGE.  window is 1 to
+	 * 1,000,000.  With mandatory, AMQP fails an unroutable message
+	 * (CQ_REASON_RETURN); Redis ignores it.
+	 */
+	enum cq_err (*pub_start)(struct cqi_qdriver *q, size_t window,
+				 const char *exchange, bool mandatory);
+	/*
+	 * Send m under the caller's tag (enqueue: the input line or
+	 * argument number, increasing; replay: its own sequence): its
+	 * body, and what the backend carries of the rest (AMQP every
+	 * property and header; a stream its fields; a list only the body,
+	 * as apps LPUSH it, keeping any qctl header beside the list).
+	 * m->routing_key is the queue (conf.queue unless the caller says
+	 * otherwise: replay sends each copy to its own target).  With
+	 * m->from, republish that delivery (cq_message's rules), taken
+	 * from this driver.  Blocks settling earlier messages while the
+	 * window is full (as long as pub_flush would wait).
+	 * CQ_OK: sent (settled now or later).  CQ_ERR_DATA: this message
+	 * cannot be sent (too large, a bad priority): already settled
+	 * failed with CQ_REASON_BAD, the error on the context for the
+	 * caller to report and drop (cqi_err_drop), the publisher still
+	 * usable.  Any other error: the connection is gone, every
+	 * outstanding message settled failed (CQ_REASON_LOST...),
+	 * pub_alive false from then on.
+	 */
+	enum cq_err (*publish)(struct cqi_qdriver *q, const struct cq_message *m,
+			       uint64_t tag);
+	/* Settle what has come back, without waiting. */
+	enum cq_err (*pub_poll)(struct cqi_qdriver *q);
+	/* Wait until fd can be read, serving the connection (settling,
+	 * heartbeats) meanwhile: enqueue's reader waits on its input
+	 * through it (cq_reader_serve). */
+	enum cq_err (*wait_input)(struct cqi_qdriver *q, int fd);
+	/*
+	 * Wait for every outstanding message to settle.  After 60s (or the
+	 * context timeout if longer) without any settling, while the
+	 * server does not say it is blocked, the rest are settled failed
+	 * (CQ_REASON_TIMEOUT) and CQ_ERR_TEMPFAIL returned; the same at
+	 * once on a second stop request (cq_stop_requested() == 2), with
+	 * CQ_REASON_STOPPED.
+	 */
+	enum cq_err (*pub_flush)(struct cqi_qdriver *q);
+	/* False once the connection is gone (every later publish fails at
+	 * once). */
+	bool (*pub_alive)(const struct cqi_qdriver *q);
+
+	/* ---- the other verbs, each on conf.queue ------------------------ */
+	/*
+	 * peek: call fn for up to count messages (borrowed for the call;
+	 * an error it returns stops the peek and is returned) without
+	 * taking them for good: none is seen twice, and afterwards each
+	 * is where it was (AMQP requeues, marking them redelivered; a list
+	 * reads with LRANGE, a stream with XRANGE).  Oldest first.  Each
+	 * carries its retry count and dead-letter story as headers (see
+	 * above).  *seen gets how many were shown.
+	 */
+	enum cq_err (*peek)(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
+			    void *arg, size_t *seen);
+	/* What the queue's settings say (its type, a delivery limit):
+	 * known false when the backend has none. */
+	enum cq_err (*info)(struct cqi_qdriver *q, struct cq_queue_info *out);
+	/* purge: remove every ready message (not those taken by a consumer
+	 * and not yet settled; for a list nor its processing lists, for a
+	 * stream nor its pending entries) and what it kept beside them;
+	 * *count gets how many went. */
+	enum cq_err (*purge)(struct cqi_qdriver *q, uint64_t *count);
+	/*
+	 * declare: create the queue (and its dead-letter queue) as o says,
+	 * or find it already so: idempotent.  An existing queue with other
+	 * settings is CQ_ERR_DATA naming the setting.  Options the backend
+	 * has no such thing for are CQ_ERR_USAGE (see above).  out's
+	 * strings are the caller's to free (cq_declared_clear).
+	 */
+	enum cq_err (*declare)(struct cqi_qdriver *q,
+			       const struct cq_queue_opts *o,
+			       struct cq_declared *out);
+	/* stats: the figures of conf.queue (and its dead-letter queue:
+	 * conf.dlq, else the backend's default), see struct cqi_qstats.  A
+	 * missing queue is no error here: found false. */
+	enum cq_err (*stats)(struct cqi_qdriver *q, struct cqi_qstats *out);
+
 	void (*free)(struct cqi_qdriver *q);
 };
 
@@ -126,9 +318,37 @@ struct cqi_qdriver {
 	struct cqi_qhooks hooks;
 };
 
-/* The AMQP driver (consume_amqp.c); NULL out of memory (context error). */
+/* A backend: constructors return NULL out of memory (context error). */
+typedef struct cqi_qdriver *(*cqi_qdriver_new_fn)(struct cq_ctx *ctx,
+						  const struct cqi_qconf *conf);
+
+/* The AMQP driver (consume_amqp.c), and its declare (declare.c: a
+ * durable queue, and with o->dlq its DLX and DLQ). */
 struct cqi_qdriver *cqi_amqp_qdriver_new(struct cq_ctx *ctx,
 					 const struct cqi_qconf *conf);
+enum cq_err cqi_amqp_declare(struct cq_ctx *ctx, const char *queue,
+			     const struct cq_queue_opts *o,
+			     struct cq_declared *out);
+
+/* The driver of the context's backend for conf, not yet connected (the
+ * caller sets its hooks, then calls ops->connect): NULL with the context
+ * error set (CQ_ERR_USAGE for a backend not available). */
+struct cqi_qdriver *cqi_qdriver_new(struct cq_ctx *ctx,
+				    const struct cqi_qconf *conf);
+/*
+ * The driver of the context's backend (ctx->set.queue_backend: "amqp",
+ * "list" or "stream"; NULL is amqp) for conf, with hooks (NULL: none),
+ * then connected (ops->connect): NULL with the context error set
+ * (CQ_ERR_USAGE for a backend not available).  The caller frees it
+ * (ops->free).
+ */
+struct cqi_qdriver *cqi_qdriver_open(struct cq_ctx *ctx,
+				     const struct cqi_qconf *conf,
+				     const struct cqi_qhooks *hooks);
+/* Set each NULL hook of h to one that does nothing (fail: sets the
+ * context error), so that a driver may call every hook.  Whoever sets
+ * q->hooks calls it (cqi_qdriver_open does). */
+void cqi_qhooks_fill(struct cqi_qhooks *h, struct cq_ctx *ctx);
 
 /*
  * cq_consume over a driver (which the engine frees).  The options are

@@ -609,7 +609,7 @@ static void test_no_connect_of_its_own(void **state)
 	o.print = print_nothing;
 	o.flush = flush_nothing;
 	assert_int_equal(cq_consume(ctx, &o, &st), CQ_ERR_INTERNAL);
-	assert_string_equal(ctx->errstr, "consume: not connected to RabbitMQ");
+	assert_string_equal(ctx->errstr, "not connected to RabbitMQ");
 	assert_null(ctx->amqp);
 	cq_clear_error(ctx);
 	cq_metrics_init(&ms);

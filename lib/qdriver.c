@@ -1,0 +1,171 @@
+/* qdriver.c - the queue backends: the table that maps a --backend name
+ * (CQ_QUEUE_BACKEND) to its driver's constructor, and opening a driver
+ * for a verb (qdriver_int.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cq.h"
+#include "internal.h"
+#include "qdriver_int.h"
+
+/*
+ * The backends, in the order --help lists them.  A Redis backend's
+ * constructor plugs in here when its driver lands; until then choosing it
+ * is a usage error.
+ */
+static const struct backend {
+	const char *name;
+	bool redis;		/* its queues live in Redis */
+	cqi_qdriver_new_fn make;
+} backends[] = {
+	{ "amqp", false, cqi_amqp_qdriver_new },
+	{ "list", true, NULL },		/* lib/queue_list.c */
+	{ "stream", true, NULL },	/* lib/queue_stream.c */
+};
+
+static const struct backend *find(const char *name)
+{
+	if (!name || !*name)
+		name = "amqp";
+	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
+		if (strcmp(backends[i].name, name) == 0)
+			return &backends[i];
+	return NULL;
+}
+
+/* The names this build has, "amqp, list" */
+static void available(char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
+		if (backends[i].make && n < len)
+			n += (size_t)snprintf(buf + n, len - n, "%s%s",
+					      n ? ", " : "", backends[i].name);
+}
+
+bool cq_backend_ok(const char *name, bool *redis, char *err, size_t errlen)
+{
+	const struct backend *b = find(name);
+	char have[64];
+
+	if (redis)
+		*redis = false;
+	available(have, sizeof(have));
+	if (!b) {
+		cqi_errbuf(err, errlen, "unknown queue backend '%s' (want amqp, list or stream)",
+			   name);
+		return false;
+	}
+	if (!b->make) {
+		cqi_errbuf(err, errlen, "queue backend '%s' is not available (this build has: %s)",
+			   b->name, have);
+		return false;
+	}
+	if (redis)
+		*redis = b->redis;
+	return true;
+}
+
+/* ---- hooks nobody set ------------------------------------------------------- */
+
+static bool no_deliver(void *arg, struct cq_delivery *d)
+{
+	(void)arg;
+	(void)d;
+	return false;	/* the driver frees it, unsettled */
+}
+
+static void no_settled(void *arg, bool dead, bool ok, const char *reason)
+{
+	(void)arg;
+	(void)dead;
+	(void)ok;
+	(void)reason;
+}
+
+static void ctx_fail(void *arg, enum cq_err e, const char *msg)
+{
+	struct cq_ctx *ctx = arg;
+
+	if (!ctx->err)
+		cq_seterr(ctx, e, "%s", msg);
+}
+
+static void no_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+static void no_published(void *arg, uint64_t tag, bool ok, const char *reason)
+{
+	(void)arg;
+	(void)tag;
+	(void)ok;
+	(void)reason;
+}
+
+static void no_blocked(void *arg, bool blocked, const char *reason)
+{
+	(void)arg;
+	(void)blocked;
+	(void)reason;
+}
+
+void cqi_qhooks_fill(struct cqi_qhooks *h, struct cq_ctx *ctx)
+{
+	if (!h->arg && !h->fail) {
+		h->arg = ctx;
+		h->fail = ctx_fail;
+	}
+	if (!h->deliver)
+		h->deliver = no_deliver;
+	if (!h->settled)
+		h->settled = no_settled;
+	if (!h->notice)
+		h->notice = no_notice;
+	if (!h->published)
+		h->published = no_published;
+	if (!h->blocked)
+		h->blocked = no_blocked;
+}
+
+struct cqi_qdriver *cqi_qdriver_new(struct cq_ctx *ctx,
+				    const struct cqi_qconf *conf)
+{
+	struct cqi_qdriver *q;
+	char why[200];
+
+	if (ctx->err)
+		return NULL;
+	if (!cq_backend_ok(ctx->set.queue_backend, NULL, why, sizeof(why))) {
+		cq_seterr(ctx, CQ_ERR_USAGE, "%s", why);
+		return NULL;
+	}
+	q = find(ctx->set.queue_backend)->make(ctx, conf);
+	if (q)
+		cqi_qhooks_fill(&q->hooks, ctx);
+	return q;
+}
+
+struct cqi_qdriver *cqi_qdriver_open(struct cq_ctx *ctx,
+				     const struct cqi_qconf *conf,
+				     const struct cqi_qhooks *hooks)
+{
+	struct cqi_qdriver *q = cqi_qdriver_new(ctx, conf);
+
+	if (!q)
+		return NULL;
+	if (hooks) {
+		q->hooks = *hooks;
+		cqi_qhooks_fill(&q->hooks, ctx);
+	}
+	if (q->ops->connect(q)) {
+		q->ops->free(q);
+		return NULL;
+	}
+	return q;
+}
