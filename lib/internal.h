@@ -82,6 +82,14 @@ void cqi_reader_wait(struct cq_reader *r,
 struct cqi_redis_url {
 	char *host;		/* NULL for unix sockets; IPv6 without [] */
 	int port;
+	/* every host:port of the URL in order, host/port above first: the
+	 * seeds of a cluster, or fallback nodes of a single Redis
+	 * (redis://h1:7000,h2:7001/0); none for unix sockets */
+	struct cqi_redis_node {
+		char *host;
+		int port;
+	} *nodes;
+	size_t nnodes;
 	char *path;		/* unix socket path, or NULL */
 	int db;
 	char *user;		/* ACL user, or NULL */

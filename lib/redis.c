@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <netinet/in.h>
@@ -28,17 +29,66 @@
 /* Read this much at a time. */
 #define READ_CHUNK (64U << 10)
 
-struct cqi_redis {
-	int fd;
+/* Most nodes of a cluster (masters and the replicas that take over). */
+#define MAX_NODES 256
+/* A command redirected more often than this gets the MOVED as its reply. */
+#define MAX_REDIRECTS 16
+/* TRYAGAIN and CLUSTERDOWN: a single command is tried again this many
+ * times (about 1.6 s in all), a pipelined one more (a failover). */
+#define BUSY_TRIES 6
+#define PIPE_BUSY_TRIES 24
+/* How long a pipeline waits for a node that went down to be replaced. */
+#define FAILOVER_WAIT(ctx) (3 * (ctx)->set.timeout_ms)
+/* What a node owes that nobody awaits (fire and forget, ASKING). */
+#define DROP UINT64_MAX
+
+/* One connection to one node. */
+struct node {
+	int fd;			/* -1: not connected (yet, or any more) */
 	struct cqi_tls *tls;	/* NULL for plain TCP and unix sockets */
 	redisReader *reader;
 	struct cq_buf out;	/* formatted commands; out.data[sent..] unsent */
 	size_t sent;
-	size_t awaited;		/* replies callers will read, queued or sent */
-	size_t skip;		/* fire-and-forget replies ahead of them */
 	bool heard;		/* the server has sent something */
+	char *host;		/* NULL for a unix socket */
+	char *path;		/* the unix socket, or NULL */
+	int port;
 	char where[300];	/* host:port or socket path, no secrets */
+	/* the replies it owes, in wire order: an awaited command's
+	 * sequence number, or DROP */
+	uint64_t *owed;
+	size_t ohead, ocount, ocap;
 };
+
+/* A command whose reply a caller will read (cqi_redis_reply). */
+struct await {
+	int node;		/* where it was sent */
+	int slot;		/* of its key, or -1 */
+	unsigned tries;
+	char *cmd;		/* its RESP text, for a resend; NULL on a */
+	size_t len;		/* Redis known not to be a cluster */
+	struct cqi_reply *reply;	/* read ahead of its turn */
+};
+
+struct cqi_redis {
+	struct node **nodes;
+	size_t nnodes;
+	int cur;		/* the node of the URL that answered */
+	enum { MODE_UNKNOWN, MODE_SINGLE, MODE_CLUSTER } mode;
+	bool map_stale;		/* a MOVED changed a slot: ask again */
+	uint16_t *slots;	/* [CQI_SLOTS]: master's node index + 1, or 0 */
+	int *masters;		/* node indexes (the single node on one) */
+	size_t nmasters;
+	/* awaited commands, seqs ahead..atail-1, in a ring of acap (a power
+	 * of 2) */
+	struct await *aw;
+	size_t acap;
+	uint64_t ahead, atail;
+	/* what a node needs to log in */
+	char *user, *pass;
+	bool tls;
+};
+#define AW(rd, seq) (&(rd)->aw[(seq) & ((rd)->acap - 1)])
 
 _Static_assert(CQI_REPLY_STRING == REDIS_REPLY_STRING &&
 	       CQI_REPLY_ARRAY == REDIS_REPLY_ARRAY &&
@@ -199,6 +249,7 @@ enum cq_err cqi_redis_err_kind(const char *s)
 		return CQ_ERR_DATA;
 	if (strncmp(s, "LOADING", 7) == 0 || strncmp(s, "BUSY", 4) == 0 ||
 	    strncmp(s, "TRYAGAIN", 8) == 0 || strncmp(s, "MASTERDOWN", 10) == 0 ||
+	    strncmp(s, "CLUSTERDOWN", 11) == 0 ||
 	    strncmp(s, "READONLY", 8) == 0 || strncmp(s, "OOM", 3) == 0)
 		return CQ_ERR_TEMPFAIL;
 	return CQ_ERR_INTERNAL;
@@ -212,7 +263,7 @@ enum cq_err cqi_redis_reply_err(struct cq_ctx *ctx, const struct cqi_reply *r,
 	if (strncmp(s, "NOAUTH", 6) == 0)
 		return cq_seterr(ctx, CQ_ERR_NOPERM,
 				 "Redis at %s needs a password (put it in the URL, CQ_REDIS_PASSWORD or --password-file)",
-				 ctx->redis->where);
+				 cqi_redis_where(ctx));
 	switch (cqi_redis_err_kind(s)) {
 	case CQ_ERR_NOPERM:
 		return cq_seterr(ctx, CQ_ERR_NOPERM, "%s: permission denied: %s",
@@ -221,6 +272,10 @@ enum cq_err cqi_redis_reply_err(struct cq_ctx *ctx, const struct cqi_reply *r,
 		return cq_seterr(ctx, CQ_ERR_DATA,
 				 "%s: the key holds a non-string type", what);
 	case CQ_ERR_TEMPFAIL:
+		if (cqi_cluster_busy(s))
+			return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
+					 "%s: not done: the Redis cluster still said '%s' after %d tries",
+					 what, s, BUSY_TRIES + 1);
 		return cq_seterr(ctx, CQ_ERR_TEMPFAIL, "%s: %s", what, s);
 	default:
 		return cq_seterr(ctx, CQ_ERR_INTERNAL, "%s: Redis said: %s",
@@ -230,129 +285,162 @@ enum cq_err cqi_redis_reply_err(struct cq_ctx *ctx, const struct cqi_reply *r,
 
 /* A plain connection the server dropped before its first reply: a server
  * that died, or a TLS port (which hangs up on plain text). */
-static enum cq_err mute_err(struct cq_ctx *ctx, const char *how)
+static enum cq_err mute_err(struct cq_ctx *ctx, struct node *n, const char *how)
 {
 	return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
 			 "Redis at %s %s before its first reply (a TLS port? then use rediss://)",
-			 ctx->redis->where, how);
+			 n->where, how);
 }
 
 /* A failed read or write (errno set): a timeout, or a broken link. */
-static enum cq_err io_err(struct cq_ctx *ctx)
+static enum cq_err io_err(struct cq_ctx *ctx, struct node *n)
 {
-	const char *where = ctx->redis->where;
-
-	if (errno == ECONNRESET && !ctx->redis->heard && !ctx->redis->tls)
-		return mute_err(ctx, "reset the connection");
+	if (errno == ECONNRESET && !n->heard && !n->tls)
+		return mute_err(ctx, n, "reset the connection");
 	if (errno == EAGAIN || errno == EWOULDBLOCK)
 		return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
-				 "Redis at %s timed out (--timeout %lldms)", where,
+				 "Redis at %s timed out (--timeout %lldms)", n->where,
 				 ctx->set.timeout_ms);
-	return cq_seterr(ctx, CQ_ERR_TEMPFAIL, "Redis at %s: %s", where,
+	return cq_seterr(ctx, CQ_ERR_TEMPFAIL, "Redis at %s: %s", n->where,
 			 strerror(errno));
 }
 
-static enum cq_err eof_err(struct cq_ctx *ctx)
+static enum cq_err eof_err(struct cq_ctx *ctx, struct node *n)
 {
-	if (!ctx->redis->heard && !ctx->redis->tls)
-		return mute_err(ctx, "closed the connection");
+	if (!n->heard && !n->tls)
+		return mute_err(ctx, n, "closed the connection");
 	return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
-			 "Redis at %s closed the connection", ctx->redis->where);
+			 "Redis at %s closed the connection", n->where);
 }
 
-/* ---- the transport ------------------------------------------------------ */
-
-/* Write everything queued. */
-static enum cq_err flush_out(struct cq_ctx *ctx)
+static void sleep_ms(long long ms)
 {
-	struct cqi_redis *r = ctx->redis;
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
 
-	while (r->sent < r->out.len) {
-		const char *p = r->out.data + r->sent;
-		size_t n = r->out.len - r->sent;
+	while (ms > 0 && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* ---- the transport: one connection to one node -------------------------- */
+
+static enum cq_err write_all(struct cq_ctx *ctx, struct node *n,
+			     const char *p, size_t len)
+{
+	while (len > 0) {
 		long w;
 
-		if (r->tls) {
-			w = cqi_tls_write(ctx, r->tls, p, n, r->where);
+		if (n->tls) {
+			w = cqi_tls_write(ctx, n->tls, p, len, n->where);
 			if (w < 0)
 				return ctx->err;
 		} else {
-			w = send(r->fd, p, n, MSG_NOSIGNAL);
+			w = send(n->fd, p, len, MSG_NOSIGNAL);
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w < 0)
-				return io_err(ctx);
+				return io_err(ctx, n);
 		}
-		r->sent += (size_t)w;
+		p += w;
+		len -= (size_t)w;
 	}
-	cq_buf_reset(&r->out);
-	r->sent = 0;
+	return CQ_OK;
+}
+
+/* Write everything queued on n. */
+static enum cq_err flush_out(struct cq_ctx *ctx, struct node *n)
+{
+	if (n->sent < n->out.len &&
+	    write_all(ctx, n, n->out.data + n->sent, n->out.len - n->sent))
+		return ctx->err;
+	cq_buf_reset(&n->out);
+	n->sent = 0;
 	/* do not keep a huge buffer after a huge value */
-	if (r->out.cap > 4 * OUT_MAX_BYTES)
-		cq_buf_free(&r->out);
+	if (n->out.cap > 4 * OUT_MAX_BYTES)
+		cq_buf_free(&n->out);
 	return CQ_OK;
 }
 
 /* Read what the server has sent (at least one byte) into the parser. */
-static enum cq_err fill(struct cq_ctx *ctx)
+static enum cq_err fill(struct cq_ctx *ctx, struct node *n)
 {
-	struct cqi_redis *r = ctx->redis;
 	char buf[READ_CHUNK];
-	long n;
+	long got;
 
-	if (r->tls) {
-		n = cqi_tls_read(ctx, r->tls, buf, sizeof(buf), r->where);
-		if (n < 0)
+	if (n->tls) {
+		got = cqi_tls_read(ctx, n->tls, buf, sizeof(buf), n->where);
+		if (got < 0)
 			return ctx->err;
 	} else {
 		do
-			n = recv(r->fd, buf, sizeof(buf), 0);
-		while (n < 0 && errno == EINTR);
+			got = recv(n->fd, buf, sizeof(buf), 0);
+		while (got < 0 && errno == EINTR);
 	}
-	if (n < 0)
-		return io_err(ctx);
-	if (n == 0)
-		return eof_err(ctx);
-	r->heard = true;
-	if (redisReaderFeed(r->reader, buf, (size_t)n) != REDIS_OK)
+	if (got < 0)
+		return io_err(ctx, n);
+	if (got == 0)
+		return eof_err(ctx, n);
+	n->heard = true;
+	if (redisReaderFeed(n->reader, buf, (size_t)got) != REDIS_OK)
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	return CQ_OK;
 }
 
-/* The next reply off the wire, whoever it belongs to. */
-static enum cq_err next_reply(struct cq_ctx *ctx, struct cqi_reply **out)
+/* A reply already read off the wire, if there is one (*out NULL if not). */
+static enum cq_err parsed_reply(struct cq_ctx *ctx, struct node *n,
+				struct cqi_reply **out)
 {
-	struct cqi_redis *r = ctx->redis;
 	void *rep = NULL;
 
+	*out = NULL;
+	if (redisReaderGetReply(n->reader, &rep) != REDIS_OK)
+		return cq_seterr(ctx, CQ_ERR_UNAVAILABLE,
+				 "%s does not speak the Redis protocol (%s): is the port right?",
+				 n->where, n->reader->errstr);
+	*out = rep;
+	return CQ_OK;
+}
+
+/* The next reply off n's wire, whoever it belongs to. */
+static enum cq_err next_reply(struct cq_ctx *ctx, struct node *n,
+			      struct cqi_reply **out)
+{
 	for (;;) {
-		if (redisReaderGetReply(r->reader, &rep) != REDIS_OK)
-			return cq_seterr(ctx, CQ_ERR_UNAVAILABLE,
-					 "%s does not speak the Redis protocol (%s): is the port right?",
-					 r->where, r->reader->errstr);
-		if (rep) {
-			*out = rep;
+		if (parsed_reply(ctx, n, out))
+			return ctx->err;
+		if (*out)
 			return CQ_OK;
-		}
-		if (fill(ctx))
+		if (fill(ctx, n))
 			return ctx->err;
 	}
 }
 
-static void redis_close(struct cq_ctx *ctx)
+/* Close n's connection (it is opened again when next needed); what it
+ * had queued or owed is dropped. */
+static void node_hangup(struct node *n)
 {
-	struct cqi_redis *r = ctx->redis;
+	cqi_tls_close(n->tls);
+	n->tls = NULL;
+	if (n->fd >= 0)
+		close(n->fd);
+	n->fd = -1;
+	if (n->reader)
+		redisReaderFree(n->reader);
+	n->reader = NULL;
+	cq_buf_free(&n->out);
+	n->sent = 0;
+	n->ocount = n->ohead = 0;
+	n->heard = false;
+}
 
-	if (!r)
+static void node_free(struct node *n)
+{
+	if (!n)
 		return;
-	cqi_tls_close(r->tls);
-	if (r->fd >= 0)
-		close(r->fd);
-	if (r->reader)
-		redisReaderFree(r->reader);
-	cq_buf_free(&r->out);
-	free(r);
-	ctx->redis = NULL;
+	node_hangup(n);
+	free(n->owed);
+	free(n->host);
+	free(n->path);
+	free(n);
 }
 
 static void set_timeouts(int fd, long long ms)
@@ -395,97 +483,349 @@ static int connect_within(int fd, const struct sockaddr *sa, socklen_t len,
 	return 0;
 }
 
-static enum cq_err open_unix(struct cq_ctx *ctx, const char *path)
+static enum cq_err open_unix(struct cq_ctx *ctx, struct node *n)
 {
-	struct cqi_redis *r = ctx->redis;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int e;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
+	if (strlen(n->path) >= sizeof(sa.sun_path))
 		return cq_seterr(ctx, CQ_ERR_USAGE,
-				 "socket path '%s' is too long", path);
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	r->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (r->fd < 0)
+				 "socket path '%s' is too long", n->path);
+	memcpy(sa.sun_path, n->path, strlen(n->path) + 1);
+	n->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (n->fd < 0)
 		return cq_seterr(ctx, CQ_ERR_UNAVAILABLE,
-				 "cannot connect to Redis at %s: %s", r->where,
+				 "cannot connect to Redis at %s: %s", n->where,
 				 strerror(errno));
-	e = connect_within(r->fd, (struct sockaddr *)&sa, sizeof(sa),
+	e = connect_within(n->fd, (struct sockaddr *)&sa, sizeof(sa),
 			   ctx->set.timeout_ms);
 	if (e)
 		return cq_seterr(ctx, CQ_ERR_UNAVAILABLE,
-				 "cannot connect to Redis at %s: %s", r->where,
+				 "cannot connect to Redis at %s: %s", n->where,
 				 strerror(e));
 	return CQ_OK;
 }
 
-static enum cq_err open_tcp(struct cq_ctx *ctx, const char *host, int port)
+static enum cq_err open_tcp(struct cq_ctx *ctx, struct node *n)
 {
-	struct cqi_redis *r = ctx->redis;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
 	char ports[16];
 	int e = ECONNREFUSED, one = 1;
 
-	snprintf(ports, sizeof(ports), "%d", port);
-	e = getaddrinfo(host, ports, &hints, &res);
+	snprintf(ports, sizeof(ports), "%d", n->port);
+	e = getaddrinfo(n->host, ports, &hints, &res);
 	if (e)
 		return cq_seterr(ctx, CQ_ERR_UNAVAILABLE,
-				 "cannot connect to Redis at %s: %s", r->where,
+				 "cannot connect to Redis at %s: %s", n->where,
 				 gai_strerror(e));
 	for (ai = res; ai; ai = ai->ai_next) {
-		r->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+		n->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
 			       ai->ai_protocol);
-		if (r->fd < 0) {
+		if (n->fd < 0) {
 			e = errno;
 			continue;
 		}
-		e = connect_within(r->fd, ai->ai_addr, ai->ai_addrlen,
+		e = connect_within(n->fd, ai->ai_addr, ai->ai_addrlen,
 				   ctx->set.timeout_ms);
 		if (!e)
 			break;
-		close(r->fd);
-		r->fd = -1;
+		close(n->fd);
+		n->fd = -1;
 	}
 	freeaddrinfo(res);
-	if (r->fd < 0)
+	if (n->fd < 0)
 		return cq_seterr(ctx, CQ_ERR_UNAVAILABLE,
-				 "cannot connect to Redis at %s: %s", r->where,
+				 "cannot connect to Redis at %s: %s", n->where,
 				 strerror(e));
-	setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(r->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(n->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(n->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	return CQ_OK;
 }
 
-static enum cq_err redis_open(struct cq_ctx *ctx, const struct cqi_redis_url *u)
+/* Run one command on n while it owes no reply; an error reply is
+ * returned as a reply. */
+static struct cqi_reply *node_call(struct cq_ctx *ctx, struct node *n,
+				   int argc, const char **argv)
 {
-	struct cqi_redis *r = calloc(1, sizeof(*r));
+	struct cqi_reply *r;
+
+	if (!resp_append(&n->out, argc, argv, NULL)) {
+		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	if (flush_out(ctx, n) || next_reply(ctx, n, &r))
+		return NULL;
+	return r;
+}
+
+static enum cq_err node_auth(struct cq_ctx *ctx, struct node *n)
+{
+	struct cqi_redis *rd = ctx->redis;
+	const char *argv[3] = { "AUTH" };
+	struct cqi_reply *r;
+	int argc = 1;
+
+	if (rd->user)
+		argv[argc++] = rd->user;
+	argv[argc++] = rd->pass;
+	r = node_call(ctx, n, argc, argv);
+	if (!r)
+		return ctx->err;
+	if (r->type == CQI_REPLY_ERROR) {
+		cq_seterr(ctx, CQ_ERR_NOPERM,
+			  "Redis at %s refused the %s: %s", n->where,
+			  rd->user ? "user name or password" : "password",
+			  strncmp(r->str, "WRONGPASS", 9) == 0 ?
+			  "wrong user name or password" : r->str);
+		cqi_reply_free(r);
+		return ctx->err;
+	}
+	cqi_reply_free(r);
+	return CQ_OK;
+}
+
+/* Connect n (TCP, unix socket or TLS) and log in. */
+static enum cq_err node_open(struct cq_ctx *ctx, struct node *n)
+{
+	struct cqi_redis *rd = ctx->redis;
+
+	n->reader = redisReaderCreateWithFunctions(&reply_fns);
+	if (!n->reader)
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	if (n->path ? open_unix(ctx, n) : open_tcp(ctx, n))
+		goto fail;
+	set_timeouts(n->fd, ctx->set.timeout_ms);
+	if (rd->tls && cqi_tls_open(ctx, n->fd, n->host, n->where, &n->tls))
+		goto fail;
+	if (rd->pass && node_auth(ctx, n))
+		goto fail;
+	return CQ_OK;
+fail:
+	node_hangup(n);
+	return ctx->err;
+}
+
+/* ---- the nodes ------------------------------------------------------------ */
+
+/* The index of the node host:port (or the socket path), added unconnected
+ * if new; -1 with the context error set. */
+static int node_index(struct cq_ctx *ctx, const char *host, int port,
+		      const char *path)
+{
+	struct cqi_redis *rd = ctx->redis;
+	struct node *n, **v;
+	size_t i;
+
+	for (i = 0; i < rd->nnodes; i++) {
+		n = rd->nodes[i];
+		if (path ? n->path && strcmp(n->path, path) == 0 :
+		    n->host && n->port == port && strcmp(n->host, host) == 0)
+			return (int)i;
+	}
+	if (rd->nnodes >= MAX_NODES) {
+		cq_seterr(ctx, CQ_ERR_UNAVAILABLE,
+			  "the Redis cluster names more than %d nodes",
+			  MAX_NODES);
+		return -1;
+	}
+	n = calloc(1, sizeof(*n));
+	v = realloc(rd->nodes, (rd->nnodes + 1) * sizeof(*v));
+	if (v)
+		rd->nodes = v;
+	if (!n || !v || !(path ? (n->path = strdup(path)) :
+			 (n->host = strdup(host)))) {
+		node_free(n);
+		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		return -1;
+	}
+	n->fd = -1;
+	n->port = port;
+	if (path)
+		snprintf(n->where, sizeof(n->where), "%s", path);
+	else
+		snprintf(n->where, sizeof(n->where),
+			 strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+	rd->nodes[rd->nnodes++] = n;
+	return (int)i;
+}
+
+/* Node i, connected. */
+static struct node *node_ready(struct cq_ctx *ctx, int i)
+{
+	struct node *n = ctx->redis->nodes[i];
+
+	if (n->fd < 0 && node_open(ctx, n))
+		return NULL;
+	return n;
+}
+
+/* Push seq (or DROP) on what n owes, in wire order. */
+static bool owe(struct node *n, uint64_t seq)
+{
+	if (n->ocount == n->ocap) {
+		size_t cap = n->ocap ? 2 * n->ocap : 16;
+		uint64_t *v = malloc(cap * sizeof(*v));
+
+		if (!v)
+			return false;
+		for (size_t i = 0; i < n->ocount; i++)
+			v[i] = n->owed[(n->ohead + i) % n->ocap];
+		free(n->owed);
+		n->owed = v;
+		n->ohead = 0;
+		n->ocap = cap;
+	}
+	n->owed[(n->ohead + n->ocount++) % n->ocap] = seq;
+	return true;
+}
+
+static uint64_t owed_pop(struct node *n)
+{
+	uint64_t seq = n->owed[n->ohead];
+
+	n->ohead = (n->ohead + 1) % n->ocap;
+	n->ocount--;
+	return seq;
+}
+
+/* ---- the slot map ----------------------------------------------------------- */
+
+/* Load the map from a CLUSTER SLOTS reply given by node `from`. */
+static enum cq_err load_map(struct cq_ctx *ctx, const struct cqi_reply *r,
+			    int from)
+{
+	struct cqi_redis *rd = ctx->redis;
+	struct cqi_slot_range *v;
+	size_t n = cqi_cluster_slots(r, &v), m;
+	int *masters = calloc(n ? n : 1, sizeof(*masters));
+
+	if (!v || !masters) {
+		free(v);
+		free(masters);
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	}
+	memset(rd->slots, 0, CQI_SLOTS * sizeof(*rd->slots));
+	rd->nmasters = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *host = v[i].host[0] ? v[i].host :
+				   rd->nodes[from]->host;
+		int ni = host ? node_index(ctx, host, v[i].port, NULL) : -1;
+
+		if (ni < 0)
+			break;
+		for (unsigned s = v[i].lo; s <= v[i].hi; s++)
+			rd->slots[s] = (uint16_t)(ni + 1);
+		for (m = 0; m < rd->nmasters && masters[m] != ni; m++)
+			;
+		if (m == rd->nmasters)
+			masters[rd->nmasters++] = ni;
+	}
+	free(v);
+	free(rd->masters);
+	rd->masters = masters;
+	rd->map_stale = false;
+	return ctx->err;
+}
+
+/* Ask node i for the map (it owes nothing).  A Redis that is not a cluster
+ * says so, and is then the only master. */
+static enum cq_err ask_map(struct cq_ctx *ctx, int i)
+{
+	struct cqi_redis *rd = ctx->redis;
+	const char *argv[2] = { "CLUSTER", "SLOTS" };
+	struct node *n = node_ready(ctx, i);
+	struct cqi_reply *r = n ? node_call(ctx, n, 2, argv) : NULL;
+	enum cq_err e;
 
 	if (!r)
-		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-	r->fd = -1;
-	ctx->redis = r;
-	ctx->redis_close = redis_close;
-	r->reader = redisReaderCreateWithFunctions(&reply_fns);
-	if (!r->reader)
-		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-	if (u->path) {
-		snprintf(r->where, sizeof(r->where), "%s", u->path);
-		if (open_unix(ctx, u->path))
-			return ctx->err;
-	} else {
-		snprintf(r->where, sizeof(r->where),
-			 strchr(u->host, ':') ? "[%s]:%d" : "%s:%d", u->host,
-			 u->port);
-		if (open_tcp(ctx, u->host, u->port))
-			return ctx->err;
-	}
-	set_timeouts(r->fd, ctx->set.timeout_ms);
-	if (u->tls && cqi_tls_open(ctx, r->fd, u->host, r->where, &r->tls))
 		return ctx->err;
-	return CQ_OK;
+	if (r->type == CQI_REPLY_ERROR) {
+		if (cqi_cluster_off(r->str))
+			rd->mode = MODE_SINGLE;
+		rd->masters[0] = i;
+		rd->nmasters = 1;
+		cqi_reply_free(r);
+		return CQ_OK;
+	}
+	rd->mode = MODE_CLUSTER;
+	e = load_map(ctx, r, i);
+	cqi_reply_free(r);
+	return e;
 }
 
-/* ---- logging in ----------------------------------------------------------- */
+static bool idle(const struct cqi_redis *rd)
+{
+	if (rd->ahead != rd->atail)
+		return false;
+	for (size_t i = 0; i < rd->nnodes; i++)
+		if (rd->nodes[i]->ocount)
+			return false;
+	return true;
+}
+
+/* Find out what Redis is, or refresh a map a MOVED made stale, when no
+ * reply is owed. */
+static enum cq_err settle_map(struct cq_ctx *ctx)
+{
+	struct cqi_redis *rd = ctx->redis;
+
+	if (rd->mode == MODE_SINGLE || !idle(rd))
+		return CQ_OK;
+	if (rd->mode == MODE_CLUSTER && !rd->map_stale)
+		return CQ_OK;
+	return ask_map(ctx, rd->cur);
+}
+
+size_t cqi_redis_masters(struct cq_ctx *ctx)
+{
+	if (ctx->err)
+		return 0;
+	if (!ctx->redis) {
+		cq_seterr(ctx, CQ_ERR_INTERNAL, "not connected to Redis");
+		return 0;
+	}
+	if (settle_map(ctx))
+		return 0;
+	return ctx->redis->nmasters;
+}
+
+const char *cqi_redis_master_where(const struct cq_ctx *ctx, size_t m)
+{
+	const struct cqi_redis *rd = ctx->redis;
+
+	if (!rd || m >= rd->nmasters)
+		return "";
+	return rd->nodes[rd->masters[m]]->where;
+}
+
+bool cqi_redis_is_cluster(const struct cq_ctx *ctx)
+{
+	return ctx->redis && ctx->redis->mode == MODE_CLUSTER;
+}
+
+/* The node a command goes to; -1 with the context error set. */
+static int route_node(struct cq_ctx *ctx, int route, int argc,
+		      const char **argv, const size_t *lens, int *slot)
+{
+	struct cqi_redis *rd = ctx->redis;
+
+	*slot = -1;
+	if (route < CQI_MASTERS || route >= argc)
+		return (size_t)(CQI_MASTER(0) - route) < rd->nmasters && route < argc ?
+		       rd->masters[CQI_MASTER(0) - route] :
+		       (cq_seterr(ctx, CQ_ERR_INTERNAL,
+				  "%s: route %d names no argument or master",
+				  argv[0], route), -1);
+	if (route > CQI_ANY && rd->mode != MODE_SINGLE) {
+		*slot = (int)cqi_key_slot(argv[route], lens ? lens[route] :
+					  strlen(argv[route]));
+		if (rd->slots[*slot])
+			return rd->slots[*slot] - 1;
+	}
+	return rd->cur;
+}
+
+/* ---- connecting ------------------------------------------------------------- */
 
 /* The password to use, newly allocated or NULL: CQ_REDIS_PASSWORD, then
  * --password-file, then the URL's. */
@@ -522,57 +862,103 @@ done:
 	return CQ_OK;
 }
 
-static enum cq_err redis_auth(struct cq_ctx *ctx, const char *user,
-			      const char *pass)
-{
-	const char *argv[3] = { "AUTH" };
-	struct cqi_reply *r;
-	int argc = 1;
-
-	if (user)
-		argv[argc++] = user;
-	argv[argc++] = pass;
-	if (cqi_redis_append(ctx, CQI_ANY, argc, argv, NULL) ||
-	    cqi_redis_reply(ctx, &r))
-		return ctx->err;
-	if (r->type == CQI_REPLY_ERROR) {
-		cq_seterr(ctx, CQ_ERR_NOPERM,
-			  "Redis at %s refused the %s: %s", ctx->redis->where,
-			  user ? "user name or password" : "password",
-			  strncmp(r->str, "WRONGPASS", 9) == 0 ?
-			  "wrong user name or password" : r->str);
-		cqi_reply_free(r);
-		return ctx->err;
-	}
-	cqi_reply_free(r);
-	return CQ_OK;
-}
-
-static enum cq_err redis_select(struct cq_ctx *ctx, int db)
+static enum cq_err redis_select(struct cq_ctx *ctx, struct node *n, int db)
 {
 	char dbs[16];
 	const char *argv[2] = { "SELECT", dbs };
 	struct cqi_reply *r;
 
 	snprintf(dbs, sizeof(dbs), "%d", db);
-	r = cqi_redis_cmd(ctx, CQI_ANY, 2, argv, NULL);
-	/* a database the server does not have is the URL's fault: usage */
-	if (!r && ctx->err == CQ_ERR_INTERNAL &&
-	    strstr(ctx->errstr, "DB index is out of range"))
-		return cq_seterr(ctx, CQ_ERR_USAGE,
-				 "Redis at %s has no database %d (its 'databases' setting is lower; see the URL's /DB)",
-				 ctx->redis->where, db);
+	r = node_call(ctx, n, 2, argv);
 	if (!r)
 		return ctx->err;
+	if (r->type != CQI_REPLY_ERROR) {
+		cqi_reply_free(r);
+		return CQ_OK;
+	}
+	/* a database the server does not have is the URL's fault: usage */
+	if (strstr(r->str, "DB index is out of range"))
+		cq_seterr(ctx, CQ_ERR_USAGE,
+			  "Redis at %s has no database %d (its 'databases' setting is lower; see the URL's /DB)",
+			  n->where, db);
+	else if (strstr(r->str, "cluster mode"))
+		cq_seterr(ctx, CQ_ERR_USAGE,
+			  "Redis at %s is a cluster node, and a cluster has database 0 only (end the URL with /0)",
+			  n->where);
+	else
+		cqi_redis_reply_err(ctx, r, "SELECT");
 	cqi_reply_free(r);
-	return CQ_OK;
+	return ctx->err;
+}
+
+static void redis_close(struct cq_ctx *ctx)
+{
+	struct cqi_redis *rd = ctx->redis;
+
+	if (!rd)
+		return;
+	for (size_t i = 0; i < rd->nnodes; i++)
+		node_free(rd->nodes[i]);
+	free(rd->nodes);
+	for (uint64_t s = rd->ahead; s < rd->atail; s++) {
+		free(AW(rd, s)->cmd);
+		cqi_reply_free(AW(rd, s)->reply);
+	}
+	free(rd->aw);
+	free(rd->slots);
+	free(rd->masters);
+	if (rd->pass) {
+		memset(rd->pass, 0, strlen(rd->pass));
+		free(rd->pass);
+	}
+	free(rd->user);
+	free(rd);
+	ctx->redis = NULL;
+}
+
+/* Connect to the first node of the URL that answers (the others are
+ * fallbacks, or a cluster's other seeds); db is selected on it. */
+static enum cq_err connect_first(struct cq_ctx *ctx,
+				 const struct cqi_redis_url *u)
+{
+	struct cqi_redis *rd = ctx->redis;
+	size_t n = u->path ? 1 : u->nnodes, i, len = 0;
+	char tried[400] = "", first[sizeof(ctx->errstr)] = "";
+
+	for (i = 0; i < n; i++) {
+		int ni = u->path ? node_index(ctx, NULL, 0, u->path) :
+			 node_index(ctx, u->nodes[i].host, u->nodes[i].port, NULL);
+
+		if (ni < 0)
+			return ctx->err;
+		if (node_ready(ctx, ni) &&
+		    (!u->db || !redis_select(ctx, rd->nodes[ni], u->db))) {
+			rd->cur = ni;
+			return CQ_OK;
+		}
+		node_hangup(rd->nodes[ni]);
+		/* a refused password or a bad db is the same on every node */
+		if (n == 1 || (ctx->err != CQ_ERR_UNAVAILABLE &&
+			       ctx->err != CQ_ERR_TEMPFAIL))
+			return ctx->err;
+		if (!first[0])
+			snprintf(first, sizeof(first), "%s", ctx->errstr);
+		if (len < sizeof(tried))
+			len += (size_t)snprintf(tried + len, sizeof(tried) - len,
+						"%s%s", i ? ", " : "",
+						rd->nodes[ni]->where);
+		cqi_err_drop(ctx);	/* the next node is tried */
+	}
+	return cq_seterr(ctx, CQ_ERR_UNAVAILABLE,
+			 "cannot connect to any node of the Redis URL (%s): %s",
+			 tried, first);
 }
 
 enum cq_err cq_redis_connect(struct cq_ctx *ctx)
 {
 	struct cqi_redis_url u;
+	struct cqi_redis *rd;
 	char errbuf[200], safe[300];
-	char *pass = NULL;
 	enum cq_err e;
 
 	if (ctx->err)
@@ -584,17 +970,29 @@ enum cq_err cq_redis_connect(struct cq_ctx *ctx)
 		cqi_url_redact(ctx->set.redis_url, safe, sizeof(safe));
 		return cq_seterr(ctx, e, "bad Redis URL '%s': %s", safe, errbuf);
 	}
-	e = pick_password(ctx, u.pass, &pass);
-	if (!e)
-		e = redis_open(ctx, &u);
-	if (!e && pass)
-		e = redis_auth(ctx, u.user, pass);
-	if (!e && u.db)
-		e = redis_select(ctx, u.db);
-	if (pass) {
-		memset(pass, 0, strlen(pass));
-		free(pass);
+	rd = calloc(1, sizeof(*rd));
+	if (!rd) {
+		cqi_redis_url_clear(&u);
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	}
+	ctx->redis = rd;
+	ctx->redis_close = redis_close;
+	rd->tls = u.tls;
+	rd->slots = calloc(CQI_SLOTS, sizeof(*rd->slots));
+	rd->masters = calloc(1, sizeof(*rd->masters));
+	rd->nmasters = 1;
+	rd->user = u.user ? strdup(u.user) : NULL;
+	if (!rd->slots || !rd->masters || (u.user && !rd->user))
+		e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	if (!e)
+		e = pick_password(ctx, u.pass, &rd->pass);
+	if (!e)
+		e = connect_first(ctx, &u);
+	if (!e)
+		rd->masters[0] = rd->cur;
+	/* a unix socket is no cluster node's address */
+	if (!e && u.path)
+		rd->mode = MODE_SINGLE;
 	cqi_redis_url_clear(&u);
 	if (e)
 		redis_close(ctx);
@@ -603,62 +1001,215 @@ enum cq_err cq_redis_connect(struct cq_ctx *ctx)
 
 const char *cqi_redis_where(const struct cq_ctx *ctx)
 {
-	return ctx->redis ? ctx->redis->where : "";
+	const struct cqi_redis *rd = ctx->redis;
+
+	return rd && rd->nnodes ? rd->nodes[rd->cur]->where : "";
 }
 
-/* ---- commands ------------------------------------------------------------- */
+/* ---- commands: the awaited replies, in the order they were asked for ---- */
 
-/* One node: every route leads to it.  A route still has to make sense. */
-static enum cq_err check_route(struct cq_ctx *ctx, int route, int argc,
-			       const char **argv)
+/* Make room for one more awaited command. */
+static bool aw_grow(struct cqi_redis *rd)
 {
-	if (route < CQI_MASTERS || route >= argc)
-		return cq_seterr(ctx, CQ_ERR_INTERNAL,
-				 "%s: route %d names no argument", argv[0],
-				 route);
+	size_t cap;
+	struct await *v;
+
+	if (rd->atail - rd->ahead < rd->acap)
+		return true;
+	cap = rd->acap ? 2 * rd->acap : 64;
+	v = calloc(cap, sizeof(*v));
+	if (!v)
+		return false;
+	for (uint64_t s = rd->ahead; s < rd->atail; s++)
+		v[s & (cap - 1)] = *AW(rd, s);
+	free(rd->aw);
+	rd->aw = v;
+	rd->acap = cap;
+	return true;
+}
+
+/* Queue the RESP text of a command on node ni, awaited as seq (or DROP). */
+static enum cq_err queue_on(struct cq_ctx *ctx, int ni, uint64_t seq,
+			    const char *cmd, size_t len)
+{
+	struct node *n = node_ready(ctx, ni);
+
+	if (!n)
+		return ctx->err;
+	if (!cq_buf_append(&n->out, cmd, len) || !owe(n, seq))
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	return CQ_OK;
+}
+
+/* Queue one command on node ni, awaited in order. */
+static enum cq_err push_cmd(struct cq_ctx *ctx, int ni, int slot, int argc,
+			    const char **argv, const size_t *lens)
+{
+	struct cqi_redis *rd = ctx->redis;
+	struct node *n = node_ready(ctx, ni);
+	struct await *a;
+	size_t at;
+
+	if (!n)
+		return ctx->err;
+	at = n->out.len;
+	if (!aw_grow(rd) || !resp_append(&n->out, argc, argv, lens) ||
+	    !owe(n, rd->atail))
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	a = AW(rd, rd->atail);
+	memset(a, 0, sizeof(*a));
+	a->node = ni;
+	a->slot = slot;
+	/* a copy to send again after a redirection, unless Redis is known
+	 * not to be a cluster */
+	if (rd->mode != MODE_SINGLE) {
+		a->len = n->out.len - at;
+		a->cmd = malloc(a->len);
+		if (!a->cmd)
+			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		memcpy(a->cmd, n->out.data + at, a->len);
+	}
+	rd->atail++;
 	return CQ_OK;
 }
 
 enum cq_err cqi_redis_append(struct cq_ctx *ctx, int route, int argc,
 			     const char **argv, const size_t *lens)
 {
+	struct cqi_redis *rd = ctx->redis;
+	int ni, slot;
+
 	if (ctx->err)
 		return ctx->err;
-	if (!ctx->redis)	/* the caller connects (cli_ready) */
+	if (!rd)	/* the caller connects (cli_ready) */
 		return cq_seterr(ctx, CQ_ERR_INTERNAL, "not connected to Redis");
-	if (check_route(ctx, route, argc, argv))
+	if ((route <= CQI_MASTERS || rd->map_stale) && settle_map(ctx))
 		return ctx->err;
-	if (!resp_append(&ctx->redis->out, argc, argv, lens))
-		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-	ctx->redis->awaited++;
+	if (route == CQI_MASTERS && argc > 0) {
+		for (size_t m = 0; m < rd->nmasters; m++)
+			if (push_cmd(ctx, rd->masters[m], -1, argc, argv, lens))
+				return ctx->err;
+		return CQ_OK;
+	}
+	ni = route_node(ctx, route, argc, argv, lens, &slot);
+	if (ni < 0)
+		return ctx->err;
+	return push_cmd(ctx, ni, slot, argc, argv, lens);
+}
+
+/* Send awaited command a (seq) again, to node ni; after an ASK, ASKING
+ * first. */
+static enum cq_err resend(struct cq_ctx *ctx, struct await *a, uint64_t seq,
+			  int ni, bool ask)
+{
+	static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
+
+	if (ask && queue_on(ctx, ni, DROP, asking, sizeof(asking) - 1))
+		return ctx->err;
+	if (queue_on(ctx, ni, seq, a->cmd, a->len))
+		return ctx->err;
+	a->node = ni;
+	a->tries++;
+	return flush_out(ctx, ctx->redis->nodes[ni]);
+}
+
+/* A pause before another try of a cluster in trouble: 25 ms, doubling. */
+static void busy_pause(unsigned tries)
+{
+	long long ms = 25LL << (tries < 6 ? tries : 6);
+
+	sleep_ms(ms);
+}
+
+/* An error reply to command a that the router deals with: a MOVED or ASK
+ * (sent again where it says), a TRYAGAIN or CLUSTERDOWN (sent again a
+ * little later, a few times).  True if a was sent again (or the context
+ * error set). */
+static bool redirected(struct cq_ctx *ctx, struct await *a, uint64_t seq,
+		       const struct cqi_reply *r)
+{
+	struct cqi_redis *rd = ctx->redis;
+	struct cqi_redirect to;
+	int ni;
+
+	if (!a->cmd || r->type != CQI_REPLY_ERROR)
+		return false;
+	if (cqi_cluster_redirect(r->str, &to)) {
+		if (a->tries >= MAX_REDIRECTS)
+			return false;
+		rd->mode = MODE_CLUSTER;
+		ni = node_index(ctx, to.host[0] ? to.host :
+				rd->nodes[a->node]->host, to.port, NULL);
+		if (ni < 0)
+			return true;
+		if (!to.ask) {
+			rd->slots[to.slot] = (uint16_t)(ni + 1);
+			rd->map_stale = true;
+		}
+		resend(ctx, a, seq, ni, to.ask);
+		return true;
+	}
+	if (!cqi_cluster_busy(r->str) || a->tries >= BUSY_TRIES)
+		return false;
+	rd->mode = MODE_CLUSTER;	/* only a cluster says so */
+	busy_pause(a->tries);
+	ni = a->slot >= 0 && rd->slots[a->slot] ? rd->slots[a->slot] - 1 :
+	     a->node;
+	resend(ctx, a, seq, ni, false);
+	return true;
+}
+
+/* Read node ni's next reply and give it to the command it belongs to. */
+static enum cq_err take_reply(struct cq_ctx *ctx, int ni)
+{
+	struct cqi_redis *rd = ctx->redis;
+	struct node *n = rd->nodes[ni];
+	struct cqi_reply *r;
+	struct await *a;
+	uint64_t seq;
+
+	if (!n->ocount)
+		return cq_seterr(ctx, CQ_ERR_INTERNAL,
+				 "a Redis reply was awaited from %s, which owes none",
+				 n->where);
+	if (next_reply(ctx, n, &r))
+		return ctx->err;
+	seq = owed_pop(n);
+	if (seq == DROP) {
+		cqi_reply_free(r);
+		return CQ_OK;
+	}
+	a = AW(rd, seq);
+	if (redirected(ctx, a, seq, r)) {
+		cqi_reply_free(r);
+		return ctx->err;
+	}
+	a->reply = r;
 	return CQ_OK;
 }
 
 enum cq_err cqi_redis_reply(struct cq_ctx *ctx, struct cqi_reply **reply)
 {
-	struct cqi_redis *r = ctx->redis;
+	struct cqi_redis *rd = ctx->redis;
+	struct await *a;
 
 	*reply = NULL;
 	if (ctx->err)
 		return ctx->err;
-	if (!r || !r->awaited)
+	if (!rd || rd->ahead == rd->atail)
 		return cq_seterr(ctx, CQ_ERR_INTERNAL,
 				 "a Redis reply was read that no command awaits");
-	if (flush_out(ctx))
-		return ctx->err;
-	/* the replies of commands sent without waiting come first (their
-	 * error replies too: they belong to no caller) */
-	while (r->skip > 0) {
-		struct cqi_reply *drop;
-
-		if (next_reply(ctx, &drop))
+	for (size_t i = 0; i < rd->nnodes; i++)
+		if (rd->nodes[i]->out.len && flush_out(ctx, rd->nodes[i]))
 			return ctx->err;
-		cqi_reply_free(drop);
-		r->skip--;
-	}
-	if (next_reply(ctx, reply))
-		return ctx->err;
-	r->awaited--;
+	a = AW(rd, rd->ahead);
+	while (!a->reply)
+		if (take_reply(ctx, a->node))
+			return ctx->err;
+	*reply = a->reply;
+	free(a->cmd);
+	memset(a, 0, sizeof(*a));
+	rd->ahead++;
 	return CQ_OK;
 }
 
@@ -684,24 +1235,66 @@ struct cqi_reply *cqi_redis_cmd(struct cq_ctx *ctx, int route, int argc,
 enum cq_err cqi_redis_send_noreply(struct cq_ctx *ctx, int route, int argc,
 				   const char **argv, const size_t *lens)
 {
-	struct cqi_redis *r = ctx->redis;
+	struct cqi_redis *rd = ctx->redis;
 	struct cq_ctx quiet = *ctx;	/* failures here are not the caller's */
+	struct node *n;
+	int ni, slot;
 
-	if (ctx->err || !r)
+	if (ctx->err || !rd)
 		return CQ_ERR_UNAVAILABLE;
-	if (r->awaited || route < CQI_MASTERS || route >= argc)
+	if (rd->ahead != rd->atail || route <= CQI_MASTERS || route >= argc)
 		return CQ_ERR_INTERNAL;
-	if (!resp_append(&r->out, argc, argv, lens))
+	ni = route_node(&quiet, route, argc, argv, lens, &slot);
+	if (ni < 0 || (n = rd->nodes[ni])->fd < 0)
+		return CQ_ERR_UNAVAILABLE;	/* not worth a connection */
+	if (!resp_append(&n->out, argc, argv, lens) || !owe(n, DROP))
 		return CQ_ERR_NOMEM;
-	r->skip++;
-	return flush_out(&quiet);
+	return flush_out(&quiet, n);
 }
 
 /* ---- pipelines with a bounded window -------------------------------------- */
 
+/*
+ * On a single Redis a pipeline writes into the node's output buffer and
+ * reads its replies in order (tags in p->tags).  On a cluster each master
+ * has its own pipeline (struct pnode, one window each), all driven from
+ * here: a command's text stays in its node's log until its reply came,
+ * so that a MOVED or ASK sends it again to the node named, and a master
+ * lost in the middle has its unanswered commands sent again once another
+ * node serves their slots.
+ */
+struct pitem {
+	uint64_t tag;
+	uint32_t len;		/* of its RESP text in the log */
+	int32_t slot;		/* -1: no key */
+	uint16_t tries;
+	bool drop;		/* ASKING: its reply is nobody's */
+};
+
+struct pnode {
+	struct cq_buf log;	/* the unanswered commands' text, from head */
+	size_t head, sent;	/* offsets: the first unanswered, written */
+	struct pitem *it;	/* ring of the unanswered, oldest first */
+	size_t ihead, icount, icap;
+	size_t inflight;	/* the first inflight items were written */
+	bool down;		/* its connection broke: waiting for a node */
+	bool gone;		/* no node took its slots: its commands fail */
+};
+
+struct cqi_cpipe {
+	struct pnode *pn;	/* one per node of the context */
+	size_t npn;
+	long long pause_until;	/* a cluster in trouble: nothing sent yet */
+	unsigned busy;		/* busy replies in a row */
+	bool any_down;
+};
+
+
 enum cq_err cqi_pipe_init(struct cqi_pipe *p, struct cq_ctx *ctx,
 			  size_t window, cqi_reply_fn fn, void *arg)
 {
+	struct cqi_redis *rd = ctx->redis;
+
 	memset(p, 0, sizeof(*p));
 	p->ctx = ctx;
 	p->window = window ? window : 1000;
@@ -714,8 +1307,21 @@ enum cq_err cqi_pipe_init(struct cqi_pipe *p, struct cq_ctx *ctx,
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	if (ctx->err)
 		return ctx->err;
-	if (!ctx->redis)	/* the caller connects (cli_ready) */
+	if (!rd)	/* the caller connects (cli_ready) */
 		return cq_seterr(ctx, CQ_ERR_INTERNAL, "not connected to Redis");
+	if (rd->ahead != rd->atail)
+		return cq_seterr(ctx, CQ_ERR_INTERNAL,
+				 "a pipeline was started while replies are awaited");
+	/* replies nobody waits for (fire and forget) go first */
+	for (size_t i = 0; i < rd->nnodes; i++)
+		while (rd->nodes[i]->ocount)
+			if (take_reply(ctx, (int)i))
+				return ctx->err;
+	if (settle_map(ctx))
+		return ctx->err;
+	if (rd->mode == MODE_CLUSTER &&
+	    !(p->cl = calloc(1, sizeof(*p->cl))))
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	return CQ_OK;
 }
 
@@ -725,13 +1331,29 @@ void cqi_pipe_free(struct cqi_pipe *p)
 		return;
 	free(p->tags);
 	p->tags = NULL;
+	if (p->cl) {
+		for (size_t i = 0; i < p->cl->npn; i++) {
+			cq_buf_free(&p->cl->pn[i].log);
+			free(p->cl->pn[i].it);
+		}
+		free(p->cl->pn);
+		free(p->cl);
+		p->cl = NULL;
+	}
+}
+
+/* ---- a single Redis ---- */
+
+static struct node *pipe_node(struct cqi_pipe *p)
+{
+	return p->ctx->redis->nodes[p->ctx->redis->cur];
 }
 
 static enum cq_err send_queued(struct cqi_pipe *p)
 {
 	if (!p->nout)
 		return CQ_OK;
-	if (flush_out(p->ctx))
+	if (flush_out(p->ctx, pipe_node(p)))
 		return p->ctx->err;
 	p->inflight += p->nout;
 	p->nout = 0;
@@ -743,7 +1365,7 @@ static enum cq_err read_one(struct cqi_pipe *p)
 	struct cqi_reply *r;
 	uint64_t tag;
 
-	if (cqi_redis_reply(p->ctx, &r))
+	if (next_reply(p->ctx, pipe_node(p), &r))
 		return p->ctx->err;
 	tag = p->tags[p->head];
 	p->head = (p->head + 1) % p->ring;
@@ -755,10 +1377,8 @@ static enum cq_err read_one(struct cqi_pipe *p)
 	return CQ_OK;
 }
 
-enum cq_err cqi_pipe_sync(struct cqi_pipe *p, size_t keep)
+static enum cq_err single_sync(struct cqi_pipe *p, size_t keep)
 {
-	if (p->ctx->err)
-		return p->ctx->err;
 	if (send_queued(p))
 		return p->ctx->err;
 	while (p->inflight > keep)
@@ -767,20 +1387,480 @@ enum cq_err cqi_pipe_sync(struct cqi_pipe *p, size_t keep)
 	return CQ_OK;
 }
 
-enum cq_err cqi_pipe_cmd(struct cqi_pipe *p, uint64_t tag, int route,
-			 int argc, const char **argv, const size_t *lens)
+static enum cq_err single_cmd(struct cqi_pipe *p, uint64_t tag, int route,
+			      int argc, const char **argv, const size_t *lens)
 {
-	if (cqi_redis_append(p->ctx, route, argc, argv, lens))
-		return p->ctx->err;
+	struct node *n = pipe_node(p);
+
+	if (route < CQI_MASTERS || route >= argc || route == CQI_MASTERS)
+		return cq_seterr(p->ctx, CQ_ERR_INTERNAL,
+				 "%s: route %d is not for a pipeline", argv[0],
+				 route);
+	if (!resp_append(&n->out, argc, argv, lens))
+		return cq_seterr(p->ctx, CQ_ERR_NOMEM, "out of memory");
 	p->tags[(p->head + p->count) % p->ring] = tag;
 	p->count++;
 	p->nout++;
-	if (p->nout < p->batch && p->ctx->redis->out.len < OUT_MAX_BYTES)
+	if (p->nout < p->batch && n->out.len < OUT_MAX_BYTES)
 		return CQ_OK;
 	if (send_queued(p))
 		return p->ctx->err;
 	/* keep the server busy: read back only down to window - batch */
 	if (p->inflight > p->window)
-		return cqi_pipe_sync(p, p->window - p->batch);
+		return single_sync(p, p->window - p->batch);
 	return CQ_OK;
+}
+
+/* ---- a cluster: a pipeline per node ---- */
+
+static struct pnode *pn_at(struct cqi_pipe *p, int ni)
+{
+	struct cqi_cpipe *c = p->cl;
+	size_t want = p->ctx->redis->nnodes;
+
+	if ((size_t)ni >= c->npn) {
+		struct pnode *v = realloc(c->pn, want * sizeof(*v));
+
+		if (!v)
+			return NULL;
+		memset(v + c->npn, 0, (want - c->npn) * sizeof(*v));
+		c->pn = v;
+		c->npn = want;
+	}
+	return &c->pn[ni];
+}
+
+static struct pitem *pn_item(struct pnode *pn, size_t i)
+{
+	return &pn->it[(pn->ihead + i) % pn->icap];
+}
+
+/* Add an item whose text is already at the end of pn's log. */
+static bool pn_push(struct pnode *pn, const struct pitem *item)
+{
+	if (pn->icount == pn->icap) {
+		size_t cap = pn->icap ? 2 * pn->icap : 256;
+		struct pitem *v = malloc(cap * sizeof(*v));
+
+		if (!v)
+			return false;
+		for (size_t i = 0; i < pn->icount; i++)
+			v[i] = *pn_item(pn, i);
+		free(pn->it);
+		pn->it = v;
+		pn->ihead = 0;
+		pn->icap = cap;
+	}
+	pn->it[(pn->ihead + pn->icount++) % pn->icap] = *item;
+	return true;
+}
+
+/* Queue item (its text at t) on node ni. */
+static enum cq_err pn_queue(struct cqi_pipe *p, int ni, const struct pitem *item,
+			    const char *t)
+{
+	struct pnode *pn = pn_at(p, ni);
+
+	if (!pn || !cq_buf_append(&pn->log, t, item->len) || !pn_push(pn, item))
+		return cq_seterr(p->ctx, CQ_ERR_NOMEM, "out of memory");
+	return CQ_OK;
+}
+
+/* Forget pn's oldest item; the log is compacted now and then. */
+static void pn_pop(struct pnode *pn)
+{
+	struct pitem *it = pn_item(pn, 0);
+
+	pn->head += it->len;
+	pn->ihead = (pn->ihead + 1) % pn->icap;
+	pn->icount--;
+	if (pn->inflight)
+		pn->inflight--;
+	if (pn->head == pn->log.len) {
+		cq_buf_reset(&pn->log);
+		pn->head = pn->sent = 0;
+	} else if (pn->head > (256U << 10) && pn->head * 2 > pn->log.len) {
+		memmove(pn->log.data, pn->log.data + pn->head,
+			pn->log.len - pn->head);
+		pn->log.len -= pn->head;
+		pn->sent -= pn->head;
+		pn->head = 0;
+	}
+}
+
+/* A command that cannot be written: its reply is an error saying so. */
+static void pn_fail(struct cqi_pipe *p, uint64_t tag, const char *where)
+{
+	char msg[400];
+	struct cqi_reply r = { .type = CQI_REPLY_ERROR, .str = msg };
+
+	snprintf(msg, sizeof(msg),
+		 "not written: Redis at %s went down and no node took over its slots within %llds",
+		 where, (long long)FAILOVER_WAIT(p->ctx) / 1000);
+	r.len = strlen(msg);
+	if (p->fn)
+		p->fn(p->arg, tag, &r);
+}
+
+/* Node ni's connection broke: its unanswered commands wait in its log
+ * until some node serves their slots (recover). */
+static void node_down(struct cqi_pipe *p, int ni)
+{
+	struct pnode *pn = &p->cl->pn[ni];
+
+	cqi_err_drop(p->ctx);
+	node_hangup(p->ctx->redis->nodes[ni]);
+	pn->down = true;
+	pn->sent = pn->head;
+	pn->inflight = 0;
+	p->cl->any_down = true;
+}
+
+/* Write node ni's queued commands. */
+static enum cq_err pn_send(struct cqi_pipe *p, int ni)
+{
+	struct pnode *pn = &p->cl->pn[ni];
+	struct node *n;
+	long long wait = p->cl->pause_until - cq_now_ms();
+
+	if (pn->down || pn->sent == pn->log.len)
+		return CQ_OK;
+	sleep_ms(wait);
+	n = node_ready(p->ctx, ni);
+	if (!n || write_all(p->ctx, n, pn->log.data + pn->sent,
+			    pn->log.len - pn->sent)) {
+		if (p->ctx->err == CQ_ERR_NOMEM)
+			return p->ctx->err;
+		node_down(p, ni);
+		return CQ_OK;
+	}
+	pn->sent = pn->log.len;
+	pn->inflight = pn->icount;
+	return CQ_OK;
+}
+
+static enum cq_err send_all(struct cqi_pipe *p)
+{
+	for (size_t i = 0; i < p->cl->npn; i++)
+		if (pn_send(p, (int)i))
+			return p->ctx->err;
+	return CQ_OK;
+}
+
+/* A reply for node ni's oldest item. */
+static enum cq_err dispatch(struct cqi_pipe *p, int ni, struct cqi_reply *r)
+{
+	struct cqi_redis *rd = p->ctx->redis;
+	struct pnode *pn = &p->cl->pn[ni];
+	struct pitem item = *pn_item(pn, 0);
+	const char *t = pn->log.data + pn->head;
+	struct cqi_redirect to;
+	int dest = -1;
+	char *copy;
+	enum cq_err e;
+
+	if (item.drop) {
+		pn_pop(pn);
+		return CQ_OK;
+	}
+	item.tries++;
+	if (r->type == CQI_REPLY_ERROR && item.tries <= MAX_REDIRECTS &&
+	    cqi_cluster_redirect(r->str, &to)) {
+		dest = node_index(p->ctx, to.host[0] ? to.host :
+				  rd->nodes[ni]->host, to.port, NULL);
+		if (dest < 0)
+			return p->ctx->err;
+		if (!to.ask) {
+			rd->slots[to.slot] = (uint16_t)(dest + 1);
+		} else {
+			static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
+			struct pitem a = { .len = sizeof(asking) - 1,
+					   .slot = -1, .drop = true };
+
+			if (pn_queue(p, dest, &a, asking))
+				return p->ctx->err;
+		}
+	} else if (r->type == CQI_REPLY_ERROR && item.tries <= PIPE_BUSY_TRIES &&
+		   cqi_cluster_busy(r->str)) {
+		unsigned b = p->cl->busy < 5 ? p->cl->busy++ : 5;
+
+		p->cl->pause_until = cq_now_ms() + (25LL << b) * 2;
+		dest = item.slot >= 0 && rd->slots[item.slot] ?
+		       rd->slots[item.slot] - 1 : ni;
+	}
+	if (dest >= 0) {
+		pn = &p->cl->pn[ni];	/* pn_queue may have moved it */
+		/* sent again (by send_all), not counted: its reply will be */
+		copy = malloc(item.len);
+		if (!copy)
+			return cq_seterr(p->ctx, CQ_ERR_NOMEM, "out of memory");
+		memcpy(copy, t, item.len);
+		pn_pop(pn);
+		e = pn_queue(p, dest, &item, copy);
+		free(copy);
+		return e;
+	}
+	if (r->type != CQI_REPLY_ERROR)
+		p->cl->busy = 0;
+	pn_pop(pn);
+	if (p->fn)
+		p->fn(p->arg, item.tag, r);
+	return CQ_OK;
+}
+
+/* Read what node ni has sent and hand out the replies. */
+static enum cq_err pn_read(struct cqi_pipe *p, int ni)
+{
+	struct node *n = p->ctx->redis->nodes[ni];
+	struct cqi_reply *r = NULL;
+
+	if (fill(p->ctx, n)) {
+		node_down(p, ni);
+		return CQ_OK;
+	}
+	for (;;) {
+		if (parsed_reply(p->ctx, n, &r))
+			return p->ctx->err;
+		if (!r)
+			return CQ_OK;
+		if (!p->cl->pn[ni].icount) {
+			cqi_reply_free(r);
+			return cq_seterr(p->ctx, CQ_ERR_INTERNAL,
+					 "Redis at %s sent a reply no command awaits",
+					 n->where);
+		}
+		dispatch(p, ni, r);
+		cqi_reply_free(r);
+		if (p->ctx->err)
+			return p->ctx->err;
+	}
+}
+
+/* Wait for replies from every node with some in flight, up to the
+ * timeout; a node silent that long is taken for down. */
+static enum cq_err poll_nodes(struct cqi_pipe *p)
+{
+	struct cqi_cpipe *c = p->cl;
+	struct pollfd pfd[MAX_NODES];
+	int map[MAX_NODES], np = 0, got;
+
+	for (size_t i = 0; i < c->npn; i++) {
+		struct node *n = p->ctx->redis->nodes[i];
+
+		if (!c->pn[i].inflight || n->fd < 0)
+			continue;
+		/* TLS may hold bytes already read from the socket */
+		if (n->tls && cqi_tls_pending(n->tls))
+			return pn_read(p, (int)i);
+		pfd[np].fd = n->fd;
+		pfd[np].events = POLLIN;
+		map[np++] = (int)i;
+	}
+	if (!np)
+		return CQ_OK;
+	do
+		got = poll(pfd, (nfds_t)np, (int)p->ctx->set.timeout_ms);
+	while (got < 0 && errno == EINTR);
+	if (got < 0)
+		return cq_seterr(p->ctx, CQ_ERR_INTERNAL, "poll: %s",
+				 strerror(errno));
+	for (int i = 0; i < np; i++) {
+		if (!got)
+			node_down(p, map[i]);
+		else if (pfd[i].revents && pn_read(p, map[i]))
+			return p->ctx->err;
+	}
+	return CQ_OK;
+}
+
+/* The map, asked over a connection of its own (the nodes' connections
+ * are busy with the pipelines): from each node not down in turn. */
+static enum cq_err fresh_map(struct cqi_pipe *p)
+{
+	struct cq_ctx *ctx = p->ctx;
+	struct cqi_redis *rd = ctx->redis;
+	const char *argv[2] = { "CLUSTER", "SLOTS" };
+
+	for (size_t i = 0; i < rd->nnodes; i++) {
+		struct node *src = rd->nodes[i], *n;
+		struct cqi_reply *r = NULL;
+		struct pnode *pn = pn_at(p, (int)i);
+
+		if (!pn)
+			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		if (pn->down || pn->gone || !src->host || !(n = calloc(1, sizeof(*n))))
+			continue;
+		n->fd = -1;
+		n->host = strdup(src->host);
+		n->port = src->port;
+		memcpy(n->where, src->where, sizeof(n->where));
+		if (n->host && !node_open(ctx, n))
+			r = node_call(ctx, n, 2, argv);
+		node_free(n);
+		cqi_err_drop(ctx);
+		if (r && r->type == CQI_REPLY_ARRAY) {
+			enum cq_err e = load_map(ctx, r, (int)i);
+
+			cqi_reply_free(r);
+			return e;
+		}
+		cqi_reply_free(r);
+	}
+	return CQ_OK;
+}
+
+/* Move down node d's unanswered commands to the nodes that serve their
+ * slots now; true when none is left on d.  If d serves them still, it is
+ * tried again (a node restarted). */
+static bool reroute(struct cqi_pipe *p, int d)
+{
+	struct cqi_redis *rd = p->ctx->redis;
+	struct pnode *pn = &p->cl->pn[d];
+
+	while (pn->icount) {
+		struct pitem item = *pn_item(pn, 0);
+		int to = item.slot >= 0 && rd->slots[item.slot] ?
+			 rd->slots[item.slot] - 1 : rd->cur;
+
+		if (to == d) {
+			if (!node_ready(p->ctx, d)) {
+				cqi_err_drop(p->ctx);
+				return false;
+			}
+			pn->down = false;	/* all sent again */
+			return true;
+		}
+		if (!item.drop && pn_queue(p, to, &item, pn->log.data + pn->head))
+			return false;
+		pn = &p->cl->pn[d];	/* pn_queue may have moved it */
+		pn_pop(pn);
+	}
+	pn->down = false;
+	return true;
+}
+
+/* Nodes went down: wait (up to FAILOVER_WAIT) until other nodes serve
+ * their slots, or they come back, and send their commands there; else
+ * their commands fail, and so does every later one for those slots. */
+static enum cq_err recover(struct cqi_pipe *p)
+{
+	struct cqi_cpipe *c = p->cl;
+	long long deadline = cq_now_ms() + FAILOVER_WAIT(p->ctx);
+	bool left;
+
+	c->any_down = false;
+	for (;;) {
+		if (fresh_map(p))
+			return p->ctx->err;
+		left = false;
+		for (size_t i = 0; i < c->npn; i++)
+			if (c->pn[i].down && !reroute(p, (int)i))
+				left = true;
+		if (p->ctx->err)
+			return p->ctx->err;
+		if (!left)
+			return CQ_OK;
+		if (cq_now_ms() >= deadline || cq_stop_requested())
+			break;
+		sleep_ms(200);
+	}
+	for (size_t i = 0; i < c->npn; i++) {
+		struct pnode *pn = &c->pn[i];
+
+		if (!pn->down)
+			continue;
+		pn->down = false;
+		pn->gone = true;
+		while (pn->icount) {
+			if (!pn_item(pn, 0)->drop)
+				pn_fail(p, pn_item(pn, 0)->tag,
+					p->ctx->redis->nodes[i]->where);
+			pn_pop(pn);
+		}
+	}
+	return CQ_OK;
+}
+
+/* Send what is queued, and read until node ni (every node if ni < 0) has
+ * at most keep commands in flight. */
+static enum cq_err cluster_sync(struct cqi_pipe *p, int ni, size_t keep)
+{
+	struct cqi_cpipe *c = p->cl;
+
+	for (;;) {
+		bool more = false;
+
+		if (c->any_down && recover(p))
+			return p->ctx->err;
+		if (send_all(p))
+			return p->ctx->err;
+		if (c->any_down)
+			continue;
+		for (size_t i = 0; i < c->npn; i++)
+			if ((ni < 0 || (size_t)ni == i) &&
+			    (c->pn[i].inflight > keep ||
+			     c->pn[i].icount > c->pn[i].inflight))
+				more = true;
+		if (!more)
+			return CQ_OK;
+		if (poll_nodes(p))
+			return p->ctx->err;
+	}
+}
+
+static enum cq_err cluster_cmd(struct cqi_pipe *p, uint64_t tag, int route,
+			       int argc, const char **argv, const size_t *lens)
+{
+	struct cqi_redis *rd = p->ctx->redis;
+	struct pitem item = { .tag = tag, .slot = -1 };
+	struct pnode *pn;
+	size_t at;
+	int ni;
+
+	if (route == CQI_MASTERS)
+		return cq_seterr(p->ctx, CQ_ERR_INTERNAL,
+				 "%s: route %d is not for a pipeline", argv[0],
+				 route);
+	ni = route_node(p->ctx, route, argc, argv, lens, &item.slot);
+	if (ni < 0 || !(pn = pn_at(p, ni)))
+		return p->ctx->err ? p->ctx->err :
+		       cq_seterr(p->ctx, CQ_ERR_NOMEM, "out of memory");
+	if (pn->gone) {
+		pn_fail(p, tag, rd->nodes[ni]->where);
+		return CQ_OK;
+	}
+	at = pn->log.len;
+	if (!resp_append(&pn->log, argc, argv, lens))
+		return cq_seterr(p->ctx, CQ_ERR_NOMEM, "out of memory");
+	item.len = (uint32_t)(pn->log.len - at);
+	if (!pn_push(pn, &item))
+		return cq_seterr(p->ctx, CQ_ERR_NOMEM, "out of memory");
+	if (pn->icount - pn->inflight < p->batch &&
+	    pn->log.len - pn->sent < OUT_MAX_BYTES)
+		return CQ_OK;
+	if (pn_send(p, ni))
+		return p->ctx->err;
+	/* keep the node busy: read back only down to window - batch */
+	if (pn->inflight > p->window || p->cl->any_down)
+		return cluster_sync(p, ni, p->window - p->batch);
+	return CQ_OK;
+}
+
+enum cq_err cqi_pipe_sync(struct cqi_pipe *p, size_t keep)
+{
+	if (p->ctx->err)
+		return p->ctx->err;
+	if (p->cl)
+		return cluster_sync(p, -1, keep);
+	return single_sync(p, keep);
+}
+
+enum cq_err cqi_pipe_cmd(struct cqi_pipe *p, uint64_t tag, int route,
+			 int argc, const char **argv, const size_t *lens)
+{
+	if (p->ctx->err)
+		return p->ctx->err;
+	if (p->cl)
+		return cluster_cmd(p, tag, route, argc, argv, lens);
+	return single_cmd(p, tag, route, argc, argv, lens);
 }

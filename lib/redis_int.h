@@ -19,11 +19,36 @@
 
 /* A route is an int: CQI_KEY(i) sends the command to the node that owns
  * the key in argv[i]; CQI_ANY to any node (SELECT, PING, a script with no
- * key); CQI_MASTERS to every master (INFO, SCAN).  On a single node every
- * route is that node. */
+ * key); CQI_MASTERS to every master (INFO); CQI_MASTER(m) to master m
+ * only (SCAN with that master's cursor).  On a single node every route is
+ * that node, and it is master 0, the only one.
+ *
+ * Going over the masters:
+ *
+ *	size_t n = cqi_redis_masters(ctx);	(0: the context error is set)
+ *	cqi_redis_append(ctx, CQI_MASTERS, 1, (const char *[]){ "INFO" }, NULL);
+ *	for (size_t m = 0; m < n; m++) {
+ *		cqi_redis_reply(ctx, &r);	(master m's reply)
+ *		... cqi_redis_master_where(ctx, m) names it ...
+ *	}
+ *
+ * A CQI_MASTERS command has one reply per master, read in master order;
+ * cqi_redis_masters() finds out whether Redis is a cluster (CLUSTER
+ * SLOTS) if that is not known yet, so call it while no reply is awaited.
+ * The list stays as it is until no reply is awaited again. */
 #define CQI_KEY(i) (i)
 #define CQI_ANY 0
 #define CQI_MASTERS (-1)
+#define CQI_MASTER(m) (-2 - (int)(m))
+
+/* How many masters (1 on a single Redis); 0 with the context error set. */
+size_t cqi_redis_masters(struct cq_ctx *ctx);
+/* host:port of master m, for messages and per-node views.  Borrowed:
+ * valid until the next command. */
+const char *cqi_redis_master_where(const struct cq_ctx *ctx, size_t m);
+/* Whether the context talks to a Redis Cluster (known after the first
+ * redirection, or cqi_redis_masters()). */
+bool cqi_redis_is_cluster(const struct cq_ctx *ctx);
 
 /* ---- replies ------------------------------------------------------------ */
 
@@ -97,6 +122,7 @@ struct cqi_pipe {
 	size_t ring, head, count;
 	cqi_reply_fn fn;
 	void *arg;
+	struct cqi_cpipe *cl;	/* on a cluster: a pipeline per node */
 };
 
 enum cq_err cqi_pipe_init(struct cqi_pipe *p, struct cq_ctx *ctx,
@@ -107,6 +133,37 @@ enum cq_err cqi_pipe_cmd(struct cqi_pipe *p, uint64_t tag, int route,
 /* Send what is queued and read replies until at most keep are in flight. */
 enum cq_err cqi_pipe_sync(struct cqi_pipe *p, size_t keep);
 void cqi_pipe_free(struct cqi_pipe *p);
+
+/* ---- Redis Cluster (redis_cluster.c: parsing only, no I/O) -------------- */
+
+#define CQI_SLOTS 16384
+
+/* A MOVED or ASK error reply, parsed.  An empty host is the node that
+ * answered. */
+struct cqi_redirect {
+	bool ask;
+	unsigned slot;
+	char host[256];
+	int port;
+};
+bool cqi_cluster_redirect(const char *err, struct cqi_redirect *out);
+/* TRYAGAIN (a slot migrating, keys split) or CLUSTERDOWN (no node serves
+ * the slot, or a failover under way): worth another try a little later. */
+bool cqi_cluster_busy(const char *err);
+/* The answer to CLUSTER SLOTS of a Redis that is not a cluster. */
+bool cqi_cluster_off(const char *err);
+
+/* One range of CLUSTER SLOTS: slots lo..hi are served by the master
+ * host:port (host empty: the node asked). */
+struct cqi_slot_range {
+	unsigned lo, hi;
+	char host[256];
+	int port;
+};
+/* The ranges of a CLUSTER SLOTS reply (malformed ones left out); *out is
+ * the caller's to free, even when 0 is returned. */
+size_t cqi_cluster_slots(const struct cqi_reply *r,
+			 struct cqi_slot_range **out);
 
 /* ---- TLS (redis_tls.c: OpenSSL, loaded only when rediss:// is used) ---- */
 
@@ -124,6 +181,9 @@ long cqi_tls_read(struct cq_ctx *ctx, struct cqi_tls *t, void *buf, size_t n,
 		  const char *where);
 long cqi_tls_write(struct cq_ctx *ctx, struct cqi_tls *t, const void *buf,
 		   size_t n, const char *where);
+/* Whether bytes already read from the socket wait in t (poll(2) does not
+ * see them). */
+bool cqi_tls_pending(const struct cqi_tls *t);
 void cqi_tls_close(struct cqi_tls *t);
 
 #endif

@@ -31,7 +31,7 @@
 	X(SSL_CTX_check_private_key) X(SSL_new) X(SSL_free) X(SSL_set_fd) \
 	X(SSL_ctrl) X(SSL_set_verify) X(SSL_set1_host) X(SSL_get0_param) \
 	X(SSL_connect) X(SSL_read) X(SSL_write) X(SSL_get_error) \
-	X(SSL_get_verify_result) X(SSL_shutdown) \
+	X(SSL_get_verify_result) X(SSL_shutdown) X(SSL_pending) \
 	X(X509_VERIFY_PARAM_set1_ip_asc) X(X509_verify_cert_error_string) \
 	X(ERR_get_error) X(ERR_peek_error) X(ERR_error_string_n) \
 	X(ERR_clear_error)
@@ -325,6 +325,11 @@ long cqi_tls_write(struct cq_ctx *ctx, struct cqi_tls *t, const void *buf,
 		return ret;
 	tls_err(ctx, t, ret, where);
 	return -1;
+}
+
+bool cqi_tls_pending(const struct cqi_tls *t)
+{
+	return ossl.SSL_pending(t->ssl) > 0;
 }
 
 void cqi_tls_close(struct cqi_tls *t)

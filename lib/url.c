@@ -100,7 +100,7 @@ static bool split_url(const char *rest, struct url_parts *u,
 		u->host.p = hp + 1;
 		u->host.n = (size_t)(close - hp - 1);
 		hp = close + 1;
-		if (hp < end && *hp != ':') {
+		if (hp < end && *hp != ':' && *hp != ',') {
 			cqi_errbuf(errbuf, errlen, "junk after ']' in host");
 			return false;
 		}
@@ -209,6 +209,56 @@ static bool host_port(const struct url_parts *u, char **host, int *port,
 	return true;
 }
 
+/* The hosts of a Redis URL's authority (after any user info): one
+ * host[:port], or a comma-separated list of them. */
+static bool host_list(const char *rest, struct cqi_redis_url *out,
+		      char *errbuf, size_t errlen)
+{
+	size_t alen = strcspn(rest, "/?#"), n;
+	const char *p = rest, *end = rest + alen;
+	char member[300];
+
+	for (const char *q = rest; q < end; q++)
+		if (*q == '@')
+			p = q + 1;
+	do {
+		struct url_parts mu;
+		struct cqi_redis_node *nd;
+
+		n = strcspn(p, ",/?#");
+		if (n >= sizeof(member)) {
+			cqi_errbuf(errbuf, errlen, "host name too long");
+			return false;
+		}
+		memcpy(member, p, n);
+		member[n] = '\0';
+		nd = realloc(out->nodes, (out->nnodes + 1) * sizeof(*nd));
+		if (!nd) {
+			cqi_errbuf(errbuf, errlen, "out of memory");
+			return false;
+		}
+		out->nodes = nd;
+		nd += out->nnodes++;
+		nd->host = NULL;
+		nd->port = 6379;
+		if (!split_url(member, &mu, errbuf, errlen) ||
+		    !host_port(&mu, &nd->host, &nd->port, errbuf, errlen))
+			return false;
+		p += n + (p[n] == ',');
+	} while (p < end && p[-1] == ',');
+	if (p[-1] == ',') {
+		cqi_errbuf(errbuf, errlen, "empty host after ','");
+		return false;
+	}
+	out->host = strdup(out->nodes[0].host);
+	out->port = out->nodes[0].port;
+	if (!out->host) {
+		cqi_errbuf(errbuf, errlen, "out of memory");
+		return false;
+	}
+	return true;
+}
+
 enum cq_err cqi_redis_url_parse(const char *url, struct cqi_redis_url *out,
 			       char *errbuf, size_t errlen)
 {
@@ -248,7 +298,7 @@ enum cq_err cqi_redis_url_parse(const char *url, struct cqi_redis_url *out,
 		}
 		return CQ_OK;
 	}
-	if (!host_port(&u, &out->host, &out->port, errbuf, errlen))
+	if (!host_list(rest, out, errbuf, errlen))
 		goto fail;
 	if (u.has_path && !span_db(u.path, &out->db)) {
 		cqi_errbuf(errbuf, errlen, "bad database number after '/'");
@@ -267,6 +317,9 @@ void cqi_redis_url_clear(struct cqi_redis_url *u)
 	if (!u)
 		return;
 	free(u->host);
+	for (size_t i = 0; i < u->nnodes; i++)
+		free(u->nodes[i].host);
+	free(u->nodes);
 	free(u->path);
 	free(u->user);
 	free(u->pass);

@@ -124,6 +124,18 @@ static void test_redis_urls(void **state)
 	assert_int_equal(u.db, 3);
 	cqi_redis_url_clear(&u);
 
+	/* a list of nodes: seeds of a cluster, fallbacks of a single Redis */
+	assert_int_equal(cqi_redis_url_parse("redis://u:p,w@h1:7000,[::1],h3:7002/0", &u, err, sizeof(err)), CQ_OK);
+	assert_string_equal(u.pass, "p,w");
+	assert_string_equal(u.host, "h1");
+	assert_int_equal(u.port, 7000);
+	assert_int_equal(u.nnodes, 3);
+	assert_string_equal(u.nodes[1].host, "::1");
+	assert_int_equal(u.nodes[1].port, 6379);
+	assert_string_equal(u.nodes[2].host, "h3");
+	assert_int_equal(u.nodes[2].port, 7002);
+	cqi_redis_url_clear(&u);
+
 	assert_int_equal(cqi_redis_url_parse("unix:///run/redis/redis.sock?db=4", &u, err, sizeof(err)), CQ_OK);
 	assert_string_equal(u.path, "/run/redis/redis.sock");
 	assert_null(u.host);
@@ -133,6 +145,7 @@ static void test_redis_urls(void **state)
 	static const char *bad[] = {
 		"", "127.0.0.1:6379", "http://x", "redis://", "redis://h:0",
 		"redis://h:65536", "redis://h:x", "redis://h/x", "redis://[::1",
+		"redis://h1:7000,/0", "redis://h1:7000,,h2/0", "redis://h1,h2:x/0",
 		"redis://[::1]x", "unix://", "unix:///", "unix://host/sock",
 		"redis://h/1?", "redis://a%zz@h", "redis://h:6379/-1",
 		"rediss://", "redisss://h", "unixs:///x",
