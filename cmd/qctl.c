@@ -127,8 +127,6 @@ struct enqueue {
 	const char *unit;	/* "line" or "argument" */
 	uint64_t first, last;
 	const char *reason;
-	uint64_t bad;
-	uint64_t blank;		/* blank lines skipped */
 	char expiration[24];
 	long long blocked_at;	/* publishing blocked since (ms), 0 not */
 };
@@ -190,132 +188,29 @@ static void on_blocked(void *arg, bool blocked, const char *reason)
 	e->blocked_at = 0;
 }
 
-/* Publish one message; false when the publisher is dead. */
-static bool enqueue_one(struct enqueue *e, struct cq_publisher *pub,
-			const struct cq_message *m, uint64_t tag)
+/* A record or message skipped: "line 3: <why>". */
+static void on_bad(void *arg, uint64_t no, const char *msg)
 {
-	struct cq_ctx *ctx = e->cli->ctx;
-	enum cq_err err = cq_publish(pub, m, tag);
+	struct enqueue *e = arg;
 
-	if (err == CQ_ERR_DATA && cq_publisher_alive(pub)) {
-		cli_err(e->cli, "%s %llu: %s", e->unit,
-			(unsigned long long)tag, ctx->errstr);
-		cq_clear_error(ctx);
-		e->bad++;
-		return true;
-	}
-	return err == CQ_OK;
+	cli_err(e->cli, "%s %llu: %s", e->unit, (unsigned long long)no, msg);
 }
 
-/* Publish each record of standard input.  *next gets the number of the
- * first record not handed to the publisher. */
-static int enqueue_stdin(struct enqueue *e, struct cq_publisher *pub,
-			 const struct cq_message *tmpl, char delim, bool jsonl,
-			 unsigned long long max, uint64_t *next)
+static void on_progress(void *arg, const struct cq_enqueue_stats *st)
 {
-	struct cq_ctx *ctx = e->cli->ctx;
-	struct cq_reader_opts ro = { .delim = delim, .max = max,
-				     .refuse_cr = !jsonl };
-	struct cq_reader *r = cq_reader_new(ctx, STDIN_FILENO, &ro);
-	struct cq_rec_in in;
-	bool alive = true, more = false;
-	uint64_t done;
+	struct enqueue *e = arg;
 
-	if (!r)
-		return cli_fail(e->cli);
-	cq_reader_serve(r, pub);
-	while (alive && (more = cq_reader_next(r, &in))) {
-		struct cq_message m = *tmpl;
-		struct cq_record *rec = NULL;
-		char why[300];
-
-		if (in.flaw == CQ_REC_TOO_LONG) {
-			cli_err(e->cli, "line %llu: longer than --max-size (%llu bytes)",
-				(unsigned long long)in.no, max);
-			e->bad++;
-			continue;
-		}
-		if (in.flaw) {
-			cli_err(e->cli, "line %llu: %s", (unsigned long long)in.no,
-				cq_rec_flaw_str(in.flaw));
-			e->bad++;
-			continue;
-		}
-		if (jsonl) {
-			enum cq_err pe = cq_record_parse(in.p, in.len, &m, &rec,
-							 why, sizeof(why));
-
-			if (pe == CQ_ERR_NOMEM) {
-				cli_err(e->cli, "out of memory");
-				cq_reader_free(r);
-				return EX_SOFTWARE;	/* 70: no fault of the line */
-			}
-			if (pe) {
-				cli_err(e->cli, "line %llu: %s",
-					(unsigned long long)in.no, why);
-				e->bad++;
-				continue;
-			}
-		} else {
-			m.body = in.p;
-			m.len = in.len;
-		}
-		alive = enqueue_one(e, pub, &m, in.no);
-		cq_record_free(rec);
-		if ((in.no & 1023) == 0)
-			cli_progress(e->cli, "%llu sent, %llu confirmed",
-				      (unsigned long long)in.no,
-				      (unsigned long long)cq_publisher_confirmed(pub));
-	}
-	cli_progress_clear(e->cli);
-	e->blank = cq_reader_blank(r);
-	*next = 0;
-	if (alive && !more && cq_reader_stopped(r)) {
-		/* stopped: what was sent is settled by the caller's flush */
-		*next = cq_reader_records(r) + 1;
-		cq_reader_free(r);
-		return 0;
-	}
-	if (alive && !more && ctx->err && !cq_publisher_alive(pub)) {
-		/* the connection died while input was awaited */
-		*next = cq_reader_records(r) + 1;
-		cq_reader_free(r);
-		return 0;
-	}
-	if (alive && !more && ctx->err) {
-		cq_reader_free(r);
-		return cli_fail(e->cli);
-	}
-	/* say so when input was left unsent (reading on without the dead
-	 * publisher) */
-	cq_reader_serve(r, NULL);
-	done = cq_reader_records(r);
-	if (!alive && cq_reader_next(r, &in))
-		*next = done + 1;
-	cq_reader_free(r);
-	return 0;
+	cli_progress(e->cli, "%llu sent, %llu confirmed",
+		     (unsigned long long)st->sent,
+		     (unsigned long long)st->confirmed);
 }
 
-/* The target must exist: a passive declare of the queue (default
- * exchange) or of the exchange. */
-static int enqueue_check_target(struct cli *cli, const char *exchange,
-				const char *queue)
-{
-	if (!exchange || !*exchange) {
-		if (cq_queue_inspect(cli->ctx, queue, NULL, NULL))
-			return cli_fail(cli);
-		return 0;
-	}
-	if (cq_exchange_inspect(cli->ctx, exchange))
-		return cli_fail(cli);
-	return 0;
-}
-
-static int enqueue_finish(struct enqueue *e, struct cq_publisher *pub,
-			  bool died, uint64_t unsent_from, long long start)
+static int enqueue_finish(struct enqueue *e, const struct cq_enqueue_stats *st,
+			  bool died, long long start)
 {
 	struct cli *cli = e->cli;
-	uint64_t ok = cq_publisher_confirmed(pub), failed = cq_publisher_failed(pub);
+	uint64_t ok = st->confirmed, failed = st->failed;
+	uint64_t unsent_from = st->unsent_from;
 	int ret = 0;
 
 	report_range(e);
@@ -338,16 +233,16 @@ static int enqueue_finish(struct enqueue *e, struct cq_publisher *pub,
 		fprintf(stderr, "enqueued %llu message%s in %.2fs (%llu failed",
 			(unsigned long long)ok, cli_s(ok), seconds_since(start),
 			(unsigned long long)failed);
-		if (e->bad)
+		if (st->bad)
 			fprintf(stderr, ", %llu malformed",
-				(unsigned long long)e->bad);
-		if (e->blank)
+				(unsigned long long)st->bad);
+		if (st->blank)
 			fprintf(stderr, ", %llu blank",
-				(unsigned long long)e->blank);
+				(unsigned long long)st->blank);
 		fputs(")\n", stderr);
 	}
 	ret = cli_worse(ret, failed || unsent_from ? EX_TEMPFAIL : 0);
-	return cli_worse(ret, e->bad ? EX_DATAERR : 0);
+	return cli_worse(ret, st->bad ? EX_DATAERR : 0);
 }
 
 static int cmd_enqueue(struct cli *cli, int argc, char **argv)
@@ -370,15 +265,16 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 		QCTL_OPTIONS
 	};
 	struct enqueue e = { .cli = cli, .unit = "line" };
+	struct cq_enqueue_opts eo = { 0 };
+	struct cq_enqueue_stats st;
 	struct cq_message tmpl;
 	struct cq_header *hdrs;
-	struct cq_publisher *pub = NULL;
 	unsigned long long window = DEFAULT_WINDOW, max = DEFAULT_MAX_SIZE, v;
 	const char *queue;
 	char delim = '\n';
-	bool jsonl = false, died = false;
-	uint64_t unsent = 0;
+	bool jsonl = false;
 	long long start, ms;
+	enum cq_err err;
 	int c, ret;
 
 	cq_message_init(&tmpl);
@@ -475,44 +371,28 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 	ret = cli_ready(cli);
 	if (ret)
 		goto out;
-	ret = enqueue_check_target(cli, tmpl.exchange, queue);
-	if (ret)
-		goto out;
-	pub = cq_publisher_new(cli->ctx, window, true);
-	if (!pub) {
-		ret = cli_fail(cli);
-		goto out;
-	}
-	cq_publisher_on_settle(pub, on_settle, &e);
-	cq_publisher_on_blocked(pub, on_blocked, &e);
-	start = cq_now_ms();
-	if (optind < argc) {
+	eo.tmpl = &tmpl;
+	eo.input = jsonl ? CQ_ENQ_JSONL : delim == '\0' ? CQ_ENQ_NUL : CQ_ENQ_LINES;
+	eo.args = argv + optind;
+	eo.nargs = (size_t)(argc - optind);
+	eo.window = window;
+	eo.max_size = max;
+	eo.on_settled = on_settle;
+	eo.on_bad = on_bad;
+	eo.on_blocked = on_blocked;
+	eo.on_progress = on_progress;
+	eo.arg = &e;
+	if (eo.nargs)
 		e.unit = "argument";
-		for (int i = optind; i < argc; i++) {
-			struct cq_message m = tmpl;
-
-			m.body = argv[i];
-			m.len = strlen(argv[i]);
-			if (cq_stop_requested()) {
-				unsent = (uint64_t)(i - optind + 1);
-				break;
-			}
-			if (!enqueue_one(&e, pub, &m, (uint64_t)(i - optind + 1))) {
-				if (i + 1 < argc)
-					unsent = (uint64_t)(i - optind + 2);
-				break;
-			}
-		}
+	start = cq_now_ms();
+	err = cq_enqueue(cli->ctx, STDIN_FILENO, &eo, &st);
+	cli_progress_clear(cli);
+	if (err && !st.ran) {
+		ret = cli_fail(cli);
 	} else {
-		ret = enqueue_stdin(&e, pub, &tmpl, delim, jsonl, max, &unsent);
-		if (ret)
-			goto out;
+		ret = enqueue_finish(&e, &st, err != CQ_OK, start);
 	}
-	if (cq_publisher_flush(pub))
-		died = true;
-	ret = enqueue_finish(&e, pub, died, unsent, start);
 out:
-	cq_publisher_free(pub);
 	free(hdrs);
 	return ret;
 usage:

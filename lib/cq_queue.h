@@ -300,6 +300,66 @@ void cq_record_free(struct cq_record *rec);
  */
 bool cq_backend_ok(const char *name, bool *redis, char *err, size_t errlen);
 
+/* ---- enqueue (enqueue.c) ------------------------------------------------- */
+
+enum cq_enqueue_input {
+	CQ_ENQ_LINES,		/* one body per line (a CRLF line is flawed) */
+	CQ_ENQ_NUL,		/* NUL-separated bodies (-0) */
+	CQ_ENQ_JSONL,		/* cq_record_parse records (--jsonl) */
+};
+
+struct cq_enqueue_stats {
+	bool ran;		/* messages were published: the run has a
+				 * report, also when an error ended it */
+	uint64_t sent;		/* handed to the publisher */
+	uint64_t confirmed, failed;	/* settled ok, or not */
+	uint64_t bad;		/* malformed records and messages refused
+				 * before sending: skipped (on_bad) */
+	uint64_t blank;		/* blank lines skipped */
+	/* the first record (or argument) number not handed to the
+	 * publisher because the run ended (a stop request, a lost
+	 * connection), 0 when every one was */
+	uint64_t unsent_from;
+};
+
+struct cq_enqueue_opts {
+	/* every message starts from it (headers, priority, expiration...);
+	 * its routing_key is the queue, its exchange (AMQP) may be set */
+	const struct cq_message *tmpl;
+	enum cq_enqueue_input input;
+	/* messages from these arguments (numbered from 1) instead of fd */
+	char *const *args;
+	size_t nargs;
+	size_t window;		/* unsettled at once, 1 - 1,000,000 */
+	unsigned long long max_size;	/* longest record (fd input) */
+	/* Reports (each may be NULL), all inside cq_enqueue: a message
+	 * settled (ok, or why not: reason as hooks.published says, the same
+	 * pointer for the same cause); a record or message skipped; the
+	 * server blocking and unblocking publishing; progress every 1024
+	 * records. */
+	void (*on_settled)(void *arg, uint64_t no, bool ok, const char *reason);
+	void (*on_bad)(void *arg, uint64_t no, const char *msg);
+	void (*on_blocked)(void *arg, bool blocked, const char *reason);
+	void (*on_progress)(void *arg, const struct cq_enqueue_stats *st);
+	void *arg;
+};
+
+/*
+ * Publish each record of fd (or each of o->args) to o->tmpl's queue
+ * through the context's backend: the target must exist, each message is
+ * confirmed, at most o->window unsettled.  A stop request (cq_stop_catch)
+ * ends the reading; what was sent is then settled (a second one gives up
+ * waiting: CQ_REASON_STOPPED).  Constant memory.  Returns CQ_OK when
+ * every message handed over was settled (failures are in *st and were
+ * reported); an error with st->ran false when nothing could start (a
+ * missing queue) or the input failed (a read error, out of memory): only
+ * the error is worth saying; with st->ran true when the connection was
+ * lost (what was not confirmed is in *st, to report beside the error).
+ */
+enum cq_err cq_enqueue(struct cq_ctx *ctx, int fd,
+		       const struct cq_enqueue_opts *o,
+		       struct cq_enqueue_stats *st);
+
 /* ---- topology ----------------------------------------------------------- */
 
 struct cq_queue_opts {

@@ -1,5 +1,7 @@
-/* enqueue.c - qctl enqueue's JSONL message records (the stream itself is
- * read by reader.c). */
+/* enqueue.c - qctl enqueue: its JSONL message records, and the loop that
+ * publishes each record of the input (or each argument) through the
+ * queue driver's confirmed publisher (the stream itself is read by
+ * reader.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 
 #include "cq.h"
 #include "internal.h"
+#include "qdriver_int.h"
 
 /* ---- JSONL records ------------------------------------------------------ */
 
@@ -211,4 +214,213 @@ enum cq_err cq_record_parse(const char *line, size_t len,
 bad:
 	cq_record_free(rec);
 	return CQ_ERR_DATA;
+}
+
+/* ---- the publishing loop ------------------------------------------------ */
+
+struct enqueue {
+	struct cq_ctx *ctx;
+	const struct cq_enqueue_opts *o;
+	struct cq_enqueue_stats *st;
+	struct cqi_qdriver *q;
+};
+
+static void on_published(void *arg, uint64_t no, bool ok, const char *reason)
+{
+	struct enqueue *e = arg;
+
+	if (ok)
+		e->st->confirmed++;
+	else
+		e->st->failed++;
+	if (e->o->on_settled)
+		e->o->on_settled(e->o->arg, no, ok, reason);
+}
+
+static void on_blocked(void *arg, bool blocked, const char *reason)
+{
+	struct enqueue *e = arg;
+
+	if (e->o->on_blocked)
+		e->o->on_blocked(e->o->arg, blocked, reason);
+}
+
+/* The driver cannot go on though the connection works: the run's error. */
+static void on_fail(void *arg, enum cq_err err, const char *msg)
+{
+	struct enqueue *e = arg;
+
+	if (!e->ctx->err)
+		cq_seterr(e->ctx, err, "%s", msg);
+}
+
+static void bad(struct enqueue *e, uint64_t no, const char *msg)
+{
+	e->st->bad++;
+	if (e->o->on_bad)
+		e->o->on_bad(e->o->arg, no, msg);
+}
+
+/* Publish one message; false when the publisher is dead. */
+static bool publish_one(struct enqueue *e, const struct cq_message *m,
+			uint64_t no)
+{
+	enum cq_err err = e->q->ops->publish(e->q, m, no);
+
+	if (err == CQ_ERR_DATA && e->q->ops->pub_alive(e->q)) {
+		bad(e, no, e->ctx->errstr);
+		cqi_err_drop(e->ctx);
+		return true;
+	}
+	if (err == CQ_OK)
+		e->st->sent++;
+	return err == CQ_OK;
+}
+
+static enum cq_err publish_args(struct enqueue *e)
+{
+	const struct cq_enqueue_opts *o = e->o;
+
+	for (size_t i = 0; i < o->nargs; i++) {
+		struct cq_message m = *o->tmpl;
+
+		m.body = o->args[i];
+		m.len = strlen(o->args[i]);
+		if (cq_stop_requested()) {
+			e->st->unsent_from = i + 1;
+			break;
+		}
+		if (!publish_one(e, &m, i + 1)) {
+			if (i + 1 < o->nargs)
+				e->st->unsent_from = i + 2;
+			break;
+		}
+	}
+	return CQ_OK;
+}
+
+static enum cq_err serve_input(void *arg, int fd)
+{
+	struct cqi_qdriver *q = arg;
+
+	return q->ops->wait_input(q, fd);
+}
+
+/* The message of a record, or false (reported, or out of memory: the
+ * context error). */
+static bool record_message(struct enqueue *e, const struct cq_rec_in *in,
+			   struct cq_message *m, struct cq_record **rec)
+{
+	char why[300];
+	enum cq_err pe;
+
+	*m = *e->o->tmpl;
+	*rec = NULL;
+	if (in->flaw == CQ_REC_TOO_LONG) {
+		snprintf(why, sizeof(why), "longer than --max-size (%llu bytes)",
+			 e->o->max_size);
+		bad(e, in->no, why);
+		return false;
+	}
+	if (in->flaw) {
+		bad(e, in->no, cq_rec_flaw_str(in->flaw));
+		return false;
+	}
+	if (e->o->input != CQ_ENQ_JSONL) {
+		m->body = in->p;
+		m->len = in->len;
+		return true;
+	}
+	pe = cq_record_parse(in->p, in->len, m, rec, why, sizeof(why));
+	if (pe == CQ_ERR_NOMEM)
+		cq_seterr(e->ctx, CQ_ERR_NOMEM, "out of memory");
+	else if (pe)
+		bad(e, in->no, why);
+	return pe == CQ_OK;
+}
+
+/* Publish each record of fd.  An error return: the input failed (only
+ * the error is worth saying). */
+static enum cq_err publish_input(struct enqueue *e, int fd)
+{
+	struct cq_ctx *ctx = e->ctx;
+	const struct cq_enqueue_opts *o = e->o;
+	struct cq_reader_opts ro = {
+		.delim = o->input == CQ_ENQ_NUL ? '\0' : '\n',
+		.max = o->max_size, .refuse_cr = o->input == CQ_ENQ_LINES,
+	};
+	struct cq_reader *r = cq_reader_new(ctx, fd, &ro);
+	struct cq_rec_in in;
+	bool alive = true, more = false;
+
+	if (!r)
+		return ctx->err;
+	cqi_reader_wait(r, serve_input, e->q);
+	while (alive && (more = cq_reader_next(r, &in))) {
+		struct cq_message m;
+		struct cq_record *rec;
+
+		if (!record_message(e, &in, &m, &rec)) {
+			if (ctx->err)
+				break;	/* out of memory */
+			continue;
+		}
+		alive = publish_one(e, &m, in.no);
+		cq_record_free(rec);
+		if ((in.no & 1023) == 0 && o->on_progress)
+			o->on_progress(o->arg, e->st);
+	}
+	e->st->blank = cq_reader_blank(r);
+	if (alive && !more && (cq_reader_stopped(r) ||
+			       (ctx->err && !e->q->ops->pub_alive(e->q)))) {
+		/* stopped, or the connection died while input was awaited:
+		 * what was sent is settled by the flush */
+		e->st->unsent_from = cq_reader_records(r) + 1;
+	} else if (alive && ctx->err) {
+		cq_reader_free(r);
+		return ctx->err;	/* the input failed */
+	} else if (!alive) {
+		/* say so when input was left unsent (reading on without the
+		 * dead publisher) */
+		uint64_t done = cq_reader_records(r);
+
+		cqi_reader_wait(r, NULL, NULL);
+		if (cq_reader_next(r, &in))
+			e->st->unsent_from = done + 1;
+	}
+	cq_reader_free(r);
+	return CQ_OK;
+}
+
+enum cq_err cq_enqueue(struct cq_ctx *ctx, int fd,
+		       const struct cq_enqueue_opts *o,
+		       struct cq_enqueue_stats *st)
+{
+	struct enqueue e = { .ctx = ctx, .o = o, .st = st };
+	struct cqi_qconf conf = { .queue = o->tmpl->routing_key };
+	struct cqi_qhooks hooks = { .arg = &e, .fail = on_fail,
+				    .published = on_published,
+				    .blocked = on_blocked };
+	enum cq_err err;
+
+	memset(st, 0, sizeof(*st));
+	if (ctx->err)
+		return ctx->err;
+	e.q = cqi_qdriver_open(ctx, &conf, &hooks);
+	if (!e.q)
+		return ctx->err;
+	if (e.q->ops->pub_start(e.q, o->window, o->tmpl->exchange, true))
+		goto out;
+	st->ran = true;
+	err = o->nargs ? publish_args(&e) : publish_input(&e, fd);
+	if (err) {
+		st->ran = false;
+		goto out;
+	}
+	/* what was sent is settled, whatever ended the input (on a lost
+	 * connection the flush settles the rest failed at once) */
+	e.q->ops->pub_flush(e.q);
+out:
+	e.q->ops->free(e.q);
+	return ctx->err;
 }

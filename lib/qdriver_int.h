@@ -67,7 +67,8 @@ struct cqi_qhooks {
 	 * otherwise the original stays in the queue, and reason says why. */
 	void (*settled)(void *arg, bool dead, bool ok, const char *reason);
 	/* Stop gracefully with this error (the connection still works).
-	 * Left NULL (with arg NULL too) it sets the context error. */
+	 * A verb that sets arg sets fail too; with both NULL, fail sets
+	 * the context error. */
 	void (*fail)(void *arg, enum cq_err e, const char *msg);
 	/* Something the user should know (a missing dead-letter exchange). */
 	void (*notice)(void *arg, const char *msg);
