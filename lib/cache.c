@@ -17,16 +17,27 @@ void cq_value_clear(struct cq_value *v)
 
 /* ---- cluster slots and derived keys ------------------------------------ */
 
+/* CRC16-CCITT (XMODEM), as Redis Cluster hashes keys: a byte at a time
+ * through a table built on first use. */
 static unsigned crc16(const unsigned char *p, size_t n)
 {
+	static uint16_t table[256];
+	static bool built;
 	unsigned crc = 0;
 
-	while (n--) {
-		crc ^= (unsigned)*p++ << 8;
-		for (int i = 0; i < 8; i++)
-			crc = crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1;
+	if (!built) {
+		for (unsigned b = 0; b < 256; b++) {
+			unsigned c = b << 8;
+
+			for (int i = 0; i < 8; i++)
+				c = c & 0x8000 ? (c << 1) ^ 0x1021 : c << 1;
+			table[b] = (uint16_t)c;
+		}
+		built = true;
 	}
-	return crc & 0xffff;
+	while (n--)
+		crc = (crc << 8 ^ table[(crc >> 8 ^ *p++) & 0xff]) & 0xffff;
+	return crc;
 }
 
 /* The {tag} Redis Cluster hashes instead of the key, or NULL. */

@@ -1,0 +1,241 @@
+#!/usr/bin/env bats
+# Redis Cluster (issue 11 §3): cachectl against a private cluster of 3
+# masters (scripts/sandbox start-redis-cluster, in this suite's own
+# directory): commands routed by key, MOVED, ASK from a slot migration
+# done by hand, get/set/fetch/multi-get, warm, a URL whose every seed is
+# down, a list with a dead first node in front of a single Redis, and a
+# slot no node serves.  What is written is counted with redis-cli on each
+# node, never with cachectl.
+
+bats_require_minimum_version 1.5.0
+load test_helper
+
+setup_file() {
+	export RC_DIR="$BATS_FILE_TMPDIR/rc"
+	local env
+	env=$("$TOP/scripts/sandbox" --dir "$RC_DIR" start-redis-cluster 2>"$BATS_FILE_TMPDIR/rc.log") || {
+		cat "$BATS_FILE_TMPDIR/rc.log" >&2
+		return 1
+	}
+	eval "$env"
+	export CQ_REDIS_CLUSTER_URL CQ_REDIS_CLUSTER_PORTS
+}
+
+teardown_file() {
+	"$TOP/scripts/sandbox" --dir "$RC_DIR" stop >/dev/null 2>&1
+	return 0
+}
+
+per_test_setup() {
+	SINGLE_URL=$CQ_REDIS_URL
+	export CQ_REDIS_URL=$CQ_REDIS_CLUSTER_URL
+	read -r P1 P2 P3 <<<"$CQ_REDIS_CLUSTER_PORTS"
+	FIX_SLOT='' FIX_ADD=''
+}
+
+# A test that changed a slot's state puts it back, even when it failed.
+per_test_teardown() {
+	local p
+	if [ -n "$FIX_SLOT" ]; then
+		for p in $P1 $P2 $P3; do ncli "$p" cluster setslot "$FIX_SLOT" stable >/dev/null 2>&1; done
+	fi
+	if [ -n "$FIX_ADD" ]; then
+		ncli "$FIX_ADD" cluster addslots "$FIX_SLOT" >/dev/null 2>&1
+		wait_for 20 cluster_ok
+	fi
+	return 0
+}
+
+# redis-cli on the node listening on port $1.
+ncli() {
+	local p=$1
+	shift
+	redis-cli -h 127.0.0.1 -p "$p" --raw "$@"
+}
+
+# redis-cli in cluster mode (it follows redirections itself).
+ccli() { redis-cli -c -h 127.0.0.1 -p "$P1" --raw "$@"; }
+
+cluster_ok() {
+	local p
+	for p in $P1 $P2 $P3; do
+		ncli "$p" cluster info | grep -q 'cluster_state:ok' || return 1
+	done
+}
+
+slot_of() { ncli "$P1" cluster keyslot "$1"; }
+
+# The port of the master that serves key $1, from CLUSTER SLOTS.
+owner() {
+	local s
+	s=$(slot_of "$1")
+	ncli "$P1" cluster nodes | awk -v s="$s" '
+		$3 ~ /master/ {
+			for (i = 9; i <= NF; i++) {
+				n = split($i, r, "-")
+				if (n == 1) r[2] = r[1]
+				if (s >= r[1] + 0 && s <= r[2] + 0) {
+					split($2, a, "[:@]")
+					print a[2]
+					exit
+				}
+			}
+		}'
+}
+
+node_id() { ncli "$1" cluster myid; }
+
+# How many keys of this test live on the node at port $1.
+keys_on() { ncli "$1" --scan --pattern "$P*" | wc -l; }
+
+@test "set and get on a cluster: each key is written on the master that owns its slot" {
+	local x k used=0
+	for x in $(seq 30); do
+		run -0 cachectl set "k$x" "v$x" --ttl 1h
+	done
+	for x in $(seq 30); do
+		k="${P}k$x"
+		[ "$(ncli "$(owner "$k")" get "$k")" = "v$x" ]
+		run -0 cachectl get "k$x"
+		assert_output "v$x"
+	done
+	for p in $P1 $P2 $P3; do
+		[ "$(keys_on "$p")" -gt 0 ] && used=$((used + 1))
+	done
+	[ "$used" -eq 3 ]
+	[ $(($(keys_on "$P1") + $(keys_on "$P2") + $(keys_on "$P3"))) -eq 30 ]
+}
+
+@test "get K1 K2 ... over the three masters: pipelined per node, printed in input order" {
+	local x args=() want=''
+	for x in $(seq 20); do
+		ccli set "${P}m$x" "val $x" >/dev/null
+		args+=("m$x")
+		want+="val $x"$'\n'
+		if [ "$x" = 10 ]; then
+			args+=(nothing-here)
+			want+=$'\n'
+		fi
+	done
+	run -1 --separate-stderr cachectl get "${args[@]}"
+	[ "$output" = "${want%$'\n'}" ]
+	# the keys really are spread over the nodes
+	[ "$(keys_on "$P1")" -gt 0 ] && [ "$(keys_on "$P2")" -gt 0 ] && [ "$(keys_on "$P3")" -gt 0 ]
+}
+
+@test "a URL naming one master only: MOVED sends each command to the owner, and the map is learnt" {
+	local k p
+	export CQ_REDIS_URL="redis://127.0.0.1:$P2/0"
+	for x in $(seq 12); do
+		run -0 --separate-stderr cachectl set "mv$x" "w$x" --ttl 1h
+		assert_equal "$stderr" ""
+	done
+	for x in $(seq 12); do
+		k="${P}mv$x"
+		p=$(owner "$k")
+		[ "$(ncli "$p" get "$k")" = "w$x" ]
+		[ "$(ncli "$p" pttl "$k")" -gt 3500000 ]
+	done
+	# some of them were not the seed's: they came back MOVED
+	[ "$(keys_on "$P1")" -gt 0 ] && [ "$(keys_on "$P3")" -gt 0 ]
+	run -0 cachectl get mv1 mv2 mv3 mv4 mv5 mv6 mv7 mv8 mv9 mv10 mv11 mv12
+	assert_output "$(printf 'w%s\n' $(seq 12))"
+}
+
+@test "ASK during a slot migration done by hand: ASKING plus the command on the importing node" {
+	local k="${P}{ask}old" k2="${P}{ask}new" s src dst p
+	ccli set "$k" before >/dev/null
+	s=$(slot_of "$k")
+	src=$(owner "$k")
+	for p in $P1 $P2 $P3; do [ "$p" != "$src" ] && dst=$p; done
+	FIX_SLOT=$s
+	[ "$(ncli "$dst" cluster setslot "$s" importing "$(node_id "$src")")" = OK ]
+	[ "$(ncli "$src" cluster setslot "$s" migrating "$(node_id "$dst")")" = OK ]
+	[ "$(ncli "$src" migrate 127.0.0.1 "$dst" "$k" 0 5000)" = OK ]
+	# the key moved: its old node answers ASK, the client must follow it
+	run ncli "$src" get "$k"
+	assert_output --partial "ASK $s 127.0.0.1:$dst"
+	run -0 --separate-stderr cachectl get "{ask}old"
+	assert_output before
+	# a new key of the migrating slot is written on the importing node
+	run -0 --separate-stderr cachectl set "{ask}new" after --ttl 1h
+	assert_equal "$stderr" ""
+	run -0 bash -c "printf 'ASKING\nGET %s\nASKING\nPTTL %s\n' '$k2' '$k2' | redis-cli -h 127.0.0.1 -p $dst --raw"
+	assert_line --index 1 after
+	[ "${lines[3]}" -gt 3500000 ]
+	# ASK is for that command only: the map still names the old node
+	[ "$(owner "$k2")" = "$src" ]
+	# finish the migration as redis-cli --cluster would
+	for p in $P1 $P2 $P3; do ncli "$p" cluster setslot "$s" node "$(node_id "$dst")" >/dev/null; done
+	FIX_SLOT=''
+	run -0 cachectl get "{ask}old" "{ask}new"
+	assert_output $'before\nafter'
+}
+
+@test "fetch on a cluster: the value, its lock and its metadata share the key's slot" {
+	local k s p n=0
+	echo 0 >"$TMP/runs"
+	for x in 1 2; do
+		run -0 --separate-stderr cachectl fetch --ttl 1h --stale 1m "f1" -- \
+			sh -c 'echo $(($(cat "$1") + 1)) >"$1"; echo computed' sh "$TMP/runs"
+		assert_output computed
+	done
+	[ "$(cat "$TMP/runs")" = 1 ]
+	s=$(slot_of "${P}f1")
+	p=$(owner "${P}f1")
+	# the data key and its metadata, on one node, in one slot
+	while read -r k; do
+		[ "$(slot_of "$k")" = "$s" ]
+		n=$((n + 1))
+	done < <(ncli "$p" --scan --pattern "*${P}f1*")
+	[ "$n" -eq 2 ]
+	[ "$(ncli "$p" get "${P}f1")" = computed ]
+}
+
+@test "warm into a cluster: every key on its owner with its TTL, and the tag set complete" {
+	local p total=0 nottl=0
+	seq 1 6000 | awk '{ printf "w%d\tvalue %d\n", $1, $1 }' >"$TMP/in.tsv"
+	run -0 --separate-stderr cachectl warm --ttl 1h --tag t1 "$TMP/in.tsv"
+	assert_equal "$stderr" "warmed 6000 keys in ${stderr#warmed 6000 keys in }"
+	assert_output ''
+	for p in $P1 $P2 $P3; do
+		total=$((total + $(ncli "$p" --scan --pattern "${P}w*" | wc -l)))
+		nottl=$((nottl + $(ncli "$p" eval "local n = 0 for _, k in ipairs(redis.call('keys', ARGV[1])) do if redis.call('pttl', k) < 0 then n = n + 1 end end return n" 0 "${P}w*")))
+	done
+	[ "$total" -eq 6000 ]
+	[ "$nottl" -eq 0 ]
+	[ "$(ccli get "${P}w4321")" = "value 4321" ]
+	[ "$(ccli scard "${P}cq:tag:t1")" -eq 6000 ]
+}
+
+@test "a cluster URL whose every seed is down: exit 69 naming each of them" {
+	local a b
+	a=$(free_port)
+	b=$(free_port)
+	export CQ_REDIS_URL="redis://127.0.0.1:$a,127.0.0.1:$b/0"
+	run -69 --separate-stderr cachectl get k
+	assert_equal "$stderr" "cachectl: get: cannot connect to any node of the Redis URL (127.0.0.1:$a, 127.0.0.1:$b): cannot connect to Redis at 127.0.0.1:$a: Connection refused"
+}
+
+@test "a list of nodes in front of a single Redis: a dead first node is skipped" {
+	local a hp=${SINGLE_URL#redis://}
+	a=$(free_port)
+	local list="redis://127.0.0.1:$a,${hp%%/*}/0"
+	export CQ_REDIS_URL=$SINGLE_URL	# for rcli
+	run -0 env CQ_REDIS_URL="$list" cachectl set fb one --ttl 1h
+	[ "$(rcli get "${P}fb")" = one ]
+	seq 1 50 | awk '{ printf "fw%d\t%d\n", $1, $1 }' |
+		CQ_REDIS_URL=$list cachectl warm --ttl 1h -q
+	[ "$(rcli --scan --pattern "${P}fw*" | wc -l)" -eq 50 ]
+}
+
+@test "a slot no node serves: CLUSTERDOWN is tried again, then exit 75 naming the command" {
+	local k="${P}{gone}k" s p
+	s=$(slot_of "$k")
+	p=$(owner "$k")
+	FIX_SLOT=$s FIX_ADD=$p
+	[ "$(ncli "$p" cluster delslots "$s")" = OK ]
+	run -75 --separate-stderr cachectl set "{gone}k" v --ttl 1h
+	assert_regex "$stderr" "^cachectl: set: SET: not done: the Redis cluster still said 'CLUSTERDOWN [^']*' after 7 tries$"
+	[ "$(ccli exists "$k")" != 1 ]
+}
