@@ -1363,8 +1363,7 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 		errno = cc.out_errno;
 		return EX_IOERR;
 	}
-	if (e == CQ_ERR_NOTFOUND && !st.received &&
-	    (o.until_empty || o.idle_timeout_ms) && !st.stopped) {
+	if (e == CQ_ERR_NOTFOUND && st.empty) {
 		if (!cli->quiet)
 			cli_err(cli, "queue '%s' is empty", o.queue);
 		return 1;

@@ -890,9 +890,11 @@ enum cq_err cqi_consume_on(struct cq_ctx *ctx, struct cqi_qdriver *q,
 		return ctx->err;
 	e = CQ_OK;
 	if ((o->until_empty || o->idle_timeout_ms) && !st->received &&
-	    !st->stopped)
+	    !st->stopped) {
+		st->empty = true;
 		e = cq_seterr(ctx, CQ_ERR_NOTFOUND, "queue '%s' is empty",
 			      o->queue);
+	}
 	return e;
 }
 

@@ -511,6 +511,8 @@ struct cq_consume_stats {
 	unsigned running;		/* handlers running now */
 	long long elapsed_ms;
 	bool stopped;			/* a signal ended the run (cq_stop_requested) */
+	bool empty;			/* --until-empty or --idle-timeout ended a
+					 * run that received nothing (CQ_ERR_NOTFOUND) */
 };
 
 /*

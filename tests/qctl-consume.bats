@@ -444,3 +444,8 @@ enqueue() {
 	[ "$(paste -sd, "$SEEN")" = "0 0,0 1,1 0" ]
 	[ "$(take_all "$Q")" = "" ]
 }
+
+@test "consume: --until-empty on a missing queue says it does not exist, not that it is empty" {
+	run -1 --separate-stderr qctl consume --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: queue '$Q' does not exist (create it with: qctl declare $Q)"
+}
