@@ -1159,21 +1159,14 @@ static bool redirected(struct cq_ctx *ctx, struct await *a, uint64_t seq,
 	return true;
 }
 
-/* Read node ni's next reply and give it to the command it belongs to. */
-static enum cq_err take_reply(struct cq_ctx *ctx, int ni)
+/* Give r, node n's next reply, to the command it belongs to. */
+static enum cq_err give_reply(struct cq_ctx *ctx, struct node *n,
+			      struct cqi_reply *r)
 {
 	struct cqi_redis *rd = ctx->redis;
-	struct node *n = rd->nodes[ni];
-	struct cqi_reply *r;
 	struct await *a;
 	uint64_t seq;
 
-	if (!n->ocount)
-		return cq_seterr(ctx, CQ_ERR_INTERNAL,
-				 "a Redis reply was awaited from %s, which owes none",
-				 n->where);
-	if (next_reply(ctx, n, &r))
-		return ctx->err;
 	seq = owed_pop(n);
 	if (seq == DROP) {
 		cqi_reply_free(r);
@@ -1188,6 +1181,44 @@ static enum cq_err take_reply(struct cq_ctx *ctx, int ni)
 	return CQ_OK;
 }
 
+/* Read node ni's next reply and give it to the command it belongs to. */
+static enum cq_err take_reply(struct cq_ctx *ctx, int ni)
+{
+	struct node *n = ctx->redis->nodes[ni];
+	struct cqi_reply *r;
+
+	if (!n->ocount)
+		return cq_seterr(ctx, CQ_ERR_INTERNAL,
+				 "a Redis reply was awaited from %s, which owes none",
+				 n->where);
+	if (next_reply(ctx, n, &r))
+		return ctx->err;
+	return give_reply(ctx, n, r);
+}
+
+/* The oldest awaited command's reply, which has come: hand it over. */
+static struct cqi_reply *pop_awaited(struct cqi_redis *rd)
+{
+	struct await *a = AW(rd, rd->ahead);
+	struct cqi_reply *r = a->reply;
+
+	free(a->cmd);
+	memset(a, 0, sizeof(*a));
+	rd->ahead++;
+	return r;
+}
+
+/* Send what every node has queued. */
+static enum cq_err flush_all(struct cq_ctx *ctx)
+{
+	struct cqi_redis *rd = ctx->redis;
+
+	for (size_t i = 0; i < rd->nnodes; i++)
+		if (rd->nodes[i]->out.len && flush_out(ctx, rd->nodes[i]))
+			return ctx->err;
+	return CQ_OK;
+}
+
 enum cq_err cqi_redis_reply(struct cq_ctx *ctx, struct cqi_reply **reply)
 {
 	struct cqi_redis *rd = ctx->redis;
@@ -1199,17 +1230,13 @@ enum cq_err cqi_redis_reply(struct cq_ctx *ctx, struct cqi_reply **reply)
 	if (!rd || rd->ahead == rd->atail)
 		return cq_seterr(ctx, CQ_ERR_INTERNAL,
 				 "a Redis reply was read that no command awaits");
-	for (size_t i = 0; i < rd->nnodes; i++)
-		if (rd->nodes[i]->out.len && flush_out(ctx, rd->nodes[i]))
-			return ctx->err;
+	if (flush_all(ctx))
+		return ctx->err;
 	a = AW(rd, rd->ahead);
 	while (!a->reply)
 		if (take_reply(ctx, a->node))
 			return ctx->err;
-	*reply = a->reply;
-	free(a->cmd);
-	memset(a, 0, sizeof(*a));
-	rd->ahead++;
+	*reply = pop_awaited(rd);
 	return CQ_OK;
 }
 
@@ -1250,6 +1277,76 @@ enum cq_err cqi_redis_send_noreply(struct cq_ctx *ctx, int route, int argc,
 	if (!resp_append(&n->out, argc, argv, lens) || !owe(n, DROP))
 		return CQ_ERR_NOMEM;
 	return flush_out(&quiet, n);
+}
+
+/* ---- waiting for a reply without blocking ------------------------------- */
+
+int cqi_redis_fd(const struct cq_ctx *ctx)
+{
+	const struct cqi_redis *rd = ctx->redis;
+	int ni;
+
+	if (!rd || !rd->nnodes)
+		return -1;
+	ni = rd->ahead != rd->atail ? AW(rd, rd->ahead)->node : rd->cur;
+	return ni >= 0 && (size_t)ni < rd->nnodes ? rd->nodes[ni]->fd : -1;
+}
+
+/* Will a read of n's socket return within ms?  Bytes OpenSSL already
+ * decrypted count; so does an error (for the read to report). */
+static bool readable_within(const struct node *n, long long ms)
+{
+	struct pollfd pfd = { n->fd, POLLIN, 0 };
+	int got;
+
+	if (n->tls && cqi_tls_pending(n->tls))
+		return true;
+	if (ms < 0)
+		ms = 0;
+	do
+		got = poll(&pfd, 1, ms > 0x7fffffff ? 0x7fffffff : (int)ms);
+	while (got < 0 && errno == EINTR);
+	return got != 0;
+}
+
+enum cq_err cqi_redis_reply_within(struct cq_ctx *ctx, long long wait_ms,
+				   struct cqi_reply **reply)
+{
+	struct cqi_redis *rd = ctx->redis;
+	long long end = cq_now_ms() + (wait_ms > 0 ? wait_ms : 0);
+	struct await *a;
+
+	*reply = NULL;
+	if (ctx->err)
+		return ctx->err;
+	if (!rd || rd->ahead == rd->atail)
+		return cq_seterr(ctx, CQ_ERR_INTERNAL,
+				 "a Redis reply was read that no command awaits");
+	if (flush_all(ctx))
+		return ctx->err;
+	a = AW(rd, rd->ahead);
+	while (!a->reply) {
+		struct node *n = rd->nodes[a->node];
+		struct cqi_reply *r;
+
+		if (!n->ocount)
+			return cq_seterr(ctx, CQ_ERR_INTERNAL,
+					 "a Redis reply was awaited from %s, which owes none",
+					 n->where);
+		if (parsed_reply(ctx, n, &r))
+			return ctx->err;
+		if (!r) {
+			if (!readable_within(n, end - cq_now_ms()))
+				return CQ_OK;	/* not yet: it stays awaited */
+			if (fill(ctx, n))
+				return ctx->err;
+			continue;
+		}
+		if (give_reply(ctx, n, r))
+			return ctx->err;
+	}
+	*reply = pop_awaited(rd);
+	return CQ_OK;
 }
 
 /* ---- pipelines with a bounded window -------------------------------------- */

@@ -102,6 +102,21 @@ enum cq_err cqi_redis_reply_err(struct cq_ctx *ctx, const struct cqi_reply *r,
  * CQ_ERR_INTERNAL. */
 enum cq_err cqi_redis_err_kind(const char *s);
 
+/* ---- waiting for a reply without blocking ------------------------------ */
+
+/* For a blocking command (XREADGROUP BLOCK, BLMOVE) whose wait must not
+ * block the caller longer than it can afford: append it, then read its
+ * reply with cqi_redis_reply_within, polling this socket meanwhile (the
+ * socket of the node the oldest awaited reply comes from).  -1 when not
+ * connected. */
+int cqi_redis_fd(const struct cq_ctx *ctx);
+/* Send what is queued, then wait at most wait_ms (0: not at all) for the
+ * next awaited reply.  *reply is NULL when it has not come yet: the
+ * command stays awaited, for a later call (or cqi_redis_reply, which
+ * blocks).  Errors as cqi_redis_reply. */
+enum cq_err cqi_redis_reply_within(struct cq_ctx *ctx, long long wait_ms,
+				   struct cqi_reply **reply);
+
 /* ---- pipelines with a bounded window ------------------------------------ */
 
 /*
