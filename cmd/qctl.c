@@ -12,24 +12,46 @@
 #define DEFAULT_MAX_SIZE (128ULL << 20)
 
 /* Options every qctl verb takes besides the common ones. */
-enum { OPT_BACKEND = OPT_VERB - 1 };
+enum { OPT_BACKEND = OPT_VERB - 1, OPT_GROUP = OPT_VERB - 2 };
 #define QCTL_OPTIONS \
 	{ "backend", required_argument, NULL, OPT_BACKEND }, \
+	{ "group", required_argument, NULL, OPT_GROUP }, \
 	CLI_COMMON_OPTIONS
 
 static const char qctl_common_help[] =
 	"  --backend KIND     where the queues are: amqp (RabbitMQ, the default),\n"
 	"                     list (Redis lists) or stream (Redis Streams)\n"
-	"                     (CQ_QUEUE_BACKEND)\n";
+	"                     (CQ_QUEUE_BACKEND)\n"
+	"  --group NAME       stream: the consumer group (default qctl)\n";
 
 /* cli_common_opt, and --backend (checked by cli_ready). */
 static int qctl_opt(struct cli *cli, int c, const char *arg)
 {
+	if (c == OPT_GROUP) {
+		cli->set.queue_group = arg;
+		return 0;
+	}
 	if (c != OPT_BACKEND)
 		return cli_common_opt(cli, c, arg);
 	cli->set.queue_backend = arg;
 	cli->backend_opt = true;
 	return 0;
+}
+
+/* A verb not yet on the queue driver interface runs on AMQP only: false
+ * (usage error said) for another backend. */
+static bool amqp_backend(struct cli *cli)
+{
+	const char *b = cli->set.queue_backend;
+	char why[200];
+	bool redis;
+
+	/* an unknown one is cli_ready's to report */
+	if (!cq_backend_ok(b, &redis, why, sizeof(why)) || !redis)
+		return true;
+	cli_usage_error(cli, "%s %s: not supported by this verb yet",
+			cli->backend_opt ? "--backend" : "CQ_QUEUE_BACKEND", b);
+	return false;
 }
 
 static double seconds_since(long long start)
@@ -647,7 +669,9 @@ static int cmd_peek(struct cli *cli, int argc, char **argv)
 			cli_err(cli, "queue '%s' is empty", queue);
 		return 1;
 	}
-	if (!cli->quiet)
+	/* a Redis backend reads without taking: nothing went anywhere */
+	if (!cli->quiet && (!cli->set.queue_backend ||
+			    strcmp(cli->set.queue_backend, "amqp") == 0))
 		cli_err(cli, "note: the %zu message%s shown went back to '%s' and %s now marked redelivered%s",
 			seen, cli_s(seen), queue, seen == 1 ? "is" : "are",
 			pk.quorum_seen && !(qi.quorum && qi.delivery_limit >= 0) ?
@@ -800,6 +824,10 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 	o.filter = filter;
 	o.fn = on_replay;
 	o.arg = &ro;
+	if (!amqp_backend(cli)) {
+		ret = EX_USAGE;
+		goto out;
+	}
 	ret = cli_ready(cli);
 	if (ret)
 		goto out;
@@ -888,7 +916,9 @@ static int declare_print(struct cli *cli, const char *queue,
 				  (long long)d->consumers);
 		if (d->dlq) {
 			rec = cq_json_add_bytes(rec, "dlq", d->dlq, strlen(d->dlq));
-			rec = cq_json_add_bytes(rec, "dlx", d->dlx, strlen(d->dlx));
+			if (d->dlx)	/* a Redis backend has none */
+				rec = cq_json_add_bytes(rec, "dlx", d->dlx,
+							strlen(d->dlx));
 		}
 		cli_put_json(cli, rec);
 		return 0;
@@ -898,9 +928,11 @@ static int declare_print(struct cli *cli, const char *queue,
 	fprintf(stderr, "declared '%s' (%u message%s, %u consumer%s)", queue,
 		d->messages, cli_s(d->messages), d->consumers,
 		cli_s(d->consumers));
-	if (d->dlq)
+	if (d->dlq && d->dlx)
 		fprintf(stderr, ", dead letters to '%s' via exchange '%s'",
 			d->dlq, d->dlx);
+	else if (d->dlq)
+		fprintf(stderr, ", dead letters to '%s'", d->dlq);
 	fputc('\n', stderr);
 	return 0;
 }
@@ -1084,6 +1116,15 @@ static const char consume_usage[] =
 	"  --pass-env             let handlers inherit CQ_AMQP_URL, CQ_REDIS_URL,\n"
 	"                         CQ_REDIS_PASSWORD and CQ_PASSWORD_FILE\n"
 	"\n"
+	"Streams (--backend stream): entries are read through the consumer group\n"
+	"(--group, default qctl); the body is the field 'body', else the only\n"
+	"field, else all fields as one JSON object; the other fields are headers.\n"
+	"  --consumer NAME        this consumer's name in the group (default\n"
+	"                         qctl-HOST-PID; the same name again first takes\n"
+	"                         back what it left pending)\n"
+	"  --visibility-timeout DUR  claim the entries another consumer left\n"
+	"                         pending this long: it died (default 5m, 0 never)\n"
+	"\n"
 	"With --until-empty or --idle-timeout, exit 1 when no message came.\n"
 	"SIGTERM or SIGINT: take no new message, let handlers finish, settle\n"
 	"them, exit 0 (75 with --count, --until-empty or --idle-timeout: the\n"
@@ -1095,7 +1136,7 @@ enum {
 	OPT_CONS_POISON, OPT_CONS_HANDLER_TIMEOUT, OPT_CONS_DLQ,
 	OPT_CONS_DEDUPE, OPT_CONS_DEDUPE_TTL, OPT_CONS_PREFETCH,
 	OPT_CONS_IDLE, OPT_CONS_UNTIL_EMPTY, OPT_CONS_HEARTBEAT,
-	OPT_CONS_PASS_ENV,
+	OPT_CONS_PASS_ENV, OPT_CONS_CONSUMER, OPT_CONS_VISIBILITY,
 };
 
 #define MAX_POISON 64
@@ -1284,6 +1325,14 @@ static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
 	case OPT_CONS_PASS_ENV:
 		cli->set.pass_env = true;
 		break;
+	case OPT_CONS_CONSUMER:
+		o->consumer = optarg;
+		break;
+	case OPT_CONS_VISIBILITY:
+		if (!cli_duration(cli, "--visibility-timeout", optarg,
+				  &o->visibility_ms))
+			return EX_USAGE;
+		break;
 	default:
 		return qctl_opt(cli, c, optarg);
 	}
@@ -1310,6 +1359,8 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 		{ "until-empty", no_argument, NULL, OPT_CONS_UNTIL_EMPTY },
 		{ "heartbeat", required_argument, NULL, OPT_CONS_HEARTBEAT },
 		{ "pass-env", no_argument, NULL, OPT_CONS_PASS_ENV },
+		{ "consumer", required_argument, NULL, OPT_CONS_CONSUMER },
+		{ "visibility-timeout", required_argument, NULL, OPT_CONS_VISIBILITY },
 		QCTL_OPTIONS
 	};
 	struct consume_cli cc = { .cli = cli, .sep = '\n' };

@@ -26,7 +26,7 @@ _qctl()
 	--count|-n|--preview|--to|--filter|--rate|--max-length|--message-ttl|\
 	--max-priority|--delivery-limit|-e|--exec|-j|--jobs|--max-retries|\
 	--retry-delay|--poison-codes|--handler-timeout|--dedupe-ttl|--prefetch|\
-	--idle-timeout|--heartbeat)
+	--idle-timeout|--heartbeat|--group|--consumer|--visibility-timeout)
 		return ;;
 	--backend)
 		COMPREPLY=($(compgen -W "amqp list stream" -- "$cur")); return ;;
@@ -45,7 +45,7 @@ _qctl()
 	local opts=
 	case $verb in
 	enqueue) opts="--null -0 --jsonl --exchange --routing-key --header -H --priority --message-id --no-message-id --content-type --expiration --transient --window --max-size --heartbeat" ;;
-	consume) opts="--null -0 --jsonl --exec -e --jobs -j --max-retries --retry-delay --poison-codes --handler-timeout --dlq --dedupe --dedupe-ttl --prefetch --count -n --idle-timeout --until-empty --heartbeat --pass-env" ;;
+	consume) opts="--null -0 --jsonl --exec -e --jobs -j --max-retries --retry-delay --poison-codes --handler-timeout --dlq --dedupe --dedupe-ttl --prefetch --count -n --idle-timeout --until-empty --heartbeat --pass-env --consumer --visibility-timeout" ;;
 	peek) opts="--count -n --preview" ;;
 	replay-dlq) opts="--to --count -n --filter --dry-run --rate --reset-retries --window" ;;
 	declare) opts="--dlq --quorum --max-length --message-ttl --max-priority --delivery-limit --dead-letter-strategy" ;;
@@ -53,7 +53,7 @@ _qctl()
 	stats) opts= ;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W "$opts --backend $common" -- "$cur"))
+		COMPREPLY=($(compgen -W "$opts --backend --group $common" -- "$cur"))
 	fi
 }
 complete -F _qctl qctl

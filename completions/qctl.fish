@@ -25,6 +25,7 @@ complete -c qctl -l json -d 'one JSON object per line'
 complete -c qctl -s q -l quiet -d 'no progress or summary'
 complete -c qctl -s h -l help -d 'usage'
 complete -c qctl -n "__fish_seen_subcommand_from $verbs" -l backend -x -a 'amqp list stream' -d 'queue backend'
+complete -c qctl -n "__fish_seen_subcommand_from $verbs" -l group -r -d 'stream consumer group'
 
 # enqueue
 complete -c qctl -n '__fish_seen_subcommand_from enqueue' -s 0 -l null -d 'NUL-separated input'
@@ -60,6 +61,8 @@ complete -c qctl -n '__fish_seen_subcommand_from consume' -l idle-timeout -r -d 
 complete -c qctl -n '__fish_seen_subcommand_from consume' -l until-empty -d 'stop once drained'
 complete -c qctl -n '__fish_seen_subcommand_from consume' -l heartbeat -r -d 'AMQP heartbeat'
 complete -c qctl -n '__fish_seen_subcommand_from consume' -l pass-env -d 'Handlers inherit cq secrets (CQ_AMQP_URL ...)'
+complete -c qctl -n '__fish_seen_subcommand_from consume' -l consumer -r -d 'stream consumer name'
+complete -c qctl -n '__fish_seen_subcommand_from consume' -l visibility-timeout -r -d 'claim dead consumers entries after'
 
 # peek
 complete -c qctl -n '__fish_seen_subcommand_from peek' -s n -l count -r -d 'messages to show'

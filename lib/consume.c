@@ -81,6 +81,7 @@ void cq_consume_opts_init(struct cq_consume_opts *o)
 	o->jobs = 1;
 	o->max_retries = 3;
 	o->dedupe_ttl_ms = 24LL * 3600 * 1000;
+	o->visibility_ms = 5LL * 60 * 1000;
 }
 
 static void notice(struct consumer *c, const char *fmt, ...)
@@ -902,7 +903,10 @@ enum cq_err cq_consume(struct cq_ctx *ctx, const struct cq_consume_opts *o,
 		       struct cq_consume_stats *st)
 {
 	struct cqi_qconf conf = { .queue = o->queue, .dlq = o->dlq,
-				  .exec = o->exec != NULL };
+				  .exec = o->exec != NULL,
+				  .consumer = o->consumer,
+				  .visibility_ms = o->visibility_ms,
+				  .redis_shared = o->dedupe };
 	struct cqi_qdriver *q;
 
 	if (ctx->err) {

@@ -70,6 +70,8 @@ struct cq_settings {
 	const char *queue_backend;	/* qctl's queues: "amqp" (NULL), "list",
 					 * "stream" (CQ_QUEUE_BACKEND, --backend;
 					 * checked by cq_backend_ok) */
+	const char *queue_group;	/* stream backend: the consumer group
+					 * (--group), NULL: "qctl" */
 };
 
 #define CQ_DEFAULT_REDIS_URL "redis://127.0.0.1:6379/0"

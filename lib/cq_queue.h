@@ -547,6 +547,12 @@ struct cq_consume_opts {
 	bool dedupe;			/* skip ids already processed (Redis) */
 	long long dedupe_ttl_ms;	/* remember a processed id this long */
 
+	/* Redis Streams (the stream backend; its group is the settings'
+	 * queue_group) */
+	const char *consumer;		/* NULL: qctl-HOST-PID */
+	long long visibility_ms;	/* claim a dead consumer's entries idle
+					 * this long (default 5m, 0 never) */
+
 	/* Reports (each may be NULL); all run inside cq_consume. */
 	void (*handler_stderr)(void *arg, const char *p, size_t n);
 	void (*notice)(void *arg, const char *msg);	/* retries, dead letters */

@@ -26,7 +26,7 @@ enum cq_err cqi_name_check(struct cq_ctx *ctx, const char *kind,
 
 /* s as one shell word: bare when it holds only characters no shell
  * treats specially, else in single quotes (' written as '\''). */
-static void shell_word(const char *s, char *buf, size_t cap)
+void cqi_shell_word(const char *s, char *buf, size_t cap)
 {
 	size_t o = 0;
 
@@ -50,9 +50,14 @@ static void shell_word(const char *s, char *buf, size_t cap)
 
 enum cq_err cqi_missing_queue(struct cq_ctx *ctx, const char *queue)
 {
+	const char *b = ctx->set.queue_backend;
 	char word[1100];
 
-	shell_word(queue, word, sizeof(word));
+	cqi_shell_word(queue, word, sizeof(word));
+	if (b && *b && strcmp(b, "amqp") != 0)
+		return cq_seterr(ctx, CQ_ERR_NOTFOUND,
+				 "queue '%s' does not exist (create it with: qctl declare --backend %s %s)",
+				 queue, b, word);
 	return cq_seterr(ctx, CQ_ERR_NOTFOUND,
 			 "queue '%s' does not exist (create it with: qctl declare %s)",
 			 queue, word);

@@ -21,7 +21,7 @@ static const struct backend {
 } backends[] = {
 	{ "amqp", false, cqi_amqp_qdriver_new },
 	{ "list", true, NULL },		/* lib/queue_list.c */
-	{ "stream", true, NULL },	/* lib/queue_stream.c */
+	{ "stream", true, cqi_stream_qdriver_new },
 };
 
 static const struct backend *find(const char *name)

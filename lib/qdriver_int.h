@@ -101,6 +101,16 @@ struct cqi_qconf {
 	/* A backend's own settings go here, NULL/0 meaning its default
 	 * (the list's processing list name, a lease, a visibility
 	 * timeout...); other backends ignore them. */
+	/* stream: this consumer's name (NULL: qctl-HOST-PID), and the
+	 * visibility timeout: entries idle this long are claimed from
+	 * their (dead) consumer (0: never) */
+	const char *consumer;
+	long long visibility_ms;
+	long long maxlen;	/* stream: XADD MAXLEN (enqueue --maxlen), 0 none */
+	/* the verb talks to Redis too between calls (consume --dedupe): a
+	 * driver on that connection leaves no reply awaited when it
+	 * returns */
+	bool redis_shared;
 };
 
 /* Why a handler's message failed, for the retry or dead letter. */
@@ -322,6 +332,10 @@ struct cqi_qdriver {
 /* A backend: constructors return NULL out of memory (context error). */
 typedef struct cqi_qdriver *(*cqi_qdriver_new_fn)(struct cq_ctx *ctx,
 						  const struct cqi_qconf *conf);
+
+/* The Redis Streams driver (queue_stream.c). */
+struct cqi_qdriver *cqi_stream_qdriver_new(struct cq_ctx *ctx,
+					   const struct cqi_qconf *conf);
 
 /* The AMQP driver (consume_amqp.c), and its declare (declare.c: a
  * durable queue, and with o->dlq its DLX and DLQ). */

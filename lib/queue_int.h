@@ -12,6 +12,8 @@ enum cq_err cqi_name_check(struct cq_ctx *ctx, const char *kind,
 /* The error for a queue that does not exist (CQ_ERR_NOTFOUND), with the
  * command that creates it, the name quoted for the shell when needed. */
 enum cq_err cqi_missing_queue(struct cq_ctx *ctx, const char *queue);
+/* s as one shell word in buf: as is when plain, else single-quoted. */
+void cqi_shell_word(const char *s, char *buf, size_t cap);
 
 /* The raw properties of a consumed message, kept for republishing:
  * msg.properties lives in msg.pool; msg.body is empty (copied out). */

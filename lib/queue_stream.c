@@ -1,0 +1,1803 @@
+/* queue_stream.c - the Redis Streams driver of the queue engine
+ * (qdriver_int.h): a stream read through a consumer group.
+ *
+ * Entries are read with XREADGROUP in batches (BLOCK, sent without
+ * waiting, so the engine's one poll() watches the Redis socket beside the
+ * handlers' pipes) and acked with XACK once done; XACKs are pipelined
+ * behind the read.  Every entry taken is pending in the group under this
+ * consumer's name until then, so a kill loses nothing: a consumer whose
+ * entries sat idle longer than the visibility timeout is presumed dead,
+ * and XAUTOCLAIM takes them over.  A live consumer renews the entries it
+ * holds (XCLAIM JUSTID, only while still theirs), so it is never robbed
+ * however long its handlers run.  On a clean stop, what was taken and not
+ * done is released (its idle time set to the timeout) for the next
+ * consumer to claim at once.
+ *
+ * The entry's delivery count (XPENDING) is the broker's count
+ * (CQ_HDR_DELIVERY_COUNT); each delivery after the first counts as a
+ * failed attempt (CQ_HDR_RETRIES).  A retry is a claim of the entry again
+ * (its count goes up); a dead letter adds the entry's fields and the
+ * reason to the dead-letter stream and acks and deletes the original in
+ * one script, only while the entry is still this consumer's.
+ *
+ * The body is the field named "body"; else the only field; else every
+ * field as one JSON object.  The other fields are the message's headers.
+ */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cq.h"
+#include "internal.h"
+#include "qdriver_int.h"
+#include "queue_int.h"
+#include "redis_int.h"
+
+#define BODY_FIELD "body"
+#define DEFAULT_GROUP "qctl"
+#define ID_MAX 48		/* "ms-seq": two 64-bit numbers */
+#define BLOCK_MS 200		/* longest XREADGROUP BLOCK */
+#define CLAIM_EVERY_MS 1000	/* look for dead consumers' entries this often */
+#define HDR_ORIGINAL_ID "x-cq-original-id"	/* the entry's id in its stream */
+
+/* The reply kinds read back in order (commands sent without waiting). */
+enum pending_kind { P_READ, P_ACK };
+
+/* An entry taken and not yet settled; its tag is first_tag + its index. */
+struct taken {
+	char id[ID_MAX];
+	char *body_field;	/* the field that was the body, or NULL */
+	bool done;
+};
+
+/* Entries read and not yet handed to the engine. */
+struct batch {
+	struct cqi_reply *owner;	/* the reply holding them */
+	struct cqi_reply *entries;	/* its array of [id, [field, value...]] */
+	long long *counts;		/* delivery count of each, or NULL: 1 */
+	size_t next;
+};
+
+struct stream_q {
+	struct cqi_qdriver base;	/* first */
+	struct cq_buf key, dlq_key;	/* with the context's prefix */
+	char *dlq;			/* the dead-letter stream, as named */
+	const char *group;
+	char consumer[300];
+	long long vis_ms;
+	bool started;			/* start() was called: leave the group
+					 * cleanly at the end */
+	bool taking;			/* between start and stop */
+	/* publishing (enqueue, replay's copies) */
+	struct cqi_pipe pipe;
+	bool pub_ready;
+	long long maxlen;		/* XADD MAXLEN, 0 none */
+	bool history;			/* our own pending entries first */
+	char hist_from[ID_MAX];		/* ... after this id */
+	struct batch b;
+	/* taken, unsettled: a ring ordered by tag */
+	struct taken *ring;
+	size_t rhead, rlen, rcap;
+	uint64_t first_tag, next_tag;
+	/* replies awaited, in order */
+	unsigned char *kinds;
+	size_t khead, klen, kcap;
+	bool reading;			/* a P_READ is among them */
+	/* failed entries to claim again (their ids) */
+	char (*retry)[ID_MAX];
+	size_t nretry, retry_cap;
+	long long next_claim_ms, next_renew_ms;
+	char cursor[ID_MAX];		/* XAUTOCLAIM's */
+};
+
+static struct stream_q *S(struct cqi_qdriver *q)
+{
+	return (struct stream_q *)q;
+}
+
+static const struct stream_q *CS(const struct cqi_qdriver *q)
+{
+	return (const struct stream_q *)q;
+}
+
+static void sfail(struct stream_q *s, enum cq_err e, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void sfail(struct stream_q *s, enum cq_err e, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	cqi_vformat(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->base.hooks.fail(s->base.hooks.arg, e, msg);
+}
+
+static const char *sname(const struct stream_q *s)
+{
+	return s->base.conf.queue;
+}
+
+/* A Redis error reply to an entry's command, told to the engine (the
+ * connection still works). */
+static void reply_fail(struct stream_q *s, const struct cqi_reply *r,
+		       const char *what)
+{
+	const char *t = r->str ? r->str : "";
+
+	if (strncmp(t, "NOGROUP", 7) == 0)
+		sfail(s, CQ_ERR_NOTFOUND,
+		      "%s: stream '%s' or its consumer group '%s' was deleted",
+		      what, sname(s), s->group);
+	else if (strncmp(t, "WRONGTYPE", 9) == 0)
+		sfail(s, CQ_ERR_DATA, "%s: key '%s' is not a stream", what,
+		      sname(s));
+	else
+		sfail(s, cqi_redis_err_kind(t), "%s on stream '%s': Redis said: %s",
+		      what, sname(s), t);
+}
+
+/* ---- replies awaited ------------------------------------------------------ */
+
+static bool kind_push(struct stream_q *s, enum pending_kind k)
+{
+	if (s->klen == s->kcap) {
+		size_t cap = s->kcap ? s->kcap * 2 : 16;
+		unsigned char *n = malloc(cap);
+
+		if (!n)
+			return false;
+		for (size_t i = 0; i < s->klen; i++)
+			n[i] = s->kinds[(s->khead + i) % s->kcap];
+		free(s->kinds);
+		s->kinds = n;
+		s->kcap = cap;
+		s->khead = 0;
+	}
+	s->kinds[(s->khead + s->klen) % s->kcap] = (unsigned char)k;
+	s->klen++;
+	return true;
+}
+
+static void batch_clear(struct batch *b)
+{
+	cqi_reply_free(b->owner);
+	free(b->counts);
+	memset(b, 0, sizeof(*b));
+}
+
+static bool batch_left(const struct batch *b)
+{
+	return b->entries && b->next < b->entries->elements;
+}
+
+/* The entries of an XREADGROUP reply ([[key, entries]]), or NULL. */
+static struct cqi_reply *read_entries(struct cqi_reply *r)
+{
+	if (r->type != CQI_REPLY_ARRAY || r->elements < 1 ||
+	    r->element[0]->type != CQI_REPLY_ARRAY ||
+	    r->element[0]->elements < 2 ||
+	    r->element[0]->element[1]->type != CQI_REPLY_ARRAY)
+		return NULL;
+	return r->element[0]->element[1];
+}
+
+/* A reply read back: a batch of entries, or an ack's count. */
+static void on_reply(struct stream_q *s, enum pending_kind k,
+		     struct cqi_reply *r)
+{
+	if (r->type == CQI_REPLY_ERROR) {
+		reply_fail(s, r, k == P_READ ? "XREADGROUP" : "XACK");
+		cqi_reply_free(r);
+		return;
+	}
+	if (k == P_READ && read_entries(r) && !batch_left(&s->b)) {
+		batch_clear(&s->b);
+		s->b.owner = r;
+		s->b.entries = read_entries(r);
+		return;
+	}
+	cqi_reply_free(r);	/* nil: the BLOCK ran out */
+}
+
+/* Read the replies awaited: those already here (wait_ms 0), those that
+ * come within wait_ms, or with all every one (the read's BLOCK is short). */
+static enum cq_err read_replies(struct stream_q *s, long long wait_ms,
+				bool all)
+{
+	struct cq_ctx *ctx = s->base.ctx;
+
+	while (s->klen) {
+		enum pending_kind k = s->kinds[s->khead];
+		struct cqi_reply *r;
+
+		if (all ? cqi_redis_reply(ctx, &r) :
+			  cqi_redis_reply_within(ctx, wait_ms, &r))
+			return ctx->err;
+		if (!r)
+			return CQ_OK;
+		s->khead = (s->khead + 1) % s->kcap;
+		s->klen--;
+		if (k == P_READ)
+			s->reading = false;
+		on_reply(s, k, r);
+		wait_ms = 0;
+	}
+	return CQ_OK;
+}
+
+/* Before a command whose reply is waited for: read what is awaited. */
+static enum cq_err settle_replies(struct stream_q *s)
+{
+	return read_replies(s, 0, true);
+}
+
+static enum cq_err send_async(struct stream_q *s, enum pending_kind k,
+			      int argc, const char **argv, const size_t *lens)
+{
+	struct cq_ctx *ctx = s->base.ctx;
+
+	if (!kind_push(s, k))
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	if (cqi_redis_append(ctx, CQI_KEY(1), argc, argv, lens)) {
+		s->klen--;
+		return ctx->err;
+	}
+	if (k == P_READ)
+		s->reading = true;
+	return CQ_OK;
+}
+
+/* ---- entries into deliveries ------------------------------------------------ */
+
+static bool is_str(const struct cqi_reply *r)
+{
+	return r && (r->type == CQI_REPLY_STRING || r->type == CQI_REPLY_STATUS);
+}
+
+static bool field_is(const struct cqi_reply *f, const char *name)
+{
+	return f->len == strlen(name) && memcmp(f->str, name, f->len) == 0;
+}
+
+/* Which field is the body: "body", else the only one; -1: all of them. */
+static long body_index(const struct cqi_reply *fv)
+{
+	for (size_t i = 0; i + 1 < fv->elements; i += 2)
+		if (field_is(fv->element[i], BODY_FIELD))
+			return (long)i;
+	return fv->elements == 2 ? 0 : -1;
+}
+
+/* The fields as one JSON object (binary values as NAME_base64). */
+static char *fields_json_text(const struct cqi_reply *fv, size_t *len)
+{
+	json_t *o = json_object();
+	char *out = NULL;
+
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i + 1 < fv->elements; i += 2)
+		if (cqi_json_set_bytes(o, fv->element[i]->str,
+				       fv->element[i + 1]->str,
+				       fv->element[i + 1]->len))
+			goto done;
+	out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (out)
+		*len = strlen(out);
+done:
+	json_decref(o);
+	return out;
+}
+
+/* The headers the driver sets (an entry's own fields of these names are
+ * replaced). */
+static bool driver_header(const struct cqi_reply *f)
+{
+	return field_is(f, CQ_HDR_DELIVERY_COUNT) || field_is(f, CQ_HDR_RETRIES);
+}
+
+static bool add_int(struct cq_delivery *d, const char *key, long long v)
+{
+	struct cq_field *f = &d->headers[d->nheaders];
+
+	f->key = strdup(key);
+	if (!f->key)
+		return false;
+	f->kind = CQ_FIELD_INT;
+	f->i = v;
+	d->nheaders++;
+	return true;
+}
+
+/* Every field but the body as a string header, then the counts. */
+static bool fill_headers(struct cq_delivery *d, struct cqi_reply *fv,
+			 long body, long long count)
+{
+	d->headers = calloc(fv->elements / 2 + 2, sizeof(*d->headers));
+	if (!d->headers)
+		return false;
+	for (size_t i = 0; i + 1 < fv->elements; i += 2) {
+		struct cq_field *f = &d->headers[d->nheaders];
+		struct cqi_reply *v = fv->element[i + 1];
+
+		if ((long)i == body ||
+		    (count >= 0 && driver_header(fv->element[i])))
+			continue;
+		f->key = strdup(fv->element[i]->str);
+		if (!f->key)
+			return false;
+		f->kind = CQ_FIELD_STRING;
+		f->str = v->str;	/* taken from the reply */
+		f->len = v->len;
+		v->str = NULL;
+		d->nheaders++;
+	}
+	if (count < 0)		/* peeked: no delivery to count */
+		return true;
+	if (!add_int(d, CQ_HDR_DELIVERY_COUNT, count))
+		return false;
+	return count <= 1 || add_int(d, CQ_HDR_RETRIES, count - 1);
+}
+
+/* A delivery for one entry (its fields taken from the reply); NULL out of
+ * memory.  *body_field gets the body's field name (NULL: all of them). */
+static struct cq_delivery *entry_delivery(struct stream_q *s,
+					  struct cqi_reply *id,
+					  struct cqi_reply *fv,
+					  long long count, char **body_field)
+{
+	struct cq_delivery *d = calloc(1, sizeof(*d));
+	long body = body_index(fv);
+
+	*body_field = NULL;
+	if (!d)
+		return NULL;
+	d->priority = -1;
+	d->persistent = true;
+	d->redelivered = count > 1;
+	d->timestamp = strtoll(id->str, NULL, 10) / 1000;
+	if (!(d->message_id = strdup(id->str)) ||
+	    !(d->queue = strdup(sname(s))) ||
+	    !(d->routing_key = strdup(sname(s))) ||
+	    !(d->exchange = strdup("")))
+		goto fail;
+	if (body >= 0) {
+		struct cqi_reply *v = fv->element[body + 1];
+
+		if (!(*body_field = strdup(fv->element[body]->str)))
+			goto fail;
+		d->body = v->str;	/* taken: a 50 MB body is not copied */
+		d->len = v->len;
+		v->str = NULL;
+		if (!d->body && !(d->body = strdup("")))
+			goto fail;
+	} else if (!(d->body = fields_json_text(fv, &d->len))) {
+		goto fail;
+	}
+	if (!fill_headers(d, fv, body, count))
+		goto fail;
+	return d;
+fail:
+	free(*body_field);
+	*body_field = NULL;
+	cqi_delivery_free(d);
+	return NULL;
+}
+
+/* ---- entries taken ---------------------------------------------------------- */
+
+static struct taken *ring_at(struct stream_q *s, size_t i)
+{
+	return &s->ring[(s->rhead + i) % s->rcap];
+}
+
+static bool ring_push(struct stream_q *s, const char *id, char *body_field)
+{
+	struct taken *t;
+
+	if (s->rlen == s->rcap) {
+		size_t cap = s->rcap ? s->rcap * 2 : 64;
+		struct taken *n = malloc(cap * sizeof(*n));
+
+		if (!n)
+			return false;
+		for (size_t i = 0; i < s->rlen; i++)
+			n[i] = *ring_at(s, i);
+		free(s->ring);
+		s->ring = n;
+		s->rcap = cap;
+		s->rhead = 0;
+	}
+	if (!s->rlen)
+		s->first_tag = s->next_tag + 1;
+	t = ring_at(s, s->rlen++);
+	snprintf(t->id, sizeof(t->id), "%s", id);
+	t->body_field = body_field;
+	t->done = false;
+	s->next_tag++;
+	return true;
+}
+
+/* The entry behind tag, or NULL when it is settled. */
+static struct taken *ring_find(struct stream_q *s, uint64_t tag)
+{
+	struct taken *t;
+
+	if (tag < s->first_tag || tag - s->first_tag >= s->rlen)
+		return NULL;
+	t = ring_at(s, (size_t)(tag - s->first_tag));
+	return t->done ? NULL : t;
+}
+
+static void ring_settle(struct stream_q *s, struct taken *t)
+{
+	t->done = true;
+	free(t->body_field);
+	t->body_field = NULL;
+	while (s->rlen && ring_at(s, 0)->done) {
+		s->rhead = (s->rhead + 1) % s->rcap;
+		s->rlen--;
+		s->first_tag++;
+	}
+}
+
+/* XACK the entries ids (sent without waiting). */
+static void send_ack(struct stream_q *s, const char **ids, size_t n)
+{
+	const char **argv = malloc((n + 3) * sizeof(*argv));
+
+	if (!argv) {
+		sfail(s, CQ_ERR_NOMEM, "out of memory");
+		return;
+	}
+	argv[0] = "XACK";
+	argv[1] = s->key.data;
+	argv[2] = s->group;
+	memcpy(argv + 3, ids, n * sizeof(*ids));
+	send_async(s, P_ACK, (int)(n + 3), argv, NULL);
+	free(argv);
+}
+
+/* Hand the batch's entries to the engine, at most max. */
+static size_t hand(struct stream_q *s, size_t max)
+{
+	struct batch *b = &s->b;
+	size_t handed = 0;
+
+	while (handed < max && batch_left(b) && !s->base.ctx->err) {
+		size_t i = b->next++;
+		struct cqi_reply *e = b->entries->element[i];
+		struct cqi_reply *id, *fv;
+		struct cq_delivery *d;
+		char *body_field;
+
+		if (e->type != CQI_REPLY_ARRAY || e->elements < 2 ||
+		    !is_str(e->element[0]))
+			continue;
+		id = e->element[0];
+		fv = e->element[1];
+		if (fv->type != CQI_REPLY_ARRAY) {
+			/* deleted while pending: nothing left to do */
+			const char *ids[1] = { id->str };
+
+			send_ack(s, ids, 1);
+			continue;
+		}
+		d = entry_delivery(s, id, fv,
+				   b->counts ? b->counts[i] : 1, &body_field);
+		if (!d || !ring_push(s, id->str, body_field)) {
+			free(d ? body_field : NULL);
+			cqi_delivery_free(d);
+			cq_seterr(s->base.ctx, CQ_ERR_NOMEM, "out of memory");
+			break;
+		}
+		d->delivery_tag = s->next_tag;
+		if (!s->base.hooks.deliver(s->base.hooks.arg, d)) {
+			cqi_delivery_free(d);
+			cq_seterr(s->base.ctx, CQ_ERR_NOMEM, "out of memory");
+			break;
+		}
+		handed++;
+	}
+	if (!batch_left(b))
+		batch_clear(b);
+	return handed;
+}
+
+/* ---- claiming: our own history, retries, dead consumers' entries ------------ */
+
+/* The delivery counts of the batch's entries (XPENDING over their range,
+ * this consumer's). */
+static enum cq_err batch_counts(struct stream_q *s)
+{
+	struct batch *b = &s->b;
+	struct cqi_reply *e = b->entries, *r;
+	const char *lo = NULL, *hi = NULL;
+	char n[24];
+	const char *argv[7] = { "XPENDING", s->key.data, s->group, NULL, NULL,
+				n, s->consumer };
+
+	for (size_t i = 0; i < e->elements; i++) {
+		struct cqi_reply *x = e->element[i];
+		const char *id;
+
+		if (x->type != CQI_REPLY_ARRAY || !x->elements ||
+		    !is_str(x->element[0]))
+			continue;
+		id = x->element[0]->str;
+		/* ids compare as numbers: shorter is smaller */
+		if (!lo || strlen(id) < strlen(lo) ||
+		    (strlen(id) == strlen(lo) && strcmp(id, lo) < 0))
+			lo = id;
+		if (!hi || strlen(id) > strlen(hi) ||
+		    (strlen(id) == strlen(hi) && strcmp(id, hi) > 0))
+			hi = id;
+	}
+	if (!lo)
+		return CQ_OK;
+	b->counts = calloc(e->elements, sizeof(*b->counts));
+	if (!b->counts)
+		return cq_seterr(s->base.ctx, CQ_ERR_NOMEM, "out of memory");
+	argv[3] = lo;
+	argv[4] = hi;
+	snprintf(n, sizeof(n), "%zu", e->elements);
+	r = cqi_redis_cmd(s->base.ctx, CQI_KEY(1), 7, argv, NULL);
+	if (!r)
+		return s->base.ctx->err;
+	for (size_t i = 0; i < e->elements; i++) {
+		struct cqi_reply *x = e->element[i];
+
+		b->counts[i] = 1;
+		for (size_t j = 0; j < r->elements && x->elements; j++) {
+			struct cqi_reply *p = r->element[j];
+
+			if (p->type == CQI_REPLY_ARRAY && p->elements >= 4 &&
+			    is_str(p->element[0]) &&
+			    strcmp(p->element[0]->str, x->element[0]->str) == 0)
+				b->counts[i] = p->element[3]->integer;
+		}
+	}
+	cqi_reply_free(r);
+	return CQ_OK;
+}
+
+/* Take over a reply's entries as the batch, with their counts. */
+static enum cq_err batch_from(struct stream_q *s, struct cqi_reply *owner,
+			      struct cqi_reply *entries)
+{
+	batch_clear(&s->b);
+	s->b.owner = owner;
+	s->b.entries = entries;
+	if (!entries || !entries->elements) {
+		batch_clear(&s->b);
+		return CQ_OK;
+	}
+	return batch_counts(s);
+}
+
+/* A command whose error is the engine's to hear (the connection works):
+ * NULL with hooks.fail told, or with the context error on a lost link. */
+static struct cqi_reply *entry_cmd(struct stream_q *s, const char *what,
+				   int route, int argc, const char **argv)
+{
+	struct cq_ctx *ctx = s->base.ctx;
+	struct cqi_reply *r;
+
+	if (cqi_redis_append(ctx, route, argc, argv, NULL) ||
+	    cqi_redis_reply(ctx, &r))
+		return NULL;
+	if (r->type == CQI_REPLY_ERROR) {
+		reply_fail(s, r, what);
+		cqi_reply_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+/* This consumer's own pending entries, left by an earlier run under the
+ * same name (XREADGROUP from id 0): they come first. */
+static enum cq_err read_history(struct stream_q *s, size_t max)
+{
+	char n[24];
+	const char *argv[9] = { "XREADGROUP", "GROUP", s->group, s->consumer,
+				"COUNT", n, "STREAMS", s->key.data,
+				s->hist_from };
+	struct cqi_reply *r, *e;
+
+	snprintf(n, sizeof(n), "%zu", max);
+	r = entry_cmd(s, "XREADGROUP", CQI_KEY(7), 9, argv);
+	if (!r) {
+		s->history = false;
+		return s->base.ctx->err;
+	}
+	e = read_entries(r);
+	if (!e || !e->elements)
+		s->history = false;
+	else if (e->element[e->elements - 1]->elements &&
+		 is_str(e->element[e->elements - 1]->element[0]))
+		snprintf(s->hist_from, sizeof(s->hist_from), "%s",
+			 e->element[e->elements - 1]->element[0]->str);
+	return batch_from(s, r, e);
+}
+
+/* Claim the failed entries again (their delivery count goes up). */
+static enum cq_err claim_retries(struct stream_q *s)
+{
+	size_t n = s->nretry;
+	const char **argv = malloc((n + 5) * sizeof(*argv));
+	struct cqi_reply *r;
+
+	if (!argv)
+		return cq_seterr(s->base.ctx, CQ_ERR_NOMEM, "out of memory");
+	argv[0] = "XCLAIM";
+	argv[1] = s->key.data;
+	argv[2] = s->group;
+	argv[3] = s->consumer;
+	argv[4] = "0";
+	for (size_t i = 0; i < n; i++)
+		argv[5 + i] = s->retry[i];
+	r = entry_cmd(s, "XCLAIM", CQI_KEY(1), (int)(n + 5), argv);
+	free(argv);
+	s->nretry = 0;
+	if (!r)
+		return s->base.ctx->err;
+	return batch_from(s, r, r->type == CQI_REPLY_ARRAY ? r : NULL);
+}
+
+/* Entries idle longer than the visibility timeout: their consumer died. */
+static enum cq_err autoclaim(struct stream_q *s, size_t max)
+{
+	char idle[24], n[24];
+	const char *argv[8] = { "XAUTOCLAIM", s->key.data, s->group,
+				s->consumer, idle, s->cursor, "COUNT", n };
+	struct cqi_reply *r;
+
+	snprintf(idle, sizeof(idle), "%lld", s->vis_ms);
+	snprintf(n, sizeof(n), "%zu", max);
+	r = entry_cmd(s, "XAUTOCLAIM", CQI_KEY(1), 8, argv);
+	if (!r)
+		return s->base.ctx->err;
+	if (r->type != CQI_REPLY_ARRAY || r->elements < 2 ||
+	    !is_str(r->element[0])) {
+		cqi_reply_free(r);
+		return CQ_OK;
+	}
+	snprintf(s->cursor, sizeof(s->cursor), "%s", r->element[0]->str);
+	/* the whole group looked at: rest until the next round */
+	if (strcmp(s->cursor, "0-0") == 0)
+		s->next_claim_ms = cq_now_ms() + CLAIM_EVERY_MS;
+	return batch_from(s, r, r->element[1]);
+}
+
+/*
+ * Renew (idle_ms "0") or release (idle_ms the timeout: claimable at once)
+ * the entries this consumer holds, each only while it is still ours.
+ */
+static const char lease_script[] =
+	"local n = 0\n"
+	"for i = 4, #ARGV do\n"
+	"  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)\n"
+	"  if #p > 0 and p[1][2] == ARGV[2] then\n"
+	"    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i],\n"
+	"               'IDLE', ARGV[3], 'JUSTID')\n"
+	"    n = n + 1\n"
+	"  end\n"
+	"end\n"
+	"return n\n";
+
+static void lease(struct stream_q *s, const char *idle_ms)
+{
+	size_t n = 0;
+	const char **argv = malloc((s->rlen + 7) * sizeof(*argv));
+	struct cqi_reply *r;
+
+	if (!argv)
+		return;
+	argv[0] = "EVAL";
+	argv[1] = lease_script;
+	argv[2] = "1";
+	argv[3] = s->key.data;
+	argv[4] = s->group;
+	argv[5] = s->consumer;
+	argv[6] = idle_ms;
+	for (size_t i = 0; i < s->rlen; i++)
+		if (!ring_at(s, i)->done)
+			argv[7 + n++] = ring_at(s, i)->id;
+	if (n) {
+		r = entry_cmd(s, "renew the entries held", CQI_KEY(3),
+			      (int)(n + 7), argv);
+		cqi_reply_free(r);
+	}
+	free(argv);
+}
+
+/* ---- the driver ops -------------------------------------------------------------- */
+
+/* Ask for new entries (">"), without waiting for them; on a shared
+ * connection, blocking at most wait_ms. */
+static void send_read(struct stream_q *s, size_t max, long long wait_ms)
+{
+	char n[24], block[24];
+	long long b = s->base.ctx->set.timeout_ms / 2;
+	const char *argv[11] = { "XREADGROUP", "GROUP", s->group, s->consumer,
+				 "COUNT", n, "BLOCK", block, "STREAMS",
+				 s->key.data, ">" };
+	int argc = 11;
+
+	if (b > BLOCK_MS || b <= 0)
+		b = BLOCK_MS;
+	if (s->base.conf.redis_shared && wait_ms < b)
+		b = wait_ms;
+	if (b <= 0) {	/* no BLOCK: what is there now */
+		memmove(argv + 6, argv + 8, 3 * sizeof(*argv));
+		argc = 9;
+	}
+	snprintf(n, sizeof(n), "%zu", max);
+	snprintf(block, sizeof(block), "%lld", b);
+	if (!kind_push(s, P_READ)) {
+		cq_seterr(s->base.ctx, CQ_ERR_NOMEM, "out of memory");
+		return;
+	}
+	if (cqi_redis_append(s->base.ctx, CQI_KEY(argc - 2), argc, argv,
+			     NULL)) {
+		s->klen--;
+		return;
+	}
+	s->reading = true;
+}
+
+/* The waiting kinds of taking (history, retries, claims), when due. */
+static void claim_work(struct stream_q *s, size_t room)
+{
+	if (batch_left(&s->b) || !room)
+		return;
+	if (s->history || s->nretry ||
+	    (s->vis_ms > 0 && cq_now_ms() >= s->next_claim_ms)) {
+		if (settle_replies(s) || batch_left(&s->b))
+			return;
+	}
+	if (s->history)
+		read_history(s, room);
+	else if (s->nretry)
+		claim_retries(s);
+	else if (s->vis_ms > 0 && cq_now_ms() >= s->next_claim_ms)
+		autoclaim(s, room);
+}
+
+static void renew_if_due(struct stream_q *s)
+{
+	long long now = cq_now_ms(), every = s->vis_ms / 3;
+
+	if (s->vis_ms <= 0 || now < s->next_renew_ms)
+		return;
+	s->next_renew_ms = now + (every > 0 ? every : 1);
+	if (!s->rlen || settle_replies(s))
+		return;
+	lease(s, "0");
+}
+
+static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
+{
+	struct stream_q *s = S(q);
+	long long deadline = cq_now_ms() + (wait_ms > 0 ? wait_ms : 0);
+	size_t handed = 0;
+
+	if (read_replies(s, 0, false))
+		return q->ctx->err;
+	renew_if_due(s);
+	for (;;) {
+		if (q->ctx->err)
+			return q->ctx->err;
+		handed += hand(s, max - handed);
+		if (handed >= max || !s->taking)
+			break;
+		claim_work(s, max - handed);
+		if (batch_left(&s->b))
+			continue;
+		if (!s->reading && !q->ctx->err)
+			send_read(s, max - handed, deadline - cq_now_ms());
+		if (read_replies(s, deadline - cq_now_ms(), false))
+			return q->ctx->err;
+		if (!batch_left(&s->b) && cq_now_ms() >= deadline)
+			break;
+	}
+	/* send what is queued (acks) even when no reply is waited for */
+	if (!q->ctx->err && s->klen)
+		read_replies(s, 0, q->conf.redis_shared);
+	return q->ctx->err;
+}
+
+static bool buffered(const struct cqi_qdriver *q)
+{
+	return batch_left(&CS(q)->b);
+}
+
+static int fd(const struct cqi_qdriver *q)
+{
+	return CS(q)->reading && !q->conf.redis_shared ? cqi_redis_fd(q->ctx) :
+							 -1;
+}
+
+static size_t unsettled(const struct cqi_qdriver *q)
+{
+	(void)q;
+	return 0;	/* retries and dead letters settle at once */
+}
+
+static void ack(struct cqi_qdriver *q, uint64_t tag, bool upto)
+{
+	struct stream_q *s = S(q);
+	const char **ids;
+	size_t n = 0, last;
+
+	if (q->ctx->err || tag < s->first_tag || !s->rlen)
+		return;
+	last = tag - s->first_tag < s->rlen ? (size_t)(tag - s->first_tag) :
+					     s->rlen - 1;
+	ids = malloc((last + 1) * sizeof(*ids));
+	if (!ids) {
+		sfail(s, CQ_ERR_NOMEM, "out of memory");
+		return;
+	}
+	for (size_t i = upto ? 0 : last; i <= last; i++)
+		if (!ring_at(s, i)->done)
+			ids[n++] = ring_at(s, i)->id;
+	if (n)
+		send_ack(s, ids, n);
+	free(ids);
+	if (q->conf.redis_shared)
+		settle_replies(s);
+	/* mark them settled (the ids were sent; the ring may shrink now) */
+	if (upto) {
+		while (s->rlen && s->first_tag <= tag)
+			ring_settle(s, ring_at(s, 0));
+	} else {
+		struct taken *t = ring_find(s, tag);
+
+		if (t)
+			ring_settle(s, t);
+	}
+}
+
+static void retry(struct cqi_qdriver *q, const struct cq_delivery *d,
+		  const struct cqi_failure *f)
+{
+	struct stream_q *s = S(q);
+	struct taken *t = ring_find(s, d->delivery_tag);
+
+	(void)f;	/* the delivery count keeps the attempts */
+	if (!t) {
+		q->hooks.settled(q->hooks.arg, false, true, NULL);
+		return;
+	}
+	if (s->nretry == s->retry_cap) {
+		size_t cap = s->retry_cap ? s->retry_cap * 2 : 16;
+		char (*n)[ID_MAX] = realloc(s->retry, cap * sizeof(*n));
+
+		if (!n) {
+			/* it stays pending: claimed after the timeout */
+			q->hooks.settled(q->hooks.arg, false, false,
+					 "out of memory");
+			return;
+		}
+		s->retry = n;
+		s->retry_cap = cap;
+	}
+	memcpy(s->retry[s->nretry++], t->id, ID_MAX);
+	ring_settle(s, t);
+	q->hooks.settled(q->hooks.arg, false, true, NULL);
+}
+
+/*
+ * Dead-letter: add the fields and the reason to the dead-letter stream,
+ * ack and delete the original: one script, so a kill leaves either both
+ * steps done or neither; and only while the entry is still ours (else
+ * another consumer holds it now, and it is not ours to move).
+ */
+static const char dead_script[] =
+	"local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)\n"
+	"if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end\n"
+	"local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))\n"
+	"redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
+	"redis.call('XDEL', KEYS[1], ARGV[3])\n"
+	"return id\n";
+
+/* The reason fields qctl writes (an entry's older ones are replaced). */
+static const char *const reason_fields[] = {
+	CQ_HDR_RETRIES, CQ_HDR_DEATH_REASON, CQ_HDR_EXIT_CODE, CQ_HDR_STDERR,
+	CQ_HDR_ORIGINAL_QUEUE, HDR_ORIGINAL_ID, CQ_HDR_DIED_AT, CQ_HDR_HOST,
+	CQ_HDR_DELIVERY_COUNT,
+};
+
+static bool reason_field(const char *k)
+{
+	for (size_t i = 0; i < sizeof(reason_fields) / sizeof(*reason_fields); i++)
+		if (strcmp(k, reason_fields[i]) == 0)
+			return true;
+	return false;
+}
+
+static bool dead_letter(struct cqi_qdriver *q, const struct cq_delivery *d,
+			const struct cqi_failure *f, char *where, size_t len)
+{
+	struct stream_q *s = S(q);
+	struct taken *t = ring_find(s, d->delivery_tag);
+	size_t cap = 2 * d->nheaders + 32, n = 0;
+	const char **argv = malloc(cap * sizeof(*argv));
+	size_t *lens = malloc(cap * sizeof(*lens));
+	char attempts[24], code[24], died[24];
+	struct cqi_reply *r = NULL;
+	bool begun = false;
+
+#define ARG(p, l) (argv[n] = (p), lens[n++] = (l))
+#define ARGS(p) ARG((p), strlen(p))
+	snprintf(where, len, "to stream '%s'", s->dlq);
+	if (!argv || !lens || !t) {
+		if (!t)	/* settled already: nothing to move */
+			begun = true;
+		else
+			sfail(s, CQ_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (settle_replies(s))
+		goto out;
+	ARGS("EVAL");
+	ARGS(dead_script);
+	ARGS("2");
+	ARG(s->key.data, s->key.len);
+	ARG(s->dlq_key.data, s->dlq_key.len);
+	ARGS(s->group);
+	ARGS(s->consumer);
+	ARGS(t->id);
+	if (t->body_field) {
+		ARGS(t->body_field);
+		ARG(d->body, d->len);
+	}
+	for (size_t i = 0; i < d->nheaders; i++) {
+		const struct cq_field *h = &d->headers[i];
+
+		if (h->kind != CQ_FIELD_STRING || reason_field(h->key))
+			continue;
+		ARGS(h->key);
+		ARG(h->str ? h->str : "", h->len);
+	}
+	snprintf(attempts, sizeof(attempts), "%lld", f->attempts);
+	snprintf(code, sizeof(code), "%d", f->code);
+	snprintf(died, sizeof(died), "%lld", cq_wall_ms() / 1000);
+	ARGS(CQ_HDR_DEATH_REASON);
+	ARGS(f->reason ? f->reason : "");
+	ARGS(CQ_HDR_EXIT_CODE);
+	ARGS(code);
+	ARGS(CQ_HDR_STDERR);
+	ARG(f->tail ? f->tail : "", f->tail ? f->tlen : 0);
+	ARGS(CQ_HDR_RETRIES);
+	ARGS(attempts);
+	ARGS(CQ_HDR_ORIGINAL_QUEUE);
+	ARGS(sname(s));
+	ARGS(HDR_ORIGINAL_ID);
+	ARGS(t->id);
+	ARGS(CQ_HDR_DIED_AT);
+	ARGS(died);
+	ARGS(CQ_HDR_HOST);
+	ARGS(f->host ? f->host : "");
+#undef ARG
+#undef ARGS
+	begun = true;
+	if (cqi_redis_append(q->ctx, CQI_KEY(3), (int)n, argv, lens) ||
+	    cqi_redis_reply(q->ctx, &r))
+		goto out;	/* the link is gone: it stays pending */
+	if (r->type == CQI_REPLY_ERROR) {
+		q->hooks.settled(q->hooks.arg, true, false, r->str);
+	} else if (r->type == CQI_REPLY_INTEGER) {
+		/* claimed by another consumer meanwhile: theirs now */
+		q->hooks.settled(q->hooks.arg, true, false,
+				 "another consumer claimed it");
+	} else {
+		ring_settle(s, t);
+		q->hooks.settled(q->hooks.arg, true, true, NULL);
+	}
+out:
+	cqi_reply_free(r);
+	free(argv);
+	free(lens);
+	return begun;
+}
+
+static enum cq_err flush(struct cqi_qdriver *q)
+{
+	if (q->ctx->err)
+		return q->ctx->err;
+	return settle_replies(S(q));
+}
+
+/* ---- the stream and its group, as Redis sees them ------------------------------ */
+
+/* What XINFO GROUPS says of the group (found false: no such group). */
+struct group_info {
+	bool found;
+	char last_id[ID_MAX];
+	double lag;		/* NAN when Redis cannot tell */
+	long long pending, consumers;
+};
+
+/* The key's type: "none", "stream", "list"...  NULL on an error. */
+static char *key_type(struct stream_q *s, const struct cq_buf *key)
+{
+	const char *argv[2] = { "TYPE", key->data };
+	struct cqi_reply *r = cqi_redis_cmd(s->base.ctx, CQI_KEY(1), 2, argv,
+					    NULL);
+	char *t;
+
+	if (!r)
+		return NULL;
+	t = strdup(r->str ? r->str : "");
+	cqi_reply_free(r);
+	if (!t)
+		cq_seterr(s->base.ctx, CQ_ERR_NOMEM, "out of memory");
+	return t;
+}
+
+/* The stream exists (*exists) and is one: a key of another type is
+ * CQ_ERR_DATA naming it. */
+static enum cq_err stream_exists(struct stream_q *s, const struct cq_buf *key,
+				 const char *name, bool *exists)
+{
+	char *t = key_type(s, key);
+
+	*exists = false;
+	if (!t)
+		return s->base.ctx->err;
+	*exists = strcmp(t, "stream") == 0;
+	if (strcmp(t, "none") != 0 && !*exists)
+		cq_seterr(s->base.ctx, CQ_ERR_DATA,
+			  "key '%s' holds a %s, not a stream", name, t);
+	free(t);
+	return s->base.ctx->err;
+}
+
+static enum cq_err group_info(struct stream_q *s, struct group_info *gi)
+{
+	const char *argv[3] = { "XINFO", "GROUPS", s->key.data };
+	struct cqi_reply *r = cqi_redis_cmd(s->base.ctx, CQI_KEY(2), 3, argv,
+					    NULL);
+
+	memset(gi, 0, sizeof(*gi));
+	gi->lag = NAN;
+	if (!r)
+		return s->base.ctx->err;
+	for (size_t i = 0; i < r->elements && !gi->found; i++) {
+		struct cqi_reply *g = r->element[i];
+		bool mine = false;
+
+		for (size_t j = 0; j + 1 < g->elements && !mine; j += 2)
+			mine = field_is(g->element[j], "name") &&
+			       is_str(g->element[j + 1]) &&
+			       strcmp(g->element[j + 1]->str, s->group) == 0;
+		for (size_t j = 0; mine && j + 1 < g->elements; j += 2) {
+			struct cqi_reply *k = g->element[j], *v = g->element[j + 1];
+
+			if (field_is(k, "last-delivered-id") && is_str(v))
+				snprintf(gi->last_id, sizeof(gi->last_id), "%s",
+					 v->str);
+			else if (field_is(k, "lag") && v->type == CQI_REPLY_INTEGER)
+				gi->lag = (double)v->integer;
+			else if (field_is(k, "pending") &&
+				 v->type == CQI_REPLY_INTEGER)
+				gi->pending = v->integer;
+			else if (field_is(k, "consumers") &&
+				 v->type == CQI_REPLY_INTEGER)
+				gi->consumers = v->integer;
+		}
+		gi->found = mine;
+	}
+	cqi_reply_free(r);
+	return CQ_OK;
+}
+
+/* "qctl declare --backend stream [--group G] NAME": what creates the
+ * stream and its group. */
+static void declare_hint(const struct stream_q *s, char *buf, size_t len)
+{
+	char name[1100], group[1100];
+
+	cqi_shell_word(sname(s), name, sizeof(name));
+	cqi_shell_word(s->group, group, sizeof(group));
+	if (strcmp(s->group, DEFAULT_GROUP) == 0)
+		snprintf(buf, len, "qctl declare --backend stream %s", name);
+	else
+		snprintf(buf, len, "qctl declare --backend stream --group %s %s",
+			 group, name);
+}
+
+/* The key holds a stream with the group (CQ_ERR_NOTFOUND when either is
+ * missing, CQ_ERR_DATA for a key of another type); *lag gets the group's
+ * entries not yet delivered. */
+static enum cq_err check_group(struct stream_q *s, uint64_t *lag)
+{
+	struct cq_ctx *ctx = s->base.ctx;
+	struct group_info gi;
+	char hint[2400];
+	bool exists;
+
+	if (stream_exists(s, &s->key, sname(s), &exists))
+		return ctx->err;
+	declare_hint(s, hint, sizeof(hint));
+	if (!exists)
+		return cq_seterr(ctx, CQ_ERR_NOTFOUND,
+				 "stream '%s' does not exist (create it with: %s)",
+				 sname(s), hint);
+	if (group_info(s, &gi))
+		return ctx->err;
+	if (!gi.found)
+		return cq_seterr(ctx, CQ_ERR_NOTFOUND,
+				 "stream '%s' has no consumer group '%s' (create it with: %s)",
+				 sname(s), s->group, hint);
+	*lag = isnan(gi.lag) ? 1 : (uint64_t)gi.lag;	/* unknown: look */
+	return CQ_OK;
+}
+
+/* Entries waiting to be taken: the group's lag, entries of dead
+ * consumers ready to claim, and retries. */
+static enum cq_err ready_count(struct stream_q *s, uint64_t *ready)
+{
+	struct cq_ctx *ctx = s->base.ctx;
+	char idle[24];
+	const char *argv[8] = { "XPENDING", s->key.data, s->group, "IDLE",
+				idle, "-", "+", "1" };
+	struct cqi_reply *r;
+
+	if (settle_replies(s) || check_group(s, ready))
+		return ctx->err;
+	*ready += s->nretry + (batch_left(&s->b) ? 1 : 0);
+	if (s->vis_ms <= 0)
+		return CQ_OK;
+	snprintf(idle, sizeof(idle), "%lld", s->vis_ms);
+	r = cqi_redis_cmd(ctx, CQI_KEY(1), 8, argv, NULL);
+	if (!r)
+		return ctx->err;
+	*ready += r->elements;
+	cqi_reply_free(r);
+	return CQ_OK;
+}
+
+static enum cq_err inspect(struct cqi_qdriver *q, uint64_t *ready)
+{
+	return ready_count(S(q), ready);
+}
+
+static enum cq_err depth(struct cqi_qdriver *q, uint64_t *ready, char *why,
+			 size_t len)
+{
+	struct cqi_err_held h = { 0 };
+	enum cq_err e = ready_count(S(q), ready);
+
+	/* a missing stream or group, a wrong type: the link still works */
+	if (e == CQ_ERR_NOTFOUND || e == CQ_ERR_DATA) {
+		cqi_err_hold(q->ctx, &h);
+		snprintf(why, len, "%s", h.msg);
+	}
+	return e;
+}
+
+static enum cq_err start(struct cqi_qdriver *q, unsigned window)
+{
+	(void)window;	/* take() is told the room each time */
+	S(q)->started = S(q)->taking = true;
+	S(q)->history = true;
+	snprintf(S(q)->hist_from, sizeof(S(q)->hist_from), "0");
+	return CQ_OK;
+}
+
+static void stop(struct cqi_qdriver *q)
+{
+	S(q)->taking = false;
+}
+
+static enum cq_err resume(struct cqi_qdriver *q)
+{
+	S(q)->taking = true;
+	return CQ_OK;
+}
+
+static enum cq_err drv_connect(struct cqi_qdriver *q)
+{
+	struct stream_q *s = S(q);
+	const char *name = q->conf.queue;
+	char host[256];
+
+	if (!q->ctx->redis)
+		return cq_seterr(q->ctx, CQ_ERR_INTERNAL,
+				 "consume: not connected to Redis");
+	if (q->conf.dlq)
+		s->dlq = strdup(q->conf.dlq);
+	else if (asprintf(&s->dlq, "%s%s", name, CQ_DLQ_SUFFIX) < 0)
+		s->dlq = NULL;
+	if (!s->dlq || !cqi_prefixed(q->ctx, name, strlen(name), &s->key) ||
+	    !cqi_prefixed(q->ctx, s->dlq, strlen(s->dlq), &s->dlq_key))
+		return cq_seterr(q->ctx, CQ_ERR_NOMEM, "out of memory");
+	s->group = q->conf.group ? q->conf.group :
+		   q->ctx->set.queue_group ? q->ctx->set.queue_group :
+		   DEFAULT_GROUP;
+	if (q->conf.consumer) {
+		snprintf(s->consumer, sizeof(s->consumer), "%s",
+			 q->conf.consumer);
+	} else {
+		if (gethostname(host, sizeof(host) - 1) < 0)
+			snprintf(host, sizeof(host), "unknown");
+		host[sizeof(host) - 1] = '\0';
+		snprintf(s->consumer, sizeof(s->consumer), "qctl-%s-%ld", host,
+			 (long)getpid());
+	}
+	s->vis_ms = q->conf.visibility_ms;
+	snprintf(s->cursor, sizeof(s->cursor), "0-0");
+	return CQ_OK;
+}
+
+/* A clean end: what was taken and not done is released for the next
+ * consumer to claim at once; a consumer that holds nothing leaves the
+ * group (its name would only clutter XINFO CONSUMERS). */
+static void leave(struct stream_q *s)
+{
+	struct cq_ctx *ctx = s->base.ctx;
+	char idle[24];
+	const char *pargv[7] = { "XPENDING", s->key.data, s->group, "-", "+",
+				 "1", s->consumer };
+	const char *dargv[5] = { "XGROUP", "DELCONSUMER", s->key.data,
+				 s->group, s->consumer };
+	struct cqi_reply *r;
+
+	if (ctx->err || !s->started || settle_replies(s))
+		return;
+	while (batch_left(&s->b)) {
+		struct cqi_reply *e = s->b.entries->element[s->b.next++];
+
+		if (e->type == CQI_REPLY_ARRAY && e->elements &&
+		    is_str(e->element[0]) && !ring_push(s, e->element[0]->str, NULL))
+			break;
+	}
+	snprintf(idle, sizeof(idle), "%lld", s->vis_ms > 0 ? s->vis_ms : 0);
+	lease(s, idle);
+	r = cqi_redis_cmd(ctx, CQI_KEY(1), 7, pargv, NULL);
+	if (r && r->type == CQI_REPLY_ARRAY && r->elements == 0) {
+		cqi_reply_free(r);
+		r = cqi_redis_cmd(ctx, CQI_KEY(2), 5, dargv, NULL);
+	}
+	cqi_reply_free(r);
+}
+
+static void drv_free(struct cqi_qdriver *q)
+{
+	struct stream_q *s = S(q);
+	struct cqi_err_held h = { 0 };
+
+	/* leaving is best effort: its failure is not the run's */
+	cqi_err_hold(q->ctx, &h);
+	if (!h.err)
+		leave(s);
+	cqi_err_drop(q->ctx);
+	cqi_err_restore(q->ctx, &h);
+	for (size_t i = 0; i < s->rlen; i++)
+		free(ring_at(s, i)->body_field);
+	batch_clear(&s->b);
+	free(s->ring);
+	free(s->kinds);
+	free(s->retry);
+	free(s->dlq);
+	cqi_pipe_free(&s->pipe);
+	cq_buf_free(&s->key);
+	cq_buf_free(&s->dlq_key);
+	free(s);
+}
+
+/* ---- stats, peek, purge, declare ------------------------------------------------ */
+
+/* An integer reply of a command on the stream (-1 on an error). */
+static long long int_cmd(struct stream_q *s, int argc, const char **argv)
+{
+	struct cqi_reply *r = cqi_redis_cmd(s->base.ctx, CQI_KEY(1), argc,
+					    argv, NULL);
+	long long n = r && r->type == CQI_REPLY_INTEGER ? r->integer : -1;
+
+	cqi_reply_free(r);
+	return n;
+}
+
+/*
+ * The entries after id (the group's last delivered: the ready ones),
+ * counted, or with del deleted, 1,000 at a time, each batch atomic (an
+ * entry delivered meanwhile is not deleted: the last delivered id is
+ * read again in every batch when a group is named).
+ */
+static const char after_script[] =
+	"local from = ARGV[2]\n"
+	"if ARGV[1] ~= '' then\n"
+	"  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do\n"
+	"    local h = {}\n"
+	"    for i = 1, #g, 2 do h[g[i]] = g[i + 1] end\n"
+	"    if h['name'] == ARGV[1] and h['last-delivered-id'] > from then\n"
+	"      from = h['last-delivered-id']\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"local e = redis.call('XRANGE', KEYS[1], '(' .. from, '+', 'COUNT', 1000)\n"
+	"if #e == 0 then return {0, from} end\n"
+	"if ARGV[3] == '1' then\n"
+	"  for i = 1, #e do redis.call('XDEL', KEYS[1], e[i][1]) end\n"
+	"end\n"
+	"return {#e, e[#e][1]}\n";
+
+static enum cq_err entries_after(struct stream_q *s, const char *id,
+				 bool del, uint64_t *n)
+{
+	char from[ID_MAX];
+	const char *argv[7] = { "EVAL", after_script, "1", s->key.data,
+				del ? s->group : "", from, del ? "1" : "0" };
+	struct cqi_reply *r;
+
+	*n = 0;
+	snprintf(from, sizeof(from), "%s", id);
+	for (;;) {
+		r = cqi_redis_cmd(s->base.ctx, CQI_KEY(3), 7, argv, NULL);
+		if (!r)
+			return s->base.ctx->err;
+		if (r->type != CQI_REPLY_ARRAY || r->elements < 2 ||
+		    r->element[0]->integer == 0) {
+			cqi_reply_free(r);
+			return CQ_OK;
+		}
+		*n += (uint64_t)r->element[0]->integer;
+		snprintf(from, sizeof(from), "%s", r->element[1]->str);
+		cqi_reply_free(r);
+	}
+}
+
+static void add_extra(struct cqi_qstats *out, const char *name, double v)
+{
+	if (out->nextra < CQI_QSTAT_EXTRAS) {
+		out->extra[out->nextra].name = name;
+		out->extra[out->nextra++].value = v;
+	}
+}
+
+/* The oldest pending entry's idle time in seconds, NAN with none. */
+static double oldest_idle_s(struct stream_q *s)
+{
+	const char *argv[6] = { "XPENDING", s->key.data, s->group, "-", "+",
+				"1" };
+	struct cqi_reply *r = cqi_redis_cmd(s->base.ctx, CQI_KEY(1), 6, argv,
+					    NULL);
+	double v = NAN;
+
+	if (r && r->elements && r->element[0]->elements >= 3 &&
+	    r->element[0]->element[2]->type == CQI_REPLY_INTEGER)
+		v = (double)r->element[0]->element[2]->integer / 1000.0;
+	cqi_reply_free(r);
+	return v;
+}
+
+static enum cq_err stats(struct cqi_qdriver *q, struct cqi_qstats *out)
+{
+	struct stream_q *s = S(q);
+	const char *largv[2] = { "XLEN", s->key.data };
+	const char *dargv[2] = { "XLEN", s->dlq_key.data };
+	struct group_info gi;
+	long long len;
+	uint64_t n;
+	bool exists;
+
+	snprintf(out->dlq_name, sizeof(out->dlq_name), "%s", s->dlq);
+	if (stream_exists(s, &s->key, sname(s), &exists) || !exists)
+		return q->ctx->err;
+	out->found = true;
+	len = int_cmd(s, 2, largv);
+	if (len < 0 || group_info(s, &gi))
+		return q->ctx->err;
+	if (gi.found && isnan(gi.lag)) {
+		/* Redis cannot tell after some deletions: count them */
+		if (entries_after(s, gi.last_id, false, &n))
+			return q->ctx->err;
+		gi.lag = (double)n;
+	}
+	out->ready = gi.found ? gi.lag : (double)len;
+	out->inflight = (double)gi.pending;
+	out->consumers = (double)gi.consumers;
+	if (stream_exists(s, &s->dlq_key, s->dlq, &exists))
+		return q->ctx->err;
+	out->dlq = exists ? (double)int_cmd(s, 2, dargv) : NAN;
+	add_extra(out, "unacked", (double)gi.pending);
+	add_extra(out, "length", (double)len);
+	add_extra(out, "pending_idle_s", gi.pending ? oldest_idle_s(s) : NAN);
+	return q->ctx->err;
+}
+
+/* The stream must exist and be one (cqi_missing_queue when it does not). */
+static enum cq_err need_stream(struct stream_q *s)
+{
+	bool exists;
+
+	if (stream_exists(s, &s->key, sname(s), &exists))
+		return s->base.ctx->err;
+	return exists ? CQ_OK : cqi_missing_queue(s->base.ctx, sname(s));
+}
+
+static enum cq_err peek(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
+			void *arg, size_t *seen)
+{
+	struct stream_q *s = S(q);
+	struct group_info gi;
+	char from[ID_MAX + 1], n[24];
+	const char *argv[6] = { "XRANGE", s->key.data, from, "+", "COUNT", n };
+	struct cqi_reply *r;
+	enum cq_err e = CQ_OK;
+
+	*seen = 0;
+	if (need_stream(s) || group_info(s, &gi))
+		return q->ctx->err;
+	/* the ready entries: after the group's last delivered, else all */
+	if (gi.found)
+		snprintf(from, sizeof(from), "(%s", gi.last_id);
+	else
+		snprintf(from, sizeof(from), "-");
+	snprintf(n, sizeof(n), "%zu", count);
+	r = cqi_redis_cmd(q->ctx, CQI_KEY(1), 6, argv, NULL);
+	if (!r)
+		return q->ctx->err;
+	for (size_t i = 0; i < r->elements && !e; i++) {
+		struct cqi_reply *x = r->element[i];
+		struct cq_delivery *d;
+		char *body_field;
+
+		if (x->elements < 2 || !is_str(x->element[0]) ||
+		    x->element[1]->type != CQI_REPLY_ARRAY)
+			continue;
+		d = entry_delivery(s, x->element[0], x->element[1], -1,
+				   &body_field);
+		if (!d) {
+			e = cq_seterr(q->ctx, CQ_ERR_NOMEM, "out of memory");
+			break;
+		}
+		free(body_field);
+		d->delivery_tag = *seen + 1;
+		e = fn(arg, d);
+		cqi_delivery_free(d);
+		if (!e)
+			(*seen)++;
+	}
+	cqi_reply_free(r);
+	return e;
+}
+
+static enum cq_err info(struct cqi_qdriver *q, struct cq_queue_info *out)
+{
+	(void)q;
+	out->known = false;	/* a stream has no settings to probe */
+	return CQ_OK;
+}
+
+/* Purge: the entries the group has not been given yet go (other groups
+ * lose them too); pending entries stay until they are settled. */
+static enum cq_err purge(struct cqi_qdriver *q, uint64_t *count)
+{
+	struct stream_q *s = S(q);
+	struct group_info gi;
+
+	*count = 0;
+	if (need_stream(s) || group_info(s, &gi))
+		return q->ctx->err;
+	if (!gi.found)
+		return cq_seterr(q->ctx, CQ_ERR_NOTFOUND,
+				 "stream '%s' has no consumer group '%s': nothing is ready for it",
+				 sname(s), s->group);
+	return entries_after(s, gi.last_id, true, count);
+}
+
+static enum cq_err unsupported(struct cqi_qdriver *q, const char *opt)
+{
+	return cq_seterr(q->ctx, CQ_ERR_USAGE,
+			 "%s: not supported by the stream backend",
+			 opt);
+}
+
+/* XGROUP CREATE ... MKSTREAM from the first entry: the group exists
+ * already (BUSYGROUP) is fine. */
+static enum cq_err create_group(struct stream_q *s, const struct cq_buf *key,
+				const char *name)
+{
+	const char *argv[6] = { "XGROUP", "CREATE", key->data, s->group, "0",
+				"MKSTREAM" };
+	struct cqi_reply *r;
+	bool exists;
+
+	if (stream_exists(s, key, name, &exists))
+		return s->base.ctx->err;
+	if (cqi_redis_append(s->base.ctx, CQI_KEY(2), 6, argv, NULL) ||
+	    cqi_redis_reply(s->base.ctx, &r))
+		return s->base.ctx->err;
+	if (r->type == CQI_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0)
+		cqi_redis_reply_err(s->base.ctx, r, "XGROUP CREATE");
+	cqi_reply_free(r);
+	return s->base.ctx->err;
+}
+
+static enum cq_err declare(struct cqi_qdriver *q, const struct cq_queue_opts *o,
+			   struct cq_declared *out)
+{
+	struct stream_q *s = S(q);
+	struct group_info gi;
+
+	if (o->quorum)
+		return unsupported(q, "--quorum");
+	if (o->max_length >= 0)
+		return unsupported(q, "--max-length (use enqueue --maxlen)");
+	if (o->message_ttl_ms >= 0)
+		return unsupported(q, "--message-ttl");
+	if (o->max_priority >= 0)
+		return unsupported(q, "--max-priority");
+	if (o->delivery_limit >= 0)
+		return unsupported(q, "--delivery-limit (use consume --max-retries)");
+	if (o->dlq && *o->dlq) {	/* "": the default, NAME.dlq */
+		free(s->dlq);
+		s->dlq = strdup(o->dlq);
+		if (!s->dlq ||
+		    !cqi_prefixed(q->ctx, s->dlq, strlen(s->dlq), &s->dlq_key))
+			return cq_seterr(q->ctx, CQ_ERR_NOMEM, "out of memory");
+	}
+	if (create_group(s, &s->key, sname(s)) ||
+	    (o->dlq && create_group(s, &s->dlq_key, s->dlq)) ||
+	    group_info(s, &gi))
+		return q->ctx->err;
+	out->messages = isnan(gi.lag) || gi.lag > UINT32_MAX ? 0 :
+			(uint32_t)gi.lag;
+	out->consumers = (uint32_t)gi.consumers;
+	if (o->dlq && !(out->dlq = strdup(s->dlq)))
+		return cq_seterr(q->ctx, CQ_ERR_NOMEM, "out of memory");
+	return CQ_OK;
+}
+
+/* ---- replay: held entries, and giving back ------------------------------------- */
+
+static void hold(struct cqi_qdriver *q, uint64_t tag)
+{
+	(void)q;
+	(void)tag;	/* it stays pending, ours, until release or ack */
+}
+
+static enum cq_err release(struct cqi_qdriver *q)
+{
+	struct stream_q *s = S(q);
+	char idle[24];
+
+	if (settle_replies(s))
+		return q->ctx->err;
+	snprintf(idle, sizeof(idle), "%lld", s->vis_ms > 0 ? s->vis_ms : 0);
+	lease(s, idle);
+	while (s->rlen)
+		ring_settle(s, ring_at(s, 0));
+	return q->ctx->err;
+}
+
+/* ---- publishing: XADD, pipelined ------------------------------------------------ */
+
+static const char *const pub_lost = "connection lost";
+static const char *const pub_refused = "refused by Redis";
+
+static void on_added(void *arg, uint64_t tag, struct cqi_reply *r)
+{
+	struct stream_q *s = arg;
+
+	s->base.hooks.published(s->base.hooks.arg, tag,
+				r->type != CQI_REPLY_ERROR,
+				r->type == CQI_REPLY_ERROR ? pub_refused : NULL);
+}
+
+/* The connection went: every XADD not answered failed. */
+static void pub_lost_all(struct stream_q *s)
+{
+	struct cqi_pipe *p = &s->pipe;
+
+	while (p->count) {
+		uint64_t tag = p->tags[p->head];
+
+		p->head = (p->head + 1) % p->ring;
+		p->count--;
+		s->base.hooks.published(s->base.hooks.arg, tag, false,
+					pub_lost);
+	}
+	p->inflight = p->nout = 0;
+}
+
+static enum cq_err pub_start(struct cqi_qdriver *q, size_t window,
+			     const char *exchange, bool mandatory)
+{
+	struct stream_q *s = S(q);
+
+	(void)mandatory;
+	if (exchange && *exchange)
+		return cq_seterr(q->ctx, CQ_ERR_USAGE,
+				 "enqueue: --exchange: not supported by the stream backend");
+	if (need_stream(s) || cqi_pipe_init(&s->pipe, q->ctx, window, on_added, s))
+		return q->ctx->err;
+	s->pub_ready = true;
+	s->maxlen = q->conf.maxlen;
+	return CQ_OK;
+}
+
+/* The text of a header value for a stream field (NULL: skip it). */
+static const char *field_text(const struct cq_header *h, char *num, size_t len,
+			      size_t *n)
+{
+	if (h->is_int || h->is_bool) {
+		snprintf(num, len, "%lld", h->is_bool ? (long long)!!h->ival :
+			 h->ival);
+	} else if (h->is_float) {
+		snprintf(num, len, "%.17g", h->fval);
+	} else {
+		*n = h->vlen ? h->vlen : h->value ? strlen(h->value) : 0;
+		return h->value;
+	}
+	*n = strlen(num);
+	return num;
+}
+
+static enum cq_err publish(struct cqi_qdriver *q, const struct cq_message *m,
+			   uint64_t tag)
+{
+	struct stream_q *s = S(q);
+	size_t cap = 2 * (m->nheaders + (m->from ? m->from->nheaders : 0)) + 12;
+	const char **argv = malloc(cap * sizeof(*argv));
+	size_t *lens = malloc(cap * sizeof(*lens));
+	char (*nums)[32] = calloc(m->nheaders + 1, sizeof(*nums));
+	struct cq_buf key = { 0 };
+	const char *target = m->routing_key && *m->routing_key ?
+			     m->routing_key : sname(s);
+	char maxlen[24];
+	size_t n = 0;
+	enum cq_err e;
+
+	if (!argv || !lens || !nums ||
+	    !cqi_prefixed(q->ctx, target, strlen(target), &key)) {
+		e = cq_seterr(q->ctx, CQ_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+#define ARG(p, l) (argv[n] = (p), lens[n++] = (l))
+#define ARGS(p) ARG((p), strlen(p))
+	ARGS("XADD");
+	ARG(key.data, key.len);
+	if (s->maxlen > 0) {
+		snprintf(maxlen, sizeof(maxlen), "%lld", s->maxlen);
+		ARGS("MAXLEN");
+		ARGS(maxlen);
+	}
+	ARGS("*");
+	ARGS(BODY_FIELD);
+	if (m->body)
+		ARG(m->body, m->len);
+	else if (m->from)
+		ARG(m->from->body, m->from->len);
+	else
+		ARGS("");
+	for (size_t i = 0; m->from && i < m->from->nheaders; i++) {
+		const struct cq_field *f = &m->from->headers[i];
+		bool replaced = false;
+
+		for (size_t k = 0; k < m->nheaders && !replaced; k++)
+			replaced = strcmp(m->headers[k].key, f->key) == 0;
+		if (replaced || f->kind != CQ_FIELD_STRING ||
+		    strcmp(f->key, BODY_FIELD) == 0)
+			continue;
+		ARGS(f->key);
+		ARG(f->str ? f->str : "", f->len);
+	}
+	for (size_t k = 0; k < m->nheaders; k++) {
+		const struct cq_header *h = &m->headers[k];
+		const char *v;
+		size_t vl = 0;
+
+		if (!h->value && !h->is_int && !h->is_bool && !h->is_float)
+			continue;	/* a removal */
+		v = field_text(h, nums[k], sizeof(nums[k]), &vl);
+		ARGS(h->key);
+		ARG(v ? v : "", vl);
+	}
+#undef ARG
+#undef ARGS
+	e = cqi_pipe_cmd(&s->pipe, tag, CQI_KEY(1), (int)n, argv, lens);
+	if (e)
+		pub_lost_all(s);
+out:
+	cq_buf_free(&key);
+	free(argv);
+	free(lens);
+	free(nums);
+	return e;
+}
+
+static enum cq_err pub_poll(struct cqi_qdriver *q)
+{
+	struct stream_q *s = S(q);
+
+	if (s->pub_ready && cqi_pipe_sync(&s->pipe, s->pipe.inflight +
+					  s->pipe.nout))
+		pub_lost_all(s);
+	return q->ctx->err;
+}
+
+static enum cq_err pub_flush(struct cqi_qdriver *q)
+{
+	struct stream_q *s = S(q);
+
+	if (s->pub_ready && cqi_pipe_sync(&s->pipe, 0))
+		pub_lost_all(s);
+	return q->ctx->err;
+}
+
+static enum cq_err wait_input(struct cqi_qdriver *q, int in)
+{
+	struct pollfd pfd = { in, POLLIN, 0 };
+
+	/* nothing to serve on Redis while waiting: send and settle first */
+	if (pub_flush(q))
+		return q->ctx->err;
+	while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
+		if (cq_stop_requested())
+			break;
+	return CQ_OK;
+}
+
+static bool pub_alive(const struct cqi_qdriver *q)
+{
+	return !q->ctx->err;
+}
+
+static const struct cqi_qdriver_ops stream_ops = {
+	.connect = drv_connect,
+	.inspect = inspect,
+	.start = start,
+	.take = take,
+	.buffered = buffered,
+	.fd = fd,
+	.unsettled = unsettled,
+	.depth = depth,
+	.stop = stop,
+	.resume = resume,
+	.ack = ack,
+	.retry = retry,
+	.dead_letter = dead_letter,
+	.flush = flush,
+	.hold = hold,
+	.release = release,
+	.pub_start = pub_start,
+	.publish = publish,
+	.pub_poll = pub_poll,
+	.wait_input = wait_input,
+	.pub_flush = pub_flush,
+	.pub_alive = pub_alive,
+	.peek = peek,
+	.info = info,
+	.purge = purge,
+	.declare = declare,
+	.stats = stats,
+	.free = drv_free,
+};
+
+struct cqi_qdriver *cqi_stream_qdriver_new(struct cq_ctx *ctx,
+					   const struct cqi_qconf *conf)
+{
+	struct stream_q *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	s->base.ops = &stream_ops;
+	s->base.ctx = ctx;
+	s->base.conf = *conf;
+	return &s->base;
+}

@@ -1,0 +1,263 @@
+#!/usr/bin/env bats
+# qctl on Redis Streams (issue 12 §3): consume through a consumer group
+# (XREADGROUP, XACK after success, XAUTOCLAIM of a dead consumer's entries,
+# delivery counts deciding retries, dead letters to NAME.dlq), interop
+# with a Node.js ioredis app both ways, bad input.  Counted with redis-cli.
+
+bats_require_minimum_version 1.5.0
+load test_helper
+
+per_test_setup() {
+	export CQ_QUEUE_BACKEND=stream
+	K="$P$Q"	# the stream's key (the context's prefix applies)
+}
+
+peer() { node "$TOP/bench/peers/ioredis-stream.js" "$@"; }
+
+group() { rcli XGROUP CREATE "$1" "${2:-qctl}" 0 MKSTREAM >/dev/null; }
+
+# One field of the group's XINFO GROUPS record.
+group_field() {
+	rcli XINFO GROUPS "$K" | awk -v g="${2:-qctl}" -v f="$1" '
+		prev == "name" { cur = $0 } { if (cur == g && prev == f) print; prev = $0 }'
+}
+
+pending() { rcli XPENDING "$K" "${1:-qctl}" | head -n1; }
+pending_is() { [ "$(pending)" = "$1" ]; }
+
+# ---- consuming ---------------------------------------------------------------------
+
+@test "stream: consume prints what an ioredis app XADDed, oldest first, and acks it" {
+	group "$K"
+	peer produce "$CQ_REDIS_URL" "$K" 5 trace t1
+	run -0 --separate-stderr qctl consume --until-empty "$Q"
+	assert_output "$(printf 'msg-%s\n' 1 2 3 4 5)"
+	[[ "$stderr" == "qctl: consume: consumed 5 messages in "*"s (5 acked, 0 retried, 0 dead-lettered)" ]]
+	assert_equal "$(pending)" 0
+	assert_equal "$(group_field entries-read)" 5
+	assert_equal "$(group_field lag)" 0
+	# a clean end holding nothing leaves the group: no stale consumer
+	assert_equal "$(group_field consumers)" 0
+}
+
+@test "stream: the body is field 'body', else the only field, else all fields as JSON; --jsonl shows every field" {
+	group "$K"
+	rcli XADD "$K" '*' trace abc body b1 >/dev/null
+	rcli XADD "$K" '*' data only >/dev/null
+	rcli XADD "$K" '*' a 1 b 2 >/dev/null
+	run -0 --separate-stderr qctl consume --until-empty "$Q"
+	assert_output "$(printf 'b1\nonly\n{"a":"1","b":"2"}')"
+	rcli XADD "$K" '*' trace abc body b1 >/dev/null
+	id=$(rcli XADD "$K" '*' a 1 b 2)
+	run -0 --separate-stderr qctl consume --until-empty --jsonl "$Q"
+	assert_equal "$(sed -n 1p <<<"$output" | jq -c '[.body, .headers]')" '["b1",{"trace":"abc","x-delivery-count":1}]'
+	assert_equal "$(sed -n 2p <<<"$output" | jq -c '[.message_id, .queue, .body, .headers]')" \
+		"[\"$id\",\"$Q\",\"{\\\"a\\\":\\\"1\\\",\\\"b\\\":\\\"2\\\"}\",{\"a\":\"1\",\"b\":\"2\",\"x-delivery-count\":1}]"
+}
+
+@test "stream: binary, empty and 50 MB bodies come through byte for byte" {
+	group "$K"
+	printf 'a\0b\xff\xfe\n' >"$TMP/bin"
+	rcli -x XADD "$K" '*' body <"$TMP/bin" >/dev/null
+	rcli XADD "$K" '*' body '' >/dev/null
+	qctl consume --until-empty -0 "$Q" >"$TMP/out"
+	printf 'a\0b\xff\xfe\n\0\0' | cmp - "$TMP/out"
+	rcli -x XADD "$K" '*' body <"$TMP/bin" >/dev/null
+	run -0 --separate-stderr qctl consume --until-empty --jsonl "$Q"
+	assert_equal "$(jq -r .body_base64 <<<"$output" | base64 -d | od -An -tx1 | tr -d ' \n')" "610062fffe0a"
+	head -c 50000000 /dev/urandom >"$TMP/big"
+	rcli -x XADD "$K" '*' body <"$TMP/big" >/dev/null
+	qctl consume --until-empty --exec "cmp - '$TMP/big' && touch '$TMP/same'" "$Q"
+	[ -f "$TMP/same" ]
+	assert_equal "$(pending)" 0
+}
+
+@test "stream: --exec acks after success; a failure is retried by delivery count, then dead-lettered with its reason" {
+	group "$K"
+	rcli XADD "$K" '*' body ok1 >/dev/null
+	bad=$(rcli XADD "$K" '*' body bad extra e1)
+	rcli XADD "$K" '*' body ok2 >/dev/null
+	run -0 --separate-stderr qctl consume --until-empty --max-retries 2 --exec '
+		b=$(cat); echo "$b $CQ_RETRIES $CQ_DELIVERY_COUNT $CQ_HEADER_EXTRA" >>"$TMP/seen"
+		[ "$b" != bad ] || { echo "broke on $b" >&2; exit 3; }' "$Q"
+	[[ "$stderr" == *"message '$bad' failed (exit 3): retry 1 of 2 (broker delivery count 1)"* ]]
+	[[ "$stderr" == *"message '$bad' dead-lettered to stream '$Q.dlq': exit 3"* ]]
+	[[ "$stderr" == *"(2 acked, 2 retried, 1 dead-lettered)" ]]
+	assert_equal "$(grep -c '^bad' "$TMP/seen")" 3
+	assert_equal "$(grep '^bad' "$TMP/seen" | tr '\n' '|')" "bad 0 1 e1|bad 1 2 e1|bad 2 3 e1|"
+	# the original is acked and deleted; the dead letter keeps every field
+	assert_equal "$(pending)" 0
+	assert_equal "$(rcli XRANGE "$K" "$bad" "$bad")" ""
+	run -0 rcli XRANGE "$K.dlq" - +
+	dl=$(sed 1d <<<"$output" | paste -sd'|')
+	[[ "$dl" == "body|bad|extra|e1|x-cq-death-reason|exit 3|x-cq-exit-code|3|x-cq-stderr|broke on bad|x-cq-retries|3|x-cq-original-queue|$Q|x-cq-original-id|$bad|x-cq-died-at|"*"|x-cq-host|$(hostname)" ]]
+}
+
+@test "stream: a poison code dead-letters at once to --dlq" {
+	group "$K"
+	rcli XADD "$K" '*' body p >/dev/null
+	run -0 --separate-stderr qctl consume --until-empty --dlq "$Q.dead" --exec 'exit 65' "$Q"
+	[[ "$stderr" == *"dead-lettered to stream '$Q.dead': poison (exit 65)"* ]]
+	assert_equal "$(rcli XLEN "$K.dead")" 1
+	assert_equal "$(rcli XLEN "$K")" 0
+}
+
+@test "stream: a dead consumer's entries are claimed after --visibility-timeout, not before" {
+	group "$K"
+	peer produce "$CQ_REDIS_URL" "$K" 3
+	# "dead" read two and never acked them
+	rcli XREADGROUP GROUP qctl dead COUNT 2 STREAMS "$K" '>' >/dev/null
+	run -0 --separate-stderr qctl consume --visibility-timeout 1h --idle-timeout 1s "$Q"
+	assert_output "msg-3"
+	assert_equal "$(pending)" 2
+	sleep 1
+	run -0 --separate-stderr qctl consume --visibility-timeout 500ms --idle-timeout 1s --jsonl "$Q"
+	assert_equal "$(jq -r '"\(.body) \(.headers."x-delivery-count") \(.redelivered)"' <<<"$output" | paste -sd'|')" \
+		"msg-1 2 true|msg-2 2 true"
+	assert_equal "$(pending)" 0
+}
+
+@test "stream: a live consumer keeps entries its handler holds past the visibility timeout" {
+	group "$K"
+	rcli XADD "$K" '*' body slow >/dev/null
+	qctl consume --visibility-timeout 600ms --count 1 --exec 'sleep 2.5; cat >"$TMP/slow"' "$Q" 2>"$TMP/a.err" &
+	BGPID=$!
+	wait_for 5 pending_is 1
+	# another consumer, looking for idle entries all the while
+	run -1 --separate-stderr qctl consume --visibility-timeout 600ms --idle-timeout 2s --exec 'cat >>"$TMP/stolen"' "$Q"
+	wait "$BGPID"
+	BGPID=
+	[ ! -e "$TMP/stolen" ]
+	assert_equal "$(cat "$TMP/slow")" slow
+	assert_equal "$(pending)" 0
+}
+
+@test "stream: --dedupe works on the stream's own Redis connection" {
+	group "$K"
+	peer produce "$CQ_REDIS_URL" "$K" 3
+	run -0 --separate-stderr qctl consume --until-empty --dedupe --exec 'cat >>"$TMP/got"; echo >>"$TMP/got"' "$Q"
+	assert_equal "$(cat "$TMP/got" | paste -sd' ')" "msg-1 msg-2 msg-3"
+	assert_equal "$(pending)" 0
+	assert_equal "$(rcli --scan --pattern "${P}qctl:done:*" | wc -l)" 3
+}
+
+@test "stream: a consumer reads its own pending entries first when it comes back under its name" {
+	group "$K"
+	peer produce "$CQ_REDIS_URL" "$K" 3
+	rcli XREADGROUP GROUP qctl w1 COUNT 1 STREAMS "$K" '>' >/dev/null
+	run -0 --separate-stderr qctl consume --consumer w1 --visibility-timeout 1h --until-empty --jsonl "$Q"
+	assert_equal "$(jq -r '"\(.body) \(.headers."x-delivery-count")"' <<<"$output" | paste -sd'|')" \
+		"msg-1 2|msg-2 1|msg-3 1"
+	assert_equal "$(pending)" 0
+}
+
+# ---- interop -------------------------------------------------------------------------
+
+@test "stream: an ioredis group consumer reads what qctl leaves to its own group" {
+	group "$K"
+	group "$K" app
+	peer produce "$CQ_REDIS_URL" "$K" 4
+	qctl consume --until-empty "$Q" >/dev/null 2>&1
+	run -0 --separate-stderr peer consume "$CQ_REDIS_URL" "$K" app 4
+	assert_output "$(printf 'msg-%s\n' 1 2 3 4)"
+	assert_equal "$(pending app)" 0
+}
+
+@test "stream: an ioredis group consumer reads what qctl enqueue XADDed, headers as fields" {
+	qctl declare -q "$Q"
+	group "$K" app
+	printf 'one\ntwo\n' | qctl enqueue -q -H trace=t9 "$Q"
+	run -0 --separate-stderr peer consume "$CQ_REDIS_URL" "$K" app 2
+	assert_output "$(printf 'one\ntwo')"
+	assert_equal "$(rcli XRANGE "$K" - + COUNT 1 | sed 1d | paste -sd' ')" "body one trace t9"
+	run -1 --separate-stderr qctl enqueue "$Q.none" x
+	assert_equal "$stderr" "qctl: enqueue: queue '$Q.none' does not exist (create it with: qctl declare --backend stream $Q.none)"
+}
+
+# ---- bad input -----------------------------------------------------------------------
+
+@test "stream: a stream without the group, a missing stream, a key of another type" {
+	rcli XADD "$K" '*' body x >/dev/null
+	run -1 --separate-stderr qctl consume --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: stream '$Q' has no consumer group 'qctl' (create it with: qctl declare --backend stream $Q)"
+	run -1 --separate-stderr qctl consume --group 'my group' "$Q"
+	assert_equal "$stderr" "qctl: consume: stream '$Q' has no consumer group 'my group' (create it with: qctl declare --backend stream --group 'my group' $Q)"
+	run -1 --separate-stderr qctl consume --until-empty "$Q.none"
+	assert_equal "$stderr" "qctl: consume: stream '$Q.none' does not exist (create it with: qctl declare --backend stream $Q.none)"
+	rcli RPUSH "$K.list" a >/dev/null
+	for verb in "consume --until-empty" "peek" "stats" "purge --yes" "declare"; do
+		run -65 --separate-stderr qctl $verb "$Q.list"
+		assert_equal "$stderr" "qctl: ${verb%% *}: key '$Q.list' holds a list, not a stream"
+	done
+	assert_equal "$(rcli LLEN "$K.list")" 1
+}
+
+@test "stream: the dead-letter stream being a key of another type leaves the entry pending" {
+	group "$K"
+	rcli XADD "$K" '*' body d >/dev/null
+	rcli SET "$K.dlq" x >/dev/null
+	run -75 --separate-stderr qctl consume --until-empty --exec 'exit 65' "$Q"
+	[[ "$stderr" == *"cannot dead-letter a message: "*"WRONGTYPE"*"(it stays in '$Q')"* ]]
+	assert_equal "$(pending)" 1
+	assert_equal "$(rcli XLEN "$K")" 1
+}
+
+# ---- the other verbs -------------------------------------------------------------------
+
+@test "stream: declare creates the stream and its group from the first entry, idempotent" {
+	rcli XADD "$K" '*' body early >/dev/null
+	run -0 --separate-stderr qctl declare "$Q"
+	assert_equal "$stderr" "declared '$Q' (1 message, 0 consumers)"
+	run -0 --separate-stderr qctl declare --dlq "$Q"
+	assert_equal "$stderr" "declared '$Q' (1 message, 0 consumers), dead letters to '$Q.dlq'"
+	run -0 --separate-stderr qctl declare --group other --json "$Q.new"
+	assert_equal "$output" "{\"queue\":\"$Q.new\",\"messages\":0,\"consumers\":0}"
+	assert_equal "$(rcli XINFO GROUPS "$K" | awk 'prev == "name" { print } { prev = $0 }')" qctl
+	assert_equal "$(rcli TYPE "$K.dlq")" stream
+	assert_equal "$(rcli XINFO GROUPS "$K.new" | awk 'prev == "name" { print } { prev = $0 }')" other
+	# what was there before the group is delivered
+	run -0 --separate-stderr qctl consume --until-empty "$Q"
+	assert_output early
+	run -64 --separate-stderr qctl declare --quorum "$Q"
+	assert_equal "$stderr" "qctl: declare: --quorum: not supported by the stream backend"
+}
+
+@test "stream: stats shows length, ready (the group's lag), pending, consumers, dead letters and the oldest pending idle time" {
+	qctl declare -q --dlq "$Q"
+	peer produce "$CQ_REDIS_URL" "$K" 5
+	rcli XREADGROUP GROUP qctl w COUNT 2 STREAMS "$K" '>' >/dev/null
+	rcli XADD "$K.dlq" '*' body dead >/dev/null
+	sleep 1
+	run -0 --separate-stderr qctl stats --json "$Q"
+	assert_equal "$(jq -c '.queues[0] | [.found, .ready, .unacked, .consumers, .length, .dlq, .dlq_queue]' <<<"$output")" \
+		"[true,3,2,1,5,1,\"$Q.dlq\"]"
+	[ "$(jq '.queues[0].pending_idle_s >= 1' <<<"$output")" = true ]
+	run -1 --separate-stderr qctl stats "$Q.none"
+	assert_equal "$stderr" "qctl: stats: no queue '$Q.none'"
+}
+
+@test "stream: peek shows the ready entries and takes nothing; on a dead-letter stream, the reason" {
+	qctl declare -q "$Q"
+	peer produce "$CQ_REDIS_URL" "$K" 3 trace t
+	rcli XREADGROUP GROUP qctl w COUNT 1 STREAMS "$K" '>' >/dev/null
+	run -0 --separate-stderr qctl peek --json "$Q"
+	assert_equal "$(jq -r '"\(.body) \(.headers.trace)"' <<<"$output" | paste -sd'|')" "msg-2 t|msg-3 t"
+	assert_equal "$stderr" ""
+	assert_equal "$(pending)" 1
+	assert_equal "$(group_field entries-read)" 1
+	qctl consume -q --until-empty --max-retries 0 --exec 'echo "it broke" >&2; exit 4' "$Q" 2>/dev/null
+	run -0 --separate-stderr qctl peek "$Q.dlq"
+	[[ "$output" == *"died: exit 4"*"queue '$Q'"*"retries 1, exit code 4"*"stderr: it broke"*"body: msg-2"* ]]
+}
+
+@test "stream: purge --yes removes the entries not yet delivered, and keeps the pending ones" {
+	qctl declare -q "$Q"
+	peer produce "$CQ_REDIS_URL" "$K" 2500
+	rcli XREADGROUP GROUP qctl w COUNT 3 STREAMS "$K" '>' >/dev/null
+	run -0 --separate-stderr qctl purge --yes "$Q"
+	assert_output "purged 2497 messages from '$Q'"
+	assert_equal "$(rcli XLEN "$K")" 3
+	assert_equal "$(pending)" 3
+	run -1 --separate-stderr qctl purge --yes --group none "$Q"
+	[[ "$stderr" == *"has no consumer group 'none'"* ]]
+}
