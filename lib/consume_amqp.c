@@ -39,7 +39,14 @@ struct amqp_q {
 	char *dlx;		/* the queue's dead-letter exchange, or NULL */
 	char *dlq;		/* where we publish dead letters ourselves */
 	bool dlq_ready;
-	uint64_t max_held;	/* replay: the highest tag held, 0 none */
+	/* replay: publishing (pub_start) beside taking */
+	bool replay;
+	bool browse;		/* taking with basic.get (no consumer) */
+	bool stopped;		/* stop(): take nothing new */
+	bool empty;		/* a basic.get-empty came back */
+	size_t gets;		/* basic.get requests in flight */
+	uint64_t held;		/* messages held (hold()) */
+	uint64_t max_held;	/* the highest tag held, 0 none */
 };
 
 static struct amqp_q *Q(struct cqi_qdriver *q)
@@ -89,20 +96,22 @@ static void qfail_from_ctx(struct amqp_q *a)
 
 /* ---- reading frames -------------------------------------------------------- */
 
-static enum cq_err on_deliver(struct amqp_q *a, const amqp_frame_t *f)
+/* Read the message a basic.deliver or basic.get-ok announced, and hand
+ * it over.  The method's fields live in frame memory: copied first. */
+static enum cq_err on_message(struct amqp_q *a, const amqp_frame_t *f,
+			      uint64_t tag, bool redelivered,
+			      amqp_bytes_t exchange, amqp_bytes_t routing_key,
+			      uint32_t remaining)
 {
 	struct cq_ctx *ctx = a->base.ctx;
-	amqp_basic_deliver_t *m = f->payload.method.decoded;
-	uint64_t tag = m->delivery_tag;
-	bool redelivered = m->redelivered;
-	amqp_bytes_t ex = amqp_bytes_malloc_dup(m->exchange);
-	amqp_bytes_t rk = amqp_bytes_malloc_dup(m->routing_key);
+	amqp_bytes_t ex = amqp_bytes_malloc_dup(exchange);
+	amqp_bytes_t rk = amqp_bytes_malloc_dup(routing_key);
 	struct cq_delivery *d = NULL;
 	amqp_message_t msg;
 	amqp_rpc_reply_t r;
 	enum cq_err e;
 
-	if ((m->exchange.len && !ex.bytes) || (m->routing_key.len && !rk.bytes)) {
+	if ((exchange.len && !ex.bytes) || (routing_key.len && !rk.bytes)) {
 		e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 		goto out;
 	}
@@ -112,10 +121,10 @@ static enum cq_err on_deliver(struct amqp_q *a, const amqp_frame_t *f)
 		goto out;
 	}
 	e = cqi_delivery_new(ctx, a->base.conf.queue, tag, redelivered, ex, rk,
-			     0, &msg, &d);
+			     remaining, &msg, &d);
 	if (e)
 		goto out;
-	if (!a->base.conf.exec && d->props) {
+	if (!a->base.conf.exec && !a->replay && d->props) {
 		/* printing never republishes: drop the raw properties */
 		amqp_destroy_message(&d->props->msg);
 		free(d->props);
@@ -133,6 +142,23 @@ out:
 	return e;
 }
 
+static enum cq_err on_deliver(struct amqp_q *a, const amqp_frame_t *f)
+{
+	amqp_basic_deliver_t *m = f->payload.method.decoded;
+
+	return on_message(a, f, m->delivery_tag, m->redelivered, m->exchange,
+			  m->routing_key, 0);
+}
+
+static enum cq_err on_get_ok(struct amqp_q *a, const amqp_frame_t *f)
+{
+	amqp_basic_get_ok_t *m = f->payload.method.decoded;
+
+	a->gets--;
+	return on_message(a, f, m->delivery_tag, m->redelivered, m->exchange,
+			  m->routing_key, m->message_count);
+}
+
 /* A frame that is not the publisher's. */
 static enum cq_err on_other_frame(void *arg, const amqp_frame_t *f)
 {
@@ -148,6 +174,12 @@ static enum cq_err on_other_frame(void *arg, const amqp_frame_t *f)
 	switch (f->payload.method.id) {
 	case AMQP_BASIC_DELIVER_METHOD:
 		return on_deliver(a, f);
+	case AMQP_BASIC_GET_OK_METHOD:
+		return on_get_ok(a, f);
+	case AMQP_BASIC_GET_EMPTY_METHOD:
+		a->gets--;
+		a->empty = true;
+		return CQ_OK;
 	case AMQP_BASIC_CANCEL_OK_METHOD:
 		a->consuming = false;
 		return CQ_OK;
@@ -201,14 +233,79 @@ static bool buffered(const struct cqi_qdriver *q)
 	       amqp_data_in_buffer(CQ(q)->conn);
 }
 
+static enum cq_err send_get(struct amqp_q *a)
+{
+	amqp_basic_get_t req = { 0, amqp_cstring_bytes(a->base.conf.queue), 0 };
+	int st = amqp_send_method(a->conn, CQI_CHANNEL, AMQP_BASIC_GET_METHOD,
+				  &req);
+
+	if (st != AMQP_STATUS_OK)
+		return cqi_amqp_status_err(a->base.ctx, st, "basic.get");
+	a->gets++;
+	return CQ_OK;
+}
+
+/* Cancel the subscription: nothing new is pushed (what was is read). */
+static enum cq_err unsubscribe(struct amqp_q *a)
+{
+	if (!a->consuming)
+		return CQ_OK;
+	amqp_basic_cancel(a->conn, CQI_CHANNEL, a->tag);
+	if (cqi_amqp_check(a->base.ctx, "cancel the consumer"))
+		return a->base.ctx->err;
+	a->consuming = false;
+	return CQ_OK;
+}
+
+/*
+ * Replay takes by push, which costs the broker about half what basic.get
+ * does.  But held messages keep their prefetch slots: once they fill half
+ * of it the consumer is cancelled and the rest is fetched with basic.get
+ * (no such limit), up to max requests in flight.
+ */
+static enum cq_err replay_requests(struct amqp_q *a, size_t max)
+{
+	if (a->consuming && a->held >= a->window / 2) {
+		if (unsubscribe(a))
+			return a->base.ctx->err;
+		a->browse = true;
+	}
+	while (a->browse && !a->stopped && !a->empty && a->gets < max)
+		if (send_get(a))
+			return a->base.ctx->err;
+	return CQ_OK;
+}
+
+/* Replay, nothing came within the wait: a consumer on a queue emptied by
+ * someone else goes over to basic.get (which says so); gets unanswered
+ * while no confirm is awaited mean the broker is stuck. */
+static enum cq_err replay_idle(struct amqp_q *a, long long wait_ms)
+{
+	if (a->pub && cqi_publisher_outstanding(a->pub))
+		return CQ_OK;	/* confirms are late: the caller flushes */
+	if (a->consuming) {
+		if (unsubscribe(a))
+			return a->base.ctx->err;
+		a->browse = true;
+		return CQ_OK;
+	}
+	if (a->gets)
+		return cq_seterr(a->base.ctx, CQ_ERR_TEMPFAIL,
+				 "replay: no answer from RabbitMQ at %s within %lldms",
+				 a->base.ctx->amqp->where, wait_ms);
+	return CQ_OK;
+}
+
 /* Read frames: wait up to wait_ms for the first, then take whatever is
  * already buffered, until max deliveries were handed. */
 static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 {
 	struct amqp_q *a = Q(q);
-	bool first = true;
+	bool first = true, got = false;
 
 	a->handed = 0;
+	if (a->replay && replay_requests(a, max))
+		return q->ctx->err;
 	for (int n = 0; n < 4096; n++) {
 		struct timeval tv = { 0, 0 };
 		amqp_frame_t f;
@@ -228,12 +325,23 @@ static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 			a->consuming = false;
 			return cqi_amqp_status_err(q->ctx, st, "connection lost");
 		}
+		got = true;
 		if (on_frame(a, &f))
 			return q->ctx->err;
 	}
 	if (!buffered(q))
 		amqp_maybe_release_buffers(a->conn);
+	if (a->replay && !got && wait_ms > 0)
+		return replay_idle(a, wait_ms);
 	return CQ_OK;
+}
+
+static bool exhausted(const struct cqi_qdriver *q)
+{
+	const struct amqp_q *a = CQ(q);
+
+	return !a->consuming && a->gets == 0 && (a->stopped || a->empty) &&
+	       !buffered(q);
 }
 
 static int fd(const struct cqi_qdriver *q)
@@ -608,6 +716,15 @@ static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 	struct amqp_q *a = Q(q);
 	char what[300];
 
+	a->window = window;
+	a->stopped = false;
+	if (a->pub && !q->conf.exec) {
+		/* replay: publishing began first (pub_start) */
+		a->replay = true;
+		a->browse = q->conf.browse;
+		if (a->browse)
+			return CQ_OK;
+	}
 	if (q->conf.exec) {
 		if (setup_dead_letters(a))
 			return q->ctx->err;
@@ -617,7 +734,6 @@ static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 		cq_publisher_on_settle(a->pub, on_settle, a);
 		cqi_publisher_on_frame(a->pub, on_other_frame, a);
 	}
-	a->window = window;
 	snprintf(what, sizeof(what), "set prefetch %u", window);
 	amqp_basic_qos(a->conn, CQI_CHANNEL, 0, (uint16_t)window, 0);
 	if (cqi_amqp_check(q->ctx, what))
@@ -625,22 +741,25 @@ static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 	return subscribe(q);
 }
 
-/* Cancel the subscription: nothing new arrives. */
+/* Cancel the subscription (or send no more basic.get): nothing new
+ * arrives. */
 static void stop(struct cqi_qdriver *q)
 {
-	struct amqp_q *a = Q(q);
+	Q(q)->stopped = true;
+	unsubscribe(Q(q));
+}
 
-	if (a->consuming) {
-		amqp_basic_cancel(a->conn, CQI_CHANNEL, a->tag);
-		if (cqi_amqp_check(q->ctx, "cancel the consumer") == CQ_OK)
-			a->consuming = false;
-	}
+static enum cq_err resume(struct cqi_qdriver *q)
+{
+	Q(q)->stopped = false;
+	return subscribe(q);
 }
 
 /* ---- replay: held messages --------------------------------------------------- */
 
 static void hold(struct cqi_qdriver *q, uint64_t tag)
 {
+	Q(q)->held++;
 	if (tag > Q(q)->max_held)
 		Q(q)->max_held = tag;
 }
@@ -652,6 +771,7 @@ static enum cq_err release(struct cqi_qdriver *q)
 	uint64_t hi = Q(q)->max_held;
 
 	Q(q)->max_held = 0;
+	Q(q)->held = 0;
 	return hi ? cqi_nack(q->ctx, hi, true, true) : q->ctx->err;
 }
 
@@ -691,6 +811,8 @@ static enum cq_err pub_start(struct cqi_qdriver *q, size_t window,
 		return q->ctx->err;
 	cq_publisher_on_settle(a->pub, on_published, a);
 	cq_publisher_on_blocked(a->pub, on_blocked, a);
+	/* replay takes on the same channel: its frames come between */
+	cqi_publisher_on_frame(a->pub, on_other_frame, a);
 	return CQ_OK;
 }
 
@@ -936,12 +1058,13 @@ static const struct cqi_qdriver_ops amqp_ops = {
 	.unsettled = unsettled,
 	.depth = depth,
 	.stop = stop,
-	.resume = subscribe,
+	.resume = resume,
 	.ack = ack,
 	.retry = retry,
 	.dead_letter = dead_letter,
 	.flush = flush,
 	.hold = hold,
+	.exhausted = exhausted,
 	.release = release,
 	.pub_start = pub_start,
 	.publish = pub_send,

@@ -96,6 +96,9 @@ struct cqi_qconf {
 	const char *dlq;	/* --dlq, or NULL: the driver's default */
 	bool exec;		/* handlers: failures are retried and dead-lettered
 				 * (the message's raw form is kept for that) */
+	bool browse;		/* replay with a filter or --dry-run: most
+				 * messages taken will be held (AMQP takes
+				 * them with basic.get from the start) */
 	const char *group;	/* stream: the consumer group (--group), NULL =
 				 * "qctl"; other backends ignore it */
 	/* A backend's own settings go here, NULL/0 meaning its default
@@ -215,6 +218,17 @@ struct cqi_qdriver_ops {
 	 * upto is never given over a held tag.
 	 */
 	void (*hold)(struct cqi_qdriver *q, uint64_t tag);
+	/*
+	 * Nothing more will be handed: take() was stopped or found the
+	 * queue empty (AMQP basic.get-empty; a list's LMOVE nil; a
+	 * stream's XREADGROUP with nothing new), and nothing it asked the
+	 * server for is still on its way.  replay.c ends taking on it.
+	 * In replay, take(max, wait_ms) asks for at most max messages,
+	 * counting those asked for and not yet come; when wait_ms passes
+	 * with nothing at all, a driver whose requests go unanswered
+	 * while no publish awaits its settling sets CQ_ERR_TEMPFAIL.
+	 */
+	bool (*exhausted)(const struct cqi_qdriver *q);
 	/*
 	 * Give back every message taken and not acked (the held ones and
 	 * any taken after stop): ready again in conf.queue, where they

@@ -1,7 +1,10 @@
 /* replay.c - move dead letters back where they died, safely: each copy is
  * republished (mandatory, confirmed) before the dead-letter copy is acked,
- * so a crash duplicates at worst and never loses.  Pipelined: basic.get
- * requests and publishes are kept in flight in windows. */
+ * so a crash duplicates at worst and never loses.  The policy (filters,
+ * the bound of what was present at start, --dry-run, the window, stop
+ * requests, batched acks) lives here, once; the queue is the driver of
+ * the context's backend (qdriver_int.h), which takes from the DLQ and
+ * publishes the copies, both pipelined in windows. */
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,9 +12,9 @@
 
 #include <jansson.h>
 
-#include "amqp_int.h"
 #include "cq.h"
 #include "internal.h"
+#include "qdriver_int.h"
 #include "queue_int.h"
 
 /* ---- filters ------------------------------------------------------------ */
@@ -146,7 +149,7 @@ void cq_replay_opts_init(struct cq_replay_opts *o)
 }
 
 /* A publish awaiting its confirm, by publish sequence % (window + 1): the
- * slot of a new publish is filled before cq_publish waits for room, while
+ * slot of a new publish is filled before publish() waits for room, while
  * the window older ones may still settle. */
 struct inflight {
 	uint64_t dlq_tag;
@@ -159,30 +162,28 @@ struct replay {
 	const char *dlq;
 	const struct cq_replay_opts *o;
 	struct cq_replay_stats *st;
-	struct cq_publisher *pub;
+	struct cqi_qdriver *q;	/* the DLQ: taken from, published through */
 	struct inflight *fly;
 	uint64_t seq;
-	/* deliveries got but not yet handled, FIFO */
+	/* deliveries taken but not yet handled, FIFO */
 	struct cq_delivery **fifo;
 	size_t fifo_cap, fifo_head, fifo_len;
-	size_t gets_in_flight;
-	bool empty;		/* a basic.get-empty came back */
-	enum { MODE_GET, MODE_CONSUME, MODE_CANCELLING } mode;
-	amqp_bytes_t consumer_tag;
 	uint64_t total;		/* messages to look at: those present at start */
 	uint64_t received;	/* taken so far (at most total) */
-	uint64_t held;		/* left unacked to requeue at the end */
-	uint64_t max_held;	/* highest DLQ tag left unacked, to requeue */
+	bool taking;		/* not yet told to stop() */
+	uint64_t held;		/* left unsettled, given back at the end */
 	uint64_t min_held;	/* lowest one (UINT64_MAX: none) */
-	/* Acks of the DLQ copies go out as one "multiple" ack per batch while
-	 * confirms arrive in publish order and nothing below is held: a
-	 * multiple ack must never cover a held message. */
+	/* Acks of the DLQ copies go out as one "upto" ack per batch while
+	 * confirms arrive in publish order and nothing below is held: an
+	 * upto ack must never cover a held message. */
 	uint64_t next_seq;	/* the publish expected to settle next */
 	uint64_t ack_hi;	/* batch: ack every tag up to this, 0 none */
 	unsigned ack_n;
 	bool in_order;
+	uint64_t settled;	/* publishes settled: progress */
 	struct cqi_throttle th;
 	char *first_target;
+	struct cqi_err_held fail;	/* the driver cannot go on (hooks.fail) */
 };
 
 static void event(struct replay *r, enum cq_replay_what what,
@@ -194,23 +195,25 @@ static void event(struct replay *r, enum cq_replay_what what,
 		r->o->fn(r->o->arg, &ev);
 }
 
+/* Leave a message in the DLQ: unsettled until release at the end. */
 static void hold(struct replay *r, uint64_t tag)
 {
 	r->held++;
-	if (tag > r->max_held)
-		r->max_held = tag;
 	if (tag < r->min_held)
 		r->min_held = tag;
+	r->q->ops->hold(r->q, tag);
 }
 
-/* Send the batched multiple ack. */
+/* Send the batched ack. */
 static enum cq_err flush_acks(struct replay *r)
 {
 	uint64_t hi = r->ack_hi;
 
 	r->ack_hi = 0;
 	r->ack_n = 0;
-	return hi ? cqi_ack(r->ctx, hi, true) : CQ_OK;
+	if (hi)
+		r->q->ops->ack(r->q, hi, true);
+	return r->ctx->err;
 }
 
 /* Ack the DLQ copy of a confirmed republish: batched when safe. */
@@ -228,14 +231,17 @@ static enum cq_err ack_copy(struct replay *r, uint64_t seq, uint64_t tag)
 	}
 	if (flush_acks(r))
 		return r->ctx->err;
-	return cqi_ack(r->ctx, tag, false);
+	r->q->ops->ack(r->q, tag, false);
+	return r->ctx->err;
 }
 
-static void on_settle(void *arg, uint64_t seq, bool ok, const char *reason)
+/* hooks.published: the copy is safe (ack the original) or not (hold it). */
+static void on_published(void *arg, uint64_t seq, bool ok, const char *reason)
 {
 	struct replay *r = arg;
 	struct inflight *f = &r->fly[seq % (r->o->window + 1)];
 
+	r->settled++;
 	if (ok && ack_copy(r, seq, f->dlq_tag) == CQ_OK) {
 		r->st->replayed++;
 		event(r, CQ_REPLAY_MOVED, f->message_id, f->target, NULL);
@@ -255,161 +261,28 @@ static void on_settle(void *arg, uint64_t seq, bool ok, const char *reason)
 	f->message_id = f->target = NULL;
 }
 
-/* Keep a message read from the DLQ: queue it for handling, or hold it
- * (unacked, requeued at the end) once total have been taken. */
-static enum cq_err take(struct replay *r, uint64_t tag, bool redelivered,
-			amqp_bytes_t exchange, amqp_bytes_t routing_key,
-			uint32_t remaining)
-{
-	struct cqi_amqp *a = r->ctx->amqp;
-	amqp_bytes_t ex = amqp_bytes_malloc_dup(exchange);
-	amqp_bytes_t rk = amqp_bytes_malloc_dup(routing_key);
-	struct cq_delivery *d;
-	amqp_message_t msg;
-	amqp_rpc_reply_t rr;
-	enum cq_err e;
-
-	/* the method's fields live in frame memory: copied above */
-	rr = amqp_read_message(a->conn, CQI_CHANNEL, &msg, 0);
-	if (rr.reply_type != AMQP_RESPONSE_NORMAL) {
-		e = cqi_amqp_rpc_err(r->ctx, rr, "replay: read message");
-		goto out;
-	}
-	if (r->received >= r->total) {
-		amqp_destroy_message(&msg);
-		hold(r, tag);	/* delivered after we had enough */
-		e = CQ_OK;
-		goto out;
-	}
-	e = cqi_delivery_new(r->ctx, r->dlq, tag, redelivered, ex, rk,
-			     remaining, &msg, &d);
-	if (e)
-		goto out;
-	r->received++;
-	r->fifo[(r->fifo_head + r->fifo_len++) % r->fifo_cap] = d;
-out:
-	amqp_bytes_free(ex);
-	amqp_bytes_free(rk);
-	return e;
-}
-
-/* A frame that is not a confirm: a delivery, a basic.get answer, or the
- * answer to basic.qos/consume/cancel. */
-static enum cq_err on_frame(void *arg, const amqp_frame_t *f)
+/* hooks.deliver: queue it for handling, or hold it once total were
+ * taken. */
+static bool on_deliver(void *arg, struct cq_delivery *d)
 {
 	struct replay *r = arg;
 
-	if (f->frame_type != AMQP_FRAME_METHOD || f->channel != CQI_CHANNEL)
-		return cq_seterr(r->ctx, CQ_ERR_INTERNAL,
-				 "replay: unexpected frame type %d", f->frame_type);
-	switch (f->payload.method.id) {
-	case AMQP_BASIC_DELIVER_METHOD: {
-		amqp_basic_deliver_t *m = f->payload.method.decoded;
-
-		return take(r, m->delivery_tag, m->redelivered, m->exchange,
-			    m->routing_key, 0);
+	if (r->received >= r->total) {
+		hold(r, d->delivery_tag);	/* came after we had enough */
+		cqi_delivery_free(d);
+		return true;
 	}
-	case AMQP_BASIC_GET_OK_METHOD: {
-		amqp_basic_get_ok_t *m = f->payload.method.decoded;
-
-		r->gets_in_flight--;
-		return take(r, m->delivery_tag, m->redelivered, m->exchange,
-			    m->routing_key, m->message_count);
-	}
-	case AMQP_BASIC_GET_EMPTY_METHOD:
-		r->gets_in_flight--;
-		r->empty = true;
-		return CQ_OK;
-	case AMQP_BASIC_CANCEL_OK_METHOD:
-		r->mode = MODE_GET;	/* no more deliveries will come */
-		return CQ_OK;
-	case AMQP_BASIC_CANCEL_METHOD:	/* the broker cancelled us */
-		r->mode = MODE_GET;
-		return CQ_OK;
-	}
-	return cq_seterr(r->ctx, CQ_ERR_INTERNAL,
-			 "replay: unexpected method 0x%08x", f->payload.method.id);
+	r->received++;
+	r->fifo[(r->fifo_head + r->fifo_len++) % r->fifo_cap] = d;
+	return true;
 }
 
-/* Read at least one frame (waiting up to the timeout) and dispatch it.
- * *idle: the timeout passed with nothing to read. */
-static enum cq_err pump(struct replay *r, bool *idle)
+static void on_fail(void *arg, enum cq_err e, const char *msg)
 {
-	struct cqi_amqp *a = r->ctx->amqp;
-	long long ms = r->ctx->set.timeout_ms;
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	amqp_frame_t f;
-	bool handled;
-	int st;
+	struct replay *r = arg;
 
-	*idle = false;
-	st = amqp_simple_wait_frame_noblock(a->conn, &f, &tv);
-	if (st == AMQP_STATUS_TIMEOUT) {
-		*idle = true;
-		return CQ_OK;
-	}
-	if (st != AMQP_STATUS_OK)
-		return cqi_amqp_status_err(r->ctx, st, "replay");
-	if (cqi_publisher_frame(r->pub, &f, &handled))
-		return r->ctx->err;
-	if (!handled && on_frame(r, &f))
-		return r->ctx->err;
-	amqp_maybe_release_buffers(a->conn);
-	return CQ_OK;
-}
-
-static enum cq_err send_get(struct replay *r)
-{
-	amqp_basic_get_t req = { 0, amqp_cstring_bytes(r->dlq), 0 };
-	int st = amqp_send_method(r->ctx->amqp->conn, CQI_CHANNEL,
-				  AMQP_BASIC_GET_METHOD, &req);
-
-	if (st != AMQP_STATUS_OK)
-		return cqi_amqp_status_err(r->ctx, st, "replay: basic.get");
-	r->gets_in_flight++;
-	return CQ_OK;
-}
-
-/*
- * Push delivery costs the broker about half what basic.get does, so a
- * replay consumes, with a prefetch of the window.  But the messages it
- * holds (not moved) keep their prefetch slots: when they fill half of it,
- * or once enough messages came, the consumer is cancelled and the rest
- * (if any) is fetched with basic.get, which has no such limit.
- */
-static enum cq_err start_consuming(struct replay *r)
-{
-	struct cqi_amqp *a = r->ctx->amqp;
-	amqp_basic_consume_ok_t *ok;
-	uint16_t prefetch = r->fifo_cap > 65535 ? 65535 : (uint16_t)r->fifo_cap;
-
-	amqp_basic_qos(a->conn, CQI_CHANNEL, 0, prefetch, 0);
-	if (cqi_amqp_check(r->ctx, "replay: basic.qos"))
-		return r->ctx->err;
-	ok = amqp_basic_consume(a->conn, CQI_CHANNEL, amqp_cstring_bytes(r->dlq),
-				amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
-	if (cqi_amqp_check(r->ctx, "replay: consume"))
-		return r->ctx->err;
-	r->consumer_tag = amqp_bytes_malloc_dup(ok->consumer_tag);
-	if (!r->consumer_tag.bytes)
-		return cq_seterr(r->ctx, CQ_ERR_NOMEM, "out of memory");
-	r->mode = MODE_CONSUME;
-	return CQ_OK;
-}
-
-static enum cq_err stop_consuming(struct replay *r)
-{
-	amqp_basic_cancel_t req = { r->consumer_tag, 0 };
-	int st;
-
-	if (r->mode != MODE_CONSUME)
-		return CQ_OK;
-	st = amqp_send_method(r->ctx->amqp->conn, CQI_CHANNEL,
-			      AMQP_BASIC_CANCEL_METHOD, &req);
-	if (st != AMQP_STATUS_OK)
-		return cqi_amqp_status_err(r->ctx, st, "replay: cancel");
-	r->mode = MODE_CANCELLING;	/* until cancel-ok */
-	return CQ_OK;
+	if (!r->fail.err)
+		cqi_err_holdf(&r->fail, e, "%s", msg);
 }
 
 static bool note_target(struct replay *r, const char *target)
@@ -456,7 +329,7 @@ static enum cq_err move(struct replay *r, const struct cq_delivery *d,
 	if (!f->target || !note_target(r, target))
 		return cq_seterr(r->ctx, CQ_ERR_NOMEM, "out of memory");
 	cqi_throttle_wait(&r->th, 1);
-	return cq_publish(r->pub, &m, seq);
+	return r->q->ops->publish(r->q, &m, seq);
 }
 
 static enum cq_err handle(struct replay *r, const struct cq_delivery *d)
@@ -512,76 +385,75 @@ static enum cq_err handle_next(struct replay *r, bool *did)
 	r->fifo_len--;
 	e = handle(r, d);
 	cqi_delivery_free(d);
-	if (e == CQ_ERR_DATA && cq_publisher_alive(r->pub)) {
+	if (e == CQ_ERR_DATA && r->q->ops->pub_alive(r->q)) {
 		/* settled failed (held in the DLQ): go on */
 		cqi_err_drop(r->ctx);
 		return CQ_OK;
 	}
 	if (e)
 		return e;
-	return cqi_publisher_poll(r->pub);
+	return r->q->ops->pub_poll(r->q);
 }
 
-/* A stop request: take nothing more; what was taken but not yet
- * republished is held (requeued at the end), what is in flight settles. */
-static enum cq_err stop_taking(struct replay *r)
+/* Take nothing more (all taken, or a stop request: then what was taken
+ * but not yet republished is held too); what is in flight settles. */
+static void stop_taking(struct replay *r, bool stop_request)
 {
-	r->st->stopped = true;
-	r->total = r->received;
-	while (r->fifo_len) {
-		struct cq_delivery *d = r->fifo[r->fifo_head];
+	if (stop_request) {
+		r->st->stopped = true;
+		r->total = r->received;
+		while (r->fifo_len) {
+			struct cq_delivery *d = r->fifo[r->fifo_head];
 
-		hold(r, d->delivery_tag);
-		cqi_delivery_free(d);
-		r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
-		r->fifo_len--;
+			hold(r, d->delivery_tag);
+			cqi_delivery_free(d);
+			r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
+			r->fifo_len--;
+		}
 	}
-	return stop_consuming(r);
+	if (r->taking)
+		r->q->ops->stop(r->q);
+	r->taking = false;
 }
 
 static enum cq_err replay_loop(struct replay *r)
 {
-	bool did, idle;
+	const struct cqi_qdriver_ops *ops = r->q->ops;
+	bool did;
 
 	for (;;) {
-		if (!r->st->stopped && cq_stop_requested() && stop_taking(r))
-			return r->ctx->err;
-		if (r->mode == MODE_CONSUME &&
-		    (r->received >= r->total || r->held >= r->fifo_cap / 2) &&
-		    stop_consuming(r))
-			return r->ctx->err;
-		while (r->mode == MODE_GET && !r->empty &&
-		       r->received + r->gets_in_flight < r->total &&
-		       r->gets_in_flight + r->fifo_len < r->fifo_cap) {
-			if (send_get(r))
-				return r->ctx->err;
-		}
+		uint64_t before;
+		size_t want;
+
+		if (!r->st->stopped && cq_stop_requested())
+			stop_taking(r, true);
+		if (r->taking && r->received >= r->total)
+			stop_taking(r, false);
+		if (r->ctx->err || r->fail.err)
+			break;
 		if (handle_next(r, &did))
 			return r->ctx->err;
 		if (did)
 			continue;
-		if (r->mode == MODE_GET && r->gets_in_flight == 0)
+		if (ops->exhausted(r->q))
 			break;
-		if (flush_acks(r) || pump(r, &idle))
+		if (flush_acks(r))
 			return r->ctx->err;
-		if (!idle)
-			continue;
-		/* nothing for a while: the queue was emptied by someone else,
-		 * or the broker is stuck */
-		if (r->mode == MODE_CONSUME && !cqi_publisher_outstanding(r->pub)) {
-			if (stop_consuming(r))
-				return r->ctx->err;
-			continue;
-		}
-		if (!cqi_publisher_outstanding(r->pub))
-			return cq_seterr(r->ctx, CQ_ERR_TEMPFAIL,
-					 "replay: no answer from RabbitMQ at %s within %lldms",
-					 r->ctx->amqp->where, r->ctx->set.timeout_ms);
-		/* confirms are late: wait for them as patiently as a flush */
-		if (cq_publisher_flush(r->pub))
+		want = r->fifo_cap - r->fifo_len;
+		if (r->total - r->received < want)
+			want = (size_t)(r->total - r->received);
+		before = r->received + r->settled + r->held;
+		if (ops->take(r->q, want, r->ctx->set.timeout_ms))
+			return r->ctx->err;
+		/* nothing for a while, and confirms are late: wait for them
+		 * as patiently as a flush */
+		if (before == r->received + r->settled + r->held &&
+		    ops->unsettled(r->q) && ops->pub_flush(r->q))
 			return r->ctx->err;
 	}
-	if (cq_publisher_flush(r->pub))
+	if (r->ctx->err)
+		return r->ctx->err;
+	if (ops->pub_flush(r->q))
 		return r->ctx->err;
 	return flush_acks(r);
 }
@@ -591,8 +463,12 @@ enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
 {
 	struct replay r = { .ctx = ctx, .dlq = dlq, .o = o, .st = st,
 			    .min_held = UINT64_MAX, .in_order = true };
-	uint32_t present;
-	uint64_t total;
+	struct cqi_qconf conf = { .queue = dlq,
+				  .browse = o->filter || o->dry_run };
+	struct cqi_qhooks hooks = { .arg = &r, .deliver = on_deliver,
+				    .fail = on_fail,
+				    .published = on_published };
+	uint64_t present = 0;
 	enum cq_err e;
 
 	memset(st, 0, sizeof(*st));
@@ -602,13 +478,25 @@ enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
 		return cq_seterr(ctx, CQ_ERR_USAGE, "replay: window out of range");
 	if (o->to && cqi_name_check(ctx, "queue", o->to))
 		return ctx->err;
-	if (cq_queue_inspect(ctx, dlq, &present, NULL))
+	r.q = cqi_qdriver_open(ctx, &conf, &hooks);
+	if (!r.q)
 		return ctx->err;
+	if (!r.q->ops->exhausted) {	/* a driver that has no replay yet */
+		e = cq_seterr(ctx, CQ_ERR_USAGE, "replay: not supported by the %s backend yet",
+			      ctx->set.queue_backend);
+		goto out;
+	}
+	if (r.q->ops->inspect(r.q, &present)) {
+		e = ctx->err;
+		goto out;
+	}
 	st->started = true;
 	st->present = present;
-	total = o->count && o->count < present ? o->count : present;
-	if (total == 0)
-		return CQ_OK;
+	r.total = o->count && o->count < present ? o->count : present;
+	if (r.total == 0) {
+		e = CQ_OK;
+		goto out;
+	}
 	r.fifo_cap = o->window;
 	r.fifo = calloc(r.fifo_cap, sizeof(*r.fifo));
 	r.fly = calloc(o->window + 1, sizeof(*r.fly));
@@ -616,21 +504,19 @@ enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
 		e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	r.pub = cq_publisher_new(ctx, o->window, true);
-	if (!r.pub) {
+	cqi_throttle_init(&r.th, o->rate);
+	/* publishing first: the driver then keeps what it takes whole */
+	if (r.q->ops->pub_start(r.q, o->window, NULL, true) ||
+	    r.q->ops->start(r.q, (unsigned)o->window)) {
 		e = ctx->err;
 		goto out;
 	}
-	cq_publisher_on_settle(r.pub, on_settle, &r);
-	cqi_publisher_on_frame(r.pub, on_frame, &r);
-	cqi_throttle_init(&r.th, o->rate);
-	r.total = total;
-	/* filters and --dry-run hold many messages: basic.get for those */
-	e = o->filter || o->dry_run ? CQ_OK : start_consuming(&r);
+	r.taking = true;
+	e = replay_loop(&r);
 	if (!e)
-		e = replay_loop(&r);
+		e = cqi_err_restore(ctx, &r.fail);
 	/* whatever was not moved goes back to the dead-letter queue */
-	if (!e && r.max_held && cqi_nack(ctx, r.max_held, true, true))
+	if (!e && r.q->ops->release(r.q))
 		e = ctx->err;
 out:
 	while (r.fifo_len) {
@@ -646,10 +532,9 @@ out:
 	if (r.first_target && !st->several_targets)
 		snprintf(st->target, sizeof(st->target), "%s", r.first_target);
 	free(r.first_target);
-	amqp_bytes_free(r.consumer_tag);
 	free(r.fly);
 	free(r.fifo);
-	cq_publisher_free(r.pub);
+	r.q->ops->free(r.q);
 	return e;
 }
 
