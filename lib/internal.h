@@ -100,6 +100,24 @@ enum cq_err cqi_redis_url_parse(const char *url, struct cqi_redis_url *out,
 			       char *errbuf, size_t errlen);
 void cqi_redis_url_clear(struct cqi_redis_url *u);
 
+/* redis-sentinel://[user[:pass]@]host[:port][,host[:port]...][/db]#MASTER:
+ * the sentinels to ask (port 26379 by default) for the master named
+ * MASTER; user, pass and db are the master's, as in redis://. */
+struct cqi_sentinel_url {
+	char **hosts;		/* decoded; IPv6 without [] */
+	int *ports;
+	size_t n;
+	char *master;		/* decoded fragment */
+	int db;
+	char *user, *pass;	/* or NULL */
+};
+/* True when url is a redis-sentinel:// URL (the scheme only). */
+bool cqi_is_sentinel_url(const char *url);
+enum cq_err cqi_sentinel_url_parse(const char *url,
+				   struct cqi_sentinel_url *out,
+				   char *errbuf, size_t errlen);
+void cqi_sentinel_url_clear(struct cqi_sentinel_url *u);
+
 struct cqi_amqp_url {
 	char *host;
 	int port;

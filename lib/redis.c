@@ -2,7 +2,12 @@
  * through redis_tls.c), log in,
  * format commands, send them singly or in windowed pipelines, and read
  * replies in order with hiredis's reply parser.  The only file that talks
- * to a Redis socket or calls hiredis (see redis_int.h). */
+ * to a Redis socket or calls hiredis (see redis_int.h).
+ *
+ * Behind a Sentinel (redis-sentinel://) it is a single Redis whose node is
+ * the master sentinel.c finds; commands keep their text as on a cluster,
+ * and a master lost in the middle of work is found again (rejoin, and a
+ * pipeline's recover) and sent every command not answered yet. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -87,6 +92,9 @@ struct cqi_redis {
 	/* what a node needs to log in */
 	char *user, *pass;
 	bool tls;
+	/* behind a Sentinel: how to find the master, and its db */
+	struct cqi_sentinel *sentinel;
+	int db;
 };
 #define AW(rd, seq) (&(rd)->aw[(seq) & ((rd)->acap - 1)])
 
@@ -584,7 +592,10 @@ static enum cq_err node_auth(struct cq_ctx *ctx, struct node *n)
 	return CQ_OK;
 }
 
-/* Connect n (TCP, unix socket or TLS) and log in. */
+static enum cq_err redis_select(struct cq_ctx *ctx, struct node *n, int db);
+
+/* Connect n (TCP, unix socket or TLS) and log in (behind a Sentinel,
+ * with the URL's db selected: a master found again is like the first). */
 static enum cq_err node_open(struct cq_ctx *ctx, struct node *n)
 {
 	struct cqi_redis *rd = ctx->redis;
@@ -598,6 +609,8 @@ static enum cq_err node_open(struct cq_ctx *ctx, struct node *n)
 	if (rd->tls && cqi_tls_open(ctx, n->fd, n->host, n->where, &n->tls))
 		goto fail;
 	if (rd->pass && node_auth(ctx, n))
+		goto fail;
+	if (rd->sentinel && rd->db && redis_select(ctx, n, rd->db))
 		goto fail;
 	return CQ_OK;
 fail:
@@ -912,6 +925,7 @@ static void redis_close(struct cq_ctx *ctx)
 		free(rd->pass);
 	}
 	free(rd->user);
+	cqi_sentinel_free(rd->sentinel);
 	free(rd);
 	ctx->redis = NULL;
 }
@@ -954,6 +968,99 @@ static enum cq_err connect_first(struct cq_ctx *ctx,
 			 tried, first);
 }
 
+/* ctx's driver state, not connected yet: the user and password to log
+ * in with (the password picked from the environment, a file or url_pass). */
+static enum cq_err redis_new(struct cq_ctx *ctx, const char *user,
+			     const char *url_pass)
+{
+	struct cqi_redis *rd = calloc(1, sizeof(*rd));
+
+	if (!rd)
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	ctx->redis = rd;
+	ctx->redis_close = redis_close;
+	rd->slots = calloc(CQI_SLOTS, sizeof(*rd->slots));
+	rd->masters = calloc(1, sizeof(*rd->masters));
+	rd->nmasters = 1;
+	rd->user = user ? strdup(user) : NULL;
+	if (!rd->slots || !rd->masters || (user && !rd->user))
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	return pick_password(ctx, url_pass, &rd->pass);
+}
+
+/* ---- behind a Sentinel -------------------------------------------------------- */
+
+/* The node a sentinel named: connected, logged in, and master by ROLE?
+ * (a cqi_sentinel_try_fn) */
+static enum cq_err try_master(void *arg, const char *host, int port,
+			      char *why, size_t whylen)
+{
+	struct cq_ctx *ctx = arg;
+	struct cqi_redis *rd = ctx->redis;
+	const char *argv[1] = { "ROLE" };
+	int ni = node_index(ctx, host, port, NULL);
+	struct node *n = ni >= 0 ? node_ready(ctx, ni) : NULL;
+	struct cqi_reply *r = n ? node_call(ctx, n, 1, argv) : NULL;
+	bool master = r && r->type == CQI_REPLY_ARRAY && r->elements &&
+		      r->element[0]->type == CQI_REPLY_STRING &&
+		      strcmp(r->element[0]->str, "master") == 0;
+
+	if (master) {
+		cqi_reply_free(r);
+		rd->cur = rd->masters[0] = ni;
+		return CQ_OK;
+	}
+	if (ni < 0 || ctx->err == CQ_ERR_NOPERM || ctx->err == CQ_ERR_USAGE ||
+	    ctx->err == CQ_ERR_NOMEM) {
+		cqi_reply_free(r);
+		return ctx->err;
+	}
+	if (r)
+		cqi_errbuf(why, whylen, "the sentinels name %s as master '%s', but it is a %s (a failover under way?)",
+			   rd->nodes[ni]->where,
+			   cqi_sentinel_parts(rd->sentinel)->master,
+			   r->type == CQI_REPLY_ARRAY && r->elements &&
+			   r->element[0]->type == CQI_REPLY_STRING ?
+			   r->element[0]->str : "node of another role");
+	else
+		cqi_errbuf(why, whylen, "master '%s': %s",
+			   cqi_sentinel_parts(rd->sentinel)->master, ctx->errstr);
+	cqi_reply_free(r);
+	node_hangup(rd->nodes[ni]);
+	cqi_err_drop(ctx);
+	return CQ_ERR_TEMPFAIL;
+}
+
+/* The master the sentinels name, connected as the current node. */
+static enum cq_err find_master(struct cq_ctx *ctx, long long deadline)
+{
+	struct cqi_redis *rd = ctx->redis;
+
+	return cqi_sentinel_find(ctx, rd->sentinel, rd->pass, deadline,
+				 try_master, ctx);
+}
+
+static enum cq_err sentinel_connect(struct cq_ctx *ctx)
+{
+	struct cqi_sentinel *s;
+	const struct cqi_sentinel_url *u;
+
+	if (cqi_sentinel_new(ctx, &s))
+		return ctx->err;
+	u = cqi_sentinel_parts(s);
+	if (redis_new(ctx, u->user, u->pass)) {
+		cqi_sentinel_free(s);
+		redis_close(ctx);
+		return ctx->err;
+	}
+	ctx->redis->sentinel = s;
+	ctx->redis->db = u->db;
+	ctx->redis->mode = MODE_SINGLE;
+	if (find_master(ctx, cq_now_ms() + ctx->set.timeout_ms))
+		redis_close(ctx);
+	return ctx->err;
+}
+
 enum cq_err cq_redis_connect(struct cq_ctx *ctx)
 {
 	struct cqi_redis_url u;
@@ -965,27 +1072,17 @@ enum cq_err cq_redis_connect(struct cq_ctx *ctx)
 		return ctx->err;
 	if (ctx->redis)
 		return CQ_OK;
+	if (cqi_is_sentinel_url(ctx->set.redis_url))
+		return sentinel_connect(ctx);
 	e = cqi_redis_url_parse(ctx->set.redis_url, &u, errbuf, sizeof(errbuf));
 	if (e) {
 		cqi_url_redact(ctx->set.redis_url, safe, sizeof(safe));
 		return cq_seterr(ctx, e, "bad Redis URL '%s': %s", safe, errbuf);
 	}
-	rd = calloc(1, sizeof(*rd));
-	if (!rd) {
-		cqi_redis_url_clear(&u);
-		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-	}
-	ctx->redis = rd;
-	ctx->redis_close = redis_close;
-	rd->tls = u.tls;
-	rd->slots = calloc(CQI_SLOTS, sizeof(*rd->slots));
-	rd->masters = calloc(1, sizeof(*rd->masters));
-	rd->nmasters = 1;
-	rd->user = u.user ? strdup(u.user) : NULL;
-	if (!rd->slots || !rd->masters || (u.user && !rd->user))
-		e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-	if (!e)
-		e = pick_password(ctx, u.pass, &rd->pass);
+	e = redis_new(ctx, u.user, u.pass);
+	rd = ctx->redis;
+	if (rd)
+		rd->tls = u.tls;
 	if (!e)
 		e = connect_first(ctx, &u);
 	if (!e)
@@ -1062,7 +1159,7 @@ static enum cq_err push_cmd(struct cq_ctx *ctx, int ni, int slot, int argc,
 	a->slot = slot;
 	/* a copy to send again after a redirection, unless Redis is known
 	 * not to be a cluster */
-	if (rd->mode != MODE_SINGLE) {
+	if (rd->mode != MODE_SINGLE || rd->sentinel) {
 		a->len = n->out.len - at;
 		a->cmd = malloc(a->len);
 		if (!a->cmd)
@@ -1219,6 +1316,41 @@ static enum cq_err flush_all(struct cq_ctx *ctx)
 	return CQ_OK;
 }
 
+/* The connection failed in the middle of work (ctx's error): behind a
+ * Sentinel, find the master again (for up to FAILOVER_WAIT) and send it
+ * every awaited command not answered yet, so that each is answered once.
+ * Anywhere else, or for another error, the error stays. */
+static enum cq_err rejoin(struct cq_ctx *ctx)
+{
+	struct cqi_redis *rd = ctx->redis;
+	char lost[300], cause[sizeof(ctx->errstr)], why[sizeof(ctx->errstr)];
+
+	if (!rd->sentinel || (ctx->err != CQ_ERR_TEMPFAIL &&
+			      ctx->err != CQ_ERR_UNAVAILABLE))
+		return ctx->err;
+	memcpy(lost, rd->nodes[rd->cur]->where, sizeof(lost));
+	memcpy(cause, ctx->errstr, sizeof(cause));
+	for (size_t i = 0; i < rd->nnodes; i++)
+		node_hangup(rd->nodes[i]);
+	cqi_err_drop(ctx);
+	if (find_master(ctx, cq_now_ms() + FAILOVER_WAIT(ctx))) {
+		memcpy(why, ctx->errstr, sizeof(why));
+		return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
+				 "lost the master at %s (%s); %s", lost, cause,
+				 why);
+	}
+	for (uint64_t seq = rd->ahead; seq < rd->atail; seq++) {
+		struct await *a = AW(rd, seq);
+
+		if (a->reply)
+			continue;
+		if (queue_on(ctx, rd->cur, seq, a->cmd, a->len))
+			return ctx->err;
+		a->node = rd->cur;
+	}
+	return flush_out(ctx, rd->nodes[rd->cur]);
+}
+
 enum cq_err cqi_redis_reply(struct cq_ctx *ctx, struct cqi_reply **reply)
 {
 	struct cqi_redis *rd = ctx->redis;
@@ -1230,11 +1362,11 @@ enum cq_err cqi_redis_reply(struct cq_ctx *ctx, struct cqi_reply **reply)
 	if (!rd || rd->ahead == rd->atail)
 		return cq_seterr(ctx, CQ_ERR_INTERNAL,
 				 "a Redis reply was read that no command awaits");
-	if (flush_all(ctx))
+	if (flush_all(ctx) && rejoin(ctx))
 		return ctx->err;
 	a = AW(rd, rd->ahead);
 	while (!a->reply)
-		if (take_reply(ctx, a->node))
+		if (take_reply(ctx, a->node) && rejoin(ctx))
 			return ctx->err;
 	*reply = pop_awaited(rd);
 	return CQ_OK;
@@ -1416,7 +1548,8 @@ enum cq_err cqi_pipe_init(struct cqi_pipe *p, struct cq_ctx *ctx,
 				return ctx->err;
 	if (settle_map(ctx))
 		return ctx->err;
-	if (rd->mode == MODE_CLUSTER &&
+	/* behind a Sentinel too: a command is kept until its reply came */
+	if ((rd->mode == MODE_CLUSTER || rd->sentinel) &&
 	    !(p->cl = calloc(1, sizeof(*p->cl))))
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	return CQ_OK;
@@ -1836,6 +1969,22 @@ static bool reroute(struct cqi_pipe *p, int d)
 	return true;
 }
 
+/* Behind a Sentinel, the master went down: find it again, as the current
+ * node (reroute sends its commands there); the time is up, or no sentinel
+ * answers: the run ends with the context error. */
+static enum cq_err sentinel_recover(struct cqi_pipe *p, long long deadline)
+{
+	struct cq_ctx *ctx = p->ctx;
+	char lost[300], why[sizeof(ctx->errstr)];
+
+	memcpy(lost, ctx->redis->nodes[ctx->redis->cur]->where, sizeof(lost));
+	if (!find_master(ctx, deadline))
+		return CQ_OK;
+	memcpy(why, ctx->errstr, sizeof(why));
+	return cq_seterr(ctx, CQ_ERR_TEMPFAIL, "lost the master at %s; %s",
+			 lost, why);
+}
+
 /* Nodes went down: wait (up to FAILOVER_WAIT) until other nodes serve
  * their slots, or they come back, and send their commands there; else
  * their commands fail, and so does every later one for those slots. */
@@ -1847,7 +1996,8 @@ static enum cq_err recover(struct cqi_pipe *p)
 
 	c->any_down = false;
 	for (;;) {
-		if (fresh_map(p))
+		if (p->ctx->redis->sentinel ? sentinel_recover(p, deadline) :
+		    fresh_map(p))
 			return p->ctx->err;
 		left = false;
 		for (size_t i = 0; i < c->npn; i++)

@@ -149,6 +149,30 @@ enum cq_err cqi_pipe_cmd(struct cqi_pipe *p, uint64_t tag, int route,
 enum cq_err cqi_pipe_sync(struct cqi_pipe *p, size_t keep);
 void cqi_pipe_free(struct cqi_pipe *p);
 
+/* ---- Sentinel (sentinel.c) ------------------------------------------------ */
+
+struct cqi_sentinel;
+struct cqi_sentinel_url;
+/* The sentinels and master name of ctx's redis-sentinel:// URL; a bad URL
+ * is ctx's error (64). */
+enum cq_err cqi_sentinel_new(struct cq_ctx *ctx, struct cqi_sentinel **out);
+void cqi_sentinel_free(struct cqi_sentinel *s);
+/* Its URL's parts (the master's user, password and db).  Borrowed. */
+const struct cqi_sentinel_url *cqi_sentinel_parts(const struct cqi_sentinel *s);
+/* Try the node a sentinel named: CQ_OK when it is the master and connected;
+ * CQ_ERR_TEMPFAIL, with why filled and no context error, when it is not
+ * (yet); another error, set on the context, when asking again is no use. */
+typedef enum cq_err (*cqi_sentinel_try_fn)(void *arg, const char *host,
+					   int port, char *why, size_t whylen);
+/* Ask the sentinels in order for the master (each over its own
+ * connection; with pass if one asks for it) and try each address until
+ * one is the master; asked again every 100 ms until deadline (cq_now_ms's
+ * clock).  Errors are ctx's: every sentinel down 69; no sentinel that
+ * answered knows the name 64; no master in time 75; a refused password 77. */
+enum cq_err cqi_sentinel_find(struct cq_ctx *ctx, struct cqi_sentinel *s,
+			      const char *pass, long long deadline,
+			      cqi_sentinel_try_fn try, void *arg);
+
 /* ---- Redis Cluster (redis_cluster.c: parsing only, no I/O) -------------- */
 
 #define CQI_SLOTS 16384

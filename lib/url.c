@@ -275,7 +275,7 @@ enum cq_err cqi_redis_url_parse(const char *url, struct cqi_redis_url *out,
 	is_unix = strncasecmp(url, "unix://", 7) == 0;
 	out->tls = strncasecmp(url, "rediss://", 9) == 0;
 	if (!is_unix && !out->tls && strncasecmp(url, "redis://", 8) != 0) {
-		cqi_errbuf(errbuf, errlen, "unsupported scheme (want redis://, rediss:// or unix://)");
+		cqi_errbuf(errbuf, errlen, "unsupported scheme (want redis://, rediss://, unix:// or redis-sentinel://)");
 		return CQ_ERR_USAGE;
 	}
 	if (!split_url(rest, &u, errbuf, errlen))
@@ -321,6 +321,142 @@ void cqi_redis_url_clear(struct cqi_redis_url *u)
 		free(u->nodes[i].host);
 	free(u->nodes);
 	free(u->path);
+	free(u->user);
+	free(u->pass);
+	memset(u, 0, sizeof(*u));
+}
+
+/* ---- redis-sentinel:// ------------------------------------------------------ */
+
+#define SENTINEL_SCHEME "redis-sentinel://"
+#define SENTINEL_PORT 26379
+#define SENTINEL_MAX 16
+
+bool cqi_is_sentinel_url(const char *url)
+{
+	return url && strncasecmp(url, SENTINEL_SCHEME,
+				  strlen(SENTINEL_SCHEME)) == 0;
+}
+
+/* One "host[:port]" of the list, [p, end), into slot i of out. */
+static bool sentinel_host(const char *p, const char *end,
+			  struct cqi_sentinel_url *out, char *errbuf,
+			  size_t errlen)
+{
+	char one[300];
+	struct url_parts u;
+	size_t n = (size_t)(end - p);
+
+	if (n == 0 || n >= sizeof(one)) {
+		cqi_errbuf(errbuf, errlen, n ? "sentinel address too long" :
+			   "empty sentinel address in the list");
+		return false;
+	}
+	memcpy(one, p, n);
+	one[n] = '\0';
+	if (!split_url(one, &u, errbuf, errlen))
+		return false;
+	if (u.has_userinfo || u.has_path) {
+		cqi_errbuf(errbuf, errlen, "bad sentinel address '%s'", one);
+		return false;
+	}
+	out->ports[out->n] = SENTINEL_PORT;
+	if (!host_port(&u, &out->hosts[out->n], &out->ports[out->n], errbuf,
+		       errlen)) {
+		free(out->hosts[out->n]);
+		out->hosts[out->n] = NULL;
+		return false;
+	}
+	out->n++;
+	return true;
+}
+
+enum cq_err cqi_sentinel_url_parse(const char *url,
+				   struct cqi_sentinel_url *out,
+				   char *errbuf, size_t errlen)
+{
+	const char *rest, *end, *at = NULL, *p, *hash;
+	struct url_parts u;
+
+	memset(out, 0, sizeof(*out));
+	if (!cqi_is_sentinel_url(url)) {
+		cqi_errbuf(errbuf, errlen, "not a redis-sentinel:// URL");
+		return CQ_ERR_USAGE;
+	}
+	rest = url + strlen(SENTINEL_SCHEME);
+	end = rest + strcspn(rest, "/?#");
+	for (p = rest; p < end; p++)
+		if (*p == '@')
+			at = p;
+	out->hosts = calloc(SENTINEL_MAX, sizeof(*out->hosts));
+	out->ports = calloc(SENTINEL_MAX, sizeof(*out->ports));
+	if (!out->hosts || !out->ports)
+		goto nomem;
+	if (at) {	/* the master's user and password, as in redis:// */
+		const char *colon = memchr(rest, ':', (size_t)(at - rest));
+		struct span user = { rest, colon ? (size_t)(colon - rest) :
+					   (size_t)(at - rest) };
+		struct span pass = { colon ? colon + 1 : NULL,
+				     colon ? (size_t)(at - colon - 1) : 0 };
+
+		if (!span_decode(user, user.n > 0, &out->user) ||
+		    !span_decode(pass, colon != NULL, &out->pass))
+			goto bad_escape;
+	}
+	for (p = at ? at + 1 : rest; p <= end; ) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *stop = comma ? comma : end;
+
+		if (out->n == SENTINEL_MAX) {
+			cqi_errbuf(errbuf, errlen, "more than %d sentinels",
+				   SENTINEL_MAX);
+			goto fail;
+		}
+		if (!sentinel_host(p, stop, out, errbuf, errlen))
+			goto fail;
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	if (!split_url(end, &u, errbuf, errlen))	/* the /db only */
+		goto fail;
+	if (u.has_path && !span_db(u.path, &out->db)) {
+		cqi_errbuf(errbuf, errlen, "bad database number after '/'");
+		goto fail;
+	}
+	if (u.query.n) {
+		cqi_errbuf(errbuf, errlen, "a redis-sentinel:// URL takes no ?options");
+		goto fail;
+	}
+	hash = strchr(end, '#');
+	if (!hash || !hash[1]) {
+		cqi_errbuf(errbuf, errlen, "missing #MASTERNAME (the name the sentinels monitor) at the end");
+		goto fail;
+	}
+	out->master = cqi_pct_decode(hash + 1, strlen(hash + 1));
+	if (!out->master)
+		goto bad_escape;
+	return CQ_OK;
+nomem:
+	cqi_errbuf(errbuf, errlen, "out of memory");
+	cqi_sentinel_url_clear(out);
+	return CQ_ERR_NOMEM;
+bad_escape:
+	cqi_errbuf(errbuf, errlen, "bad percent-escape");
+fail:
+	cqi_sentinel_url_clear(out);
+	return CQ_ERR_USAGE;
+}
+
+void cqi_sentinel_url_clear(struct cqi_sentinel_url *u)
+{
+	if (!u)
+		return;
+	for (size_t i = 0; u->hosts && i < u->n; i++)
+		free(u->hosts[i]);
+	free(u->hosts);
+	free(u->ports);
+	free(u->master);
 	free(u->user);
 	free(u->pass);
 	memset(u, 0, sizeof(*u));

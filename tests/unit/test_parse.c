@@ -164,6 +164,52 @@ static void test_redis_urls(void **state)
 	}
 }
 
+static void test_sentinel_urls(void **state)
+{
+	struct cqi_sentinel_url u;
+	char err[200];
+
+	(void)state;
+	assert_int_equal(cqi_sentinel_url_parse("redis-sentinel://u:p,w@s1,s2:26380,[::1]:7/3#my%20master",
+						&u, err, sizeof(err)), CQ_OK);
+	assert_int_equal(u.n, 3);
+	assert_string_equal(u.hosts[0], "s1");
+	assert_int_equal(u.ports[0], 26379);
+	assert_string_equal(u.hosts[1], "s2");
+	assert_int_equal(u.ports[1], 26380);
+	assert_string_equal(u.hosts[2], "::1");
+	assert_int_equal(u.ports[2], 7);
+	assert_string_equal(u.user, "u");
+	assert_string_equal(u.pass, "p,w");
+	assert_int_equal(u.db, 3);
+	assert_string_equal(u.master, "my master");
+	cqi_sentinel_url_clear(&u);
+
+	assert_int_equal(cqi_sentinel_url_parse("REDIS-SENTINEL://h#m", &u, err,
+						sizeof(err)), CQ_OK);
+	assert_int_equal(u.n, 1);
+	assert_null(u.user);
+	assert_null(u.pass);
+	assert_int_equal(u.db, 0);
+	cqi_sentinel_url_clear(&u);
+	assert_true(cqi_is_sentinel_url("redis-sentinel://h#m"));
+	assert_false(cqi_is_sentinel_url("redis://h"));
+
+	static const char *bad[] = {
+		"redis-sentinel://h", "redis-sentinel://h#", "redis-sentinel://#m",
+		"redis-sentinel://h,#m", "redis-sentinel://,h#m",
+		"redis-sentinel://h:0#m", "redis-sentinel://h/x#m",
+		"redis-sentinel://h?x=1#m", "redis-sentinel://h#%zz",
+		"redis-sentinel://a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q#m",
+		"redis://h#m",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(cqi_sentinel_url_parse(bad[i], &u, err,
+							sizeof(err)), CQ_ERR_USAGE);
+		assert_true(err[0] != '\0');
+	}
+}
+
 static void test_amqp_urls(void **state)
 {
 	struct cqi_amqp_url u;
@@ -274,6 +320,7 @@ int main(void)
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_uint_and_jitter),
 		cmocka_unit_test(test_redis_urls),
+		cmocka_unit_test(test_sentinel_urls),
 		cmocka_unit_test(test_amqp_urls),
 		cmocka_unit_test(test_redact),
 		cmocka_unit_test(test_base64),

@@ -1,0 +1,122 @@
+#!/usr/bin/env bats
+# Redis behind Sentinel losing its master (issue 11): kill -9 of the master
+# during warm and during a loop of gets, on a private master, replica and 3
+# sentinels (scripts/sandbox start-sentinel; down-after-milliseconds 1500).
+# Counted with redis-cli on the master the sentinels name afterwards.
+
+bats_require_minimum_version 1.5.0
+load fault_helper
+load ../sentinel_helper
+
+# After a test that killed the master: the dead node back as a replica.
+per_test_teardown() {
+	[ -n "${NO_HEAL:-}" ] ||
+		"$SANDBOX" --dir "$SSB" sentinel-heal >>"$BATS_FILE_TMPDIR/sandbox.log" 2>&1 || true
+}
+
+# key $1 of this test is on the master (warm's progress, in one lookup)
+master_has() { [ "$(on "$(master_port)" EXISTS "$P$1")" = 1 ]; }
+# the sentinels name a master other than port $1 (they learn of a
+# failover one after the other)
+moved_from() { local m; m=$(master_port) && [ "$m" != "$1" ]; }
+# wait for the background job; its exit code in rc
+wait_bg() { rc=0; wait "$BGPID" || rc=$?; BGPID=; }
+kill_master() { "$SANDBOX" --dir "$SSB" sentinel-kill-master 2>>"$BATS_FILE_TMPDIR/sandbox.log"; }
+
+@test "kill -9 of the master during warm: warm carries on with the new master, every line written once" {
+	local n=200000 old new rc
+	seq 1 $n | awk '{ print "w" $1 "\tv" $1 }' >"$TMP/in"
+	cachectl warm --ttl 1h --rate 100000 "$TMP/in" 2>"$TMP/err" &
+	BGPID=$!
+	wait_for 10 master_has w20000
+	old=$(kill_master)
+	wait_bg
+	[ "$rc" -eq 0 ] || { cat "$TMP/err"; false; }
+	wait_for 10 moved_from "$old"
+	new=$(master_port)
+	note "master $old killed, $new took over; $(cat "$TMP/err")"
+	[ "$new" != "$old" ]
+	# counted once each: no line failed, none counted twice
+	[[ $(cat "$TMP/err") == "warmed $n keys in "*" (0 skipped, 0 failed)" ]]
+	[ "$(count_on "$new")" -eq $n ]
+	run -0 redis-cli -p "$new" --raw GET "${P}w$n"
+	assert_output "v$n"
+	# every key with its TTL: the db holds no key without one
+	run -0 redis-cli -p "$new" --raw INFO keyspace
+	[[ $output =~ db0:keys=([0-9]+),expires=([0-9]+) ]]
+	[ "${BASH_REMATCH[1]}" -eq "${BASH_REMATCH[2]}" ]
+}
+
+@test "kill -9 of the master during a loop of gets: every get answers, with the right value" {
+	local i old fails rc
+	for i in $(seq 1 50); do printf 'g%d\tv%d\n' "$i" "$i"; done >"$TMP/in"
+	run -0 cachectl warm -q --ttl 1h "$TMP/in"
+	(
+		i=0
+		end=$((SECONDS + 8))
+		while [ $SECONDS -lt $end ]; do
+			i=$((i % 50 + 1))
+			out=$(cachectl get "g$i" 2>&1)
+			echo "$? g$i $out"
+		done
+	) >"$TMP/gets" &
+	BGPID=$!
+	sleep 1
+	old=$(kill_master)
+	wait_bg
+	[ "$rc" -eq 0 ]
+	wait_for 10 moved_from "$old"
+	note "$(wc -l <"$TMP/gets") gets, master $old killed, now $(master_port)"
+	[ "$(wc -l <"$TMP/gets")" -gt 20 ]
+	fails=$(awk '$1 != 0 || $3 != "v" substr($2, 2)' "$TMP/gets")
+	[ -z "$fails" ] || { echo "$fails"; false; }
+}
+
+@test "kill -9 of the master during warm --exec (one command at a time): every key written" {
+	local n=40 old rc
+	seq 1 $n | sed 's/^/e/' >"$TMP/keys"
+	cachectl warm --keys "$TMP/keys" --exec 'sleep 0.1; echo "value of $1"' --ttl 1h 2>"$TMP/err" &
+	BGPID=$!
+	wait_for 10 master_has e5
+	old=$(kill_master)
+	wait_bg
+	[ "$rc" -eq 0 ] || { cat "$TMP/err"; false; }
+	wait_for 10 moved_from "$old"
+	note "master $old killed, now $(master_port); $(cat "$TMP/err")"
+	[[ $(cat "$TMP/err") == "warmed $n keys in "*" (0 skipped, 0 failed)" ]]
+	[ "$(count_on "$(master_port)")" -eq $n ]
+	run -0 on "$(master_port)" GET "${P}e$n"
+	assert_output "value of e$n"
+}
+
+@test "a master lost with every sentinel gone: warm exits 75 naming the lines not written; re-running them on the promoted replica completes the set" {
+	local n=100000 lost from warmed s m replica rc
+	seq 1 $n | awk '{ print "x" $1 "\tv" $1 }' >"$TMP/in"
+	cachectl warm --ttl 1h --rate 50000 "$TMP/in" 2>"$TMP/err" &
+	BGPID=$!
+	wait_for 10 master_has x10000
+	# the node that is master now (ROLE), whatever a sentinel still says
+	for s in $CQ_SENTINEL_DATA_PORTS; do
+		if [ "$(redis-cli -p "$s" --raw ROLE | head -1)" = master ]; then m=$s; else replica=$s; fi
+	done
+	for s in 1 2 3; do kill -9 "$(cat "$SSB/sentinel/s$s/pid")"; done
+	NO_HEAL=1
+	kill -9 "$(redis-cli -p "$m" INFO server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')"
+	wait_bg
+	[ "$rc" -eq 75 ] || { echo "rc $rc"; cat "$TMP/err"; false; }
+	note "$(cat "$TMP/err")"
+	grep -Eq "^cachectl: warm: lost the master at 127\.0\.0\.1:$m; no sentinel answered \(asked .*\): " "$TMP/err"
+	lost=$(sed -n 's/^cachectl: warm: \([0-9]*\) keys not confirmed written; lines from \([0-9]*\) on not read$/\1/p' "$TMP/err")
+	from=$(sed -n 's/^cachectl: warm: \([0-9]*\) keys not confirmed written; lines from \([0-9]*\) on not read$/\2/p' "$TMP/err")
+	warmed=$(sed -n 's/^warmed \([0-9]*\) keys in .* (0 skipped, \([0-9]*\) failed)$/\1/p' "$TMP/err")
+	[ -n "$lost" ] && [ -n "$from" ] && [ -n "$warmed" ] && [ "$warmed" -gt 0 ]
+	[ $((warmed + lost + 1)) -eq "$from" ]
+	# a reply counted only once the replica had the write: all there
+	run -0 redis-cli -p "$replica" --raw EXISTS "${P}x1" "${P}x$warmed"
+	assert_output 2
+	[ "$(count_on "$replica")" -ge "$warmed" ]
+	# promoted by hand, the replica takes the rest of the lines
+	redis-cli -p "$replica" REPLICAOF NO ONE >/dev/null
+	run -0 cachectl warm -q --ttl 1h --redis "redis://127.0.0.1:$replica/0" < <(tail -n +$((warmed + 1)) "$TMP/in")
+	[ "$(count_on "$replica")" -eq $n ]
+}
