@@ -250,3 +250,24 @@ consume_dedupe() {
 	run -64 --separate-stderr cachectl get k --cert "$T/client.pem" --key "$T/other-client.key"
 	[[ $stderr == "cachectl: get: cannot use client certificate '$T/client.pem' / key '$T/other-client.key': "* ]]
 }
+
+@test "a file that holds no certificate or key is exit 64 naming it and what it is used for" {
+	echo 'not a PEM file' >"$TMP/junk.pem"
+	run -64 --separate-stderr cachectl get k --cacert "$TMP/junk.pem"
+	assert_equal "$stderr" "cachectl: get: cannot use CA file '$TMP/junk.pem': no certificate or crl found"
+	run -64 --separate-stderr cachectl get k --cert "$TMP/junk.pem" --key "$T/client.key"
+	assert_equal "$stderr" "cachectl: get: cannot use client certificate '$TMP/junk.pem' / key '$T/client.key': no start line"
+	run -64 --separate-stderr cachectl get k --cert "$T/client.pem" --key "$TMP/junk.pem"
+	[[ $stderr == "cachectl: get: cannot use client certificate '$T/client.pem' / key '$TMP/junk.pem': "* ]]
+	run -64 --separate-stderr cqstat --cacert "$TMP/junk.pem"
+	[[ $stderr == *"cannot use CA file '$TMP/junk.pem': no certificate or crl found"* ]]
+}
+
+@test "cqstat: an AMQP port given as redis:// is 69, a TLS port 75, each naming the cause" {
+	local ap=${CQ_AMQP_URL##*:}
+	ap=${ap%%/*}
+	run -69 --separate-stderr cqstat --redis "redis://127.0.0.1:$ap"
+	assert_equal "$stderr" "cqstat: redis down: 127.0.0.1:$ap does not speak the Redis protocol (Protocol error, got \"A\" as reply type byte): is the port right?"
+	run -75 --separate-stderr cqstat --redis "redis://127.0.0.1:$TLS_PORT"
+	assert_equal "$stderr" "cqstat: redis down: Redis at 127.0.0.1:$TLS_PORT reset the connection before its first reply (a TLS port? then use rediss://)"
+}
