@@ -59,6 +59,25 @@ static double seconds_since(long long start)
 	return (double)(cq_now_ms() - start) / 1000.0;
 }
 
+/* A reconnect to another node of the URL list: on stderr, and with
+ * --json as an event object on stdout. */
+static void report_reconnect(struct cli *cli, const struct cq_reconnect *r)
+{
+	cli_progress_clear(cli);
+	cli_err(cli, "connection to RabbitMQ at %s lost (%s): reconnected to %s in %.2fs (reconnect %u); %llu unsettled message%s come%s back redelivered",
+		r->from, r->why, r->to, (double)r->ms / 1000.0, r->n,
+		r->unsettled, cli_s(r->unsettled),
+		r->unsettled == 1 ? "s" : "");
+	if (cli->json)
+		cli_put_json(cli, cq_json_pack("{s:s,s:s,s:s,s:s,s:f,s:I,s:I}",
+					       "event", "reconnected",
+					       "from", r->from, "to", r->to,
+					       "reason", r->why,
+					       "seconds", (double)r->ms / 1000.0,
+					       "unsettled", (long long)r->unsettled,
+					       "reconnect", (long long)r->n));
+}
+
 /* "key=value" for -H. */
 static bool parse_header(struct cli *cli, char *arg, struct cq_header *h)
 {
@@ -1115,6 +1134,12 @@ static const char consume_usage[] =
 	"\n"
 	"  --pass-env             let handlers inherit CQ_AMQP_URL, CQ_REDIS_URL,\n"
 	"                         CQ_REDIS_PASSWORD and CQ_PASSWORD_FILE\n"
+	"  --json                 as --jsonl; with --exec, events (reconnects) as\n"
+	"                         JSON on stdout\n"
+	"\n"
+	"With a list of AMQP URLs (a cluster), a lost connection is made again to\n"
+	"the next node, for at most --timeout: unacked messages come back\n"
+	"redelivered, and none is counted done twice.\n"
 	"\n"
 	"Streams (--backend stream): entries are read through the consumer group\n"
 	"(--group, default qctl); the body is the field 'body', else the only\n"
@@ -1191,6 +1216,13 @@ static void consume_notice(void *arg, const char *msg)
 	cli_err(cc->cli, "%s", msg);
 }
 
+static void consume_reconnected(void *arg, const struct cq_reconnect *r)
+{
+	struct consume_cli *cc = arg;
+
+	report_reconnect(cc->cli, r);
+}
+
 static void consume_progress(void *arg, const struct cq_consume_stats *st)
 {
 	struct consume_cli *cc = arg;
@@ -1236,16 +1268,23 @@ bad:
 static void consume_summary(struct cli *cli, const struct cq_consume_opts *o,
 			    const struct cq_consume_stats *st)
 {
-	char skipped[64] = "";
+	char skipped[64] = "", reconnects[128] = "";
 
 	if (cli->quiet)
 		return;
 	if (o->dedupe)
 		snprintf(skipped, sizeof(skipped), ", %llu skipped", st->skipped);
-	fprintf(stderr, "%s: consume: consumed %llu message%s in %.2fs (%llu acked, %llu retried, %llu dead-lettered%s)\n",
+	if (st->reacked)
+		snprintf(reconnects, sizeof(reconnects),
+			 ", %u reconnect%s, %llu redelivered copies of messages done acked",
+			 st->reconnects, cli_s(st->reconnects), st->reacked);
+	else if (st->reconnects)
+		snprintf(reconnects, sizeof(reconnects), ", %u reconnect%s",
+			 st->reconnects, cli_s(st->reconnects));
+	fprintf(stderr, "%s: consume: consumed %llu message%s in %.2fs (%llu acked, %llu retried, %llu dead-lettered%s%s)\n",
 		cli->prog, st->handled, cli_s(st->handled),
 		(double)st->elapsed_ms / 1000.0, st->acked, st->retried,
-		st->dead_lettered, skipped);
+		st->dead_lettered, skipped, reconnects);
 }
 
 static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
@@ -1382,9 +1421,10 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 	if (argc - optind != 1)
 		return cli_usage_error(cli, argc - optind ? "one QUEUE only" :
 					    "missing QUEUE");
-	cc.jsonl = cc.jsonl || cli->json;
 	if (o.exec && (cc.jsonl || cc.sep == '\0'))
 		return cli_usage_error(cli, "--exec does not print messages: drop -0/--jsonl");
+	/* with --exec, --json is for the events (reconnects) */
+	cc.jsonl = cc.jsonl || (cli->json && !o.exec);
 	if (!o.exec && (o.jobs > 1 || o.handler_timeout_ms || o.retry_delay_ms))
 		return cli_usage_error(cli, "--jobs, --handler-timeout and --retry-delay need --exec");
 	o.queue = argv[optind];
@@ -1398,6 +1438,7 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 	}
 	o.handler_stderr = consume_handler_stderr;
 	o.notice = consume_notice;
+	o.reconnected = consume_reconnected;
 	o.arg = &cc;
 
 	if (cli_progress_wanted(cli))

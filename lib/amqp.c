@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <amqp.h>
 #include <amqp_ssl_socket.h>
@@ -16,17 +17,35 @@
 #include "cq.h"
 #include "internal.h"
 
+/*
+ * The longest wait for the broker's close-ok.  A healthy broker answers
+ * in milliseconds; one that blocks publishing (a resource alarm) stops
+ * reading the socket and never answers, and one that died answers
+ * nothing: after this the socket is simply closed, which the broker
+ * treats as a close (unacked deliveries go back to their queues).
+ */
+#define CLOSE_WAIT_MS 1000
+
+/* Reconnecting: the pause after a pass over the URL list that found no
+ * node, doubling up to the maximum (the whole try is bounded by
+ * --timeout). */
+#define RECONNECT_PAUSE_MS 100
+#define RECONNECT_PAUSE_MAX_MS 1000
+
 static void amqp_close(struct cq_ctx *ctx)
 {
 	struct cqi_amqp *a = ctx->amqp;
+	long long ms = ctx->set.timeout_ms < CLOSE_WAIT_MS ?
+		       ctx->set.timeout_ms : CLOSE_WAIT_MS;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
 	if (!a)
 		return;
 	if (a->conn) {
-		if (a->channel_open)
-			amqp_channel_close(a->conn, CQI_CHANNEL,
-					   AMQP_REPLY_SUCCESS);
-		amqp_connection_close(a->conn, AMQP_REPLY_SUCCESS);
+		amqp_set_rpc_timeout(a->conn, &tv);
+		/* connection.close closes the channel too: one round trip */
+		if (!a->lost && cq_stop_requested() < 2)
+			amqp_connection_close(a->conn, AMQP_REPLY_SUCCESS);
 		amqp_destroy_connection(a->conn);
 	}
 	free(a);
@@ -52,11 +71,28 @@ static enum cq_err status_class(int status)
 	}
 }
 
+/* Nothing more can be said on the connection. */
+static bool gone(int status)
+{
+	switch (status) {
+	case AMQP_STATUS_HEARTBEAT_TIMEOUT:
+	case AMQP_STATUS_CONNECTION_CLOSED:
+	case AMQP_STATUS_SOCKET_CLOSED:
+	case AMQP_STATUS_SOCKET_ERROR:
+	case AMQP_STATUS_SSL_ERROR:
+		return true;
+	default:
+		return false;
+	}
+}
+
 enum cq_err cqi_amqp_status_err(struct cq_ctx *ctx, int status,
 				const char *what)
 {
 	const char *where = ctx->amqp ? ctx->amqp->where : "?";
 
+	if (ctx->amqp && gone(status))
+		ctx->amqp->lost = true;
 	return cq_seterr(ctx, status_class(status), "%s: RabbitMQ at %s: %s",
 			 what, where, amqp_error_string2(status));
 }
@@ -153,6 +189,7 @@ enum cq_err cqi_amqp_rpc_err(struct cq_ctx *ctx, amqp_rpc_reply_t r,
 		amqp_send_method(a->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
 				 &ok);
 		a->channel_open = false;
+		a->lost = true;
 		return cq_seterr(ctx, cqi_amqp_code_kind(m->reply_code), "%s: %s",
 				 what, text);
 	}
@@ -354,45 +391,144 @@ static enum cq_err open_one(struct cq_ctx *ctx, const struct cqi_amqp_url *u)
 	return CQ_OK;
 }
 
+/* Member i of the URL list: *p and *n; false past the end. */
+static bool member_at(const char *list, int i, const char **p, size_t *n)
+{
+	for (; list && *list; i--) {
+		size_t len = cqi_url_member_len(list);
+
+		if (i == 0) {
+			*p = list;
+			*n = len;
+			return true;
+		}
+		list += len;
+		if (*list == ',')
+			list++;
+	}
+	return false;
+}
+
+static int member_count(const char *list)
+{
+	const char *p;
+	size_t n;
+	int i = 0;
+
+	while (member_at(list, i, &p, &n))
+		i++;
+	return i;
+}
+
+/* Open member i of the list; ctx->amqp is set on success only. */
+static enum cq_err open_member(struct cq_ctx *ctx, int i)
+{
+	const char *p;
+	size_t n;
+	char *one, errbuf[200], safe[300];
+	struct cqi_amqp_url u;
+	enum cq_err e;
+
+	if (!member_at(ctx->set.amqp_url, i, &p, &n))
+		return cq_seterr(ctx, CQ_ERR_USAGE, "no AMQP URL given");
+	if (!(one = strndup(p, n)))
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	cqi_url_redact(one, safe, sizeof(safe));
+	e = cqi_amqp_url_parse(one, &u, errbuf, sizeof(errbuf));
+	free(one);
+	if (e)
+		return cq_seterr(ctx, e, "bad AMQP URL '%s': %s", safe, errbuf);
+	e = open_one(ctx, &u);
+	cqi_amqp_url_clear(&u);
+	if (e) {
+		amqp_close(ctx);
+		return e;
+	}
+	ctx->amqp->member = i;
+	return CQ_OK;
+}
+
+/* A refused login or a bad certificate is not worth failing over. */
+static bool final(enum cq_err e)
+{
+	return e == CQ_ERR_NOPERM || e == CQ_ERR_USAGE || e == CQ_ERR_NOMEM;
+}
+
 enum cq_err cq_amqp_connect(struct cq_ctx *ctx)
 {
-	const char *list = ctx->set.amqp_url;
+	int n = member_count(ctx->set.amqp_url);
 	enum cq_err e = CQ_ERR_USAGE;
 
 	if (ctx->err)
 		return ctx->err;
 	if (ctx->amqp)
 		return CQ_OK;
-	/* try each URL of a comma-separated list in order */
-	while (list && *list) {
-		size_t n = cqi_url_member_len(list);
-		char *one = strndup(list, n), errbuf[200], safe[300];
-		struct cqi_amqp_url u;
-
-		if (!one)
-			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-		cqi_url_redact(one, safe, sizeof(safe));
-		e = cqi_amqp_url_parse(one, &u, errbuf, sizeof(errbuf));
-		free(one);
-		if (e)
-			return cq_seterr(ctx, e, "bad AMQP URL '%s': %s", safe,
-					 errbuf);
-		cqi_err_drop(ctx);	/* the last URL's: fail over */
-		e = open_one(ctx, &u);
-		cqi_amqp_url_clear(&u);
-		if (!e)
-			return CQ_OK;
-		amqp_close(ctx);
-		/* a refused login or bad certificate is not worth failing over */
-		if (e == CQ_ERR_NOPERM || e == CQ_ERR_USAGE)
-			break;
-		list += n;
-		if (*list == ',')
-			list++;
-	}
-	if (e == CQ_ERR_USAGE && !ctx->err)
+	if (n == 0)
 		return cq_seterr(ctx, e, "no AMQP URL given");
+	/* try each URL of a comma-separated list in order */
+	for (int i = 0; i < n; i++) {
+		cqi_err_drop(ctx);	/* the last URL's: fail over */
+		e = open_member(ctx, i);
+		if (!e || final(e))
+			break;
+	}
 	return e;
+}
+
+/* Sleep ms, in slices, unless a stop is requested. */
+static void pause_ms(long long ms)
+{
+	while (ms > 0 && !cq_stop_requested()) {
+		long long t = ms < 100 ? ms : 100;
+		struct timespec ts = { 0, t * 1000000 };
+
+		nanosleep(&ts, NULL);
+		ms -= t;
+	}
+}
+
+bool cqi_amqp_may_reconnect(const struct cq_ctx *ctx)
+{
+	return member_count(ctx->set.amqp_url) > 1;
+}
+
+enum cq_err cqi_amqp_reconnect(struct cq_ctx *ctx, char *lost, size_t len)
+{
+	int n = member_count(ctx->set.amqp_url);
+	int from = ctx->amqp ? ctx->amqp->member : 0;
+	long long deadline = cq_now_ms() + ctx->set.timeout_ms;
+	long long wait = RECONNECT_PAUSE_MS;
+	struct cqi_err_held why = { 0 };
+	enum cq_err e = CQ_ERR_UNAVAILABLE;
+	char last[sizeof(ctx->errstr)];
+
+	snprintf(lost, len, "%s", cqi_amqp_where(ctx));
+	cqi_err_hold(ctx, &why);
+	if (ctx->amqp)
+		ctx->amqp->lost = true;	/* no close handshake with it */
+	amqp_close(ctx);
+	/* every pass tries the other nodes in list order, the lost one last */
+	for (;;) {
+		for (int k = 1; k <= n; k++) {
+			cqi_err_drop(ctx);
+			e = open_member(ctx, (from + k) % n);
+			if (!e || final(e))
+				return e;
+		}
+		if (cq_stop_requested() || cq_now_ms() >= deadline)
+			break;
+		pause_ms(wait < deadline - cq_now_ms() ?
+			 wait : deadline - cq_now_ms());
+		wait = wait * 2 > RECONNECT_PAUSE_MAX_MS ?
+		       RECONNECT_PAUSE_MAX_MS : wait * 2;
+	}
+	/* the loss, and why no node would take us */
+	snprintf(last, sizeof(last), "%s", ctx->errstr);
+	return cq_seterr(ctx, why.err ? why.err : e,
+			 "%s; no other node answered within %lld.%03llds (--timeout): %s",
+			 why.err ? why.msg : "connection lost",
+			 ctx->set.timeout_ms / 1000, ctx->set.timeout_ms % 1000,
+			 last);
 }
 
 const char *cqi_amqp_where(const struct cq_ctx *ctx)

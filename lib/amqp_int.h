@@ -13,6 +13,8 @@ struct cqi_amqp {
 	amqp_connection_state_t conn;
 	char where[300];	/* host:port/vhost, no secrets */
 	bool channel_open;
+	bool lost;		/* the socket failed, or the broker closed it */
+	int member;		/* which URL of the list (0: the first) */
 	bool confirming;	/* confirm.select done on CQI_CHANNEL */
 	uint64_t next_tag;	/* delivery tag of the next publish */
 	/* The facts of the last channel or connection close the broker sent
@@ -44,6 +46,18 @@ int cqi_amqp_reply(struct cq_ctx *ctx, amqp_channel_t ch, const char *what,
 enum cq_err cqi_amqp_code_kind(int code);
 /* Put CQI_CHANNEL into confirm mode once. */
 enum cq_err cqi_amqp_confirm_select(struct cq_ctx *ctx);
+/*
+ * The connection is lost (the context's error says why): connect to
+ * another node of the URL list, trying them in list order from the one
+ * after the lost node (the lost one last), pass after pass with a short
+ * pause, for at most --timeout.  Only with a list of two or more URLs
+ * (cqi_amqp_may_reconnect).  lost gets where the lost connection went.
+ * Nothing on the new connection is declared: the caller sets up its
+ * channel again.  On failure the error names the loss and the last
+ * refusal.
+ */
+bool cqi_amqp_may_reconnect(const struct cq_ctx *ctx);
+enum cq_err cqi_amqp_reconnect(struct cq_ctx *ctx, char *lost, size_t len);
 /* Reopen CQI_CHANNEL after the broker closed it. */
 enum cq_err cqi_amqp_reopen_channel(struct cq_ctx *ctx);
 

@@ -45,6 +45,20 @@ struct held {
 	char *tail;		/* its stderr tail, NUL-terminated */
 };
 
+/*
+ * Messages done lately, by fingerprint (done_key), kept only when the
+ * driver can reconnect.  An ack written just before the connection died
+ * may never have been read by the broker, which then delivers the
+ * message again: a redelivered copy found here is acked, not handled
+ * again.  The broker holds at most the window unacked, so it can have
+ * missed at most that many acks; handlers that finished on a lost
+ * connection add at most --jobs more.
+ */
+struct done {
+	uint64_t key;		/* 0: free */
+	bool counted;		/* acked (and counted) on the old connection */
+};
+
 struct consumer {
 	struct cq_ctx *ctx;
 	const struct cq_consume_opts *o;
@@ -69,6 +83,9 @@ struct consumer {
 	struct pollfd *pfds;	/* the driver's socket + 2 per handler */
 	char host[256];
 	unsigned long long taken;	/* messages handed to print or a handler */
+	struct done *done;	/* a ring, or NULL */
+	size_t done_cap, done_next;
+	size_t batch_keys;	/* printing: added to it since the last ack */
 	long long start_ms, idle_since_ms, last_check_ms, last_progress_ms;
 	/* an error that stops the run gracefully (the connection still
 	 * works: finished handlers are still settled) */
@@ -207,6 +224,78 @@ static void dedupe_mark(struct consumer *c, const char *id)
 	cqi_reply_free(r);
 }
 
+/* ---- messages done, whose ack a lost node may not have read ---------------- */
+
+static long long retries_of(const struct cq_delivery *d)
+{
+	const struct cq_field *f = cq_delivery_header(d, CQ_HDR_RETRIES);
+	long long n;
+
+	return f && cqi_field_int(f, &n) && n > 0 ? n : 0;
+}
+
+/* The message's id, its retry count and its body (a retry is another
+ * message with the same id); 0 without an id. */
+static uint64_t done_key(const struct cq_delivery *d)
+{
+	long long retries = retries_of(d);
+	uint64_t h;
+
+	if (!d->message_id)
+		return 0;
+	h = cqi_hash64(CQI_HASH_INIT, d->message_id, strlen(d->message_id) + 1);
+	h = cqi_hash64(h, &retries, sizeof(retries));
+	h = cqi_hash64(h, d->body, d->len);
+	return h ? h : 1;
+}
+
+static void done_add(struct consumer *c, const struct cq_delivery *d,
+		     bool counted)
+{
+	uint64_t k;
+
+	if (!c->done || !(k = done_key(d)))
+		return;
+	c->done[c->done_next] = (struct done){ k, counted };
+	c->done_next = (c->done_next + 1) % c->done_cap;
+	c->batch_keys++;
+}
+
+/* The batch printed is acked: its messages were counted. */
+static void done_counted(struct consumer *c)
+{
+	for (size_t i = 1; c->done && i <= c->batch_keys && i <= c->done_cap; i++)
+		c->done[(c->done_next + c->done_cap - i) % c->done_cap].counted = true;
+	c->batch_keys = 0;
+}
+
+/* After a reconnect: is d a redelivered copy of a message done before?
+ * Then it is acked here (and counted, if it was not). */
+static bool done_before(struct consumer *c, const struct cq_delivery *d)
+{
+	uint64_t k;
+
+	if (!c->done || !c->st->reconnects || !d->redelivered ||
+	    !(k = done_key(d)))
+		return false;
+	for (size_t i = 0; i < c->done_cap; i++) {
+		if (c->done[i].key != k)
+			continue;
+		c->q->ops->ack(c->q, d->delivery_tag, false);
+		if (c->ctx->err)
+			return true;	/* it comes back once more */
+		if (!c->done[i].counted) {
+			c->st->acked++;
+			c->st->handled++;
+			c->taken++;
+		}
+		c->done[i].key = 0;	/* one copy per ack lost */
+		c->st->reacked++;
+		return true;
+	}
+	return false;
+}
+
 /* ---- settling ---------------------------------------------------------------- */
 
 static void ack(struct consumer *c, uint64_t tag, bool multiple)
@@ -277,14 +366,6 @@ long long cqi_delivery_count(const struct cq_delivery *d)
 	return f && cqi_field_int(f, &n) && n > 0 ? n : 0;
 }
 
-static long long retries_of(const struct cq_delivery *d)
-{
-	const struct cq_field *f = cq_delivery_header(d, CQ_HDR_RETRIES);
-	long long n;
-
-	return f && cqi_field_int(f, &n) && n > 0 ? n : 0;
-}
-
 /* Put d back in its queue with retries as its count; it is acked once
  * the copy is safe. */
 static void retry(struct consumer *c, struct cq_delivery *d,
@@ -329,9 +410,12 @@ static void flush_batch(struct consumer *c)
 	free(c->batch_id);
 	c->batch_id = NULL;
 	ack(c, c->batch_tag, c->batch_n > 1);
-	c->st->acked += c->batch_n;
-	c->st->handled += c->batch_n;
-	c->batch_n = 0;
+	if (!c->ctx->err) {
+		c->st->acked += c->batch_n;
+		c->st->handled += c->batch_n;
+		c->batch_n = 0;
+		done_counted(c);
+	}	/* else the connection is gone: they come back */
 }
 
 static bool count_reached(const struct consumer *c)
@@ -358,8 +442,10 @@ static bool skip_if_seen(struct consumer *c, struct cq_delivery *d,
 		return false;
 	if (seen) {
 		ack(c, d->delivery_tag, false);
-		c->st->skipped++;
-		c->st->handled++;
+		if (!c->ctx->err) {
+			c->st->skipped++;
+			c->st->handled++;
+		}
 		*skipped = true;
 	}
 	return true;
@@ -371,6 +457,10 @@ static void print_work(struct consumer *c)
 		struct cq_delivery *d = pop(c);
 		bool skipped;
 
+		if (done_before(c, d)) {
+			cqi_delivery_free(d);
+			continue;
+		}
 		c->taken++;
 		if (!skip_if_seen(c, d, &skipped) || skipped) {
 			cqi_delivery_free(d);
@@ -384,6 +474,7 @@ static void print_work(struct consumer *c)
 		}
 		c->batch_tag = d->delivery_tag;
 		c->batch_n++;
+		done_add(c, d, false);
 		if (c->o->dedupe && d->message_id)
 			c->batch_id = strdup(d->message_id);
 		cqi_delivery_free(d);
@@ -490,22 +581,42 @@ static void failed(struct consumer *c, struct cqi_job *j)
 	retry(c, d, attempts, code, tail, tlen);
 }
 
+/* A handler whose message was taken on a lost connection (its tag means
+ * nothing on a new one) or whose connection is gone: the message comes
+ * back redelivered.  Not settled and not counted; a success is
+ * remembered for --dedupe. */
+static void finish_stale(struct consumer *c, struct cqi_job *j)
+{
+	struct cqi_end end = cqi_job_end(j);
+	bool ok = end.kind == CQI_END_EXIT && end.code == 0;
+
+	if (ok) {
+		dedupe_mark(c, j->d->message_id);
+		done_add(c, j->d, false);
+	}
+	notice(c, "message '%s' %s: the connection is gone (it comes back, redelivered)",
+	       msg_id(j->d), ok ? "handled but not acked" : "failed, not settled");
+}
+
 static void finish_job(struct consumer *c, struct cqi_job *j)
 {
 	struct cqi_end end = cqi_job_end(j);
 
-	if (c->ctx->err) {
+	if (j->stale || c->ctx->err) {
 		/* cannot settle: RabbitMQ delivers it again */
-		notice(c, "message '%s' handled but not acked: the connection is gone",
-		       msg_id(j->d));
+		finish_stale(c, j);
 	} else if (end.kind == CQI_END_EXIT && end.code == 0) {
 		dedupe_mark(c, j->d->message_id);
 		ack(c, j->d->delivery_tag, false);
-		c->st->acked++;
+		done_add(c, j->d, !c->ctx->err);
+		if (!c->ctx->err) {
+			c->st->acked++;
+			c->st->handled++;
+		}
 	} else {
 		failed(c, j);
+		c->st->handled++;
 	}
-	c->st->handled++;
 	cqi_delivery_free(j->d);
 	cqi_job_clear(j);
 	c->running--;
@@ -548,6 +659,10 @@ static void exec_work(struct consumer *c, long long now)
 		struct cq_delivery *d = pop(c);
 		bool skipped;
 
+		if (done_before(c, d)) {
+			cqi_delivery_free(d);
+			continue;
+		}
 		c->taken++;
 		if (!skip_if_seen(c, d, &skipped) || skipped) {
 			cqi_delivery_free(d);
@@ -748,11 +863,77 @@ static void progress(struct consumer *c, long long now, bool force)
 	c->o->progress(c->o->arg, c->st);
 }
 
+/*
+ * Everything taken on the lost connection comes back redelivered: forget
+ * it.  Handlers still running go on, but are never settled (stale).
+ * Returns how many messages were taken and not settled (those merely
+ * read ahead are not counted).
+ */
+static unsigned long long forget(struct consumer *c, size_t unsettled)
+{
+	/* taken: the batch printed, the failures held or being moved, the
+	 * handlers running; handled: the failures */
+	unsigned long long taken = c->batch_n + c->nheld + unsettled;
+	unsigned long long handled = c->nheld + unsettled;
+
+	for (unsigned i = 0; i < c->njobs; i++) {
+		if (c->jobs[i].pid && !c->jobs[i].stale) {
+			c->jobs[i].stale = true;
+			taken++;
+		}
+	}
+	while (c->len)
+		cqi_delivery_free(pop(c));
+	c->batch_n = 0;
+	c->batch_keys = 0;
+	free(c->batch_id);
+	c->batch_id = NULL;
+	for (size_t i = 0; i < c->nheld; i++) {
+		cqi_delivery_free(c->held[i].d);
+		free(c->held[i].tail);
+	}
+	c->nheld = 0;
+	c->st->handled -= handled < c->st->handled ? handled : c->st->handled;
+	/* --count counts messages settled */
+	c->taken -= taken < c->taken ? taken : c->taken;
+	return taken;
+}
+
+/* The connection is lost: with a list of nodes, connect to another and
+ * go on.  False when the run must end (the context's error says why). */
+static bool reconnect(struct consumer *c)
+{
+	struct cq_reconnect r = { 0 };
+	char from[300], why[sizeof(c->ctx->errstr)];
+	size_t unsettled = c->q->ops->unsettled(c->q);
+	long long t0 = cq_now_ms();
+
+	if (!c->q->ops->reconnect || c->stopping || c->stop_err.err ||
+	    cq_stop_requested())
+		return false;
+	snprintf(why, sizeof(why), "%s", c->ctx->errstr);
+	if (c->q->ops->reconnect(c->q, from, sizeof(from)))
+		return false;
+	c->st->reconnects++;
+	r.from = from;
+	r.to = c->q->ops->where(c->q);
+	r.why = why;
+	r.ms = cq_now_ms() - t0;
+	r.unsettled = forget(c, unsettled);
+	r.n = c->st->reconnects;
+	c->idle_since_ms = 0;
+	if (c->o->reconnected)
+		c->o->reconnected(c->o->arg, &r);
+	return true;
+}
+
 static void run(struct consumer *c)
 {
 	for (;;) {
 		long long now = cq_now_ms();
 
+		if (c->ctx->err && !c->stopping)
+			reconnect(c);
 		if (!c->stopping && cq_stop_requested()) {
 			c->st->stopped = true;
 			stop(c, false);
@@ -841,6 +1022,12 @@ static enum cq_err setup(struct consumer *c, bool *empty)
 		if (gethostname(c->host, sizeof(c->host) - 1) < 0)
 			snprintf(c->host, sizeof(c->host), "unknown");
 	}
+	if (c->q->ops->reconnect && c->q->can_reconnect) {
+		c->done_cap = 2 * (size_t)c->window + c->njobs;
+		c->done = calloc(c->done_cap, sizeof(*c->done));
+		if (!c->done)
+			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	}
 	return c->q->ops->start(c->q, c->window);
 }
 
@@ -862,6 +1049,7 @@ static void cleanup(struct consumer *c)
 	free(c->held);
 	c->q->ops->free(c->q);
 	free(c->batch_id);
+	free(c->done);
 }
 
 enum cq_err cqi_consume_on(struct cq_ctx *ctx, struct cqi_qdriver *q,

@@ -229,6 +229,8 @@ static enum cq_err on_frame(struct amqp_q *a, const amqp_frame_t *f)
 
 static bool buffered(const struct cqi_qdriver *q)
 {
+	if (!CQ(q)->conn)
+		return false;	/* a reconnect failed */
 	return amqp_frames_enqueued(CQ(q)->conn) ||
 	       amqp_data_in_buffer(CQ(q)->conn);
 }
@@ -304,6 +306,8 @@ static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 	bool first = true, got = false;
 
 	a->handed = 0;
+	if (!a->conn)
+		return q->ctx->err;	/* a reconnect failed */
 	if (a->replay && replay_requests(a, max))
 		return q->ctx->err;
 	for (int n = 0; n < 4096; n++) {
@@ -346,7 +350,7 @@ static bool exhausted(const struct cqi_qdriver *q)
 
 static int fd(const struct cqi_qdriver *q)
 {
-	return amqp_get_sockfd(CQ(q)->conn);
+	return CQ(q)->conn ? amqp_get_sockfd(CQ(q)->conn) : -1;
 }
 
 static size_t unsettled(const struct cqi_qdriver *q)
@@ -571,9 +575,11 @@ static void on_settle(void *arg, uint64_t user_tag, bool ok,
 	uint64_t tag = user_tag >> 1;
 	bool dead = user_tag & 1;
 
+	if (!ok && a->base.ctx->err)
+		return;	/* the connection is gone: the original comes back */
 	if (ok) {
 		ack(&a->base, tag, false);
-	} else if (!a->base.ctx->err) {
+	} else {
 		/* not safely elsewhere: leave it in the queue */
 		cqi_nack(a->base.ctx, tag, false, true);
 	}
@@ -711,12 +717,13 @@ static enum cq_err subscribe(struct cqi_qdriver *q)
 	return CQ_OK;
 }
 
-static enum cq_err start(struct cqi_qdriver *q, unsigned window)
+/* The channel as start() leaves it: confirms for retries and dead
+ * letters, the prefetch window, the subscription. */
+static enum cq_err begin(struct cqi_qdriver *q)
 {
 	struct amqp_q *a = Q(q);
 	char what[300];
 
-	a->window = window;
 	a->stopped = false;
 	if (a->pub && !q->conf.exec) {
 		/* replay: publishing began first (pub_start) */
@@ -726,19 +733,64 @@ static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 			return CQ_OK;
 	}
 	if (q->conf.exec) {
-		if (setup_dead_letters(a))
-			return q->ctx->err;
 		a->pub = cq_publisher_new(q->ctx, 1000, true);
 		if (!a->pub)
 			return q->ctx->err;
 		cq_publisher_on_settle(a->pub, on_settle, a);
 		cqi_publisher_on_frame(a->pub, on_other_frame, a);
 	}
-	snprintf(what, sizeof(what), "set prefetch %u", window);
-	amqp_basic_qos(a->conn, CQI_CHANNEL, 0, (uint16_t)window, 0);
+	snprintf(what, sizeof(what), "set prefetch %u", a->window);
+	amqp_basic_qos(a->conn, CQI_CHANNEL, 0, (uint16_t)a->window, 0);
 	if (cqi_amqp_check(q->ctx, what))
 		return q->ctx->err;
 	return subscribe(q);
+}
+
+static enum cq_err start(struct cqi_qdriver *q, unsigned window)
+{
+	if (q->conf.exec && setup_dead_letters(Q(q)))
+		return q->ctx->err;
+	Q(q)->window = window;
+	return begin(q);
+}
+
+/* How many times a new node may refuse the subscription (a quorum queue
+ * electing its leader) before the reconnect gives up. */
+#define RESUBSCRIBE_TRIES 3
+
+static enum cq_err reconnect(struct cqi_qdriver *q, char *from, size_t len)
+{
+	struct amqp_q *a = Q(q);
+	struct cq_ctx *ctx = q->ctx;
+	char first[300] = "";
+
+	if (!cqi_amqp_may_reconnect(ctx))
+		return ctx->err;
+	for (int i = 0; i < RESUBSCRIBE_TRIES; i++) {
+		/* what the publisher had outstanding is never settled: the
+		 * originals come back */
+		cq_publisher_free(a->pub);
+		a->pub = NULL;
+		a->consuming = a->side_open = a->dlq_ready = false;
+		a->conn = NULL;
+		if (cqi_amqp_reconnect(ctx, from, len))
+			return ctx->err;
+		if (i == 0)
+			snprintf(first, sizeof(first), "%s", from);
+		a->conn = ctx->amqp->conn;
+		if (begin(q) == CQ_OK)
+			break;
+		if (i + 1 == RESUBSCRIBE_TRIES || ctx->err == CQ_ERR_NOPERM ||
+		    ctx->err == CQ_ERR_NOTFOUND || ctx->err == CQ_ERR_NOMEM)
+			return ctx->err;
+	}
+	snprintf(from, len, "%s", first);
+	return CQ_OK;
+}
+
+static const char *where(const struct cqi_qdriver *q)
+{
+	return cqi_amqp_where(q->ctx);
 }
 
 /* Cancel the subscription (or send no more basic.get): nothing new
@@ -1034,6 +1086,7 @@ static enum cq_err drv_connect(struct cqi_qdriver *q)
 	if (!q->ctx->amqp)
 		return cq_seterr(q->ctx, CQ_ERR_INTERNAL, "not connected to RabbitMQ");
 	Q(q)->conn = q->ctx->amqp->conn;
+	q->can_reconnect = cqi_amqp_may_reconnect(q->ctx);
 	return CQ_OK;
 }
 
@@ -1062,6 +1115,8 @@ static const struct cqi_qdriver_ops amqp_ops = {
 	.ack = ack,
 	.retry = retry,
 	.dead_letter = dead_letter,
+	.reconnect = reconnect,
+	.where = where,
 	.flush = flush,
 	.hold = hold,
 	.exhausted = exhausted,

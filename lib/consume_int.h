@@ -34,6 +34,7 @@ struct cqi_job {
 	bool timed_out;
 	bool killed;		/* SIGKILL went to its group */
 	bool reaped;
+	bool stale;		/* its message was taken on a lost connection */
 	int status;		/* wait status, once reaped */
 	char tail[CQI_TAIL_KEEP];	/* the last bytes of its stderr */
 	size_t tail_len;

@@ -499,6 +499,24 @@ enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
 		      const struct cq_replay_opts *o,
 		      struct cq_replay_stats *st);
 
+/* ---- reconnecting (consume; replay-dlq and enqueue to come) ------------- */
+
+/*
+ * A long verb given a list of AMQP URLs (a cluster) whose connection is
+ * lost connects to another node of the list and goes on (amqp_int.h:
+ * cqi_amqp_reconnect bounds the try by --timeout).  Each time it says so.
+ */
+struct cq_reconnect {
+	const char *from;	/* host:port of the node lost */
+	const char *to;		/* ... and of the node now connected */
+	const char *why;	/* why the connection was lost */
+	long long ms;		/* from the loss to the new subscription */
+	unsigned long long unsettled;	/* messages taken and not settled:
+					 * they come back, redelivered */
+	unsigned n;		/* reconnects so far in this run, this one too */
+};
+typedef void (*cq_reconnect_fn)(void *arg, const struct cq_reconnect *r);
+
 /* ---- consume (owned by `qctl consume`) ----------------------------------- */
 
 struct cq_consume_stats {
@@ -513,6 +531,10 @@ struct cq_consume_stats {
 	bool stopped;			/* a signal ended the run (cq_stop_requested) */
 	bool empty;			/* --until-empty or --idle-timeout ended a
 					 * run that received nothing (CQ_ERR_NOTFOUND) */
+	unsigned reconnects;		/* connections lost and made again */
+	unsigned long long reacked;	/* after a reconnect: copies of messages
+					 * done before (their ack may have been
+					 * lost) acked, not handled again */
 };
 
 /*
@@ -558,6 +580,11 @@ struct cq_consume_opts {
 	void (*notice)(void *arg, const char *msg);	/* retries, dead letters */
 	void (*progress)(void *arg, const struct cq_consume_stats *st);
 	void *arg;
+	/* Reconnected to another node of the URL list (NULL: say nothing).
+	 * Messages unsettled at the loss come back redelivered; none of
+	 * them is counted done, and a handler still running for one is not
+	 * acked (with dedupe, its id is marked when it succeeds). */
+	cq_reconnect_fn reconnected;
 	/* A stop request (cq_stop_requested): no new messages; in-flight
 	 * handlers finish and are settled; on a second one they are asked
 	 * to stop (SIGTERM, SIGKILL after the grace time). */

@@ -385,7 +385,9 @@ static enum cq_err publish_input(struct enqueue *e, int fd)
 		uint64_t done = cq_reader_records(r);
 
 		cqi_reader_wait(r, NULL, NULL);
-		if (cq_reader_next(r, &in))
+		/* (a stop request ends the reading: what was not read is
+		 * unsent) */
+		if (cq_stop_requested() || cq_reader_next(r, &in))
 			e->st->unsent_from = done + 1;
 	}
 	cq_reader_free(r);

@@ -145,6 +145,10 @@ const char *cqi_amqp_where(const struct cq_ctx *ctx);
 
 /* ---- small shared helpers (util.c) ----------------------------------------- */
 
+/* FNV-1a over n bytes at p, from h (start with CQI_HASH_INIT): a fast
+ * 64-bit fingerprint, not for secrets. */
+#define CQI_HASH_INIT 0xcbf29ce484222325ULL
+uint64_t cqi_hash64(uint64_t h, const void *p, size_t n);
 /* Fill buf with n bytes from the OS random source. */
 enum cq_err cqi_random_bytes(struct cq_ctx *ctx, void *buf, size_t n);
 /* A uniform random integer in [0, n) from a fast per-process generator

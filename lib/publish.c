@@ -38,6 +38,7 @@ struct cq_publisher {
 	size_t window;
 	bool mandatory;
 	bool dead;
+	bool hurried;		/* a second stop request ended the waiting */
 	bool blocked;		/* connection.blocked: a resource alarm */
 	long long blocked_at;	/* since when (monotonic ms) */
 	char blocked_why[128];
@@ -67,14 +68,7 @@ void cq_message_init(struct cq_message *m)
 
 static uint64_t hash_id(const void *p, size_t n)
 {
-	const unsigned char *s = p;
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= s[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
+	return cqi_hash64(CQI_HASH_INIT, p, n);
 }
 
 struct cq_publisher *cq_publisher_new(struct cq_ctx *ctx, size_t window,
@@ -484,8 +478,23 @@ static enum cq_err blocked_too_long(struct cq_publisher *pub)
 			 t / 1000, t % 1000);
 }
 
+/* Hurried by a second stop request: what is outstanding may or may not
+ * be in the queue; reported unconfirmed, it can only be sent twice,
+ * never lost. */
+static enum cq_err hurried(struct cq_publisher *pub)
+{
+	size_t n = pub->outstanding;
+
+	settle_all_failed(pub, REASON_STOPPED);
+	pub->dead = pub->hurried = true;
+	return cq_seterr(pub->ctx, CQ_ERR_TEMPFAIL,
+			 "publish: stopped by %s before %zu confirm%s came",
+			 cq_stop_name(), n, n == 1 ? "" : "s");
+}
+
 /* While the broker blocks publishing, read frames (confirms may still
- * come, and connection.unblocked), at most the timeout from the block. */
+ * come, and connection.unblocked), at most the timeout from the block,
+ * looking at stop requests between slices. */
 static enum cq_err wait_unblocked(struct cq_publisher *pub)
 {
 	while (pub->blocked) {
@@ -493,9 +502,12 @@ static enum cq_err wait_unblocked(struct cq_publisher *pub)
 		bool timed_out;
 		enum cq_err e;
 
+		if (cq_stop_requested() > 1)
+			return hurried(pub);
 		if (left <= 0)
 			return blocked_too_long(pub);
-		e = read_frames(pub, left, &timed_out);
+		e = read_frames(pub, left < STOP_SLICE_MS ? left : STOP_SLICE_MS,
+				&timed_out);
 		if (e && !timed_out)
 			return e;
 	}
@@ -516,18 +528,8 @@ static enum cq_err wait_until(struct cq_publisher *pub, size_t limit)
 		bool timed_out = false;
 		enum cq_err e;
 
-		if (cq_stop_requested() > 1) {
-			/* hurried: what is outstanding may or may not be in
-			 * the queue; reported unconfirmed, it can only be
-			 * sent twice, never lost */
-			size_t n = pub->outstanding;
-
-			settle_all_failed(pub, REASON_STOPPED);
-			pub->dead = true;
-			return cq_seterr(pub->ctx, CQ_ERR_TEMPFAIL,
-					 "publish: stopped by %s before %zu confirm%s came",
-					 cq_stop_name(), n, n == 1 ? "" : "s");
-		}
+		if (cq_stop_requested() > 1)
+			return hurried(pub);
 		if (left <= 0)
 			left = 1;
 		if (pub->blocked) {
@@ -766,7 +768,8 @@ enum cq_err cq_publish(struct cq_publisher *pub, const struct cq_message *m,
 		       cq_seterr(ctx, CQ_ERR_TEMPFAIL, "publish: %s", REASON_LOST);
 	}
 	if (wait_unblocked(pub) || wait_until(pub, pub->window - 1)) {
-		notify(pub, user_tag, false, pub->blocked ? REASON_BLOCKED : REASON_LOST);
+		notify(pub, user_tag, false, pub->hurried ? REASON_STOPPED :
+		       pub->blocked ? REASON_BLOCKED : REASON_LOST);
 		return ctx->err;
 	}
 	if (build_props(pub, m, idbuf, &p)) {

@@ -196,6 +196,20 @@ struct cqi_qdriver_ops {
 	bool (*dead_letter)(struct cqi_qdriver *q, const struct cq_delivery *d,
 			    const struct cqi_failure *f, char *where,
 			    size_t len);
+	/*
+	 * The connection is gone (the context's error says why): connect
+	 * again, to another node, and take again as start() did.  Whatever
+	 * was taken before is forgotten (it comes back, redelivered), and so
+	 * are the retries and dead letters not yet settled (never settled:
+	 * their originals come back too).  from gets where the lost
+	 * connection went.  Returns the context's error, unchanged, when the
+	 * driver cannot reconnect (one URL); NULL for a driver that never
+	 * can.
+	 */
+	enum cq_err (*reconnect)(struct cqi_qdriver *q, char *from,
+				 size_t len);
+	/* Where the connection goes now (for messages). */
+	const char *(*where)(const struct cqi_qdriver *q);
 	/* Wait for everything given to retry and dead_letter to settle. */
 	enum cq_err (*flush)(struct cqi_qdriver *q);
 
@@ -341,6 +355,7 @@ struct cqi_qdriver {
 	struct cq_ctx *ctx;
 	struct cqi_qconf conf;
 	struct cqi_qhooks hooks;
+	bool can_reconnect;	/* set by connect: reconnect may succeed */
 };
 
 /* A backend: constructors return NULL out of memory (context error). */

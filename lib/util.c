@@ -198,3 +198,14 @@ bool cq_name_ok(const char *kind, const char *name, char *err, size_t errlen)
 		}
 	return true;
 }
+
+uint64_t cqi_hash64(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= s[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}

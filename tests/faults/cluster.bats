@@ -102,6 +102,31 @@ lines_at_least() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
 	[ ! -s "$TMP/left" ]
 }
 
+@test "cluster: consume --exec while qctl's own node is killed: it reconnects (stderr, --json), each acked once after success, none left" {
+	qctl declare -q --quorum --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q"
+	seq 1 "$C" | qctl enqueue -q --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q"
+	export OUT="$TMP/handled"
+	qctl consume --json -j 4 --idle-timeout 3s --exec 'printf "%s %s\n" "$(cat)" "$CQ_REDELIVERED" >> "$OUT"' \
+		"$Q" > "$TMP/events" 2> "$TMP/err" &
+	pid=$!
+	KILL=1 kill_when "$pid" lines_at_least "$OUT" $((C / 5))
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" = 0 ] || { echo "status $status"; cat "$TMP/err"; false; }
+	# the reconnect, said on stderr and as an event on stdout
+	grep -q "^qctl: consume: connection to RabbitMQ at 127.0.0.1:$(node_port 1) lost (.*): reconnected to 127.0.0.1:$(node_port 2) in [0-9.]*s (reconnect 1)" "$TMP/err" || { cat "$TMP/err"; false; }
+	[ "$(jq -c 'select(.event == "reconnected") | [.from, .to, .reconnect]' "$TMP/events")" = \
+		"[\"127.0.0.1:$(node_port 1)\",\"127.0.0.1:$(node_port 2)\",1]" ]
+	# counted once each: messages whose ack the dead node lost are acked
+	# again, not counted again
+	grep -q "consumed $C messages in .*($C acked, 0 retried, 0 dead-lettered, 1 reconnect" "$TMP/err" || { cat "$TMP/err"; false; }
+	note "handled $(wc -l < "$OUT") for $C messages, $(awk '$2 == 1' "$OUT" | wc -l) flagged redelivered"
+	cut -d' ' -f1 "$OUT" | sort -n -u | cmp - <(seq 1 "$C")
+	awk '{ n[$1]++; if ($2 == 1) r[$1] = 1 } END { for (b in n) if (n[b] > 1 && !r[b]) { print "duplicate not flagged: " b; bad = 1 } exit bad }' "$OUT"
+	qt 2 drain "$Q" 1 > "$TMP/left"
+	[ ! -s "$TMP/left" ]
+}
+
 @test "cluster: replay-dlq from a quorum DLQ while the queues' leader node (not qctl's) is killed: exit 0, zero loss" {
 	qctl declare -q --quorum --dlq --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q"
 	seq 1 "$R" | qctl enqueue -q --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q.dlq"

@@ -112,6 +112,59 @@ slow_seq() {
 	take_bodies "$Q" | sort -n | cmp - <(seq 1 50)
 }
 
+@test "enqueue: a second SIGINT while RabbitMQ blocks publishing ends it within seconds: exit 75, each line named" {
+	qctl declare -q "$Q"
+	alarm_on
+	wait_for 30 mem_alarm
+	qctl enqueue --json --timeout 60s "$Q" a b c > "$TMP/out" 2> "$TMP/err" &
+	pid=$!
+	wait_for 30 grep -q "publishing blocked" "$TMP/err" || { cat "$TMP/err"; false; }
+	kill -INT "$pid"
+	sleep 0.3
+	start=$(date +%s%N)
+	kill -INT "$pid"
+	status=0
+	wait "$pid" || status=$?
+	ms=$((($(date +%s%N) - start) / 1000000))
+	note "ended ${ms} ms after the second SIGINT"
+	[ "$status" = 75 ] || { echo "status $status"; cat "$TMP/err"; false; }
+	# a blocked broker never answers connection.close: not waited for
+	[ "$ms" -lt 5000 ]
+	[ "$(jq -r 'select(.argument) | .argument' "$TMP/out" | paste -sd,)" = "1,2,3" ]
+	grep -q "stopped by SIGINT" "$TMP/err"
+	alarm_off
+}
+
+@test "enqueue: a second SIGINT while a line waits for RabbitMQ to unblock ends it within seconds: exit 75, lines named" {
+	qctl declare -q "$Q"
+	alarm_on
+	wait_for 30 mem_alarm
+	mkfifo "$TMP/in"
+	qctl enqueue --json --timeout 60s "$Q" < "$TMP/in" > "$TMP/out" 2> "$TMP/err" &
+	pid=$!
+	exec 4> "$TMP/in"
+	echo a >&4
+	wait_for 30 grep -q "publishing blocked" "$TMP/err" || { cat "$TMP/err"; false; }
+	# line 2 waits for the block to end before it is sent; 3 is unread
+	echo b >&4
+	echo c >&4
+	sleep 0.5
+	kill -INT "$pid"
+	sleep 0.3
+	start=$(date +%s%N)
+	kill -INT "$pid"
+	status=0
+	wait "$pid" || status=$?
+	ms=$((($(date +%s%N) - start) / 1000000))
+	exec 4>&-
+	note "ended ${ms} ms after the second SIGINT"
+	[ "$status" = 75 ] || { echo "status $status"; cat "$TMP/err"; false; }
+	[ "$ms" -lt 5000 ]
+	[ "$(jq -c 'select(.line or .from_line) | [.line // .from_line, .error]' "$TMP/out" | paste -sd' ')" = \
+		'[1,"stopped before its confirm came"] [2,"stopped before its confirm came"] [3,"not sent"]' ]
+	alarm_off
+}
+
 @test "enqueue: --timeout bounds the wait of a blocked publisher: exit 75 naming each line" {
 	qctl declare -q "$Q"
 	alarm_on
