@@ -44,7 +44,8 @@
  * CQ_ERR_DATA naming the key and its type; a refused permission
  * CQ_ERR_NOPERM; an option the backend cannot honour (--exchange, --quorum
  * on a list) CQ_ERR_USAGE, "VERB: --OPTION: not supported by the list
- * backend".  Every op must be set (none NULL).
+ * backend".  Every op must be set (none NULL), but reconnect and where
+ * (both NULL: a driver that never reconnects).
  */
 #ifndef CQ_QDRIVER_INT_H
 #define CQ_QDRIVER_INT_H
