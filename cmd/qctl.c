@@ -1132,6 +1132,14 @@ static const char consume_usage[] =
 	"  --until-empty          stop once the queue is drained\n"
 	"  --heartbeat DUR        AMQP heartbeat interval (default 30s, 0 = off)\n"
 	"\n"
+	"Redis lists (--backend list):\n"
+	"  --processing-list KEY  take messages into list KEY (default: one of this\n"
+	"                         consumer's own, {QUEUE}|cq:processing:HOST:PID:ID)\n"
+	"  --lease DUR            the consumer's lease on it (default 30s); a list\n"
+	"                         whose lease expired goes back to QUEUE\n"
+	"  --recover KEY          first move processing list KEY back to QUEUE,\n"
+	"                         unless a live consumer holds it\n"
+	"\n"
 	"  --pass-env             let handlers inherit CQ_AMQP_URL, CQ_REDIS_URL,\n"
 	"                         CQ_REDIS_PASSWORD and CQ_PASSWORD_FILE\n"
 	"  --json                 as --jsonl; with --exec, events (reconnects) as\n"
@@ -1161,7 +1169,8 @@ enum {
 	OPT_CONS_POISON, OPT_CONS_HANDLER_TIMEOUT, OPT_CONS_DLQ,
 	OPT_CONS_DEDUPE, OPT_CONS_DEDUPE_TTL, OPT_CONS_PREFETCH,
 	OPT_CONS_IDLE, OPT_CONS_UNTIL_EMPTY, OPT_CONS_HEARTBEAT,
-	OPT_CONS_PASS_ENV, OPT_CONS_CONSUMER, OPT_CONS_VISIBILITY,
+	OPT_CONS_PASS_ENV, OPT_CONS_CONSUMER, OPT_CONS_VISIBILITY, OPT_CONS_PROCESSING,
+	OPT_CONS_LEASE, OPT_CONS_RECOVER,
 };
 
 #define MAX_POISON 64
@@ -1372,6 +1381,18 @@ static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
 				  &o->visibility_ms))
 			return EX_USAGE;
 		break;
+	case OPT_CONS_PROCESSING:
+		o->processing = optarg;
+		break;
+	case OPT_CONS_LEASE:
+		if (!cli_duration(cli, "--lease", optarg, &o->lease_ms))
+			return EX_USAGE;
+		if (o->lease_ms < 1000)
+			return cli_usage_error(cli, "--lease must be at least 1s");
+		break;
+	case OPT_CONS_RECOVER:
+		o->recover = optarg;
+		break;
 	default:
 		return qctl_opt(cli, c, optarg);
 	}
@@ -1400,6 +1421,9 @@ static int cmd_consume(struct cli *cli, int argc, char **argv)
 		{ "pass-env", no_argument, NULL, OPT_CONS_PASS_ENV },
 		{ "consumer", required_argument, NULL, OPT_CONS_CONSUMER },
 		{ "visibility-timeout", required_argument, NULL, OPT_CONS_VISIBILITY },
+		{ "processing-list", required_argument, NULL, OPT_CONS_PROCESSING },
+		{ "lease", required_argument, NULL, OPT_CONS_LEASE },
+		{ "recover", required_argument, NULL, OPT_CONS_RECOVER },
 		QCTL_OPTIONS
 	};
 	struct consume_cli cc = { .cli = cli, .sep = '\n' };

@@ -1094,7 +1094,10 @@ enum cq_err cq_consume(struct cq_ctx *ctx, const struct cq_consume_opts *o,
 				  .exec = o->exec != NULL,
 				  .consumer = o->consumer,
 				  .visibility_ms = o->visibility_ms,
-				  .redis_shared = o->dedupe };
+				  .redis_shared = o->dedupe,
+				  .processing = o->processing,
+				  .lease_ms = o->lease_ms,
+				  .recover = o->recover };
 	struct cqi_qdriver *q;
 
 	if (ctx->err) {

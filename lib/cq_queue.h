@@ -566,6 +566,14 @@ struct cq_consume_opts {
 	const char *dlq;		/* dead letters go here; NULL = the queue's
 					 * DLX if it has one, else QUEUE.dlq */
 
+	/* Redis list queues: the processing list (NULL: one of its own,
+	 * {QUEUE}|cq:processing:HOST:PID:RANDOM), its lease (0: 30s), and a
+	 * processing list to recover into the queue first, unless a live
+	 * consumer holds it */
+	const char *processing;
+	long long lease_ms;
+	const char *recover;
+
 	bool dedupe;			/* skip ids already processed (Redis) */
 	long long dedupe_ttl_ms;	/* remember a processed id this long */
 

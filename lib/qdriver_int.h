@@ -115,6 +115,11 @@ struct cqi_qconf {
 	 * driver on that connection leaves no reply awaited when it
 	 * returns */
 	bool redis_shared;
+	/* the list's: its processing list (NULL: one of the consumer's
+	 * own), lease, and a processing list to recover first */
+	const char *processing;
+	long long lease_ms;	/* 0: the driver's default */
+	const char *recover;
 };
 
 /* Why a handler's message failed, for the retry or dead letter. */

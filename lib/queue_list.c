@@ -1,0 +1,1284 @@
+/* queue_list.c - Redis list queues as apps write them: the queue engine's
+ * driver (qdriver_int.h) for qctl consume --backend list.
+ *
+ * Producers LPUSH raw bodies; the oldest is at the right end.  A consumer
+ * moves each message atomically (LMOVE RIGHT LEFT, in a script that first
+ * checks its lease) into a processing list of its own before the handler
+ * sees it, and removes it from there with LREM once the work is done.
+ * Every key below is on the slot of the queue's key (cqi_derived_key), so
+ * each script touches one cluster slot:
+ *
+ *   Q                          the queue (a list; --prefix applies)
+ *   {Q}|cq:processing:ID       a consumer's processing list (or one named
+ *                              with --processing-list, e.g. an app's)
+ *   PROC|cq:lease              its lease: the owner's "HOST PID RANDOM",
+ *                              with a TTL refreshed while the owner lives
+ *   {Q}|cq:consumers           a set of the processing lists of ID form
+ *   {Q}|cq:meta                the side hash: sha1(body) -> JSON of its
+ *                              retry count and last failure (exit code,
+ *                              stderr lines, time, host, origin)
+ *   Q.dlq, {Q.dlq}|cq:meta     the dead letters, and their reasons
+ *
+ * A processing list whose lease has expired belongs to a consumer that is
+ * gone: its messages go back to the consuming end of the queue, oldest
+ * next.  One whose lease lives is never touched.  Retries and dead
+ * letters are one script each (the LREM, the push and the side hash
+ * together), so a kill between two steps loses nothing.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cq.h"
+#include "internal.h"
+#include "qdriver_int.h"
+#include "queue_int.h"
+#include "queue_list_int.h"
+#include "redis_int.h"
+
+#define LEASE_MS_DEFAULT 30000
+#define TAKE_BYTES (4U << 20)	/* a take stops after this many body bytes */
+#define RECOVER_BATCH 1000
+
+/* ---- scripts ------------------------------------------------------------- */
+
+/* KEYS queue proc lease meta; ARGV n token ttl_ms max_bytes.  Moves up to
+ * n messages while the lease is ours; returns body, meta, body, meta... */
+static const char take_lua[] =
+	"if redis.call('GET', KEYS[3]) ~= ARGV[2] then\n"
+	"  return redis.error_reply('CQLEASE the lease is lost')\n"
+	"end\n"
+	"redis.call('PEXPIRE', KEYS[3], ARGV[3])\n"
+	"local has = redis.call('EXISTS', KEYS[4]) == 1\n"
+	"local out, bytes, max = {}, 0, tonumber(ARGV[4])\n"
+	"for i = 1, tonumber(ARGV[1]) do\n"
+	"  if bytes >= max then break end\n"
+	"  local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')\n"
+	"  if not v then break end\n"
+	"  bytes = bytes + #v\n"
+	"  out[#out + 1] = v\n"
+	"  out[#out + 1] = has and redis.call('HGET', KEYS[4],\n"
+	"                                     redis.sha1hex(v)) or false\n"
+	"end\n"
+	"return out\n";
+
+/* KEYS lease; ARGV token ttl_ms: 1 while the lease is ours. */
+static const char refresh_lua[] =
+	"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+	"return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n";
+
+/* KEYS meta; ARGV body: its side-hash record, or nil. */
+static const char meta_lua[] =
+	"return redis.call('HGET', KEYS[1], redis.sha1hex(ARGV[1]))\n";
+
+/* KEYS proc meta; ARGV body: acked (with a side-hash record to drop). */
+static const char ack_meta_lua[] =
+	"local n = redis.call('LREM', KEYS[1], -1, ARGV[1])\n"
+	"if n > 0 then redis.call('HDEL', KEYS[2], redis.sha1hex(ARGV[1])) end\n"
+	"return n\n";
+
+/* KEYS proc dest meta [oldmeta]; ARGV body record: out of the processing
+ * list, to the back of dest with its record (a retry: dest is the queue;
+ * a dead letter: the DLQ, and the queue's record goes). */
+static const char move_lua[] =
+	"if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end\n"
+	"redis.call('LPUSH', KEYS[2], ARGV[1])\n"
+	"local h = redis.sha1hex(ARGV[1])\n"
+	"redis.call('HSET', KEYS[3], h, ARGV[2])\n"
+	"if KEYS[4] then redis.call('HDEL', KEYS[4], h) end\n"
+	"return 1\n";
+
+/* KEYS proc queue; ARGV body: back to the consuming end (unsettled at a
+ * clean exit). */
+static const char unget_lua[] =
+	"if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end\n"
+	"return redis.call('RPUSH', KEYS[2], ARGV[1])\n";
+
+/* KEYS proc lease queue registry; ARGV max [token]: -1 while a lease
+ * lives (unless it is token's: an owner known gone), else up to max
+ * messages moved back, the newest-taken first so the oldest is next. */
+static const char recover_lua[] =
+	"local owner = redis.call('GET', KEYS[2])\n"
+	"if owner and owner ~= ARGV[2] then return -1 end\n"
+	"if owner then redis.call('DEL', KEYS[2]) end\n"
+	"local n = 0\n"
+	"for i = 1, tonumber(ARGV[1]) do\n"
+	"  if not redis.call('LMOVE', KEYS[1], KEYS[3], 'LEFT', 'RIGHT') then\n"
+	"    break\n"
+	"  end\n"
+	"  n = n + 1\n"
+	"end\n"
+	"if redis.call('EXISTS', KEYS[1]) == 0 then\n"
+	"  redis.call('SREM', KEYS[4], KEYS[1])\n"
+	"end\n"
+	"return n\n";
+
+/* KEYS proc lease registry; ARGV token: the lease given up. */
+static const char release_lua[] =
+	"if redis.call('GET', KEYS[2]) == ARGV[1] then\n"
+	"  redis.call('DEL', KEYS[2])\n"
+	"end\n"
+	"if redis.call('EXISTS', KEYS[1]) == 0 then\n"
+	"  redis.call('SREM', KEYS[3], KEYS[1])\n"
+	"end\n"
+	"return 1\n";
+
+/* ---- the driver ----------------------------------------------------------- */
+
+/* A message taken and not settled: what LREM needs to find it. */
+struct taken {
+	uint64_t tag;
+	char *body;
+	size_t len;
+	bool meta;		/* it has a side-hash record */
+};
+
+struct list_q {
+	struct cqi_qdriver base;	/* first */
+	struct cqi_list_keys k;
+	char token[320];	/* "HOST PID RANDOM": the lease's value */
+	char host[256];
+	long long lease_ms, refreshed_ms, recovered_ms;
+	bool leased;		/* we hold the lease */
+	bool registered;	/* in the registry */
+	bool taking;
+	bool empty;		/* the last take found the queue empty */
+	bool blocked;		/* a BLMOVE awaits its reply */
+	struct cq_delivery *stash;	/* arrived, not yet handed */
+	struct taken *t;	/* unsettled, in tag order */
+	size_t nt, tcap;
+	uint64_t next_tag;
+	size_t handed, room;
+};
+
+static struct list_q *L(struct cqi_qdriver *q)
+{
+	return (struct list_q *)q;
+}
+
+static const struct list_q *CL(const struct cqi_qdriver *q)
+{
+	return (const struct list_q *)q;
+}
+
+static void lfail(struct list_q *l, enum cq_err e, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void lfail(struct list_q *l, enum cq_err e, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	cqi_vformat(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	l->base.hooks.fail(l->base.hooks.arg, e, msg);
+}
+
+static void lnotice(struct list_q *l, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void lnotice(struct list_q *l, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	cqi_vformat(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	l->base.hooks.notice(l->base.hooks.arg, msg);
+}
+
+/* EVAL script over keys (n of them) and args.  An error reply is
+ * returned (the connection works); NULL when the connection is gone. */
+static struct cqi_reply *eval(struct cq_ctx *ctx, const char *script,
+			      const struct cq_buf *const *keys, int nkeys,
+			      const char *const *args, const size_t *alens,
+			      int nargs)
+{
+	const char *argv[16];
+	size_t lens[16];
+	struct cqi_reply *r;
+	char nk[8];
+	int argc = 0;
+
+	snprintf(nk, sizeof(nk), "%d", nkeys);
+	argv[argc] = "EVAL";
+	lens[argc++] = 4;
+	argv[argc] = script;
+	lens[argc++] = strlen(script);
+	argv[argc] = nk;
+	lens[argc++] = strlen(nk);
+	for (int i = 0; i < nkeys; i++) {
+		argv[argc] = keys[i]->data;
+		lens[argc++] = keys[i]->len;
+	}
+	for (int i = 0; i < nargs; i++) {
+		argv[argc] = args[i];
+		lens[argc++] = alens ? alens[i] : strlen(args[i]);
+	}
+	if (cqi_redis_append(ctx, CQI_KEY(3), argc, argv, lens) ||
+	    cqi_redis_reply(ctx, &r))
+		return NULL;
+	return r;
+}
+
+/* ---- the side hash's records ----------------------------------------------- */
+
+char *cqi_list_record(const struct cqi_failure *f, const char *origin)
+{
+	json_t *o = json_pack("{s:I,s:i,s:s,s:I,s:s,s:s}", "retries",
+			      (json_int_t)f->attempts, "code", f->code,
+			      "reason", f->reason ? f->reason : "",
+			      "time", (json_int_t)(cq_wall_ms() / 1000),
+			      "host", f->host ? f->host : "",
+			      "origin", origin);
+	char *s = NULL;
+
+	if (o && (!f->tlen ||
+		  cqi_json_set_bytes(o, "stderr", f->tail, f->tlen) == 0))
+		s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return s;
+}
+
+static bool add_int(struct cq_field *h, size_t *n, const char *key,
+		    json_t *v)
+{
+	if (!json_is_integer(v))
+		return true;
+	h[*n] = (struct cq_field){ .key = strdup(key), .kind = CQ_FIELD_INT,
+				   .i = json_integer_value(v) };
+	return h[(*n)++].key != NULL;
+}
+
+static bool add_str(struct cq_field *h, size_t *n, const char *key,
+		    const char *p, size_t len)
+{
+	struct cq_field *f = &h[*n];
+
+	*f = (struct cq_field){ .key = strdup(key), .kind = CQ_FIELD_STRING,
+				.str = malloc(len + 1), .len = len };
+	(*n)++;
+	if (!f->key || !f->str)
+		return false;
+	memcpy(f->str, p, len);
+	f->str[len] = '\0';
+	return true;
+}
+
+static bool add_json_str(struct cq_field *h, size_t *n, const char *key,
+			 json_t *v)
+{
+	if (!json_is_string(v) || !json_string_length(v))
+		return true;
+	return add_str(h, n, key, json_string_value(v), json_string_length(v));
+}
+
+/* stderr, or its base64 when it was not UTF-8. */
+static bool add_stderr(struct cq_field *h, size_t *n, json_t *o)
+{
+	json_t *b = json_object_get(o, "stderr_base64");
+	struct cq_buf raw = { 0 };
+	bool ok;
+
+	if (!json_is_string(b))
+		return add_json_str(h, n, CQ_HDR_STDERR,
+				    json_object_get(o, "stderr"));
+	if (!cqi_base64_decode(json_string_value(b), json_string_length(b),
+			       &raw))
+		return true;	/* not ours to fail on */
+	ok = add_str(h, n, CQ_HDR_STDERR, raw.data ? raw.data : "", raw.len);
+	cq_buf_free(&raw);
+	return ok;
+}
+
+enum cq_err cqi_list_record_headers(const char *rec, size_t len,
+				    struct cq_field **out, size_t *nout)
+{
+	json_t *o = json_loadb(rec, len, 0, NULL);
+	struct cq_field *h;
+	size_t n = 0;
+	bool ok;
+
+	*out = NULL;
+	*nout = 0;
+	if (!json_is_object(o)) {
+		json_decref(o);
+		return CQ_OK;	/* someone else's: no headers */
+	}
+	h = calloc(8, sizeof(*h));
+	ok = h && add_int(h, &n, CQ_HDR_RETRIES, json_object_get(o, "retries")) &&
+	     add_json_str(h, &n, CQ_HDR_DEATH_REASON,
+			  json_object_get(o, "reason")) &&
+	     add_int(h, &n, CQ_HDR_EXIT_CODE, json_object_get(o, "code")) &&
+	     add_stderr(h, &n, o) &&
+	     add_json_str(h, &n, CQ_HDR_ORIGINAL_QUEUE,
+			  json_object_get(o, "origin")) &&
+	     add_int(h, &n, CQ_HDR_DIED_AT, json_object_get(o, "time")) &&
+	     add_json_str(h, &n, CQ_HDR_HOST, json_object_get(o, "host"));
+	json_decref(o);
+	if (!ok) {
+		cqi_fields_free(h, n);
+		return CQ_ERR_NOMEM;
+	}
+	*out = h;
+	*nout = n;
+	return CQ_OK;
+}
+
+/* ---- keys ---------------------------------------------------------------------- */
+
+void cqi_list_keys_clear(struct cqi_list_keys *k)
+{
+	cq_buf_free(&k->queue);
+	cq_buf_free(&k->proc);
+	cq_buf_free(&k->lease);
+	cq_buf_free(&k->registry);
+	cq_buf_free(&k->meta);
+	cq_buf_free(&k->dlq);
+	cq_buf_free(&k->dlq_meta);
+	free(k->dlq_name);
+	k->dlq_name = NULL;
+}
+
+/* key's own derived name "what" (a prefixed key). */
+static bool derived(struct cq_ctx *ctx, const struct cq_buf *key,
+		    const char *what, struct cq_buf *out)
+{
+	return cqi_derived_key(ctx->set.prefix, key->data, key->len, what, out);
+}
+
+bool cqi_list_lease_key(struct cq_ctx *ctx, const struct cq_buf *proc,
+			struct cq_buf *out)
+{
+	return derived(ctx, proc, "lease", out);
+}
+
+enum cq_err cqi_list_keys(struct cq_ctx *ctx, const char *queue,
+			  const char *dlq, struct cqi_list_keys *k)
+{
+	const char *name = dlq;
+
+	memset(k, 0, sizeof(*k));
+	if (!name && asprintf(&k->dlq_name, "%s%s", queue, CQ_DLQ_SUFFIX) < 0)
+		k->dlq_name = NULL;
+	else if (name)
+		k->dlq_name = strdup(name);
+	if (!k->dlq_name ||
+	    !cqi_prefixed(ctx, queue, strlen(queue), &k->queue) ||
+	    !derived(ctx, &k->queue, "consumers", &k->registry) ||
+	    !derived(ctx, &k->queue, "meta", &k->meta) ||
+	    !cqi_prefixed(ctx, k->dlq_name, strlen(k->dlq_name), &k->dlq) ||
+	    !derived(ctx, &k->dlq, "meta", &k->dlq_meta)) {
+		cqi_list_keys_clear(k);
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	}
+	return CQ_OK;
+}
+
+enum cq_err cqi_list_check_type(struct cq_ctx *ctx, const struct cq_buf *key,
+				const char *role)
+{
+	const char *argv[2] = { "TYPE", key->data };
+	size_t lens[2] = { 4, key->len };
+	struct cqi_reply *r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv, lens);
+	enum cq_err e = CQ_OK;
+
+	if (!r)
+		return ctx->err;
+	if (r->str && strcmp(r->str, "list") && strcmp(r->str, "none"))
+		e = cq_seterr(ctx, CQ_ERR_DATA,
+			      "%s '%s' is a Redis %s, not a list", role,
+			      key->data, r->str);
+	cqi_reply_free(r);
+	return e;
+}
+
+/* The context's WRONGTYPE error, with the key that is not a list named
+ * when one of ours is. */
+static enum cq_err name_wrong_type(struct list_q *l)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	const struct cq_buf *keys[] = { &l->k.queue, &l->k.proc, &l->k.dlq };
+	static const char *const roles[] = { "queue", "processing list",
+					     "dead-letter list" };
+	struct cqi_err_held h = { 0 };
+
+	cqi_err_hold(ctx, &h);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (keys[i]->len && cqi_list_check_type(ctx, keys[i], roles[i]))
+			return ctx->err;
+	cqi_err_restore(ctx, &h);
+	return ctx->err;
+}
+
+static enum cq_err lease_lost(struct list_q *l)
+{
+	l->leased = false;
+	return cq_seterr(l->base.ctx, CQ_ERR_TEMPFAIL,
+			 "the lease on processing list '%s' expired (stopped longer than --lease?): its messages went back to '%s', to be delivered again",
+			 l->k.proc.data, l->base.conf.queue);
+}
+
+/* An error reply r (freed) as the context's error. */
+static enum cq_err reply_err(struct list_q *l, struct cqi_reply *r,
+			     const char *what)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+
+	if (strncmp(r->str, "CQLEASE", 7) == 0)
+		lease_lost(l);
+	else if (cqi_redis_reply_err(ctx, r, what) == CQ_ERR_DATA) {
+		name_wrong_type(l);
+	}
+	cqi_reply_free(r);
+	return ctx->err;
+}
+
+/* An error reply r (freed) while consuming: the connection still works,
+ * so the engine stops gracefully and settles what finished. */
+static void reply_fail(struct list_q *l, struct cqi_reply *r,
+		       const char *what)
+{
+	struct cqi_err_held h = { 0 };
+
+	reply_err(l, r, what);
+	cqi_err_hold(l->base.ctx, &h);
+	l->base.hooks.fail(l->base.hooks.arg, h.err, h.msg);
+}
+
+/* ---- taking ------------------------------------------------------------------- */
+
+static bool keep_taken(struct list_q *l, uint64_t tag, const char *body,
+		       size_t len, bool meta)
+{
+	struct taken *t;
+
+	if (l->nt == l->tcap) {
+		size_t cap = l->tcap ? l->tcap * 2 : 64;
+
+		t = realloc(l->t, cap * sizeof(*t));
+		if (!t)
+			return false;
+		l->t = t;
+		l->tcap = cap;
+	}
+	t = &l->t[l->nt];
+	t->body = malloc(len + 1);
+	if (!t->body)
+		return false;
+	memcpy(t->body, body, len);
+	t->body[len] = '\0';
+	t->len = len;
+	t->tag = tag;
+	t->meta = meta;
+	l->nt++;
+	return true;
+}
+
+/* The index of tag among the unsettled, or nt. */
+static size_t find_taken(const struct list_q *l, uint64_t tag)
+{
+	size_t lo = 0, hi = l->nt;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (l->t[mid].tag < tag)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < l->nt && l->t[lo].tag == tag ? lo : l->nt;
+}
+
+static void drop_taken(struct list_q *l, size_t from, size_t n)
+{
+	if (!n)
+		return;
+	for (size_t i = from; i < from + n; i++)
+		free(l->t[i].body);
+	memmove(l->t + from, l->t + from + n,
+		(l->nt - from - n) * sizeof(*l->t));
+	l->nt -= n;
+}
+
+/* A message now in our processing list (body taken over from r). */
+static enum cq_err arrived(struct list_q *l, struct cqi_reply *body,
+			   const struct cqi_reply *meta)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	struct cq_delivery *d = calloc(1, sizeof(*d));
+	const char *queue = l->base.conf.queue;
+	uint64_t tag = ++l->next_tag;
+	bool has = meta && meta->type == CQI_REPLY_STRING;
+
+	if (!d || !keep_taken(l, tag, body->str, body->len, has))
+		goto nomem;
+	d->body = body->str;
+	d->len = body->len;
+	body->str = NULL;
+	d->delivery_tag = tag;
+	d->redelivered = has;
+	d->priority = -1;
+	d->persistent = true;
+	d->exchange = strdup("");
+	d->routing_key = strdup(queue);
+	d->queue = strdup(queue);
+	if (!d->exchange || !d->routing_key || !d->queue)
+		goto nomem;
+	if (has && cqi_list_record_headers(meta->str, meta->len, &d->headers,
+					   &d->nheaders))
+		goto nomem;
+	if (l->handed >= l->room) {
+		l->stash = d;	/* the engine has no room: buffered() */
+		return CQ_OK;
+	}
+	l->handed++;
+	if (!l->base.hooks.deliver(l->base.hooks.arg, d)) {
+		cqi_delivery_free(d);
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	}
+	return CQ_OK;
+nomem:
+	cqi_delivery_free(d);
+	return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+}
+
+/* Move up to n messages into the processing list and hand them over. */
+static enum cq_err take_now(struct list_q *l, size_t n)
+{
+	const struct cq_buf *keys[] = { &l->k.queue, &l->k.proc, &l->k.lease,
+					&l->k.meta };
+	char ns[24], ttl[24], maxb[24];
+	const char *args[] = { ns, l->token, ttl, maxb };
+	struct cqi_reply *r;
+	enum cq_err e = CQ_OK;
+
+	snprintf(ns, sizeof(ns), "%zu", n);
+	snprintf(ttl, sizeof(ttl), "%lld", l->lease_ms);
+	snprintf(maxb, sizeof(maxb), "%u", TAKE_BYTES);
+	r = eval(l->base.ctx, take_lua, keys, 4, args, NULL, 4);
+	if (!r)
+		return l->base.ctx->err;
+	if (r->type == CQI_REPLY_ERROR) {
+		reply_fail(l, r, "take");
+		return CQ_OK;
+	}
+	l->refreshed_ms = cq_now_ms();
+	l->empty = r->elements / 2 < n;
+	for (size_t i = 0; i + 1 < r->elements && !e; i += 2)
+		e = arrived(l, r->element[i], r->element[i + 1]);
+	cqi_reply_free(r);
+	return e;
+}
+
+/* The reply of the BLMOVE: a message moved into our processing list, or
+ * nil (its time ran out). */
+static enum cq_err unblocked(struct list_q *l, struct cqi_reply *r)
+{
+	const struct cq_buf *keys[] = { &l->k.meta };
+	struct cqi_reply *meta = NULL;
+	const char *args[1];
+	size_t lens[1];
+	enum cq_err e;
+
+	l->blocked = false;
+	if (r->type == CQI_REPLY_ERROR) {
+		reply_fail(l, r, "take");
+		return CQ_OK;
+	}
+	if (r->type != CQI_REPLY_STRING) {
+		cqi_reply_free(r);
+		return CQ_OK;
+	}
+	args[0] = r->str;
+	lens[0] = r->len;
+	meta = eval(l->base.ctx, meta_lua, keys, 1, args, lens, 1);
+	/* in our list now: without its record (an error), it is still ours */
+	l->empty = false;
+	e = meta ? arrived(l, r, meta) : l->base.ctx->err;
+	cqi_reply_free(meta);
+	cqi_reply_free(r);
+	return e;
+}
+
+/* Wait up to wait_ms for the BLMOVE's reply. */
+static enum cq_err wait_blocked(struct list_q *l, long long wait_ms)
+{
+	struct cqi_reply *r;
+
+	if (!l->blocked)
+		return CQ_OK;
+	if (cqi_redis_reply_within(l->base.ctx, wait_ms, &r))
+		return l->base.ctx->err;
+	return r ? unblocked(l, r) : CQ_OK;
+}
+
+/* Before any other command: the BLMOVE's reply first (it comes within
+ * its timeout). */
+static enum cq_err unblock(struct list_q *l)
+{
+	struct cqi_reply *r;
+
+	if (!l->blocked)
+		return CQ_OK;
+	if (cqi_redis_reply(l->base.ctx, &r))
+		return l->base.ctx->err;
+	return unblocked(l, r);
+}
+
+/* Block on the queue for up to wait_ms (BLMOVE), without blocking us. */
+static enum cq_err block(struct list_q *l, long long wait_ms)
+{
+	char secs[32];
+	const char *argv[6] = { "BLMOVE", l->k.queue.data, l->k.proc.data,
+				"RIGHT", "LEFT", secs };
+	size_t lens[6] = { 6, l->k.queue.len, l->k.proc.len, 5, 4, 0 };
+
+	snprintf(secs, sizeof(secs), "%lld.%03lld", wait_ms / 1000,
+		 wait_ms % 1000);
+	lens[5] = strlen(secs);
+	if (cqi_redis_append(l->base.ctx, CQI_KEY(1), 6, argv, lens))
+		return l->base.ctx->err;
+	l->blocked = true;
+	return wait_blocked(l, wait_ms);
+}
+
+static enum cq_err refresh(struct list_q *l)
+{
+	const struct cq_buf *keys[] = { &l->k.lease };
+	char ttl[24];
+	const char *args[] = { l->token, ttl };
+	struct cqi_reply *r;
+	bool mine;
+
+	snprintf(ttl, sizeof(ttl), "%lld", l->lease_ms);
+	r = eval(l->base.ctx, refresh_lua, keys, 1, args, NULL, 2);
+	if (!r)
+		return l->base.ctx->err;
+	if (r->type == CQI_REPLY_ERROR) {
+		reply_fail(l, r, "take");
+		return CQ_OK;
+	}
+	mine = r->type == CQI_REPLY_INTEGER && r->integer == 1;
+	cqi_reply_free(r);
+	if (!mine) {
+		struct cqi_err_held h = { 0 };
+
+		lease_lost(l);
+		cqi_err_hold(l->base.ctx, &h);
+		l->base.hooks.fail(l->base.hooks.arg, h.err, h.msg);
+		return CQ_OK;
+	}
+	l->refreshed_ms = cq_now_ms();
+	return CQ_OK;
+}
+
+static bool refresh_due(const struct list_q *l, long long now)
+{
+	return l->leased && now - l->refreshed_ms >= l->lease_ms / 3;
+}
+
+static enum cq_err recover_dead(struct list_q *l);
+
+static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
+{
+	struct list_q *l = L(q);
+	long long now = cq_now_ms();
+
+	l->handed = 0;
+	l->room = max;
+	if (wait_blocked(l, l->stash ? 0 : wait_ms))
+		return q->ctx->err;
+	if (l->stash && max) {
+		struct cq_delivery *d = l->stash;
+
+		l->stash = NULL;
+		l->handed++;
+		if (!q->hooks.deliver(q->hooks.arg, d)) {
+			cqi_delivery_free(d);
+			return cq_seterr(q->ctx, CQ_ERR_NOMEM, "out of memory");
+		}
+	}
+	if (l->blocked || l->stash)
+		return CQ_OK;
+	if (l->taking && l->handed < max &&
+	    (!l->empty || refresh_due(l, now) || wait_ms <= 0)) {
+		if (take_now(l, max - l->handed))
+			return q->ctx->err;
+	} else if (refresh_due(l, now) && refresh(l)) {
+		return q->ctx->err;
+	}
+	if (!l->taking || l->handed || !l->empty || max == 0 || wait_ms <= 0)
+		return CQ_OK;
+	if (now - l->recovered_ms >= l->lease_ms && recover_dead(l))
+		return q->ctx->err;
+	return block(l, wait_ms);
+}
+
+static bool buffered(const struct cqi_qdriver *q)
+{
+	return CL(q)->stash != NULL;
+}
+
+static int fd(const struct cqi_qdriver *q)
+{
+	return cqi_redis_fd(q->ctx);
+}
+
+static size_t unsettled(const struct cqi_qdriver *q)
+{
+	(void)q;
+	return 0;	/* retries and dead letters settle at once */
+}
+
+static enum cq_err llen(struct cq_ctx *ctx, const struct cq_buf *key,
+			uint64_t *n)
+{
+	const char *argv[2] = { "LLEN", key->data };
+	size_t lens[2] = { 4, key->len };
+	struct cqi_reply *r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv, lens);
+
+	if (!r)
+		return ctx->err;
+	*n = r->integer > 0 ? (uint64_t)r->integer : 0;
+	cqi_reply_free(r);
+	return CQ_OK;
+}
+
+static enum cq_err recover_asked(struct list_q *l, const char *name);
+
+/* Recovery comes first: what it moves back is ready too. */
+static enum cq_err inspect(struct cqi_qdriver *q, uint64_t *ready)
+{
+	struct list_q *l = L(q);
+
+	if (cqi_list_check_type(q->ctx, &l->k.queue, "queue") ||
+	    (q->conf.recover && recover_asked(l, q->conf.recover)) ||
+	    recover_dead(l))
+		return q->ctx->err;
+	return llen(q->ctx, &l->k.queue, ready);
+}
+
+static enum cq_err depth(struct cqi_qdriver *q, uint64_t *ready, char *why,
+			 size_t len)
+{
+	struct list_q *l = L(q);
+	struct cqi_err_held h = { 0 };
+
+	if (unblock(l) || llen(q->ctx, &l->k.queue, ready) == CQ_OK)
+		return q->ctx->err;
+	if (q->ctx->err != CQ_ERR_DATA)
+		return q->ctx->err;
+	/* the connection still works: say why, and stop */
+	name_wrong_type(l);
+	cqi_err_hold(q->ctx, &h);
+	snprintf(why, len, "%s", h.msg);
+	return h.err;
+}
+
+static void stop(struct cqi_qdriver *q)
+{
+	L(q)->taking = false;
+	unblock(L(q));
+}
+
+static enum cq_err resume(struct cqi_qdriver *q)
+{
+	L(q)->taking = true;
+	L(q)->empty = false;
+	return CQ_OK;
+}
+
+/* ---- settling ------------------------------------------------------------------ */
+
+/* LREM each of the n unsettled from index i, pipelined; false when the
+ * connection is gone. */
+static bool remove_taken(struct list_q *l, size_t i, size_t n)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	size_t gone = 0;
+
+	for (size_t j = i; j < i + n; j++) {
+		struct taken *t = &l->t[j];
+		const char *argv[7] = { "EVAL", ack_meta_lua, "2",
+					l->k.proc.data, l->k.meta.data,
+					t->body };
+		size_t lens[7] = { 4, strlen(ack_meta_lua), 1, l->k.proc.len,
+				   l->k.meta.len, t->len };
+		const char *lrem[4] = { "LREM", l->k.proc.data, "-1", t->body };
+		size_t llens[4] = { 4, l->k.proc.len, 2, t->len };
+
+		if (t->meta ?
+		    cqi_redis_append(ctx, CQI_KEY(3), 6, argv, lens) :
+		    cqi_redis_append(ctx, CQI_KEY(1), 4, lrem, llens))
+			return false;
+	}
+	for (size_t j = 0; j < n; j++) {
+		struct cqi_reply *r;
+
+		if (cqi_redis_reply(ctx, &r))
+			return false;
+		if (r->type == CQI_REPLY_ERROR)
+			lfail(l, cqi_redis_err_kind(r->str),
+			      "cannot ack in processing list '%s': %s",
+			      l->k.proc.data, r->str);
+		else if (r->type == CQI_REPLY_INTEGER && r->integer == 0)
+			gone++;
+		cqi_reply_free(r);
+	}
+	if (gone)
+		lnotice(l, "%zu acked message%s no longer in processing list '%s' (recovered after the lease lapsed?): delivered again",
+			gone, gone == 1 ? " was" : "s were", l->k.proc.data);
+	return true;
+}
+
+static void ack(struct cqi_qdriver *q, uint64_t tag, bool upto)
+{
+	struct list_q *l = L(q);
+	size_t i = find_taken(l, tag), from = upto ? 0 : i;
+
+	if (i == l->nt || unblock(l))
+		return;
+	if (remove_taken(l, from, i + 1 - from))
+		drop_taken(l, from, i + 1 - from);
+}
+
+/* Move the message tagged d's to dest with record rec (script move_lua);
+ * settled (now) as dead or not. */
+static void move(struct list_q *l, const struct cq_delivery *d,
+		 const struct cq_buf *dest, const struct cq_buf *dmeta,
+		 const struct cq_buf *oldmeta, const char *rec, bool dead)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	size_t i = find_taken(l, d->delivery_tag);
+	const struct cq_buf *keys[] = { &l->k.proc, dest, dmeta, oldmeta };
+	const char *args[2];
+	size_t lens[2];
+	struct cqi_reply *r;
+	bool moved;
+
+	if (i == l->nt || unblock(l))
+		return;
+	args[0] = l->t[i].body;
+	lens[0] = l->t[i].len;
+	args[1] = rec;
+	lens[1] = strlen(rec);
+	r = eval(ctx, move_lua, keys, oldmeta ? 4 : 3, args, lens, 2);
+	if (!r)
+		return;	/* the connection is gone: it comes back */
+	if (r->type == CQI_REPLY_ERROR) {
+		struct cqi_err_held h = { 0 };
+
+		reply_err(l, r, dead ? "dead-letter" : "retry");
+		cqi_err_hold(ctx, &h);
+		l->base.hooks.settled(l->base.hooks.arg, dead, false, h.msg);
+		return;
+	}
+	moved = r->type == CQI_REPLY_INTEGER && r->integer == 1;
+	cqi_reply_free(r);
+	drop_taken(l, i, 1);
+	l->base.hooks.settled(l->base.hooks.arg, dead, moved,
+			      moved ? NULL :
+			      "it is no longer in the processing list (recovered after the lease lapsed?)");
+}
+
+static void retry(struct cqi_qdriver *q, const struct cq_delivery *d,
+		  const struct cqi_failure *f)
+{
+	struct list_q *l = L(q);
+	char reason[64];
+	struct cqi_failure g = *f;
+	char *rec;
+
+	if (!g.reason) {
+		snprintf(reason, sizeof(reason), "exit %d", f->code);
+		g.reason = reason;
+	}
+	rec = cqi_list_record(&g, q->conf.queue);
+	if (!rec) {
+		l->base.hooks.settled(l->base.hooks.arg, false, false,
+				      "out of memory");
+		return;
+	}
+	move(l, d, &l->k.queue, &l->k.meta, NULL, rec, false);
+	free(rec);
+}
+
+static bool dead_letter(struct cqi_qdriver *q, const struct cq_delivery *d,
+			const struct cqi_failure *f, char *where, size_t len)
+{
+	struct list_q *l = L(q);
+	char *rec = cqi_list_record(f, q->conf.queue);
+
+	if (!rec) {
+		lfail(l, CQ_ERR_NOMEM, "out of memory");
+		return false;
+	}
+	snprintf(where, len, "to list '%s'", l->k.dlq_name);
+	move(l, d, &l->k.dlq, &l->k.dlq_meta, &l->k.meta, rec, true);
+	free(rec);
+	return true;
+}
+
+static enum cq_err flush(struct cqi_qdriver *q)
+{
+	return unblock(L(q));
+}
+
+/* ---- leases and recovery ----------------------------------------------------- */
+
+/* Move what proc holds back to the queue unless a live consumer holds
+ * it; token: an owner known gone (its lease is taken away).  *alive when
+ * its lease lives; *moved counts what went back. */
+static enum cq_err recover_list(struct list_q *l, const struct cq_buf *proc,
+				const char *token, bool *alive,
+				unsigned long long *moved)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	struct cq_buf lease = { 0 };
+	const struct cq_buf *keys[] = { proc, &lease, &l->k.queue,
+					&l->k.registry };
+	char max[24];
+	const char *args[] = { max, token ? token : "" };
+	long long n;
+
+	*alive = false;
+	*moved = 0;
+	if (!cqi_list_lease_key(ctx, proc, &lease))
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	snprintf(max, sizeof(max), "%d", RECOVER_BATCH);
+	do {
+		struct cqi_reply *r = eval(ctx, recover_lua, keys, 4, args,
+					   NULL, 2);
+
+		if (!r || r->type == CQI_REPLY_ERROR) {
+			cq_buf_free(&lease);
+			return r ? reply_err(l, r, "recover") :
+				   ctx->err;
+		}
+		n = r->integer;
+		cqi_reply_free(r);
+		if (n < 0)
+			*alive = true;
+		else
+			*moved += (unsigned long long)n;
+	} while (n == RECOVER_BATCH);
+	cq_buf_free(&lease);
+	return CQ_OK;
+}
+
+/* The processing lists of consumers whose lease expired, back to the
+ * queue. */
+static enum cq_err recover_dead(struct list_q *l)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	const char *argv[2] = { "SMEMBERS", l->k.registry.data };
+	size_t lens[2] = { 8, l->k.registry.len };
+	struct cqi_reply *r;
+	enum cq_err e = CQ_OK;
+
+	l->recovered_ms = cq_now_ms();
+	r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv, lens);
+	if (!r)
+		return ctx->err;
+	for (size_t i = 0; i < r->elements && !e; i++) {
+		struct cq_buf proc = { 0 };
+		unsigned long long moved = 0;
+		bool alive;
+
+		if (r->element[i]->type != CQI_REPLY_STRING)
+			continue;
+		if (!cq_buf_append(&proc, r->element[i]->str,
+				   r->element[i]->len)) {
+			e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+			break;
+		}
+		if (proc.len != l->k.proc.len ||
+		    memcmp(proc.data, l->k.proc.data, proc.len))
+			e = recover_list(l, &proc, NULL, &alive, &moved);
+		if (!e && moved)
+			lnotice(l, "recovered %llu message%s of a consumer whose lease expired (processing list '%s') into '%s'",
+				moved, moved == 1 ? "" : "s", proc.data,
+				l->base.conf.queue);
+		cq_buf_free(&proc);
+	}
+	cqi_reply_free(r);
+	return e;
+}
+
+/* The lease's owner: "HOST PID RANDOM".  Known gone when it ran here and
+ * its process is no more. */
+static bool owner_gone(const struct list_q *l, const char *owner)
+{
+	char host[256];
+	long pid;
+
+	if (sscanf(owner, "%255s %ld", host, &pid) != 2 || pid <= 0 ||
+	    strcmp(host, l->host))
+		return false;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+static enum cq_err lease_owner(struct cq_ctx *ctx, const struct cq_buf *lease,
+			       char *owner, size_t len, long long *ttl_ms)
+{
+	const char *argv[2] = { "GET", lease->data };
+	size_t lens[2] = { 3, lease->len };
+	const char *pttl[2] = { "PTTL", lease->data };
+	size_t plens[2] = { 4, lease->len };
+	struct cqi_reply *r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv, lens);
+
+	*owner = '\0';
+	if (!r)
+		return ctx->err;
+	if (r->type == CQI_REPLY_STRING)
+		snprintf(owner, len, "%s", r->str);
+	cqi_reply_free(r);
+	r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, pttl, plens);
+	if (!r)
+		return ctx->err;
+	*ttl_ms = r->integer;
+	cqi_reply_free(r);
+	return CQ_OK;
+}
+
+static enum cq_err held_err(struct list_q *l, const struct cq_buf *proc,
+			    const char *owner, long long ttl_ms,
+			    const char *what)
+{
+	char host[256] = "?";
+	long pid = 0;
+
+	sscanf(owner, "%255s %ld", host, &pid);
+	return cq_seterr(l->base.ctx, CQ_ERR_TEMPFAIL,
+			 "%sprocessing list '%s' belongs to a live consumer (%s pid %ld; its lease ends in %.1fs unless renewed)",
+			 what, proc->data, host, pid,
+			 ttl_ms > 0 ? (double)ttl_ms / 1000.0 : 0.0);
+}
+
+/* --recover LIST: asked for, so an owner known gone counts as gone. */
+static enum cq_err recover_asked(struct list_q *l, const char *name)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	struct cq_buf proc = { 0 }, lease = { 0 };
+	char owner[320];
+	long long ttl = 0;
+	unsigned long long moved = 0;
+	bool alive = false;
+
+	if (!cqi_prefixed(ctx, name, strlen(name), &proc) ||
+	    !cqi_list_lease_key(ctx, &proc, &lease)) {
+		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (cqi_list_check_type(ctx, &proc, "--recover: processing list") ||
+	    lease_owner(ctx, &lease, owner, sizeof(owner), &ttl))
+		goto out;
+	if (recover_list(l, &proc, *owner && owner_gone(l, owner) ? owner :
+			 NULL, &alive, &moved))
+		goto out;
+	if (alive) {
+		held_err(l, &proc, owner, ttl, "--recover: ");
+		goto out;
+	}
+	lnotice(l, "recovered %llu message%s of processing list '%s' into '%s'",
+		moved, moved == 1 ? "" : "s", name, l->base.conf.queue);
+out:
+	cq_buf_free(&proc);
+	cq_buf_free(&lease);
+	return ctx->err;
+}
+
+/* The processing list's lease, ours now (SET NX): refused while a live
+ * consumer holds it. */
+static enum cq_err take_lease(struct list_q *l)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	char ttl[24], owner[320];
+	const char *argv[6] = { "SET", l->k.lease.data, l->token, "PX", ttl,
+				"NX" };
+	size_t lens[6] = { 3, l->k.lease.len, strlen(l->token), 2, 0, 2 };
+	struct cqi_reply *r;
+	long long left = 0;
+	bool got;
+
+	snprintf(ttl, sizeof(ttl), "%lld", l->lease_ms);
+	lens[4] = strlen(ttl);
+	r = cqi_redis_cmd(ctx, CQI_KEY(1), 6, argv, lens);
+	if (!r)
+		return ctx->err;
+	got = r->type == CQI_REPLY_STATUS;
+	cqi_reply_free(r);
+	if (!got) {
+		if (lease_owner(ctx, &l->k.lease, owner, sizeof(owner), &left))
+			return ctx->err;
+		return held_err(l, &l->k.proc, owner, left, "");
+	}
+	l->leased = true;
+	l->refreshed_ms = cq_now_ms();
+	return CQ_OK;
+}
+
+static enum cq_err enroll(struct list_q *l)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	const char *argv[3] = { "SADD", l->k.registry.data, l->k.proc.data };
+	size_t lens[3] = { 4, l->k.registry.len, l->k.proc.len };
+	struct cqi_reply *r = cqi_redis_cmd(ctx, CQI_KEY(1), 3, argv, lens);
+
+	if (!r)
+		return ctx->err;
+	cqi_reply_free(r);
+	l->registered = true;
+	return CQ_OK;
+}
+
+/* Our own processing list, named after this process. */
+static enum cq_err name_proc(struct list_q *l)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	const char *named = l->base.conf.processing;
+	unsigned char rnd[6];
+	char what[400];
+
+	if (cqi_random_bytes(ctx, rnd, sizeof(rnd)))
+		return ctx->err;
+	snprintf(l->token, sizeof(l->token),
+		 "%s %ld %02x%02x%02x%02x%02x%02x", l->host, (long)getpid(),
+		 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+	snprintf(what, sizeof(what), "processing:%s:%ld:%02x%02x%02x%02x%02x%02x",
+		 l->host, (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3],
+		 rnd[4], rnd[5]);
+	if (named ? !cqi_prefixed(ctx, named, strlen(named), &l->k.proc) :
+		    !derived(ctx, &l->k.queue, what, &l->k.proc))
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	if (!cqi_list_lease_key(ctx, &l->k.proc, &l->k.lease))
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	return CQ_OK;
+}
+
+static enum cq_err start(struct cqi_qdriver *q, unsigned window)
+{
+	struct list_q *l = L(q);
+	(void)window;
+	if (cqi_list_check_type(q->ctx, &l->k.proc, "processing list") ||
+	    (q->conf.exec &&
+	     cqi_list_check_type(q->ctx, &l->k.dlq, "dead-letter list")))
+		return q->ctx->err;
+	if (take_lease(l))
+		return q->ctx->err;
+	if (!q->conf.processing && enroll(l))
+		return q->ctx->err;
+	l->taking = true;
+	return CQ_OK;
+}
+
+/* At a clean exit: what was taken and not settled goes back to the
+ * consuming end (newest first, so the oldest is next), and the lease is
+ * given up. */
+static void release(struct list_q *l)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	const struct cq_buf *back[] = { &l->k.proc, &l->k.queue };
+	const struct cq_buf *keys[] = { &l->k.proc, &l->k.lease,
+					&l->k.registry };
+	struct cqi_reply *r;
+	size_t i;
+
+	if (ctx->err || !l->leased || unblock(l))
+		return;
+	for (i = l->nt; i-- > 0;) {
+		const char *args[1] = { l->t[i].body };
+		size_t lens[1] = { l->t[i].len };
+
+		r = eval(ctx, unget_lua, back, 2, args, lens, 1);
+		if (!r || r->type == CQI_REPLY_ERROR) {
+			cqi_reply_free(r);
+			return;	/* left for recovery once the lease expires */
+		}
+		cqi_reply_free(r);
+	}
+	drop_taken(l, 0, l->nt);
+	r = eval(ctx, release_lua, keys, 3, (const char *[]){ l->token },
+		 NULL, 1);
+	cqi_reply_free(r);	/* an error: the lease expires by itself */
+	l->leased = false;
+}
+
+static enum cq_err drv_connect(struct cqi_qdriver *q)
+{
+	if (!q->ctx->redis)
+		return cq_seterr(q->ctx, CQ_ERR_INTERNAL,
+				 "not connected to Redis");
+	return name_proc(L(q));
+}
+
+static void drv_free(struct cqi_qdriver *q)
+{
+	struct list_q *l = L(q);
+	struct cqi_err_held h = { 0 };
+
+	/* a key of the wrong type leaves the connection working: give back
+	 * what we hold all the same */
+	if (q->ctx->err == CQ_ERR_DATA) {
+		cqi_err_hold(q->ctx, &h);
+		release(l);
+		if (q->ctx->err)
+			cqi_err_drop(q->ctx);
+		cqi_err_restore(q->ctx, &h);
+	} else {
+		release(l);
+	}
+	cqi_delivery_free(l->stash);
+	drop_taken(l, 0, l->nt);
+	free(l->t);
+	cqi_list_keys_clear(&l->k);
+	free(l);
+}
+
+static const struct cqi_qdriver_ops list_ops = {
+	.connect = drv_connect,
+	.inspect = inspect,
+	.start = start,
+	.take = take,
+	.buffered = buffered,
+	.fd = fd,
+	.unsettled = unsettled,
+	.depth = depth,
+	.stop = stop,
+	.resume = resume,
+	.ack = ack,
+	.retry = retry,
+	.dead_letter = dead_letter,
+	.flush = flush,
+	.free = drv_free,
+};
+
+struct cqi_qdriver *cqi_list_qdriver_new(struct cq_ctx *ctx,
+					 const struct cqi_qconf *conf)
+{
+	struct list_q *l = calloc(1, sizeof(*l));
+
+	if (!l) {
+		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	l->base.ops = &list_ops;
+	l->base.ctx = ctx;
+	l->base.conf = *conf;
+	l->lease_ms = conf->lease_ms > 0 ? conf->lease_ms : LEASE_MS_DEFAULT;
+	if (gethostname(l->host, sizeof(l->host) - 1) < 0 || !*l->host)
+		snprintf(l->host, sizeof(l->host), "unknown");
+	l->host[strcspn(l->host, " ")] = '\0';
+	if (cqi_list_keys(ctx, conf->queue, conf->dlq, &l->k)) {
+		free(l);
+		return NULL;
+	}
+	return &l->base;
+}

@@ -1,0 +1,119 @@
+#!/usr/bin/env bats
+# Faults under qctl on Redis list queues (issue 12 §2): consumers killed
+# with SIGKILL at random points, a consumer killed beside a live one, and
+# Redis going away.  Nothing is ever lost: each message is acked only after
+# its handler succeeded (or its output was flushed), or is back in the
+# queue once the dead consumer's lease expired.  Counted with redis-cli.
+# A private sandbox: one test stops its redis-server.
+
+bats_require_minimum_version 1.5.0
+load fault_helper
+
+export CQ_QUEUE_BACKEND=list
+
+per_test_setup() {
+	unset CQ_PREFIX
+}
+
+per_test_teardown() {
+	local pid
+	[ -n "${BGPID:-}" ] && kill -9 "$BGPID" 2>/dev/null
+	for pid in $(cat "$TMP/handlers" 2>/dev/null); do
+		kill -9 -- "-$pid" 2>/dev/null
+	done
+	sb_heal
+}
+
+# Everything the queue's consumers hold: the queue and every processing
+# list in the registry, one body per line.
+in_redis() {
+	local proc
+	rcli LRANGE "$Q" 0 -1
+	for proc in $(rcli SMEMBERS "{$Q}|cq:consumers"); do
+		rcli LRANGE "$proc" 0 -1
+	done
+}
+
+# A handler that records its body (one write: lines never interleave) and
+# its process group (for teardown), after a short random pause.
+HANDLER='echo $$ >>"$TMP/handlers"; b=$(cat); sleep 0.0$((RANDOM % 5)); echo "$b" >>"$TMP/done"'
+
+@test "list faults: consume killed with SIGKILL at random points loses nothing" {
+	local n=1000 round dup
+	rcli LPUSH "$Q" $(seq -f 'm%g' 1 $n) >/dev/null
+	: >"$TMP/done"
+	for round in 1 2 3 4 5 6; do
+		# handlers (killed 0.1-0.4s in), or printing with acks after
+		# each flush (killed 10-60ms in)
+		if ((round % 2)); then
+			qctl consume -q -j 4 --lease 1s -e "$HANDLER" "$Q" 2>>"$TMP/err" &
+			BGPID=$!
+			sleep "0.$((RANDOM % 4 + 1))"
+		else
+			qctl consume -q --prefetch 4 --lease 1s "$Q" >>"$TMP/done" 2>>"$TMP/err" &
+			BGPID=$!
+			sleep "0.0$((RANDOM % 6 + 1))"
+		fi
+		kill -9 "$BGPID"
+		wait "$BGPID" 2>/dev/null || true
+		BGPID=
+		sleep 0.1	# orphaned handlers finish their write
+		# each message is done, or in Redis (the queue or a processing list)
+		note "round $round: $(sort -u "$TMP/done" | grep -c .) done, $(in_redis | grep -c .) in Redis"
+		run -0 sort -u "$TMP/done" <(in_redis)
+		assert_equal "${#lines[@]}" $n
+	done
+	# the dead consumers' leases expire: the next consumer recovers all
+	sleep 1.1
+	run --separate-stderr qctl consume -j 4 --until-empty -e "$HANDLER" "$Q"
+	[ "$status" -le 1 ]
+	run -0 sort -u "$TMP/done"
+	assert_equal "${#lines[@]}" $n
+	run -0 rcli EXISTS "$Q" "{$Q}|cq:consumers"
+	assert_output 0
+	# duplicates only from windows cut short: at most 4 per kill (4
+	# handlers, or --prefetch 4 printed and not yet acked)
+	dup=$(($(grep -c . "$TMP/done") - n))
+	note "$dup duplicates after 6 kills"
+	[ "$dup" -le $((6 * 4)) ]
+}
+
+@test "list faults: a live consumer's messages are never taken; once it is killed they come back" {
+	rcli LPUSH "$Q" $(seq -f 'm%g' 1 20) >/dev/null
+	# A holds m1 and m2 in handlers that outlive its lease many times over
+	qctl consume -j 2 --lease 1s -e 'echo $$ >>"$TMP/handlers"; cat >/dev/null; sleep 60' \
+		"$Q" 2>"$TMP/a.err" &
+	BGPID=$!
+	wait_for 10 test -s "$TMP/handlers"
+	wait_for 10 eval '[ "$(wc -l <"$TMP/handlers")" = 2 ]'
+	# B prints the rest and keeps looking for 3 seconds: A's lease is
+	# renewed while its handlers run, so B never takes m1 or m2
+	qctl consume --lease 1s --idle-timeout 3s "$Q" >"$TMP/b1" 2>/dev/null
+	run -0 cat "$TMP/b1"
+	assert_output "$(seq -f 'm%g' 3 20)"
+	run -0 rcli LLEN "$(rcli SMEMBERS "{$Q}|cq:consumers")"
+	assert_output 2
+	# A dies: B recovers its two once A's lease expired (B looks every
+	# second while idle)
+	kill -9 "$BGPID"
+	wait "$BGPID" 2>/dev/null || true
+	BGPID=
+	run -0 --separate-stderr qctl consume --lease 1s --idle-timeout 3s "$Q"
+	assert_output "$(printf 'm1\nm2')"
+	[[ "$stderr" == *"recovered 2 messages of a consumer whose lease expired"* ]]
+}
+
+@test "list faults: Redis going away under a running handler exits 75; the message is not acked" {
+	rcli LPUSH "$Q" job >/dev/null
+	qctl consume -e 'echo $$ >>"$TMP/handlers"; cat >/dev/null; sleep 1' "$Q" \
+		>"$TMP/out" 2>"$TMP/err" &
+	BGPID=$!
+	wait_for 10 test -s "$TMP/handlers"
+	sb stop-redis
+	local rc=0
+	wait "$BGPID" || rc=$?
+	BGPID=
+	cat "$TMP/err"
+	assert_equal "$rc" 75
+	grep -q "^qctl: consume: " "$TMP/err"
+}

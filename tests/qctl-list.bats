@@ -1,0 +1,281 @@
+#!/usr/bin/env bats
+# qctl on Redis list queues (issue 12 §2, --backend list): consume moves
+# each message into a processing list of its own under a lease before the
+# handler sees it, LREMs it once done, keeps retry counts and reasons in a
+# side hash, never takes what a live consumer holds, and interoperates with
+# apps that LPUSH / RPOPLPUSH + LREM (bench/peers/ioredis-list-*.js).
+# Everything is counted with redis-cli, never with qctl.
+
+bats_require_minimum_version 1.5.0
+load test_helper
+
+export CQ_QUEUE_BACKEND=list
+
+per_test_setup() {
+	# plain key names: the queue is the key $Q (one test checks --prefix)
+	unset CQ_PREFIX
+	META="{$Q}|cq:meta"
+	DLQ="$Q.dlq"
+	DLQ_META="{$Q.dlq}|cq:meta"
+}
+
+node_peer() {
+	NODE_PATH="$TOP/bench/node_modules" node "$TOP/bench/peers/$1" "${@:2}"
+}
+
+# Every key of this test, sorted.
+test_keys() { rcli --scan --pattern "*$Q*" | sort; }
+
+# The processing lists of this test's consumers (the registry).
+proc_lists() { rcli SMEMBERS "{$Q}|cq:consumers"; }
+
+# File $1 has $2 lines.
+has_lines() { [ "$(cat "$1" 2>/dev/null | wc -l)" = "$2" ]; }
+
+# Start a consumer in the background that holds $1 messages in handlers
+# that sleep; waits until all $1 run.  BGPID is its pid.
+hold_in_handlers() {
+	local n=$1
+	shift
+	qctl consume -j "$n" -e 'echo $$ >>"$TMP/handlers"; cat >>"$TMP/held"; echo >>"$TMP/held"; sleep 30' \
+		"$@" "$Q" 2>"$TMP/holder.err" &
+	BGPID=$!
+	wait_for 10 has_lines "$TMP/handlers" "$n"
+}
+
+per_test_teardown() {
+	# the consumer first (it would start handlers again for retries),
+	# then each handler, the leader of its own process group
+	local pid
+	[ -n "${BGPID:-}" ] && kill -9 "$BGPID" 2>/dev/null
+	for pid in $(cat "$TMP/handlers" 2>/dev/null); do
+		kill -9 -- "-$pid" 2>/dev/null
+	done
+	return 0
+}
+
+# ---- printing -------------------------------------------------------------------
+
+@test "list: consume prints oldest first, acks with LREM, and leaves no key behind" {
+	rcli LPUSH "$Q" one two three >/dev/null
+	run -0 --separate-stderr qctl consume --until-empty "$Q"
+	assert_output "$(printf 'one\ntwo\nthree')"
+	[[ "$stderr" == "qctl: consume: consumed 3 messages in "*"s (3 acked, 0 retried, 0 dead-lettered)" ]]
+	# acked: no queue, no processing list, no lease, no registry entry
+	run -0 test_keys
+	assert_output ""
+}
+
+@test "list: an empty or missing list exits 1 with --until-empty" {
+	run -1 --separate-stderr qctl consume --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: queue '$Q' is empty"
+}
+
+@test "list: bodies stay raw bytes: binary, empty and NUL-holding, with -0 and --jsonl" {
+	printf 'a\0b\xff\xfe' | rcli -x LPUSH "$Q" >/dev/null
+	rcli LPUSH "$Q" "" "plain" >/dev/null
+	qctl consume -q -0 --until-empty "$Q" >"$TMP/out"
+	printf 'a\0b\xff\xfe\0\0plain\0' >"$TMP/want"
+	cmp "$TMP/want" "$TMP/out"
+	printf 'a\0b\xff' | rcli -x LPUSH "$Q" >/dev/null
+	rcli LPUSH "$Q" "" >/dev/null
+	run -0 --separate-stderr qctl consume -q --jsonl --until-empty "$Q"
+	jq -e '.body_base64 == "YQBi/w==" and .queue == "'"$Q"'"' <<<"${lines[0]}"
+	jq -e '.body == "" and .size == 0' <<<"${lines[1]}"
+}
+
+@test "list: a 50 MB body goes through whole" {
+	head -c 50000000 /dev/urandom >"$TMP/big"
+	rcli -x LPUSH "$Q" <"$TMP/big" >/dev/null
+	rcli LPUSH "$Q" after >/dev/null
+	qctl consume -q -0 --until-empty "$Q" >"$TMP/out"
+	{ cat "$TMP/big"; printf '\0after\0'; } | cmp - "$TMP/out"
+	run -0 rcli EXISTS "$Q"
+	assert_output 0
+}
+
+@test "list: --count N takes N and gives back what it took beyond them" {
+	rcli LPUSH "$Q" 1 2 3 4 5 >/dev/null
+	run -0 --separate-stderr qctl consume --count 2 "$Q"
+	assert_output "$(printf '1\n2')"
+	# the rest is in the queue, oldest next, and no processing list is left
+	run -0 rcli LRANGE "$Q" 0 -1
+	assert_output "$(printf '5\n4\n3')"
+	run -0 proc_lists
+	assert_output ""
+}
+
+@test "list: a key of the wrong type exits 65 naming it" {
+	rcli HSET "$Q" f v >/dev/null
+	run -65 --separate-stderr qctl consume --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: queue '$Q' is a Redis hash, not a list"
+	rcli DEL "$Q" >/dev/null
+	rcli LPUSH "$Q" m >/dev/null
+	rcli SET "$DLQ" x >/dev/null
+	run -65 --separate-stderr qctl consume -e true --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: dead-letter list '$DLQ' is a Redis string, not a list"
+	rcli SET "$Q:work" x >/dev/null
+	run -65 --separate-stderr qctl consume --processing-list "$Q:work" --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: processing list '$Q:work' is a Redis string, not a list"
+	# nothing was taken
+	run -0 rcli LRANGE "$Q" 0 -1
+	assert_output m
+}
+
+@test "list: --prefix applies to the queue and the keys beside it" {
+	export CQ_PREFIX="p:$Q:"
+	rcli LPUSH "p:$Q:$Q" x >/dev/null
+	run -0 --separate-stderr qctl consume -e 'exit 65' --until-empty "$Q"
+	run -0 rcli LRANGE "p:$Q:$Q.dlq" 0 -1
+	assert_output x
+	run -0 rcli HLEN "p:$Q:{p:$Q:$Q.dlq}|cq:meta"
+	assert_output 1
+}
+
+# ---- handlers, retries, dead letters ------------------------------------------------
+
+@test "list: a failing handler is retried with its count beside the list, then dead-lettered with the reason" {
+	rcli LPUSH "$Q" job >/dev/null
+	run -0 --separate-stderr qctl consume --max-retries 2 --until-empty \
+		-e 'echo "try $CQ_RETRIES" >>"$TMP/tries"; echo "disk full" >&2; exit 3' "$Q"
+	[[ "$stderr" == *"(0 acked, 2 retried, 1 dead-lettered)" ]]
+	assert_equal "$(cat "$TMP/tries")" "$(printf 'try 0\ntry 1\ntry 2')"
+	# the body as it was, in Q.dlq; the record in the DLQ's side hash
+	run -0 rcli LRANGE "$DLQ" 0 -1
+	assert_output job
+	run -0 rcli HGET "$DLQ_META" "$(printf job | sha1sum | cut -d' ' -f1)"
+	jq -e --arg q "$Q" --arg h "$(hostname)" '.retries == 3 and .code == 3 and .reason == "exit 3"
+		and .stderr == "disk full" and .origin == $q and .host == $h
+		and (.time - now | fabs) < 60' <<<"$output"
+	# the queue's own record went with it; no processing list is left
+	run -0 rcli EXISTS "$Q" "$META"
+	assert_output 0
+	run -0 proc_lists
+	assert_output ""
+}
+
+@test "list: a retried message that then succeeds is acked and its record cleaned" {
+	rcli LPUSH "$Q" job >/dev/null
+	run -0 --separate-stderr qctl consume --until-empty \
+		-e '[ "$CQ_RETRIES" = 1 ] && exit 0; exit 7' "$Q"
+	[[ "$stderr" == *"(1 acked, 1 retried, 0 dead-lettered)" ]]
+	run -0 test_keys
+	assert_output ""
+}
+
+@test "list: a retried message shows its count and exit code in --jsonl" {
+	rcli LPUSH "$Q" job >/dev/null
+	run -0 --separate-stderr qctl consume --count 1 -e 'exit 9' "$Q"
+	run -0 --separate-stderr qctl consume -q --jsonl --count 1 "$Q"
+	jq -e '.headers["x-cq-retries"] == 1 and .headers["x-cq-exit-code"] == 9
+		and .redelivered == true and .body == "job"' <<<"$output"
+	# printing acked it: the record is gone too
+	run -0 test_keys
+	assert_output ""
+}
+
+@test "list: poison codes dead-letter at once to --dlq" {
+	rcli LPUSH "$Q" bad >/dev/null
+	run -0 --separate-stderr qctl consume --dlq "$Q.poison" --until-empty -e 'exit 65' "$Q"
+	[[ "$stderr" == *"dead-lettered to list '$Q.poison': poison (exit 65)"* ]]
+	run -0 rcli LRANGE "$Q.poison" 0 -1
+	assert_output bad
+	run -0 rcli HGET "{$Q.poison}|cq:meta" "$(printf bad | sha1sum | cut -d' ' -f1)"
+	jq -e '.reason == "poison (exit 65)" and .retries == 1' <<<"$output"
+}
+
+# ---- leases: never take from a live consumer ------------------------------------------------
+
+@test "list: a second consumer never takes what a live one holds, and --recover refuses it" {
+	rcli LPUSH "$Q" 1 2 3 4 5 >/dev/null
+	hold_in_handlers 2
+	run -0 proc_lists
+	local proc=$output
+	run -0 rcli LRANGE "$proc" 0 -1
+	assert_output "$(printf '2\n1')"
+	# the other consumer gets the rest only
+	run -0 --separate-stderr qctl consume --until-empty "$Q"
+	assert_output "$(printf '3\n4\n5')"
+	# asked to recover the live one's list: refused, 75, naming its owner
+	run -75 --separate-stderr qctl consume --recover "$proc" --until-empty "$Q"
+	[[ "$stderr" == "qctl: consume: --recover: processing list '$proc' belongs to a live consumer ($(hostname) pid $BGPID; its lease ends in "*"s unless renewed)" ]]
+	run -0 rcli LLEN "$proc"
+	assert_output 2
+}
+
+@test "list: a killed consumer's messages stay put until its lease expires, then come back oldest first" {
+	rcli LPUSH "$Q" 1 2 3 >/dev/null
+	hold_in_handlers 2 --lease 1s
+	kill -9 "$BGPID"
+	wait "$BGPID" 2>/dev/null || true
+	BGPID=
+	run -0 --separate-stderr qctl consume --until-empty "$Q"
+	assert_output 3
+	sleep 1.2
+	run -0 --separate-stderr qctl consume --until-empty "$Q"
+	assert_output "$(printf '1\n2')"
+	[[ "$stderr" == *"recovered 2 messages of a consumer whose lease expired"* ]]
+	run -0 test_keys
+	assert_output ""
+}
+
+@test "list: --recover takes back at once the list of a consumer known gone (this host, its pid dead)" {
+	rcli LPUSH "$Q" 1 2 >/dev/null
+	hold_in_handlers 1 --lease 60s
+	run -0 proc_lists
+	local proc=$output
+	kill -9 "$BGPID"
+	wait "$BGPID" 2>/dev/null || true
+	BGPID=
+	run -0 --separate-stderr qctl consume --recover "$proc" --until-empty "$Q"
+	assert_output "$(printf '1\n2')"
+	[[ "$stderr" == *"recovered 1 message of processing list '$proc' into '$Q'"* ]]
+	run -0 test_keys
+	assert_output ""
+}
+
+@test "list: SIGTERM lets the handler finish, acks it, and gives the lease back" {
+	rcli LPUSH "$Q" 1 2 >/dev/null
+	qctl consume -e 'echo $$ >"$TMP/handler.pid"; sleep 0.5; cat >>"$TMP/done"' "$Q" 2>"$TMP/err" &
+	BGPID=$!
+	wait_for 10 test -s "$TMP/handler.pid"
+	kill -TERM "$BGPID"
+	wait "$BGPID"
+	BGPID=
+	assert_equal "$(cat "$TMP/done")" 1
+	run -0 rcli LRANGE "$Q" 0 -1
+	assert_output 2
+	# only the queue is left: no processing list, lease or registry entry
+	run -0 test_keys
+	assert_output "$Q"
+}
+
+# ---- apps' reliable queues ------------------------------------------------------------------
+
+@test "list: interop: qctl consumes what an ioredis producer LPUSHed, in order" {
+	printf 'm%d\n' $(seq 1 300) | node_peer ioredis-list-producer.js "$CQ_REDIS_URL" "$Q"
+	qctl consume -q --until-empty "$Q" >"$TMP/out"
+	printf 'm%d\n' $(seq 1 300) | cmp - "$TMP/out"
+}
+
+@test "list: interop: an ioredis reliable worker consumes what was pushed the way qctl leaves it" {
+	rcli LPUSH "$Q" a b c >/dev/null
+	# a retry puts the body back raw: the app's worker reads it as it was
+	qctl consume --count 1 -e 'exit 4' "$Q" 2>/dev/null
+	run -0 --separate-stderr node_peer ioredis-list-worker.js "$CQ_REDIS_URL" "$Q" "$Q:processing"
+	assert_output "$(printf 'b\nc\na')"
+}
+
+@test "list: --processing-list takes over an app's reliable queue, and --recover brings back what its dead worker held" {
+	rcli LPUSH "$Q" a b c d >/dev/null
+	# the app's worker dies holding 'b' in its processing list
+	FAIL_ON=b run -3 node_peer ioredis-list-worker.js "$CQ_REDIS_URL" "$Q" "$Q:processing"
+	assert_output a
+	run -0 rcli LRANGE "$Q:processing" 0 -1
+	assert_output b
+	run -0 --separate-stderr qctl consume --processing-list "$Q:processing" \
+		--recover "$Q:processing" --until-empty "$Q"
+	assert_output "$(printf 'b\nc\nd')"
+	run -0 test_keys
+	assert_output ""
+}
