@@ -600,6 +600,36 @@ static bool peek_death(struct peek *pk, const struct cq_death *d)
 	return !cli->out_failed;
 }
 
+/* A message failed and retried, not dead (yet): its count and why. */
+static void peek_retried(struct peek *pk, const struct cq_delivery *d)
+{
+	struct cli *cli = pk->cli;
+	const struct cq_field *n = cq_delivery_header(d, CQ_HDR_RETRIES);
+	const struct cq_field *code = cq_delivery_header(d, CQ_HDR_EXIT_CODE);
+	const struct cq_field *host = cq_delivery_header(d, CQ_HDR_HOST);
+	const struct cq_field *tail = cq_delivery_header(d, CQ_HDR_STDERR);
+	char buf[700];
+	int len;
+
+	if (!n || n->kind != CQ_FIELD_INT || n->i <= 0)
+		return;
+	len = snprintf(buf, sizeof(buf), "   retried: %lld failed attempt%s",
+		       n->i, n->i == 1 ? "" : "s");
+	if (code && code->kind == CQ_FIELD_INT)
+		len += snprintf(buf + len, sizeof(buf) - (size_t)len,
+				", exit code %lld", code->i);
+	if (host && host->kind == CQ_FIELD_STRING)
+		snprintf(buf + len, sizeof(buf) - (size_t)len, ", host %.255s",
+			 host->str);
+	put_str(cli, buf);
+	put_str(cli, "\n");
+	if (tail && tail->kind == CQ_FIELD_STRING && tail->len) {
+		put_str(cli, "   stderr: ");
+		put_preview(cli, tail->str, tail->len, 200);
+		put_str(cli, "\n");
+	}
+}
+
 static enum cq_err peek_one(void *arg, const struct cq_delivery *d)
 {
 	struct peek *pk = arg;
@@ -623,6 +653,8 @@ static enum cq_err peek_one(void *arg, const struct cq_delivery *d)
 		 d->redelivered ? " redelivered" : "");
 	put_str(cli, buf);
 	peek_death(pk, &death);
+	if (death.source == CQ_DEATH_NONE || death.source == CQ_DEATH_DLQ_NAME)
+		peek_retried(pk, d);
 	cq_death_clear(&death);
 	if (pk->preview) {
 		put_str(cli, "   body: ");

@@ -45,7 +45,7 @@ _qctl()
 	local opts=
 	case $verb in
 	enqueue) opts="--null -0 --jsonl --exchange --routing-key --header -H --priority --message-id --no-message-id --content-type --expiration --transient --window --max-size --heartbeat" ;;
-	consume) opts="--null -0 --jsonl --exec -e --jobs -j --max-retries --retry-delay --poison-codes --handler-timeout --dlq --dedupe --dedupe-ttl --prefetch --count -n --idle-timeout --until-empty --heartbeat --pass-env --consumer --visibility-timeout" ;;
+	consume) opts="--null -0 --jsonl --exec -e --jobs -j --max-retries --retry-delay --poison-codes --handler-timeout --dlq --dedupe --dedupe-ttl --prefetch --count -n --idle-timeout --until-empty --heartbeat --pass-env --consumer --visibility-timeout --processing-list --lease --recover" ;;
 	peek) opts="--count -n --preview" ;;
 	replay-dlq) opts="--to --count -n --filter --dry-run --rate --reset-retries --window" ;;
 	declare) opts="--dlq --quorum --max-length --message-ttl --max-priority --delivery-limit --dead-letter-strategy" ;;

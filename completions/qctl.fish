@@ -63,6 +63,9 @@ complete -c qctl -n '__fish_seen_subcommand_from consume' -l heartbeat -r -d 'AM
 complete -c qctl -n '__fish_seen_subcommand_from consume' -l pass-env -d 'Handlers inherit cq secrets (CQ_AMQP_URL ...)'
 complete -c qctl -n '__fish_seen_subcommand_from consume' -l consumer -r -d 'stream consumer name'
 complete -c qctl -n '__fish_seen_subcommand_from consume' -l visibility-timeout -r -d 'claim dead consumers entries after'
+complete -c qctl -n '__fish_seen_subcommand_from consume' -l processing-list -r -d 'List backend: take into this list'
+complete -c qctl -n '__fish_seen_subcommand_from consume' -l lease -r -d 'List backend: the lease on the processing list'
+complete -c qctl -n '__fish_seen_subcommand_from consume' -l recover -r -d 'List backend: move this processing list back first'
 
 # peek
 complete -c qctl -n '__fish_seen_subcommand_from peek' -s n -l count -r -d 'messages to show'

@@ -8,6 +8,7 @@
 #include "cq.h"
 #include "internal.h"
 #include "qdriver_int.h"
+#include "queue_list_int.h"
 
 /*
  * The backends, in the order --help lists them.  A Redis backend's
@@ -20,7 +21,7 @@ static const struct backend {
 	cqi_qdriver_new_fn make;
 } backends[] = {
 	{ "amqp", false, cqi_amqp_qdriver_new },
-	{ "list", true, NULL },		/* lib/queue_list.c */
+	{ "list", true, cqi_list_qdriver_new },	/* lib/queue_list.c */
 	{ "stream", true, cqi_stream_qdriver_new },
 };
 

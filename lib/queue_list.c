@@ -26,10 +26,12 @@
  * together), so a kill between two steps loses nothing.
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -136,13 +138,22 @@ struct taken {
 	char *body;
 	size_t len;
 	bool meta;		/* it has a side-hash record */
+	bool held;		/* replay keeps it (hold): no ack upto covers it */
+	bool acked;		/* acked while writes were in flight: LREM due */
+};
+
+/* A message given to publish, its reply not yet read. */
+struct pending {
+	uint64_t tag;
+	bool done;
 };
 
 struct list_q {
 	struct cqi_qdriver base;	/* first */
 	struct cqi_list_keys k;
-	char token[320];	/* "HOST PID RANDOM": the lease's value */
+	char token[512];	/* "HOST PID RANDOM": the lease's value */
 	char host[256];
+	char where[128];	/* "BOOT:PIDNS": which PID space our pid is in */
 	long long lease_ms, refreshed_ms, recovered_ms;
 	bool leased;		/* we hold the lease */
 	bool registered;	/* in the registry */
@@ -154,6 +165,12 @@ struct list_q {
 	size_t nt, tcap;
 	uint64_t next_tag;
 	size_t handed, room;
+	/* publishing (enqueue, replay's copies): pipelined writes */
+	struct cqi_pipe pipe;
+	bool pub_on, pub_dead, in_reply;
+	struct pending *pend;	/* a ring, in the order given */
+	size_t phead, pcount, pcap;
+	size_t nacked;		/* unsettled marked acked, LREM due */
 };
 
 static struct list_q *L(struct cqi_qdriver *q)
@@ -228,18 +245,22 @@ static struct cqi_reply *eval(struct cq_ctx *ctx, const char *script,
 
 /* ---- the side hash's records ----------------------------------------------- */
 
-char *cqi_list_record(const struct cqi_failure *f, const char *origin)
+char *cqi_list_record(const struct cqi_failure *f, const char *origin,
+		      long long replayed)
 {
-	json_t *o = json_pack("{s:I,s:i,s:s,s:I,s:s,s:s}", "retries",
+	json_t *o = json_pack("{s:I,s:i,s:I,s:s,s:s}", "retries",
 			      (json_int_t)f->attempts, "code", f->code,
-			      "reason", f->reason ? f->reason : "",
 			      "time", (json_int_t)(cq_wall_ms() / 1000),
 			      "host", f->host ? f->host : "",
 			      "origin", origin);
 	char *s = NULL;
 
 	if (o && (!f->tlen ||
-		  cqi_json_set_bytes(o, "stderr", f->tail, f->tlen) == 0))
+		  cqi_json_set_bytes(o, "stderr", f->tail, f->tlen) == 0) &&
+	    (!f->reason ||
+	     json_object_set_new(o, "reason", json_string(f->reason)) == 0) &&
+	    (replayed <= 0 ||
+	     json_object_set_new(o, "replayed", json_integer(replayed)) == 0))
 		s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return s;
@@ -302,7 +323,7 @@ enum cq_err cqi_list_record_headers(const char *rec, size_t len,
 	json_t *o = json_loadb(rec, len, 0, NULL);
 	struct cq_field *h;
 	size_t n = 0;
-	bool ok;
+	bool ok, dead;
 
 	*out = NULL;
 	*nout = 0;
@@ -310,16 +331,21 @@ enum cq_err cqi_list_record_headers(const char *rec, size_t len,
 		json_decref(o);
 		return CQ_OK;	/* someone else's: no headers */
 	}
-	h = calloc(8, sizeof(*h));
+	/* a dead letter's record has a reason; a retry's has none, and is
+	 * no death (when and where it failed are in the record only) */
+	dead = json_is_string(json_object_get(o, "reason"));
+	h = calloc(9, sizeof(*h));
 	ok = h && add_int(h, &n, CQ_HDR_RETRIES, json_object_get(o, "retries")) &&
-	     add_json_str(h, &n, CQ_HDR_DEATH_REASON,
-			  json_object_get(o, "reason")) &&
+	     add_int(h, &n, CQ_HDR_REPLAYED, json_object_get(o, "replayed")) &&
 	     add_int(h, &n, CQ_HDR_EXIT_CODE, json_object_get(o, "code")) &&
 	     add_stderr(h, &n, o) &&
-	     add_json_str(h, &n, CQ_HDR_ORIGINAL_QUEUE,
-			  json_object_get(o, "origin")) &&
-	     add_int(h, &n, CQ_HDR_DIED_AT, json_object_get(o, "time")) &&
-	     add_json_str(h, &n, CQ_HDR_HOST, json_object_get(o, "host"));
+	     add_json_str(h, &n, CQ_HDR_HOST, json_object_get(o, "host")) &&
+	     (!dead ||
+	      (add_json_str(h, &n, CQ_HDR_DEATH_REASON,
+			    json_object_get(o, "reason")) &&
+	       add_json_str(h, &n, CQ_HDR_ORIGINAL_QUEUE,
+			    json_object_get(o, "origin")) &&
+	       add_int(h, &n, CQ_HDR_DIED_AT, json_object_get(o, "time"))));
 	json_decref(o);
 	if (!ok) {
 		cqi_fields_free(h, n);
@@ -476,6 +502,8 @@ static bool keep_taken(struct list_q *l, uint64_t tag, const char *body,
 	t->len = len;
 	t->tag = tag;
 	t->meta = meta;
+	t->held = false;
+	t->acked = false;
 	l->nt++;
 	return true;
 }
@@ -500,11 +528,47 @@ static void drop_taken(struct list_q *l, size_t from, size_t n)
 {
 	if (!n)
 		return;
-	for (size_t i = from; i < from + n; i++)
+	for (size_t i = from; i < from + n; i++) {
+		if (l->t[i].acked)
+			l->nacked--;
 		free(l->t[i].body);
+	}
 	memmove(l->t + from, l->t + from + n,
 		(l->nt - from - n) * sizeof(*l->t));
 	l->nt -= n;
+}
+
+/* A delivery of queue for a list item (its body taken over from body)
+ * and its side-hash record (a string, or nil); NULL out of memory. */
+static struct cq_delivery *list_delivery(const char *queue,
+					 struct cqi_reply *body,
+					 const struct cqi_reply *meta,
+					 uint64_t tag)
+{
+	struct cq_delivery *d = calloc(1, sizeof(*d));
+	bool has = meta && meta->type == CQI_REPLY_STRING;
+
+	if (!d)
+		return NULL;
+	d->body = body->str;
+	d->len = body->len;
+	body->str = NULL;
+	d->delivery_tag = tag;
+	d->priority = -1;
+	d->persistent = true;
+	d->exchange = strdup("");
+	d->routing_key = strdup(queue);
+	d->queue = strdup(queue);
+	if (!d->body || !d->exchange || !d->routing_key || !d->queue ||
+	    (has && cqi_list_record_headers(meta->str, meta->len,
+					    &d->headers, &d->nheaders))) {
+		cqi_delivery_free(d);
+		return NULL;
+	}
+	/* taken before: a retry's record (a dead letter's has a reason) */
+	d->redelivered = cq_delivery_header(d, CQ_HDR_RETRIES) &&
+			 !cq_delivery_header(d, CQ_HDR_DEATH_REASON);
+	return d;
 }
 
 /* A message now in our processing list (body taken over from r). */
@@ -512,28 +576,15 @@ static enum cq_err arrived(struct list_q *l, struct cqi_reply *body,
 			   const struct cqi_reply *meta)
 {
 	struct cq_ctx *ctx = l->base.ctx;
-	struct cq_delivery *d = calloc(1, sizeof(*d));
-	const char *queue = l->base.conf.queue;
 	uint64_t tag = ++l->next_tag;
 	bool has = meta && meta->type == CQI_REPLY_STRING;
+	struct cq_delivery *d;
 
-	if (!d || !keep_taken(l, tag, body->str, body->len, has))
-		goto nomem;
-	d->body = body->str;
-	d->len = body->len;
-	body->str = NULL;
-	d->delivery_tag = tag;
-	d->redelivered = has;
-	d->priority = -1;
-	d->persistent = true;
-	d->exchange = strdup("");
-	d->routing_key = strdup(queue);
-	d->queue = strdup(queue);
-	if (!d->exchange || !d->routing_key || !d->queue)
-		goto nomem;
-	if (has && cqi_list_record_headers(meta->str, meta->len, &d->headers,
-					   &d->nheaders))
-		goto nomem;
+	if (!keep_taken(l, tag, body->str ? body->str : "", body->len, has))
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	d = list_delivery(l->base.conf.queue, body, meta, tag);
+	if (!d)
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	if (l->handed >= l->room) {
 		l->stash = d;	/* the engine has no room: buffered() */
 		return CQ_OK;
@@ -544,9 +595,6 @@ static enum cq_err arrived(struct list_q *l, struct cqi_reply *body,
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	}
 	return CQ_OK;
-nomem:
-	cqi_delivery_free(d);
-	return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 }
 
 /* Move up to n messages into the processing list and hand them over. */
@@ -618,6 +666,8 @@ static enum cq_err wait_blocked(struct list_q *l, long long wait_ms)
 		return l->base.ctx->err;
 	return r ? unblocked(l, r) : CQ_OK;
 }
+
+static enum cq_err quiesce(struct list_q *l);
 
 /* Before any other command: the BLMOVE's reply first (it comes within
  * its timeout). */
@@ -771,7 +821,7 @@ static enum cq_err depth(struct cqi_qdriver *q, uint64_t *ready, char *why,
 	struct list_q *l = L(q);
 	struct cqi_err_held h = { 0 };
 
-	if (unblock(l) || llen(q->ctx, &l->k.queue, ready) == CQ_OK)
+	if (quiesce(l) || llen(q->ctx, &l->k.queue, ready) == CQ_OK)
 		return q->ctx->err;
 	if (q->ctx->err != CQ_ERR_DATA)
 		return q->ctx->err;
@@ -785,7 +835,7 @@ static enum cq_err depth(struct cqi_qdriver *q, uint64_t *ready, char *why,
 static void stop(struct cqi_qdriver *q)
 {
 	L(q)->taking = false;
-	unblock(L(q));
+	quiesce(L(q));
 }
 
 static enum cq_err resume(struct cqi_qdriver *q)
@@ -843,8 +893,25 @@ static void ack(struct cqi_qdriver *q, uint64_t tag, bool upto)
 	struct list_q *l = L(q);
 	size_t i = find_taken(l, tag), from = upto ? 0 : i;
 
-	if (i == l->nt || unblock(l))
+	if (i == l->nt)
 		return;
+	if (l->in_reply || (l->pub_on && l->pcount)) {
+		/* writes are in flight on the connection: LREM later */
+		for (size_t j = from; j <= i; j++)
+			if (!l->t[j].held && !l->t[j].acked) {
+				l->t[j].acked = true;
+				l->nacked++;
+			}
+		return;
+	}
+	if (quiesce(l))
+		return;
+	/* upto covers the run of unheld ones that ends at tag */
+	while (from < i && l->t[from].held)
+		from++;
+	for (size_t j = from; j < i; j++)
+		if (l->t[j].held)
+			from = j + 1;
 	if (remove_taken(l, from, i + 1 - from))
 		drop_taken(l, from, i + 1 - from);
 }
@@ -863,7 +930,7 @@ static void move(struct list_q *l, const struct cq_delivery *d,
 	struct cqi_reply *r;
 	bool moved;
 
-	if (i == l->nt || unblock(l))
+	if (i == l->nt || quiesce(l))
 		return;
 	args[0] = l->t[i].body;
 	lens[0] = l->t[i].len;
@@ -888,19 +955,21 @@ static void move(struct list_q *l, const struct cq_delivery *d,
 			      "it is no longer in the processing list (recovered after the lease lapsed?)");
 }
 
+/* How often replay-dlq moved d back (kept across failures). */
+static long long replays_in(const struct cq_delivery *d)
+{
+	const struct cq_field *f = cq_delivery_header(d, CQ_HDR_REPLAYED);
+	long long n = 0;
+
+	return f && cqi_field_int(f, &n) ? n : 0;
+}
+
 static void retry(struct cqi_qdriver *q, const struct cq_delivery *d,
 		  const struct cqi_failure *f)
 {
 	struct list_q *l = L(q);
-	char reason[64];
-	struct cqi_failure g = *f;
-	char *rec;
+	char *rec = cqi_list_record(f, q->conf.queue, replays_in(d));
 
-	if (!g.reason) {
-		snprintf(reason, sizeof(reason), "exit %d", f->code);
-		g.reason = reason;
-	}
-	rec = cqi_list_record(&g, q->conf.queue);
 	if (!rec) {
 		l->base.hooks.settled(l->base.hooks.arg, false, false,
 				      "out of memory");
@@ -914,7 +983,7 @@ static bool dead_letter(struct cqi_qdriver *q, const struct cq_delivery *d,
 			const struct cqi_failure *f, char *where, size_t len)
 {
 	struct list_q *l = L(q);
-	char *rec = cqi_list_record(f, q->conf.queue);
+	char *rec = cqi_list_record(f, q->conf.queue, replays_in(d));
 
 	if (!rec) {
 		lfail(l, CQ_ERR_NOMEM, "out of memory");
@@ -928,7 +997,513 @@ static bool dead_letter(struct cqi_qdriver *q, const struct cq_delivery *d,
 
 static enum cq_err flush(struct cqi_qdriver *q)
 {
-	return unblock(L(q));
+	return quiesce(L(q));
+}
+
+/* ---- publishing: enqueue, and replay's copies --------------------------------- */
+
+/* KEYS queue meta; ARGV body record: pushed with its record beside it. */
+static const char push_lua[] =
+	"redis.call('HSET', KEYS[2], redis.sha1hex(ARGV[1]), ARGV[2])\n"
+	"return redis.call('LPUSH', KEYS[1], ARGV[1])\n";
+
+/* A reason for hooks.published: static text, so that it outlives the
+ * driver and the same cause is the same pointer. */
+static const char *reason_of(const char *redis_err)
+{
+	static const struct { const char *prefix, *reason; } known[] = {
+		{ "OOM", "refused by Redis: out of memory (maxmemory)" },
+		{ "WRONGTYPE", "refused by Redis: the key is not a list" },
+		{ "READONLY", "refused by Redis: a read-only replica" },
+		{ "NOPERM", "refused by Redis: no permission" },
+		{ "NOAUTH", "refused by Redis: no permission" },
+		{ "MASTERDOWN", "refused by Redis: no master" },
+		{ "CLUSTERDOWN", "refused by Redis Cluster: the cluster is down" },
+		{ "not written: ", "Redis went down" },
+	};
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strncmp(redis_err, known[i].prefix,
+			    strlen(known[i].prefix)) == 0)
+			return known[i].reason;
+	return "refused by Redis";
+}
+
+static void pend_done(struct list_q *l, uint64_t tag)
+{
+	for (size_t i = 0; i < l->pcount; i++) {
+		struct pending *p = &l->pend[(l->phead + i) % l->pcap];
+
+		if (p->tag == tag && !p->done) {
+			p->done = true;
+			break;
+		}
+	}
+	while (l->pcount && l->pend[l->phead].done) {
+		l->phead = (l->phead + 1) % l->pcap;
+		l->pcount--;
+	}
+}
+
+static bool pend_add(struct list_q *l, uint64_t tag)
+{
+	if (l->pcount == l->pcap) {
+		size_t cap = l->pcap ? l->pcap * 2 : 1024;
+		struct pending *v = malloc(cap * sizeof(*v));
+
+		if (!v)
+			return false;
+		for (size_t i = 0; i < l->pcount; i++)
+			v[i] = l->pend[(l->phead + i) % l->pcap];
+		free(l->pend);
+		l->pend = v;
+		l->pcap = cap;
+		l->phead = 0;
+	}
+	l->pend[(l->phead + l->pcount) % l->pcap] =
+		(struct pending){ .tag = tag };
+	l->pcount++;
+	return true;
+}
+
+/* The connection is gone: whatever was not answered is settled failed. */
+static void pend_lost(struct list_q *l)
+{
+	l->pub_dead = true;
+	while (l->pcount) {
+		struct pending p = l->pend[l->phead];
+
+		l->phead = (l->phead + 1) % l->pcap;
+		l->pcount--;
+		if (!p.done)
+			l->base.hooks.published(l->base.hooks.arg, p.tag, false,
+						CQ_REASON_LOST);
+	}
+}
+
+static void on_write(void *arg, uint64_t tag, struct cqi_reply *r)
+{
+	struct list_q *l = arg;
+	bool ok = r->type != CQI_REPLY_ERROR;
+
+	pend_done(l, tag);
+	l->in_reply = true;
+	l->base.hooks.published(l->base.hooks.arg, tag, ok,
+				ok ? NULL : reason_of(r->str ? r->str : ""));
+	l->in_reply = false;
+}
+
+/* Read the replies of what was written until at most keep are out. */
+static enum cq_err pub_sync(struct list_q *l, size_t keep)
+{
+	if (!l->pub_on || l->pub_dead)
+		return l->base.ctx->err;
+	if (cqi_pipe_sync(&l->pipe, keep)) {
+		pend_lost(l);
+		return l->base.ctx->err;
+	}
+	return CQ_OK;
+}
+
+/* LREM what was acked while writes were in flight. */
+static enum cq_err flush_acks(struct list_q *l)
+{
+	size_t i = 0;
+
+	while (l->nacked && i < l->nt) {
+		size_t j = i;
+
+		while (j < l->nt && l->t[j].acked)
+			j++;
+		if (j == i) {
+			i++;
+			continue;
+		}
+		if (!remove_taken(l, i, j - i))
+			return l->base.ctx->err;
+		drop_taken(l, i, j - i);
+	}
+	return CQ_OK;
+}
+
+/* Nothing in flight: the BLMOVE answered, every write's reply read, the
+ * acks given meanwhile done.  Before any command whose reply is read at
+ * once. */
+static enum cq_err quiesce(struct list_q *l)
+{
+	if (l->in_reply)
+		return cq_seterr(l->base.ctx, CQ_ERR_INTERNAL,
+				 "a list command inside a write's reply");
+	if (unblock(l) || pub_sync(l, 0) || flush_acks(l))
+		return l->base.ctx->err;
+	return CQ_OK;
+}
+
+static enum cq_err pub_start(struct cqi_qdriver *q, size_t window,
+			     const char *exchange, bool mandatory)
+{
+	struct list_q *l = L(q);
+
+	(void)mandatory;
+	if (exchange && *exchange)
+		return cq_seterr(q->ctx, CQ_ERR_USAGE,
+				 "--exchange: not supported by the list backend");
+	if (l->pub_on)
+		return cq_seterr(q->ctx, CQ_ERR_INTERNAL,
+				 "publisher already started");
+	if (cqi_list_check_type(q->ctx, &l->k.queue, "queue") ||
+	    cqi_pipe_init(&l->pipe, q->ctx, window, on_write, l))
+		return q->ctx->err;
+	l->pub_on = true;
+	return CQ_OK;
+}
+
+/* The replay count m carries (its own header, else its delivery's). */
+static long long replays_of(const struct cq_message *m)
+{
+	const struct cq_field *f;
+	long long n = 0;
+
+	for (size_t i = 0; i < m->nheaders; i++)
+		if (strcmp(m->headers[i].key, CQ_HDR_REPLAYED) == 0)
+			return m->headers[i].is_int ? m->headers[i].ival : 0;
+	f = m->from ? cq_delivery_header(m->from, CQ_HDR_REPLAYED) : NULL;
+	return f && cqi_field_int(f, &n) ? n : 0;
+}
+
+/* LPUSH the body (all a list carries); a replayed copy keeps its replay
+ * count beside the list. */
+static enum cq_err publish(struct cqi_qdriver *q, const struct cq_message *m,
+			   uint64_t tag)
+{
+	struct list_q *l = L(q);
+	struct cq_ctx *ctx = q->ctx;
+	const char *target = m->routing_key && *m->routing_key ?
+			     m->routing_key : q->conf.queue;
+	const char *body = m->body ? m->body : m->from ? m->from->body : "";
+	size_t len = m->body ? m->len : m->from ? m->from->len : 0;
+	struct cq_buf key = { 0 }, meta = { 0 };
+	long long replays = replays_of(m);
+	char rec[64];
+	enum cq_err e;
+
+	if (!l->pub_on || l->pub_dead || ctx->err) {
+		q->hooks.published(q->hooks.arg, tag, false, CQ_REASON_LOST);
+		return ctx->err ? ctx->err : CQ_ERR_TEMPFAIL;
+	}
+	if (!cqi_prefixed(ctx, target, strlen(target), &key) ||
+	    (replays > 0 && !derived(ctx, &key, "meta", &meta)) ||
+	    !pend_add(l, tag)) {
+		cq_buf_free(&key);
+		q->hooks.published(q->hooks.arg, tag, false, CQ_REASON_LOST);
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	}
+	if (replays > 0) {
+		const char *argv[] = { "EVAL", push_lua, "2", key.data,
+				       meta.data, body, rec };
+		size_t lens[] = { 4, strlen(push_lua), 1, key.len, meta.len,
+				  len, 0 };
+
+		snprintf(rec, sizeof(rec), "{\"replayed\":%lld}", replays);
+		lens[6] = strlen(rec);
+		e = cqi_pipe_cmd(&l->pipe, tag, CQI_KEY(3), 7, argv, lens);
+	} else {
+		const char *argv[] = { "LPUSH", key.data, body };
+		size_t lens[] = { 5, key.len, len };
+
+		e = cqi_pipe_cmd(&l->pipe, tag, CQI_KEY(1), 3, argv, lens);
+	}
+	cq_buf_free(&key);
+	cq_buf_free(&meta);
+	if (e)
+		pend_lost(l);
+	return e;
+}
+
+static enum cq_err pub_poll(struct cqi_qdriver *q)
+{
+	struct list_q *l = L(q);
+
+	/* send what is queued; replies are read as the window fills */
+	return pub_sync(l, l->pipe.inflight + l->pipe.nout);
+}
+
+/* The input is slow: settle everything written, then wait for it. */
+static enum cq_err wait_input(struct cqi_qdriver *q, int fd)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+
+	if (pub_sync(L(q), 0))
+		return q->ctx->err;
+	if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+		return cq_seterr(q->ctx, CQ_ERR_IO, "poll: %s",
+				 strerror(errno));
+	return CQ_OK;	/* a signal: the caller looks at its stop request */
+}
+
+static enum cq_err pub_flush(struct cqi_qdriver *q)
+{
+	return pub_sync(L(q), 0);
+}
+
+static bool pub_alive(const struct cqi_qdriver *q)
+{
+	return CL(q)->pub_on && !CL(q)->pub_dead && !q->ctx->err;
+}
+
+static enum cq_err give_back(struct list_q *l);
+
+/* ---- replay: held messages -------------------------------------------------------- */
+
+static void hold(struct cqi_qdriver *q, uint64_t tag)
+{
+	struct list_q *l = L(q);
+	size_t i = find_taken(l, tag);
+
+	if (i < l->nt)
+		l->t[i].held = true;	/* it stays in the processing list */
+}
+
+static enum cq_err release_op(struct cqi_qdriver *q)
+{
+	return give_back(L(q));
+}
+
+/* ---- peek, info, purge, declare, stats ------------------------------------------ */
+
+/* KEYS queue meta; ARGV from n: up to n messages from the from-th oldest
+ * (0-based), oldest first, each with its record. */
+static const char peek_lua[] =
+	"local from, n = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+	"local items = redis.call('LRANGE', KEYS[1], -from - n, -from - 1)\n"
+	"local has = redis.call('EXISTS', KEYS[2]) == 1\n"
+	"local out = {}\n"
+	"for i = #items, 1, -1 do\n"
+	"  out[#out + 1] = items[i]\n"
+	"  out[#out + 1] = has and redis.call('HGET', KEYS[2],\n"
+	"                                     redis.sha1hex(items[i])) or false\n"
+	"end\n"
+	"return out\n";
+
+#define PEEK_PAGE 100
+
+static enum cq_err peek(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
+			void *arg, size_t *seen)
+{
+	struct list_q *l = L(q);
+	struct cq_ctx *ctx = q->ctx;
+	const struct cq_buf *keys[] = { &l->k.queue, &l->k.meta };
+	enum cq_err e = CQ_OK;
+
+	*seen = 0;
+	if (cqi_list_check_type(ctx, &l->k.queue, "queue"))
+		return ctx->err;
+	while (*seen < count && !e) {
+		size_t n = count - *seen < PEEK_PAGE ? count - *seen : PEEK_PAGE;
+		char from[24], ns[24];
+		const char *args[] = { from, ns };
+		struct cqi_reply *r;
+		size_t got;
+
+		snprintf(from, sizeof(from), "%zu", *seen);
+		snprintf(ns, sizeof(ns), "%zu", n);
+		r = eval(ctx, peek_lua, keys, 2, args, NULL, 2);
+		if (!r)
+			return ctx->err;
+		if (r->type == CQI_REPLY_ERROR)
+			return reply_err(l, r, "peek");
+		got = r->elements / 2;
+		for (size_t i = 0; i < got && !e; i++) {
+			struct cq_delivery *d;
+
+			d = list_delivery(q->conf.queue, r->element[2 * i],
+					  r->element[2 * i + 1], *seen + 1);
+			if (!d) {
+				e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+				break;
+			}
+			(*seen)++;
+			e = fn(arg, d);
+			cqi_delivery_free(d);
+		}
+		cqi_reply_free(r);
+		if (got < n)
+			break;
+	}
+	return e;
+}
+
+static enum cq_err info(struct cqi_qdriver *q, struct cq_queue_info *out)
+{
+	struct list_q *l = L(q);
+
+	out->known = false;	/* a list has no settings */
+	return cqi_list_check_type(q->ctx, &l->k.queue, "queue");
+}
+
+/* KEYS queue meta; ARGV n: up to n messages removed from the consuming
+ * end, each with its record. */
+static const char purge_lua[] =
+	"local n = 0\n"
+	"for i = 1, tonumber(ARGV[1]) do\n"
+	"  local v = redis.call('RPOP', KEYS[1])\n"
+	"  if not v then break end\n"
+	"  redis.call('HDEL', KEYS[2], redis.sha1hex(v))\n"
+	"  n = n + 1\n"
+	"end\n"
+	"return n\n";
+
+/* Remove the ready messages (what was there at the start: a producer
+ * pushing meanwhile is not chased) and their records; the processing
+ * lists and their records stay.  Without records, one UNLINK. */
+static enum cq_err purge(struct cqi_qdriver *q, uint64_t *count)
+{
+	struct list_q *l = L(q);
+	struct cq_ctx *ctx = q->ctx;
+	const struct cq_buf *keys[] = { &l->k.queue, &l->k.meta };
+	const char *ex[2] = { "EXISTS", l->k.meta.data };
+	size_t exl[2] = { 6, l->k.meta.len };
+	struct cqi_reply *r;
+	uint64_t ready = 0;
+	bool records;
+
+	*count = 0;
+	if (cqi_list_check_type(ctx, &l->k.queue, "queue") ||
+	    llen(ctx, &l->k.queue, &ready))
+		return ctx->err;
+	if (!(r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, ex, exl)))
+		return ctx->err;
+	records = r->integer > 0;
+	cqi_reply_free(r);
+	if (!records) {
+		const char *argv[2] = { "UNLINK", l->k.queue.data };
+		size_t lens[2] = { 6, l->k.queue.len };
+
+		if (!(r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv, lens)))
+			return ctx->err;
+		cqi_reply_free(r);
+		*count = ready;
+		return CQ_OK;
+	}
+	while (*count < ready) {
+		char ns[24];
+		const char *args[] = { ns };
+		uint64_t n = ready - *count < RECOVER_BATCH ?
+			     ready - *count : RECOVER_BATCH;
+
+		snprintf(ns, sizeof(ns), "%llu", (unsigned long long)n);
+		r = eval(ctx, purge_lua, keys, 2, args, NULL, 1);
+		if (!r)
+			return ctx->err;
+		if (r->type == CQI_REPLY_ERROR)
+			return reply_err(l, r, "purge");
+		*count += (uint64_t)r->integer;
+		n = (uint64_t)r->integer < n;	/* emptied meanwhile */
+		cqi_reply_free(r);
+		if (n)
+			break;
+	}
+	return CQ_OK;
+}
+
+/* The live consumers (a lease held) and what they hold. */
+static enum cq_err consumers(struct list_q *l, double *live, double *inflight)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	const char *argv[2] = { "SMEMBERS", l->k.registry.data };
+	size_t lens[2] = { 8, l->k.registry.len };
+	struct cqi_reply *r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv, lens);
+
+	*live = *inflight = 0;
+	if (!r)
+		return ctx->err;
+	for (size_t i = 0; i < r->elements; i++) {
+		struct cq_buf proc = { 0 }, lease = { 0 };
+		const char *ex[2] = { "EXISTS" };
+		size_t exl[2] = { 6 };
+		struct cqi_reply *x;
+		uint64_t n = 0;
+
+		if (!cq_buf_append(&proc, r->element[i]->str,
+				   r->element[i]->len) ||
+		    !cqi_list_lease_key(ctx, &proc, &lease)) {
+			cq_buf_free(&proc);
+			cqi_reply_free(r);
+			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		}
+		ex[1] = lease.data;
+		exl[1] = lease.len;
+		x = llen(ctx, &proc, &n) ? NULL :
+		    cqi_redis_cmd(ctx, CQI_KEY(1), 2, ex, exl);
+		cq_buf_free(&proc);
+		cq_buf_free(&lease);
+		if (!x) {
+			cqi_reply_free(r);
+			return ctx->err;
+		}
+		*live += x->integer > 0;
+		*inflight += (double)n;
+		cqi_reply_free(x);
+	}
+	cqi_reply_free(r);
+	return CQ_OK;
+}
+
+/* Nothing to create: a list exists once something is pushed.  declare
+ * checks that the keys are lists (or absent) and refuses what a list has
+ * no such thing for. */
+static enum cq_err declare(struct cqi_qdriver *q, const struct cq_queue_opts *o,
+			   struct cq_declared *out)
+{
+	struct list_q *l = L(q);
+	struct cq_ctx *ctx = q->ctx;
+	const char *opt = o->quorum ? "--quorum" :
+			  o->max_length >= 0 ? "--max-length" :
+			  o->message_ttl_ms >= 0 ? "--message-ttl" :
+			  o->max_priority >= 0 ? "--max-priority" :
+			  o->delivery_limit >= 0 ? "--delivery-limit" : NULL;
+	struct cqi_list_keys dk;
+	double live = 0, inflight = 0;
+	uint64_t ready = 0;
+
+	if (opt)
+		return cq_seterr(ctx, CQ_ERR_USAGE,
+				 "%s: not supported by the list backend", opt);
+	if (cqi_list_check_type(ctx, &l->k.queue, "queue") ||
+	    llen(ctx, &l->k.queue, &ready) ||
+	    consumers(l, &live, &inflight))
+		return ctx->err;
+	out->messages = ready > UINT32_MAX ? UINT32_MAX : (uint32_t)ready;
+	out->consumers = (uint32_t)live;
+	if (!o->dlq)
+		return CQ_OK;
+	if (cqi_list_keys(ctx, q->conf.queue, *o->dlq ? o->dlq : NULL, &dk))
+		return ctx->err;
+	if (cqi_list_check_type(ctx, &dk.dlq, "dead-letter list") == CQ_OK &&
+	    !(out->dlq = strdup(dk.dlq_name)))
+		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	cqi_list_keys_clear(&dk);
+	return ctx->err;
+}
+
+/* A list always "exists" (an empty one has no key); the DLQ's depth is
+ * always known, 0 without a key. */
+static enum cq_err stats(struct cqi_qdriver *q, struct cqi_qstats *out)
+{
+	struct list_q *l = L(q);
+	struct cq_ctx *ctx = q->ctx;
+	uint64_t ready = 0, dead = 0;
+
+	if (cqi_list_check_type(ctx, &l->k.queue, "queue") ||
+	    cqi_list_check_type(ctx, &l->k.dlq, "dead-letter list") ||
+	    llen(ctx, &l->k.queue, &ready) || llen(ctx, &l->k.dlq, &dead) ||
+	    consumers(l, &out->consumers, &out->inflight))
+		return ctx->err;
+	out->found = true;
+	out->ready = (double)ready;
+	out->dlq = (double)dead;
+	snprintf(out->dlq_name, sizeof(out->dlq_name), "%s", l->k.dlq_name);
+	return CQ_OK;
 }
 
 /* ---- leases and recovery ----------------------------------------------------- */
@@ -973,54 +1548,21 @@ static enum cq_err recover_list(struct list_q *l, const struct cq_buf *proc,
 	return CQ_OK;
 }
 
-/* The processing lists of consumers whose lease expired, back to the
- * queue. */
-static enum cq_err recover_dead(struct list_q *l)
-{
-	struct cq_ctx *ctx = l->base.ctx;
-	const char *argv[2] = { "SMEMBERS", l->k.registry.data };
-	size_t lens[2] = { 8, l->k.registry.len };
-	struct cqi_reply *r;
-	enum cq_err e = CQ_OK;
-
-	l->recovered_ms = cq_now_ms();
-	r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv, lens);
-	if (!r)
-		return ctx->err;
-	for (size_t i = 0; i < r->elements && !e; i++) {
-		struct cq_buf proc = { 0 };
-		unsigned long long moved = 0;
-		bool alive;
-
-		if (r->element[i]->type != CQI_REPLY_STRING)
-			continue;
-		if (!cq_buf_append(&proc, r->element[i]->str,
-				   r->element[i]->len)) {
-			e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-			break;
-		}
-		if (proc.len != l->k.proc.len ||
-		    memcmp(proc.data, l->k.proc.data, proc.len))
-			e = recover_list(l, &proc, NULL, &alive, &moved);
-		if (!e && moved)
-			lnotice(l, "recovered %llu message%s of a consumer whose lease expired (processing list '%s') into '%s'",
-				moved, moved == 1 ? "" : "s", proc.data,
-				l->base.conf.queue);
-		cq_buf_free(&proc);
-	}
-	cqi_reply_free(r);
-	return e;
-}
-
-/* The lease's owner: "HOST PID RANDOM".  Known gone when it ran here and
- * its process is no more. */
+/*
+ * The lease's owner: "HOST PID RANDOM BOOT:PIDNS".  Known gone when it ran
+ * on this host, in this boot and in our PID namespace (so that its pid
+ * means the same here: containers sharing a host name do not), and no
+ * process has its pid.  A pid taken again since looks alive: its lease
+ * then has to expire.
+ */
 static bool owner_gone(const struct list_q *l, const char *owner)
 {
-	char host[256];
+	char host[256], rnd[64], where[128];
 	long pid;
 
-	if (sscanf(owner, "%255s %ld", host, &pid) != 2 || pid <= 0 ||
-	    strcmp(host, l->host))
+	if (!*l->where ||
+	    sscanf(owner, "%255s %ld %63s %127s", host, &pid, rnd, where) != 4 ||
+	    pid <= 0 || strcmp(host, l->host) || strcmp(where, l->where))
 		return false;
 	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
@@ -1048,6 +1590,70 @@ static enum cq_err lease_owner(struct cq_ctx *ctx, const struct cq_buf *lease,
 	return CQ_OK;
 }
 
+
+/* Recover registered processing list proc if its lease expired, or its
+ * owner is known gone (*gone). */
+static enum cq_err recover_gone(struct list_q *l, const struct cq_buf *proc,
+				unsigned long long *moved, bool *gone)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	struct cq_buf lease = { 0 };
+	char owner[512];
+	long long ttl;
+	bool alive;
+
+	*gone = false;
+	if (!cqi_list_lease_key(ctx, proc, &lease))
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	if (lease_owner(ctx, &lease, owner, sizeof(owner), &ttl) == CQ_OK)
+		*gone = *owner && owner_gone(l, owner);
+	cq_buf_free(&lease);
+	if (ctx->err)
+		return ctx->err;
+	return recover_list(l, proc, *gone ? owner : NULL, &alive, moved);
+}
+
+/* The processing lists of consumers whose lease expired, back to the
+ * queue. */
+static enum cq_err recover_dead(struct list_q *l)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	const char *argv[2] = { "SMEMBERS", l->k.registry.data };
+	size_t lens[2] = { 8, l->k.registry.len };
+	struct cqi_reply *r;
+	enum cq_err e = CQ_OK;
+
+	l->recovered_ms = cq_now_ms();
+	r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv, lens);
+	if (!r)
+		return ctx->err;
+	for (size_t i = 0; i < r->elements && !e; i++) {
+		struct cq_buf proc = { 0 };
+		unsigned long long moved = 0;
+		bool gone = false;
+
+		if (r->element[i]->type != CQI_REPLY_STRING)
+			continue;
+		if (!cq_buf_append(&proc, r->element[i]->str,
+				   r->element[i]->len)) {
+			e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+			break;
+		}
+		if (proc.len != l->k.proc.len ||
+		    memcmp(proc.data, l->k.proc.data, proc.len))
+			e = recover_gone(l, &proc, &moved, &gone);
+		if (!e && moved)
+			lnotice(l, "recovered %llu message%s of a consumer %s (processing list '%s') into '%s'",
+				moved, moved == 1 ? "" : "s",
+				gone ? "that is gone (its process ended)" :
+				"whose lease expired", proc.data,
+				l->base.conf.queue);
+		cq_buf_free(&proc);
+	}
+	cqi_reply_free(r);
+	return e;
+}
+
 static enum cq_err held_err(struct list_q *l, const struct cq_buf *proc,
 			    const char *owner, long long ttl_ms,
 			    const char *what)
@@ -1067,7 +1673,7 @@ static enum cq_err recover_asked(struct list_q *l, const char *name)
 {
 	struct cq_ctx *ctx = l->base.ctx;
 	struct cq_buf proc = { 0 }, lease = { 0 };
-	char owner[320];
+	char owner[512];
 	long long ttl = 0;
 	unsigned long long moved = 0;
 	bool alive = false;
@@ -1100,7 +1706,7 @@ out:
 static enum cq_err take_lease(struct list_q *l)
 {
 	struct cq_ctx *ctx = l->base.ctx;
-	char ttl[24], owner[320];
+	char ttl[24], owner[512];
 	const char *argv[6] = { "SET", l->k.lease.data, l->token, "PX", ttl,
 				"NX" };
 	size_t lens[6] = { 3, l->k.lease.len, strlen(l->token), 2, 0, 2 };
@@ -1150,8 +1756,9 @@ static enum cq_err name_proc(struct list_q *l)
 	if (cqi_random_bytes(ctx, rnd, sizeof(rnd)))
 		return ctx->err;
 	snprintf(l->token, sizeof(l->token),
-		 "%s %ld %02x%02x%02x%02x%02x%02x", l->host, (long)getpid(),
-		 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+		 "%s %ld %02x%02x%02x%02x%02x%02x %s", l->host, (long)getpid(),
+		 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5],
+		 *l->where ? l->where : "-");
 	snprintf(what, sizeof(what), "processing:%s:%ld:%02x%02x%02x%02x%02x%02x",
 		 l->host, (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3],
 		 rnd[4], rnd[5]);
@@ -1182,33 +1789,62 @@ static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 /* At a clean exit: what was taken and not settled goes back to the
  * consuming end (newest first, so the oldest is next), and the lease is
  * given up. */
-static void release(struct list_q *l)
+static enum cq_err give_back(struct list_q *l)
 {
 	struct cq_ctx *ctx = l->base.ctx;
 	const struct cq_buf *back[] = { &l->k.proc, &l->k.queue };
+	struct cqi_reply *r;
+
+	if (quiesce(l))
+		return ctx->err;
+	while (l->nt) {
+		const char *args[1] = { l->t[l->nt - 1].body };
+		size_t lens[1] = { l->t[l->nt - 1].len };
+
+		r = eval(ctx, unget_lua, back, 2, args, lens, 1);
+		if (!r)
+			return ctx->err;
+		if (r->type == CQI_REPLY_ERROR)
+			return reply_err(l, r, "give back");
+		cqi_reply_free(r);
+		drop_taken(l, l->nt - 1, 1);
+	}
+	return CQ_OK;
+}
+
+static void release(struct list_q *l)
+{
+	struct cq_ctx *ctx = l->base.ctx;
 	const struct cq_buf *keys[] = { &l->k.proc, &l->k.lease,
 					&l->k.registry };
 	struct cqi_reply *r;
-	size_t i;
 
-	if (ctx->err || !l->leased || unblock(l))
-		return;
-	for (i = l->nt; i-- > 0;) {
-		const char *args[1] = { l->t[i].body };
-		size_t lens[1] = { l->t[i].len };
-
-		r = eval(ctx, unget_lua, back, 2, args, lens, 1);
-		if (!r || r->type == CQI_REPLY_ERROR) {
-			cqi_reply_free(r);
-			return;	/* left for recovery once the lease expires */
-		}
-		cqi_reply_free(r);
-	}
-	drop_taken(l, 0, l->nt);
+	if (ctx->err || !l->leased || give_back(l))
+		return;	/* left for recovery once the lease expires */
 	r = eval(ctx, release_lua, keys, 3, (const char *[]){ l->token },
 		 NULL, 1);
 	cqi_reply_free(r);	/* an error: the lease expires by itself */
 	l->leased = false;
+}
+
+/* "BOOT:PIDNS" (the boot's id, our PID namespace's inode), or "" when
+ * /proc cannot tell. */
+static void pid_space(char *buf, size_t len)
+{
+	char boot[64] = "";
+	struct stat st;
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+
+	buf[0] = '\0';
+	if (!f)
+		return;
+	if (!fgets(boot, sizeof(boot), f))
+		boot[0] = '\0';
+	fclose(f);
+	boot[strcspn(boot, " \n")] = '\0';
+	if (*boot && stat("/proc/self/ns/pid", &st) == 0)
+		snprintf(buf, len, "%s:%llu", boot,
+			 (unsigned long long)st.st_ino);
 }
 
 static enum cq_err drv_connect(struct cqi_qdriver *q)
@@ -1238,6 +1874,10 @@ static void drv_free(struct cqi_qdriver *q)
 	cqi_delivery_free(l->stash);
 	drop_taken(l, 0, l->nt);
 	free(l->t);
+	if (l->pub_on)
+		cqi_pipe_free(&l->pipe);
+	free(l->pend);
+
 	cqi_list_keys_clear(&l->k);
 	free(l);
 }
@@ -1257,6 +1897,19 @@ static const struct cqi_qdriver_ops list_ops = {
 	.retry = retry,
 	.dead_letter = dead_letter,
 	.flush = flush,
+	.hold = hold,
+	.release = release_op,
+	.pub_start = pub_start,
+	.publish = publish,
+	.pub_poll = pub_poll,
+	.wait_input = wait_input,
+	.pub_flush = pub_flush,
+	.pub_alive = pub_alive,
+	.peek = peek,
+	.info = info,
+	.purge = purge,
+	.declare = declare,
+	.stats = stats,
 	.free = drv_free,
 };
 
@@ -1276,6 +1929,7 @@ struct cqi_qdriver *cqi_list_qdriver_new(struct cq_ctx *ctx,
 	if (gethostname(l->host, sizeof(l->host) - 1) < 0 || !*l->host)
 		snprintf(l->host, sizeof(l->host), "unknown");
 	l->host[strcspn(l->host, " ")] = '\0';
+	pid_space(l->where, sizeof(l->where));
 	if (cqi_list_keys(ctx, conf->queue, conf->dlq, &l->k)) {
 		free(l);
 		return NULL;

@@ -33,13 +33,15 @@ bool cqi_list_lease_key(struct cq_ctx *ctx, const struct cq_buf *proc,
 enum cq_err cqi_list_check_type(struct cq_ctx *ctx, const struct cq_buf *key,
 				const char *what);
 
-/* The side hash's record of a failure: JSON with retries, code, reason,
- * stderr (or stderr_base64), time (epoch s), host, origin (the queue it
- * failed in).  Caller frees; NULL out of memory. */
-char *cqi_list_record(const struct cqi_failure *f, const char *origin);
+/* The side hash's record of a failure: JSON with retries, code, reason
+ * (a dead letter's only), stderr (or stderr_base64), time (epoch s), host,
+ * origin (the queue it failed in), replayed (when > 0: how often
+ * replay-dlq moved it back).  Caller frees; NULL out of memory. */
+char *cqi_list_record(const struct cqi_failure *f, const char *origin,
+		      long long replayed);
 /* A record as the x-cq-* headers qctl writes on AMQP messages (retries,
- * death reason, exit code, stderr, original queue, died at, host), so
- * peek, replay and handlers read both alike.  A record that is not ours
+ * replayed, exit code, stderr, host; a dead letter's also death reason,
+ * original queue, died at), so peek, replay and handlers read both alike.  A record that is not ours
  * gives no headers. */
 enum cq_err cqi_list_record_headers(const char *rec, size_t len,
 				    struct cq_field **out, size_t *nout);

@@ -203,18 +203,33 @@ per_test_teardown() {
 	assert_output 2
 }
 
-@test "list: a killed consumer's messages stay put until its lease expires, then come back oldest first" {
+@test "list: a consumer killed on this host is known gone: its messages come back at once, oldest first" {
 	rcli LPUSH "$Q" 1 2 3 >/dev/null
-	hold_in_handlers 2 --lease 1s
+	hold_in_handlers 2 --lease 60s
 	kill -9 "$BGPID"
 	wait "$BGPID" 2>/dev/null || true
 	BGPID=
 	run -0 --separate-stderr qctl consume --until-empty "$Q"
-	assert_output 3
-	sleep 1.2
+	assert_output "$(printf '1\n2\n3')"
+	[[ "$stderr" == *"recovered 2 messages of a consumer that is gone (its process ended)"* ]]
+	run -0 test_keys
+	assert_output ""
+}
+
+@test "list: another host's consumer keeps its messages until its lease expires" {
+	local proc="{$Q}|cq:processing:elsewhere:42:abc"
+	rcli LPUSH "$Q" 3 >/dev/null
+	rcli LPUSH "$proc" 2 1 >/dev/null
+	rcli SADD "{$Q}|cq:consumers" "$proc" >/dev/null
+	rcli SET "$proc|cq:lease" "elsewhere 42 abc boot:1" PX 1500 >/dev/null
 	run -0 --separate-stderr qctl consume --until-empty "$Q"
-	assert_output "$(printf '1\n2')"
-	[[ "$stderr" == *"recovered 2 messages of a consumer whose lease expired"* ]]
+	assert_output 3
+	run -75 --separate-stderr qctl consume --recover "$proc" --until-empty "$Q"
+	[[ "$stderr" == "qctl: consume: --recover: processing list '$proc' belongs to a live consumer (elsewhere pid 42; its lease ends in "*"s unless renewed)" ]]
+	sleep 1.6
+	run -0 --separate-stderr qctl consume --until-empty "$Q"
+	assert_output "$(printf '2\n1')"
+	[[ "$stderr" == *"recovered 2 messages of a consumer whose lease expired (processing list '$proc') into '$Q'"* ]]
 	run -0 test_keys
 	assert_output ""
 }
@@ -278,4 +293,100 @@ per_test_teardown() {
 	assert_output "$(printf 'b\nc\nd')"
 	run -0 test_keys
 	assert_output ""
+}
+
+# ---- the other verbs ------------------------------------------------------------------------
+
+@test "list: enqueue LPUSHes raw bodies (arguments, lines, -0), oldest consumed first" {
+	run -0 --separate-stderr qctl enqueue "$Q" one two
+	[[ "$stderr" == "qctl: enqueue: enqueued 2 messages in "*"s (0 failed)" || "$stderr" == "enqueued 2 messages in "* ]]
+	printf 'three\nfour\n' | qctl enqueue -q "$Q"
+	printf 'bin\0\xff\0' | qctl enqueue -q -0 "$Q"
+	run -0 rcli LLEN "$Q"
+	assert_output 6
+	# the app's reliable worker reads what qctl pushed, as it was
+	run -0 --separate-stderr node_peer ioredis-list-worker.js "$CQ_REDIS_URL" "$Q" "$Q:processing" 4
+	assert_output "$(printf 'one\ntwo\nthree\nfour')"
+	run -0 rcli --no-raw LRANGE "$Q" 0 -1
+	assert_output "$(printf '1) "\\xff"\n2) "bin"')"
+}
+
+@test "list: enqueue of 10000 lines is pipelined and every one lands" {
+	seq 1 10000 | qctl enqueue -q "$Q"
+	run -0 rcli LLEN "$Q"
+	assert_output 10000
+	run -0 rcli LINDEX "$Q" -1
+	assert_output 1
+}
+
+@test "list: enqueue to a key of the wrong type exits 65 naming it, and writes nothing" {
+	rcli SET "$Q" x >/dev/null
+	run -65 --separate-stderr qctl enqueue "$Q" a
+	assert_equal "$stderr" "qctl: enqueue: queue '$Q' is a Redis string, not a list"
+	run -0 rcli GET "$Q"
+	assert_output x
+}
+
+@test "list: enqueue names the lines not written when Redis refuses them, and exits 75" {
+	# a Redis that refuses writes once it is full (maxmemory, noeviction)
+	priv_redis_start --tcp --maxmemory 2mb --maxmemory-policy noeviction
+	head -c 200000 /dev/zero | tr '\0' x >"$TMP/big"
+	for i in $(seq 1 20); do cat "$TMP/big"; echo; done >"$TMP/in"
+	run -75 --separate-stderr qctl --redis "$PRIV_URL" enqueue "$Q" <"$TMP/in"
+	# the lines named are exactly those Redis does not have
+	local have
+	have=$(pcli LLEN "$Q")
+	[ "$have" -gt 0 ] && [ "$have" -lt 20 ]
+	[[ "$stderr" == *"qctl: enqueue: lines $((have + 1))-20: not confirmed: refused by Redis: out of memory (maxmemory)"* ]]
+}
+
+@test "list: peek shows the oldest first without taking, with retry counts and reasons" {
+	rcli LPUSH "$Q" a b c >/dev/null
+	qctl consume --count 1 -e 'echo "bad input" >&2; exit 3' "$Q" 2>/dev/null
+	run -0 --separate-stderr qctl peek "$Q"
+	assert_line --index 0 "#1 id=- age=? size=1"
+	assert_line --index 1 "   body: b"
+	assert_line --index 4 "#3 id=- age=? size=1 redelivered"
+	assert_line --index 5 "   retried: 1 failed attempt, exit code 3, host $(hostname)"
+	assert_line --index 6 "   stderr: bad input"
+	assert_line --index 7 "   body: a"
+	assert_equal "$stderr" ""
+	# nothing was taken
+	run -0 rcli LRANGE "$Q" 0 -1
+	assert_output "$(printf 'a\nc\nb')"
+	run -0 --separate-stderr qctl peek -n 1 --json "$Q"
+	jq -e '.body == "b" and .queue == "'"$Q"'"' <<<"$output"
+	# a dead letter's story
+	qctl consume --max-retries 0 --until-empty -e 'exit 4' "$Q" 2>/dev/null
+	run -0 --separate-stderr qctl peek -n 1 "$DLQ"
+	assert_line --index 1 --regexp "^   died: exit 4 \(count 1\), queue '$Q', [0-9]+s ago \[qctl\]$"
+	run -1 --separate-stderr qctl peek "$Q"
+	assert_equal "$stderr" "qctl: peek: queue '$Q' is empty"
+}
+
+@test "list: purge --yes removes the ready messages and their records, not what a consumer holds" {
+	rcli LPUSH "$Q" a b c d >/dev/null
+	qctl consume --count 1 -e 'exit 3' "$Q" 2>/dev/null
+	hold_in_handlers 1
+	run -0 --separate-stderr qctl purge --yes "$Q"
+	assert_output "purged 3 messages from '$Q'"
+	run -0 rcli EXISTS "$Q" "$META"
+	assert_output 0
+	# the one held is still in its consumer's processing list
+	run -0 rcli LLEN "$(proc_lists)"
+	assert_output 1
+}
+
+@test "list: stats gives ready, live consumers and dead letters; declare checks the keys and refuses what a list has not" {
+	rcli LPUSH "$Q" a b c >/dev/null
+	rcli LPUSH "$DLQ" x >/dev/null
+	hold_in_handlers 1
+	run -0 --separate-stderr qctl stats "$Q"
+	assert_output "$(printf 'ready[%s]\t2\nconsumers[%s]\t1\ndlq[%s]\t1' "$Q" "$Q" "$Q")"
+	run -0 --separate-stderr qctl declare "$Q"
+	run -64 --separate-stderr qctl declare --quorum "$Q"
+	assert_equal "$stderr" "qctl: declare: --quorum: not supported by the list backend"
+	rcli SET "$Q.other" x >/dev/null
+	run -65 --separate-stderr qctl declare "$Q.other"
+	assert_equal "$stderr" "qctl: declare: queue '$Q.other' is a Redis string, not a list"
 }
