@@ -768,7 +768,11 @@ static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 		return CQ_OK;
 	if (now - l->recovered_ms >= l->lease_ms && recover_dead(l))
 		return q->ctx->err;
-	return block(l, wait_ms);
+	if (block(l, wait_ms))
+		return q->ctx->err;
+	/* the verb reads its own replies between calls (--dedupe): leave
+	 * none awaited (the BLMOVE times out right after wait_ms) */
+	return q->conf.redis_shared ? unblock(l) : CQ_OK;
 }
 
 static bool buffered(const struct cqi_qdriver *q)

@@ -132,6 +132,15 @@ per_test_teardown() {
 	assert_output 1
 }
 
+@test "list: a message pushed while consume waits arrives at once, also with --dedupe sharing the connection" {
+	(sleep 0.4; rcli LPUSH "$Q" late >/dev/null) &
+	run -0 --separate-stderr qctl consume --dedupe --idle-timeout 1s "$Q"
+	assert_output late
+	[[ "$stderr" == *"(1 acked, 0 retried, 0 dead-lettered, 0 skipped)" ]]
+	run -0 test_keys
+	assert_output ""
+}
+
 # ---- handlers, retries, dead letters ------------------------------------------------
 
 @test "list: a failing handler is retried with its count beside the list, then dead-lettered with the reason" {

@@ -93,14 +93,14 @@ HANDLER='echo $$ >>"$TMP/handlers"; b=$(cat); sleep 0.0$((RANDOM % 5)); echo "$b
 	assert_output "$(seq -f 'm%g' 3 20)"
 	run -0 rcli LLEN "$(rcli SMEMBERS "{$Q}|cq:consumers")"
 	assert_output 2
-	# A dies: B recovers its two once A's lease expired (B looks every
-	# second while idle)
+	# A dies: B recovers its two, A being known gone (same host, its
+	# pid ended; B looks every second while idle)
 	kill -9 "$BGPID"
 	wait "$BGPID" 2>/dev/null || true
 	BGPID=
 	run -0 --separate-stderr qctl consume --lease 1s --idle-timeout 3s "$Q"
 	assert_output "$(printf 'm1\nm2')"
-	[[ "$stderr" == *"recovered 2 messages of a consumer whose lease expired"* ]]
+	[[ "$stderr" == *"recovered 2 messages of a consumer that is gone (its process ended)"* ]]
 }
 
 @test "list faults: Redis going away under a running handler exits 75; the message is not acked" {
