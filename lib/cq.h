@@ -147,6 +147,8 @@ void cq_buf_reset(struct cq_buf *b);
 void cq_buf_free(struct cq_buf *b);
 
 /* ---- record input (reader.c) ------------------------------------------ */
+/* Used inside libcq only (cq_enqueue, warm, replay): not exported by
+ * libcq.so (libcq.map), to become cqi_* later. */
 
 /*
  * The one reader of record streams: warm's and enqueue's input.  Records

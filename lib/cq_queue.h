@@ -203,6 +203,8 @@ struct cq_message {
 void cq_message_init(struct cq_message *m);
 
 /* ---- the confirming publisher ------------------------------------------ */
+/* Used inside libcq only (cq_enqueue, warm, replay): not exported by
+ * libcq.so (libcq.map), to become cqi_* later. */
 
 struct cq_publisher;
 
@@ -273,6 +275,8 @@ bool cq_publisher_alive(const struct cq_publisher *pub);
 void cq_publisher_free(struct cq_publisher *pub);
 
 /* ---- enqueue records (enqueue.c) ---------------------------------------- */
+/* Used inside libcq only (cq_enqueue, warm, replay): not exported by
+ * libcq.so (libcq.map), to become cqi_* later. */
 
 /*
  * One JSONL record: {"body": S | "body_base64": S, "headers": {K: S|int|
