@@ -39,9 +39,8 @@
 /* A command redirected more often than this gets the MOVED as its reply. */
 #define MAX_REDIRECTS 16
 /* TRYAGAIN and CLUSTERDOWN: a single command is tried again this many
- * times (about 1.6 s in all), a pipelined one more (a failover). */
+ * times (about 1.6 s in all); a pipeline's, for up to FAILOVER_WAIT. */
 #define BUSY_TRIES 6
-#define PIPE_BUSY_TRIES 24
 /* How long a pipeline waits for a node that went down to be replaced. */
 #define FAILOVER_WAIT(ctx) (3 * (ctx)->set.timeout_ms)
 /* What a node owes that nobody awaits (fire and forget, ASKING). */
@@ -1515,6 +1514,7 @@ struct cqi_cpipe {
 	size_t npn;
 	long long pause_until;	/* a cluster in trouble: nothing sent yet */
 	unsigned busy;		/* busy replies in a row */
+	long long busy_since;	/* the first of them */
 	bool any_down;
 };
 
@@ -1777,6 +1777,18 @@ static enum cq_err send_all(struct cqi_pipe *p)
 	return CQ_OK;
 }
 
+/* A TRYAGAIN or CLUSTERDOWN: worth another try while the cluster has
+ * been in trouble for less than FAILOVER_WAIT (a failover takes a few
+ * node timeouts); after that every command it refuses fails. */
+static bool still_busy(struct cqi_pipe *p)
+{
+	long long now = cq_now_ms();
+
+	if (!p->cl->busy)
+		p->cl->busy_since = now;
+	return now - p->cl->busy_since < FAILOVER_WAIT(p->ctx);
+}
+
 /* A reply for node ni's oldest item. */
 static enum cq_err dispatch(struct cqi_pipe *p, int ni, struct cqi_reply *r)
 {
@@ -1810,8 +1822,8 @@ static enum cq_err dispatch(struct cqi_pipe *p, int ni, struct cqi_reply *r)
 			if (pn_queue(p, dest, &a, asking))
 				return p->ctx->err;
 		}
-	} else if (r->type == CQI_REPLY_ERROR && item.tries <= PIPE_BUSY_TRIES &&
-		   cqi_cluster_busy(r->str)) {
+	} else if (r->type == CQI_REPLY_ERROR && cqi_cluster_busy(r->str) &&
+		   still_busy(p)) {
 		unsigned b = p->cl->busy < 5 ? p->cl->busy++ : 5;
 
 		p->cl->pause_until = cq_now_ms() + (25LL << b) * 2;

@@ -1,0 +1,146 @@
+#!/usr/bin/env bats
+# Redis Cluster under stress (issue 11 §3): cachectl warm into a private
+# cluster (scripts/sandbox start-redis-cluster, in this suite's own
+# directory) while redis-cli --cluster reshard moves slots, and while a
+# master is killed with SIGKILL, with and without a replica to take over.
+# Every key is counted with redis-cli on the masters, never with cachectl.
+
+bats_require_minimum_version 1.5.0
+# test_helper wants a sandbox's URLs at load time: this suite needs none
+: "${CQ_REDIS_URL:=redis://127.0.0.1:1/0}" "${CQ_AMQP_URL:=amqp://guest:guest@127.0.0.1:1/%2f}"
+export CQ_REDIS_URL CQ_AMQP_URL
+load ../test_helper
+
+setup_file() {
+	export RC_DIR="$BATS_FILE_TMPDIR/rc"
+}
+
+teardown_file() {
+	"$TOP/scripts/sandbox" --dir "$RC_DIR" stop >/dev/null 2>&1
+	return 0
+}
+
+# Start (or reuse) a cluster: sandbox start-redis-cluster ARGS.
+cluster() {
+	local env
+	env=$("$TOP/scripts/sandbox" --dir "$RC_DIR" start-redis-cluster "$@" 2>"$TMP/rc.log") || {
+		cat "$TMP/rc.log" >&2
+		return 1
+	}
+	eval "$env"
+	export CQ_REDIS_URL=$CQ_REDIS_CLUSTER_URL
+	read -r P1 P2 P3 P4 P5 P6 <<<"$CQ_REDIS_CLUSTER_PORTS"
+}
+
+ncli() {
+	local p=$1
+	shift
+	redis-cli -h 127.0.0.1 -p "$p" --raw "$@"
+}
+
+# The ports of the nodes that are masters now.
+masters() {
+	local p
+	for p in $CQ_REDIS_CLUSTER_PORTS; do
+		[ "$(ncli "$p" role 2>/dev/null | head -n 1)" = master ] && echo "$p"
+	done
+	return 0
+}
+
+cluster_ok() {
+	local p
+	for p in $(masters); do
+		ncli "$p" cluster info | grep -q 'cluster_state:ok' || return 1
+	done
+}
+
+# This test's keys on every master, one per line.
+all_keys() {
+	local p
+	for p in $(masters); do ncli "$p" --scan --pattern "${P}*"; done
+}
+
+# How many of this test's keys on the masters have no TTL.
+keys_without_ttl() {
+	local p n=0
+	for p in $(masters); do
+		n=$((n + $(ncli "$p" eval "local n = 0 for _, k in ipairs(redis.call('keys', ARGV[1])) do if redis.call('pttl', k) < 0 then n = n + 1 end end return n" 0 "${P}*")))
+	done
+	echo "$n"
+}
+
+# N lines of input: key TAB value.
+input() { seq 1 "$1" | awk '{ printf "k%d\tvalue %d\n", $1, $1 }'; }
+
+# The line numbers a warm's stderr names as not written, sorted.
+named_lines() { sed -n 's/^cachectl: warm: line \([0-9]*\): .*/\1/p' "$1" | sort -n -u; }
+
+@test "a live redis-cli --cluster reshard while warm writes 200,000 keys: every key present with its TTL" {
+	local rc=0
+	cluster --replicas 0
+	input 200000 >"$TMP/in.tsv"
+	cachectl warm --ttl 1h --rate 20000 "$TMP/in.tsv" 2>"$TMP/warm.err" &
+	BGPID=$!
+	sleep 0.5
+	run -0 redis-cli --cluster reshard "127.0.0.1:$P1" --cluster-from "$(ncli "$P1" cluster myid)" \
+		--cluster-to "$(ncli "$P2" cluster myid)" --cluster-slots 1000 --cluster-yes
+	# the slots moved while warm was writing
+	kill -0 "$BGPID" || { cat "$TMP/warm.err" >&2; false; }
+	wait "$BGPID" || rc=$?
+	BGPID=
+	[ "$rc" -eq 0 ] || { cat "$TMP/warm.err" >&2; false; }
+	run -0 cat "$TMP/warm.err"
+	assert_output --regexp '^warmed 200000 keys in [0-9.]+s \(0 skipped, 0 failed\)$'
+	[ "$(all_keys | sort -u | wc -l)" -eq 200000 ]
+	[ "$(keys_without_ttl)" -eq 0 ]
+	[ "$(redis-cli -c -h 127.0.0.1 -p "$P3" --raw get "${P}k123456")" = "value 123456" ]
+	# node 2 serves the moved slots now
+	ncli "$P1" cluster nodes | grep -q "127.0.0.1:$P2@[0-9]* .*master.* 0-999"
+}
+
+@test "kill -9 of a master during warm: its replica takes over and every line is written once" {
+	local rc=0
+	cluster --replicas 1
+	input 200000 >"$TMP/in.tsv"
+	cachectl warm --ttl 1h --rate 40000 "$TMP/in.tsv" 2>"$TMP/warm.err" &
+	BGPID=$!
+	sleep 1.5
+	"$TOP/scripts/sandbox" --dir "$RC_DIR" kill-redis-node 1
+	wait "$BGPID" || rc=$?
+	BGPID=
+	[ "$rc" -eq 0 ] || { cat "$TMP/warm.err" >&2; false; }
+	run -0 cat "$TMP/warm.err"
+	assert_output --regexp '^warmed 200000 keys in [0-9.]+s \(0 skipped, 0 failed\)$'
+	# node 1's replica is a master now
+	[ "$(masters | grep -vc "^$P1\$")" -eq 3 ]
+	[ "$(all_keys | sort -u | wc -l)" -eq 200000 ]
+	[ "$(keys_without_ttl)" -eq 0 ]
+}
+
+@test "kill -9 of a master with no replica: warm exits 75 naming the lines not written, and they complete the set" {
+	local rc=0
+	cluster --replicas 0 --aof
+	input 60000 >"$TMP/in.tsv"
+	cachectl warm --ttl 1h --rate 30000 --timeout 1s "$TMP/in.tsv" 2>"$TMP/warm.err" &
+	BGPID=$!
+	sleep 1
+	"$TOP/scripts/sandbox" --dir "$RC_DIR" kill-redis-node 1
+	wait "$BGPID" || rc=$?
+	BGPID=
+	[ "$rc" -eq 75 ] || { tail "$TMP/warm.err" >&2; false; }
+	named_lines "$TMP/warm.err" >"$TMP/named"
+	[ -s "$TMP/named" ]
+	grep -q "^cachectl: warm: line [0-9]*: write refused: not written: Redis at 127.0.0.1:$P1 went down and no node took over its slots within 3s$" "$TMP/warm.err"
+	# node 1 comes back with what it had written (its append-only file)
+	"$TOP/scripts/sandbox" --dir "$RC_DIR" start-redis-node 1
+	wait_for 30 cluster_ok
+	# every line not named was written
+	all_keys | sed "s/^${P}k//" | sort -n -u >"$TMP/present"
+	[ "$(sort -n -u "$TMP/present" "$TMP/named" | wc -l)" -eq 60000 ]
+	# re-running the named lines completes the set
+	awk 'NR == FNR { want[$1]; next } FNR in want' "$TMP/named" "$TMP/in.tsv" >"$TMP/again.tsv"
+	[ "$(wc -l <"$TMP/again.tsv")" -eq "$(wc -l <"$TMP/named")" ]
+	run -0 cachectl warm --ttl 1h "$TMP/again.tsv"
+	[ "$(all_keys | sort -u | wc -l)" -eq 60000 ]
+	[ "$(keys_without_ttl)" -eq 0 ]
+}
