@@ -21,7 +21,10 @@ static const char usage[] =
 	"\n"
 	"  -Q, --queue QUEUE  show QUEUE: ready messages and consumers (from a\n"
 	"                     passive declare, which counts only ready ones) and\n"
-	"                     its dead-letter queue's depth; repeatable\n"
+	"                     its dead-letter queue's depth; repeatable.  A Redis\n"
+	"                     queue is list:NAME or stream:NAME[@GROUP] (also\n"
+	"                     unacked; a stream its lag as ready, length and\n"
+	"                     pending_idle_s); amqp:NAME is RabbitMQ's NAME\n"
 	"  --api URL          RabbitMQ management API, http://user:pass@host:15672\n"
 	"                     (CQ_API_URL): adds unacked messages and rates; the\n"
 	"                     TLS files below also serve an https URL\n"
@@ -167,11 +170,13 @@ static int add_check(struct cli *cli, struct opts *o, const char *expr)
 
 static int add_queue(struct cli *cli, struct opts *o, const char *q)
 {
+	struct cq_queue_ref ref;
 	const char **v;
 	char err[400];
 
-	if (!cq_name_ok("queue", q, err, sizeof(err)))
+	if (!cq_queue_ref_parse(q, &ref, err, sizeof(err)))
 		return cli_usage_error(cli, "--queue: %s", err);
+	cq_queue_ref_clear(&ref);
 	v = realloc(o->queues, (o->so.nqueues + 1) * sizeof(*v));
 	if (!v)
 		return cli_fatal(cli, EX_SOFTWARE, "out of memory");
@@ -499,10 +504,13 @@ static bool emit(struct cli *cli, const struct cq_buf *b)
 	return !cli->out_failed;
 }
 
-/* Could the sample tell that a queue does not exist?  A passive declare
- * or the management API answered. */
-static bool queues_known(const struct cq_metrics *ms)
+/* Could the sample tell whether a queue exists?  A passive declare or
+ * the management API answered (Redis, for a list or stream queue). */
+static bool queue_known(const struct cq_metrics *ms,
+			const struct cq_queue_stat *q)
 {
+	if (q->src == CQ_SRC_REDIS)
+		return ms->src[CQ_SRC_REDIS].up;
 	return ms->src[CQ_SRC_AMQP].up || ms->src[CQ_SRC_API].up;
 }
 
@@ -510,6 +518,8 @@ static bool queues_known(const struct cq_metrics *ms)
 static void report_down(struct cli *cli, const struct cq_metrics *ms,
 			bool *was_down, bool *queue_said)
 {
+	bool known = ms->nqueues > 0;
+
 	for (int s = 0; s < CQ_NSRC; s++) {
 		const struct cq_source *src = &ms->src[s];
 
@@ -518,10 +528,12 @@ static void report_down(struct cli *cli, const struct cq_metrics *ms,
 		if (src->used)
 			was_down[s] = !src->up;
 	}
-	for (size_t i = 0; i < ms->nqueues && !*queue_said; i++)
-		if (!ms->queues[i].found && queues_known(ms))
+	for (size_t i = 0; i < ms->nqueues && !*queue_said; i++) {
+		if (!ms->queues[i].found && queue_known(ms, &ms->queues[i]))
 			cli_err(cli, "no queue '%s'", ms->queues[i].name);
-	if (ms->nqueues && queues_known(ms))
+		known &= queue_known(ms, &ms->queues[i]);
+	}
+	if (known)
 		*queue_said = true;
 }
 
@@ -581,7 +593,7 @@ static void count(struct tally *t, const struct cq_metrics *ms)
 			t->first_err = ms->src[s].err;
 	}
 	for (size_t i = 0; i < ms->nqueues; i++)
-		if (!ms->queues[i].found && queues_known(ms))
+		if (!ms->queues[i].found && queue_known(ms, &ms->queues[i]))
 			t->missing = true;
 }
 

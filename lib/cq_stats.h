@@ -76,6 +76,10 @@ struct cq_queue_stat {
 	char *name;
 	char *dlq;		/* its dead-letter queue, NULL when none known */
 	bool found;		/* false: no such queue (or not read) */
+	int src;		/* where its figures come from: CQ_SRC_AMQP
+				 * (and the API), or CQ_SRC_REDIS (a list or
+				 * stream queue) */
+	const char *backend;	/* "amqp", "list" or "stream" (static) */
 	/* a quorum queue's (management API): leader NULL when none */
 	char *leader;
 	struct cq_member *members;
@@ -244,11 +248,29 @@ enum cq_err cq_queue_figures(struct cq_ctx *ctx, size_t n,
 			     const char *const *queues,
 			     const char *const *dlqs, struct cq_metrics *ms);
 
+/*
+ * A queue as cqstat names it: "list:NAME", "stream:NAME[@GROUP]" (the last
+ * '@' starts the group), "amqp:NAME" (an AMQP queue whose own name begins
+ * with one of those words), or a bare AMQP NAME.  Strings are owned (free
+ * with cq_queue_ref_clear).  False with the reason in err for a name the
+ * backend refuses, or a backend not available.
+ */
+struct cq_queue_ref {
+	const char *backend;	/* "amqp", "list" or "stream" (static) */
+	char *name;		/* the queue */
+	char *group;		/* stream: its consumer group, NULL the default */
+	char *label;		/* what its figures are labelled: the bare name
+				 * of an AMQP queue, else the whole spec */
+};
+bool cq_queue_ref_parse(const char *spec, struct cq_queue_ref *ref,
+			char *err, size_t errlen);
+void cq_queue_ref_clear(struct cq_queue_ref *ref);
+
 /* ---- cqstat's sampler (stats_sample.c) --------------------------------- */
 
 struct cq_stat_opts {
 	bool cache;		/* sample Redis */
-	const char *const *queues;	/* -q QUEUE..., n of them */
+	const char *const *queues;	/* -Q QUEUE..., n of them (cq_queue_ref) */
 	size_t nqueues;
 	const char *api_url;	/* management API, or NULL */
 	const char *match;	/* glob over queue names (needs api_url) */

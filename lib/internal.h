@@ -301,6 +301,11 @@ bool cqi_filter_match(const struct cq_filter *list, const struct cq_delivery *d,
 bool cqi_metrics_add(struct cq_metrics *ms, const char *name,
 		    const char *label, size_t label_len, double value);
 /* Record a queue (copied); returns its index or -1 out of memory. */
+/* The figures of one queue of the context's backend, labelled label (its
+ * name, or cqstat's "list:NAME"): cq_queue_figures for one. */
+enum cq_err cqi_queue_figures(struct cq_ctx *ctx, const char *queue,
+			      const char *label, const char *dlq,
+			      struct cq_metrics *ms);
 int cqi_metrics_add_queue(struct cq_metrics *ms, const char *name,
 			 const char *dlq, bool found);
 /* Give queue name (recorded) its quorum leader and members (copied).

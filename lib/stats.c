@@ -226,6 +226,8 @@ int cqi_metrics_add_queue(struct cq_metrics *ms, const char *name,
 	q->name = strdup(name);
 	q->dlq = dlq ? strdup(dlq) : NULL;
 	q->found = found;
+	q->src = CQ_SRC_AMQP;
+	q->backend = "amqp";
 	if (!q->name || (dlq && !q->dlq)) {
 		free(q->name);
 		free(q->dlq);
@@ -410,6 +412,7 @@ static void queues_json(const struct cq_metrics *ms, json_t *queues)
 		if (!o)
 			continue;
 		json_object_set_new(o, "found", json_boolean(q->found));
+		json_object_set_new(o, "backend", json_string(q->backend));
 		json_object_set_new(o, "dlq_queue",
 				    q->dlq ? json_string(q->dlq) : json_null());
 		if (q->members) {
@@ -760,12 +763,29 @@ static size_t instances(const struct cq_metrics *ms, const char *name)
 	return n;
 }
 
-/* Why a metric is unknown: the down server it comes from, if any. */
-static const char *why_unknown(const struct cq_metrics *ms,
-			       const struct cq_metric_def *d)
+/* The server a figure comes from: a queue's own (a list or stream queue
+ * lives in Redis), Redis for the cache's. */
+static int source_of(const struct cq_metrics *ms, const struct cq_metric_def *d,
+		     const char *label, size_t len)
 {
-	int s = !d->label || strcmp(d->label, "db") == 0 ||
-		strcmp(d->label, "prefix") == 0 ? CQ_SRC_REDIS : CQ_SRC_AMQP;
+	if (!d->label || strcmp(d->label, "db") == 0 ||
+	    strcmp(d->label, "prefix") == 0)
+		return CQ_SRC_REDIS;
+	for (size_t i = 0; label && strcmp(d->label, "queue") == 0 &&
+			   i < ms->nqueues; i++)
+		if (strlen(ms->queues[i].name) == len &&
+		    memcmp(ms->queues[i].name, label, len) == 0)
+			return ms->queues[i].src;
+	return CQ_SRC_AMQP;
+}
+
+/* Why a metric (of the queue or db labelled so, if any) is unknown: the
+ * down server it comes from, if any. */
+static const char *why_unknown(const struct cq_metrics *ms,
+			       const struct cq_metric_def *d,
+			       const char *label, size_t len)
+{
+	int s = source_of(ms, d, label, len);
 
 	if (d == &defs[0])
 		return NULL;	/* up: known for every server used */
@@ -825,7 +845,7 @@ static bool eval_one(const struct cq_check *c, const struct cq_metrics *ms,
 		     struct items *it)
 {
 	const struct cq_metric_def *d = cq_metric_def(c->metric);
-	const char *why = d ? why_unknown(ms, d) : NULL;
+	const char *why = NULL;
 	bool named = c->has_label || instances(ms, c->metric) > 1, any = false;
 	char num[48], thr[48];
 	struct item x;
@@ -840,6 +860,7 @@ static bool eval_one(const struct cq_check *c, const struct cq_metrics *ms,
 		short_num(m->value, num, sizeof(num));
 		short_num(c->threshold, thr, sizeof(thr));
 		if (isnan(m->value)) {
+			why = d ? why_unknown(ms, d, m->label, m->label_len) : NULL;
 			x.state = CQ_STATE_UNKNOWN;
 			snprintf(x.text, sizeof(x.text), "%s unknown%s%s", x.key,
 				 why ? ": " : "", why ? why : "");
@@ -857,6 +878,8 @@ static bool eval_one(const struct cq_check *c, const struct cq_metrics *ms,
 	if (any)
 		return true;
 	x.state = CQ_STATE_UNKNOWN;
+	why = d ? why_unknown(ms, d, c->has_label ? c->label : NULL,
+			      c->has_label ? strlen(c->label) : 0) : NULL;
 	snprintf(x.key, sizeof(x.key), "%s%s%s%s", c->metric,
 		 c->has_label ? "[" : "", c->label, c->has_label ? "]" : "");
 	snprintf(x.text, sizeof(x.text), "%s unknown%s%s", x.key,

@@ -26,28 +26,47 @@ static enum cq_err queue_stats(struct cq_ctx *ctx, const char *queue,
 	return ctx->err;
 }
 
+enum cq_err cqi_queue_figures(struct cq_ctx *ctx, const char *queue,
+			      const char *label, const char *dlq,
+			      struct cq_metrics *ms)
+{
+	size_t len = strlen(label);
+	struct cqi_qstats st;
+	const char *b = ctx->set.queue_backend;
+	bool redis = false, ok;
+	int at;
+
+	if (queue_stats(ctx, queue, dlq, &st))
+		return ctx->err;
+	cq_backend_ok(b, &redis, NULL, 0);
+	at = cqi_metrics_add_queue(ms, label, st.dlq_name[0] ? st.dlq_name :
+				   NULL, st.found);
+	ok = at >= 0 &&
+	     cqi_metrics_add(ms, "ready", label, len, st.ready) &&
+	     cqi_metrics_add(ms, "consumers", label, len, st.consumers) &&
+	     cqi_metrics_add(ms, "dlq", label, len, st.dlq) &&
+	     (isnan(st.inflight) ||
+	      cqi_metrics_add(ms, "unacked", label, len, st.inflight));
+	for (size_t k = 0; ok && k < st.nextra; k++)
+		if (isnan(st.inflight) || strcmp(st.extra[k].name, "unacked"))
+			ok = cqi_metrics_add(ms, st.extra[k].name, label, len,
+					     st.extra[k].value);
+	if (!ok)
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	if (redis) {
+		ms->queues[at].src = CQ_SRC_REDIS;
+		ms->queues[at].backend = strcmp(b, "list") == 0 ? "list" : "stream";
+	}
+	return CQ_OK;
+}
+
 enum cq_err cq_queue_figures(struct cq_ctx *ctx, size_t n,
 			     const char *const *queues,
 			     const char *const *dlqs, struct cq_metrics *ms)
 {
-	for (size_t i = 0; i < n; i++) {
-		const char *q = queues[i];
-		size_t len = strlen(q);
-		struct cqi_qstats st;
-		bool ok;
-
-		if (queue_stats(ctx, q, dlqs ? dlqs[i] : NULL, &st))
+	for (size_t i = 0; i < n; i++)
+		if (cqi_queue_figures(ctx, queues[i], queues[i],
+				      dlqs ? dlqs[i] : NULL, ms))
 			return ctx->err;
-		ok = cqi_metrics_add_queue(ms, q, st.dlq_name[0] ? st.dlq_name :
-					   NULL, st.found) >= 0 &&
-		     cqi_metrics_add(ms, "ready", q, len, st.ready) &&
-		     cqi_metrics_add(ms, "consumers", q, len, st.consumers) &&
-		     cqi_metrics_add(ms, "dlq", q, len, st.dlq);
-		for (size_t k = 0; ok && k < st.nextra; k++)
-			ok = cqi_metrics_add(ms, st.extra[k].name, q, len,
-					     st.extra[k].value);
-		if (!ok)
-			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-	}
 	return CQ_OK;
 }

@@ -17,8 +17,10 @@ struct cq_stat {
 	struct cq_cache_sample prev;
 	bool have_prev;
 	long long prev_ms;		/* monotonic time of the last sample */
-	char **names;			/* -q queues, then --match ones */
+	char **names;			/* AMQP -Q queues, then --match ones */
 	size_t nnames;
+	struct cq_queue_ref *rq;	/* -Q queues in Redis (list:, stream:) */
+	size_t nrq;
 	bool matched;			/* the --match set is fixed */
 	char *vhost;
 };
@@ -45,6 +47,88 @@ static bool add_name(struct cq_stat *st, const char *name)
 	st->names = v;
 	v[st->nnames] = strdup(name);
 	return v[st->nnames++] != NULL;
+}
+
+/* ---- queue names: list:NAME, stream:NAME[@GROUP], amqp:NAME, NAME ------ */
+
+void cq_queue_ref_clear(struct cq_queue_ref *ref)
+{
+	free(ref->name);
+	free(ref->group);
+	free(ref->label);
+	memset(ref, 0, sizeof(*ref));
+}
+
+bool cq_queue_ref_parse(const char *spec, struct cq_queue_ref *ref,
+			char *err, size_t errlen)
+{
+	static const char *const kinds[] = { "amqp", "list", "stream" };
+	const char *name = spec, *at;
+	char why[300];
+
+	memset(ref, 0, sizeof(*ref));
+	ref->backend = "amqp";
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		size_t n = strlen(kinds[i]);
+
+		if (strncmp(spec, kinds[i], n) == 0 && spec[n] == ':') {
+			ref->backend = kinds[i];
+			name = spec + n + 1;
+			break;
+		}
+	}
+	if (!cq_backend_ok(ref->backend, NULL, why, sizeof(why))) {
+		cqi_errbuf(err, errlen, "'%s': %s", spec, why);
+		return false;
+	}
+	at = strcmp(ref->backend, "stream") == 0 ? strrchr(name, '@') : NULL;
+	if (strcmp(ref->backend, "amqp") == 0) {
+		if (!cq_name_ok("queue", name, err, errlen))
+			return false;
+	} else if (!*name || at == name) {
+		cqi_errbuf(err, errlen, "'%s': empty %s name", spec, ref->backend);
+		return false;
+	} else if (at && !at[1]) {
+		cqi_errbuf(err, errlen, "'%s': empty group name after '@'", spec);
+		return false;
+	}
+	ref->name = at ? strndup(name, (size_t)(at - name)) : strdup(name);
+	ref->group = at ? strdup(at + 1) : NULL;
+	ref->label = strdup(strcmp(ref->backend, "amqp") == 0 ? name : spec);
+	if (!ref->name || (at && !ref->group) || !ref->label) {
+		cq_queue_ref_clear(ref);
+		cqi_errbuf(err, errlen, "out of memory");
+		return false;
+	}
+	return true;
+}
+
+/* Keep a -Q queue: an AMQP one among the names, a Redis one apart. */
+static bool add_spec(struct cq_stat *st, const char *spec)
+{
+	struct cq_queue_ref ref, *v;
+	bool ok;
+
+	if (!cq_queue_ref_parse(spec, &ref, NULL, 0))
+		return true;	/* the program checked it: cannot happen */
+	if (strcmp(ref.backend, "amqp") == 0) {
+		ok = add_name(st, ref.name);
+		cq_queue_ref_clear(&ref);
+		return ok;
+	}
+	for (size_t i = 0; i < st->nrq; i++)
+		if (strcmp(st->rq[i].label, ref.label) == 0) {
+			cq_queue_ref_clear(&ref);
+			return true;
+		}
+	v = realloc(st->rq, (st->nrq + 1) * sizeof(*v));
+	if (!v) {
+		cq_queue_ref_clear(&ref);
+		return false;
+	}
+	st->rq = v;
+	v[st->nrq++] = ref;
+	return true;
 }
 
 /* The vhost of the first AMQP URL ("/" when it cannot be parsed: the
@@ -74,7 +158,7 @@ struct cq_stat *cq_stat_new(const struct cq_settings *set,
 	st->o = *o;
 	st->vhost = vhost_of(set->amqp_url);
 	for (size_t i = 0; st->vhost && i < o->nqueues; i++)
-		if (!add_name(st, o->queues[i]))
+		if (!add_spec(st, o->queues[i]))
 			goto fail;
 	if (!st->vhost)
 		goto fail;
@@ -92,6 +176,9 @@ void cq_stat_free(struct cq_stat *st)
 		cq_ctx_free(st->ctx[i]);
 	cq_cache_sample_clear(&st->prev);
 	free_names(st);
+	for (size_t i = 0; i < st->nrq; i++)
+		cq_queue_ref_clear(&st->rq[i]);
+	free(st->rq);
 	free(st->vhost);
 	free(st);
 }
@@ -335,6 +422,44 @@ out:
 	return e;
 }
 
+/* The list and stream queues, through Redis's connection: a queue whose
+ * figures cannot be read is shown unknown (Redis down), its error said
+ * by the source. */
+static enum cq_err redis_queue_part(struct cq_stat *st, struct cq_metrics *ms)
+{
+	struct cq_ctx *ctx = ctx_for(st, CQ_SRC_REDIS);
+
+	if (!ctx)
+		return CQ_ERR_NOMEM;
+	if (!ctx->redis && !ctx->err)
+		cq_redis_connect(ctx);
+	for (size_t i = 0; i < st->nrq; i++) {
+		const struct cq_queue_ref *r = &st->rq[i];
+		size_t len = strlen(r->label);
+		int at;
+
+		ctx->set.queue_backend = r->backend;
+		ctx->set.queue_group = r->group;
+		if (!ctx->err && cqi_queue_figures(ctx, r->name, r->label, NULL,
+						   ms) == CQ_OK)
+			continue;
+		if (ctx->err == CQ_ERR_NOMEM)
+			return CQ_ERR_NOMEM;
+		at = cqi_metrics_add_queue(ms, r->label, NULL, false);
+		if (at < 0 ||
+		    !cqi_metrics_add(ms, "ready", r->label, len, NAN) ||
+		    !cqi_metrics_add(ms, "consumers", r->label, len, NAN) ||
+		    !cqi_metrics_add(ms, "dlq", r->label, len, NAN))
+			return CQ_ERR_NOMEM;
+		ms->queues[at].src = CQ_SRC_REDIS;
+		ms->queues[at].backend = r->backend;
+	}
+	ctx->set.queue_backend = st->set.queue_backend;
+	ctx->set.queue_group = st->set.queue_group;
+	settle(st, ms, CQ_SRC_REDIS);
+	return CQ_OK;
+}
+
 enum cq_err cq_stat_sample(struct cq_stat *st, struct cq_metrics *ms)
 {
 	long long now = cq_now_ms();
@@ -349,5 +474,7 @@ enum cq_err cq_stat_sample(struct cq_stat *st, struct cq_metrics *ms)
 	if (!e && (st->nnames || st->o.match || st->o.amqp || st->o.api ||
 		   st->o.nodes))
 		e = queue_part(st, ms);
+	if (!e && st->nrq)
+		e = redis_queue_part(st, ms);
 	return e;
 }

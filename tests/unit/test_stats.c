@@ -286,7 +286,7 @@ static void test_outputs(void **state)
 	assert_non_null(strstr(json, "\"dbs\":[{\"db\":0,\"keys\":10,\"keys_no_ttl\":6},{\"db\":3,"));
 	assert_non_null(strstr(json, "\"prefixes\":[{\"prefix\":\"we\\\"ird\\\\\\n:\",\"hit_rate\":0.25,"));
 	assert_non_null(strstr(json, "\"amqp\":{\"up\":false,\"error\":\"cannot connect to RabbitMQ\"}"));
-	assert_non_null(strstr(json, "{\"queue\":\"jobs\",\"found\":false,\"dlq_queue\":null,\"ready\":null}"));
+	assert_non_null(strstr(json, "{\"queue\":\"jobs\",\"found\":false,\"backend\":\"amqp\",\"dlq_queue\":null,\"ready\":null}"));
 	free(json);
 
 	assert_true(cq_metrics_text(&ms, &b));
