@@ -56,18 +56,6 @@ verb_args() {
 	[ "$(ready "$Q")" = 1 ]
 }
 
-# The list driver replaces this test when it lands.
-@test "backend: list is not in this build yet: 64, naming what is" {
-	for b in list; do
-		for verb in $VERBS; do
-			run -64 --separate-stderr qctl "$verb" --backend "$b" $(verb_args "$verb")
-			assert_equal "${stderr%%$'\n'*}" "qctl: $verb: --backend: queue backend '$b' is not available (this build has: amqp, stream)"
-		done
-		CQ_QUEUE_BACKEND=$b run -64 --separate-stderr qctl stats "$Q"
-		assert_equal "${stderr%%$'\n'*}" "qctl: stats: CQ_QUEUE_BACKEND: queue backend '$b' is not available (this build has: amqp, stream)"
-	done
-}
-
 # Until replay-dlq runs over the queue driver interface.
 @test "backend: replay-dlq on a stream is a usage error, not a crash" {
 	CQ_QUEUE_BACKEND=stream run -64 --separate-stderr qctl replay-dlq "$Q.dlq"
