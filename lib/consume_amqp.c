@@ -464,16 +464,34 @@ static int probe_declare(void *arg, bool durable, bool auto_delete,
 			    t, NULL, text, len);
 }
 
-static enum cq_err find_dlx(struct amqp_q *a)
+/* Every argument of the queue (the probe, on the side channel): NULL
+ * with the context error set out of memory or on a connection failure;
+ * else the caller frees it (cqi_qargs_clear, free), complete or not. */
+static struct cqi_qargs *queue_args(struct amqp_q *a)
 {
 	struct cq_ctx *ctx = a->base.ctx;
 	struct cqi_qargs *qa = calloc(1, sizeof(*qa));
+
+	if (!qa) {
+		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	if (cqi_qargs_probe(ctx, probe_declare, a, qa) == CQ_OK)
+		return qa;
+	cqi_qargs_clear(qa);
+	free(qa);
+	return NULL;
+}
+
+static enum cq_err find_dlx(struct amqp_q *a)
+{
+	struct cq_ctx *ctx = a->base.ctx;
+	struct cqi_qargs *qa = queue_args(a);
 	const struct cqi_qarg *arg;
 
 	if (!qa)
-		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-	if (cqi_qargs_probe(ctx, probe_declare, a, qa) == CQ_OK &&
-	    qa->complete) {
+		return ctx->err;
+	if (qa->complete) {
 		arg = cqi_qargs_find(qa, "x-dead-letter-exchange");
 		if (arg && !(a->dlx = strdup(arg->sval)))
 			cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
@@ -927,37 +945,19 @@ static enum cq_err peek(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
 	return e;
 }
 
-/* A probe declaration on the main channel. */
-struct on_main {
-	struct cq_ctx *ctx;
-	const char *queue;
-};
-
-static int main_declare(void *arg, bool durable, bool auto_delete,
-			amqp_table_t t, char *text, size_t len)
-{
-	struct on_main *m = arg;
-
-	amqp_queue_declare(m->ctx->amqp->conn, CQI_CHANNEL,
-			   amqp_cstring_bytes(m->queue), 0, durable, 0,
-			   auto_delete, t);
-	return cqi_amqp_reply(m->ctx, CQI_CHANNEL, "probe", text, len);
-}
-
 static enum cq_err info(struct cqi_qdriver *q, struct cq_queue_info *out)
 {
 	struct cq_ctx *ctx = q->ctx;
-	struct on_main m = { ctx, q->conf.queue };
 	struct cqi_qargs *qa;
 	const struct cqi_qarg *a;
 
 	/* it must exist: the probe must never create it */
 	if (cq_queue_inspect(ctx, q->conf.queue, NULL, NULL))
 		return ctx->err;
-	qa = calloc(1, sizeof(*qa));
+	qa = queue_args(Q(q));
 	if (!qa)
-		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-	if (cqi_qargs_probe(ctx, main_declare, &m, qa) == CQ_OK && qa->complete) {
+		return ctx->err;
+	if (qa->complete) {
 		out->known = true;
 		a = cqi_qargs_find(qa, "x-queue-type");
 		out->quorum = a && strcmp(a->sval, "quorum") == 0;

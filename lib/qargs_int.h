@@ -1,6 +1,7 @@
 /* qargs_int.h - a queue's arguments: the broker's 406 reply parsed once,
- * and the one probe that finds every argument (qargs.c); shared by
- * peek.c, declare.c and consume.c. */
+ * and the one probe that finds every argument (qargs.c); the AMQP driver
+ * (consume_amqp.c) runs the probe for consume's dead-letter exchange and
+ * peek's queue type, declare.c explains a conflict with the parser. */
 #ifndef CQ_QARGS_INT_H
 #define CQ_QARGS_INT_H
 
