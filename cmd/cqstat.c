@@ -32,6 +32,9 @@ static const char usage[] =
 	"  --nodes            the cluster's nodes (with --api): running, memory\n"
 	"                     and disk alarms, partitions; quorum queues also\n"
 	"                     show their leader and members (--json) with --api\n"
+	"  --masters          a Redis Cluster's masters too, each on its own:\n"
+	"                     hit rate, ops/s, memory, evictions, keys (the\n"
+	"                     redis columns are the whole cluster's)\n"
 	"  --no-cache         leave Redis out\n"
 	"  --track            show the per-prefix hit rates counted by\n"
 	"                     cachectl --track (CQ_TRACK=1) for --prefix\n"
@@ -47,7 +50,7 @@ static const char usage[] =
 
 enum {
 	OPT_API = OPT_VERB, OPT_MATCH, OPT_NODES, OPT_NO_CACHE, OPT_TRACK, OPT_PROM,
-	OPT_CHECK, OPT_METRICS, OPT_VERSION, OPT_LIST_COMMANDS,
+	OPT_CHECK, OPT_METRICS, OPT_VERSION, OPT_LIST_COMMANDS, OPT_MASTERS,
 };
 
 /* ':' first: getopt stays quiet and tells a missing argument apart, so
@@ -59,6 +62,7 @@ static const struct option lopts[] = {
 	{ "api", required_argument, NULL, OPT_API },
 	{ "match", required_argument, NULL, OPT_MATCH },
 	{ "nodes", no_argument, NULL, OPT_NODES },
+	{ "masters", no_argument, NULL, OPT_MASTERS },
 	{ "no-cache", no_argument, NULL, OPT_NO_CACHE },
 	{ "track", no_argument, NULL, OPT_TRACK },
 	{ "prom", no_argument, NULL, OPT_PROM },
@@ -78,6 +82,7 @@ struct opts {
 	struct cq_check *checks;
 	size_t nchecks;
 	enum mode mode;
+	bool masters;		/* --masters: a group per Redis Cluster master */
 	long long interval_ms;
 	unsigned long long count;	/* 0 = forever */
 	bool have_interval;
@@ -247,6 +252,9 @@ static int parse_opt(struct cli *cli, struct opts *o, int c, char **argv)
 	case OPT_NODES:
 		o->so.nodes = true;
 		return 0;
+	case OPT_MASTERS:
+		o->masters = true;
+		return 0;
 	case OPT_NO_CACHE:
 		o->so.cache = false;
 		return 0;
@@ -321,6 +329,29 @@ static const struct col cluster_cols[] = {
 	{ "nodes", "nodes_running", 5 }, { "down", "nodes_down", 4 },
 	{ "alarms", "alarms", 6 }, { "parts", "partitions", 5 },
 };
+
+/* --masters: each master of a Redis Cluster */
+static const struct col master_cols[] = {
+	{ "hitrate", "master_hit_rate", 7 }, { "ops/s", "master_ops", 7 },
+	{ "used", "master_used_memory", 6 }, { "evict/s", "master_evicted", 7 },
+	{ "keys", "master_keys", 7 }, { "nottl", "master_keys_no_ttl", 7 },
+};
+#define NMASTER (sizeof(master_cols) / sizeof(master_cols[0]))
+#define MAX_SHOWN 64
+
+/* With --masters, the masters the sample has figures of (host:port, in
+ * their order; borrowed from ms), at most MAX_SHOWN. */
+static size_t masters_of(const struct opts *o, const struct cq_metrics *ms,
+			 const char **out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; o->masters && o->so.cache && i < ms->n; i++)
+		if (strcmp(ms->m[i].def->name, "master_keys") == 0 &&
+		    n < MAX_SHOWN)
+			out[n++] = ms->m[i].label;
+	return n;
+}
 
 #define NCACHE (sizeof(cache_cols) / sizeof(cache_cols[0]))
 #define NCLUSTER (sizeof(cluster_cols) / sizeof(cluster_cols[0]))
@@ -418,9 +449,13 @@ static void header(const struct opts *o, const struct cli *cli,
 {
 	bool track = cli->set.track;
 	int cw = cols_width(cache_cols, NCACHE) + (track ? track_col.width + 1 : 0);
+	const char *master[MAX_SHOWN];
+	size_t nm = masters_of(o, ms, master);
 
 	if (o->so.cache)
 		group(b, "redis", cw);
+	for (size_t m = 0; m < nm; m++)
+		group(b, master[m], cols_width(master_cols, NMASTER));
 	for (size_t i = 0; i < ms->nqueues; i++)
 		group(b, ms->queues[i].name, cols_width(queue_cols, NQUEUE));
 	if (o->so.nodes)
@@ -432,6 +467,9 @@ static void header(const struct opts *o, const struct cli *cli,
 		put(b, cache_cols[i].head, cache_cols[i].width);
 	if (o->so.cache && track)
 		put(b, track_col.head, track_col.width);
+	for (size_t m = 0; m < nm; m++)
+		for (size_t i = 0; i < NMASTER; i++)
+			put(b, master_cols[i].head, master_cols[i].width);
 	for (size_t q = 0; q < ms->nqueues; q++)
 		for (size_t i = 0; i < NQUEUE; i++)
 			put(b, queue_cols[i].head, queue_cols[i].width);
@@ -473,6 +511,13 @@ static void row(const struct opts *o, const struct cli *cli,
 		if (cli->set.track)
 			cells(b, ms, &track_col, 1,
 			      cli->set.prefix ? cli->set.prefix : "", !r->up, NULL);
+	}
+	{
+		const char *master[MAX_SHOWN];
+		size_t nm = masters_of(o, ms, master);
+
+		for (size_t m = 0; m < nm; m++)
+			cells(b, ms, master_cols, NMASTER, master[m], false, NULL);
 	}
 	for (size_t i = 0; i < ms->nqueues; i++) {
 		const struct cq_queue_stat *q = &ms->queues[i];
@@ -606,6 +651,7 @@ static int run(struct cli *cli, struct opts *o)
 	bool was_down[CQ_NSRC] = { false }, queue_said = false, ok = true;
 	long long start = cq_now_ms();
 	size_t shown = 0;	/* queues under the last header */
+	size_t shown_masters = 0;	/* --masters: masters under it */
 	int ret = 0;
 
 	o->so.api_url = o->so.api_url && *o->so.api_url ? o->so.api_url : NULL;
@@ -636,9 +682,13 @@ static int run(struct cli *cli, struct opts *o)
 			free(j);
 		} else if (o->mode == MODE_TABLE) {
 			/* again when --match has found its queues */
-			if (i == 0 || ms.nqueues != shown)
+			const char *master[MAX_SHOWN];
+			size_t nm = masters_of(o, &ms, master);
+
+			if (i == 0 || ms.nqueues != shown || nm != shown_masters)
 				header(o, cli, &ms, &out);
 			shown = ms.nqueues;
+			shown_masters = nm;
 			row(o, cli, &ms, &out);
 		} else if (last && o->mode == MODE_PROM) {
 			ok = cq_metrics_prom(&ms, &out);

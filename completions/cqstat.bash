@@ -20,7 +20,7 @@ _cqstat() {
 		return ;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W "--queue -Q --api --match --nodes --no-cache --track
+		COMPREPLY=($(compgen -W "--queue -Q --api --match --nodes --masters --no-cache --track
 			--json --prom --check --metrics --redis --amqp --prefix
 			--timeout --password-file --cacert --cert --key --insecure --quiet -q
 			--help -h --version" -- "$cur"))

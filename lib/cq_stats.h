@@ -207,9 +207,17 @@ struct cq_track {
 	unsigned long long hits, misses;
 };
 
+/* One master of a Redis Cluster, as a sample saw it. */
+struct cq_redis_master {
+	char where[128];		/* host:port */
+	struct cq_redis_info info;
+};
+
 struct cq_cache_sample {
 	long long at_ms;	/* monotonic */
-	struct cq_redis_info info;
+	struct cq_redis_info info;	/* on a cluster, every master's summed */
+	struct cq_redis_master *masters;	/* a cluster's, each (or NULL) */
+	size_t nmasters;
 	struct cq_track *track;
 	size_t ntrack;
 	bool tracked;		/* the track hash was read (its lookup) */
@@ -218,11 +226,16 @@ struct cq_cache_sample {
 void cq_cache_sample_clear(struct cq_cache_sample *s);
 
 /* Read INFO (and, with ctx->set.track, the track hash) in one round trip.
- * On error the sample is cleared and the context error set. */
+ * On a Redis Cluster, every master's INFO (never a replica's): info is
+ * their sum (counters, memory, keys, evictions; the uptime the oldest
+ * master's) and masters holds each.  On error the sample is cleared and
+ * the context error set. */
 enum cq_err cq_cache_sample(struct cq_ctx *ctx, struct cq_cache_sample *out);
 
 /*
- * Add the cache metrics to ms: over the interval from prev to cur, or
+ * Add the cache metrics to ms (on a cluster, of the whole cluster, then
+ * each master's master_* figures labelled with its host:port): over the
+ * interval from prev to cur, or
  * since the server started when prev is NULL (or the server restarted or
  * its counters were reset in between).  The lookups of the track hash by
  * the previous sample are taken out of the interval's hits and misses.

@@ -129,72 +129,107 @@ static size_t adapt_count(size_t n, long long rtt_us)
 	return n;
 }
 
+/* One SCAN or SSCAN reply: the next cursor into cursor (of 32 bytes), and
+ * each key found listed or queued for UNLINK. */
+static enum cq_err scan_reply(struct inval *iv, struct cqi_reply *r,
+			      const char *cmd, const char *key, char *cursor)
+{
+	struct cqi_reply *keys;
+	enum cq_err e = CQ_OK;
+
+	if (r->type == CQI_REPLY_ERROR && strstr(r->str, "WRONGTYPE"))
+		return cq_seterr(iv->ctx, CQ_ERR_DATA,
+				 "'%s' holds something other than a set", key);
+	if (r->type == CQI_REPLY_ERROR)
+		return cqi_redis_reply_err(iv->ctx, r, cmd);
+	if (r->type != CQI_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != CQI_REPLY_STRING ||
+	    r->element[0]->len >= 32 ||
+	    r->element[1]->type != CQI_REPLY_ARRAY)
+		return cq_seterr(iv->ctx, CQ_ERR_INTERNAL, "%s: unexpected reply",
+				 cmd);
+	memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
+	keys = r->element[1];
+	iv->st->scanned += keys->elements;
+	for (size_t i = 0; i < keys->elements && !e; i++)
+		if (keys->element[i]->type == CQI_REPLY_STRING)
+			e = found_key(iv, keys->element[i]->str,
+				      keys->element[i]->len);
+	return e;
+}
+
 /*
  * The scan loop shared by pattern and tag mode: argv is SCAN/SSCAN with
- * the cursor at argv[cursor_at] and the COUNT value last; each batch's
- * UNLINKs go out in the same write as the next scan, so a batch costs one
- * round trip.
+ * the cursor at argv[cursor_at] and the COUNT value last.  SCAN walks
+ * every master, each with a cursor of its own, all in step: a round sends
+ * one SCAN to each master not done, behind the previous round's UNLINKs
+ * (each routed to the node that owns its key), so a round costs one round
+ * trip however many masters there are.  SSCAN walks the one set.
  */
 static enum cq_err scan_loop(struct inval *iv, int argc, const char **argv,
 			     size_t *lens, int cursor_at)
 {
-	char cursor[32] = "0", count[24];
+	bool masters = cursor_at == 1;
+	size_t nm = masters ? cqi_redis_masters(iv->ctx) : 1, left = nm;
+	char (*cursor)[32] = calloc(nm ? nm : 1, sizeof(*cursor));
+	char count[24];
 	size_t n = iv->o->count ? iv->o->count : DEFAULT_COUNT;
 	enum cq_err e = CQ_OK;
 
-	for (;;) {
-		struct cqi_reply *r, *keys;
+	if (!cursor)
+		return cq_seterr(iv->ctx, CQ_ERR_NOMEM, "out of memory");
+	if (!nm) {
+		free(cursor);
+		return iv->ctx->err;
+	}
+	for (size_t m = 0; m < nm; m++)
+		strcpy(cursor[m], "0");
+	while (left && !e) {
 		long long t0 = now_us();
 
 		snprintf(count, sizeof(count), "%zu", n);
 		argv[argc - 1] = count, lens[argc - 1] = strlen(count);
-		argv[cursor_at] = cursor, lens[cursor_at] = strlen(cursor);
-		/* SCAN walks every master; SSCAN TAGSET one key's node */
-		if (cqi_redis_append(iv->ctx, cursor_at == 1 ? CQI_MASTERS :
-				     CQI_KEY(1), argc, argv, lens) ||
-		    drain(iv) || cqi_redis_reply(iv->ctx, &r))
-			return iv->ctx->err;
-		if (!iv->o->count)
-			n = adapt_count(n, now_us() - t0);
-		if (r->type == CQI_REPLY_ERROR && strstr(r->str, "WRONGTYPE")) {
-			e = cq_seterr(iv->ctx, CQ_ERR_DATA,
-				      "'%s' holds something other than a set",
-				      argv[1]);
-			cqi_reply_free(r);
-			return e;
+		for (size_t m = 0; m < nm && !e; m++) {
+			if (!cursor[m][0])
+				continue;	/* this master is done */
+			argv[cursor_at] = cursor[m];
+			lens[cursor_at] = strlen(cursor[m]);
+			e = cqi_redis_append(iv->ctx, masters ? CQI_MASTER(m) :
+					     CQI_KEY(1), argc, argv, lens);
 		}
-		if (r->type == CQI_REPLY_ERROR) {
-			e = cqi_redis_reply_err(iv->ctx, r, argv[0]);
+		if (e || drain(iv))
+			break;
+		for (size_t m = 0; m < nm && !e; m++) {
+			struct cqi_reply *r;
+
+			if (!cursor[m][0])
+				continue;
+			if (cqi_redis_reply(iv->ctx, &r)) {
+				e = iv->ctx->err;
+				break;
+			}
+			e = scan_reply(iv, r, argv[0], argv[1], cursor[m]);
 			cqi_reply_free(r);
-			return e;
+			if (!e && strcmp(cursor[m], "0") == 0) {
+				cursor[m][0] = '\0';
+				left--;
+			}
 		}
-		if (r->type != CQI_REPLY_ARRAY || r->elements != 2 ||
-		    r->element[0]->type != CQI_REPLY_STRING ||
-		    r->element[0]->len >= sizeof(cursor) ||
-		    r->element[1]->type != CQI_REPLY_ARRAY) {
-			cqi_reply_free(r);
-			return cq_seterr(iv->ctx, CQ_ERR_INTERNAL,
-					 "%s: unexpected reply", argv[0]);
-		}
-		memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
-		keys = r->element[1];
-		iv->st->scanned += keys->elements;
-		for (size_t i = 0; i < keys->elements && !e; i++)
-			if (keys->element[i]->type == CQI_REPLY_STRING)
-				e = found_key(iv, keys->element[i]->str,
-					      keys->element[i]->len);
-		cqi_reply_free(r);
 		if (e)
-			return e;
+			break;
+		if (!iv->o->count)
+			n = adapt_count(n, (now_us() - t0) / (long long)nm);
 		progress(iv);
-		if (strcmp(cursor, "0") == 0)
-			return drain(iv);
-		if (cq_stop_requested()) {
+		if (left && cq_stop_requested()) {
 			/* the batch scanned is deleted, the rest left */
 			iv->st->stopped = true;
-			return drain(iv);
+			break;
 		}
 	}
+	free(cursor);
+	if (e)
+		return e;
+	return drain(iv);
 }
 
 static void inval_end(struct inval *iv)

@@ -62,6 +62,25 @@ static const struct cq_metric_def defs[] = {
 	  "Tracked hits of the key prefix (cachectl --track)" },
 	{ "prefix_misses_total", "cq_prefix_misses_total", C, CQ_FMT_COUNT, "prefix",
 	  "Tracked misses of the key prefix (cachectl --track)" },
+	/* each master of a Redis Cluster */
+	{ "master_hit_rate", "cq_master_hit_ratio", G, CQ_FMT_RATIO, "master",
+	  "Keyspace hits / lookups of the cluster master over the interval" },
+	{ "master_ops", "cq_master_ops_per_second", G, CQ_FMT_RATE, "master",
+	  "Commands the cluster master processed per second over the interval" },
+	{ "master_used_memory", "cq_master_memory_used_bytes", G, CQ_FMT_BYTES,
+	  "master", "Memory used by the cluster master" },
+	{ "master_maxmemory", "cq_master_memory_max_bytes", G, CQ_FMT_BYTES,
+	  "master", "maxmemory of the cluster master, 0 for no limit" },
+	{ "master_evicted", "cq_master_evicted_keys_per_second", G, CQ_FMT_RATE,
+	  "master", "Keys the cluster master evicted per second over the interval" },
+	{ "master_expired", "cq_master_expired_keys_per_second", G, CQ_FMT_RATE,
+	  "master", "Keys the cluster master expired per second over the interval" },
+	{ "master_evicted_total", "cq_master_evicted_keys_total", C, CQ_FMT_COUNT,
+	  "master", "Keys the cluster master evicted since it started" },
+	{ "master_keys", "cq_master_keys", G, CQ_FMT_COUNT, "master",
+	  "Keys on the cluster master" },
+	{ "master_keys_no_ttl", "cq_master_keys_without_ttl", G, CQ_FMT_COUNT,
+	  "master", "Keys without a TTL on the cluster master" },
 	/* queues */
 	{ "ready", "cq_queue_ready_messages", G, CQ_FMT_COUNT, "queue",
 	  "Messages ready for delivery" },
@@ -433,6 +452,7 @@ static void queues_json(const struct cq_metrics *ms, json_t *queues)
 char *cq_metrics_json(const struct cq_metrics *ms)
 {
 	json_t *root = json_object(), *redis, *dbs, *pre, *queues, *cluster, *nodes;
+	json_t *masters;
 	char *out = NULL;
 
 	if (!root)
@@ -445,6 +465,7 @@ char *cq_metrics_json(const struct cq_metrics *ms)
 	queues = json_array();
 	cluster = json_object();
 	nodes = json_array();
+	masters = json_array();
 	if (ms->nqueues || ms->src[CQ_SRC_AMQP].used)
 		queues_json(ms, queues);
 	for (size_t i = 0; i < ms->n; i++) {
@@ -462,6 +483,8 @@ char *cq_metrics_json(const struct cq_metrics *ms)
 			o = labelled(dbs, "db", m);
 		else if (strcmp(d->label, "prefix") == 0)
 			o = labelled(pre, "prefix", m);
+		else if (strcmp(d->label, "master") == 0)
+			o = labelled(masters, "master", m);
 		else if (strcmp(d->label, "queue") == 0)
 			o = labelled(queues, "queue", m);
 		if (!o) {
@@ -475,6 +498,8 @@ char *cq_metrics_json(const struct cq_metrics *ms)
 			json_object_set_new(o, d->name + 7, v);
 		else if (strncmp(d->name, "node_", 5) == 0)
 			json_object_set_new(o, d->name + 5, v);
+		else if (strncmp(d->name, "master_", 7) == 0)
+			json_object_set_new(o, d->name + 7, v);
 		else
 			json_object_set_new(o, d->name, v);
 	}
@@ -482,14 +507,19 @@ char *cq_metrics_json(const struct cq_metrics *ms)
 	strip_private(pre);
 	strip_private(queues);
 	strip_private(nodes);
+	strip_private(masters);
 	if (redis) {
 		json_object_set_new(redis, "dbs", dbs);
 		json_object_set_new(redis, "prefixes", pre);
+		/* a Redis Cluster: each master beside the sums */
+		if (json_array_size(masters))
+			json_object_set_new(redis, "masters", json_incref(masters));
 		json_object_set_new(root, "redis", redis);
 	} else {
 		json_decref(dbs);
 		json_decref(pre);
 	}
+	json_decref(masters);
 	if (ms->src[CQ_SRC_AMQP].used)
 		json_object_set_new(root, "amqp", source_json(&ms->src[CQ_SRC_AMQP]));
 	if (ms->src[CQ_SRC_API].used)

@@ -174,6 +174,7 @@ void cq_cache_sample_clear(struct cq_cache_sample *s)
 	for (size_t i = 0; i < s->ntrack; i++)
 		free(s->track[i].prefix);
 	free(s->track);
+	free(s->masters);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -239,34 +240,90 @@ static enum cq_err take_track(struct cq_ctx *ctx, const struct cqi_reply *r,
 	return CQ_OK;
 }
 
+/* in's figures added to sum (keys per db by db number); a sum's run_id
+ * changes when any master's does. */
+static void info_add(struct cq_redis_info *sum, const struct cq_redis_info *in)
+{
+	size_t n = strlen(sum->run_id), i, j;
+
+	sum->hits += in->hits;
+	sum->misses += in->misses;
+	sum->commands += in->commands;
+	sum->evicted += in->evicted;
+	sum->expired += in->expired;
+	sum->used_memory += in->used_memory;
+	sum->maxmemory += in->maxmemory;
+	sum->keys += in->keys;
+	sum->expires += in->expires;
+	if (in->uptime_s > sum->uptime_s)
+		sum->uptime_s = in->uptime_s;
+	for (i = 0; i < in->ndb; i++) {
+		for (j = 0; j < sum->ndb && sum->db[j].db != in->db[i].db; j++)
+			;
+		if (j == sum->ndb && sum->ndb == CQ_REDIS_MAX_DBS)
+			continue;
+		if (j == sum->ndb)
+			sum->db[sum->ndb++] = (struct cq_redis_db){ .db = in->db[i].db };
+		sum->db[j].keys += in->db[i].keys;
+		sum->db[j].expires += in->db[i].expires;
+	}
+	/* 6 characters of each run_id (a restart shows in the sum's) */
+	snprintf(sum->run_id + n, sizeof(sum->run_id) - n, "%.6s", in->run_id);
+}
+
+/* Master m's INFO reply into info. */
+static enum cq_err take_info(struct cq_ctx *ctx, size_t m,
+			     struct cq_redis_info *info)
+{
+	struct cqi_reply *r;
+	char err[200];
+	enum cq_err e = CQ_OK;
+
+	if (cqi_redis_reply(ctx, &r))
+		return ctx->err;
+	if (r->type == CQI_REPLY_ERROR)
+		e = cqi_redis_reply_err(ctx, r, "INFO");
+	else if (r->type != CQI_REPLY_STRING)
+		e = cq_seterr(ctx, CQ_ERR_DATA, "INFO: unexpected reply");
+	else if (!cqi_redis_info_parse(r->str, r->len, info, err, sizeof(err)))
+		e = cq_seterr(ctx, CQ_ERR_DATA, "Redis at %s: %s",
+			      cqi_redis_master_where(ctx, m), err);
+	cqi_reply_free(r);
+	return e;
+}
+
 enum cq_err cq_cache_sample(struct cq_ctx *ctx, struct cq_cache_sample *out)
 {
 	const char *info[] = { "INFO" };
 	const char *hget[] = { "HGETALL", CQ_TRACK_KEY };
 	bool track = ctx->set.track;
 	struct cqi_reply *r = NULL;
-	char err[200];
+	size_t nm;
 	enum cq_err e;
 
 	memset(out, 0, sizeof(*out));
+	nm = cqi_redis_masters(ctx);
+	if (!nm)
+		return ctx->err;
+	if (nm > 1 && !(out->masters = calloc(nm, sizeof(*out->masters))))
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	/* INFO first: the HGETALL lookup shows in the next sample */
 	e = cqi_redis_append(ctx, CQI_MASTERS, 1, info, NULL);
 	if (!e && track)
 		e = cqi_redis_append(ctx, CQI_KEY(1), 2, hget, NULL);
-	if (!e)
-		e = cqi_redis_reply(ctx, &r);
-	if (e)
-		return e;
 	out->at_ms = cq_now_ms();
-	if (r->type == CQI_REPLY_ERROR)
-		e = cqi_redis_reply_err(ctx, r, "INFO");
-	else if (r->type != CQI_REPLY_STRING)
-		e = cq_seterr(ctx, CQ_ERR_DATA, "INFO: unexpected reply");
-	else if (!cqi_redis_info_parse(r->str, r->len, &out->info, err, sizeof(err)))
-		e = cq_seterr(ctx, CQ_ERR_DATA, "Redis at %s: %s",
-			      cqi_redis_where(ctx), err);
-	cqi_reply_free(r);
-	if (track && !cqi_redis_reply(ctx, &r)) {
+	for (size_t m = 0; m < nm && !e; m++) {
+		struct cq_redis_master *rm = out->masters ? &out->masters[m] : NULL;
+
+		e = take_info(ctx, m, rm ? &rm->info : &out->info);
+		if (e || !rm)
+			continue;
+		snprintf(rm->where, sizeof(rm->where), "%s",
+			 cqi_redis_master_where(ctx, m));
+		info_add(&out->info, &rm->info);
+		out->nmasters++;
+	}
+	if (track && !e && !cqi_redis_reply(ctx, &r)) {
 		if (!e)
 			e = take_track(ctx, r, out);
 		cqi_reply_free(r);
@@ -345,6 +402,62 @@ static bool db_figures(const struct cq_redis_info *in, struct cq_metrics *ms)
 	return ok;
 }
 
+/* Master m of a cluster: its figures, labelled with its host:port, over
+ * the interval when prev saw it (and it did not restart), else since it
+ * started. */
+static bool master_figures(const struct cq_cache_sample *prev,
+			   const struct cq_cache_sample *cur,
+			   const struct cq_redis_master *m,
+			   struct cq_metrics *ms)
+{
+	const struct cq_redis_info *a = NULL, *b = &m->info;
+	struct cq_redis_info zero = { 0 };
+	const char *w = m->where;
+	size_t wl = strlen(w);
+	double secs, hits, misses;
+
+	for (size_t i = 0; prev && i < prev->nmasters && !a; i++)
+		if (strcmp(prev->masters[i].where, w) == 0)
+			a = &prev->masters[i].info;
+	if (a && (strcmp(a->run_id, b->run_id) != 0 || b->hits < a->hits ||
+		  b->misses < a->misses))
+		a = NULL;
+	secs = a ? (double)(cur->at_ms - prev->at_ms) / 1000.0 :
+	       (double)b->uptime_s;
+	if (!a)
+		a = &zero;
+	hits = delta(a->hits, b->hits);
+	misses = delta(a->misses, b->misses);
+	return cqi_metrics_add(ms, "master_hit_rate", w, wl,
+			       ratio(hits, hits + misses)) &&
+	       cqi_metrics_add(ms, "master_ops", w, wl,
+			       ratio(delta(a->commands, b->commands), secs)) &&
+	       cqi_metrics_add(ms, "master_used_memory", w, wl,
+			       (double)b->used_memory) &&
+	       cqi_metrics_add(ms, "master_maxmemory", w, wl,
+			       (double)b->maxmemory) &&
+	       cqi_metrics_add(ms, "master_evicted", w, wl,
+			       ratio(delta(a->evicted, b->evicted), secs)) &&
+	       cqi_metrics_add(ms, "master_expired", w, wl,
+			       ratio(delta(a->expired, b->expired), secs)) &&
+	       cqi_metrics_add(ms, "master_evicted_total", w, wl,
+			       (double)b->evicted) &&
+	       cqi_metrics_add(ms, "master_keys", w, wl, (double)b->keys) &&
+	       cqi_metrics_add(ms, "master_keys_no_ttl", w, wl,
+			       (double)(b->keys - b->expires));
+}
+
+static bool masters_figures(const struct cq_cache_sample *prev,
+			    const struct cq_cache_sample *cur,
+			    struct cq_metrics *ms)
+{
+	bool ok = true;
+
+	for (size_t i = 0; i < cur->nmasters && ok; i++)
+		ok = master_figures(prev, cur, &cur->masters[i], ms);
+	return ok;
+}
+
 bool cq_cache_figures(const struct cq_cache_sample *prev,
 		      const struct cq_cache_sample *cur,
 		      struct cq_metrics *ms)
@@ -391,7 +504,8 @@ bool cq_cache_figures(const struct cq_cache_sample *prev,
 	       add(ms, "expired_total", (double)b->expired) &&
 	       add(ms, "keys", (double)b->keys) &&
 	       add(ms, "keys_no_ttl", (double)(b->keys - b->expires)) &&
-	       db_figures(b, ms) && track_figures(prev, cur, ms);
+	       db_figures(b, ms) && track_figures(prev, cur, ms) &&
+	       masters_figures(prev, cur, ms);
 }
 
 /* ---- --track ------------------------------------------------------------------- */

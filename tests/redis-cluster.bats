@@ -239,3 +239,104 @@ keys_on() { ncli "$1" --scan --pattern "$P*" | wc -l; }
 	assert_regex "$stderr" "^cachectl: set: SET: not done: the Redis cluster still said 'CLUSTERDOWN [^']*' after 7 tries$"
 	[ "$(ccli exists "$k")" != 1 ]
 }
+
+# ---- invalidate, stats and cqstat over every master (issue 11 §3) ---------------------
+
+# Sum of field $1 (keys or expires) of db0 over the three masters.
+db0_sum() {
+	local p total=0 v
+	for p in $P1 $P2 $P3; do
+		v=$(ncli "$p" info keyspace | tr -d '\r' | sed -n "s/^db0:.*$1=\([0-9]*\).*/\1/p")
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+
+@test "invalidate --pattern on a cluster: SCANs every master and UNLINKs each key where it lives" {
+	local p want=0 n
+	seq 1 3000 | awk '{ print "k" $1 "\tv" $1 }' >"$TMP/in"
+	run -0 cachectl warm -q --ttl 1h "$TMP/in"
+	for p in $P1 $P2 $P3; do
+		n=$(ncli "$p" --scan --pattern "${P}k1*" | wc -l)
+		[ "$n" -gt 0 ]
+		want=$((want + n))
+	done
+	[ "$want" -eq 1111 ]
+	run -0 --separate-stderr cachectl invalidate --pattern 'k1*' --dry-run
+	[ "$(sort -u <<<"$output" | wc -l)" -eq 1111 ]
+	run -0 --separate-stderr cachectl invalidate --pattern 'k1*'
+	assert_equal "$stderr" "invalidated 1111 keys in ${stderr#invalidated 1111 keys in }"
+	for p in $P1 $P2 $P3; do
+		[ "$(ncli "$p" --scan --pattern "${P}k1*" | wc -l)" -eq 0 ]
+	done
+	[ $(($(keys_on "$P1") + $(keys_on "$P2") + $(keys_on "$P3"))) -eq $((3000 - 1111)) ]
+	run -1 --separate-stderr cachectl invalidate --pattern 'k1*'
+}
+
+@test "invalidate --tag on a cluster: members on every master go, then the tag set" {
+	local p tagkey
+	seq 1 300 | awk '{ print "t" $1 "\tv" $1 }' >"$TMP/in"
+	run -0 cachectl warm -q --ttl 1h --tag colour "$TMP/in"
+	for p in $P1 $P2 $P3; do [ "$(keys_on "$p")" -gt 50 ]; done
+	run -0 --separate-stderr cachectl invalidate --tag colour
+	[[ $stderr == "invalidated 300 keys in "* ]]
+	for p in $P1 $P2 $P3; do [ "$(keys_on "$p")" -eq 0 ]; done
+}
+
+@test "invalidate --ns on a cluster: one bump hides the namespace's keys on every master" {
+	local x p
+	for x in $(seq 20); do run -0 cachectl set "n$x" "v$x" --ns users --ttl 1h; done
+	for p in $P1 $P2 $P3; do [ "$(keys_on "$p")" -gt 0 ]; done
+	run -0 cachectl get n7 --ns users
+	assert_output v7
+	run -0 cachectl invalidate --ns users
+	for x in $(seq 20); do run -1 cachectl get "n$x" --ns users; done
+}
+
+@test "stats on a cluster: every master's INFO summed (keys, keys without TTL, hits), each master in --json" {
+	local p keys
+	seq 1 900 | awk '{ print "s" $1 "\tv" $1 }' >"$TMP/in"
+	run -0 cachectl warm -q --ttl 1h "$TMP/in"
+	run -0 cachectl set forever x --no-ttl
+	run -0 cachectl get s1 s2 s3
+	run -1 cachectl get nothing-here
+	run -0 cachectl stats --json
+	echo "$output" >"$TMP/stats"
+	[ "$(jq '.redis.keys' "$TMP/stats")" -eq "$(db0_sum keys)" ]
+	[ "$(jq '.redis.keys_no_ttl' "$TMP/stats")" -eq $(($(db0_sum keys) - $(db0_sum expires))) ]
+	[ "$(jq '.redis.keys_no_ttl' "$TMP/stats")" -ge 1 ]
+	[ "$(jq '.redis.masters | length' "$TMP/stats")" -eq 3 ]
+	for p in $P1 $P2 $P3; do
+		keys=$(ncli "$p" info keyspace | tr -d '\r' | sed -n 's/^db0:keys=\([0-9]*\).*/\1/p')
+		[ "$(jq --arg m "127.0.0.1:$p" '.redis.masters[] | select(.master == $m) | .keys' "$TMP/stats")" -eq "${keys:-0}" ]
+	done
+	# hits and misses are every master's, summed
+	local hits=0 misses=0 h
+	for p in $P1 $P2 $P3; do
+		h=$(ncli "$p" info stats | tr -d '\r')
+		hits=$((hits + $(sed -n 's/^keyspace_hits://p' <<<"$h")))
+		misses=$((misses + $(sed -n 's/^keyspace_misses://p' <<<"$h")))
+	done
+	[ "$(jq '.redis.hits_total' "$TMP/stats")" -eq "$hits" ]
+	[ "$(jq '.redis.misses_total' "$TMP/stats")" -eq "$misses" ]
+	[ "$(jq '.redis.misses_total' "$TMP/stats")" -ge 1 ]
+	run -0 cachectl stats
+	assert_line --regexp "^master_keys\[127\.0\.0\.1:$P1\]	[0-9]+$"
+}
+
+@test "cqstat on a cluster: the redis columns are the whole cluster's; --masters adds a group per master" {
+	local p
+	run -0 cachectl set c1 x --ttl 1h
+	run -0 cqstat --json
+	[ "$(jq '.redis.keys' <<<"$output")" -eq "$(db0_sum keys)" ]
+	[ "$(jq '.redis.masters | length' <<<"$output")" -eq 3 ]
+	run -0 cqstat --masters
+	for p in $P1 $P2 $P3; do
+		[[ ${lines[0]} == *" 127.0.0.1:$p "* ]]
+	done
+	[ "$(grep -o keys <<<"${lines[1]}" | wc -l)" -eq 4 ]
+	run -0 cqstat --prom
+	assert_line --regexp "^cq_master_keys\{master=\"127\.0\.0\.1:$P1\"\} [0-9]+$"
+	run -0 cqstat --check "master_keys[127.0.0.1:$P1]<0"
+	run -2 cqstat --check "master_keys[127.0.0.1:$P1]>=0"
+}
