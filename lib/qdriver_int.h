@@ -408,4 +408,13 @@ enum cq_err cqi_consume_on(struct cq_ctx *ctx, struct cqi_qdriver *q,
 			   const struct cq_consume_opts *o,
 			   struct cq_consume_stats *st);
 
+/*
+ * cq_replay over a driver (which it connects, and frees) opened with
+ * conf.queue the DLQ and conf.browse for a filter or --dry-run; o is
+ * checked by cq_replay.
+ */
+enum cq_err cqi_replay_on(struct cq_ctx *ctx, struct cqi_qdriver *q,
+			  const struct cq_replay_opts *o,
+			  struct cq_replay_stats *st);
+
 #endif

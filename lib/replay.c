@@ -458,35 +458,26 @@ static enum cq_err replay_loop(struct replay *r)
 	return flush_acks(r);
 }
 
-enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
-		      const struct cq_replay_opts *o, struct cq_replay_stats *st)
+enum cq_err cqi_replay_on(struct cq_ctx *ctx, struct cqi_qdriver *q,
+			  const struct cq_replay_opts *o,
+			  struct cq_replay_stats *st)
 {
-	struct replay r = { .ctx = ctx, .dlq = dlq, .o = o, .st = st,
-			    .min_held = UINT64_MAX, .in_order = true };
-	struct cqi_qconf conf = { .queue = dlq,
-				  .browse = o->filter || o->dry_run };
-	struct cqi_qhooks hooks = { .arg = &r, .deliver = on_deliver,
-				    .fail = on_fail,
-				    .published = on_published };
+	struct replay r = { .ctx = ctx, .dlq = q->conf.queue, .o = o, .st = st,
+			    .q = q, .min_held = UINT64_MAX, .in_order = true };
 	uint64_t present = 0;
 	enum cq_err e;
 
 	memset(st, 0, sizeof(*st));
-	if (ctx->err)
-		return ctx->err;
-	if (o->window < 1 || o->window > 100000)
-		return cq_seterr(ctx, CQ_ERR_USAGE, "replay: window out of range");
-	if (o->to && cqi_name_check(ctx, "queue", o->to))
-		return ctx->err;
-	r.q = cqi_qdriver_open(ctx, &conf, &hooks);
-	if (!r.q)
-		return ctx->err;
-	if (!r.q->ops->exhausted) {	/* a driver that has no replay yet */
+	q->hooks = (struct cqi_qhooks){ .arg = &r, .deliver = on_deliver,
+					.fail = on_fail,
+					.published = on_published };
+	cqi_qhooks_fill(&q->hooks, ctx);
+	if (!q->ops->exhausted) {	/* a driver that has no replay yet */
 		e = cq_seterr(ctx, CQ_ERR_USAGE, "replay: not supported by the %s backend yet",
 			      ctx->set.queue_backend);
 		goto out;
 	}
-	if (r.q->ops->inspect(r.q, &present)) {
+	if (q->ops->connect(q) || q->ops->inspect(q, &present)) {
 		e = ctx->err;
 		goto out;
 	}
@@ -506,8 +497,8 @@ enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
 	}
 	cqi_throttle_init(&r.th, o->rate);
 	/* publishing first: the driver then keeps what it takes whole */
-	if (r.q->ops->pub_start(r.q, o->window, NULL, true) ||
-	    r.q->ops->start(r.q, (unsigned)o->window)) {
+	if (q->ops->pub_start(q, o->window, NULL, true) ||
+	    q->ops->start(q, (unsigned)o->window)) {
 		e = ctx->err;
 		goto out;
 	}
@@ -516,7 +507,7 @@ enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
 	if (!e)
 		e = cqi_err_restore(ctx, &r.fail);
 	/* whatever was not moved goes back to the dead-letter queue */
-	if (!e && r.q->ops->release(r.q))
+	if (!e && q->ops->release(q))
 		e = ctx->err;
 out:
 	while (r.fifo_len) {
@@ -534,8 +525,28 @@ out:
 	free(r.first_target);
 	free(r.fly);
 	free(r.fifo);
-	r.q->ops->free(r.q);
+	q->ops->free(q);
 	return e;
+}
+
+enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
+		      const struct cq_replay_opts *o, struct cq_replay_stats *st)
+{
+	struct cqi_qconf conf = { .queue = dlq,
+				  .browse = o->filter || o->dry_run };
+	struct cqi_qdriver *q;
+
+	memset(st, 0, sizeof(*st));
+	if (ctx->err)
+		return ctx->err;
+	if (o->window < 1 || o->window > 100000)
+		return cq_seterr(ctx, CQ_ERR_USAGE, "replay: window out of range");
+	if (o->to && cqi_name_check(ctx, "queue", o->to))
+		return ctx->err;
+	q = cqi_qdriver_new(ctx, &conf);
+	if (!q)
+		return ctx->err;
+	return cqi_replay_on(ctx, q, o, st);
 }
 
 char *cq_replay_event_json(const struct cq_replay_event *ev)

@@ -1,9 +1,12 @@
-/* Unit tests for the queue engine (consume.c) against an in-memory driver:
- * the one place a fake queue is right.  The handlers are real processes
- * (sh -c); only the queue is simulated, so the engine's policy is tested
- * apart from any wire: ack only after success, retries up to
- * --max-retries then a dead letter with its reason, poison codes, --count,
- * --until-empty, and a stop request settling what is in flight. */
+/* Unit tests for the queue engine (consume.c) and replay's policy
+ * (replay.c) against an in-memory driver: the one place a fake queue is
+ * right.  The handlers are real processes (sh -c); only the queue is
+ * simulated, so the policy is tested apart from any wire: ack only after
+ * success, retries up to --max-retries then a dead letter with its
+ * reason, poison codes, --count, --until-empty, and a stop request
+ * settling what is in flight; replay acks an original only after its copy
+ * is confirmed, gives back what it did not move in order, and looks at no
+ * more than was present. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -55,6 +58,16 @@ struct fake {
 	const char *dir;	/* where handlers leave their marks */
 	bool ack_before_done;	/* an ack came for a message not yet done */
 	size_t most_out;	/* the largest number unsettled at once */
+	/* replay: copies published, settled at the next take or flush */
+	struct fmsg pub[MAXMSG];
+	char pub_to[MAXMSG][32];
+	uint64_t pub_src[MAXMSG];	/* the original's tag */
+	uint64_t pub_tag[MAXMSG];
+	size_t npub, nsettled;
+	bool safe[MAXMSG];	/* by tag - 1: its copy was confirmed */
+	bool replay;		/* pub_start was called */
+	bool ack_before_confirm;
+	size_t nheld, nreleased;
 };
 
 static struct fake *F(struct cqi_qdriver *q)
@@ -204,6 +217,8 @@ static void f_ack(struct cqi_qdriver *q, uint64_t tag, bool upto)
 
 		if (upto && !f->out[t - 1])
 			continue;
+		if (f->replay && !f->safe[t - 1])
+			f->ack_before_confirm = true;
 		m = settle(f, t);
 		if (f->dir) {
 			snprintf(mark, sizeof(mark), "%s/%s", f->dir, m->id);
@@ -262,6 +277,107 @@ static void f_free(struct cqi_qdriver *q)
 	f->freed = true;
 }
 
+/* ---- replay's ops: copies are confirmed late (at the next take or
+ * flush); a body "refuse" is nacked ---------------------------------------- */
+
+static void f_hold(struct cqi_qdriver *q, uint64_t tag)
+{
+	assert_true(F(q)->out[tag - 1]);
+	F(q)->nheld++;
+}
+
+/* Give back what is not acked, in its order, at the head of the queue. */
+static enum cq_err f_release(struct cqi_qdriver *q)
+{
+	struct fake *f = F(q);
+	struct fmsg back[MAXMSG];
+	size_t n = 0;
+
+	for (uint64_t t = 1; t <= f->next_tag; t++)
+		if (f->out[t - 1]) {
+			back[n++] = *settle(f, t);
+			f->nreleased++;
+		}
+	memmove(f->ready + n, f->ready, f->nready * sizeof(*f->ready));
+	memcpy(f->ready, back, n * sizeof(*back));
+	f->nready += n;
+	return CQ_OK;
+}
+
+static bool f_exhausted(const struct cqi_qdriver *q)
+{
+	const struct fake *f = (const struct fake *)q;
+
+	return !f->taking || f->nready == 0;
+}
+
+static enum cq_err f_pub_start(struct cqi_qdriver *q, size_t window,
+			       const char *exchange, bool mandatory)
+{
+	(void)window;
+	(void)exchange;
+	assert_true(mandatory);
+	F(q)->replay = true;
+	return CQ_OK;
+}
+
+static enum cq_err f_publish(struct cqi_qdriver *q, const struct cq_message *m,
+			     uint64_t tag)
+{
+	struct fake *f = F(q);
+	size_t i = f->npub++;
+
+	assert_non_null(m->from);
+	snprintf(f->pub[i].id, sizeof(f->pub[i].id), "%s", m->from->message_id);
+	snprintf(f->pub[i].body, sizeof(f->pub[i].body), "%s", m->from->body);
+	snprintf(f->pub_to[i], sizeof(f->pub_to[i]), "%s", m->routing_key);
+	f->pub_src[i] = m->from->delivery_tag;
+	f->pub_tag[i] = tag;
+	return CQ_OK;
+}
+
+/* The copies sent so far are confirmed (or nacked). */
+static enum cq_err f_pub_flush(struct cqi_qdriver *q)
+{
+	struct fake *f = F(q);
+
+	while (f->nsettled < f->npub) {
+		size_t i = f->nsettled++;
+		bool ok = strcmp(f->pub[i].body, "refuse") != 0;
+
+		f->safe[f->pub_src[i] - 1] = ok;
+		q->hooks.published(q->hooks.arg, f->pub_tag[i], ok,
+				   ok ? NULL : CQ_REASON_NACK);
+	}
+	return CQ_OK;
+}
+
+static enum cq_err f_replay_take(struct cqi_qdriver *q, size_t max,
+				 long long wait_ms)
+{
+	f_pub_flush(q);
+	return f_take(q, max, wait_ms);
+}
+
+static enum cq_err f_pub_poll(struct cqi_qdriver *q)
+{
+	(void)q;
+	return CQ_OK;
+}
+
+static bool f_pub_alive(const struct cqi_qdriver *q)
+{
+	(void)q;
+	return true;
+}
+
+static size_t f_pub_unsettled(const struct cqi_qdriver *q)
+{
+	const struct fake *f = (const struct fake *)q;
+
+	return f->npub - f->nsettled;
+}
+
 static const struct cqi_qdriver_ops fake_ops = {
 	.connect = f_connect,
 	.inspect = f_inspect,
@@ -277,6 +393,30 @@ static const struct cqi_qdriver_ops fake_ops = {
 	.retry = f_retry,
 	.dead_letter = f_dead_letter,
 	.flush = f_flush,
+	.free = f_free,
+};
+
+/* The same queue as a dead-letter queue that replay moves from. */
+static const struct cqi_qdriver_ops fake_dlq_ops = {
+	.connect = f_connect,
+	.inspect = f_inspect,
+	.start = f_start,
+	.take = f_replay_take,
+	.buffered = f_buffered,
+	.fd = f_fd,
+	.unsettled = f_pub_unsettled,
+	.depth = f_depth,
+	.stop = f_stop,
+	.resume = f_resume,
+	.ack = f_ack,
+	.hold = f_hold,
+	.release = f_release,
+	.exhausted = f_exhausted,
+	.pub_start = f_pub_start,
+	.publish = f_publish,
+	.pub_poll = f_pub_poll,
+	.pub_flush = f_pub_flush,
+	.pub_alive = f_pub_alive,
 	.free = f_free,
 };
 
@@ -556,6 +696,100 @@ static void test_stop_settles_in_flight(void **state)
 	assert_int_equal(x->f.nready, 2);
 }
 
+/* ---- replay ------------------------------------------------------------- */
+
+static enum cq_err run_replay(struct fixture *x, struct cq_replay_opts *o,
+			      struct cq_replay_stats *st)
+{
+	x->f.base.ops = &fake_dlq_ops;
+	x->f.dir = NULL;
+	return cqi_replay_on(x->ctx, &x->f.base, o, st);
+}
+
+static void test_replay_confirm_then_ack(void **state)
+{
+	struct fixture *x = *state;
+	struct cq_replay_opts o;
+	struct cq_replay_stats st;
+
+	put(&x->f, "a", "1", 0);
+	put(&x->f, "b", "refuse", 0);
+	put(&x->f, "c", "3", 0);
+	cq_replay_opts_init(&o);
+	o.to = "work";
+	o.window = 2;
+	assert_int_equal(run_replay(x, &o, &st), CQ_OK);
+	assert_int_equal(st.present, 3);
+	assert_int_equal(st.replayed, 2);
+	assert_int_equal(st.failed, 1);
+	assert_string_equal(st.target, "work");
+	/* every copy went to the target; the originals acked only after */
+	assert_int_equal(x->f.npub, 3);
+	assert_string_equal(x->f.pub_to[0], "work");
+	assert_false(x->f.ack_before_confirm);
+	assert_int_equal(x->f.nacked, 2);
+	/* the refused one is back in the DLQ, nothing else */
+	assert_int_equal(x->f.nready, 1);
+	assert_string_equal(x->f.ready[0].id, "b");
+	assert_int_equal(x->f.nreleased, 1);
+}
+
+static void test_replay_bounds_and_filters(void **state)
+{
+	struct fixture *x = *state;
+	struct cq_replay_opts o;
+	struct cq_replay_stats st;
+	struct cq_filter *fl = NULL;
+	char err[200];
+
+	for (int i = 0; i < 6; i++) {
+		char id[8], body[16];
+
+		snprintf(id, sizeof(id), "m%d", i);
+		snprintf(body, sizeof(body), i % 2 ? "skip %d" : "keep %d", i);
+		put(&x->f, id, body, 0);
+	}
+	assert_int_equal(cq_filter_add(&fl, "body:^keep", err, sizeof(err)), CQ_OK);
+	cq_replay_opts_init(&o);
+	o.to = "work";
+	o.count = 4;		/* m0-m3 looked at, m4 and m5 not */
+	o.filter = fl;
+	assert_int_equal(run_replay(x, &o, &st), CQ_OK);
+	assert_int_equal(st.seen, 4);
+	assert_int_equal(st.replayed, 2);
+	assert_int_equal(st.skipped, 2);
+	assert_int_equal(x->f.npub, 2);
+	assert_string_equal(x->f.pub[0].id, "m0");
+	assert_string_equal(x->f.pub[1].id, "m2");
+	/* what stays keeps its order */
+	assert_int_equal(x->f.nready, 4);
+	assert_string_equal(x->f.ready[0].id, "m1");
+	assert_string_equal(x->f.ready[1].id, "m3");
+	assert_string_equal(x->f.ready[2].id, "m4");
+	assert_string_equal(x->f.ready[3].id, "m5");
+	cq_filter_free(fl);
+}
+
+static void test_replay_dry_run(void **state)
+{
+	struct fixture *x = *state;
+	struct cq_replay_opts o;
+	struct cq_replay_stats st;
+
+	put(&x->f, "a", "1", 0);
+	put(&x->f, "b", "2", 0);
+	cq_replay_opts_init(&o);
+	o.to = "work";
+	o.dry_run = true;
+	assert_int_equal(run_replay(x, &o, &st), CQ_OK);
+	assert_int_equal(st.would_move, 2);
+	assert_int_equal(x->f.npub, 0);
+	assert_int_equal(x->f.nacked, 0);
+	assert_int_equal(x->f.nready, 2);
+	assert_string_equal(x->f.ready[0].id, "a");
+	assert_string_equal(x->f.ready[1].id, "b");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -566,6 +800,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_timeout_reason, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_until_empty_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_confirm_then_ack, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_bounds_and_filters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_dry_run, setup, teardown),
+		/* last: a stop request stays for the rest of the process */
 		cmocka_unit_test_setup_teardown(test_stop_settles_in_flight, setup, teardown),
 	};
 
