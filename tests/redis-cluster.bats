@@ -340,3 +340,9 @@ db0_sum() {
 	run -0 cqstat --check "master_keys[127.0.0.1:$P1]<0"
 	run -2 cqstat --check "master_keys[127.0.0.1:$P1]>=0"
 }
+
+@test "a database other than 0 on a cluster: exit 64 saying a cluster has database 0 only" {
+	export CQ_REDIS_URL="redis://127.0.0.1:$P1,127.0.0.1:$P2/3"
+	run -64 --separate-stderr cachectl get k
+	assert_equal "$stderr" "cachectl: get: Redis at 127.0.0.1:$P1 is a cluster node, and a cluster has database 0 only (end the URL with /0)"
+}
