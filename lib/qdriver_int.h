@@ -45,7 +45,9 @@
  * CQ_ERR_NOPERM; an option the backend cannot honour (--exchange, --quorum
  * on a list) CQ_ERR_USAGE, "VERB: --OPTION: not supported by the list
  * backend".  Every op must be set (none NULL), but reconnect and where
- * (both NULL: a driver that never reconnects).
+ * (both NULL: a driver that never reconnects); a driver without exhausted
+ * yet makes replay-dlq a usage error ("not supported by the list backend
+ * yet").
  */
 #ifndef CQ_QDRIVER_INT_H
 #define CQ_QDRIVER_INT_H
