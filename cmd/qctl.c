@@ -38,22 +38,6 @@ static int qctl_opt(struct cli *cli, int c, const char *arg)
 	return 0;
 }
 
-/* A verb not yet on the queue driver interface runs on AMQP only: false
- * (usage error said) for another backend. */
-static bool amqp_backend(struct cli *cli)
-{
-	const char *b = cli->set.queue_backend;
-	char why[200];
-	bool redis;
-
-	/* an unknown one is cli_ready's to report */
-	if (!cq_backend_ok(b, &redis, why, sizeof(why)) || !redis)
-		return true;
-	cli_usage_error(cli, "%s %s: not supported by this verb yet",
-			cli->backend_opt ? "--backend" : "CQ_QUEUE_BACKEND", b);
-	return false;
-}
-
 static double seconds_since(long long start)
 {
 	return (double)(cq_now_ms() - start) / 1000.0;
@@ -875,10 +859,6 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 	o.filter = filter;
 	o.fn = on_replay;
 	o.arg = &ro;
-	if (!amqp_backend(cli)) {
-		ret = EX_USAGE;
-		goto out;
-	}
 	ret = cli_ready(cli);
 	if (ret)
 		goto out;

@@ -547,6 +547,8 @@ static struct cq_delivery *list_delivery(const char *queue,
 {
 	struct cq_delivery *d = calloc(1, sizeof(*d));
 	bool has = meta && meta->type == CQI_REPLY_STRING;
+	const struct cq_field *f;
+	long long retries = 0;
 
 	if (!d)
 		return NULL;
@@ -566,7 +568,8 @@ static struct cq_delivery *list_delivery(const char *queue,
 		return NULL;
 	}
 	/* taken before: a retry's record (a dead letter's has a reason) */
-	d->redelivered = cq_delivery_header(d, CQ_HDR_RETRIES) &&
+	f = cq_delivery_header(d, CQ_HDR_RETRIES);
+	d->redelivered = f && cqi_field_int(f, &retries) && retries > 0 &&
 			 !cq_delivery_header(d, CQ_HDR_DEATH_REASON);
 	return d;
 }
@@ -743,6 +746,15 @@ static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 
 	l->handed = 0;
 	l->room = max;
+	if (l->pub_on) {
+		/* replay: the writes' replies first (nothing else may be read
+		 * before them), and an empty list ends the taking: no BLMOVE */
+		if (quiesce(l))
+			return q->ctx->err;
+		if (l->taking && max)
+			return take_now(l, max);
+		return refresh_due(l, now) ? refresh(l) : CQ_OK;
+	}
 	if (wait_blocked(l, l->stash ? 0 : wait_ms))
 		return q->ctx->err;
 	if (l->stash && max) {
@@ -785,10 +797,19 @@ static int fd(const struct cqi_qdriver *q)
 	return cqi_redis_fd(q->ctx);
 }
 
+/* Retries and dead letters settle at once; what is out is writes
+ * (replay's copies) whose replies are not read yet. */
 static size_t unsettled(const struct cqi_qdriver *q)
 {
-	(void)q;
-	return 0;	/* retries and dead letters settle at once */
+	return CL(q)->pcount;
+}
+
+/* Replay ends taking: stopped, or the list was found empty. */
+static bool exhausted(const struct cqi_qdriver *q)
+{
+	const struct list_q *l = CL(q);
+
+	return !l->blocked && !l->stash && (!l->taking || l->empty);
 }
 
 static enum cq_err llen(struct cq_ctx *ctx, const struct cq_buf *key,
@@ -895,21 +916,25 @@ static bool remove_taken(struct list_q *l, size_t i, size_t n)
 static void ack(struct cqi_qdriver *q, uint64_t tag, bool upto)
 {
 	struct list_q *l = L(q);
-	size_t i = find_taken(l, tag), from = upto ? 0 : i;
+	size_t i, from;
 
-	if (i == l->nt)
-		return;
 	if (l->in_reply || (l->pub_on && l->pcount)) {
 		/* writes are in flight on the connection: LREM later */
-		for (size_t j = from; j <= i; j++)
+		i = find_taken(l, tag);
+		for (size_t j = upto ? 0 : i; i < l->nt && j <= i; j++)
 			if (!l->t[j].held && !l->t[j].acked) {
 				l->t[j].acked = true;
 				l->nacked++;
 			}
 		return;
 	}
+	/* first what is due (it may drop entries: find tag after) */
 	if (quiesce(l))
 		return;
+	i = find_taken(l, tag);
+	if (i == l->nt)
+		return;
+	from = upto ? 0 : i;
 	/* upto covers the run of unheld ones that ends at tag */
 	while (from < i && l->t[from].held)
 		from++;
@@ -927,14 +952,16 @@ static void move(struct list_q *l, const struct cq_delivery *d,
 		 const struct cq_buf *oldmeta, const char *rec, bool dead)
 {
 	struct cq_ctx *ctx = l->base.ctx;
-	size_t i = find_taken(l, d->delivery_tag);
 	const struct cq_buf *keys[] = { &l->k.proc, dest, dmeta, oldmeta };
 	const char *args[2];
-	size_t lens[2];
+	size_t lens[2], i;
 	struct cqi_reply *r;
 	bool moved;
 
-	if (i == l->nt || quiesce(l))
+	if (quiesce(l))
+		return;
+	i = find_taken(l, d->delivery_tag);
+	if (i == l->nt)
 		return;
 	args[0] = l->t[i].body;
 	lens[0] = l->t[i].len;
@@ -1162,21 +1189,23 @@ static enum cq_err pub_start(struct cqi_qdriver *q, size_t window,
 	return CQ_OK;
 }
 
-/* The replay count m carries (its own header, else its delivery's). */
-static long long replays_of(const struct cq_message *m)
+/* The integer header name that m carries: its own (a removal is 0),
+ * else its delivery's. */
+static long long header_of(const struct cq_message *m, const char *name)
 {
 	const struct cq_field *f;
 	long long n = 0;
 
 	for (size_t i = 0; i < m->nheaders; i++)
-		if (strcmp(m->headers[i].key, CQ_HDR_REPLAYED) == 0)
+		if (strcmp(m->headers[i].key, name) == 0)
 			return m->headers[i].is_int ? m->headers[i].ival : 0;
-	f = m->from ? cq_delivery_header(m->from, CQ_HDR_REPLAYED) : NULL;
+	f = m->from ? cq_delivery_header(m->from, name) : NULL;
 	return f && cqi_field_int(f, &n) ? n : 0;
 }
 
 /* LPUSH the body (all a list carries); a replayed copy keeps its replay
- * count beside the list. */
+ * and retry counts beside the list (replay-dlq --reset-retries drops the
+ * latter). */
 static enum cq_err publish(struct cqi_qdriver *q, const struct cq_message *m,
 			   uint64_t tag)
 {
@@ -1187,8 +1216,9 @@ static enum cq_err publish(struct cqi_qdriver *q, const struct cq_message *m,
 	const char *body = m->body ? m->body : m->from ? m->from->body : "";
 	size_t len = m->body ? m->len : m->from ? m->from->len : 0;
 	struct cq_buf key = { 0 }, meta = { 0 };
-	long long replays = replays_of(m);
-	char rec[64];
+	long long replays = header_of(m, CQ_HDR_REPLAYED);
+	long long retries = header_of(m, CQ_HDR_RETRIES);
+	char rec[80];
 	enum cq_err e;
 
 	if (!l->pub_on || l->pub_dead || ctx->err) {
@@ -1196,19 +1226,21 @@ static enum cq_err publish(struct cqi_qdriver *q, const struct cq_message *m,
 		return ctx->err ? ctx->err : CQ_ERR_TEMPFAIL;
 	}
 	if (!cqi_prefixed(ctx, target, strlen(target), &key) ||
-	    (replays > 0 && !derived(ctx, &key, "meta", &meta)) ||
+	    ((replays > 0 || retries > 0) &&
+	     !derived(ctx, &key, "meta", &meta)) ||
 	    !pend_add(l, tag)) {
 		cq_buf_free(&key);
 		q->hooks.published(q->hooks.arg, tag, false, CQ_REASON_LOST);
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	}
-	if (replays > 0) {
+	if (replays > 0 || retries > 0) {
 		const char *argv[] = { "EVAL", push_lua, "2", key.data,
 				       meta.data, body, rec };
 		size_t lens[] = { 4, strlen(push_lua), 1, key.len, meta.len,
 				  len, 0 };
 
-		snprintf(rec, sizeof(rec), "{\"replayed\":%lld}", replays);
+		snprintf(rec, sizeof(rec), "{\"retries\":%lld,\"replayed\":%lld}",
+			 retries, replays);
 		lens[6] = strlen(rec);
 		e = cqi_pipe_cmd(&l->pipe, tag, CQI_KEY(3), 7, argv, lens);
 	} else {
@@ -1902,6 +1934,7 @@ static const struct cqi_qdriver_ops list_ops = {
 	.dead_letter = dead_letter,
 	.flush = flush,
 	.hold = hold,
+	.exhausted = exhausted,
 	.release = release_op,
 	.pub_start = pub_start,
 	.publish = publish,

@@ -399,3 +399,36 @@ per_test_teardown() {
 	run -65 --separate-stderr qctl declare "$Q.other"
 	assert_equal "$stderr" "qctl: declare: queue '$Q.other' is a Redis string, not a list"
 }
+
+@test "list: replay-dlq moves dead letters back in their order, with their counts, and cleans the DLQ's records" {
+	rcli LPUSH "$Q" a b c >/dev/null
+	qctl consume --max-retries 1 --until-empty -e 'exit 3' "$Q" 2>/dev/null
+	run -0 rcli LRANGE "$DLQ" 0 -1
+	assert_output "$(printf 'c\nb\na')"
+	run -0 --separate-stderr qctl replay-dlq "$DLQ"
+	[[ "$stderr" == "qctl: replay-dlq: replayed 3 to '$Q' (0 skipped, 0 failed) in "* || "$stderr" == "replayed 3 to '$Q' (0 skipped, 0 failed) in "* ]]
+	run -0 rcli LRANGE "$Q" 0 -1
+	assert_output "$(printf 'c\nb\na')"
+	run -0 rcli EXISTS "$DLQ" "$DLQ_META" "{$DLQ}|cq:consumers"
+	assert_output 0
+	# the copies carry their retry and replay counts beside the queue
+	run -0 rcli HGET "$META" "$(printf a | sha1sum | cut -d' ' -f1)"
+	assert_output '{"retries":2,"replayed":1}'
+	run -0 --separate-stderr qctl consume -q --count 1 -e 'echo "$CQ_RETRIES $CQ_HEADER_X_CQ_REPLAYED" >"$TMP/seen"' "$Q"
+	assert_equal "$(cat "$TMP/seen")" "2 1"
+}
+
+@test "list: replay-dlq --dry-run, --count and --filter leave the rest where it was" {
+	rcli LPUSH "$DLQ" m1 x2 m3 m4 >/dev/null
+	run -0 --separate-stderr qctl replay-dlq --dry-run --to "$Q" "$DLQ"
+	run -0 rcli LRANGE "$DLQ" 0 -1
+	assert_output "$(printf 'm4\nm3\nx2\nm1')"
+	# --count bounds the messages looked at (x2 is looked at, not moved)
+	run -0 --separate-stderr qctl replay-dlq --to "$Q" --filter 'body:^m' --count 3 "$DLQ"
+	run -0 rcli LRANGE "$Q" 0 -1
+	assert_output "$(printf 'm3\nm1')"
+	run -0 rcli LRANGE "$DLQ" 0 -1
+	assert_output "$(printf 'm4\nx2')"
+	run -0 rcli EXISTS "{$DLQ}|cq:consumers"
+	assert_output 0
+}

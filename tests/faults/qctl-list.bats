@@ -103,6 +103,34 @@ HANDLER='echo $$ >>"$TMP/handlers"; b=$(cat); sleep 0.0$((RANDOM % 5)); echo "$b
 	[[ "$stderr" == *"recovered 2 messages of a consumer that is gone (its process ended)"* ]]
 }
 
+@test "list faults: replay-dlq killed with SIGKILL again and again loses nothing; duplicates stay within its window and batch" {
+	local n=3000 round dup dlq="$Q.dlq"
+	rcli LPUSH "$dlq" $(seq -f 'd%g' 1 $n) >/dev/null
+	for round in 1 2 3 4 5 6; do
+		qctl replay-dlq -q --to "$Q" --window 50 --rate 2000 "$dlq" 2>>"$TMP/err" &
+		BGPID=$!
+		sleep "0.$((RANDOM % 3 + 1))"
+		kill -9 "$BGPID" 2>/dev/null || true	# it may have finished
+		wait "$BGPID" 2>/dev/null || true
+		BGPID=
+		# each is in the queue, the DLQ, or a killed replay's processing list
+		run -0 sort -u <(rcli LRANGE "$Q" 0 -1) <(rcli LRANGE "$dlq" 0 -1) \
+			<(for p in $(rcli SMEMBERS "{$dlq}|cq:consumers"); do rcli LRANGE "$p" 0 -1; done)
+		note "round $round: $(rcli LLEN "$Q") in the queue, $(rcli LLEN "$dlq") in the DLQ"
+		assert_equal "${#lines[@]}" $n
+	done
+	# the next replay takes back what the killed ones held, and finishes
+	run -0 --separate-stderr qctl replay-dlq --to "$Q" "$dlq"
+	run -0 rcli EXISTS "$dlq" "{$dlq}|cq:consumers" "{$dlq}|cq:meta"
+	assert_output 0
+	run -0 sort -u <(rcli LRANGE "$Q" 0 -1)
+	assert_equal "${#lines[@]}" $n
+	# qctl(1): at most the window in flight plus the 128 removals batched
+	dup=$(($(rcli LLEN "$Q") - n))
+	note "$dup duplicates after 6 kills (window 50)"
+	[ "$dup" -le $((6 * (50 + 128))) ]
+}
+
 @test "list faults: Redis going away under a running handler exits 75; the message is not acked" {
 	rcli LPUSH "$Q" job >/dev/null
 	qctl consume -e 'echo $$ >>"$TMP/handlers"; cat >/dev/null; sleep 1' "$Q" \
