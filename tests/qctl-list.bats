@@ -386,12 +386,13 @@ per_test_teardown() {
 	assert_output 1
 }
 
-@test "list: stats gives ready, live consumers and dead letters; declare checks the keys and refuses what a list has not" {
+@test "list: stats gives ready, live consumers, dead letters and what consumers hold; declare checks the keys and refuses what a list has not" {
 	rcli LPUSH "$Q" a b c >/dev/null
 	rcli LPUSH "$DLQ" x >/dev/null
 	hold_in_handlers 1
 	run -0 --separate-stderr qctl stats "$Q"
-	assert_output "$(printf 'ready[%s]\t2\nconsumers[%s]\t1\ndlq[%s]\t1' "$Q" "$Q" "$Q")"
+	# unacked: what the consumers' processing lists hold
+	assert_output "$(printf 'ready[%s]\t2\nconsumers[%s]\t1\ndlq[%s]\t1\nunacked[%s]\t1' "$Q" "$Q" "$Q" "$Q")"
 	run -0 --separate-stderr qctl declare "$Q"
 	run -64 --separate-stderr qctl declare --quorum "$Q"
 	assert_equal "$stderr" "qctl: declare: --quorum: not supported by the list backend"
