@@ -45,13 +45,12 @@ static double seconds_since(long long start)
 
 /* A reconnect to another node of the URL list: on stderr, and with
  * --json as an event object on stdout. */
-static void report_reconnect(struct cli *cli, const struct cq_reconnect *r)
+static void report_reconnect(struct cli *cli, const struct cq_reconnect *r,
+			     const char *what)
 {
 	cli_progress_clear(cli);
-	cli_err(cli, "connection to RabbitMQ at %s lost (%s): reconnected to %s in %.2fs (reconnect %u); %llu unsettled message%s come%s back redelivered",
-		r->from, r->why, r->to, (double)r->ms / 1000.0, r->n,
-		r->unsettled, cli_s(r->unsettled),
-		r->unsettled == 1 ? "s" : "");
+	cli_err(cli, "connection to RabbitMQ at %s lost (%s): reconnected to %s in %.2fs (reconnect %u); %s",
+		r->from, r->why, r->to, (double)r->ms / 1000.0, r->n, what);
 	if (cli->json)
 		cli_put_json(cli, cq_json_pack("{s:s,s:s,s:s,s:s,s:f,s:I,s:I}",
 					       "event", "reconnected",
@@ -116,7 +115,12 @@ static const char enqueue_usage[] =
 	"  --max-size SIZE    refuse larger messages (default 128M)\n"
 	"  --heartbeat DUR    AMQP heartbeat interval (default 30s, 0 = off):\n"
 	"                     kept up while standard input is slow\n"
-	"  --json             list unconfirmed lines as JSON on stdout\n"
+	"  --json             list unconfirmed lines (and events: blocked,\n"
+	"                     reconnected) as JSON on stdout\n"
+	"\n"
+	"With a list of AMQP URLs (a cluster), a lost connection is made again to\n"
+	"the next node, for at most --timeout: the lines not confirmed are named,\n"
+	"the rest of the input goes on (exit 75).\n"
 	"\n"
 	"SIGTERM or SIGINT: stop reading, wait for the confirms of what was sent\n"
 	"(a second signal: stop waiting, those lines count as not confirmed),\n"
@@ -221,6 +225,18 @@ static void on_bad(void *arg, uint64_t no, const char *msg)
 	cli_err(e->cli, "%s %llu: %s", e->unit, (unsigned long long)no, msg);
 }
 
+/* The lines not confirmed at the loss were named just before. */
+static void on_reconnect(void *arg, const struct cq_reconnect *r)
+{
+	struct enqueue *e = arg;
+	char what[128];
+
+	report_range(e);
+	snprintf(what, sizeof(what), "%llu %s%s not confirmed (named above): the rest goes on",
+		 r->unsettled, e->unit, cli_s(r->unsettled));
+	report_reconnect(e->cli, r, what);
+}
+
 static void on_progress(void *arg, const struct cq_enqueue_stats *st)
 {
 	struct enqueue *e = arg;
@@ -264,6 +280,9 @@ static int enqueue_finish(struct enqueue *e, const struct cq_enqueue_stats *st,
 		if (st->blank)
 			fprintf(stderr, ", %llu blank",
 				(unsigned long long)st->blank);
+		if (st->reconnects)
+			fprintf(stderr, ", %u reconnect%s", st->reconnects,
+				cli_s(st->reconnects));
 		fputs(")\n", stderr);
 	}
 	ret = cli_worse(ret, failed || unsent_from ? EX_TEMPFAIL : 0);
@@ -406,6 +425,7 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 	eo.on_bad = on_bad;
 	eo.on_blocked = on_blocked;
 	eo.on_progress = on_progress;
+	eo.on_reconnect = on_reconnect;
 	eo.arg = &e;
 	if (eo.nargs)
 		e.unit = "argument";
@@ -735,7 +755,12 @@ static const char replay_usage[] =
 	"  --rate N           at most N messages a second\n"
 	"  --reset-retries    drop qctl's retry count (x-cq-retries)\n"
 	"  --window N         messages in flight (default 1000)\n"
-	"  --json             one JSON object per message on stdout\n"
+	"  --json             one JSON object per message (and per reconnect)\n"
+	"                     on stdout\n"
+	"\n"
+	"With a list of AMQP URLs (a cluster), a lost connection is made again to\n"
+	"the next node, for at most --timeout: what was not moved is looked at\n"
+	"again, and none is counted twice.\n"
 	"\n"
 	"SIGTERM or SIGINT: take no more, settle the window in flight (a second\n"
 	"signal: stop waiting; those stay in DLQ too), report, exit 75.\n";
@@ -776,6 +801,28 @@ static void on_replay(void *arg, const struct cq_replay_event *ev)
 		cli_err(cli, "message %s: skipped: %s", id, ev->reason);
 	}
 	cli_progress(cli, "%llu done", (unsigned long long)ro->done);
+}
+
+/* ", N reconnects" for the summary, or "". */
+static const char *reconnects(const struct cq_replay_stats *st, char *buf,
+			      size_t len)
+{
+	buf[0] = '\0';
+	if (st->reconnects)
+		snprintf(buf, len, ", %u reconnect%s", st->reconnects,
+			 cli_s(st->reconnects));
+	return buf;
+}
+
+static void on_replay_reconnect(void *arg, const struct cq_reconnect *r)
+{
+	struct replay_out *ro = arg;
+	char what[160];
+
+	snprintf(what, sizeof(what), "%llu message%s taken and not moved %s back in '%s', looked at again",
+		 r->unsettled, cli_s(r->unsettled),
+		 r->unsettled == 1 ? "is" : "are", ro->dlq);
+	report_reconnect(ro->cli, r, what);
 }
 
 static int cmd_replay(struct cli *cli, int argc, char **argv)
@@ -858,6 +905,7 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 	}
 	o.filter = filter;
 	o.fn = on_replay;
+	o.on_reconnect = on_replay_reconnect;
 	o.arg = &ro;
 	ret = cli_ready(cli);
 	if (ret)
@@ -889,10 +937,11 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 			(unsigned long long)st.would_move, where,
 			(unsigned long long)st.skipped);
 	else if (!cli->quiet)
-		fprintf(stderr, "replayed %llu to %s (%llu skipped, %llu failed) in %.2fs\n",
+		fprintf(stderr, "replayed %llu to %s (%llu skipped, %llu failed%s) in %.2fs\n",
 			(unsigned long long)st.replayed, where,
 			(unsigned long long)st.skipped,
-			(unsigned long long)st.failed, seconds_since(start));
+			(unsigned long long)st.failed,
+			reconnects(&st, err, sizeof(err)), seconds_since(start));
 	if (!ret && st.present == 0)
 		ret = 1;
 	if (!ret && (st.failed || st.stopped))
@@ -1240,8 +1289,11 @@ static void consume_notice(void *arg, const char *msg)
 static void consume_reconnected(void *arg, const struct cq_reconnect *r)
 {
 	struct consume_cli *cc = arg;
+	char what[128];
 
-	report_reconnect(cc->cli, r);
+	snprintf(what, sizeof(what), "%llu unsettled message%s come%s back redelivered",
+		 r->unsettled, cli_s(r->unsettled), r->unsettled == 1 ? "s" : "");
+	report_reconnect(cc->cli, r, what);
 }
 
 static void consume_progress(void *arg, const struct cq_consume_stats *st)

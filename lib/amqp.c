@@ -492,6 +492,17 @@ bool cqi_amqp_may_reconnect(const struct cq_ctx *ctx)
 	return member_count(ctx->set.amqp_url) > 1;
 }
 
+bool cqi_amqp_lost(const struct cq_ctx *ctx)
+{
+	const struct cqi_amqp *a = ctx->amqp;
+
+	if (!ctx->err)
+		return false;
+	/* 541: a node down under a quorum queue closes the channel */
+	return !a || a->lost || ctx->err == CQ_ERR_TEMPFAIL ||
+	       a->reply_code == 541;
+}
+
 enum cq_err cqi_amqp_reconnect(struct cq_ctx *ctx, char *lost, size_t len)
 {
 	int n = member_count(ctx->set.amqp_url);

@@ -57,6 +57,9 @@ enum cq_err cqi_amqp_confirm_select(struct cq_ctx *ctx);
  * refusal.
  */
 bool cqi_amqp_may_reconnect(const struct cq_ctx *ctx);
+/* The context's error means the connection (or its channel) is gone or
+ * stuck: a socket error, a close by the broker, a timeout. */
+bool cqi_amqp_lost(const struct cq_ctx *ctx);
 enum cq_err cqi_amqp_reconnect(struct cq_ctx *ctx, char *lost, size_t len);
 /* Reopen CQI_CHANNEL after the broker closed it. */
 enum cq_err cqi_amqp_reopen_channel(struct cq_ctx *ctx);

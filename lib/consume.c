@@ -45,20 +45,6 @@ struct held {
 	char *tail;		/* its stderr tail, NUL-terminated */
 };
 
-/*
- * Messages done lately, by fingerprint (done_key), kept only when the
- * driver can reconnect.  An ack written just before the connection died
- * may never have been read by the broker, which then delivers the
- * message again: a redelivered copy found here is acked, not handled
- * again.  The broker holds at most the window unacked, so it can have
- * missed at most that many acks; handlers that finished on a lost
- * connection add at most --jobs more.
- */
-struct done {
-	uint64_t key;		/* 0: free */
-	bool counted;		/* acked (and counted) on the old connection */
-};
-
 struct consumer {
 	struct cq_ctx *ctx;
 	const struct cq_consume_opts *o;
@@ -83,8 +69,9 @@ struct consumer {
 	struct pollfd *pfds;	/* the driver's socket + 2 per handler */
 	char host[256];
 	unsigned long long taken;	/* messages handed to print or a handler */
-	struct done *done;	/* a ring, or NULL */
-	size_t done_cap, done_next;
+	/* messages done lately (only when the driver can reconnect), for
+	 * copies whose ack the lost node may not have read (done.c) */
+	struct cqi_done done;
 	size_t batch_keys;	/* printing: added to it since the last ack */
 	long long start_ms, idle_since_ms, last_check_ms, last_progress_ms;
 	/* an error that stops the run gracefully (the connection still
@@ -234,66 +221,37 @@ static long long retries_of(const struct cq_delivery *d)
 	return f && cqi_field_int(f, &n) && n > 0 ? n : 0;
 }
 
-/* The message's id, its retry count and its body (a retry is another
- * message with the same id); 0 without an id. */
-static uint64_t done_key(const struct cq_delivery *d)
-{
-	long long retries = retries_of(d);
-	uint64_t h;
-
-	if (!d->message_id)
-		return 0;
-	h = cqi_hash64(CQI_HASH_INIT, d->message_id, strlen(d->message_id) + 1);
-	h = cqi_hash64(h, &retries, sizeof(retries));
-	h = cqi_hash64(h, d->body, d->len);
-	return h ? h : 1;
-}
-
 static void done_add(struct consumer *c, const struct cq_delivery *d,
 		     bool counted)
 {
-	uint64_t k;
+	uint64_t k = c->done.slot ? cqi_done_key(d) : 0;
 
-	if (!c->done || !(k = done_key(d)))
+	if (!k)
 		return;
-	c->done[c->done_next] = (struct done){ k, counted };
-	c->done_next = (c->done_next + 1) % c->done_cap;
-	c->batch_keys++;
-}
-
-/* The batch printed is acked: its messages were counted. */
-static void done_counted(struct consumer *c)
-{
-	for (size_t i = 1; c->done && i <= c->batch_keys && i <= c->done_cap; i++)
-		c->done[(c->done_next + c->done_cap - i) % c->done_cap].counted = true;
-	c->batch_keys = 0;
+	cqi_done_add(&c->done, k, counted);
+	if (!c->o->exec)
+		c->batch_keys++;	/* printing: counted with its batch */
 }
 
 /* After a reconnect: is d a redelivered copy of a message done before?
  * Then it is acked here (and counted, if it was not). */
 static bool done_before(struct consumer *c, const struct cq_delivery *d)
 {
-	uint64_t k;
+	bool counted;
 
-	if (!c->done || !c->st->reconnects || !d->redelivered ||
-	    !(k = done_key(d)))
+	if (!c->done.slot || !c->st->reconnects || !d->redelivered ||
+	    !cqi_done_take(&c->done, cqi_done_key(d), &counted))
 		return false;
-	for (size_t i = 0; i < c->done_cap; i++) {
-		if (c->done[i].key != k)
-			continue;
-		c->q->ops->ack(c->q, d->delivery_tag, false);
-		if (c->ctx->err)
-			return true;	/* it comes back once more */
-		if (!c->done[i].counted) {
-			c->st->acked++;
-			c->st->handled++;
-			c->taken++;
-		}
-		c->done[i].key = 0;	/* one copy per ack lost */
-		c->st->reacked++;
-		return true;
+	c->q->ops->ack(c->q, d->delivery_tag, false);
+	if (c->ctx->err)
+		return true;	/* it comes back once more */
+	if (!counted) {
+		c->st->acked++;
+		c->st->handled++;
+		c->taken++;
 	}
-	return false;
+	c->st->reacked++;
+	return true;
 }
 
 /* ---- settling ---------------------------------------------------------------- */
@@ -414,7 +372,8 @@ static void flush_batch(struct consumer *c)
 		c->st->acked += c->batch_n;
 		c->st->handled += c->batch_n;
 		c->batch_n = 0;
-		done_counted(c);
+		cqi_done_count_last(&c->done, c->batch_keys);
+		c->batch_keys = 0;
 	}	/* else the connection is gone: they come back */
 }
 
@@ -1023,9 +982,9 @@ static enum cq_err setup(struct consumer *c, bool *empty)
 			snprintf(c->host, sizeof(c->host), "unknown");
 	}
 	if (c->q->ops->reconnect && c->q->can_reconnect) {
-		c->done_cap = 2 * (size_t)c->window + c->njobs;
-		c->done = calloc(c->done_cap, sizeof(*c->done));
-		if (!c->done)
+		/* the acks the broker may have missed (the window), and
+		 * handlers that finished on a lost connection */
+		if (!cqi_done_init(&c->done, 2 * (size_t)c->window + c->njobs))
 			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	}
 	return c->q->ops->start(c->q, c->window);
@@ -1049,7 +1008,7 @@ static void cleanup(struct consumer *c)
 	free(c->held);
 	c->q->ops->free(c->q);
 	free(c->batch_id);
-	free(c->done);
+	cqi_done_clear(&c->done);
 }
 
 enum cq_err cqi_consume_on(struct cq_ctx *ctx, struct cqi_qdriver *q,

@@ -47,6 +47,11 @@ struct amqp_q {
 	size_t gets;		/* basic.get requests in flight */
 	uint64_t held;		/* messages held (hold()) */
 	uint64_t max_held;	/* the highest tag held, 0 none */
+	/* what pub_start and start were given, for a reconnect */
+	size_t pub_window;	/* 0: pub_start was not called */
+	char *pub_exchange;
+	bool pub_mandatory;
+	bool started;
 };
 
 static struct amqp_q *Q(struct cqi_qdriver *q)
@@ -769,6 +774,7 @@ static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 	if (q->conf.exec && setup_dead_letters(Q(q)))
 		return q->ctx->err;
 	Q(q)->window = window;
+	Q(q)->started = true;
 	return begin(q);
 }
 
@@ -776,27 +782,47 @@ static enum cq_err start(struct cqi_qdriver *q, unsigned window)
  * electing its leader) before the reconnect gives up. */
 #define RESUBSCRIBE_TRIES 3
 
+static enum cq_err pub_open(struct amqp_q *a);
+
+/* Forget the lost connection: what the publisher had outstanding was
+ * settled failed when it died (or is never settled: consume's retries),
+ * what was taken comes back, nothing is held any more. */
+static void forget_connection(struct amqp_q *a)
+{
+	cq_publisher_free(a->pub);
+	a->pub = NULL;
+	a->conn = NULL;
+	a->consuming = a->side_open = a->dlq_ready = false;
+	a->replay = a->empty = false;
+	a->gets = 0;
+	a->held = a->max_held = 0;
+}
+
+/* Set the new connection up as the verb had it: its publisher
+ * (pub_start), then what start() does. */
+static enum cq_err set_up_again(struct amqp_q *a)
+{
+	a->conn = a->base.ctx->amqp->conn;
+	if (a->pub_window && pub_open(a))
+		return a->base.ctx->err;
+	return a->started ? begin(&a->base) : CQ_OK;
+}
+
 static enum cq_err reconnect(struct cqi_qdriver *q, char *from, size_t len)
 {
 	struct amqp_q *a = Q(q);
 	struct cq_ctx *ctx = q->ctx;
 	char first[300] = "";
 
-	if (!cqi_amqp_may_reconnect(ctx))
+	if (!cqi_amqp_may_reconnect(ctx) || !cqi_amqp_lost(ctx))
 		return ctx->err;
 	for (int i = 0; i < RESUBSCRIBE_TRIES; i++) {
-		/* what the publisher had outstanding is never settled: the
-		 * originals come back */
-		cq_publisher_free(a->pub);
-		a->pub = NULL;
-		a->consuming = a->side_open = a->dlq_ready = false;
-		a->conn = NULL;
+		forget_connection(a);
 		if (cqi_amqp_reconnect(ctx, from, len))
 			return ctx->err;
 		if (i == 0)
 			snprintf(first, sizeof(first), "%s", from);
-		a->conn = ctx->amqp->conn;
-		if (begin(q) == CQ_OK)
+		if (set_up_again(a) == CQ_OK)
 			break;
 		if (i + 1 == RESUBSCRIBE_TRIES || ctx->err == CQ_ERR_NOPERM ||
 		    ctx->err == CQ_ERR_NOTFOUND || ctx->err == CQ_ERR_NOMEM)
@@ -863,22 +889,20 @@ static void on_blocked(void *arg, bool blocked, const char *reason)
 
 /* The target must exist: a passive declare of the queue (default
  * exchange) or of the exchange. */
-static enum cq_err pub_start(struct cqi_qdriver *q, size_t window,
-			     const char *exchange, bool mandatory)
+static enum cq_err pub_open(struct amqp_q *a)
 {
-	struct amqp_q *a = Q(q);
+	struct cq_ctx *ctx = a->base.ctx;
+	const char *exchange = a->pub_exchange;
 
-	if (a->pub)
-		return cq_seterr(q->ctx, CQ_ERR_INTERNAL, "publisher already started");
 	if (!exchange || !*exchange) {
-		if (cq_queue_inspect(q->ctx, q->conf.queue, NULL, NULL))
-			return q->ctx->err;
-	} else if (cq_exchange_inspect(q->ctx, exchange)) {
-		return q->ctx->err;
+		if (cq_queue_inspect(ctx, a->base.conf.queue, NULL, NULL))
+			return ctx->err;
+	} else if (cq_exchange_inspect(ctx, exchange)) {
+		return ctx->err;
 	}
-	a->pub = cq_publisher_new(q->ctx, window, mandatory);
+	a->pub = cq_publisher_new(ctx, a->pub_window, a->pub_mandatory);
 	if (!a->pub)
-		return q->ctx->err;
+		return ctx->err;
 	cq_publisher_on_settle(a->pub, on_published, a);
 	cq_publisher_on_blocked(a->pub, on_blocked, a);
 	/* replay takes on the same channel: its frames come between */
@@ -886,20 +910,45 @@ static enum cq_err pub_start(struct cqi_qdriver *q, size_t window,
 	return CQ_OK;
 }
 
+static enum cq_err pub_start(struct cqi_qdriver *q, size_t window,
+			     const char *exchange, bool mandatory)
+{
+	struct amqp_q *a = Q(q);
+
+	if (a->pub)
+		return cq_seterr(q->ctx, CQ_ERR_INTERNAL, "publisher already started");
+	if (exchange && !(a->pub_exchange = strdup(exchange)))
+		return cq_seterr(q->ctx, CQ_ERR_NOMEM, "out of memory");
+	a->pub_window = window;
+	a->pub_mandatory = mandatory;
+	return pub_open(a);
+}
+
+/* No publisher: a reconnect failed (its error is on the context). */
+static enum cq_err no_pub(struct cqi_qdriver *q)
+{
+	return q->ctx->err ? q->ctx->err :
+	       cq_seterr(q->ctx, CQ_ERR_INTERNAL, "publish: not started");
+}
+
 static enum cq_err pub_send(struct cqi_qdriver *q, const struct cq_message *m,
 			    uint64_t tag)
 {
+	if (!Q(q)->pub) {
+		q->hooks.published(q->hooks.arg, tag, false, CQ_REASON_LOST);
+		return no_pub(q);
+	}
 	return cq_publish(Q(q)->pub, m, tag);
 }
 
 static enum cq_err pub_poll(struct cqi_qdriver *q)
 {
-	return cqi_publisher_poll(Q(q)->pub);
+	return Q(q)->pub ? cqi_publisher_poll(Q(q)->pub) : no_pub(q);
 }
 
 static enum cq_err wait_input(struct cqi_qdriver *q, int fd)
 {
-	return cqi_publisher_wait_input(Q(q)->pub, fd);
+	return Q(q)->pub ? cqi_publisher_wait_input(Q(q)->pub, fd) : no_pub(q);
 }
 
 static enum cq_err pub_flush(struct cqi_qdriver *q)
@@ -1096,6 +1145,7 @@ static void drv_free(struct cqi_qdriver *q)
 
 	cq_publisher_free(a->pub);
 	amqp_bytes_free(a->tag);
+	free(a->pub_exchange);
 	free(a->dlx);
 	free(a->dlq);
 	free(a);

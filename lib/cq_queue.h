@@ -304,6 +304,26 @@ void cq_record_free(struct cq_record *rec);
  */
 bool cq_backend_ok(const char *name, bool *redis, char *err, size_t errlen);
 
+/* ---- reconnecting (consume, replay-dlq, enqueue) ------------------------ */
+
+/*
+ * A long verb given a list of AMQP URLs (a cluster) whose connection is
+ * lost connects to another node of the list and goes on (amqp_int.h:
+ * cqi_amqp_reconnect bounds the try by --timeout).  Each time it says so.
+ */
+struct cq_reconnect {
+	const char *from;	/* host:port of the node lost */
+	const char *to;		/* ... and of the node now connected */
+	const char *why;	/* why the connection was lost */
+	long long ms;		/* from the loss to the new subscription */
+	unsigned long long unsettled;	/* consume, replay: messages taken
+					 * and not settled (they come back,
+					 * redelivered); enqueue: messages
+					 * not confirmed (reported failed) */
+	unsigned n;		/* reconnects so far in this run, this one too */
+};
+typedef void (*cq_reconnect_fn)(void *arg, const struct cq_reconnect *r);
+
 /* ---- enqueue (enqueue.c) ------------------------------------------------- */
 
 enum cq_enqueue_input {
@@ -324,6 +344,7 @@ struct cq_enqueue_stats {
 	 * publisher because the run ended (a stop request, a lost
 	 * connection), 0 when every one was */
 	uint64_t unsent_from;
+	unsigned reconnects;	/* connections lost and made again */
 };
 
 struct cq_enqueue_opts {
@@ -345,6 +366,10 @@ struct cq_enqueue_opts {
 	void (*on_bad)(void *arg, uint64_t no, const char *msg);
 	void (*on_blocked)(void *arg, bool blocked, const char *reason);
 	void (*on_progress)(void *arg, const struct cq_enqueue_stats *st);
+	/* Reconnected to another node of the URL list: the lines not
+	 * confirmed at the loss were reported failed (on_settled), and the
+	 * input goes on through the new node. */
+	cq_reconnect_fn on_reconnect;
 	void *arg;
 };
 
@@ -476,6 +501,11 @@ struct cq_replay_opts {
 	bool reset_retries;	/* drop CQ_HDR_RETRIES */
 	size_t window;		/* gets and publishes in flight (default 1000) */
 	cq_replay_fn fn;
+	/* Reconnected to another node of the URL list: what was taken and
+	 * not moved is in the DLQ again, and is looked at again (its events
+	 * come again; copies whose ack may have been lost are acked, not
+	 * moved twice). */
+	cq_reconnect_fn on_reconnect;
 	void *arg;
 };
 void cq_replay_opts_init(struct cq_replay_opts *o);
@@ -488,6 +518,7 @@ struct cq_replay_stats {
 	bool stopped;		/* a stop request (cq_stop_requested) ended it
 				 * before every message present was seen */
 	char target[256];	/* the one target, when there was one */
+	unsigned reconnects;	/* connections lost and made again */
 };
 
 /*
@@ -502,24 +533,6 @@ struct cq_replay_stats {
 enum cq_err cq_replay(struct cq_ctx *ctx, const char *dlq,
 		      const struct cq_replay_opts *o,
 		      struct cq_replay_stats *st);
-
-/* ---- reconnecting (consume; replay-dlq and enqueue to come) ------------- */
-
-/*
- * A long verb given a list of AMQP URLs (a cluster) whose connection is
- * lost connects to another node of the list and goes on (amqp_int.h:
- * cqi_amqp_reconnect bounds the try by --timeout).  Each time it says so.
- */
-struct cq_reconnect {
-	const char *from;	/* host:port of the node lost */
-	const char *to;		/* ... and of the node now connected */
-	const char *why;	/* why the connection was lost */
-	long long ms;		/* from the loss to the new subscription */
-	unsigned long long unsettled;	/* messages taken and not settled:
-					 * they come back, redelivered */
-	unsigned n;		/* reconnects so far in this run, this one too */
-};
-typedef void (*cq_reconnect_fn)(void *arg, const struct cq_reconnect *r);
 
 /* ---- consume (owned by `qctl consume`) ----------------------------------- */
 

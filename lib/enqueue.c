@@ -223,6 +223,7 @@ struct enqueue {
 	const struct cq_enqueue_opts *o;
 	struct cq_enqueue_stats *st;
 	struct cqi_qdriver *q;
+	uint64_t failed_before;	/* st->failed at the last reconnect */
 };
 
 static void on_published(void *arg, uint64_t no, bool ok, const char *reason)
@@ -261,6 +262,37 @@ static void bad(struct enqueue *e, uint64_t no, const char *msg)
 		e->o->on_bad(e->o->arg, no, msg);
 }
 
+/*
+ * The connection is lost: with a list of nodes, connect to another and go
+ * on reading.  What was not confirmed was settled failed when the
+ * publisher died (reported: re-sending those lines is the caller's);
+ * nothing is sent twice by us.  False when the run must end.
+ */
+static bool reconnect(struct enqueue *e)
+{
+	struct cq_reconnect r = { 0 };
+	char from[300], why[sizeof(e->ctx->errstr)];
+	long long t0 = cq_now_ms();
+
+	if (!e->q->ops->reconnect || !e->q->can_reconnect ||
+	    cq_stop_requested())
+		return false;
+	snprintf(why, sizeof(why), "%s", e->ctx->errstr);
+	if (e->q->ops->reconnect(e->q, from, sizeof(from)))
+		return false;
+	e->st->reconnects++;
+	r.from = from;
+	r.to = e->q->ops->where(e->q);
+	r.why = why;
+	r.ms = cq_now_ms() - t0;
+	r.unsettled = e->st->failed - e->failed_before;
+	r.n = e->st->reconnects;
+	e->failed_before = e->st->failed;
+	if (e->o->on_reconnect)
+		e->o->on_reconnect(e->o->arg, &r);
+	return true;
+}
+
 /* Publish one message; false when the publisher is dead. */
 static bool publish_one(struct enqueue *e, const struct cq_message *m,
 			uint64_t no)
@@ -274,7 +306,8 @@ static bool publish_one(struct enqueue *e, const struct cq_message *m,
 	}
 	if (err == CQ_OK)
 		e->st->sent++;
-	return err == CQ_OK;
+	/* it was settled failed with the rest: go on through another node */
+	return err == CQ_OK || reconnect(e);
 }
 
 static enum cq_err publish_args(struct enqueue *e)
@@ -299,11 +332,18 @@ static enum cq_err publish_args(struct enqueue *e)
 	return CQ_OK;
 }
 
+/* Wait for input, serving the connection (and making it again when it
+ * is lost meanwhile). */
 static enum cq_err serve_input(void *arg, int fd)
 {
-	struct cqi_qdriver *q = arg;
+	struct enqueue *e = arg;
 
-	return q->ops->wait_input(q, fd);
+	for (;;) {
+		enum cq_err err = e->q->ops->wait_input(e->q, fd);
+
+		if (!err || !e->ctx->err || !reconnect(e))
+			return err;
+	}
 }
 
 /* The message of a record, or false (reported, or out of memory: the
@@ -355,7 +395,7 @@ static enum cq_err publish_input(struct enqueue *e, int fd)
 
 	if (!r)
 		return ctx->err;
-	cqi_reader_wait(r, serve_input, e->q);
+	cqi_reader_wait(r, serve_input, e);
 	while (alive && (more = cq_reader_next(r, &in))) {
 		struct cq_message m;
 		struct cq_record *rec;

@@ -149,6 +149,25 @@ const char *cqi_amqp_where(const struct cq_ctx *ctx);
  * 64-bit fingerprint, not for secrets. */
 #define CQI_HASH_INIT 0xcbf29ce484222325ULL
 uint64_t cqi_hash64(uint64_t h, const void *p, size_t n);
+/* ---- messages done lately (done.c), for redelivered copies ---------------- */
+
+struct cqi_done {
+	struct { uint64_t key; bool counted; } *slot;	/* key 0: free */
+	size_t cap, next;
+};
+/* A ring of cap fingerprints; false out of memory. */
+bool cqi_done_init(struct cqi_done *r, size_t cap);
+void cqi_done_clear(struct cqi_done *r);
+/* The fingerprint of a message: its id, its retry count (a retry is
+ * another message with the same id) and its body; 0 without an id. */
+uint64_t cqi_done_key(const struct cq_delivery *d);
+/* Remember key (0: nothing); counted: the verb counted it done already. */
+void cqi_done_add(struct cqi_done *r, uint64_t key, bool counted);
+/* The last n added were counted after all (a batch acked). */
+void cqi_done_count_last(struct cqi_done *r, size_t n);
+/* Was key done (once per add)?  *counted says whether it was counted. */
+bool cqi_done_take(struct cqi_done *r, uint64_t key, bool *counted);
+
 /* Fill buf with n bytes from the OS random source. */
 enum cq_err cqi_random_bytes(struct cq_ctx *ctx, void *buf, size_t n);
 /* A uniform random integer in [0, n) from a fast per-process generator

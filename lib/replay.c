@@ -153,6 +153,7 @@ void cq_replay_opts_init(struct cq_replay_opts *o)
  * the window older ones may still settle. */
 struct inflight {
 	uint64_t dlq_tag;
+	uint64_t key;		/* cqi_done_key of the original */
 	char *message_id;
 	char *target;
 };
@@ -184,6 +185,10 @@ struct replay {
 	struct cqi_throttle th;
 	char *first_target;
 	struct cqi_err_held fail;	/* the driver cannot go on (hooks.fail) */
+	/* moved lately (only when the driver can reconnect): an original
+	 * whose ack the lost node may not have read comes back, and is
+	 * acked, not moved twice (done.c) */
+	struct cqi_done done;
 };
 
 static void event(struct replay *r, enum cq_replay_what what,
@@ -235,6 +240,21 @@ static enum cq_err ack_copy(struct replay *r, uint64_t seq, uint64_t tag)
 	return r->ctx->err;
 }
 
+/* Free what a publish in flight kept. */
+static void forget_flight(struct inflight *f)
+{
+	free(f->message_id);
+	free(f->target);
+	f->message_id = f->target = NULL;
+}
+
+/* The connection is lost, and a reconnect may follow: nothing more can
+ * be settled here, and the original comes back to the DLQ. */
+static bool lost(const struct replay *r)
+{
+	return r->ctx->err && r->q->can_reconnect && !r->st->stopped;
+}
+
 /* hooks.published: the copy is safe (ack the original) or not (hold it). */
 static void on_published(void *arg, uint64_t seq, bool ok, const char *reason)
 {
@@ -242,9 +262,18 @@ static void on_published(void *arg, uint64_t seq, bool ok, const char *reason)
 	struct inflight *f = &r->fly[seq % (r->o->window + 1)];
 
 	r->settled++;
+	if (!ok && lost(r)) {
+		forget_flight(f);	/* looked at again after the reconnect */
+		return;
+	}
 	if (ok && ack_copy(r, seq, f->dlq_tag) == CQ_OK) {
 		r->st->replayed++;
+		/* the ack may be batched, or unread by a node about to die */
+		cqi_done_add(&r->done, f->key, true);
 		event(r, CQ_REPLAY_MOVED, f->message_id, f->target, NULL);
+	} else if (ok && lost(r)) {
+		/* moved, but the original comes back: acked then */
+		cqi_done_add(&r->done, f->key, false);
 	} else {
 		if (seq == r->next_seq)
 			r->next_seq++;
@@ -256,9 +285,7 @@ static void on_published(void *arg, uint64_t seq, bool ok, const char *reason)
 		event(r, CQ_REPLAY_FAILED, f->message_id, f->target,
 		      ok ? "ack of the dead-letter copy failed" : reason);
 	}
-	free(f->message_id);
-	free(f->target);
-	f->message_id = f->target = NULL;
+	forget_flight(f);
 }
 
 /* hooks.deliver: queue it for handling, or hold it once total were
@@ -266,7 +293,19 @@ static void on_published(void *arg, uint64_t seq, bool ok, const char *reason)
 static bool on_deliver(void *arg, struct cq_delivery *d)
 {
 	struct replay *r = arg;
+	bool counted;
 
+	if (r->st->reconnects && d->redelivered && r->done.slot &&
+	    cqi_done_take(&r->done, cqi_done_key(d), &counted)) {
+		/* moved before the reconnect; its ack was lost */
+		r->q->ops->ack(r->q, d->delivery_tag, false);
+		if (!counted && !r->ctx->err) {
+			r->st->replayed++;
+			r->st->seen++;
+		}
+		cqi_delivery_free(d);
+		return true;
+	}
 	if (r->received >= r->total) {
 		hold(r, d->delivery_tag);	/* came after we had enough */
 		cqi_delivery_free(d);
@@ -324,6 +363,7 @@ static enum cq_err move(struct replay *r, const struct cq_delivery *d,
 	m.nheaders = nh;
 	f = &r->fly[seq % (r->o->window + 1)];
 	f->dlq_tag = d->delivery_tag;
+	f->key = r->done.slot ? cqi_done_key(d) : 0;
 	f->message_id = d->message_id ? strdup(d->message_id) : NULL;
 	f->target = strdup(target);
 	if (!f->target || !note_target(r, target))
@@ -416,6 +456,53 @@ static void stop_taking(struct replay *r, bool stop_request)
 	r->taking = false;
 }
 
+/*
+ * The connection is lost: with a list of nodes, connect to another and
+ * look again at what is left.  Everything not moved is in the DLQ again
+ * (what was taken, held, or moved but not acked), so the run starts over
+ * from what was moved: the counts of what is looked at again restart.
+ * False when the run must end.
+ */
+static bool reconnect(struct replay *r)
+{
+	struct cq_reconnect rc = { 0 };
+	char from[300], why[sizeof(r->ctx->errstr)];
+	long long t0 = cq_now_ms();
+	uint64_t back = r->received - r->st->replayed;
+
+	if (!r->q->ops->reconnect || !lost(r) || r->fail.err ||
+	    cq_stop_requested())
+		return false;
+	snprintf(why, sizeof(why), "%s", r->ctx->errstr);
+	if (r->q->ops->reconnect(r->q, from, sizeof(from)))
+		return false;
+	while (r->fifo_len) {
+		cqi_delivery_free(r->fifo[r->fifo_head]);
+		r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
+		r->fifo_len--;
+	}
+	for (size_t i = 0; i <= r->o->window; i++)
+		forget_flight(&r->fly[i]);
+	r->held = 0;
+	r->min_held = UINT64_MAX;
+	r->next_seq = r->seq;
+	r->in_order = true;
+	r->ack_hi = r->ack_n = 0;
+	r->received = r->st->seen = r->st->replayed;
+	r->st->skipped = r->st->failed = r->st->would_move = 0;
+	r->taking = true;
+	r->st->reconnects++;
+	rc.from = from;
+	rc.to = r->q->ops->where(r->q);
+	rc.why = why;
+	rc.ms = cq_now_ms() - t0;
+	rc.unsettled = back;
+	rc.n = r->st->reconnects;
+	if (r->o->on_reconnect)
+		r->o->on_reconnect(r->o->arg, &rc);
+	return true;
+}
+
 static enum cq_err replay_loop(struct replay *r)
 {
 	const struct cqi_qdriver_ops *ops = r->q->ops;
@@ -425,34 +512,37 @@ static enum cq_err replay_loop(struct replay *r)
 		uint64_t before;
 		size_t want;
 
+		if (r->ctx->err && reconnect(r))
+			continue;
 		if (!r->st->stopped && cq_stop_requested())
 			stop_taking(r, true);
 		if (r->taking && r->received >= r->total)
 			stop_taking(r, false);
 		if (r->ctx->err || r->fail.err)
 			break;
-		if (handle_next(r, &did))
-			return r->ctx->err;
-		if (did)
+		/* an error ends the run, unless the loop top reconnects */
+		if (handle_next(r, &did) || did)
 			continue;
 		if (ops->exhausted(r->q))
 			break;
 		if (flush_acks(r))
-			return r->ctx->err;
+			continue;
 		want = r->fifo_cap - r->fifo_len;
 		if (r->total - r->received < want)
 			want = (size_t)(r->total - r->received);
 		before = r->received + r->settled + r->held;
 		if (ops->take(r->q, want, r->ctx->set.timeout_ms))
-			return r->ctx->err;
+			continue;
 		/* nothing for a while, and confirms are late: wait for them
 		 * as patiently as a flush */
 		if (before == r->received + r->settled + r->held &&
-		    ops->unsettled(r->q) && ops->pub_flush(r->q))
-			return r->ctx->err;
+		    ops->unsettled(r->q))
+			ops->pub_flush(r->q);
 	}
 	if (r->ctx->err)
 		return r->ctx->err;
+	/* (a loss while the last confirms come is not reconnected: what
+	 * was not moved stays in the DLQ) */
 	if (ops->pub_flush(r->q))
 		return r->ctx->err;
 	return flush_acks(r);
@@ -496,6 +586,13 @@ enum cq_err cqi_replay_on(struct cq_ctx *ctx, struct cqi_qdriver *q,
 		goto out;
 	}
 	cqi_throttle_init(&r.th, o->rate);
+	/* the acks a lost node may have missed: a prefetch window, and a
+	 * batch not yet sent */
+	if (r.q->ops->reconnect && r.q->can_reconnect &&
+	    !cqi_done_init(&r.done, 2 * o->window + 256)) {
+		e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		goto out;
+	}
 	/* publishing first: the driver then keeps what it takes whole */
 	if (q->ops->pub_start(q, o->window, NULL, true) ||
 	    q->ops->start(q, (unsigned)o->window)) {
@@ -523,6 +620,7 @@ out:
 	if (r.first_target && !st->several_targets)
 		snprintf(st->target, sizeof(st->target), "%s", r.first_target);
 	free(r.first_target);
+	cqi_done_clear(&r.done);
 	free(r.fly);
 	free(r.fifo);
 	q->ops->free(q);

@@ -144,7 +144,7 @@ lines_at_least() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
 	sort -n "$TMP/moved" | cmp - <(seq 1 "$R")
 }
 
-@test "cluster: enqueue while qctl's own node is killed: exit 75 naming the exact lines; re-sent, N distinct" {
+@test "cluster: enqueue while qctl's own node is killed: it reconnects and finishes, exit 75 naming the exact lines; re-sent, N distinct" {
 	qctl declare -q --quorum --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q"
 	seq 1 "$N" > "$TMP/in"
 	qctl enqueue --json "$Q" < "$TMP/in" > "$TMP/failed.jsonl" 2> "$TMP/err" &
@@ -153,9 +153,14 @@ lines_at_least() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
 	status=0
 	wait "$pid" || status=$?
 	[ "$status" = 75 ] || { echo "status $status"; cat "$TMP/err"; false; }
-	grep -q "not confirmed: connection lost\|not confirmed: channel closed\|lines from [0-9]* on: not sent" "$TMP/err"
-	confirmed=$(sed -n 's/^enqueued \([0-9]*\) messages.*/\1/p' "$TMP/err")
-	# the lines named, and the range never sent, re-sent through node 2
+	grep -q "^qctl: enqueue: connection to RabbitMQ at 127.0.0.1:$(node_port 1) lost (.*): reconnected to 127.0.0.1:$(node_port 2) in [0-9.]*s (reconnect 1); [0-9]* lines not confirmed (named above): the rest goes on$" "$TMP/err" || { cat "$TMP/err"; false; }
+	[ "$(jq -c 'select(.event == "reconnected") | [.from, .to]' "$TMP/failed.jsonl")" = \
+		"[\"127.0.0.1:$(node_port 1)\",\"127.0.0.1:$(node_port 2)\"]" ]
+	grep -q "not confirmed: connection lost\|not confirmed: channel closed" "$TMP/err"
+	# the input was read to its end: nothing left unsent
+	! grep -q "not sent" "$TMP/err"
+	confirmed=$(sed -n 's/^enqueued \([0-9]*\) messages.*, 1 reconnect)$/\1/p' "$TMP/err")
+	# the lines named, re-sent through node 2
 	resend_lines "$TMP/failed.jsonl" "$TMP/in" > "$TMP/resend"
 	[ -s "$TMP/resend" ]
 	[ $((confirmed + $(wc -l < "$TMP/resend"))) = "$N" ]
@@ -165,6 +170,25 @@ lines_at_least() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
 	# exactly the N bodies; duplicates only among the lines re-sent
 	sort -n -u "$TMP/stored" | cmp - "$TMP/in"
 	[ "$(wc -l < "$TMP/stored")" -le $((N + $(wc -l < "$TMP/resend"))) ]
+}
+
+@test "cluster: replay-dlq from a quorum DLQ while qctl's own node is killed: it reconnects, exit 0, zero loss, counted once" {
+	qctl declare -q --quorum --dlq --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q"
+	seq 1 "$R" | qctl enqueue -q --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q.dlq"
+	qctl replay-dlq --json "$Q.dlq" > "$TMP/events" 2> "$TMP/err" &
+	pid=$!
+	KILL=1 kill_when "$pid" has_at_least_on 2 "$Q" $((R / 5))
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" = 0 ] || { echo "status $status"; cat "$TMP/err"; false; }
+	grep -q "^qctl: replay-dlq: connection to RabbitMQ at 127.0.0.1:$(node_port 1) lost (.*): reconnected to 127.0.0.1:$(node_port 2) in [0-9.]*s (reconnect 1); " "$TMP/err" || { cat "$TMP/err"; false; }
+	[ "$(jq -c 'select(.event == "reconnected") | .reconnect' "$TMP/events")" = 1 ]
+	grep -q "^replayed $R to '$Q' (0 skipped, 0 failed, 1 reconnect)" "$TMP/err" || { cat "$TMP/err"; false; }
+	qt 2 drain "$Q" > "$TMP/moved"
+	qt 2 drain "$Q.dlq" 1 > "$TMP/left"
+	note "moved $(wc -l < "$TMP/moved") ($(sort -u "$TMP/moved" | wc -l) distinct), left $(wc -l < "$TMP/left")"
+	[ ! -s "$TMP/left" ]
+	sort -n -u "$TMP/moved" | cmp - <(seq 1 "$R")
 }
 
 @test "cluster: a poison message that kills its consumer reaches the DLQ through the delivery limit; peek says why" {
