@@ -30,12 +30,17 @@ per_test_setup() {
 	SINGLE_URL=$CQ_REDIS_URL
 	export CQ_REDIS_URL=$CQ_REDIS_CLUSTER_URL
 	read -r P1 P2 P3 <<<"$CQ_REDIS_CLUSTER_PORTS"
-	FIX_SLOT='' FIX_ADD=''
+	FIX_SLOT='' FIX_ADD='' FIX_PASS=''
 }
 
 # A test that changed a slot's state puts it back, even when it failed.
 per_test_teardown() {
 	local p
+	if [ -n "$FIX_PASS" ]; then
+		for p in $P1 $P2 $P3; do
+			ncli "$p" -a "$FIX_PASS" --no-auth-warning config set requirepass '' >/dev/null 2>&1
+		done
+	fi
 	if [ -n "$FIX_SLOT" ]; then
 		for p in $P1 $P2 $P3; do ncli "$p" cluster setslot "$FIX_SLOT" stable >/dev/null 2>&1; done
 	fi
@@ -345,4 +350,29 @@ db0_sum() {
 	export CQ_REDIS_URL="redis://127.0.0.1:$P1,127.0.0.1:$P2/3"
 	run -64 --separate-stderr cachectl get k
 	assert_equal "$stderr" "cachectl: get: Redis at 127.0.0.1:$P1 is a cluster node, and a cluster has database 0 only (end the URL with /0)"
+}
+
+@test "a password on every node: the connections opened later log in too, and the password is never printed" {
+	local pw='s3cret,pw' p k x
+	for p in $P1 $P2 $P3; do
+		[ "$(ncli "$p" config set requirepass "$pw")" = OK ]
+	done
+	FIX_PASS=$pw
+	export REDISCLI_AUTH=$pw	# for redis-cli
+	export CQ_REDIS_URL="redis://:$pw@127.0.0.1:$P1,127.0.0.1:$P2/0"
+	for x in $(seq 12); do
+		run -0 --separate-stderr cachectl set "pw$x" "v$x" --ttl 1h
+	done
+	seq 1 300 | awk '{ printf "pw%d\tv%d\n", $1, $1 }' | cachectl warm -q --ttl 1h
+	for x in 1 7 12 150 300; do
+		k="${P}pw$x"
+		[ "$(ncli "$(owner "$k")" get "$k")" = "v$x" ]
+	done
+	for p in $P1 $P2 $P3; do
+		[ "$(ncli "$p" --scan --pattern "${P}pw*" | wc -l)" -gt 0 ]
+	done
+	export CQ_REDIS_URL="redis://:wrong,pw@127.0.0.1:$P1,127.0.0.1:$P2/0"
+	run -77 --separate-stderr cachectl get pw1
+	assert_equal "$stderr" "cachectl: get: Redis at 127.0.0.1:$P1 refused the password: wrong user name or password"
+	refute_output --partial wrong
 }
