@@ -825,8 +825,8 @@ static void progress(struct consumer *c, long long now, bool force)
 /*
  * Everything taken on the lost connection comes back redelivered: forget
  * it.  Handlers still running go on, but are never settled (stale).
- * Returns how many messages were taken and not settled (those merely
- * read ahead are not counted).
+ * Returns how many messages were received and not settled (those still
+ * in the prefetch window, never read, come back too).
  */
 static unsigned long long forget(struct consumer *c, size_t unsettled)
 {
@@ -834,6 +834,7 @@ static unsigned long long forget(struct consumer *c, size_t unsettled)
 	 * handlers running; handled: the failures */
 	unsigned long long taken = c->batch_n + c->nheld + unsettled;
 	unsigned long long handled = c->nheld + unsettled;
+	unsigned long long read_ahead = c->len;
 
 	for (unsigned i = 0; i < c->njobs; i++) {
 		if (c->jobs[i].pid && !c->jobs[i].stale) {
@@ -855,7 +856,7 @@ static unsigned long long forget(struct consumer *c, size_t unsettled)
 	c->st->handled -= handled < c->st->handled ? handled : c->st->handled;
 	/* --count counts messages settled */
 	c->taken -= taken < c->taken ? taken : c->taken;
-	return taken;
+	return taken + read_ahead;
 }
 
 /* The connection is lost: with a list of nodes, connect to another and

@@ -31,6 +31,7 @@ struct fmsg {
 	char id[32];
 	char body[64];
 	long long retries;
+	bool redelivered;
 };
 
 /* What reached the dead letters. */
@@ -68,6 +69,12 @@ struct fake {
 	bool replay;		/* pub_start was called */
 	bool ack_before_confirm;
 	size_t nheld, nreleased;
+	/* a lost connection: the ack of the message with this id is the
+	 * last one written, and the broker never read it */
+	const char *lose_at;
+	uint64_t first_live;	/* tags below it are the lost connection's */
+	bool stale_ack;		/* an ack under such a tag */
+	unsigned reconnects;
 };
 
 static struct fake *F(struct cqi_qdriver *q)
@@ -105,6 +112,7 @@ static struct cq_delivery *delivery(const struct fmsg *m, uint64_t tag)
 	d->exchange = strdup("");
 	d->routing_key = strdup("fake");
 	d->message_id = strdup(m->id);
+	d->redelivered = m->redelivered;
 	d->priority = -1;
 	if (m->retries) {
 		d->headers = calloc(1, sizeof(*d->headers));
@@ -211,6 +219,16 @@ static void f_ack(struct cqi_qdriver *q, uint64_t tag, bool upto)
 {
 	struct fake *f = F(q);
 
+	if (q->ctx->err)
+		return;	/* the connection is gone */
+	if (tag < f->first_live)
+		f->stale_ack = true;
+	if (f->lose_at && strcmp(f->taken[tag - 1].id, f->lose_at) == 0) {
+		/* written, and the node dies before it reads it */
+		f->lose_at = NULL;
+		cq_seterr(q->ctx, CQ_ERR_TEMPFAIL, "connection lost");
+		return;
+	}
 	for (uint64_t t = upto ? 1 : tag; t <= tag; t++) {
 		char mark[512];
 		struct fmsg *m;
@@ -275,6 +293,35 @@ static void f_free(struct cqi_qdriver *q)
 			    f->taken[t - 1].retries);
 		}
 	f->freed = true;
+}
+
+/* Another node: whatever was not acked is back at the head of the queue,
+ * redelivered; the tags taken so far mean nothing now. */
+static enum cq_err f_reconnect(struct cqi_qdriver *q, char *from, size_t len)
+{
+	struct fake *f = F(q);
+	struct fmsg back[MAXMSG];
+	size_t n = 0;
+
+	for (uint64_t t = 1; t <= f->next_tag; t++)
+		if (f->out[t - 1]) {
+			back[n] = *settle(f, t);
+			back[n++].redelivered = true;
+		}
+	memmove(f->ready + n, f->ready, f->nready * sizeof(*f->ready));
+	memcpy(f->ready, back, n * sizeof(*back));
+	f->nready += n;
+	f->first_live = f->next_tag + 1;
+	f->reconnects++;
+	snprintf(from, len, "node1");
+	cq_clear_error(q->ctx);
+	return CQ_OK;
+}
+
+static const char *f_where(const struct cqi_qdriver *q)
+{
+	(void)q;
+	return "node2";
 }
 
 /* ---- replay's ops: copies are confirmed late (at the next take or
@@ -392,6 +439,8 @@ static const struct cqi_qdriver_ops fake_ops = {
 	.ack = f_ack,
 	.retry = f_retry,
 	.dead_letter = f_dead_letter,
+	.reconnect = f_reconnect,
+	.where = f_where,
 	.flush = f_flush,
 	.free = f_free,
 };
@@ -790,6 +839,71 @@ static void test_replay_dry_run(void **state)
 	assert_string_equal(x->f.ready[1].id, "b");
 }
 
+static void on_reconnected(void *arg, const struct cq_reconnect *r)
+{
+	(void)arg;
+	assert_string_equal(r->from, "node1");
+	assert_string_equal(r->to, "node2");
+	assert_int_equal(r->n, 1);
+}
+
+/*
+ * The connection is lost with an ack written but never read, handlers
+ * running, and messages waiting: after the reconnect nothing is acked
+ * under a tag of the lost connection, every message is acked exactly
+ * once, the summary counts each once, and a message run twice was
+ * flagged redelivered the second time.
+ */
+static void test_reconnect_counts_once(void **state)
+{
+	struct fixture *x = *state;
+	char path[256], line[128];
+	int runs[8] = { 0 }, flagged[8] = { 0 };
+	FILE *fp;
+
+	for (int i = 1; i <= 6; i++) {
+		char id[8];
+
+		snprintf(id, sizeof(id), "m%d", i);
+		put(&x->f, id, id, 0);
+	}
+	x->f.base.can_reconnect = true;
+	x->f.lose_at = "m3";
+	handler(x, "cat > \"$DIR/$CQ_MESSAGE_ID\"; sleep 0.05; echo \"$CQ_MESSAGE_ID $CQ_REDELIVERED\" >> \"$DIR/runs\"");
+	x->f.base.conf.exec = true;
+	x->o.jobs = 2;
+	x->o.until_empty = true;
+	x->o.reconnected = on_reconnected;
+	assert_int_equal(run(x), CQ_OK);
+	assert_int_equal(x->f.reconnects, 1);
+	assert_int_equal(x->st.reconnects, 1);
+	assert_false(x->f.stale_ack);
+	assert_int_equal(x->f.nready, 0);
+	assert_int_equal(x->f.nacked, 6);
+	for (size_t i = 0; i < x->f.nacked; i++)
+		for (size_t j = i + 1; j < x->f.nacked; j++)
+			assert_string_not_equal(x->f.acked[i].id, x->f.acked[j].id);
+	assert_int_equal(x->st.acked, 6);
+	assert_int_equal(x->st.handled, 6);
+	/* m3's copy came back: its ack was lost, it is not run again */
+	assert_true(x->st.reacked >= 1);
+	snprintf(path, sizeof(path), "%s/runs", x->dir);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp)) {
+		int i = line[1] - '0';
+
+		runs[i]++;
+		flagged[i] += line[3] == '1';
+	}
+	fclose(fp);
+	assert_int_equal(runs[3], 1);
+	for (int i = 1; i <= 6; i++) {
+		assert_true(runs[i] >= 1);
+		assert_true(runs[i] - 1 <= flagged[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -799,6 +913,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_poison, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_reason, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reconnect_counts_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_until_empty_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_confirm_then_ack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_bounds_and_filters, setup, teardown),
