@@ -822,12 +822,18 @@ static int route_node(struct cq_ctx *ctx, int route, int argc,
 	struct cqi_redis *rd = ctx->redis;
 
 	*slot = -1;
-	if (route < CQI_MASTERS || route >= argc)
-		return (size_t)(CQI_MASTER(0) - route) < rd->nmasters && route < argc ?
-		       rd->masters[CQI_MASTER(0) - route] :
-		       (cq_seterr(ctx, CQ_ERR_INTERNAL,
-				  "%s: route %d names no argument or master",
-				  argv[0], route), -1);
+	if (route < CQI_MASTERS) {	/* CQI_MASTER(m) */
+		size_t m = (size_t)(CQI_MASTER(0) - route);
+
+		if (m < rd->nmasters)
+			return rd->masters[m];
+	}
+	if (route < CQI_MASTERS || route >= argc) {
+		cq_seterr(ctx, CQ_ERR_INTERNAL,
+			  "%s: route %d names no argument or master", argv[0],
+			  route);
+		return -1;
+	}
 	if (route > CQI_ANY && rd->mode != MODE_SINGLE) {
 		*slot = (int)cqi_key_slot(argv[route], lens ? lens[route] :
 					  strlen(argv[route]));
