@@ -179,7 +179,8 @@ struct cqi_qdriver_ops {
 	bool (*buffered)(const struct cqi_qdriver *q);
 	/* A descriptor to poll for input while handlers run, or -1. */
 	int (*fd)(const struct cqi_qdriver *q);
-	/* Retries and dead letters given to it and not yet settled. */
+	/* Retries, dead letters and publishes given to it and not yet
+	 * settled. */
 	size_t (*unsettled)(const struct cqi_qdriver *q);
 	/* The ready count during the run (--until-empty).  CQ_OK; an error
 	 * kind with why written (the connection still works); or an error
@@ -223,13 +224,15 @@ struct cqi_qdriver_ops {
 
 	/* ---- replay-dlq: taking from the dead-letter queue --------------
 	 * replay.c opens a driver with conf.queue the DLQ (exec false) and
-	 * uses inspect (the messages present at start bound the run),
-	 * start, take, stop, ack and the publishing ops below.  It takes
-	 * a message, publishes its copy to the target, and acks the
-	 * original only once hooks.published said ok: a crash duplicates
-	 * at worst, never loses.  take() must hand messages in the
-	 * queue's order (oldest first) and never hand the same message
-	 * twice in one run. */
+	 * uses connect, inspect (the messages present at start bound the
+	 * run), pub_start then start, take, stop, ack and the publishing
+	 * ops below, then release.  It takes a message, publishes its
+	 * copy to the target, and acks the original only once
+	 * hooks.published said ok: a crash duplicates at worst, never
+	 * loses.  take() must hand messages in the queue's order (oldest
+	 * first) and never hand the same message twice in one run; when a
+	 * take brought nothing and unsettled() > 0, replay waits in
+	 * pub_flush.  Unit tests: the in-memory driver of test_engine.c. */
 	/*
 	 * The message tag stays with the caller, unsettled, until
 	 * release (filtered out, --dry-run, its copy failed, taken after
