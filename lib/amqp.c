@@ -496,7 +496,7 @@ bool cqi_amqp_lost(const struct cq_ctx *ctx)
 {
 	const struct cqi_amqp *a = ctx->amqp;
 
-	if (!ctx->err)
+	if (!ctx->err || (a && a->blocked_out))
 		return false;
 	/* 541: a node down under a quorum queue closes the channel */
 	return !a || a->lost || ctx->err == CQ_ERR_TEMPFAIL ||

@@ -14,6 +14,7 @@ struct cqi_amqp {
 	char where[300];	/* host:port/vhost, no secrets */
 	bool channel_open;
 	bool lost;		/* the socket failed, or the broker closed it */
+	bool blocked_out;	/* blocked publishing past --timeout */
 	int member;		/* which URL of the list (0: the first) */
 	bool confirming;	/* confirm.select done on CQI_CHANNEL */
 	uint64_t next_tag;	/* delivery tag of the next publish */

@@ -471,6 +471,8 @@ static enum cq_err blocked_too_long(struct cq_publisher *pub)
 
 	settle_all_failed(pub, REASON_BLOCKED);
 	pub->dead = true;
+	/* an alarm blocks every node of a cluster: no reconnect */
+	pub->ctx->amqp->blocked_out = true;
 	return cq_seterr(pub->ctx, CQ_ERR_TEMPFAIL,
 			 "publish: RabbitMQ at %s blocked publishing (%s) for more than %lld.%03llds (--timeout)",
 			 pub->ctx->amqp->where,

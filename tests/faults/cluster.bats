@@ -191,6 +191,20 @@ lines_at_least() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
 	sort -n -u "$TMP/moved" | cmp - <(seq 1 "$R")
 }
 
+@test "cluster: a memory alarm that outlasts --timeout blocks every node: enqueue does not reconnect, exit 75 naming the lines" {
+	qctl declare -q --quorum --amqp "$CQ_CLUSTER_AMQP_URL_2" "$Q"
+	echo 3 > "$TMP/alarm"
+	"$SANDBOX" --dir "$SB" cluster-ctl 3 set_vm_memory_high_watermark absolute 1MB >/dev/null
+	wait_for 30 bash -c '! cqstat --no-cache --api "$CQ_CLUSTER_API_URL_1" --check "alarms>0:crit" >/dev/null'
+	status=0
+	{ echo a; sleep 1; echo b; echo c; } |
+		qctl enqueue --json --timeout 2s "$Q" > "$TMP/out" 2> "$TMP/err" || status=$?
+	[ "$status" = 75 ] || { echo "status $status"; cat "$TMP/err"; false; }
+	! grep -q "reconnect" "$TMP/err" || { cat "$TMP/err"; false; }
+	[ "$(jq -c 'select(.line or .from_line) | [.line // .from_line, .error]' "$TMP/out" | paste -sd' ')" = \
+		'[1,"publishing blocked by a resource alarm past the timeout"] [2,"publishing blocked by a resource alarm past the timeout"] [3,"not sent"]' ] || { cat "$TMP/out" "$TMP/err"; false; }
+}
+
 @test "cluster: a poison message that kills its consumer reaches the DLQ through the delivery limit; peek says why" {
 	qctl declare -q --quorum --dlq --delivery-limit 2 "$Q"
 	qctl enqueue -q "$Q" poison
