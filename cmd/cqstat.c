@@ -574,7 +574,10 @@ static void report_down(struct cli *cli, const struct cq_metrics *ms,
 			was_down[s] = !src->up;
 	}
 	for (size_t i = 0; i < ms->nqueues && !*queue_said; i++) {
-		if (!ms->queues[i].found && queue_known(ms, &ms->queues[i]))
+		if (ms->queues[i].error)
+			cli_err(cli, "%s: %s", ms->queues[i].name,
+				ms->queues[i].error);
+		else if (!ms->queues[i].found && queue_known(ms, &ms->queues[i]))
 			cli_err(cli, "no queue '%s'", ms->queues[i].name);
 		known &= queue_known(ms, &ms->queues[i]);
 	}
@@ -638,7 +641,8 @@ static void count(struct tally *t, const struct cq_metrics *ms)
 			t->first_err = ms->src[s].err;
 	}
 	for (size_t i = 0; i < ms->nqueues; i++)
-		if (!ms->queues[i].found && queue_known(ms, &ms->queues[i]))
+		if (ms->queues[i].error ||
+		    (!ms->queues[i].found && queue_known(ms, &ms->queues[i])))
 			t->missing = true;
 }
 

@@ -80,6 +80,9 @@ struct cq_queue_stat {
 				 * (and the API), or CQ_SRC_REDIS (a list or
 				 * stream queue) */
 	const char *backend;	/* "amqp", "list" or "stream" (static) */
+	char *error;		/* why its figures are unknown though its
+				 * server answers (a key of another type),
+				 * or NULL */
 	/* a quorum queue's (management API): leader NULL when none */
 	char *leader;
 	struct cq_member *members;
@@ -270,6 +273,9 @@ enum cq_err cq_queue_figures(struct cq_ctx *ctx, size_t n,
  */
 struct cq_queue_ref {
 	const char *backend;	/* "amqp", "list" or "stream" (static) */
+	char *error;		/* why its figures are unknown though its
+				 * server answers (a key of another type),
+				 * or NULL */
 	char *name;		/* the queue */
 	char *group;		/* stream: its consumer group, NULL the default */
 	char *label;		/* what its figures are labelled: the bare name

@@ -173,6 +173,7 @@ void cq_metrics_clear(struct cq_metrics *ms)
 	for (size_t i = 0; i < ms->nqueues; i++) {
 		free(ms->queues[i].name);
 		free(ms->queues[i].dlq);
+		free(ms->queues[i].error);
 		free(ms->queues[i].leader);
 		for (size_t j = 0; j < ms->queues[i].nmembers; j++)
 			free(ms->queues[i].members[j].node);
@@ -793,20 +794,30 @@ static size_t instances(const struct cq_metrics *ms, const char *name)
 	return n;
 }
 
+/* The queue a queue figure is labelled with, or NULL. */
+static const struct cq_queue_stat *queue_of(const struct cq_metrics *ms,
+					    const struct cq_metric_def *d,
+					    const char *label, size_t len)
+{
+	for (size_t i = 0; label && d->label && strcmp(d->label, "queue") == 0 &&
+			   i < ms->nqueues; i++)
+		if (strlen(ms->queues[i].name) == len &&
+		    memcmp(ms->queues[i].name, label, len) == 0)
+			return &ms->queues[i];
+	return NULL;
+}
+
 /* The server a figure comes from: a queue's own (a list or stream queue
  * lives in Redis), Redis for the cache's. */
 static int source_of(const struct cq_metrics *ms, const struct cq_metric_def *d,
 		     const char *label, size_t len)
 {
+	const struct cq_queue_stat *q = queue_of(ms, d, label, len);
+
 	if (!d->label || strcmp(d->label, "db") == 0 ||
 	    strcmp(d->label, "prefix") == 0)
 		return CQ_SRC_REDIS;
-	for (size_t i = 0; label && strcmp(d->label, "queue") == 0 &&
-			   i < ms->nqueues; i++)
-		if (strlen(ms->queues[i].name) == len &&
-		    memcmp(ms->queues[i].name, label, len) == 0)
-			return ms->queues[i].src;
-	return CQ_SRC_AMQP;
+	return q ? q->src : CQ_SRC_AMQP;
 }
 
 /* Why a metric (of the queue or db labelled so, if any) is unknown: the
@@ -815,7 +826,11 @@ static const char *why_unknown(const struct cq_metrics *ms,
 			       const struct cq_metric_def *d,
 			       const char *label, size_t len)
 {
+	const struct cq_queue_stat *q = queue_of(ms, d, label, len);
 	int s = source_of(ms, d, label, len);
+
+	if (q && q->error)
+		return q->error;
 
 	if (d == &defs[0])
 		return NULL;	/* up: known for every server used */

@@ -422,9 +422,16 @@ out:
 	return e;
 }
 
+/* A queue whose figures could not be read though Redis answers (a key
+ * of another type): the error is the queue's, not Redis's. */
+static bool queue_error(enum cq_err e)
+{
+	return e == CQ_ERR_DATA || e == CQ_ERR_NOTFOUND || e == CQ_ERR_USAGE;
+}
+
 /* The list and stream queues, through Redis's connection: a queue whose
- * figures cannot be read is shown unknown (Redis down), its error said
- * by the source. */
+ * figures cannot be read is shown unknown, its error its own (a key of
+ * another type) or Redis's (down). */
 static enum cq_err redis_queue_part(struct cq_stat *st, struct cq_metrics *ms)
 {
 	struct cq_ctx *ctx = ctx_for(st, CQ_SRC_REDIS);
@@ -435,7 +442,8 @@ static enum cq_err redis_queue_part(struct cq_stat *st, struct cq_metrics *ms)
 		cq_redis_connect(ctx);
 	for (size_t i = 0; i < st->nrq; i++) {
 		const struct cq_queue_ref *r = &st->rq[i];
-		size_t len = strlen(r->label);
+		size_t len = strlen(r->label), keep_m = ms->n;
+		char *why = NULL;
 		int at;
 
 		ctx->set.queue_backend = r->backend;
@@ -445,14 +453,25 @@ static enum cq_err redis_queue_part(struct cq_stat *st, struct cq_metrics *ms)
 			continue;
 		if (ctx->err == CQ_ERR_NOMEM)
 			return CQ_ERR_NOMEM;
+		while (ms->n > keep_m)	/* a part written before the error */
+			free(ms->m[--ms->n].label);
+		if (queue_error(ctx->err)) {
+			why = strdup(ctx->errstr);
+			cqi_err_drop(ctx);
+			if (!why)
+				return CQ_ERR_NOMEM;
+		}
 		at = cqi_metrics_add_queue(ms, r->label, NULL, false);
 		if (at < 0 ||
 		    !cqi_metrics_add(ms, "ready", r->label, len, NAN) ||
 		    !cqi_metrics_add(ms, "consumers", r->label, len, NAN) ||
-		    !cqi_metrics_add(ms, "dlq", r->label, len, NAN))
+		    !cqi_metrics_add(ms, "dlq", r->label, len, NAN)) {
+			free(why);
 			return CQ_ERR_NOMEM;
+		}
 		ms->queues[at].src = CQ_SRC_REDIS;
 		ms->queues[at].backend = r->backend;
+		ms->queues[at].error = why;
 	}
 	ctx->set.queue_backend = st->set.queue_backend;
 	ctx->set.queue_group = st->set.queue_group;

@@ -108,3 +108,16 @@ xlen() { rcli XLEN "$1"; }
 	run -2 cqstat --no-cache -Q "list:$Q.l" -Q "stream:$Q" -Q "$Q" --check 'dlq>0:crit'
 	assert_output "CQ CRITICAL - dlq[list:$Q.l]=1 (>0) dlq[$Q]=0 dlq[stream:$Q]=0"
 }
+
+@test "cqstat: a key of another type is that queue's error (exit 1, named), not Redis down: the cache and other queues stay" {
+	rcli SET "$K" x >/dev/null
+	rcli LPUSH "$K.l" a b >/dev/null
+	run -1 --separate-stderr cqstat -Q "list:$Q" -Q "list:$Q.l"
+	assert_equal "$stderr" "cqstat: list:$Q: queue '$K' is a Redis string, not a list"
+	[[ "${lines[2]}" != *down* ]]
+	run -1 --separate-stderr cqstat --no-cache --json -Q "list:$Q" -Q "list:$Q.l"
+	assert_equal "$(jq -c '[.redis.up, [.queues[] | [.queue, .found, .ready]]]' <<<"$output")" \
+		"[true,[[\"list:$Q\",false,null],[\"list:$Q.l\",true,2]]]"
+	run -3 cqstat --no-cache -Q "list:$Q" -Q "list:$Q.l" --check 'ready>5'
+	assert_output "CQ UNKNOWN - ready[list:$Q] unknown: queue '$K' is a Redis string, not a list ready[list:$Q.l]=2"
+}
