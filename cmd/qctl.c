@@ -1,5 +1,6 @@
 /* qctl - the queue toolkit: option parsing and output over libcq. */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,9 @@ static const char enqueue_usage[] =
 	"  --max-size SIZE    refuse larger messages (default 128M)\n"
 	"  --heartbeat DUR    AMQP heartbeat interval (default 30s, 0 = off):\n"
 	"                     kept up while standard input is slow\n"
+	"  --maxlen N         stream backend: trim the stream to N entries as\n"
+	"                     each is added (XADD MAXLEN); a warning says how\n"
+	"                     many a consumer group had not read yet\n"
 	"  --json             list unconfirmed lines (and events: blocked,\n"
 	"                     reconnected) as JSON on stdout\n"
 	"\n"
@@ -131,6 +135,7 @@ enum {
 	OPT_ENQ_PRIORITY, OPT_ENQ_MESSAGE_ID, OPT_ENQ_CONTENT_TYPE,
 	OPT_ENQ_EXPIRATION, OPT_ENQ_TRANSIENT, OPT_ENQ_WINDOW,
 	OPT_ENQ_MAX_SIZE, OPT_ENQ_HEARTBEAT, OPT_ENQ_NO_MESSAGE_ID,
+	OPT_ENQ_MAXLEN,
 };
 
 /* --heartbeat DUR: whole seconds, as AMQP has them.  False after a usage
@@ -237,6 +242,13 @@ static void on_reconnect(void *arg, const struct cq_reconnect *r)
 	report_reconnect(e->cli, r, what);
 }
 
+static void on_enqueue_notice(void *arg, const char *msg)
+{
+	struct enqueue *e = arg;
+
+	cli_err(e->cli, "warning: %s", msg);
+}
+
 static void on_progress(void *arg, const struct cq_enqueue_stats *st)
 {
 	struct enqueue *e = arg;
@@ -306,6 +318,7 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 		{ "window", required_argument, NULL, OPT_ENQ_WINDOW },
 		{ "max-size", required_argument, NULL, OPT_ENQ_MAX_SIZE },
 		{ "heartbeat", required_argument, NULL, OPT_ENQ_HEARTBEAT },
+		{ "maxlen", required_argument, NULL, OPT_ENQ_MAXLEN },
 		QCTL_OPTIONS
 	};
 	struct enqueue e = { .cli = cli, .unit = "line" };
@@ -314,6 +327,7 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 	struct cq_message tmpl;
 	struct cq_header *hdrs;
 	unsigned long long window = DEFAULT_WINDOW, max = DEFAULT_MAX_SIZE, v;
+	unsigned long long maxlen = 0;
 	const char *queue;
 	char delim = '\n';
 	bool jsonl = false;
@@ -383,6 +397,10 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 			if (!heartbeat_opt(cli, optarg))
 				goto usage;
 			break;
+		case OPT_ENQ_MAXLEN:
+			if (!cli_uint(cli, "--maxlen", optarg, 1, LLONG_MAX, &maxlen))
+				goto usage;
+			break;
 		default:
 			if ((ret = qctl_opt(cli, c, optarg)))
 				goto out;
@@ -412,6 +430,11 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 		cli_usage_error(cli, "MSG arguments exclude --jsonl and -0 (those read standard input)");
 		goto usage;
 	}
+	if (maxlen && (!cli->set.queue_backend ||
+		       strcmp(cli->set.queue_backend, "stream") != 0)) {
+		cli_usage_error(cli, "--maxlen is for the stream backend (--backend stream)");
+		goto usage;
+	}
 	ret = cli_ready(cli);
 	if (ret)
 		goto out;
@@ -426,6 +449,8 @@ static int cmd_enqueue(struct cli *cli, int argc, char **argv)
 	eo.on_blocked = on_blocked;
 	eo.on_progress = on_progress;
 	eo.on_reconnect = on_reconnect;
+	eo.on_notice = on_enqueue_notice;
+	eo.maxlen = (long long)maxlen;
 	eo.arg = &e;
 	if (eo.nargs)
 		e.unit = "argument";

@@ -26,7 +26,7 @@ _qctl()
 	--count|-n|--preview|--to|--filter|--rate|--max-length|--message-ttl|\
 	--max-priority|--delivery-limit|-e|--exec|-j|--jobs|--max-retries|\
 	--retry-delay|--poison-codes|--handler-timeout|--dedupe-ttl|--prefetch|\
-	--idle-timeout|--heartbeat|--group|--consumer|--visibility-timeout)
+	--idle-timeout|--heartbeat|--maxlen|--group|--consumer|--visibility-timeout)
 		return ;;
 	--backend)
 		COMPREPLY=($(compgen -W "amqp list stream" -- "$cur")); return ;;
@@ -44,7 +44,7 @@ _qctl()
 	fi
 	local opts=
 	case $verb in
-	enqueue) opts="--null -0 --jsonl --exchange --routing-key --header -H --priority --message-id --no-message-id --content-type --expiration --transient --window --max-size --heartbeat" ;;
+	enqueue) opts="--null -0 --jsonl --exchange --routing-key --header -H --priority --message-id --no-message-id --content-type --expiration --transient --window --max-size --heartbeat --maxlen" ;;
 	consume) opts="--null -0 --jsonl --exec -e --jobs -j --max-retries --retry-delay --poison-codes --handler-timeout --dlq --dedupe --dedupe-ttl --prefetch --count -n --idle-timeout --until-empty --heartbeat --pass-env --consumer --visibility-timeout --processing-list --lease --recover" ;;
 	peek) opts="--count -n --preview" ;;
 	replay-dlq) opts="--to --count -n --filter --dry-run --rate --reset-retries --window" ;;

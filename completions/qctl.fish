@@ -42,6 +42,7 @@ complete -c qctl -n '__fish_seen_subcommand_from enqueue' -l transient -d 'not p
 complete -c qctl -n '__fish_seen_subcommand_from enqueue' -l window -r -d 'messages awaiting confirms'
 complete -c qctl -n '__fish_seen_subcommand_from enqueue' -l max-size -r -d 'largest message'
 complete -c qctl -n '__fish_seen_subcommand_from enqueue' -l heartbeat -r -d 'AMQP heartbeat'
+complete -c qctl -n '__fish_seen_subcommand_from enqueue' -l maxlen -r -d 'stream: trim to N entries'
 
 # consume
 complete -c qctl -n '__fish_seen_subcommand_from consume' -s 0 -l null -d 'NUL after each body'

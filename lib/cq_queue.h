@@ -357,6 +357,8 @@ struct cq_enqueue_opts {
 	size_t nargs;
 	size_t window;		/* unsettled at once, 1 - 1,000,000 */
 	unsigned long long max_size;	/* longest record (fd input) */
+	long long maxlen;	/* stream backend: XADD MAXLEN, trim the stream
+				 * to this many entries (0: no trimming) */
 	/* Reports (each may be NULL), all inside cq_enqueue: a message
 	 * settled (ok, or why not: reason as hooks.published says, the same
 	 * pointer for the same cause); a record or message skipped; the
@@ -370,6 +372,9 @@ struct cq_enqueue_opts {
 	 * confirmed at the loss were reported failed (on_settled), and the
 	 * input goes on through the new node. */
 	cq_reconnect_fn on_reconnect;
+	/* something the user should know (a MAXLEN that trimmed entries a
+	 * consumer group had not read) */
+	void (*on_notice)(void *arg, const char *msg);
 	void *arg;
 };
 

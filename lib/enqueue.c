@@ -246,6 +246,14 @@ static void on_blocked(void *arg, bool blocked, const char *reason)
 		e->o->on_blocked(e->o->arg, blocked, reason);
 }
 
+static void on_notice(void *arg, const char *msg)
+{
+	struct enqueue *e = arg;
+
+	if (e->o->on_notice)
+		e->o->on_notice(e->o->arg, msg);
+}
+
 /* The driver cannot go on though the connection works: the run's error. */
 static void on_fail(void *arg, enum cq_err err, const char *msg)
 {
@@ -439,10 +447,12 @@ enum cq_err cq_enqueue(struct cq_ctx *ctx, int fd,
 		       struct cq_enqueue_stats *st)
 {
 	struct enqueue e = { .ctx = ctx, .o = o, .st = st };
-	struct cqi_qconf conf = { .queue = o->tmpl->routing_key };
+	struct cqi_qconf conf = { .queue = o->tmpl->routing_key,
+				  .maxlen = o->maxlen };
 	struct cqi_qhooks hooks = { .arg = &e, .fail = on_fail,
 				    .published = on_published,
-				    .blocked = on_blocked };
+				    .blocked = on_blocked,
+				    .notice = on_notice };
 	enum cq_err err;
 
 	memset(st, 0, sizeof(*st));

@@ -45,6 +45,9 @@
 #define BLOCK_MS 200		/* longest XREADGROUP BLOCK */
 #define CLAIM_EVERY_MS 1000	/* look for dead consumers' entries this often */
 #define HDR_ORIGINAL_ID "x-cq-original-id"	/* the entry's id in its stream */
+/* a dead letter's: the field that was the body, when not "body" ("": the
+ * body was every field) */
+#define HDR_BODY_FIELD "x-cq-body-field"
 
 /* The reply kinds read back in order (commands sent without waiting). */
 enum pending_kind { P_READ, P_ACK };
@@ -64,6 +67,15 @@ struct batch {
 	size_t next;
 };
 
+/* Where a group stood (enqueue --maxlen: did trimming take unread
+ * entries from it?). */
+struct lost {
+	char *group;
+	char last[ID_MAX];	/* last delivered id */
+	long long read;		/* entries-read, -1 unknown */
+	uint64_t unread;	/* entries after last still there */
+};
+
 struct stream_q {
 	struct cqi_qdriver base;	/* first */
 	struct cq_buf key, dlq_key;	/* with the context's prefix */
@@ -71,6 +83,15 @@ struct stream_q {
 	const char *group;
 	char consumer[300];
 	long long vis_ms;
+	bool no_group;			/* inspect found the stream without it */
+	/* replay (publishing began before start): the stream is read in
+	 * order with XRANGE, without a group, and an ack deletes (XDEL) */
+	bool range, range_end;
+	char range_from[ID_MAX + 1];
+	/* ... its deletes wait for a moment outside the publisher's
+	 * callbacks, then go through the publisher's pipeline */
+	char (*dels)[ID_MAX];
+	size_t ndel, del_cap;
 	bool started;			/* start() was called: leave the group
 					 * cleanly at the end */
 	bool taking;			/* between start and stop */
@@ -78,6 +99,11 @@ struct stream_q {
 	struct cqi_pipe pipe;
 	bool pub_ready;
 	long long maxlen;		/* XADD MAXLEN, 0 none */
+	/* with maxlen: where each group stood at pub_start (or the last
+	 * flush), and the entries added since */
+	struct lost *lost;
+	size_t nlost;
+	uint64_t added;
 	bool history;			/* our own pending entries first */
 	char hist_from[ID_MAX];		/* ... after this id */
 	struct batch b;
@@ -95,6 +121,14 @@ struct stream_q {
 	long long next_claim_ms, next_renew_ms;
 	char cursor[ID_MAX];		/* XAUTOCLAIM's */
 };
+
+/* Defined with the verbs that use them most (stats, purge, enqueue). */
+static enum cq_err entries_after(struct stream_q *s, const char *id,
+				 bool del, uint64_t *n);
+static long long int_cmd(struct stream_q *s, int argc, const char **argv);
+static void lost_free(struct lost *l, size_t n);
+static enum cq_err flush_dels(struct stream_q *s);
+static enum cq_err pub_sync(struct stream_q *s);
 
 static struct stream_q *S(struct cqi_qdriver *q)
 {
@@ -117,6 +151,19 @@ static void sfail(struct stream_q *s, enum cq_err e, const char *fmt, ...)
 	cqi_vformat(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	s->base.hooks.fail(s->base.hooks.arg, e, msg);
+}
+
+static void qnotice(struct stream_q *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void qnotice(struct stream_q *s, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	cqi_vformat(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->base.hooks.notice(s->base.hooks.arg, msg);
 }
 
 static const char *sname(const struct stream_q *s)
@@ -266,13 +313,39 @@ static bool field_is(const struct cqi_reply *f, const char *name)
 	return f->len == strlen(name) && memcmp(f->str, name, f->len) == 0;
 }
 
-/* Which field is the body: "body", else the only one; -1: all of them. */
+/* A field qctl writes (x-cq-...): metadata, never part of the body. */
+static bool qctl_field(const struct cqi_reply *f)
+{
+	return f->len >= 5 && memcmp(f->str, "x-cq-", 5) == 0;
+}
+
+/* Which field is the body: the one a dead letter's HDR_BODY_FIELD names
+ * ("": all of them), else "body", else the only one; -1: all of them. */
 static long body_index(const struct cqi_reply *fv)
 {
+	const struct cqi_reply *named = NULL;
+
 	for (size_t i = 0; i + 1 < fv->elements; i += 2)
-		if (field_is(fv->element[i], BODY_FIELD))
+		if (field_is(fv->element[i], HDR_BODY_FIELD) &&
+		    is_str(fv->element[i + 1]))
+			named = fv->element[i + 1];
+	long only = -1;
+	size_t apps = 0;
+
+	for (size_t i = 0; i + 1 < fv->elements; i += 2)
+		if (field_is(fv->element[i], named ? named->str : BODY_FIELD) &&
+		    !field_is(fv->element[i], HDR_BODY_FIELD))
 			return (long)i;
-	return fv->elements == 2 ? 0 : -1;
+	if (named)
+		return -1;
+	/* qctl's own fields (a dead letter's reason, a replay's count)
+	 * are never the body */
+	for (size_t i = 0; i + 1 < fv->elements; i += 2)
+		if (!qctl_field(fv->element[i])) {
+			apps++;
+			only = (long)i;
+		}
+	return apps == 1 ? only : -1;
 }
 
 /* The fields as one JSON object (binary values as NAME_base64). */
@@ -284,7 +357,8 @@ static char *fields_json_text(const struct cqi_reply *fv, size_t *len)
 	if (!o)
 		return NULL;
 	for (size_t i = 0; i + 1 < fv->elements; i += 2)
-		if (cqi_json_set_bytes(o, fv->element[i]->str,
+		if (!qctl_field(fv->element[i]) &&
+		    cqi_json_set_bytes(o, fv->element[i]->str,
 				       fv->element[i + 1]->str,
 				       fv->element[i + 1]->len))
 			goto done;
@@ -448,10 +522,29 @@ static void ring_settle(struct stream_q *s, struct taken *t)
 	}
 }
 
-/* XACK the entries ids (sent without waiting). */
+/* XACK the entries ids (sent without waiting); in replay, keep them to
+ * delete (flush_dels). */
 static void send_ack(struct stream_q *s, const char **ids, size_t n)
 {
-	const char **argv = malloc((n + 3) * sizeof(*argv));
+	const char **argv;
+
+	if (s->range) {
+		if (s->ndel + n > s->del_cap) {
+			size_t cap = (s->ndel + n) * 2;
+			char (*d)[ID_MAX] = realloc(s->dels, cap * sizeof(*d));
+
+			if (!d) {
+				sfail(s, CQ_ERR_NOMEM, "out of memory");
+				return;
+			}
+			s->dels = d;
+			s->del_cap = cap;
+		}
+		for (size_t i = 0; i < n; i++)
+			snprintf(s->dels[s->ndel++], ID_MAX, "%s", ids[i]);
+		return;
+	}
+	argv = malloc((n + 3) * sizeof(*argv));
 
 	if (!argv) {
 		sfail(s, CQ_ERR_NOMEM, "out of memory");
@@ -783,12 +876,63 @@ static void renew_if_due(struct stream_q *s)
 	lease(s, "0");
 }
 
+/* Replay: the next max entries after the last one handed (XRANGE). */
+static enum cq_err range_take(struct stream_q *s, size_t max)
+{
+	char n[24];
+	const char *argv[6] = { "XRANGE", s->key.data, s->range_from, "+",
+				"COUNT", n };
+	struct cqi_reply *r, *last;
+
+	hand(s, max);
+	if (!s->taking || s->range_end || batch_left(&s->b) || !max)
+		return s->base.ctx->err;
+	/* the copies published so far settle first (their replies come
+	 * before XRANGE's), and the dead letters they free are deleted */
+	if (pub_sync(s))
+		return s->base.ctx->err;
+	snprintf(n, sizeof(n), "%zu", max);
+	r = entry_cmd(s, "XRANGE", CQI_KEY(1), 6, argv);
+	if (!r)
+		return s->base.ctx->err;
+	if (r->type != CQI_REPLY_ARRAY || r->elements < max)
+		s->range_end = true;
+	if (r->type != CQI_REPLY_ARRAY || !r->elements) {
+		cqi_reply_free(r);
+		return CQ_OK;
+	}
+	last = r->element[r->elements - 1];
+	if (last->elements && is_str(last->element[0]))
+		snprintf(s->range_from, sizeof(s->range_from), "(%s",
+			 last->element[0]->str);
+	batch_clear(&s->b);
+	s->b.owner = r;
+	s->b.entries = r;
+	/* entries as they are: their own counts and reasons are kept */
+	s->b.counts = malloc(r->elements * sizeof(*s->b.counts));
+	if (!s->b.counts)
+		return cq_seterr(s->base.ctx, CQ_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; i < r->elements; i++)
+		s->b.counts[i] = -1;
+	hand(s, max);
+	return s->base.ctx->err;
+}
+
+/* Replay's depth: what is left after the last entry handed. */
+static enum cq_err range_left(struct stream_q *s, uint64_t *ready)
+{
+	return entries_after(s, s->range_from[0] == '(' ? s->range_from + 1 :
+			     "0-0", false, ready);
+}
+
 static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 {
 	struct stream_q *s = S(q);
 	long long deadline = cq_now_ms() + (wait_ms > 0 ? wait_ms : 0);
 	size_t handed = 0;
 
+	if (s->range)
+		return range_take(s, max);
 	if (read_replies(s, 0, false))
 		return q->ctx->err;
 	renew_if_due(s);
@@ -827,8 +971,9 @@ static int fd(const struct cqi_qdriver *q)
 
 static size_t unsettled(const struct cqi_qdriver *q)
 {
-	(void)q;
-	return 0;	/* retries and dead letters settle at once */
+	/* retries and dead letters settle at once; copies being published
+	 * (replay) when their replies come */
+	return CS(q)->pub_ready ? CS(q)->pipe.count : 0;
 }
 
 static void ack(struct cqi_qdriver *q, uint64_t tag, bool upto)
@@ -913,7 +1058,7 @@ static const char dead_script[] =
 static const char *const reason_fields[] = {
 	CQ_HDR_RETRIES, CQ_HDR_DEATH_REASON, CQ_HDR_EXIT_CODE, CQ_HDR_STDERR,
 	CQ_HDR_ORIGINAL_QUEUE, HDR_ORIGINAL_ID, CQ_HDR_DIED_AT, CQ_HDR_HOST,
-	CQ_HDR_DELIVERY_COUNT,
+	CQ_HDR_DELIVERY_COUNT, HDR_BODY_FIELD,
 };
 
 static bool reason_field(const char *k)
@@ -929,7 +1074,7 @@ static bool dead_letter(struct cqi_qdriver *q, const struct cq_delivery *d,
 {
 	struct stream_q *s = S(q);
 	struct taken *t = ring_find(s, d->delivery_tag);
-	size_t cap = 2 * d->nheaders + 32, n = 0;
+	size_t cap = 2 * d->nheaders + 34, n = 0;
 	const char **argv = malloc(cap * sizeof(*argv));
 	size_t *lens = malloc(cap * sizeof(*lens));
 	char attempts[24], code[24], died[24];
@@ -987,6 +1132,11 @@ static bool dead_letter(struct cqi_qdriver *q, const struct cq_delivery *d,
 	ARGS(died);
 	ARGS(CQ_HDR_HOST);
 	ARGS(f->host ? f->host : "");
+	if (!t->body_field || strcmp(t->body_field, BODY_FIELD) != 0) {
+		/* read back (peek, replay), the body is that field again */
+		ARGS(HDR_BODY_FIELD);
+		ARGS(t->body_field ? t->body_field : "");
+	}
 #undef ARG
 #undef ARGS
 	begun = true;
@@ -1116,10 +1266,22 @@ static void declare_hint(const struct stream_q *s, char *buf, size_t len)
 			 group, name);
 }
 
+static enum cq_err no_group_err(struct stream_q *s)
+{
+	char hint[2400];
+
+	declare_hint(s, hint, sizeof(hint));
+	return cq_seterr(s->base.ctx, CQ_ERR_NOTFOUND,
+			 "stream '%s' has no consumer group '%s' (create it with: %s)",
+			 sname(s), s->group, hint);
+}
+
 /* The key holds a stream with the group (CQ_ERR_NOTFOUND when either is
  * missing, CQ_ERR_DATA for a key of another type); *lag gets the group's
- * entries not yet delivered. */
-static enum cq_err check_group(struct stream_q *s, uint64_t *lag)
+ * entries not yet delivered.  With any, a stream without the group is
+ * fine: *lag gets its length. */
+static enum cq_err check_group(struct stream_q *s, uint64_t *lag,
+			       bool any)
 {
 	struct cq_ctx *ctx = s->base.ctx;
 	struct group_info gi;
@@ -1135,17 +1297,28 @@ static enum cq_err check_group(struct stream_q *s, uint64_t *lag)
 				 sname(s), hint);
 	if (group_info(s, &gi))
 		return ctx->err;
+	if (!gi.found && any) {
+		/* replay reads a dead-letter stream without a group; consume
+		 * is refused at start */
+		const char *argv[2] = { "XLEN", s->key.data };
+		long long n = int_cmd(s, 2, argv);
+
+		s->no_group = true;
+		*lag = n > 0 ? (uint64_t)n : 0;
+		return ctx->err;
+	}
 	if (!gi.found)
-		return cq_seterr(ctx, CQ_ERR_NOTFOUND,
-				 "stream '%s' has no consumer group '%s' (create it with: %s)",
-				 sname(s), s->group, hint);
-	*lag = isnan(gi.lag) ? 1 : (uint64_t)gi.lag;	/* unknown: look */
+		return no_group_err(s);
+	if (isnan(gi.lag) && entries_after(s, gi.last_id, false, lag))
+		return ctx->err;
+	if (!isnan(gi.lag))
+		*lag = (uint64_t)gi.lag;
 	return CQ_OK;
 }
 
 /* Entries waiting to be taken: the group's lag, entries of dead
  * consumers ready to claim, and retries. */
-static enum cq_err ready_count(struct stream_q *s, uint64_t *ready)
+static enum cq_err ready_count(struct stream_q *s, uint64_t *ready, bool any)
 {
 	struct cq_ctx *ctx = s->base.ctx;
 	char idle[24];
@@ -1153,8 +1326,10 @@ static enum cq_err ready_count(struct stream_q *s, uint64_t *ready)
 				idle, "-", "+", "1" };
 	struct cqi_reply *r;
 
-	if (settle_replies(s) || check_group(s, ready))
+	if (settle_replies(s) || check_group(s, ready, any))
 		return ctx->err;
+	if (s->no_group)
+		return CQ_OK;
 	*ready += s->nretry + (batch_left(&s->b) ? 1 : 0);
 	if (s->vis_ms <= 0)
 		return CQ_OK;
@@ -1169,14 +1344,15 @@ static enum cq_err ready_count(struct stream_q *s, uint64_t *ready)
 
 static enum cq_err inspect(struct cqi_qdriver *q, uint64_t *ready)
 {
-	return ready_count(S(q), ready);
+	return ready_count(S(q), ready, true);
 }
 
 static enum cq_err depth(struct cqi_qdriver *q, uint64_t *ready, char *why,
 			 size_t len)
 {
 	struct cqi_err_held h = { 0 };
-	enum cq_err e = ready_count(S(q), ready);
+	enum cq_err e = S(q)->range ? range_left(S(q), ready) :
+			ready_count(S(q), ready, false);
 
 	/* a missing stream or group, a wrong type: the link still works */
 	if (e == CQ_ERR_NOTFOUND || e == CQ_ERR_DATA) {
@@ -1188,10 +1364,20 @@ static enum cq_err depth(struct cqi_qdriver *q, uint64_t *ready, char *why,
 
 static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 {
+	struct stream_q *s = S(q);
+
 	(void)window;	/* take() is told the room each time */
-	S(q)->started = S(q)->taking = true;
-	S(q)->history = true;
-	snprintf(S(q)->hist_from, sizeof(S(q)->hist_from), "0");
+	if (s->pub_ready) {
+		/* replay: every entry of the (dead-letter) stream in order */
+		s->range = s->taking = true;
+		snprintf(s->range_from, sizeof(s->range_from), "-");
+		return CQ_OK;
+	}
+	if (s->no_group)
+		return no_group_err(s);
+	s->started = s->taking = true;
+	s->history = true;
+	snprintf(s->hist_from, sizeof(s->hist_from), "0");
 	return CQ_OK;
 }
 
@@ -1291,6 +1477,8 @@ static void drv_free(struct cqi_qdriver *q)
 	free(s->retry);
 	free(s->dlq);
 	cqi_pipe_free(&s->pipe);
+	lost_free(s->lost, s->nlost);
+	free(s->dels);
 	cq_buf_free(&s->key);
 	cq_buf_free(&s->dlq_key);
 	free(s);
@@ -1565,8 +1753,22 @@ static enum cq_err declare(struct cqi_qdriver *q, const struct cq_queue_opts *o,
 
 static void hold(struct cqi_qdriver *q, uint64_t tag)
 {
-	(void)q;
-	(void)tag;	/* it stays pending, ours, until release or ack */
+	struct stream_q *s = S(q);
+	struct taken *t = ring_find(s, tag);
+
+	/* replay: read without taking, it is simply left where it is; a
+	 * group's entry stays pending, ours, until release or ack */
+	if (s->range && t)
+		ring_settle(s, t);
+}
+
+static bool exhausted(const struct cqi_qdriver *q)
+{
+	const struct stream_q *s = CS(q);
+
+		if (s->range)
+		return (s->range_end || !s->taking) && !batch_left(&s->b);
+	return !s->taking && !s->reading && !batch_left(&s->b);
 }
 
 static enum cq_err release(struct cqi_qdriver *q)
@@ -1576,6 +1778,14 @@ static enum cq_err release(struct cqi_qdriver *q)
 
 	if (settle_replies(s))
 		return q->ctx->err;
+	if (s->range && pub_sync(s))
+		return q->ctx->err;
+	if (s->range) {		/* nothing was taken from the stream */
+		while (s->rlen)
+			ring_settle(s, ring_at(s, 0));
+		batch_clear(&s->b);
+		return CQ_OK;
+	}
 	snprintf(idle, sizeof(idle), "%lld", s->vis_ms > 0 ? s->vis_ms : 0);
 	lease(s, idle);
 	while (s->rlen)
@@ -1588,13 +1798,45 @@ static enum cq_err release(struct cqi_qdriver *q)
 static const char *const pub_lost = "connection lost";
 static const char *const pub_refused = "refused by Redis";
 
+/* The pipeline tag of replay's deletes (never a publish's). */
+#define DEL_TAG UINT64_MAX
+
 static void on_added(void *arg, uint64_t tag, struct cqi_reply *r)
 {
 	struct stream_q *s = arg;
 
+	if (tag == DEL_TAG) {
+		if (r->type == CQI_REPLY_ERROR)
+			reply_fail(s, r, "XDEL");
+		return;
+	}
+	if (r->type != CQI_REPLY_ERROR)
+		s->added++;
 	s->base.hooks.published(s->base.hooks.arg, tag,
 				r->type != CQI_REPLY_ERROR,
 				r->type == CQI_REPLY_ERROR ? pub_refused : NULL);
+}
+
+/* Replay: delete the dead letters whose copies are safe (XDEL through
+ * the pipeline, never from inside its callbacks). */
+static enum cq_err flush_dels(struct stream_q *s)
+{
+	while (s->ndel && !s->base.ctx->err) {
+		size_t n = s->ndel > 1000 ? 1000 : s->ndel;
+		const char **argv = malloc((n + 2) * sizeof(*argv));
+
+		if (!argv)
+			return cq_seterr(s->base.ctx, CQ_ERR_NOMEM, "out of memory");
+		argv[0] = "XDEL";
+		argv[1] = s->key.data;
+		for (size_t i = 0; i < n; i++)
+			argv[2 + i] = s->dels[s->ndel - n + i];
+		s->ndel -= n;
+		cqi_pipe_cmd(&s->pipe, DEL_TAG, CQI_KEY(1), (int)(n + 2), argv,
+			     NULL);
+		free(argv);
+	}
+	return s->base.ctx->err;
 }
 
 /* The connection went: every XADD not answered failed. */
@@ -1607,10 +1849,112 @@ static void pub_lost_all(struct stream_q *s)
 
 		p->head = (p->head + 1) % p->ring;
 		p->count--;
-		s->base.hooks.published(s->base.hooks.arg, tag, false,
-					pub_lost);
+		if (tag != DEL_TAG)
+			s->base.hooks.published(s->base.hooks.arg, tag, false,
+						pub_lost);
 	}
 	p->inflight = p->nout = 0;
+}
+
+/*
+ * Where each group of the stream stands (for enqueue --maxlen): its last
+ * delivered entry, its entries-read (-1 unknown) and how many entries
+ * after that one are still there (its unread).  *n gets how many.
+ */
+static enum cq_err group_marks(struct stream_q *s, struct lost **out,
+			       size_t *n)
+{
+	const char *argv[3] = { "XINFO", "GROUPS", s->key.data };
+	struct cqi_reply *r = cqi_redis_cmd(s->base.ctx, CQI_KEY(2), 3, argv,
+					    NULL);
+
+	*out = NULL;
+	*n = 0;
+	if (!r)
+		return s->base.ctx->err;
+	*out = calloc(r->elements ? r->elements : 1, sizeof(**out));
+	if (!*out) {
+		cqi_reply_free(r);
+		return cq_seterr(s->base.ctx, CQ_ERR_NOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < r->elements && !s->base.ctx->err; i++) {
+		struct cqi_reply *g = r->element[i];
+		struct lost *m = &(*out)[*n];
+		const char *name = NULL;
+
+		m->read = -1;
+		for (size_t j = 0; j + 1 < g->elements; j += 2) {
+			struct cqi_reply *k = g->element[j], *v = g->element[j + 1];
+
+			if (field_is(k, "name") && is_str(v))
+				name = v->str;
+			else if (field_is(k, "last-delivered-id") && is_str(v))
+				snprintf(m->last, sizeof(m->last), "%s", v->str);
+			else if (field_is(k, "entries-read") &&
+				 v->type == CQI_REPLY_INTEGER)
+				m->read = v->integer;
+		}
+		if (!name || !m->last[0] ||
+		    entries_after(s, m->last, false, &m->unread))
+			continue;
+		if (!(m->group = strdup(name))) {
+			cq_seterr(s->base.ctx, CQ_ERR_NOMEM, "out of memory");
+			break;
+		}
+		(*n)++;
+	}
+	cqi_reply_free(r);
+	return s->base.ctx->err;
+}
+
+static void lost_free(struct lost *l, size_t n)
+{
+	for (size_t i = 0; l && i < n; i++)
+		free(l[i].group);
+	free(l);
+}
+
+/*
+ * After entries were added with MAXLEN: say which groups lost unread
+ * entries to the trimming.  What a group had unread, plus what was added,
+ * less what it read meanwhile, should still be there; what is not was
+ * trimmed before it was read.  A group whose reading cannot be told
+ * (entries-read unknown while it read) is not judged.
+ */
+static void warn_trimmed(struct stream_q *s)
+{
+	struct lost *now;
+	size_t n;
+
+	if (group_marks(s, &now, &n))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const struct lost *was = NULL;
+		long long read, gone;
+
+		for (size_t k = 0; k < s->nlost && !was; k++)
+			if (strcmp(s->lost[k].group, now[i].group) == 0)
+				was = &s->lost[k];
+		if (!was)
+			continue;	/* a group created meanwhile */
+		if (strcmp(was->last, now[i].last) == 0)
+			read = 0;
+		else if (was->read >= 0 && now[i].read >= 0)
+			read = now[i].read - was->read;
+		else
+			continue;
+		gone = (long long)(was->unread + s->added) - read -
+		       (long long)now[i].unread;
+		if (gone > 0)
+			qnotice(s, "MAXLEN %lld trimmed %lld entr%s of stream '%s' that group '%s' had not read",
+				s->maxlen, gone, gone == 1 ? "y" : "ies",
+				sname(s), now[i].group);
+	}
+	/* said once: the next flush says only what is new */
+	lost_free(s->lost, s->nlost);
+	s->lost = now;
+	s->nlost = n;
+	s->added = 0;
 }
 
 static enum cq_err pub_start(struct cqi_qdriver *q, size_t window,
@@ -1626,6 +1970,8 @@ static enum cq_err pub_start(struct cqi_qdriver *q, size_t window,
 		return q->ctx->err;
 	s->pub_ready = true;
 	s->maxlen = q->conf.maxlen;
+	if (s->maxlen > 0 && group_marks(s, &s->lost, &s->nlost))
+		return q->ctx->err;
 	return CQ_OK;
 }
 
@@ -1657,6 +2003,11 @@ static enum cq_err publish(struct cqi_qdriver *q, const struct cq_message *m,
 	struct cq_buf key = { 0 };
 	const char *target = m->routing_key && *m->routing_key ?
 			     m->routing_key : sname(s);
+	const struct cq_field *named = m->from ?
+		cq_delivery_header(m->from, HDR_BODY_FIELD) : NULL;
+	/* the field the body goes back to (a dead letter says which) */
+	const char *bf = named && named->kind == CQ_FIELD_STRING ? named->str :
+			 BODY_FIELD;
 	char maxlen[24];
 	size_t n = 0;
 	enum cq_err e;
@@ -1676,13 +2027,15 @@ static enum cq_err publish(struct cqi_qdriver *q, const struct cq_message *m,
 		ARGS(maxlen);
 	}
 	ARGS("*");
-	ARGS(BODY_FIELD);
-	if (m->body)
-		ARG(m->body, m->len);
-	else if (m->from)
-		ARG(m->from->body, m->from->len);
-	else
-		ARGS("");
+	if (*bf) {	/* "": a dead letter whose body was all its fields */
+		ARGS(bf);
+		if (m->body)
+			ARG(m->body, m->len);
+		else if (m->from)
+			ARG(m->from->body, m->from->len);
+		else
+			ARGS("");
+	}
 	for (size_t i = 0; m->from && i < m->from->nheaders; i++) {
 		const struct cq_field *f = &m->from->headers[i];
 		bool replaced = false;
@@ -1690,7 +2043,8 @@ static enum cq_err publish(struct cqi_qdriver *q, const struct cq_message *m,
 		for (size_t k = 0; k < m->nheaders && !replaced; k++)
 			replaced = strcmp(m->headers[k].key, f->key) == 0;
 		if (replaced || f->kind != CQ_FIELD_STRING ||
-		    strcmp(f->key, BODY_FIELD) == 0)
+		    strcmp(f->key, bf) == 0 ||
+		    strcmp(f->key, HDR_BODY_FIELD) == 0)
 			continue;
 		ARGS(f->key);
 		ARG(f->str ? f->str : "", f->len);
@@ -1723,18 +2077,30 @@ static enum cq_err pub_poll(struct cqi_qdriver *q)
 {
 	struct stream_q *s = S(q);
 
-	if (s->pub_ready && cqi_pipe_sync(&s->pipe, s->pipe.inflight +
-					  s->pipe.nout))
+	if (s->pub_ready && (flush_dels(s) ||
+			     cqi_pipe_sync(&s->pipe, s->pipe.inflight +
+					   s->pipe.nout)))
 		pub_lost_all(s);
 	return q->ctx->err;
+}
+
+/* Send what is queued and settle it all (and the deletes that settling
+ * asks for). */
+static enum cq_err pub_sync(struct stream_q *s)
+{
+	do {
+		if (s->pub_ready && (flush_dels(s) || cqi_pipe_sync(&s->pipe, 0)))
+			pub_lost_all(s);
+	} while (s->ndel && !s->base.ctx->err);
+	return s->base.ctx->err;
 }
 
 static enum cq_err pub_flush(struct cqi_qdriver *q)
 {
 	struct stream_q *s = S(q);
 
-	if (s->pub_ready && cqi_pipe_sync(&s->pipe, 0))
-		pub_lost_all(s);
+	if (!pub_sync(s) && s->pub_ready && s->maxlen > 0)
+		warn_trimmed(s);
 	return q->ctx->err;
 }
 
@@ -1743,7 +2109,7 @@ static enum cq_err wait_input(struct cqi_qdriver *q, int in)
 	struct pollfd pfd = { in, POLLIN, 0 };
 
 	/* nothing to serve on Redis while waiting: send and settle first */
-	if (pub_flush(q))
+	if (pub_sync(S(q)))
 		return q->ctx->err;
 	while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
 		if (cq_stop_requested())
@@ -1772,6 +2138,7 @@ static const struct cqi_qdriver_ops stream_ops = {
 	.dead_letter = dead_letter,
 	.flush = flush,
 	.hold = hold,
+	.exhausted = exhausted,
 	.release = release,
 	.pub_start = pub_start,
 	.publish = publish,

@@ -56,12 +56,6 @@ verb_args() {
 	[ "$(ready "$Q")" = 1 ]
 }
 
-# Until the stream driver takes part in replay (its exhausted op).
-@test "backend: replay-dlq on a stream is a usage error, not a crash" {
-	CQ_QUEUE_BACKEND=stream run -64 --separate-stderr qctl replay-dlq "$Q.dlq"
-	assert_equal "${stderr%%$'\n'*}" "qctl: replay-dlq: replay: not supported by the stream backend yet"
-}
-
 @test "backend: every verb's --help names --backend and CQ_QUEUE_BACKEND" {
 	for verb in $VERBS; do
 		run -0 qctl "$verb" --help

@@ -261,3 +261,45 @@ pending_is() { [ "$(pending)" = "$1" ]; }
 	run -1 --separate-stderr qctl purge --yes --group none "$Q"
 	[[ "$stderr" == *"has no consumer group 'none'"* ]]
 }
+
+@test "stream: enqueue --maxlen trims the stream and warns of the entries a group had not read" {
+	qctl declare -q "$Q"
+	group "$K" app
+	qctl enqueue -q "$Q" a b
+	qctl consume -q --count 2 "$Q" >/dev/null
+	run -0 --separate-stderr qctl enqueue --maxlen 3 "$Q" c d e f
+	assert_equal "$(rcli XLEN "$K")" 3
+	assert_equal "$(rcli XRANGE "$K" - + | awk 'p == "body" { print } { p = $0 }' | paste -sd' ')" "d e f"
+	[[ "$stderr" == *"qctl: enqueue: warning: MAXLEN 3 trimmed 1 entry of stream '$Q' that group 'qctl' had not read"* ]]
+	[[ "$stderr" == *"qctl: enqueue: warning: MAXLEN 3 trimmed 3 entries of stream '$Q' that group 'app' had not read"* ]]
+	# nothing unread trimmed: no warning
+	qctl consume -q --count 3 "$Q" >/dev/null
+	run -0 --separate-stderr qctl enqueue --maxlen 3 --group app "$Q" g
+	[[ "$stderr" == *"group 'app' had not read"* ]]
+	[[ "$stderr" != *"group 'qctl'"* ]]
+	run -64 --separate-stderr qctl enqueue --backend amqp --maxlen 3 "$Q" x
+	assert_equal "${stderr%%$'\n'*}" "qctl: enqueue: --maxlen is for the stream backend (--backend stream)"
+}
+
+@test "stream: replay-dlq moves dead letters back with their fields, the body to the field it came from" {
+	qctl declare -q "$Q"
+	rcli XADD "$K" '*' body b1 trace t1 >/dev/null
+	rcli XADD "$K" '*' data only >/dev/null
+	rcli XADD "$K" '*' a 1 b 2 >/dev/null
+	qctl consume -q --until-empty --exec 'exit 65' "$Q" 2>/dev/null
+	assert_equal "$(rcli XLEN "$K.dlq")" 3
+	run -0 --separate-stderr qctl replay-dlq --dry-run "$Q.dlq"
+	assert_equal "$(rcli XLEN "$K.dlq")" 3
+	run -0 --separate-stderr qctl replay-dlq --filter 'body:only' "$Q.dlq"
+	[[ "$stderr" == *"replayed 1 to '$Q'"* ]]
+	run -0 --separate-stderr qctl replay-dlq "$Q.dlq"
+	[[ "$stderr" == *"replayed 2 to '$Q'"* ]]
+	assert_equal "$(rcli XLEN "$K.dlq")" 0
+	assert_equal "$(rcli XLEN "$K")" 3
+	# the apps' own fields as they were (and qctl's beside them)
+	run -0 rcli XRANGE "$K" - +
+	[[ "$(paste -sd' ' <<<"$output")" == *" data only x-cq-death-reason "*" body b1 trace t1 x-cq-death-reason "*" a 1 b 2 x-cq-death-reason "* ]]
+	[[ "$output" != *"x-cq-body-field"* ]]
+	run -0 --separate-stderr qctl consume --until-empty "$Q"
+	assert_output "$(printf 'only\nb1\n{"a":"1","b":"2"}')"
+}

@@ -49,6 +49,14 @@ acked_ids() {
 		comm -23 - "$TMP/pending"
 }
 
+# The body field of every entry of the streams given.
+bodies() {
+	local k
+	for k in "$@"; do
+		rcli XRANGE "$k" - + | awk 'p == "body" { print } { p = $0 }'
+	done
+}
+
 # Stop the handlers a killed consumer left (each wrote its pid).
 reap_handlers() {
 	local p
@@ -108,4 +116,31 @@ reap_handlers() {
 	assert_equal "$(rcli XLEN "$K.dlq")" 300
 	assert_equal "$(rcli XPENDING "$K" qctl | head -n1)" 0
 	assert_equal "$(rcli XRANGE "$K.dlq" - + | awk 'prev == "x-cq-original-id" { print } { prev = $0 }' | sort -u | wc -l)" 300
+}
+
+@test "stream faults: replay-dlq killed again and again loses nothing; duplicates stay within its window" {
+	local n=3000 round
+	# dead letters as consume leaves them (fields and reasons)
+	peer produce "$CQ_REDIS_URL" "$K" "$n"
+	qctl consume -q -j 4 --until-empty --exec 'cat >/dev/null; exit 65' "$Q" 2>/dev/null
+	assert_equal "$(rcli XLEN "$K.dlq")" "$n"
+	assert_equal "$(rcli XLEN "$K")" 0
+	for round in 1 2 3 4 5 6; do
+		qctl replay-dlq --window 100 "$Q.dlq" >>"$TMP/replays" 2>&1 &
+		local pid=$!
+		sleep "0.0$((1 + RANDOM % 9))"
+		kill -9 "$pid" 2>/dev/null || true
+		wait "$pid" || true
+		# every message is in one stream or the other, or both
+		bodies "$K" "$K.dlq" | sort -u >"$TMP/seen"
+		assert_equal "$(wc -l <"$TMP/seen")" "$n"
+	done
+	# what the killed runs left (a run may have finished before its kill)
+	if [ "$(rcli XLEN "$K.dlq")" -gt 0 ]; then
+		qctl replay-dlq "$Q.dlq" 2>/dev/null
+	fi
+	assert_equal "$(rcli XLEN "$K.dlq")" 0
+	assert_equal "$(bodies "$K" | sort -u | wc -l)" "$n"
+	# a copy made again only for what was in flight when each run died
+	[ "$(rcli XLEN "$K")" -le $((n + 6 * 100)) ]
 }
