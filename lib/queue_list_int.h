@@ -35,12 +35,10 @@ enum cq_err cqi_list_check_type(struct cq_ctx *ctx, const struct cq_buf *key,
 
 /* The side hash's record of a failure: JSON with retries, code, reason
  * (a dead letter's only), stderr (or stderr_base64), time (epoch s), host,
- * origin (the queue it failed in), replayed (when > 0: how often
- * replay-dlq moved it back).  Caller frees; NULL out of memory. */
-char *cqi_list_record(const struct cqi_failure *f, const char *origin,
-		      long long replayed);
+ * origin (the queue it failed in).  Caller frees; NULL out of memory. */
+char *cqi_list_record(const struct cqi_failure *f, const char *origin);
 /* A record as the x-cq-* headers qctl writes on AMQP messages (retries,
- * replayed, exit code, stderr, host; a dead letter's also death reason,
+ * exit code, stderr, host; a dead letter's also death reason,
  * original queue, died at), so peek, replay and handlers read both alike.  A record that is not ours
  * gives no headers. */
 enum cq_err cqi_list_record_headers(const char *rec, size_t len,
