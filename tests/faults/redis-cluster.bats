@@ -79,9 +79,10 @@ named_lines() { sed -n 's/^cachectl: warm: line \([0-9]*\): .*/\1/p' "$1" | sort
 	local rc=0
 	cluster --replicas 0
 	input 200000 >"$TMP/in.tsv"
-	cachectl warm --ttl 1h --rate 20000 "$TMP/in.tsv" 2>"$TMP/warm.err" &
+	cachectl warm --ttl 1h --rate 15000 "$TMP/in.tsv" 2>"$TMP/warm.err" &
 	BGPID=$!
 	sleep 0.5
+	kill -0 "$BGPID"
 	run -0 redis-cli --cluster reshard "127.0.0.1:$P1" --cluster-from "$(ncli "$P1" cluster myid)" \
 		--cluster-to "$(ncli "$P2" cluster myid)" --cluster-slots 1000 --cluster-yes
 	# the slots moved while warm was writing
