@@ -635,7 +635,7 @@ static struct cq_header hdr_str(const char *key, const char *v, size_t n)
 static void publish(struct amqp_q *a, const struct cq_message *m,
 		    uint64_t user_tag)
 {
-	if (cq_publish(a->pub, m, user_tag) == CQ_ERR_DATA)
+	if (cqi_publish(a->pub, m, user_tag) == CQ_ERR_DATA)
 		qfail_from_ctx(a);
 }
 
@@ -714,7 +714,7 @@ static bool dead_letter(struct cqi_qdriver *q, const struct cq_delivery *d,
 
 static enum cq_err flush(struct cqi_qdriver *q)
 {
-	return Q(q)->pub ? cq_publisher_flush(Q(q)->pub) : CQ_OK;
+	return Q(q)->pub ? cqi_publisher_flush(Q(q)->pub) : CQ_OK;
 }
 
 /* ---- subscribing ---------------------------------------------------------------- */
@@ -756,10 +756,10 @@ static enum cq_err begin(struct cqi_qdriver *q)
 			return CQ_OK;
 	}
 	if (q->conf.exec) {
-		a->pub = cq_publisher_new(q->ctx, 1000, true);
+		a->pub = cqi_publisher_new(q->ctx, 1000, true);
 		if (!a->pub)
 			return q->ctx->err;
-		cq_publisher_on_settle(a->pub, on_settle, a);
+		cqi_publisher_on_settle(a->pub, on_settle, a);
 		cqi_publisher_on_frame(a->pub, on_other_frame, a);
 	}
 	snprintf(what, sizeof(what), "set prefetch %u", a->window);
@@ -789,7 +789,7 @@ static enum cq_err pub_open(struct amqp_q *a);
  * what was taken comes back, nothing is held any more. */
 static void forget_connection(struct amqp_q *a)
 {
-	cq_publisher_free(a->pub);
+	cqi_publisher_free(a->pub);
 	a->pub = NULL;
 	a->conn = NULL;
 	a->consuming = a->side_open = a->dlq_ready = false;
@@ -895,16 +895,16 @@ static enum cq_err pub_open(struct amqp_q *a)
 	const char *exchange = a->pub_exchange;
 
 	if (!exchange || !*exchange) {
-		if (cq_queue_inspect(ctx, a->base.conf.queue, NULL, NULL))
+		if (cqi_queue_inspect(ctx, a->base.conf.queue, NULL, NULL))
 			return ctx->err;
-	} else if (cq_exchange_inspect(ctx, exchange)) {
+	} else if (cqi_exchange_inspect(ctx, exchange)) {
 		return ctx->err;
 	}
-	a->pub = cq_publisher_new(ctx, a->pub_window, a->pub_mandatory);
+	a->pub = cqi_publisher_new(ctx, a->pub_window, a->pub_mandatory);
 	if (!a->pub)
 		return ctx->err;
-	cq_publisher_on_settle(a->pub, on_published, a);
-	cq_publisher_on_blocked(a->pub, on_blocked, a);
+	cqi_publisher_on_settle(a->pub, on_published, a);
+	cqi_publisher_on_blocked(a->pub, on_blocked, a);
 	/* replay takes on the same channel: its frames come between */
 	cqi_publisher_on_frame(a->pub, on_other_frame, a);
 	return CQ_OK;
@@ -938,7 +938,7 @@ static enum cq_err pub_send(struct cqi_qdriver *q, const struct cq_message *m,
 		q->hooks.published(q->hooks.arg, tag, false, CQ_REASON_LOST);
 		return no_pub(q);
 	}
-	return cq_publish(Q(q)->pub, m, tag);
+	return cqi_publish(Q(q)->pub, m, tag);
 }
 
 static enum cq_err pub_poll(struct cqi_qdriver *q)
@@ -953,12 +953,12 @@ static enum cq_err wait_input(struct cqi_qdriver *q, int fd)
 
 static enum cq_err pub_flush(struct cqi_qdriver *q)
 {
-	return Q(q)->pub ? cq_publisher_flush(Q(q)->pub) : CQ_OK;
+	return Q(q)->pub ? cqi_publisher_flush(Q(q)->pub) : CQ_OK;
 }
 
 static bool pub_alive(const struct cqi_qdriver *q)
 {
-	return CQ(q)->pub && cq_publisher_alive(CQ(q)->pub);
+	return CQ(q)->pub && cqi_publisher_alive(CQ(q)->pub);
 }
 
 /* ---- peek, the queue's arguments, purge, declare, stats ---------------------- */
@@ -972,7 +972,7 @@ static enum cq_err peek(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
 	enum cq_err e = CQ_OK;
 
 	*seen = 0;
-	if (cq_queue_inspect(ctx, queue, NULL, NULL))
+	if (cqi_queue_inspect(ctx, queue, NULL, NULL))
 		return ctx->err;
 	/* hold every message unacked, so none comes twice, then requeue all */
 	while (*seen < count) {
@@ -1001,7 +1001,7 @@ static enum cq_err info(struct cqi_qdriver *q, struct cq_queue_info *out)
 	const struct cqi_qarg *a;
 
 	/* it must exist: the probe must never create it */
-	if (cq_queue_inspect(ctx, q->conf.queue, NULL, NULL))
+	if (cqi_queue_inspect(ctx, q->conf.queue, NULL, NULL))
 		return ctx->err;
 	qa = queue_args(Q(q));
 	if (!qa)
@@ -1143,7 +1143,7 @@ static void drv_free(struct cqi_qdriver *q)
 {
 	struct amqp_q *a = Q(q);
 
-	cq_publisher_free(a->pub);
+	cqi_publisher_free(a->pub);
 	amqp_bytes_free(a->tag);
 	free(a->pub_exchange);
 	free(a->dlx);

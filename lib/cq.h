@@ -146,66 +146,6 @@ bool cq_buf_append(struct cq_buf *b, const void *p, size_t n);
 void cq_buf_reset(struct cq_buf *b);
 void cq_buf_free(struct cq_buf *b);
 
-/* ---- record input (reader.c) ------------------------------------------ */
-/* Used inside libcq only (cq_enqueue, warm, replay): not exported by
- * libcq.so (libcq.map), to become cqi_* later. */
-
-/*
- * The one reader of record streams: warm's and enqueue's input.  Records
- * end with a delimiter ('\n', or '\0' for -0); with nfields 2 (warm -0's
- * key and value) a record ends at every second one.  Constant memory: a
- * 256 KiB buffer grows to hold the longest record kept and shrinks back.
- *
- * The input rules, the same for every verb:
- * - an empty record (a blank line) is skipped and counted (cq_reader_blank);
- *   record numbers count it, so they stay line numbers;
- * - with refuse_cr (line formats whose CR would become data), a line that
- *   ends in CR (a CRLF file) is flawed, CQ_REC_CR;
- * - a record longer than max is flawed, CQ_REC_TOO_LONG: its first max
- *   bytes are shown and the rest is skipped;
- * - the last record needs no delimiter, but a last pair cut after its key
- *   ("k\0" at the end, a truncated stream) comes without the delimiter,
- *   as a lone key, for the parser to refuse.
- */
-struct cq_reader_opts {
-	char delim;		/* '\n' or '\0' */
-	int nfields;		/* delimiters per record: 1 (0 means 1) or 2 */
-	size_t max;		/* longest record kept, 0 = no limit */
-	bool refuse_cr;		/* '\n' records ending in CR are flawed */
-};
-
-enum cq_rec_flaw { CQ_REC_OK, CQ_REC_TOO_LONG, CQ_REC_CR };
-
-struct cq_rec_in {
-	const char *p;		/* borrowed until the next call; no delimiter */
-	size_t len;
-	uint64_t no;		/* 1-based, blank records counted */
-	enum cq_rec_flaw flaw;
-};
-
-struct cq_reader;
-struct cq_publisher;
-/* NULL out of memory (with the error on ctx).  fd stays the caller's. */
-struct cq_reader *cq_reader_new(struct cq_ctx *ctx, int fd,
-				const struct cq_reader_opts *o);
-/* True with the next non-blank record in *rec; false at the end of input,
- * on a stop request (cq_stop_requested: cq_reader_stopped says so, no
- * error), or on an error (then set on ctx: CQ_ERR_IO for a failed read,
- * or the error of a served publisher that died). */
-bool cq_reader_next(struct cq_reader *r, struct cq_rec_in *rec);
-/* A stop request ended the input: the records after cq_reader_records()
- * were not read. */
-bool cq_reader_stopped(const struct cq_reader *r);
-/* Records read so far, blank ones included; blank ones skipped so far. */
-uint64_t cq_reader_records(const struct cq_reader *r);
-uint64_t cq_reader_blank(const struct cq_reader *r);
-/* Wait for input through pub (cqi_publisher_wait_input) before each read: a
- * read that would block then serves the connection instead.  NULL stops. */
-void cq_reader_serve(struct cq_reader *r, struct cq_publisher *pub);
-void cq_reader_free(struct cq_reader *r);
-/* What a flaw means, for messages (static; "" for CQ_REC_OK). */
-const char *cq_rec_flaw_str(enum cq_rec_flaw f);
-
 /* ---- stopping on a signal (stop.c) ------------------------------------ */
 
 /*

@@ -175,7 +175,7 @@ struct cq_header {
 
 /*
  * A message to publish.  Start from cq_message_init() (persistent, no
- * priority).  All pointers are borrowed for the duration of cq_publish.
+ * priority).  All pointers are borrowed for the duration of cqi_publish.
  *
  * Republishing: set from to a consumed delivery and its body, every
  * property and every header are kept; the fields set here replace them
@@ -202,11 +202,7 @@ struct cq_message {
 
 void cq_message_init(struct cq_message *m);
 
-/* ---- the confirming publisher ------------------------------------------ */
-/* Used inside libcq only (cq_enqueue, warm, replay): not exported by
- * libcq.so (libcq.map), to become cqi_* later. */
-
-struct cq_publisher;
+/* ---- why a message was not confirmed ------------------------------------ */
 
 /* Why a message was not confirmed (the reason a settle callback gets). */
 #define CQ_REASON_NACK		"nacked by broker"
@@ -217,80 +213,6 @@ struct cq_publisher;
 #define CQ_REASON_BAD		"bad message"
 #define CQ_REASON_BLOCKED	"publishing blocked by a resource alarm past the timeout"
 #define CQ_REASON_STOPPED	"stopped before its confirm came"
-
-/*
- * Called exactly once for every message given to cq_publish (whatever
- * cq_publish returns): ok when the broker confirmed it, else reason is one
- * of the CQ_REASON_* strings (static).
- * Runs inside cq_publish, cqi_publisher_poll or cq_publisher_flush; it may
- * ack or nack deliveries (cqi_ack) but must not publish.
- */
-typedef void (*cq_settle_fn)(void *arg, uint64_t user_tag, bool ok,
-			     const char *reason);
-
-/*
- * A publisher on the context's channel, with publisher confirms, at most
- * window messages unconfirmed at a time (1 - 1,000,000), and mandatory
- * publishing (an unroutable message fails instead of vanishing).  NULL on
- * error (message in ctx).
- */
-struct cq_publisher *cq_publisher_new(struct cq_ctx *ctx, size_t window,
-				      bool mandatory);
-void cq_publisher_on_settle(struct cq_publisher *pub, cq_settle_fn fn,
-			    void *arg);
-/*
- * Told when the broker blocks publishing on the connection (a memory or
- * disk alarm: blocked true, reason its text, e.g. "low on memory") and
- * when it lets it go on (blocked false, reason NULL).  While blocked the
- * publisher sends nothing and waits, at most the context's timeout from
- * the block on; then every outstanding message fails with
- * CQ_REASON_BLOCKED and the publisher is dead (CQ_ERR_TEMPFAIL).
- */
-typedef void (*cq_blocked_fn)(void *arg, bool blocked, const char *reason);
-void cq_publisher_on_blocked(struct cq_publisher *pub, cq_blocked_fn fn,
-			     void *arg);
-/*
- * Send one message; blocks reading confirms while the window is full (as
- * long as cq_publisher_flush would wait).  Returns CQ_OK when sent;
- * CQ_ERR_DATA for a message that cannot be sent (bad priority...: settled
- * with CQ_REASON_BAD; the publisher stays usable, the caller clears the
- * context error); CQ_ERR_TEMPFAIL (or another
- * error) when the connection is lost: every outstanding message is settled
- * failed and the publisher is dead.
- */
-enum cq_err cq_publish(struct cq_publisher *pub, const struct cq_message *msg,
-		       uint64_t user_tag);
-/* Wait for every outstanding confirm.  After 60s (or the context timeout if
- * longer) without any confirm, while the broker does not say it is
- * blocked, the rest are settled failed and CQ_ERR_TEMPFAIL returned; the
- * same at once on a second stop request (cq_stop_requested() == 2), with
- * CQ_REASON_STOPPED. */
-enum cq_err cq_publisher_flush(struct cq_publisher *pub);
-uint64_t cq_publisher_confirmed(const struct cq_publisher *pub);
-uint64_t cq_publisher_failed(const struct cq_publisher *pub);
-/* False once the channel or connection is gone (every later cq_publish
- * fails at once). */
-bool cq_publisher_alive(const struct cq_publisher *pub);
-/* Frees without settling what is still outstanding: flush first. */
-void cq_publisher_free(struct cq_publisher *pub);
-
-/* ---- enqueue records (enqueue.c) ---------------------------------------- */
-/* Used inside libcq only (cq_enqueue, warm, replay): not exported by
- * libcq.so (libcq.map), to become cqi_* later. */
-
-/*
- * One JSONL record: {"body": S | "body_base64": S, "headers": {K: S|int|
- * bool}, "message_id", "content_type", "routing_key": S, "priority": 0-255,
- * "expiration": ms or duration, "persistent": bool} (hyphenated names
- * also accepted).  msg comes in with the defaults (-H headers are kept,
- * record headers are added) and leaves pointing into *rec, valid until
- * cq_record_free.  CQ_ERR_DATA with the reason in err for a bad record.
- */
-struct cq_record;
-enum cq_err cq_record_parse(const char *line, size_t len,
-			    struct cq_message *msg, struct cq_record **rec,
-			    char *err, size_t errlen);
-void cq_record_free(struct cq_record *rec);
 
 /* ---- queue backends ------------------------------------------------------
  * Every queue verb works on the context's backend (settings'
@@ -329,7 +251,7 @@ typedef void (*cq_reconnect_fn)(void *arg, const struct cq_reconnect *r);
 enum cq_enqueue_input {
 	CQ_ENQ_LINES,		/* one body per line (a CRLF line is flawed) */
 	CQ_ENQ_NUL,		/* NUL-separated bodies (-0) */
-	CQ_ENQ_JSONL,		/* cq_record_parse records (--jsonl) */
+	CQ_ENQ_JSONL,		/* cqi_record_parse records (--jsonl) */
 };
 
 struct cq_enqueue_stats {
@@ -432,12 +354,6 @@ bool cq_name_ok(const char *kind, const char *name, char *err, size_t errlen);
  * queue with other arguments is CQ_ERR_DATA naming the argument. */
 enum cq_err cq_declare(struct cq_ctx *ctx, const char *queue,
 		       const struct cq_queue_opts *o, struct cq_declared *out);
-/* Passive declare: ready messages and consumers of an existing queue;
- * CQ_ERR_NOTFOUND when it does not exist. */
-enum cq_err cq_queue_inspect(struct cq_ctx *ctx, const char *queue,
-			     uint32_t *messages, uint32_t *consumers);
-/* Passive declare of an exchange: CQ_ERR_NOTFOUND when missing. */
-enum cq_err cq_exchange_inspect(struct cq_ctx *ctx, const char *exchange);
 /* Purge the ready messages of queue; *count gets how many went. */
 enum cq_err cq_purge(struct cq_ctx *ctx, const char *queue, uint32_t *count);
 

@@ -227,7 +227,7 @@ enum cq_err cqi_amqp_declare(struct cq_ctx *ctx, const char *queue,
 	return queue_declare(ctx, queue, e, n, out);
 }
 
-enum cq_err cq_queue_inspect(struct cq_ctx *ctx, const char *queue,
+enum cq_err cqi_queue_inspect(struct cq_ctx *ctx, const char *queue,
 			     uint32_t *messages, uint32_t *consumers)
 {
 	amqp_queue_declare_ok_t *ok;
@@ -282,7 +282,7 @@ enum cq_err cq_purge(struct cq_ctx *ctx, const char *queue, uint32_t *count)
 	return ctx->err;
 }
 
-enum cq_err cq_exchange_inspect(struct cq_ctx *ctx, const char *exchange)
+enum cq_err cqi_exchange_inspect(struct cq_ctx *ctx, const char *exchange)
 {
 	char what[300];
 

@@ -21,7 +21,7 @@ struct cq_record {
 	char expiration[24];
 };
 
-void cq_record_free(struct cq_record *rec)
+void cqi_record_free(struct cq_record *rec)
 {
 	if (!rec)
 		return;
@@ -175,7 +175,7 @@ want_string:
 	return false;
 }
 
-enum cq_err cq_record_parse(const char *line, size_t len,
+enum cq_err cqi_record_parse(const char *line, size_t len,
 			    struct cq_message *msg, struct cq_record **out,
 			    char *err, size_t errlen)
 {
@@ -212,7 +212,7 @@ enum cq_err cq_record_parse(const char *line, size_t len,
 	*out = rec;
 	return CQ_OK;
 bad:
-	cq_record_free(rec);
+	cqi_record_free(rec);
 	return CQ_ERR_DATA;
 }
 
@@ -371,7 +371,7 @@ static bool record_message(struct enqueue *e, const struct cq_rec_in *in,
 		return false;
 	}
 	if (in->flaw) {
-		bad(e, in->no, cq_rec_flaw_str(in->flaw));
+		bad(e, in->no, cqi_rec_flaw_str(in->flaw));
 		return false;
 	}
 	if (e->o->input != CQ_ENQ_JSONL) {
@@ -379,7 +379,7 @@ static bool record_message(struct enqueue *e, const struct cq_rec_in *in,
 		m->len = in->len;
 		return true;
 	}
-	pe = cq_record_parse(in->p, in->len, m, rec, why, sizeof(why));
+	pe = cqi_record_parse(in->p, in->len, m, rec, why, sizeof(why));
 	if (pe == CQ_ERR_NOMEM)
 		cq_seterr(e->ctx, CQ_ERR_NOMEM, "out of memory");
 	else if (pe)
@@ -397,14 +397,14 @@ static enum cq_err publish_input(struct enqueue *e, int fd)
 		.delim = o->input == CQ_ENQ_NUL ? '\0' : '\n',
 		.max = o->max_size, .refuse_cr = o->input == CQ_ENQ_LINES,
 	};
-	struct cq_reader *r = cq_reader_new(ctx, fd, &ro);
+	struct cq_reader *r = cqi_reader_new(ctx, fd, &ro);
 	struct cq_rec_in in;
 	bool alive = true, more = false;
 
 	if (!r)
 		return ctx->err;
 	cqi_reader_wait(r, serve_input, e);
-	while (alive && (more = cq_reader_next(r, &in))) {
+	while (alive && (more = cqi_reader_next(r, &in))) {
 		struct cq_message m;
 		struct cq_record *rec;
 
@@ -414,31 +414,31 @@ static enum cq_err publish_input(struct enqueue *e, int fd)
 			continue;
 		}
 		alive = publish_one(e, &m, in.no);
-		cq_record_free(rec);
+		cqi_record_free(rec);
 		if ((in.no & 1023) == 0 && o->on_progress)
 			o->on_progress(o->arg, e->st);
 	}
-	e->st->blank = cq_reader_blank(r);
-	if (alive && !more && (cq_reader_stopped(r) ||
+	e->st->blank = cqi_reader_blank(r);
+	if (alive && !more && (cqi_reader_stopped(r) ||
 			       (ctx->err && !e->q->ops->pub_alive(e->q)))) {
 		/* stopped, or the connection died while input was awaited:
 		 * what was sent is settled by the flush */
-		e->st->unsent_from = cq_reader_records(r) + 1;
+		e->st->unsent_from = cqi_reader_records(r) + 1;
 	} else if (alive && ctx->err) {
-		cq_reader_free(r);
+		cqi_reader_free(r);
 		return ctx->err;	/* the input failed */
 	} else if (!alive) {
 		/* say so when input was left unsent (reading on without the
 		 * dead publisher) */
-		uint64_t done = cq_reader_records(r);
+		uint64_t done = cqi_reader_records(r);
 
 		cqi_reader_wait(r, NULL, NULL);
 		/* (a stop request ends the reading: what was not read is
 		 * unsent) */
-		if (cq_stop_requested() || cq_reader_next(r, &in))
+		if (cq_stop_requested() || cqi_reader_next(r, &in))
 			e->st->unsent_from = done + 1;
 	}
-	cq_reader_free(r);
+	cqi_reader_free(r);
 	return CQ_OK;
 }
 

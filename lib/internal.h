@@ -8,6 +8,9 @@
 
 #include "cq.h"
 
+struct cq_publisher;	/* queue_int.h */
+struct cq_reader;	/* below */
+
 void cqi_vformat(char *buf, size_t len, const char *fmt, va_list ap);
 void cqi_errbuf(char *buf, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -66,7 +69,7 @@ size_t cqi_url_member_len(const char *p);
  */
 void cqi_stats_track(struct cq_ctx *ctx, size_t hits, size_t misses);
 
-/* Call wait(arg, fd) before each read of r (cq_reader_serve, which lives
+/* Call wait(arg, fd) before each read of r (cqi_reader_serve, which lives
  * with the publisher so that cachectl links no AMQP); NULL stops. */
 struct cq_reader;
 void cqi_reader_wait(struct cq_reader *r,
@@ -434,5 +437,79 @@ bool cqi_child_own_group(bool null_stdin);
 void cqi_group_signal(pid_t pgid, int sig);
 /* No process is left in group pgid. */
 bool cqi_group_gone(pid_t pgid);
+
+/* ---- record input (reader.c) ------------------------------------------ */
+
+/*
+ * The one reader of record streams: warm's and enqueue's input.  Records
+ * end with a delimiter ('\n', or '\0' for -0); with nfields 2 (warm -0's
+ * key and value) a record ends at every second one.  Constant memory: a
+ * 256 KiB buffer grows to hold the longest record kept and shrinks back.
+ *
+ * The input rules, the same for every verb:
+ * - an empty record (a blank line) is skipped and counted (cqi_reader_blank);
+ *   record numbers count it, so they stay line numbers;
+ * - with refuse_cr (line formats whose CR would become data), a line that
+ *   ends in CR (a CRLF file) is flawed, CQ_REC_CR;
+ * - a record longer than max is flawed, CQ_REC_TOO_LONG: its first max
+ *   bytes are shown and the rest is skipped;
+ * - the last record needs no delimiter, but a last pair cut after its key
+ *   ("k\0" at the end, a truncated stream) comes without the delimiter,
+ *   as a lone key, for the parser to refuse.
+ */
+struct cq_reader_opts {
+	char delim;		/* '\n' or '\0' */
+	int nfields;		/* delimiters per record: 1 (0 means 1) or 2 */
+	size_t max;		/* longest record kept, 0 = no limit */
+	bool refuse_cr;		/* '\n' records ending in CR are flawed */
+};
+
+enum cq_rec_flaw { CQ_REC_OK, CQ_REC_TOO_LONG, CQ_REC_CR };
+
+struct cq_rec_in {
+	const char *p;		/* borrowed until the next call; no delimiter */
+	size_t len;
+	uint64_t no;		/* 1-based, blank records counted */
+	enum cq_rec_flaw flaw;
+};
+
+struct cq_reader;
+struct cq_publisher;
+/* NULL out of memory (with the error on ctx).  fd stays the caller's. */
+struct cq_reader *cqi_reader_new(struct cq_ctx *ctx, int fd,
+				const struct cq_reader_opts *o);
+/* True with the next non-blank record in *rec; false at the end of input,
+ * on a stop request (cq_stop_requested: cqi_reader_stopped says so, no
+ * error), or on an error (then set on ctx: CQ_ERR_IO for a failed read,
+ * or the error of a served publisher that died). */
+bool cqi_reader_next(struct cq_reader *r, struct cq_rec_in *rec);
+/* A stop request ended the input: the records after cqi_reader_records()
+ * were not read. */
+bool cqi_reader_stopped(const struct cq_reader *r);
+/* Records read so far, blank ones included; blank ones skipped so far. */
+uint64_t cqi_reader_records(const struct cq_reader *r);
+uint64_t cqi_reader_blank(const struct cq_reader *r);
+/* Wait for input through pub (cqi_publisher_wait_input) before each read: a
+ * read that would block then serves the connection instead.  NULL stops. */
+void cqi_reader_serve(struct cq_reader *r, struct cq_publisher *pub);
+void cqi_reader_free(struct cq_reader *r);
+/* What a flaw means, for messages (static; "" for CQ_REC_OK). */
+const char *cqi_rec_flaw_str(enum cq_rec_flaw f);
+
+/* ---- enqueue records (enqueue.c) ---------------------------------------- */
+
+/*
+ * One JSONL record: {"body": S | "body_base64": S, "headers": {K: S|int|
+ * bool}, "message_id", "content_type", "routing_key": S, "priority": 0-255,
+ * "expiration": ms or duration, "persistent": bool} (hyphenated names
+ * also accepted).  msg comes in with the defaults (-H headers are kept,
+ * record headers are added) and leaves pointing into *rec, valid until
+ * cqi_record_free.  CQ_ERR_DATA with the reason in err for a bad record.
+ */
+struct cq_record;
+enum cq_err cqi_record_parse(const char *line, size_t len,
+			    struct cq_message *msg, struct cq_record **rec,
+			    char *err, size_t errlen);
+void cqi_record_free(struct cq_record *rec);
 
 #endif

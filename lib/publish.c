@@ -71,7 +71,7 @@ static uint64_t hash_id(const void *p, size_t n)
 	return cqi_hash64(CQI_HASH_INIT, p, n);
 }
 
-struct cq_publisher *cq_publisher_new(struct cq_ctx *ctx, size_t window,
+struct cq_publisher *cqi_publisher_new(struct cq_ctx *ctx, size_t window,
 				      bool mandatory)
 {
 	struct cq_publisher *pub;
@@ -100,21 +100,21 @@ struct cq_publisher *cq_publisher_new(struct cq_ctx *ctx, size_t window,
 	pub->mandatory = mandatory;
 	if (cqi_random_bytes(ctx, pub->idbase, sizeof(pub->idbase)) ||
 	    cqi_amqp_confirm_select(ctx)) {
-		cq_publisher_free(pub);
+		cqi_publisher_free(pub);
 		return NULL;
 	}
 	pub->first = pub->next = ctx->amqp->next_tag;
 	return pub;
 }
 
-void cq_publisher_on_settle(struct cq_publisher *pub, cq_settle_fn fn,
+void cqi_publisher_on_settle(struct cq_publisher *pub, cq_settle_fn fn,
 			    void *arg)
 {
 	pub->settle = fn;
 	pub->settle_arg = arg;
 }
 
-void cq_publisher_on_blocked(struct cq_publisher *pub, cq_blocked_fn fn,
+void cqi_publisher_on_blocked(struct cq_publisher *pub, cq_blocked_fn fn,
 			     void *arg)
 {
 	pub->on_blocked = fn;
@@ -128,17 +128,17 @@ void cqi_publisher_on_frame(struct cq_publisher *pub, cqi_frame_fn fn,
 	pub->hook_arg = arg;
 }
 
-uint64_t cq_publisher_confirmed(const struct cq_publisher *pub)
+uint64_t cqi_publisher_confirmed(const struct cq_publisher *pub)
 {
 	return pub->confirmed;
 }
 
-uint64_t cq_publisher_failed(const struct cq_publisher *pub)
+uint64_t cqi_publisher_failed(const struct cq_publisher *pub)
 {
 	return pub->failed;
 }
 
-bool cq_publisher_alive(const struct cq_publisher *pub)
+bool cqi_publisher_alive(const struct cq_publisher *pub)
 {
 	return !pub->dead;
 }
@@ -148,7 +148,7 @@ size_t cqi_publisher_outstanding(const struct cq_publisher *pub)
 	return pub->outstanding;
 }
 
-void cq_publisher_free(struct cq_publisher *pub)
+void cqi_publisher_free(struct cq_publisher *pub)
 {
 	if (!pub)
 		return;
@@ -441,7 +441,7 @@ static enum cq_err serve_input(void *arg, int fd)
 	return cqi_publisher_wait_input(arg, fd);
 }
 
-void cq_reader_serve(struct cq_reader *r, struct cq_publisher *pub)
+void cqi_reader_serve(struct cq_reader *r, struct cq_publisher *pub)
 {
 	cqi_reader_wait(r, pub ? serve_input : NULL, pub);
 }
@@ -562,7 +562,7 @@ static enum cq_err wait_until(struct cq_publisher *pub, size_t limit)
 	return CQ_OK;
 }
 
-enum cq_err cq_publisher_flush(struct cq_publisher *pub)
+enum cq_err cqi_publisher_flush(struct cq_publisher *pub)
 {
 	if (pub->dead)
 		return pub->ctx->err ? pub->ctx->err : CQ_ERR_TEMPFAIL;
@@ -748,7 +748,7 @@ static enum cq_err build_props(struct cq_publisher *pub,
 
 /* ---- publishing --------------------------------------------------------- */
 
-enum cq_err cq_publish(struct cq_publisher *pub, const struct cq_message *m,
+enum cq_err cqi_publish(struct cq_publisher *pub, const struct cq_message *m,
 		       uint64_t user_tag)
 {
 	struct cq_ctx *ctx = pub->ctx;

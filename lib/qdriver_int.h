@@ -307,7 +307,7 @@ struct cqi_qdriver_ops {
 	enum cq_err (*pub_poll)(struct cqi_qdriver *q);
 	/* Wait until fd can be read, serving the connection (settling,
 	 * heartbeats) meanwhile: enqueue's reader waits on its input
-	 * through it (cq_reader_serve). */
+	 * through it (cqi_reader_serve). */
 	enum cq_err (*wait_input)(struct cqi_qdriver *q, int fd);
 	/*
 	 * Wait for every outstanding message to settle.  After 60s (or the

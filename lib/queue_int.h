@@ -60,4 +60,71 @@ void cqi_publisher_on_frame(struct cq_publisher *pub, cqi_frame_fn fn,
 enum cq_err cqi_publisher_frame(struct cq_publisher *pub,
 				const amqp_frame_t *f, bool *handled);
 
+/* Passive declare: ready messages and consumers of an existing queue;
+ * CQ_ERR_NOTFOUND when it does not exist. */
+enum cq_err cqi_queue_inspect(struct cq_ctx *ctx, const char *queue,
+			      uint32_t *messages, uint32_t *consumers);
+/* Passive declare of an exchange: CQ_ERR_NOTFOUND when missing. */
+enum cq_err cqi_exchange_inspect(struct cq_ctx *ctx, const char *exchange);
+
+/* ---- the confirming publisher (publish.c) ------------------------------- */
+
+struct cq_publisher;
+
+/*
+ * Called exactly once for every message given to cqi_publish (whatever
+ * cqi_publish returns): ok when the broker confirmed it, else reason is one
+ * of the CQ_REASON_* strings (static).
+ * Runs inside cqi_publish, cqi_publisher_poll or cqi_publisher_flush; it may
+ * ack or nack deliveries (cqi_ack) but must not publish.
+ */
+typedef void (*cq_settle_fn)(void *arg, uint64_t user_tag, bool ok,
+			     const char *reason);
+
+/*
+ * A publisher on the context's channel, with publisher confirms, at most
+ * window messages unconfirmed at a time (1 - 1,000,000), and mandatory
+ * publishing (an unroutable message fails instead of vanishing).  NULL on
+ * error (message in ctx).
+ */
+struct cq_publisher *cqi_publisher_new(struct cq_ctx *ctx, size_t window,
+				      bool mandatory);
+void cqi_publisher_on_settle(struct cq_publisher *pub, cq_settle_fn fn,
+			    void *arg);
+/*
+ * Told when the broker blocks publishing on the connection (a memory or
+ * disk alarm: blocked true, reason its text, e.g. "low on memory") and
+ * when it lets it go on (blocked false, reason NULL).  While blocked the
+ * publisher sends nothing and waits, at most the context's timeout from
+ * the block on; then every outstanding message fails with
+ * CQ_REASON_BLOCKED and the publisher is dead (CQ_ERR_TEMPFAIL).
+ */
+typedef void (*cq_blocked_fn)(void *arg, bool blocked, const char *reason);
+void cqi_publisher_on_blocked(struct cq_publisher *pub, cq_blocked_fn fn,
+			     void *arg);
+/*
+ * Send one message; blocks reading confirms while the window is full (as
+ * long as cqi_publisher_flush would wait).  Returns CQ_OK when sent;
+ * CQ_ERR_DATA for a message that cannot be sent (bad priority...: settled
+ * with CQ_REASON_BAD; the publisher stays usable, the caller clears the
+ * context error); CQ_ERR_TEMPFAIL (or another
+ * error) when the connection is lost: every outstanding message is settled
+ * failed and the publisher is dead.
+ */
+enum cq_err cqi_publish(struct cq_publisher *pub, const struct cq_message *msg,
+		       uint64_t user_tag);
+/* Wait for every outstanding confirm.  After 60s (or the context timeout if
+ * longer) without any confirm, while the broker does not say it is
+ * blocked, the rest are settled failed and CQ_ERR_TEMPFAIL returned; the
+ * same at once on a second stop request (cq_stop_requested() == 2), with
+ * CQ_REASON_STOPPED. */
+enum cq_err cqi_publisher_flush(struct cq_publisher *pub);
+uint64_t cqi_publisher_confirmed(const struct cq_publisher *pub);
+uint64_t cqi_publisher_failed(const struct cq_publisher *pub);
+/* False once the channel or connection is gone (every later cqi_publish
+ * fails at once). */
+bool cqi_publisher_alive(const struct cq_publisher *pub);
+/* Frees without settling what is still outstanding: flush first. */
+void cqi_publisher_free(struct cq_publisher *pub);
+
 #endif

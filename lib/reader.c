@@ -29,13 +29,13 @@ struct cq_reader {
 	bool stopped;		/* a stop request ended the input */
 	int skip_found;		/* of its delimiters, already seen */
 	uint64_t no, blank;
-	/* called before each read (cq_reader_serve): serves a connection
+	/* called before each read (cqi_reader_serve): serves a connection
 	 * while input is awaited */
 	enum cq_err (*wait)(void *arg, int fd);
 	void *wait_arg;
 };
 
-struct cq_reader *cq_reader_new(struct cq_ctx *ctx, int fd,
+struct cq_reader *cqi_reader_new(struct cq_ctx *ctx, int fd,
 				const struct cq_reader_opts *o)
 {
 	struct cq_reader *r = calloc(1, sizeof(*r));
@@ -57,7 +57,7 @@ struct cq_reader *cq_reader_new(struct cq_ctx *ctx, int fd,
 	return r;
 }
 
-void cq_reader_free(struct cq_reader *r)
+void cqi_reader_free(struct cq_reader *r)
 {
 	if (!r)
 		return;
@@ -72,17 +72,17 @@ void cqi_reader_wait(struct cq_reader *r,
 	r->wait_arg = arg;
 }
 
-uint64_t cq_reader_blank(const struct cq_reader *r)
+uint64_t cqi_reader_blank(const struct cq_reader *r)
 {
 	return r->blank;
 }
 
-bool cq_reader_stopped(const struct cq_reader *r)
+bool cqi_reader_stopped(const struct cq_reader *r)
 {
 	return r->stopped;
 }
 
-uint64_t cq_reader_records(const struct cq_reader *r)
+uint64_t cqi_reader_records(const struct cq_reader *r)
 {
 	return r->no;
 }
@@ -248,7 +248,7 @@ static bool next_raw(struct cq_reader *r, struct cq_rec_in *rec)
 	}
 }
 
-bool cq_reader_next(struct cq_reader *r, struct cq_rec_in *rec)
+bool cqi_reader_next(struct cq_reader *r, struct cq_rec_in *rec)
 {
 	for (;;) {
 		memset(rec, 0, sizeof(*rec));
@@ -275,7 +275,7 @@ bool cq_reader_next(struct cq_reader *r, struct cq_rec_in *rec)
 	}
 }
 
-const char *cq_rec_flaw_str(enum cq_rec_flaw f)
+const char *cqi_rec_flaw_str(enum cq_rec_flaw f)
 {
 	switch (f) {
 	case CQ_REC_OK:

@@ -256,15 +256,15 @@ static bool next_record(struct warm *w, struct cq_reader *rd,
 	char err[200];
 	struct cq_rec_in in;
 
-	while (cq_reader_next(rd, &in)) {
+	while (cqi_reader_next(rd, &in)) {
 		w->st->records = in.no;
-		w->st->blank = cq_reader_blank(rd);
+		w->st->blank = cqi_reader_blank(rd);
 		if (in.flaw == CQ_REC_TOO_LONG) {
 			report_bad(w, in.no, "record longer than --max-size");
 			continue;
 		}
 		if (in.flaw) {
-			report_bad(w, in.no, cq_rec_flaw_str(in.flaw));
+			report_bad(w, in.no, cqi_rec_flaw_str(in.flaw));
 			continue;
 		}
 		if (!parse(w, in.p, in.len, rec, err, sizeof(err))) {
@@ -281,9 +281,9 @@ static bool next_record(struct warm *w, struct cq_reader *rd,
 		}
 		return true;
 	}
-	w->st->records = cq_reader_records(rd);
-	w->st->blank = cq_reader_blank(rd);
-	if (cq_reader_stopped(rd))
+	w->st->records = cqi_reader_records(rd);
+	w->st->blank = cqi_reader_blank(rd);
+	if (cqi_reader_stopped(rd))
 		w->st->stopped = true;
 	return false;
 }
@@ -608,7 +608,7 @@ enum cq_err cq_warm(struct cq_ctx *ctx, int fd, const struct cq_warm_opts *o,
 	/* a JSONL line's CR is blank space after the object, not data */
 	ro.refuse_cr = o->format != CQ_WARM_JSONL || o->exec;
 	cqi_throttle_init(&w.thr, o->rate);
-	rd = cq_reader_new(ctx, fd, &ro);
+	rd = cqi_reader_new(ctx, fd, &ro);
 	if (!rd)
 		return ctx->err;
 	if (o->once && take_once_lock(&w))
@@ -633,6 +633,6 @@ out:
 	cq_buf_free(&w.key);
 	cq_buf_free(&w.tagkey);
 	cq_buf_free(&w.lockkey);
-	cq_reader_free(rd);
+	cqi_reader_free(rd);
 	return e;
 }

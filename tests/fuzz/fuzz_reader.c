@@ -110,10 +110,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		nrec--;
 	lseek(fd, 0, SEEK_SET);
 	ctx = cq_ctx_new(NULL);
-	r = ctx ? cq_reader_new(ctx, fd, &o) : NULL;
+	r = ctx ? cqi_reader_new(ctx, fd, &o) : NULL;
 	if (!r)
 		abort();
-	for (size_t want_i = 0; cq_reader_next(r, &in); want_i++) {
+	for (size_t want_i = 0; cqi_reader_next(r, &in); want_i++) {
 		const struct rec *want;
 		bool too_long;
 		size_t len;
@@ -153,9 +153,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	       !(o.nfields == 2 && got_n == nrec - 1))
 		got_n++;
 	FUZZ_ASSERT(got_n == nrec, "%zu records, want %zu", got_n, nrec);
-	FUZZ_ASSERT(cq_reader_records(r) == nrec, "counted %llu records, want %zu",
-		    (unsigned long long)cq_reader_records(r), nrec);
-	cq_reader_free(r);
+	FUZZ_ASSERT(cqi_reader_records(r) == nrec, "counted %llu records, want %zu",
+		    (unsigned long long)cqi_reader_records(r), nrec);
+	cqi_reader_free(r);
 	cq_ctx_free(ctx);
 	close(fd);
 	free(rbuf);

@@ -1,5 +1,5 @@
 /*
- * fuzz_record - `qctl enqueue --jsonl` records (cq_record_parse) and the
+ * fuzz_record - `qctl enqueue --jsonl` records (cqi_record_parse) and the
  * base64 decoder behind body_base64 (cqi_base64_decode, which warm's
  * key_base64 and value_base64 use too).
  *
@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	msg.headers = preset;
 	msg.nheaders = 2;
 	err[0] = '\0';
-	if (cq_record_parse(line, size, &msg, &rec, err, sizeof(err)) == CQ_OK) {
+	if (cqi_record_parse(line, size, &msg, &rec, err, sizeof(err)) == CQ_OK) {
 		FUZZ_ASSERT(rec != NULL, "no record");
 		FUZZ_ASSERT(msg.body != NULL || msg.len == 0, "body");
 		FUZZ_ASSERT(msg.nheaders >= 2 && strcmp(msg.headers[0].key,
@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t i = 0; i < msg.nheaders; i++)
 			FUZZ_ASSERT(msg.headers[i].key != NULL, "header %zu", i);
 		FUZZ_ASSERT(msg.priority >= -1 && msg.priority <= 255, "priority");
-		cq_record_free(rec);
+		cqi_record_free(rec);
 	} else {
 		FUZZ_ASSERT(rec == NULL && err[0], "failed without a message");
 	}

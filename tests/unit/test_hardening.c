@@ -70,18 +70,18 @@ static void test_reader_too_long_keeps_its_start(void **state)
 	assert_int_equal(write(fd, big, sizeof(big)), sizeof(big));
 	assert_int_equal(write(fd, "\nnext\n", 6), 6);
 	lseek(fd, 0, SEEK_SET);
-	r = cq_reader_new(ctx, fd, &o);
-	assert_true(cq_reader_next(r, &in));
+	r = cqi_reader_new(ctx, fd, &o);
+	assert_true(cqi_reader_next(r, &in));
 	assert_int_equal(in.flaw, CQ_REC_TOO_LONG);
 	assert_int_equal(in.len, 10);
 	assert_memory_equal(in.p, "0123456789", 10);
-	assert_true(cq_reader_next(r, &in));
+	assert_true(cqi_reader_next(r, &in));
 	assert_int_equal(in.flaw, CQ_REC_OK);
 	assert_int_equal(in.len, 4);
 	assert_memory_equal(in.p, "next", 4);
-	assert_false(cq_reader_next(r, &in));
+	assert_false(cqi_reader_next(r, &in));
 	assert_int_equal(ctx->err, CQ_OK);
-	cq_reader_free(r);
+	cqi_reader_free(r);
 	cq_ctx_free(ctx);
 	close(fd);
 }
@@ -97,10 +97,10 @@ static void test_record_two_base64_bodies(void **state)
 
 	(void)state;
 	cq_message_init(&m);
-	assert_int_equal(cq_record_parse(line, strlen(line), &m, &rec, err,
+	assert_int_equal(cqi_record_parse(line, strlen(line), &m, &rec, err,
 					 sizeof(err)), CQ_OK);
 	assert_int_equal(m.len, 1);
-	cq_record_free(rec);
+	cqi_record_free(rec);
 }
 
 /* cachectl fetch chose 126 by comparing the error text with "cannot

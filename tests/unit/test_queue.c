@@ -374,7 +374,7 @@ static void test_records(void **state)
 	cq_message_init(&m);
 	m.headers = h;
 	m.nheaders = 1;
-	assert_int_equal(cq_record_parse(
+	assert_int_equal(cqi_record_parse(
 		"{\"body\":\"a\\u0000b\",\"headers\":{\"k\":\"v\",\"n\":3},"
 		"\"message_id\":\"m1\",\"priority\":4,\"content_type\":\"text/plain\","
 		"\"expiration\":\"30s\"}", strlen(
@@ -392,19 +392,19 @@ static void test_records(void **state)
 	assert_string_equal(m.headers[1].key, "k");
 	assert_true(m.headers[2].is_int);
 	assert_int_equal(m.headers[2].ival, 3);
-	cq_record_free(rec);
+	cqi_record_free(rec);
 
 	cq_message_init(&m);
-	assert_int_equal(cq_record_parse("{\"body_base64\":\"AAEC/w==\"}", 26,
+	assert_int_equal(cqi_record_parse("{\"body_base64\":\"AAEC/w==\"}", 26,
 					 &m, &rec, err, sizeof(err)), CQ_OK);
 	assert_int_equal(m.len, 4);
 	assert_memory_equal(m.body, "\0\1\2\377", 4);
-	cq_record_free(rec);
+	cqi_record_free(rec);
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cq_message_init(&m);
 		err[0] = '\0';
-		assert_int_equal(cq_record_parse(bad[i], strlen(bad[i]), &m,
+		assert_int_equal(cqi_record_parse(bad[i], strlen(bad[i]), &m,
 						 &rec, err, sizeof(err)),
 				 CQ_ERR_DATA);
 		assert_null(rec);
@@ -449,28 +449,28 @@ static void test_reader(void **state)
 	assert_int_equal(write(fds[1], big, sizeof(big)), (ssize_t)sizeof(big));
 	assert_int_equal(write(fds[1], "\nlast", 5), 5);
 	close(fds[1]);
-	r = cq_reader_new(ctx, fds[0], &o);
+	r = cqi_reader_new(ctx, fds[0], &o);
 	assert_non_null(r);
-	assert_true(cq_reader_next(r, &in));
+	assert_true(cqi_reader_next(r, &in));
 	assert_int_equal(in.len, 3);
 	assert_memory_equal(in.p, "one", 3);
 	/* the blank line is skipped and counted; numbers stay line numbers */
-	assert_true(cq_reader_next(r, &in));
-	assert_int_equal(cq_reader_blank(r), 1);
+	assert_true(cqi_reader_next(r, &in));
+	assert_int_equal(cqi_reader_blank(r), 1);
 	assert_int_equal(in.no, 3);
 	assert_memory_equal(in.p, "two", 3);
 	assert_int_equal(in.flaw, CQ_REC_OK);
-	assert_true(cq_reader_next(r, &in));
+	assert_true(cqi_reader_next(r, &in));
 	assert_int_equal(in.flaw, CQ_REC_TOO_LONG);
 	assert_int_equal(in.len, 100);
-	assert_true(cq_reader_next(r, &in));
+	assert_true(cqi_reader_next(r, &in));
 	assert_int_equal(in.flaw, CQ_REC_OK);
 	assert_int_equal(in.len, 4);
 	assert_memory_equal(in.p, "last", 4);
-	assert_false(cq_reader_next(r, &in));
+	assert_false(cqi_reader_next(r, &in));
 	assert_int_equal(ctx->err, CQ_OK);
-	assert_int_equal(cq_reader_records(r), 5);
-	cq_reader_free(r);
+	assert_int_equal(cqi_reader_records(r), 5);
+	cqi_reader_free(r);
 	close(fds[0]);
 	cq_ctx_free(ctx);
 }
@@ -485,7 +485,7 @@ static struct cq_reader *reader_of(struct cq_ctx *ctx, const char *s, size_t n,
 	assert_int_equal(write(fds[1], s, n), (ssize_t)n);
 	close(fds[1]);
 	*fd = fds[0];
-	return cq_reader_new(ctx, fds[0], o);
+	return cqi_reader_new(ctx, fds[0], o);
 }
 
 /* issue 13's input rules: CRLF lines are flawed where the CR would be
@@ -502,37 +502,37 @@ static void test_reader_rules(void **state)
 
 	(void)state;
 	r = reader_of(ctx, crlf, sizeof(crlf) - 1, &o, &fd);
-	assert_true(cq_reader_next(r, &in));
+	assert_true(cqi_reader_next(r, &in));
 	assert_int_equal(in.flaw, CQ_REC_CR);
-	assert_true(cq_reader_next(r, &in));
+	assert_true(cqi_reader_next(r, &in));
 	assert_int_equal(in.flaw, CQ_REC_CR);
 	assert_int_equal(in.no, 2);
-	assert_true(cq_reader_next(r, &in));
+	assert_true(cqi_reader_next(r, &in));
 	assert_int_equal(in.flaw, CQ_REC_OK);
-	assert_false(cq_reader_next(r, &in));
-	cq_reader_free(r);
+	assert_false(cqi_reader_next(r, &in));
+	cqi_reader_free(r);
 	close(fd);
 
 	o.refuse_cr = false;	/* JSONL: the CR is blank space */
 	r = reader_of(ctx, crlf, sizeof(crlf) - 1, &o, &fd);
-	assert_true(cq_reader_next(r, &in));
+	assert_true(cqi_reader_next(r, &in));
 	assert_int_equal(in.flaw, CQ_REC_OK);
 	assert_int_equal(in.len, 4);
-	cq_reader_free(r);
+	cqi_reader_free(r);
 	close(fd);
 
 	o = (struct cq_reader_opts){ .delim = '\0', .nfields = 2 };
 	r = reader_of(ctx, pairs, sizeof(pairs) - 1, &o, &fd);
-	assert_true(cq_reader_next(r, &in));
+	assert_true(cqi_reader_next(r, &in));
 	assert_int_equal(in.len, 5);
 	assert_memory_equal(in.p, "k1\0v1", 5);
-	assert_true(cq_reader_next(r, &in));
+	assert_true(cqi_reader_next(r, &in));
 	assert_int_equal(in.len, 2);
 	assert_memory_equal(in.p, "k2", 2);
 	assert_int_equal(in.no, 2);
-	assert_false(cq_reader_next(r, &in));
+	assert_false(cqi_reader_next(r, &in));
 	assert_int_equal(ctx->err, CQ_OK);
-	cq_reader_free(r);
+	cqi_reader_free(r);
 	close(fd);
 	cq_ctx_free(ctx);
 }
