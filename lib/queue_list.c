@@ -1813,13 +1813,33 @@ static enum cq_err name_proc(struct list_q *l)
 	return CQ_OK;
 }
 
+/* A dead letter moves in one script: on a Redis Cluster the DLQ must be
+ * on the queue's slot. */
+static enum cq_err dlq_slot_check(struct list_q *l)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+
+	if (cqi_key_slot(l->k.dlq.data, l->k.dlq.len) ==
+	    cqi_key_slot(l->k.queue.data, l->k.queue.len))
+		return CQ_OK;
+	if (!cqi_redis_masters(ctx))
+		return ctx->err;
+	if (!cqi_redis_is_cluster(ctx))
+		return CQ_OK;
+	return cq_seterr(ctx, CQ_ERR_USAGE,
+			 "dead-letter list '%s' is not on the hash slot of queue '%s' in this Redis Cluster: give it the queue's hash tag (--dlq '{%s}%s')",
+			 l->k.dlq_name, l->base.conf.queue, l->k.queue.data,
+			 CQ_DLQ_SUFFIX);
+}
+
 static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 {
 	struct list_q *l = L(q);
 	(void)window;
 	if (cqi_list_check_type(q->ctx, &l->k.proc, "processing list") ||
 	    (q->conf.exec &&
-	     cqi_list_check_type(q->ctx, &l->k.dlq, "dead-letter list")))
+	     (cqi_list_check_type(q->ctx, &l->k.dlq, "dead-letter list") ||
+	      dlq_slot_check(l))))
 		return q->ctx->err;
 	if (take_lease(l))
 		return q->ctx->err;

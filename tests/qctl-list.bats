@@ -304,6 +304,15 @@ per_test_teardown() {
 	assert_output ""
 }
 
+@test "list: a named processing list has one live consumer at a time" {
+	rcli LPUSH "$Q" 1 2 >/dev/null
+	hold_in_handlers 1 --processing-list "$Q:work"
+	run -75 --separate-stderr qctl consume --processing-list "$Q:work" --until-empty "$Q"
+	[[ "$stderr" == "qctl: consume: processing list '$Q:work' belongs to a live consumer ($(hostname) pid $BGPID; its lease ends in "*"s unless renewed)" ]]
+	run -0 rcli LRANGE "$Q" 0 -1
+	assert_output 2
+}
+
 # ---- the other verbs ------------------------------------------------------------------------
 
 @test "list: enqueue LPUSHes raw bodies (arguments, lines, -0), oldest consumed first" {
