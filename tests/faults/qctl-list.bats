@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
-# Faults under qctl on Redis list queues (issue 12 §2): consumers killed
-# with SIGKILL at random points, a consumer killed beside a live one, and
-# Redis going away.  Nothing is ever lost: each message is acked only after
+# Faults under qctl on Redis list queues (issue 12 §2): consumers and
+# replays killed with SIGKILL at random points, a consumer killed beside a
+# live one, Redis going away, and a Redis Cluster.  Nothing is ever lost: each message is acked only after
 # its handler succeeded (or its output was flushed), or is back in the
 # queue once the dead consumer's lease expired.  Counted with redis-cli.
 # A private sandbox: one test stops its redis-server.
@@ -21,6 +21,7 @@ per_test_teardown() {
 	for pid in $(cat "$TMP/handlers" 2>/dev/null); do
 		kill -9 -- "-$pid" 2>/dev/null
 	done
+	[ -d "$SB/redis-cluster" ] && "$SANDBOX" --dir "$SB" stop-redis-cluster >/dev/null 2>&1
 	sb_heal
 }
 
@@ -144,4 +145,20 @@ HANDLER='echo $$ >>"$TMP/handlers"; b=$(cat); sleep 0.0$((RANDOM % 5)); echo "$b
 	cat "$TMP/err"
 	assert_equal "$rc" 75
 	grep -q "^qctl: consume: " "$TMP/err"
+}
+
+@test "list faults: on a Redis Cluster every step stays on the queue's slot; a dead-letter list off it is refused, naming the one that works" {
+	local env
+	env=$("$SANDBOX" --dir "$SB" start-redis-cluster --replicas 0 2>"$TMP/rc.log") ||
+		{ cat "$TMP/rc.log"; return 1; }
+	eval "$env"
+	export CQ_REDIS_URL=$CQ_REDIS_CLUSTER_URL
+	seq 1 100 | qctl enqueue -q "$Q"
+	run -64 --separate-stderr qctl consume -e 'exit 3' --max-retries 0 --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: dead-letter list '$Q.dlq' is not on the hash slot of queue '$Q' in this Redis Cluster: give it the queue's hash tag (--dlq '{$Q}.dlq')"
+	run -0 --separate-stderr qctl consume -e '[ "$(cat)" -gt 3 ]' --max-retries 0 --dlq "{$Q}.dlq" --until-empty "$Q"
+	[[ "$stderr" == *"(97 acked, 0 retried, 3 dead-lettered)" ]]
+	run -0 --separate-stderr qctl replay-dlq --to "$Q" "{$Q}.dlq"
+	run -0 --separate-stderr qctl consume --until-empty "$Q"
+	assert_output "$(printf '1\n2\n3')"
 }
