@@ -744,6 +744,38 @@ static enum cq_err claim_retries(struct stream_q *s)
 	return batch_from(s, r, r->type == CQI_REPLY_ARRAY ? r : NULL);
 }
 
+/*
+ * Consumers that hold nothing and have not read for the visibility
+ * timeout leave the group (XGROUP DELCONSUMER), so that its consumer
+ * count is of the living: those a kill -9 left, once their entries were
+ * claimed.  One that reads again is simply added back by Redis.
+ */
+static const char forget_script[] =
+	"local n = 0\n"
+	"for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do\n"
+	"  local h = {}\n"
+	"  for i = 1, #c, 2 do h[c[i]] = c[i + 1] end\n"
+	"  if h['name'] ~= ARGV[2] and h['pending'] == 0 and\n"
+	"     h['idle'] >= tonumber(ARGV[3]) then\n"
+	"    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], h['name'])\n"
+	"    n = n + 1\n"
+	"  end\n"
+	"end\n"
+	"return n\n";
+
+/* (one script: a consumer that reads meanwhile is not removed with what
+ * it just took) */
+static void forget_dead(struct stream_q *s)
+{
+	char idle[24];
+	const char *argv[7] = { "EVAL", forget_script, "1", s->key.data,
+				s->group, s->consumer, idle };
+
+	snprintf(idle, sizeof(idle), "%lld", s->vis_ms);
+	cqi_reply_free(entry_cmd(s, "forget dead consumers", CQI_KEY(3), 7,
+				 argv));
+}
+
 /* Entries idle longer than the visibility timeout: their consumer died. */
 static enum cq_err autoclaim(struct stream_q *s, size_t max)
 {
@@ -764,8 +796,10 @@ static enum cq_err autoclaim(struct stream_q *s, size_t max)
 	}
 	snprintf(s->cursor, sizeof(s->cursor), "%s", r->element[0]->str);
 	/* the whole group looked at: rest until the next round */
-	if (strcmp(s->cursor, "0-0") == 0)
+	if (strcmp(s->cursor, "0-0") == 0) {
 		s->next_claim_ms = cq_now_ms() + CLAIM_EVERY_MS;
+		forget_dead(s);
+	}
 	return batch_from(s, r, r->element[1]);
 }
 
@@ -1836,6 +1870,10 @@ static enum cq_err flush_dels(struct stream_q *s)
 			     NULL);
 		free(argv);
 	}
+	/* out at once, not with the pipeline's next batch: a dead letter
+	 * whose copy is safe lingers only as long as a round trip */
+	if (!s->base.ctx->err && s->pipe.nout)
+		cqi_pipe_sync(&s->pipe, s->pipe.inflight + s->pipe.nout);
 	return s->base.ctx->err;
 }
 

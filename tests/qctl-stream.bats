@@ -115,6 +115,8 @@ pending_is() { [ "$(pending)" = "$1" ]; }
 	assert_equal "$(jq -r '"\(.body) \(.headers."x-delivery-count") \(.redelivered)"' <<<"$output" | paste -sd'|')" \
 		"msg-1 2 true|msg-2 2 true"
 	assert_equal "$(pending)" 0
+	# the dead one, robbed of all it held, has left the group
+	assert_equal "$(group_field consumers)" 0
 }
 
 @test "stream: a live consumer keeps entries its handler holds past the visibility timeout" {
