@@ -128,6 +128,7 @@ static enum cq_err entries_after(struct stream_q *s, const char *id,
 static long long int_cmd(struct stream_q *s, int argc, const char **argv);
 static void lost_free(struct lost *l, size_t n);
 static enum cq_err flush_dels(struct stream_q *s);
+static enum cq_err any_after(struct stream_q *s, const char *id, bool *any);
 static enum cq_err pub_sync(struct stream_q *s);
 
 static struct stream_q *S(struct cqi_qdriver *q)
@@ -1315,12 +1316,12 @@ static enum cq_err no_group_err(struct stream_q *s)
  * entries not yet delivered.  With any, a stream without the group is
  * fine: *lag gets its length. */
 static enum cq_err check_group(struct stream_q *s, uint64_t *lag,
-			       bool any)
+			       bool any_group)
 {
 	struct cq_ctx *ctx = s->base.ctx;
 	struct group_info gi;
 	char hint[2400];
-	bool exists;
+	bool exists, any;
 
 	if (stream_exists(s, &s->key, sname(s), &exists))
 		return ctx->err;
@@ -1331,7 +1332,7 @@ static enum cq_err check_group(struct stream_q *s, uint64_t *lag,
 				 sname(s), hint);
 	if (group_info(s, &gi))
 		return ctx->err;
-	if (!gi.found && any) {
+	if (!gi.found && any_group) {
 		/* replay reads a dead-letter stream without a group; consume
 		 * is refused at start */
 		const char *argv[2] = { "XLEN", s->key.data };
@@ -1347,6 +1348,10 @@ static enum cq_err check_group(struct stream_q *s, uint64_t *lag,
 		return ctx->err;
 	if (!isnan(gi.lag))
 		*lag = (uint64_t)gi.lag;
+	if (*lag && any_after(s, gi.last_id, &any))
+		return ctx->err;
+	if (*lag && !any)
+		*lag = 0;	/* what is left after it was purged */
 	return CQ_OK;
 }
 
@@ -1538,17 +1543,23 @@ static long long int_cmd(struct stream_q *s, int argc, const char **argv)
  * read again in every batch when a group is named).
  */
 static const char after_script[] =
+	"local function later(a, b)\n"
+	"  local am, as = string.match(a, '^(%d+)-(%d+)$')\n"
+	"  local bm, bs = string.match(b, '^(%d+)-(%d+)$')\n"
+	"  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)\n"
+	"  return am > bm or (am == bm and as > bs)\n"
+	"end\n"
 	"local from = ARGV[2]\n"
 	"if ARGV[1] ~= '' then\n"
 	"  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do\n"
 	"    local h = {}\n"
 	"    for i = 1, #g, 2 do h[g[i]] = g[i + 1] end\n"
-	"    if h['name'] == ARGV[1] and h['last-delivered-id'] > from then\n"
+	"    if h['name'] == ARGV[1] and later(h['last-delivered-id'], from) then\n"
 	"      from = h['last-delivered-id']\n"
 	"    end\n"
 	"  end\n"
 	"end\n"
-	"local e = redis.call('XRANGE', KEYS[1], '(' .. from, '+', 'COUNT', 1000)\n"
+	"local e = redis.call('XRANGE', KEYS[1], '(' .. from, '+', 'COUNT', ARGV[4])\n"
 	"if #e == 0 then return {0, from} end\n"
 	"if ARGV[3] == '1' then\n"
 	"  for i = 1, #e do redis.call('XDEL', KEYS[1], e[i][1]) end\n"
@@ -1559,14 +1570,15 @@ static enum cq_err entries_after(struct stream_q *s, const char *id,
 				 bool del, uint64_t *n)
 {
 	char from[ID_MAX];
-	const char *argv[7] = { "EVAL", after_script, "1", s->key.data,
-				del ? s->group : "", from, del ? "1" : "0" };
+	const char *argv[8] = { "EVAL", after_script, "1", s->key.data,
+				del ? s->group : "", from, del ? "1" : "0",
+				"1000" };
 	struct cqi_reply *r;
 
 	*n = 0;
 	snprintf(from, sizeof(from), "%s", id);
 	for (;;) {
-		r = cqi_redis_cmd(s->base.ctx, CQI_KEY(3), 7, argv, NULL);
+		r = cqi_redis_cmd(s->base.ctx, CQI_KEY(3), 8, argv, NULL);
 		if (!r)
 			return s->base.ctx->err;
 		if (r->type != CQI_REPLY_ARRAY || r->elements < 2 ||
@@ -1578,6 +1590,21 @@ static enum cq_err entries_after(struct stream_q *s, const char *id,
 		snprintf(from, sizeof(from), "%s", r->element[1]->str);
 		cqi_reply_free(r);
 	}
+}
+
+/* Is there any entry after id?  (Redis's lag counts the entries deleted
+ * after a group's last delivered one, a purge's, as still there.) */
+static enum cq_err any_after(struct stream_q *s, const char *id, bool *any)
+{
+	const char *argv[8] = { "EVAL", after_script, "1", s->key.data, "",
+				id, "0", "1" };
+	struct cqi_reply *r = cqi_redis_cmd(s->base.ctx, CQI_KEY(3), 8, argv,
+					    NULL);
+
+	*any = r && r->type == CQI_REPLY_ARRAY && r->elements >= 2 &&
+	       r->element[0]->integer > 0;
+	cqi_reply_free(r);
+	return s->base.ctx->err;
 }
 
 static void add_extra(struct cqi_qstats *out, const char *name, double v)
@@ -1626,6 +1653,16 @@ static enum cq_err stats(struct cqi_qdriver *q, struct cqi_qstats *out)
 		if (entries_after(s, gi.last_id, false, &n))
 			return q->ctx->err;
 		gi.lag = (double)n;
+	}
+	if (gi.found && gi.lag > 0) {
+		bool any;
+
+		if (any_after(s, gi.last_id, &any))
+			return q->ctx->err;
+		if (!any)
+			gi.lag = 0;	/* what is left after it was purged */
+		else if (gi.lag > (double)len)
+			gi.lag = (double)len;
 	}
 	out->ready = gi.found ? gi.lag : (double)len;
 	out->inflight = (double)gi.pending;
