@@ -139,7 +139,8 @@ struct taken {
 	size_t len;
 	bool meta;		/* it has a side-hash record */
 	bool held;		/* replay keeps it (hold): no ack upto covers it */
-	bool acked;		/* acked while writes were in flight: LREM due */
+	bool acked;		/* acked: its LREM is due */
+	bool lrem_sent;		/* ... and sent, its reply not read yet */
 };
 
 /* A message given to publish, its reply not yet read. */
@@ -518,6 +519,7 @@ static bool keep_taken(struct list_q *l, uint64_t tag, const char *body,
 	t->meta = meta;
 	t->held = false;
 	t->acked = false;
+	t->lrem_sent = false;
 	l->nt++;
 	return true;
 }
@@ -781,11 +783,9 @@ static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 		/* replay: the writes' replies first (nothing else may be read
 		 * before them: the acks they bring go with the take), and an
 		 * empty list ends the taking: no BLMOVE */
-		if (pub_sync(l, 0))
-			return q->ctx->err;
 		if (l->taking && max)
 			return take_now(l, max);
-		if (flush_acks(l))
+		if (pub_sync(l, 0) || flush_acks(l))
 			return q->ctx->err;
 		return refresh_due(l, now) ? refresh(l) : CQ_OK;
 	}
@@ -927,8 +927,9 @@ static bool remove_send(struct list_q *l, size_t i, size_t n, bool only_acked)
 		const char *lrem[4] = { "LREM", l->k.proc.data, "-1", t->body };
 		size_t llens[4] = { 4, l->k.proc.len, 2, t->len };
 
-		if (only_acked && !t->acked)
+		if (only_acked && (!t->acked || t->lrem_sent))
 			continue;
+		t->lrem_sent = only_acked;
 		if (t->meta ?
 		    cqi_redis_append(ctx, CQI_KEY(3), 6, argv, lens) :
 		    cqi_redis_append(ctx, CQI_KEY(1), 4, lrem, llens))
@@ -1163,28 +1164,39 @@ static void drop_acked(struct list_q *l)
 	size_t k = 0;
 
 	for (size_t i = 0; i < l->nt; i++) {
-		if (l->t[i].acked) {
+		if (l->t[i].lrem_sent) {
 			free(l->t[i].body);
+			l->nacked--;
 			continue;
 		}
 		l->t[k++] = l->t[i];
 	}
 	l->nt = k;
-	l->nacked = 0;
 }
 
 /* The LREMs of what was acked since the last round trip, then (n > 0)
- * the take script, in one round trip. */
+ * the take script, in one round trip.  With writes, on one node: the
+ * take goes right behind them, and the acks their replies bring wait for
+ * the next take. */
 static enum cq_err acks_and_take(struct list_q *l, size_t n)
 {
+	struct cq_ctx *ctx = l->base.ctx;
 	size_t acks = l->nacked;
+	bool behind = l->pub_on && n && !cqi_redis_is_cluster(ctx);
 
+	if (behind && pub_sync(l, l->pipe.inflight + l->pipe.nout))
+		return ctx->err;	/* queued writes out, no reply read */
+	else if (!behind && pub_sync(l, 0))
+		return ctx->err;
 	if ((acks && !remove_send(l, 0, l->nt, true)) ||
 	    (n && take_send(l, n)))
-		return l->base.ctx->err;
+		return ctx->err;
+	/* the writes' replies come first (they were sent first) */
+	if (behind && pub_sync(l, 0))
+		return ctx->err;
 	if (acks) {
 		if (!remove_read(l, acks))
-			return l->base.ctx->err;
+			return ctx->err;
 		drop_acked(l);
 	}
 	return n ? take_read(l, n) : CQ_OK;
