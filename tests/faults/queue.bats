@@ -142,7 +142,11 @@ SH
 	cat >"$TMP/holder" <<'SH'
 #!/bin/sh
 body=$(cat)
+# count and append under one lock, so two handlers never both pass at 49
+exec 9>>"$DONE.lock"
+flock 9
 if [ "$(wc -l <"$DONE")" -ge 50 ]; then
+	flock -u 9
 	while [ ! -e "$TMP/go" ]; do sleep 0.05; done
 fi
 printf '%s\n' "$body" >>"$DONE"
