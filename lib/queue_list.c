@@ -326,8 +326,10 @@ static bool add_stderr(struct cq_field *h, size_t *n, json_t *o)
 		return add_json_str(h, n, CQ_HDR_STDERR,
 				    json_object_get(o, "stderr"));
 	if (!cqi_base64_decode(json_string_value(b), json_string_length(b),
-			       &raw))
+			       &raw)) {
+		cq_buf_free(&raw);
 		return true;	/* not ours to fail on */
+	}
 	ok = add_str(h, n, CQ_HDR_STDERR, raw.data ? raw.data : "", raw.len);
 	cq_buf_free(&raw);
 	return ok;
@@ -336,7 +338,7 @@ static bool add_stderr(struct cq_field *h, size_t *n, json_t *o)
 enum cq_err cqi_list_record_headers(const char *rec, size_t len,
 				    struct cq_field **out, size_t *nout)
 {
-	json_t *o = json_loadb(rec, len, 0, NULL);
+	json_t *o = json_loadb(rec, len, JSON_ALLOW_NUL, NULL);
 	struct cq_field *h;
 	size_t n = 0;
 	bool ok, dead;

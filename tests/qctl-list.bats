@@ -163,6 +163,15 @@ per_test_teardown() {
 	assert_output ""
 }
 
+@test "list: a handler's stderr holding a NUL byte keeps the retry count readable" {
+	rcli LPUSH "$Q" job >/dev/null
+	timeout 20 qctl consume --max-retries 2 --until-empty \
+		-e "printf 'bad\\0bytes' >&2; exit 3" "$Q" 2>"$TMP/err"
+	grep -aq "(0 acked, 2 retried, 1 dead-lettered)" "$TMP/err"
+	run -0 rcli HGET "$DLQ_META" "$(printf job | sha1sum | cut -d' ' -f1)"
+	jq -e '.retries == 3 and .stderr == "bad\u0000bytes"' <<<"$output"
+}
+
 @test "list: a retried message that then succeeds is acked and its record cleaned" {
 	rcli LPUSH "$Q" job >/dev/null
 	run -0 --separate-stderr qctl consume --until-empty \
