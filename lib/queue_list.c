@@ -911,15 +911,13 @@ static enum cq_err resume(struct cqi_qdriver *q)
 
 /* ---- settling ------------------------------------------------------------------ */
 
-/* LREM each of the n unsettled from index i, pipelined; false when the
- * connection is gone. */
-/* Send the LREM of the n unsettled from index i (acked ones only when
- * only_acked). */
-static bool remove_send(struct list_q *l, size_t i, size_t n, bool only_acked)
+/* Send the LREM (with its record's HDEL when it has one) of each acked
+ * message not sent yet, pipelined; false when the connection is gone. */
+static bool remove_send(struct list_q *l)
 {
 	struct cq_ctx *ctx = l->base.ctx;
 
-	for (size_t j = i; j < i + n; j++) {
+	for (size_t j = 0; j < l->nt; j++) {
 		struct taken *t = &l->t[j];
 		const char *argv[7] = { "EVAL", ack_meta_lua, "2",
 					l->k.proc.data, l->k.meta.data,
@@ -929,9 +927,9 @@ static bool remove_send(struct list_q *l, size_t i, size_t n, bool only_acked)
 		const char *lrem[4] = { "LREM", l->k.proc.data, "-1", t->body };
 		size_t llens[4] = { 4, l->k.proc.len, 2, t->len };
 
-		if (only_acked && (!t->acked || t->lrem_sent))
+		if (!t->acked || t->lrem_sent)
 			continue;
-		t->lrem_sent = only_acked;
+		t->lrem_sent = true;
 		if (t->meta ?
 		    cqi_redis_append(ctx, CQI_KEY(3), 6, argv, lens) :
 		    cqi_redis_append(ctx, CQI_KEY(1), 4, lrem, llens))
@@ -1190,7 +1188,7 @@ static enum cq_err acks_and_take(struct list_q *l, size_t n)
 		return ctx->err;	/* queued writes out, no reply read */
 	else if (!behind && pub_sync(l, 0))
 		return ctx->err;
-	if ((acks && !remove_send(l, 0, l->nt, true)) ||
+	if ((acks && !remove_send(l)) ||
 	    (n && take_send(l, n)))
 		return ctx->err;
 	/* the writes' replies come first (they were sent first) */
