@@ -219,7 +219,7 @@ static struct cqi_reply *eval_as(struct cq_ctx *ctx, const char *script,
 {
 	const char *argv[16];
 	size_t lens[16];
-	struct cqi_reply *r;
+	struct cqi_reply *r = NULL;
 	char nk[8];
 	int argc = 0;
 
