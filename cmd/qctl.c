@@ -1605,6 +1605,8 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = { QCTL_OPTIONS };
 	struct cq_metrics ms;
+	char why[128];
+	bool redis;
 	int c, ret;
 
 	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1)
@@ -1625,7 +1627,9 @@ static int cmd_stats(struct cli *cli, int argc, char **argv)
 		cq_metrics_clear(&ms);
 		return cli_fail(cli);
 	}
-	cq_metrics_source(&ms, CQ_SRC_AMQP, cli->ctx);
+	/* the backend read: RabbitMQ, or Redis for a list or stream */
+	cq_backend_ok(cli->set.queue_backend, &redis, why, sizeof(why));
+	cq_metrics_source(&ms, redis ? CQ_SRC_REDIS : CQ_SRC_AMQP, cli->ctx);
 	ret = cli_put_metrics(cli, &ms);
 	for (size_t i = 0; i < ms.nqueues && ret != EX_SOFTWARE; i++) {
 		if (ms.queues[i].found)

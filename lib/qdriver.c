@@ -1,6 +1,7 @@
 /* qdriver.c - the queue backends: the table that maps a --backend name
  * (CQ_QUEUE_BACKEND) to its driver's constructor, and opening a driver
  * for a verb (qdriver_int.h). */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "internal.h"
 #include "qdriver_int.h"
 #include "queue_list_int.h"
+#include "redis_int.h"
 
 /*
  * The backends, in the order --help lists them.  A Redis backend's
@@ -169,4 +171,44 @@ struct cqi_qdriver *cqi_qdriver_open(struct cq_ctx *ctx,
 		return NULL;
 	}
 	return q;
+}
+
+void cqi_qd_fail(struct cqi_qdriver *q, enum cq_err e, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	cqi_vformat(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	q->hooks.fail(q->hooks.arg, e, msg);
+}
+
+void cqi_qd_notice(struct cqi_qdriver *q, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	cqi_vformat(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	q->hooks.notice(q->hooks.arg, msg);
+}
+
+enum cq_err cqi_redis_dlq_slot_check(struct cq_ctx *ctx,
+				     const struct cq_buf *queue_key,
+				     const char *queue,
+				     const struct cq_buf *dlq_key,
+				     const char *dlq, const char *kind)
+{
+	if (cqi_key_slot(dlq_key->data, dlq_key->len) ==
+	    cqi_key_slot(queue_key->data, queue_key->len))
+		return CQ_OK;
+	if (!cqi_redis_masters(ctx))
+		return ctx->err;
+	if (!cqi_redis_is_cluster(ctx))
+		return CQ_OK;
+	return cq_seterr(ctx, CQ_ERR_USAGE,
+			 "dead-letter %s '%s' is not on the hash slot of queue '%s' in this Redis Cluster: give it the queue's hash tag (--dlq '{%s}%s')",
+			 kind, dlq, queue, queue_key->data, CQ_DLQ_SUFFIX);
 }

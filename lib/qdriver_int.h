@@ -405,6 +405,25 @@ struct cqi_qdriver *cqi_qdriver_open(struct cq_ctx *ctx,
  * q->hooks calls it (cqi_qdriver_open does). */
 void cqi_qhooks_fill(struct cqi_qhooks *h, struct cq_ctx *ctx);
 
+/* A driver's hooks.fail and hooks.notice, with the message formatted
+ * (cqi_vformat; a notice up to 767 bytes, a failure up to 511). */
+void cqi_qd_fail(struct cqi_qdriver *q, enum cq_err e, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void cqi_qd_notice(struct cqi_qdriver *q, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/*
+ * A dead letter moves in one script, so on a Redis Cluster the dead-letter
+ * key (dlq_key, named dlq as the user gave it; kind "list", "stream")
+ * must be on the queue's hash slot: CQ_ERR_USAGE naming the --dlq that
+ * works when it is not.  CQ_OK off a cluster.
+ */
+enum cq_err cqi_redis_dlq_slot_check(struct cq_ctx *ctx,
+				     const struct cq_buf *queue_key,
+				     const char *queue,
+				     const struct cq_buf *dlq_key,
+				     const char *dlq, const char *kind);
+
 /*
  * cq_consume over a driver (which the engine frees).  The options are
  * checked as cq_consume checks them; o->queue must be conf.queue.

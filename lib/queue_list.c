@@ -184,32 +184,6 @@ static const struct list_q *CL(const struct cqi_qdriver *q)
 	return (const struct list_q *)q;
 }
 
-static void lfail(struct list_q *l, enum cq_err e, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void lfail(struct list_q *l, enum cq_err e, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	cqi_vformat(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	l->base.hooks.fail(l->base.hooks.arg, e, msg);
-}
-
-static void lnotice(struct list_q *l, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void lnotice(struct list_q *l, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	cqi_vformat(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	l->base.hooks.notice(l->base.hooks.arg, msg);
-}
-
 /* EVAL script over keys (n of them) and args.  An error reply is
  * returned (the connection works); NULL when the connection is gone. */
 static struct cqi_reply *eval_as(struct cq_ctx *ctx, const char *script,
@@ -950,7 +924,7 @@ static bool remove_read(struct list_q *l, size_t n)
 		if (cqi_redis_reply(ctx, &r))
 			return false;
 		if (r->type == CQI_REPLY_ERROR)
-			lfail(l, cqi_redis_err_kind(r->str),
+			cqi_qd_fail(&l->base, cqi_redis_err_kind(r->str),
 			      "cannot ack in processing list '%s': %s",
 			      l->k.proc.data, r->str);
 		else if (r->type == CQI_REPLY_INTEGER && r->integer == 0)
@@ -958,7 +932,7 @@ static bool remove_read(struct list_q *l, size_t n)
 		cqi_reply_free(r);
 	}
 	if (gone)
-		lnotice(l, "%zu acked message%s no longer in processing list '%s' (recovered after the lease lapsed?): delivered again",
+		cqi_qd_notice(&l->base, "%zu acked message%s no longer in processing list '%s' (recovered after the lease lapsed?): delivered again",
 			gone, gone == 1 ? " was" : "s were", l->k.proc.data);
 	return true;
 }
@@ -1044,7 +1018,7 @@ static bool dead_letter(struct cqi_qdriver *q, const struct cq_delivery *d,
 	char *rec = cqi_list_record(f, q->conf.queue);
 
 	if (!rec) {
-		lfail(l, CQ_ERR_NOMEM, "out of memory");
+		cqi_qd_fail(&l->base, CQ_ERR_NOMEM, "out of memory");
 		return false;
 	}
 	snprintf(where, len, "to list '%s'", l->k.dlq_name);
@@ -1698,7 +1672,7 @@ static enum cq_err recover_dead(struct list_q *l)
 		    memcmp(proc.data, l->k.proc.data, proc.len))
 			e = recover_gone(l, &proc, &moved, &gone);
 		if (!e && moved)
-			lnotice(l, "recovered %llu message%s of a consumer %s (processing list '%s') into '%s'",
+			cqi_qd_notice(&l->base, "recovered %llu message%s of a consumer %s (processing list '%s') into '%s'",
 				moved, moved == 1 ? "" : "s",
 				gone ? "that is gone (its process ended)" :
 				"whose lease expired", proc.data,
@@ -1748,7 +1722,7 @@ static enum cq_err recover_asked(struct list_q *l, const char *name)
 		held_err(l, &proc, owner, ttl, "--recover: ");
 		goto out;
 	}
-	lnotice(l, "recovered %llu message%s of processing list '%s' into '%s'",
+	cqi_qd_notice(&l->base, "recovered %llu message%s of processing list '%s' into '%s'",
 		moved, moved == 1 ? "" : "s", name, l->base.conf.queue);
 out:
 	cq_buf_free(&proc);
@@ -1825,23 +1799,11 @@ static enum cq_err name_proc(struct list_q *l)
 	return CQ_OK;
 }
 
-/* A dead letter moves in one script: on a Redis Cluster the DLQ must be
- * on the queue's slot. */
 static enum cq_err dlq_slot_check(struct list_q *l)
 {
-	struct cq_ctx *ctx = l->base.ctx;
-
-	if (cqi_key_slot(l->k.dlq.data, l->k.dlq.len) ==
-	    cqi_key_slot(l->k.queue.data, l->k.queue.len))
-		return CQ_OK;
-	if (!cqi_redis_masters(ctx))
-		return ctx->err;
-	if (!cqi_redis_is_cluster(ctx))
-		return CQ_OK;
-	return cq_seterr(ctx, CQ_ERR_USAGE,
-			 "dead-letter list '%s' is not on the hash slot of queue '%s' in this Redis Cluster: give it the queue's hash tag (--dlq '{%s}%s')",
-			 l->k.dlq_name, l->base.conf.queue, l->k.queue.data,
-			 CQ_DLQ_SUFFIX);
+	return cqi_redis_dlq_slot_check(l->base.ctx, &l->k.queue,
+					l->base.conf.queue, &l->k.dlq,
+					l->k.dlq_name, "list");
 }
 
 static enum cq_err start(struct cqi_qdriver *q, unsigned window)

@@ -141,32 +141,6 @@ static const struct stream_q *CS(const struct cqi_qdriver *q)
 	return (const struct stream_q *)q;
 }
 
-static void sfail(struct stream_q *s, enum cq_err e, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void sfail(struct stream_q *s, enum cq_err e, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	cqi_vformat(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	s->base.hooks.fail(s->base.hooks.arg, e, msg);
-}
-
-static void qnotice(struct stream_q *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void qnotice(struct stream_q *s, const char *fmt, ...)
-{
-	char msg[768];
-	va_list ap;
-
-	va_start(ap, fmt);
-	cqi_vformat(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	s->base.hooks.notice(s->base.hooks.arg, msg);
-}
-
 static const char *sname(const struct stream_q *s)
 {
 	return s->base.conf.queue;
@@ -180,14 +154,14 @@ static void reply_fail(struct stream_q *s, const struct cqi_reply *r,
 	const char *t = r->str ? r->str : "";
 
 	if (strncmp(t, "NOGROUP", 7) == 0)
-		sfail(s, CQ_ERR_NOTFOUND,
+		cqi_qd_fail(&s->base, CQ_ERR_NOTFOUND,
 		      "%s: stream '%s' or its consumer group '%s' was deleted",
 		      what, sname(s), s->group);
 	else if (strncmp(t, "WRONGTYPE", 9) == 0)
-		sfail(s, CQ_ERR_DATA, "%s: key '%s' is not a stream", what,
+		cqi_qd_fail(&s->base, CQ_ERR_DATA, "%s: key '%s' is not a stream", what,
 		      sname(s));
 	else
-		sfail(s, cqi_redis_err_kind(t), "%s on stream '%s': Redis said: %s",
+		cqi_qd_fail(&s->base, cqi_redis_err_kind(t), "%s on stream '%s': Redis said: %s",
 		      what, sname(s), t);
 }
 
@@ -535,7 +509,7 @@ static void send_ack(struct stream_q *s, const char **ids, size_t n)
 			char (*d)[ID_MAX] = realloc(s->dels, cap * sizeof(*d));
 
 			if (!d) {
-				sfail(s, CQ_ERR_NOMEM, "out of memory");
+				cqi_qd_fail(&s->base, CQ_ERR_NOMEM, "out of memory");
 				return;
 			}
 			s->dels = d;
@@ -548,7 +522,7 @@ static void send_ack(struct stream_q *s, const char **ids, size_t n)
 	argv = malloc((n + 3) * sizeof(*argv));
 
 	if (!argv) {
-		sfail(s, CQ_ERR_NOMEM, "out of memory");
+		cqi_qd_fail(&s->base, CQ_ERR_NOMEM, "out of memory");
 		return;
 	}
 	argv[0] = "XACK";
@@ -1023,7 +997,7 @@ static void ack(struct cqi_qdriver *q, uint64_t tag, bool upto)
 					     s->rlen - 1;
 	ids = malloc((last + 1) * sizeof(*ids));
 	if (!ids) {
-		sfail(s, CQ_ERR_NOMEM, "out of memory");
+		cqi_qd_fail(&s->base, CQ_ERR_NOMEM, "out of memory");
 		return;
 	}
 	for (size_t i = upto ? 0 : last; i <= last; i++)
@@ -1123,7 +1097,7 @@ static bool dead_letter(struct cqi_qdriver *q, const struct cq_delivery *d,
 		if (!t)	/* settled already: nothing to move */
 			begun = true;
 		else
-			sfail(s, CQ_ERR_NOMEM, "out of memory");
+			cqi_qd_fail(&s->base, CQ_ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	if (settle_replies(s))
@@ -1414,6 +1388,10 @@ static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 	}
 	if (s->no_group)
 		return no_group_err(s);
+	if (q->conf.exec &&
+	    cqi_redis_dlq_slot_check(q->ctx, &s->key, sname(s), &s->dlq_key,
+				     s->dlq, "stream"))
+		return q->ctx->err;
 	s->started = s->taking = true;
 	s->history = true;
 	snprintf(s->hist_from, sizeof(s->hist_from), "0");
@@ -2021,7 +1999,7 @@ static void warn_trimmed(struct stream_q *s)
 		gone = (long long)(was->unread + s->added) - read -
 		       (long long)now[i].unread;
 		if (gone > 0)
-			qnotice(s, "MAXLEN %lld trimmed %lld entr%s of stream '%s' that group '%s' had not read",
+			cqi_qd_notice(&s->base, "MAXLEN %lld trimmed %lld entr%s of stream '%s' that group '%s' had not read",
 				s->maxlen, gone, gone == 1 ? "y" : "ies",
 				sname(s), now[i].group);
 	}

@@ -63,3 +63,16 @@ verb_args() {
 		assert_line --partial "(CQ_QUEUE_BACKEND)"
 	done
 }
+
+@test "backend: stats --json names the backend it read: redis for a list or a stream, amqp for RabbitMQ" {
+	local b
+	for b in list stream; do
+		run -0 qctl declare --backend "$b" -q "$Q.$b"
+		run -0 qctl enqueue --backend "$b" -q "$Q.$b" one
+		run -0 --separate-stderr qctl stats --backend "$b" --json "$Q.$b"
+		assert_equal "$(jq -c '[.amqp, .redis.up]' <<<"$output")" '[null,true]'
+	done
+	run -0 qctl declare --backend amqp -q "$Q"
+	run -0 --separate-stderr qctl stats --backend amqp --json "$Q"
+	assert_equal "$(jq -c '[.amqp.up, .redis]' <<<"$output")" '[true,null]'
+}

@@ -257,3 +257,21 @@ resend_lines() {
 		awk 'NR == FNR { if (sub(/-$/, "")) from = $0 + 0; else want[$0]; next }
 		     FNR in want || (from && FNR >= from)' - "$2"
 }
+
+# A Redis Cluster of a suite's own, in state dir $1 (scripts/sandbox
+# start-redis-cluster with the rest of the arguments): its URL becomes
+# CQ_REDIS_URL (CQ_REDIS_CLUSTER_PORTS names its nodes' ports).
+# redis_cluster_stop DIR stops it (nothing when none runs there).
+redis_cluster_start() {
+	local dir=$1 env
+	shift
+	env=$("$TOP/scripts/sandbox" --dir "$dir" start-redis-cluster "$@" 2>"$dir.rc.log") ||
+		{ cat "$dir.rc.log"; return 1; }
+	eval "$env"
+	export CQ_REDIS_URL=$CQ_REDIS_CLUSTER_URL
+}
+
+redis_cluster_stop() {
+	[ -d "$1/redis-cluster" ] || return 0
+	"$TOP/scripts/sandbox" --dir "$1" stop-redis-cluster >/dev/null 2>&1 || true
+}

@@ -21,7 +21,7 @@ per_test_teardown() {
 	for pid in $(cat "$TMP/handlers" 2>/dev/null); do
 		kill -9 -- "-$pid" 2>/dev/null
 	done
-	[ -d "$SB/redis-cluster" ] && "$SANDBOX" --dir "$SB" stop-redis-cluster >/dev/null 2>&1
+	redis_cluster_stop "$SB"
 	sb_heal
 }
 
@@ -149,11 +149,7 @@ HANDLER='echo $$ >>"$TMP/handlers"; b=$(cat); sleep 0.0$((RANDOM % 5)); echo "$b
 }
 
 @test "list faults: on a Redis Cluster every step stays on the queue's slot; a dead-letter list off it is refused, naming the one that works" {
-	local env
-	env=$("$SANDBOX" --dir "$SB" start-redis-cluster --replicas 0 2>"$TMP/rc.log") ||
-		{ cat "$TMP/rc.log"; return 1; }
-	eval "$env"
-	export CQ_REDIS_URL=$CQ_REDIS_CLUSTER_URL
+	redis_cluster_start "$SB" --replicas 0
 	seq 1 100 | qctl enqueue -q "$Q"
 	run -64 --separate-stderr qctl consume -e 'exit 3' --max-retries 0 --until-empty "$Q"
 	assert_equal "$stderr" "qctl: consume: dead-letter list '$Q.dlq' is not on the hash slot of queue '$Q' in this Redis Cluster: give it the queue's hash tag (--dlq '{$Q}.dlq')"

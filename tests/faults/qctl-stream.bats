@@ -37,6 +37,10 @@ per_test_setup() {
 	rcli XGROUP CREATE "$K" qctl 0 MKSTREAM >/dev/null
 }
 
+per_test_teardown() {
+	redis_cluster_stop "$BATS_FILE_TMPDIR/rc"
+}
+
 peer() { node "$TOP/bench/peers/ioredis-stream.js" "$@"; }
 
 # The ids of the stream's entries the group has acked: delivered (up to
@@ -145,4 +149,17 @@ reap_handlers() {
 	assert_equal "$(bodies "$K" | sort -u | wc -l)" "$n"
 	# a copy made again only for what was in flight when each run died
 	[ "$(rcli XLEN "$K")" -le $((n + 6 * 100)) ]
+}
+
+@test "stream faults: on a Redis Cluster a dead-letter stream off the queue's hash slot is refused up front, naming the one that works" {
+	redis_cluster_start "$BATS_FILE_TMPDIR/rc" --replicas 0
+	local port=${CQ_REDIS_CLUSTER_PORTS%% *}
+	redis-cli -c -p "$port" XGROUP CREATE "$K" qctl 0 MKSTREAM >/dev/null
+	seq 1 20 | qctl enqueue -q "$Q"
+	run -64 --separate-stderr qctl consume -e 'exit 3' --max-retries 0 --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: dead-letter stream '$Q.dlq' is not on the hash slot of queue '$Q' in this Redis Cluster: give it the queue's hash tag (--dlq '{$K}.dlq')"
+	assert_equal "$(redis-cli -c -p "$port" --raw XPENDING "$K" qctl | head -1)" 0
+	run -0 --separate-stderr qctl consume -e '[ "$(cat)" -gt 3 ]' --max-retries 0 --dlq "{$K}.dlq" --until-empty "$Q"
+	[[ "$stderr" == *"(17 acked, 0 retried, 3 dead-lettered)" ]]
+	assert_equal "$(redis-cli -c -p "$port" XLEN "$P{$K}.dlq")" 3
 }
