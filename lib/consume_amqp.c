@@ -1188,15 +1188,10 @@ static const struct cqi_qdriver_ops amqp_ops = {
 struct cqi_qdriver *cqi_amqp_qdriver_new(struct cq_ctx *ctx,
 					 const struct cqi_qconf *conf)
 {
-	struct amqp_q *a = calloc(1, sizeof(*a));
+	struct amqp_q *a = cqi_qdriver_alloc(ctx, sizeof(*a), &amqp_ops, conf);
 
-	if (!a) {
-		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	if (!a)
 		return NULL;
-	}
-	a->base.ops = &amqp_ops;
-	a->base.ctx = ctx;
-	a->base.conf = *conf;
 	a->tag = amqp_empty_bytes;
 	return &a->base;
 }

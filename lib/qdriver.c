@@ -1,6 +1,8 @@
 /* qdriver.c - the queue backends: the table that maps a --backend name
  * (CQ_QUEUE_BACKEND) to its driver's constructor, and opening a driver
  * for a verb (qdriver_int.h). */
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,4 +213,34 @@ enum cq_err cqi_redis_dlq_slot_check(struct cq_ctx *ctx,
 	return cq_seterr(ctx, CQ_ERR_USAGE,
 			 "dead-letter %s '%s' is not on the hash slot of queue '%s' in this Redis Cluster: give it the queue's hash tag (--dlq '{%s}%s')",
 			 kind, dlq, queue, queue_key->data, CQ_DLQ_SUFFIX);
+}
+
+void *cqi_qdriver_alloc(struct cq_ctx *ctx, size_t size,
+			const struct cqi_qdriver_ops *ops,
+			const struct cqi_qconf *conf)
+{
+	struct cqi_qdriver *q = calloc(1, size);
+
+	if (!q) {
+		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	q->ops = ops;
+	q->ctx = ctx;
+	q->conf = *conf;
+	return q;
+}
+
+enum cq_err cqi_wait_readable(struct cq_ctx *ctx, int fd)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+
+	while (poll(&pfd, 1, -1) < 0) {
+		if (errno != EINTR)
+			return cq_seterr(ctx, CQ_ERR_IO, "poll: %s",
+					 strerror(errno));
+		if (cq_stop_requested())
+			break;
+	}
+	return CQ_OK;
 }

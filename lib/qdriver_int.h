@@ -405,6 +405,18 @@ struct cqi_qdriver *cqi_qdriver_open(struct cq_ctx *ctx,
  * q->hooks calls it (cqi_qdriver_open does). */
 void cqi_qhooks_fill(struct cqi_qhooks *h, struct cq_ctx *ctx);
 
+/* A driver's state of size bytes (struct cqi_qdriver its first member),
+ * zeroed, with base's ops, ctx and conf set; NULL with the context error
+ * set when out of memory. */
+void *cqi_qdriver_alloc(struct cq_ctx *ctx, size_t size,
+			const struct cqi_qdriver_ops *ops,
+			const struct cqi_qconf *conf);
+
+/* Wait until fd can be read, or a stop request (a driver's wait_input,
+ * once it has nothing to serve on its connection): CQ_ERR_IO when poll()
+ * fails. */
+enum cq_err cqi_wait_readable(struct cq_ctx *ctx, int fd);
+
 /* A driver's hooks.fail and hooks.notice, with the message formatted
  * (cqi_vformat; a notice up to 767 bytes, a failure up to 511). */
 void cqi_qd_fail(struct cqi_qdriver *q, enum cq_err e, const char *fmt, ...)

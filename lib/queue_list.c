@@ -1260,14 +1260,9 @@ static enum cq_err pub_poll(struct cqi_qdriver *q)
 /* The input is slow: settle everything written, then wait for it. */
 static enum cq_err wait_input(struct cqi_qdriver *q, int fd)
 {
-	struct pollfd pfd = { fd, POLLIN, 0 };
-
 	if (pub_sync(L(q), 0))
 		return q->ctx->err;
-	if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
-		return cq_seterr(q->ctx, CQ_ERR_IO, "poll: %s",
-				 strerror(errno));
-	return CQ_OK;	/* a signal: the caller looks at its stop request */
+	return cqi_wait_readable(q->ctx, fd);
 }
 
 static enum cq_err pub_flush(struct cqi_qdriver *q)
@@ -1954,15 +1949,10 @@ static const struct cqi_qdriver_ops list_ops = {
 struct cqi_qdriver *cqi_list_qdriver_new(struct cq_ctx *ctx,
 					 const struct cqi_qconf *conf)
 {
-	struct list_q *l = calloc(1, sizeof(*l));
+	struct list_q *l = cqi_qdriver_alloc(ctx, sizeof(*l), &list_ops, conf);
 
-	if (!l) {
-		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	if (!l)
 		return NULL;
-	}
-	l->base.ops = &list_ops;
-	l->base.ctx = ctx;
-	l->base.conf = *conf;
 	l->lease_ms = conf->lease_ms > 0 ? conf->lease_ms : LEASE_MS_DEFAULT;
 	if (gethostname(l->host, sizeof(l->host) - 1) < 0 || !*l->host)
 		snprintf(l->host, sizeof(l->host), "unknown");

@@ -2159,15 +2159,10 @@ static enum cq_err pub_flush(struct cqi_qdriver *q)
 
 static enum cq_err wait_input(struct cqi_qdriver *q, int in)
 {
-	struct pollfd pfd = { in, POLLIN, 0 };
-
 	/* nothing to serve on Redis while waiting: send and settle first */
 	if (pub_sync(S(q)))
 		return q->ctx->err;
-	while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
-		if (cq_stop_requested())
-			break;
-	return CQ_OK;
+	return cqi_wait_readable(q->ctx, in);
 }
 
 static bool pub_alive(const struct cqi_qdriver *q)
@@ -2210,14 +2205,8 @@ static const struct cqi_qdriver_ops stream_ops = {
 struct cqi_qdriver *cqi_stream_qdriver_new(struct cq_ctx *ctx,
 					   const struct cqi_qconf *conf)
 {
-	struct stream_q *s = calloc(1, sizeof(*s));
+	struct stream_q *s = cqi_qdriver_alloc(ctx, sizeof(*s), &stream_ops,
+					       conf);
 
-	if (!s) {
-		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-		return NULL;
-	}
-	s->base.ops = &stream_ops;
-	s->base.ctx = ctx;
-	s->base.conf = *conf;
-	return &s->base;
+	return s ? &s->base : NULL;
 }
