@@ -69,6 +69,7 @@ struct await {
 	int node;		/* where it was sent */
 	int slot;		/* of its key, or -1 */
 	unsigned tries;
+	unsigned lost;		/* times its node was lost (rejoin) */
 	char *cmd;		/* its RESP text, for a resend; NULL on a */
 	size_t len;		/* Redis known not to be a cluster */
 	struct cqi_reply *reply;	/* read ahead of its turn */
@@ -953,6 +954,11 @@ static enum cq_err connect_first(struct cq_ctx *ctx,
 		if (node_ready(ctx, ni) &&
 		    (!u->db || !redis_select(ctx, rd->nodes[ni], u->db))) {
 			rd->cur = ni;
+			/* the other seeds, known for a map if this one is lost */
+			while (++i < n)
+				if (node_index(ctx, u->nodes[i].host,
+					       u->nodes[i].port, NULL) < 0)
+					return ctx->err;
 			return CQ_OK;
 		}
 		node_hangup(rd->nodes[ni]);
@@ -1143,17 +1149,23 @@ static enum cq_err queue_on(struct cq_ctx *ctx, int ni, uint64_t seq,
 	return CQ_OK;
 }
 
-/* Queue one command on node ni, awaited in order. */
+static enum cq_err rejoin(struct cq_ctx *ctx);
+
+/* Queue one command on node ni, awaited in order.  On a cluster or behind
+ * a Sentinel a node that cannot be reached is rejoined (its command kept
+ * to be sent where the slot map or the sentinels say). */
 static enum cq_err push_cmd(struct cq_ctx *ctx, int ni, int slot, int argc,
 			    const char **argv, const size_t *lens)
 {
 	struct cqi_redis *rd = ctx->redis;
 	struct node *n = node_ready(ctx, ni);
+	bool keep = rd->mode != MODE_SINGLE || rd->sentinel;
 	struct await *a;
 	size_t at;
 
-	if (!n)
+	if (!n && !keep)
 		return ctx->err;
+	n = rd->nodes[ni];
 	at = n->out.len;
 	if (!aw_grow(rd) || !resp_append(&n->out, argc, argv, lens) ||
 	    !owe(n, rd->atail))
@@ -1164,7 +1176,7 @@ static enum cq_err push_cmd(struct cq_ctx *ctx, int ni, int slot, int argc,
 	a->slot = slot;
 	/* a copy to send again after a redirection, unless Redis is known
 	 * not to be a cluster */
-	if (rd->mode != MODE_SINGLE || rd->sentinel) {
+	if (keep) {
 		a->len = n->out.len - at;
 		a->cmd = malloc(a->len);
 		if (!a->cmd)
@@ -1172,7 +1184,10 @@ static enum cq_err push_cmd(struct cq_ctx *ctx, int ni, int slot, int argc,
 		memcpy(a->cmd, n->out.data + at, a->len);
 	}
 	rd->atail++;
-	return CQ_OK;
+	if (n->fd >= 0)
+		return CQ_OK;
+	node_hangup(n);
+	return rejoin(ctx);
 }
 
 enum cq_err cqi_redis_append(struct cq_ctx *ctx, int route, int argc,
@@ -1206,13 +1221,13 @@ static enum cq_err resend(struct cq_ctx *ctx, struct await *a, uint64_t seq,
 {
 	static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
 
-	if (ask && queue_on(ctx, ni, DROP, asking, sizeof(asking) - 1))
-		return ctx->err;
-	if (queue_on(ctx, ni, seq, a->cmd, a->len))
-		return ctx->err;
-	a->node = ni;
+	a->node = ni;	/* a failure below leaves it lost there (rejoin) */
 	a->tries++;
-	return flush_out(ctx, ctx->redis->nodes[ni]);
+	if ((ask && queue_on(ctx, ni, DROP, asking, sizeof(asking) - 1)) ||
+	    queue_on(ctx, ni, seq, a->cmd, a->len) ||
+	    flush_out(ctx, ctx->redis->nodes[ni]))
+		node_hangup(ctx->redis->nodes[ni]);
+	return ctx->err;
 }
 
 /* A pause before another try of a cluster in trouble: 25 ms, doubling. */
@@ -1293,8 +1308,10 @@ static enum cq_err take_reply(struct cq_ctx *ctx, int ni)
 		return cq_seterr(ctx, CQ_ERR_INTERNAL,
 				 "a Redis reply was awaited from %s, which owes none",
 				 n->where);
-	if (next_reply(ctx, n, &r))
+	if (next_reply(ctx, n, &r)) {
+		node_hangup(n);	/* its awaited commands are lost (rejoin) */
 		return ctx->err;
+	}
 	return give_reply(ctx, n, r);
 }
 
@@ -1310,50 +1327,18 @@ static struct cqi_reply *pop_awaited(struct cqi_redis *rd)
 	return r;
 }
 
-/* Send what every node has queued. */
+/* Send what every node has queued; a node that fails is hung up, its
+ * awaited commands lost (rejoin). */
 static enum cq_err flush_all(struct cq_ctx *ctx)
 {
 	struct cqi_redis *rd = ctx->redis;
 
 	for (size_t i = 0; i < rd->nnodes; i++)
-		if (rd->nodes[i]->out.len && flush_out(ctx, rd->nodes[i]))
+		if (rd->nodes[i]->out.len && flush_out(ctx, rd->nodes[i])) {
+			node_hangup(rd->nodes[i]);
 			return ctx->err;
+		}
 	return CQ_OK;
-}
-
-/* The connection failed in the middle of work (ctx's error): behind a
- * Sentinel, find the master again (for up to FAILOVER_WAIT) and send it
- * every awaited command not answered yet, so that each is answered once.
- * Anywhere else, or for another error, the error stays. */
-static enum cq_err rejoin(struct cq_ctx *ctx)
-{
-	struct cqi_redis *rd = ctx->redis;
-	char lost[300], cause[sizeof(ctx->errstr)], why[sizeof(ctx->errstr)];
-
-	if (!rd->sentinel || (ctx->err != CQ_ERR_TEMPFAIL &&
-			      ctx->err != CQ_ERR_UNAVAILABLE))
-		return ctx->err;
-	memcpy(lost, rd->nodes[rd->cur]->where, sizeof(lost));
-	memcpy(cause, ctx->errstr, sizeof(cause));
-	for (size_t i = 0; i < rd->nnodes; i++)
-		node_hangup(rd->nodes[i]);
-	cqi_err_drop(ctx);
-	if (find_master(ctx, cq_now_ms() + FAILOVER_WAIT(ctx))) {
-		memcpy(why, ctx->errstr, sizeof(why));
-		return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
-				 "lost the master at %s (%s); %s", lost, cause,
-				 why);
-	}
-	for (uint64_t seq = rd->ahead; seq < rd->atail; seq++) {
-		struct await *a = AW(rd, seq);
-
-		if (a->reply)
-			continue;
-		if (queue_on(ctx, rd->cur, seq, a->cmd, a->len))
-			return ctx->err;
-		a->node = rd->cur;
-	}
-	return flush_out(ctx, rd->nodes[rd->cur]);
 }
 
 enum cq_err cqi_redis_reply(struct cq_ctx *ctx, struct cqi_reply **reply)
@@ -1921,22 +1906,31 @@ static enum cq_err poll_nodes(struct cqi_pipe *p)
 	return CQ_OK;
 }
 
-/* The map, asked over a connection of its own (the nodes' connections
- * are busy with the pipelines): from each node not down in turn. */
-static enum cq_err fresh_map(struct cqi_pipe *p)
+/* ---- a lost node's unanswered commands, for single commands and pipelines ---- */
+
+/* How take_over moves the commands a lost node had not answered: lost(arg,
+ * i) says node i is lost (not asked for the map); move(arg) moves what it
+ * can to new_home's node and says whether none is left (false on an error
+ * too, the context's). */
+struct mover {
+	bool (*lost)(void *arg, int ni);
+	bool (*move)(void *arg);
+	void *arg;
+};
+
+/* The map, asked over a connection of its own (the nodes' connections may
+ * be busy with a pipeline): from each node not lost in turn. */
+static enum cq_err fresh_map(struct cq_ctx *ctx, const struct mover *m)
 {
-	struct cq_ctx *ctx = p->ctx;
 	struct cqi_redis *rd = ctx->redis;
 	const char *argv[2] = { "CLUSTER", "SLOTS" };
 
 	for (size_t i = 0; i < rd->nnodes; i++) {
 		struct node *src = rd->nodes[i], *n;
 		struct cqi_reply *r = NULL;
-		struct pnode *pn = pn_at(p, (int)i);
 
-		if (!pn)
-			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-		if (pn->down || pn->gone || !src->host || !(n = calloc(1, sizeof(*n))))
+		if (m->lost(m->arg, (int)i) || !src->host ||
+		    !(n = calloc(1, sizeof(*n))))
 			continue;
 		n->fd = -1;
 		n->host = strdup(src->host);
@@ -1949,6 +1943,7 @@ static enum cq_err fresh_map(struct cqi_pipe *p)
 		if (r && r->type == CQI_REPLY_ARRAY) {
 			enum cq_err e = load_map(ctx, r, (int)i);
 
+			rd->mode = MODE_CLUSTER;
 			cqi_reply_free(r);
 			return e;
 		}
@@ -1957,24 +1952,188 @@ static enum cq_err fresh_map(struct cqi_pipe *p)
 	return CQ_OK;
 }
 
-/* Move down node d's unanswered commands to the nodes that serve their
- * slots now; true when none is left on d.  If d serves them still, it is
- * tried again (a node restarted). */
+/* Where an unanswered command of lost node d goes now: the node that
+ * serves its slot (the current node for one without a key, or behind a
+ * Sentinel), or d again if it serves it still and answers (a node
+ * restarted); -1 if nobody does yet. */
+static int new_home(struct cq_ctx *ctx, int slot, int d)
+{
+	struct cqi_redis *rd = ctx->redis;
+	int to = slot >= 0 && rd->slots[slot] ? rd->slots[slot] - 1 : rd->cur;
+
+	if (to != d)
+		return to;
+	if (!node_ready(ctx, d)) {
+		cqi_err_drop(ctx);
+		return -1;
+	}
+	return d;
+}
+
+/* Nodes were lost: until deadline, re-read the slot map (behind a
+ * Sentinel, find the master again) and move their unanswered commands to
+ * where new_home says.  CQ_OK when none is left; CQ_ERR_TEMPFAIL with the
+ * context error clear when the time is up (what is left is the caller's);
+ * else the context error (behind a Sentinel, "lost the master"). */
+static enum cq_err take_over(struct cq_ctx *ctx, long long deadline,
+			     const struct mover *m)
+{
+	struct cqi_redis *rd = ctx->redis;
+	char lost[300], why[sizeof(ctx->errstr)];
+
+	memcpy(lost, rd->nodes[rd->cur]->where, sizeof(lost));
+	for (;;) {
+		if (rd->sentinel && find_master(ctx, deadline)) {
+			memcpy(why, ctx->errstr, sizeof(why));
+			return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
+					 "lost the master at %s; %s", lost, why);
+		}
+		if (!rd->sentinel && fresh_map(ctx, m))
+			return ctx->err;
+		if (m->move(m->arg))
+			return CQ_OK;
+		if (ctx->err)
+			return ctx->err;
+		if (cq_now_ms() >= deadline || cq_stop_requested())
+			return CQ_ERR_TEMPFAIL;
+		sleep_ms(200);
+	}
+}
+
+/* ---- single commands: a lost node's awaited ones ---- */
+
+/* Is node ni lost: hung up, with awaited commands unanswered? */
+static bool aw_lost(void *arg, int ni)
+{
+	struct cqi_redis *rd = ((struct cq_ctx *)arg)->redis;
+
+	if (rd->nodes[ni]->fd >= 0)
+		return false;
+	for (uint64_t seq = rd->ahead; seq < rd->atail; seq++)
+		if (AW(rd, seq)->node == ni && !AW(rd, seq)->reply)
+			return true;
+	return false;
+}
+
+static bool aw_move(void *arg)
+{
+	struct cq_ctx *ctx = arg;
+	struct cqi_redis *rd = ctx->redis;
+	bool left = false;
+
+	for (uint64_t seq = rd->ahead; seq < rd->atail; seq++) {
+		struct await *a = AW(rd, seq);
+		int to;
+
+		if (a->reply || rd->nodes[a->node]->fd >= 0)
+			continue;
+		to = new_home(ctx, a->slot, a->node);
+		if (to < 0 || queue_on(ctx, to, seq, a->cmd, a->len)) {
+			if (ctx->err == CQ_ERR_NOMEM)
+				return false;
+			cqi_err_drop(ctx);	/* asked again */
+			left = true;
+			continue;
+		}
+		a->node = to;
+		a->lost++;
+	}
+	if (flush_all(ctx)) {	/* lost again: moved in the next round */
+		if (ctx->err == CQ_ERR_NOMEM)
+			return false;
+		cqi_err_drop(ctx);
+		left = true;
+	}
+	return !left;
+}
+
+/* The name of awaited command a ("*N\r\n$L\r\nNAME\r\n..."), for a message. */
+static void cmd_name(const struct await *a, char *name, size_t size)
+{
+	const char *end = a->cmd + a->len, *t = memchr(a->cmd, '\n', a->len);
+	const char *u = t ? memchr(t + 1, '\n', (size_t)(end - t - 1)) : NULL;
+	int len = u ? atoi(t + 2) : 0;
+
+	snprintf(name, size, "%.*s",
+		 u && len > 0 && len <= end - u - 1 ? len : 0, u ? u + 1 : "");
+}
+
+/* The connection to a node failed in the middle of work (ctx's error, the
+ * node hung up): on a cluster or behind a Sentinel, its awaited commands
+ * not answered yet are sent again where take_over says, within
+ * FAILOVER_WAIT, so that each is answered once; else exit 75 naming the
+ * first.  On a single Redis, or for another error, the error stays. */
+static enum cq_err rejoin(struct cq_ctx *ctx)
+{
+	struct cqi_redis *rd = ctx->redis;
+	struct mover m = { aw_lost, aw_move, ctx };
+	char cause[sizeof(ctx->errstr)], name[32] = "", where[300] = "";
+	uint64_t seq;
+	enum cq_err e;
+
+	if ((rd->mode == MODE_SINGLE && !rd->sentinel) ||
+	    (ctx->err != CQ_ERR_TEMPFAIL && ctx->err != CQ_ERR_UNAVAILABLE))
+		return ctx->err;
+	for (seq = rd->ahead; seq < rd->atail; seq++) {
+		struct await *a = AW(rd, seq);
+
+		if (!a->cmd)	/* a Redis known not to be a cluster */
+			return ctx->err;
+		if (a->reply || rd->nodes[a->node]->fd >= 0)
+			continue;
+		if (a->lost >= MAX_REDIRECTS)	/* lost again and again */
+			return ctx->err;
+		if (!where[0]) {
+			cmd_name(a, name, sizeof(name));
+			memcpy(where, rd->nodes[a->node]->where, sizeof(where));
+		}
+	}
+	if (!where[0])	/* no awaited command was lost */
+		return ctx->err;
+	memcpy(cause, ctx->errstr, sizeof(cause));
+	e = ctx->err;
+	cqi_err_drop(ctx);
+	/* the seed lost before any MOVED: a cluster if another node says so */
+	if (rd->mode == MODE_UNKNOWN && !fresh_map(ctx, &m) &&
+	    rd->mode != MODE_CLUSTER)
+		return cq_seterr(ctx, e, "%s", cause);
+	if (rd->sentinel)	/* a master that failed over: all of it */
+		for (size_t i = 0; i < rd->nnodes; i++)
+			node_hangup(rd->nodes[i]);
+	e = take_over(ctx, cq_now_ms() + FAILOVER_WAIT(ctx), &m);
+	if (!e || ctx->err)
+		return ctx->err;
+	return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
+			 "%s: not done: Redis at %s went down and no node took over its slots within %llds (%s)",
+			 name, where, (long long)FAILOVER_WAIT(ctx) / 1000,
+			 cause);
+}
+
+/* ---- pipelines: a lost node's unanswered items ---- */
+
+static bool pipe_lost(void *arg, int ni)
+{
+	struct cqi_pipe *p = arg;
+	struct pnode *pn = pn_at(p, ni);
+
+	if (!pn)
+		cq_seterr(p->ctx, CQ_ERR_NOMEM, "out of memory");
+	return !pn || pn->down || pn->gone;
+}
+
+/* Move down node d's unanswered commands to where new_home says; true when
+ * none is left on d. */
 static bool reroute(struct cqi_pipe *p, int d)
 {
-	struct cqi_redis *rd = p->ctx->redis;
 	struct pnode *pn = &p->cl->pn[d];
 
 	while (pn->icount) {
 		struct pitem item = *pn_item(pn, 0);
-		int to = item.slot >= 0 && rd->slots[item.slot] ?
-			 rd->slots[item.slot] - 1 : rd->cur;
+		int to = new_home(p->ctx, item.slot, d);
 
+		if (to < 0)
+			return false;
 		if (to == d) {
-			if (!node_ready(p->ctx, d)) {
-				cqi_err_drop(p->ctx);
-				return false;
-			}
 			pn->down = false;	/* all sent again */
 			return true;
 		}
@@ -1987,20 +2146,15 @@ static bool reroute(struct cqi_pipe *p, int d)
 	return true;
 }
 
-/* Behind a Sentinel, the master went down: find it again, as the current
- * node (reroute sends its commands there); the time is up, or no sentinel
- * answers: the run ends with the context error. */
-static enum cq_err sentinel_recover(struct cqi_pipe *p, long long deadline)
+static bool pipe_move(void *arg)
 {
-	struct cq_ctx *ctx = p->ctx;
-	char lost[300], why[sizeof(ctx->errstr)];
+	struct cqi_pipe *p = arg;
+	bool left = false;
 
-	memcpy(lost, ctx->redis->nodes[ctx->redis->cur]->where, sizeof(lost));
-	if (!find_master(ctx, deadline))
-		return CQ_OK;
-	memcpy(why, ctx->errstr, sizeof(why));
-	return cq_seterr(ctx, CQ_ERR_TEMPFAIL, "lost the master at %s; %s",
-			 lost, why);
+	for (size_t i = 0; i < p->cl->npn; i++)
+		if (p->cl->pn[i].down && !reroute(p, (int)i))
+			left = true;
+	return !left && !p->ctx->err;
 }
 
 /* Nodes went down: wait (up to FAILOVER_WAIT) until other nodes serve
@@ -2009,26 +2163,12 @@ static enum cq_err sentinel_recover(struct cqi_pipe *p, long long deadline)
 static enum cq_err recover(struct cqi_pipe *p)
 {
 	struct cqi_cpipe *c = p->cl;
-	long long deadline = cq_now_ms() + FAILOVER_WAIT(p->ctx);
-	bool left;
+	struct mover m = { pipe_lost, pipe_move, p };
 
 	c->any_down = false;
-	for (;;) {
-		if (p->ctx->redis->sentinel ? sentinel_recover(p, deadline) :
-		    fresh_map(p))
-			return p->ctx->err;
-		left = false;
-		for (size_t i = 0; i < c->npn; i++)
-			if (c->pn[i].down && !reroute(p, (int)i))
-				left = true;
-		if (p->ctx->err)
-			return p->ctx->err;
-		if (!left)
-			return CQ_OK;
-		if (cq_now_ms() >= deadline || cq_stop_requested())
-			break;
-		sleep_ms(200);
-	}
+	if (!take_over(p->ctx, cq_now_ms() + FAILOVER_WAIT(p->ctx), &m) ||
+	    p->ctx->err)
+		return p->ctx->err;
 	for (size_t i = 0; i < c->npn; i++) {
 		struct pnode *pn = &c->pn[i];
 

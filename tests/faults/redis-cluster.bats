@@ -118,6 +118,40 @@ named_lines() { sed -n 's/^cachectl: warm: line \([0-9]*\): .*/\1/p' "$1" | sort
 	[ "$(keys_without_ttl)" -eq 0 ]
 }
 
+@test "kill -9 of a master with a replica during a loop of cachectl set and get on its slots: every command succeeds" {
+	local i tag='' n
+	cluster --replicas 1
+	# a hash tag of node 1's slots (redis-cli answers MOVED for another's)
+	for i in $(seq 1 50); do
+		[ "$(ncli "$P1" exists "${P}{r$i}k")" = 0 ] && { tag="{r$i}"; break; }
+	done
+	[ -n "$tag" ]
+	# 8 s of set then get, one process each, through the kill
+	(
+		i=0 end=$((SECONDS + 8))
+		while [ "$SECONDS" -lt "$end" ]; do
+			i=$((i + 1))
+			cachectl set "${tag}k$i" "v$i" --ttl 1h || { echo "set $i: exit $?"; exit 1; }
+			[ "$(cachectl get "${tag}k$i")" = "v$i" ] || { echo "get $i"; exit 1; }
+			echo "$i" >"$TMP/n"
+		done
+	) >"$TMP/loop.log" 2>&1 &
+	BGPID=$!
+	sleep 1
+	"$TOP/scripts/sandbox" --dir "$RC_DIR" kill-redis-node 1
+	wait "$BGPID" || { cat "$TMP/loop.log" >&2; false; }
+	BGPID=
+	[ ! -s "$TMP/loop.log" ]
+	n=$(cat "$TMP/n")
+	# node 1's replica is a master now, and it took commands after the kill
+	[ "$(masters | grep -vc "^$P1\$")" -eq 3 ]
+	[ "$n" -gt 20 ]
+	for i in 1 $((n / 2)) "$n"; do
+		[ "$(redis-cli -c -h 127.0.0.1 -p "$P2" --raw get "${P}${tag}k$i")" = "v$i" ]
+	done
+	[ "$(all_keys | grep -c "^${P}${tag}k")" -eq "$n" ]
+}
+
 @test "kill -9 of a master with no replica: warm exits 75 naming the lines not written, and they complete the set" {
 	local rc=0
 	cluster --replicas 0 --aof
@@ -144,4 +178,18 @@ named_lines() { sed -n 's/^cachectl: warm: line \([0-9]*\): .*/\1/p' "$1" | sort
 	run -0 cachectl warm --ttl 1h "$TMP/again.tsv"
 	[ "$(all_keys | sort -u | wc -l)" -eq 60000 ]
 	[ "$(keys_without_ttl)" -eq 0 ]
+}
+
+@test "kill -9 of a master with no replica: a get on its slots waits 3x --timeout, then exits 75 naming the command" {
+	local i tag='' t0
+	cluster --replicas 0 --aof	# the cluster the test above left whole
+	for i in $(seq 1 50); do
+		[ "$(ncli "$P1" exists "${P}{g$i}k")" = 0 ] && { tag="{g$i}"; break; }
+	done
+	[ -n "$tag" ]
+	"$TOP/scripts/sandbox" --dir "$RC_DIR" kill-redis-node 1
+	t0=$SECONDS
+	run -75 --separate-stderr cachectl get --timeout 1s "${tag}k"
+	[ $((SECONDS - t0)) -ge 3 ]
+	assert_regex "$stderr" "^cachectl: get: GET: not done: Redis at 127\.0\.0\.1:$P1 went down and no node took over its slots within 3s \(cannot connect to Redis at 127\.0\.0\.1:$P1: Connection refused\)$"
 }
