@@ -7,7 +7,9 @@
  * Behind a Sentinel (redis-sentinel://) it is a single Redis whose node is
  * the master sentinel.c finds; commands keep their text as on a cluster,
  * and a master lost in the middle of work is found again (rejoin, and a
- * pipeline's recover) and sent every command not answered yet. */
+ * pipeline's recover) and sent every command not answered yet.  On a
+ * cluster the same two send a lost node's unanswered commands to whichever
+ * node serves their slots once the map says so (take_over). */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -41,7 +43,8 @@
 /* TRYAGAIN and CLUSTERDOWN: a single command is tried again this many
  * times (about 1.6 s in all); a pipeline's, for up to FAILOVER_WAIT. */
 #define BUSY_TRIES 6
-/* How long a pipeline waits for a node that went down to be replaced. */
+/* How long a pipeline or a single command waits for a node that went down
+ * to be replaced (take_over). */
 #define FAILOVER_WAIT(ctx) (3 * (ctx)->set.timeout_ms)
 /* What a node owes that nobody awaits (fire and forget, ASKING). */
 #define DROP UINT64_MAX
