@@ -244,3 +244,19 @@ enum cq_err cqi_wait_readable(struct cq_ctx *ctx, int fd)
 	}
 	return CQ_OK;
 }
+
+char *cqi_redis_key_type(struct cq_ctx *ctx, const struct cq_buf *key)
+{
+	const char *argv[2] = { "TYPE", key->data };
+	size_t lens[2] = { 4, key->len };
+	struct cqi_reply *r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv, lens);
+	char *t;
+
+	if (!r)
+		return NULL;
+	t = strdup(r->str ? r->str : "");
+	cqi_reply_free(r);
+	if (!t)
+		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	return t;
+}

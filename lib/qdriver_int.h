@@ -424,6 +424,10 @@ void cqi_qd_fail(struct cqi_qdriver *q, enum cq_err e, const char *fmt, ...)
 void cqi_qd_notice(struct cqi_qdriver *q, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* The type of Redis key key ("none", "list", "stream"...), to free; NULL
+ * with the context error set. */
+char *cqi_redis_key_type(struct cq_ctx *ctx, const struct cq_buf *key);
+
 /*
  * A dead letter moves in one script, so on a Redis Cluster the dead-letter
  * key (dlq_key, named dlq as the user gave it; kind "list", "stream")

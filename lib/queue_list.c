@@ -400,18 +400,16 @@ enum cq_err cqi_list_keys(struct cq_ctx *ctx, const char *queue,
 enum cq_err cqi_list_check_type(struct cq_ctx *ctx, const struct cq_buf *key,
 				const char *role)
 {
-	const char *argv[2] = { "TYPE", key->data };
-	size_t lens[2] = { 4, key->len };
-	struct cqi_reply *r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv, lens);
+	char *t = cqi_redis_key_type(ctx, key);
 	enum cq_err e = CQ_OK;
 
-	if (!r)
+	if (!t)
 		return ctx->err;
-	if (r->str && strcmp(r->str, "list") && strcmp(r->str, "none"))
+	if (*t && strcmp(t, "list") && strcmp(t, "none"))
 		e = cq_seterr(ctx, CQ_ERR_DATA,
 			      "%s '%s' is a Redis %s, not a list", role,
-			      key->data, r->str);
-	cqi_reply_free(r);
+			      key->data, t);
+	free(t);
 	return e;
 }
 

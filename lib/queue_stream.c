@@ -1186,29 +1186,12 @@ struct group_info {
 	long long pending, consumers;
 };
 
-/* The key's type: "none", "stream", "list"...  NULL on an error. */
-static char *key_type(struct stream_q *s, const struct cq_buf *key)
-{
-	const char *argv[2] = { "TYPE", key->data };
-	struct cqi_reply *r = cqi_redis_cmd(s->base.ctx, CQI_KEY(1), 2, argv,
-					    NULL);
-	char *t;
-
-	if (!r)
-		return NULL;
-	t = strdup(r->str ? r->str : "");
-	cqi_reply_free(r);
-	if (!t)
-		cq_seterr(s->base.ctx, CQ_ERR_NOMEM, "out of memory");
-	return t;
-}
-
 /* The stream exists (*exists) and is one: a key of another type is
  * CQ_ERR_DATA naming it. */
 static enum cq_err stream_exists(struct stream_q *s, const struct cq_buf *key,
 				 const char *name, bool *exists)
 {
-	char *t = key_type(s, key);
+	char *t = cqi_redis_key_type(s->base.ctx, key);
 
 	*exists = false;
 	if (!t)
