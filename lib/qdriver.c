@@ -235,14 +235,19 @@ enum cq_err cqi_wait_readable(struct cq_ctx *ctx, int fd)
 {
 	struct pollfd pfd = { fd, POLLIN, 0 };
 
-	while (poll(&pfd, 1, -1) < 0) {
-		if (errno != EINTR)
+	/* in slices, so that a signal landing just before poll() is seen */
+	for (;;) {
+		int n;
+
+		if (cq_stop_requested())
+			return CQ_ERR_TEMPFAIL;	/* the reader stops */
+		n = poll(&pfd, 1, 200);
+		if (n > 0)
+			return CQ_OK;
+		if (n < 0 && errno != EINTR)
 			return cq_seterr(ctx, CQ_ERR_IO, "poll: %s",
 					 strerror(errno));
-		if (cq_stop_requested())
-			break;
 	}
-	return CQ_OK;
 }
 
 char *cqi_redis_key_type(struct cq_ctx *ctx, const struct cq_buf *key)

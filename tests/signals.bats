@@ -235,6 +235,27 @@ lock_key() { echo "${P}{${P}$1}|cq:lock"; }
 	writer=$!
 	bg qctl enqueue "$Q" <"$TMP/in"
 	until_true 20 '[ "$(ready "$Q")" = 1 ]'
+	slow_input_stopped
+}
+
+@test "enqueue --backend list and stream: SIGTERM while waiting for slow input exits 75 at once, sending nothing after it" {
+	local b
+	for b in list stream; do
+		rm -f "$TMP/in"
+		mkfifo "$TMP/in"
+		[ "$b" = list ] || qctl declare -q --backend "$b" "$Q.$b"
+		( echo one; sleep 4; echo two; exec sleep 60 ) >"$TMP/in" 3>&- &
+		writer=$!
+		bg qctl enqueue --backend "$b" "$Q.$b" <"$TMP/in"
+		until_true 20 '[ "$(rcli "$([ "$b" = list ] && echo LLEN || echo XLEN)" "$P$Q.$b")" = 1 ]'
+		slow_input_stopped
+		sleep 4.5	# "two" would have come by now: nothing is read after the stop
+		[ "$(rcli "$([ "$b" = list ] && echo LLEN || echo XLEN)" "$P$Q.$b")" = 1 ]
+	done
+}
+
+# The end of the tests above: SIGTERM to $BG, which waits on $writer.
+slow_input_stopped() {
 	kill -TERM "$BG"
 	SECONDS=0
 	bg_wait
