@@ -62,6 +62,21 @@ static void report_reconnect(struct cli *cli, const struct cq_reconnect *r,
 					       "reconnect", (long long)r->n));
 }
 
+/* The one QUEUE operand a verb takes (what: "QUEUE", or "DLQ" for
+ * replay-dlq), checked as a queue name; NULL after a usage error. */
+static const char *one_queue(struct cli *cli, int argc, char **argv,
+			     const char *what)
+{
+	if (argc - optind != 1) {
+		cli_usage_error(cli, argc - optind < 1 ? "missing %s" :
+				"one %s at a time", what);
+		return NULL;
+	}
+	if (!cli_name(cli, "queue", argv[optind]))
+		return NULL;
+	return argv[optind];
+}
+
 /* "key=value" for -H. */
 static bool parse_header(struct cli *cli, char *arg, struct cq_header *h)
 {
@@ -723,11 +738,8 @@ static int cmd_peek(struct cli *cli, int argc, char **argv)
 				return ret;
 		}
 	}
-	if (argc - optind != 1)
-		return cli_usage_error(cli, argc - optind < 1 ? "missing QUEUE" :
-				       "one QUEUE at a time");
-	queue = argv[optind];
-	if (!cli_name(cli, "queue", queue))
+	queue = one_queue(cli, argc, argv, "QUEUE");
+	if (!queue)
 		return EX_USAGE;
 	ret = cli_ready(cli);
 	if (ret)
@@ -915,14 +927,8 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 				goto out;
 		}
 	}
-	if (argc - optind != 1) {
-		cli_usage_error(cli, argc - optind < 1 ? "missing DLQ" :
-				"one DLQ at a time");
-		goto usage;
-	}
-	ro.dlq = argv[optind];
-	if (!cli_name(cli, "queue", ro.dlq) ||
-	    (o.to && !cli_name(cli, "queue", o.to)))
+	ro.dlq = one_queue(cli, argc, argv, "DLQ");
+	if (!ro.dlq || (o.to && !cli_name(cli, "queue", o.to)))
 		goto usage;
 	if (o.to && strcmp(o.to, ro.dlq) == 0) {
 		cli_usage_error(cli, "--to names the dead-letter queue itself");
@@ -1104,11 +1110,8 @@ static int cmd_declare(struct cli *cli, int argc, char **argv)
 				return ret;
 		}
 	}
-	if (argc - optind != 1)
-		return cli_usage_error(cli, argc - optind < 1 ? "missing QUEUE" :
-				       "one QUEUE at a time");
-	queue = argv[optind];
-	if (!cli_name(cli, "queue", queue) ||
+	queue = one_queue(cli, argc, argv, "QUEUE");
+	if (!queue ||
 	    (o.dlq && *o.dlq && !cli_name(cli, "dead-letter queue", o.dlq)))
 		return EX_USAGE;
 	if (o.delivery_limit >= 0 && !o.quorum)
@@ -1147,6 +1150,7 @@ static int cmd_purge(struct cli *cli, int argc, char **argv)
 		{ "yes", no_argument, NULL, OPT_PURGE_YES },
 		QCTL_OPTIONS
 	};
+	const char *queue;
 	bool yes = false;
 	uint32_t n;
 	int c, ret;
@@ -1157,29 +1161,26 @@ static int cmd_purge(struct cli *cli, int argc, char **argv)
 		else if ((ret = qctl_opt(cli, c, optarg)))
 			return ret;
 	}
-	if (argc - optind != 1)
-		return cli_usage_error(cli, argc - optind < 1 ? "missing QUEUE" :
-				       "one QUEUE at a time");
-	if (!cli_name(cli, "queue", argv[optind]))
+	queue = one_queue(cli, argc, argv, "QUEUE");
+	if (!queue)
 		return EX_USAGE;
 	if (!yes)
 		return cli_usage_error(cli, "refusing to purge '%s' without --yes",
-				       argv[optind]);
+				       queue);
 	ret = cli_ready(cli);
 	if (ret)
 		return ret;
-	if (cq_purge(cli->ctx, argv[optind], &n))
+	if (cq_purge(cli->ctx, queue, &n))
 		return cli_fail(cli);
 	if (cli->json) {
 		struct json_t *rec = cq_json_add_bytes(cq_json_pack("{}"), "queue",
-						       argv[optind],
-						       strlen(argv[optind]));
+						       queue, strlen(queue));
 
 		cli_put_json(cli, cq_json_add(rec, "{s:I}", "purged",
 					      (long long)n));
 	} else {
 		cli_printf(cli, "purged %u message%s from '%s'\n", n,
-			   cli_s(n), argv[optind]);
+			   cli_s(n), queue);
 	}
 	return 0;
 }
