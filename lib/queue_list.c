@@ -609,6 +609,7 @@ static enum cq_err take_read(struct list_q *l, size_t n)
 {
 	struct cqi_reply *r;
 	enum cq_err e = CQ_OK;
+	size_t bytes = 0;
 
 	if (cqi_redis_reply(l->base.ctx, &r))
 		return l->base.ctx->err;
@@ -617,7 +618,10 @@ static enum cq_err take_read(struct list_q *l, size_t n)
 		return CQ_OK;
 	}
 	l->refreshed_ms = cq_now_ms();
-	l->empty = r->elements / 2 < n;
+	for (size_t i = 0; i < r->elements; i += 2)
+		bytes += r->element[i]->len;
+	/* fewer than n: the list ran out, unless TAKE_BYTES stopped it */
+	l->empty = r->elements / 2 < n && bytes < TAKE_BYTES;
 	for (size_t i = 0; i + 1 < r->elements && !e; i += 2)
 		e = arrived(l, r->element[i], r->element[i + 1]);
 	cqi_reply_free(r);

@@ -451,3 +451,17 @@ per_test_teardown() {
 	run -0 rcli EXISTS "{$DLQ}|cq:consumers"
 	assert_output 0
 }
+
+@test "list: replay-dlq moves every dead letter when they hold more bytes than one take brings" {
+	# one take stops after 4 MB of bodies: that is not an empty list
+	for i in 1 2 3 4 5 6 7 8; do
+		{ printf '%s' "$i"; head -c 1000000 /dev/zero | tr '\0' x; } |
+			rcli -x LPUSH "$DLQ" >/dev/null
+	done
+	run -0 --separate-stderr qctl replay-dlq --to "$Q" "$DLQ"
+	[[ "$stderr" == *"replayed 8 to '$Q' (0 skipped, 0 failed) in "* ]]
+	run -0 rcli LLEN "$Q"
+	assert_output 8
+	run -0 rcli EXISTS "$DLQ"
+	assert_output 0
+}
