@@ -84,10 +84,24 @@ static const char ack_meta_lua[] =
 	"if n > 0 then redis.call('HDEL', KEYS[2], redis.sha1hex(ARGV[1])) end\n"
 	"return n\n";
 
+/* A script's writes are not undone when a later command fails: a move
+ * checks the types it writes before its LREM, or a key of another type
+ * would leave the message nowhere. */
+#define LUA_TYPE_IS(k, t) \
+	"local t = redis.call('TYPE', " k ")['ok']\n" \
+	"if t ~= '" t "' and t ~= 'none' then\n" \
+	"  return redis.error_reply('WRONGTYPE " k " is a ' .. t)\n" \
+	"end\n"
+
 /* KEYS proc dest meta [oldmeta]; ARGV body record: out of the processing
  * list, to the back of dest with its record (a retry: dest is the queue;
  * a dead letter: the DLQ, and the queue's record goes). */
 static const char move_lua[] =
+	LUA_TYPE_IS("KEYS[2]", "list")
+	LUA_TYPE_IS("KEYS[3]", "hash")
+	"if KEYS[4] then\n"
+	LUA_TYPE_IS("KEYS[4]", "hash")
+	"end\n"
 	"if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end\n"
 	"redis.call('LPUSH', KEYS[2], ARGV[1])\n"
 	"local h = redis.sha1hex(ARGV[1])\n"
@@ -98,6 +112,7 @@ static const char move_lua[] =
 /* KEYS proc queue; ARGV body: back to the consuming end (unsettled at a
  * clean exit). */
 static const char unget_lua[] =
+	LUA_TYPE_IS("KEYS[2]", "list")
 	"if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end\n"
 	"return redis.call('RPUSH', KEYS[2], ARGV[1])\n";
 

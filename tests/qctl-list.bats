@@ -465,3 +465,16 @@ per_test_teardown() {
 	run -0 rcli EXISTS "$DLQ"
 	assert_output 0
 }
+
+@test "list: a dead-letter list turned into another type while the handler ran leaves the message in the queue" {
+	rcli LPUSH "$Q" m1 >/dev/null
+	run --separate-stderr qctl consume --pass-env --until-empty \
+		-e "redis-cli -u \"\$CQ_REDIS_URL\" SET '$DLQ' x >/dev/null; exit 65" "$Q"
+	[ "$status" -ne 0 ]
+	[[ "$stderr" == *"dead-letter list '$DLQ' is a Redis string, not a list"* ]]
+	# the move is all or nothing: nothing left the processing list
+	run -0 rcli LRANGE "$Q" 0 -1
+	assert_output m1
+	run -0 rcli GET "$DLQ"
+	assert_output x
+}
