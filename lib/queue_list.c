@@ -903,8 +903,9 @@ static enum cq_err resume(struct cqi_qdriver *q)
 /* ---- settling ------------------------------------------------------------------ */
 
 /* Send the LREM (with its record's HDEL when it has one) of each acked
- * message not sent yet, pipelined; false when the connection is gone. */
-static bool remove_send(struct list_q *l)
+ * message not sent yet, pipelined, counting them in *sent; false when the
+ * connection is gone. */
+static bool remove_send(struct list_q *l, size_t *sent)
 {
 	struct cq_ctx *ctx = l->base.ctx;
 
@@ -921,6 +922,7 @@ static bool remove_send(struct list_q *l)
 		if (!t->acked || t->lrem_sent)
 			continue;
 		t->lrem_sent = true;
+		(*sent)++;
 		if (t->meta ?
 		    cqi_redis_append(ctx, CQI_KEY(3), 6, argv, lens) :
 		    cqi_redis_append(ctx, CQI_KEY(1), 4, lrem, llens))
@@ -1172,14 +1174,15 @@ static void drop_acked(struct list_q *l)
 static enum cq_err acks_and_take(struct list_q *l, size_t n)
 {
 	struct cq_ctx *ctx = l->base.ctx;
-	size_t acks = l->nacked;
+	size_t acks = 0;	/* LREMs sent: the writes' replies read
+				 * first may have given more acks */
 	bool behind = l->pub_on && n && !cqi_redis_is_cluster(ctx);
 
 	if (behind && pub_sync(l, l->pipe.inflight + l->pipe.nout))
 		return ctx->err;	/* queued writes out, no reply read */
 	else if (!behind && pub_sync(l, 0))
 		return ctx->err;
-	if ((acks && !remove_send(l)) ||
+	if ((l->nacked && !remove_send(l, &acks)) ||
 	    (n && take_send(l, n)))
 		return ctx->err;
 	/* the writes' replies come first (they were sent first) */

@@ -159,3 +159,20 @@ HANDLER='echo $$ >>"$TMP/handlers"; b=$(cat); sleep 0.0$((RANDOM % 5)); echo "$b
 	run -0 --separate-stderr qctl consume --until-empty "$Q"
 	assert_output "$(printf '1\n2\n3')"
 }
+
+@test "list faults: replay-dlq --filter on a Redis Cluster moves every match and leaves the rest, nothing held" {
+	redis_cluster_start "$SB" --replicas 0
+	seq 1 3000 | qctl enqueue -q "{$Q}.dlq"
+	# the acks given while the copies' replies are read (every one,
+	# with a filter) go out with the next take: each read back in turn
+	run -0 --separate-stderr qctl replay-dlq --to "$Q" --filter 'body:[02468]$' "{$Q}.dlq"
+	[[ "$stderr" == *"replayed 1500 to '$Q' (1500 skipped, 0 failed) in "* ]]
+	hp=${CQ_REDIS_URL#redis://}
+	hp=${hp%%,*}
+	run -0 redis-cli -c -h "${hp%:*}" -p "${hp##*:}" LLEN "$Q"
+	assert_output 1500
+	run -0 redis-cli -c -h "${hp%:*}" -p "${hp##*:}" LLEN "{$Q}.dlq"
+	assert_output 1500
+	run -0 redis-cli -c -h "${hp%:*}" -p "${hp##*:}" EXISTS "{$Q}.dlq|cq:consumers"
+	assert_output 0
+}
