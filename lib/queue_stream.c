@@ -1962,8 +1962,10 @@ static void warn_trimmed(struct stream_q *s)
 	struct lost *now;
 	size_t n;
 
-	if (group_marks(s, &now, &n))
+	if (group_marks(s, &now, &n)) {
+		lost_free(now, n);
 		return;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const struct lost *was = NULL;
 		long long read, gone;
