@@ -231,6 +231,43 @@ void *cqi_qdriver_alloc(struct cq_ctx *ctx, size_t size,
 	return q;
 }
 
+void *cqi_ring_at(const struct cqi_ring *r, size_t i)
+{
+	return r->v + (r->head + i) % r->cap * r->size;
+}
+
+void *cqi_ring_push(struct cqi_ring *r, size_t first_cap)
+{
+	if (r->len == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : first_cap;
+		unsigned char *v = malloc(cap * r->size);
+
+		if (!v)
+			return NULL;
+		for (size_t i = 0; i < r->len; i++)
+			memcpy(v + i * r->size, cqi_ring_at(r, i), r->size);
+		free(r->v);
+		r->v = v;
+		r->cap = cap;
+		r->head = 0;
+	}
+	r->len++;
+	return cqi_ring_at(r, r->len - 1);
+}
+
+void cqi_ring_shift(struct cqi_ring *r)
+{
+	r->head = (r->head + 1) % r->cap;
+	r->len--;
+}
+
+void cqi_ring_clear(struct cqi_ring *r)
+{
+	free(r->v);
+	r->v = NULL;
+	r->head = r->len = r->cap = 0;
+}
+
 enum cq_err cqi_wait_readable(struct cq_ctx *ctx, int fd)
 {
 	struct pollfd pfd = { fd, POLLIN, 0 };

@@ -418,6 +418,30 @@ void *cqi_qdriver_alloc(struct cq_ctx *ctx, size_t size,
  * connection.  CQ_ERR_IO when poll() fails. */
 enum cq_err cqi_wait_readable(struct cq_ctx *ctx, int fd);
 
+/*
+ * A queue, first in first out, of items of one size (set before the
+ * first push; the rest zeroed is an empty ring) in a ring that doubles
+ * when full: the publishers' replies awaited, a stream's entries taken,
+ * the engine's deliveries.  Take one back that was just pushed with
+ * len--.
+ */
+struct cqi_ring {
+	unsigned char *v;
+	size_t size;		/* of an item */
+	size_t head, len, cap;
+};
+
+/* The item i places after the oldest (i < len). */
+void *cqi_ring_at(const struct cqi_ring *r, size_t i);
+/* Room for an item after the newest, counted in len (its bytes as they
+ * were); the ring grows to first_cap items, or twice its room, when
+ * full.  NULL when out of memory (the ring unchanged). */
+void *cqi_ring_push(struct cqi_ring *r, size_t first_cap);
+/* Forget the oldest item (len > 0). */
+void cqi_ring_shift(struct cqi_ring *r);
+/* Free the room (not what items point to); the ring is empty again. */
+void cqi_ring_clear(struct cqi_ring *r);
+
 /* A driver's hooks.fail and hooks.notice, with the message formatted
  * (cqi_vformat; a notice up to 767 bytes, a failure up to 511). */
 void cqi_qd_fail(struct cqi_qdriver *q, enum cq_err e, const char *fmt, ...)

@@ -184,8 +184,7 @@ struct list_q {
 	/* publishing (enqueue, replay's copies): pipelined writes */
 	struct cqi_pipe pipe;
 	bool pub_on, pub_dead, in_reply;
-	struct pending *pend;	/* a ring, in the order given */
-	size_t phead, pcount, pcap;
+	struct cqi_ring pend;	/* of struct pending, in the order given */
 	size_t nacked;		/* unsettled marked acked, LREM due */
 };
 
@@ -831,7 +830,7 @@ static int fd(const struct cqi_qdriver *q)
  * (replay's copies) whose replies are not read yet. */
 static size_t unsettled(const struct cqi_qdriver *q)
 {
-	return CL(q)->pcount;
+	return CL(q)->pend.len;
 }
 
 /* Replay ends taking: stopped, or the list was found empty. */
@@ -1075,40 +1074,32 @@ static const char *reason_of(const char *redis_err)
 	return "refused by Redis";
 }
 
+static struct pending *pend_at(struct list_q *l, size_t i)
+{
+	return cqi_ring_at(&l->pend, i);
+}
+
 static void pend_done(struct list_q *l, uint64_t tag)
 {
-	for (size_t i = 0; i < l->pcount; i++) {
-		struct pending *p = &l->pend[(l->phead + i) % l->pcap];
+	for (size_t i = 0; i < l->pend.len; i++) {
+		struct pending *p = pend_at(l, i);
 
 		if (p->tag == tag && !p->done) {
 			p->done = true;
 			break;
 		}
 	}
-	while (l->pcount && l->pend[l->phead].done) {
-		l->phead = (l->phead + 1) % l->pcap;
-		l->pcount--;
-	}
+	while (l->pend.len && pend_at(l, 0)->done)
+		cqi_ring_shift(&l->pend);
 }
 
 static bool pend_add(struct list_q *l, uint64_t tag)
 {
-	if (l->pcount == l->pcap) {
-		size_t cap = l->pcap ? l->pcap * 2 : 1024;
-		struct pending *v = malloc(cap * sizeof(*v));
+	struct pending *p = cqi_ring_push(&l->pend, 1024);
 
-		if (!v)
-			return false;
-		for (size_t i = 0; i < l->pcount; i++)
-			v[i] = l->pend[(l->phead + i) % l->pcap];
-		free(l->pend);
-		l->pend = v;
-		l->pcap = cap;
-		l->phead = 0;
-	}
-	l->pend[(l->phead + l->pcount) % l->pcap] =
-		(struct pending){ .tag = tag };
-	l->pcount++;
+	if (!p)
+		return false;
+	*p = (struct pending){ .tag = tag };
 	return true;
 }
 
@@ -1116,11 +1107,10 @@ static bool pend_add(struct list_q *l, uint64_t tag)
 static void pend_lost(struct list_q *l)
 {
 	l->pub_dead = true;
-	while (l->pcount) {
-		struct pending p = l->pend[l->phead];
+	while (l->pend.len) {
+		struct pending p = *pend_at(l, 0);
 
-		l->phead = (l->phead + 1) % l->pcap;
-		l->pcount--;
+		cqi_ring_shift(&l->pend);
 		if (!p.done)
 			l->base.hooks.published(l->base.hooks.arg, p.tag, false,
 						CQ_REASON_LOST);
@@ -1928,7 +1918,7 @@ static void drv_free(struct cqi_qdriver *q)
 	free(l->t);
 	if (l->pub_on)
 		cqi_pipe_free(&l->pipe);
-	free(l->pend);
+	cqi_ring_clear(&l->pend);
 
 	cqi_list_keys_clear(&l->k);
 	free(l);
@@ -1973,6 +1963,7 @@ struct cqi_qdriver *cqi_list_qdriver_new(struct cq_ctx *ctx,
 
 	if (!l)
 		return NULL;
+	l->pend.size = sizeof(struct pending);
 	l->lease_ms = conf->lease_ms > 0 ? conf->lease_ms : LEASE_MS_DEFAULT;
 	if (gethostname(l->host, sizeof(l->host) - 1) < 0 || !*l->host)
 		snprintf(l->host, sizeof(l->host), "unknown");

@@ -108,12 +108,10 @@ struct stream_q {
 	char hist_from[ID_MAX];		/* ... after this id */
 	struct batch b;
 	/* taken, unsettled: a ring ordered by tag */
-	struct taken *ring;
-	size_t rhead, rlen, rcap;
+	struct cqi_ring ring;		/* of struct taken */
 	uint64_t first_tag, next_tag;
 	/* replies awaited, in order */
-	unsigned char *kinds;
-	size_t khead, klen, kcap;
+	struct cqi_ring kinds;		/* of unsigned char (pending_kind) */
 	bool reading;			/* a P_READ is among them */
 	/* failed entries to claim again (their ids) */
 	char (*retry)[ID_MAX];
@@ -169,21 +167,11 @@ static void reply_fail(struct stream_q *s, const struct cqi_reply *r,
 
 static bool kind_push(struct stream_q *s, enum pending_kind k)
 {
-	if (s->klen == s->kcap) {
-		size_t cap = s->kcap ? s->kcap * 2 : 16;
-		unsigned char *n = malloc(cap);
+	unsigned char *p = cqi_ring_push(&s->kinds, 16);
 
-		if (!n)
-			return false;
-		for (size_t i = 0; i < s->klen; i++)
-			n[i] = s->kinds[(s->khead + i) % s->kcap];
-		free(s->kinds);
-		s->kinds = n;
-		s->kcap = cap;
-		s->khead = 0;
-	}
-	s->kinds[(s->khead + s->klen) % s->kcap] = (unsigned char)k;
-	s->klen++;
+	if (!p)
+		return false;
+	*p = (unsigned char)k;
 	return true;
 }
 
@@ -235,8 +223,8 @@ static enum cq_err read_replies(struct stream_q *s, long long wait_ms,
 {
 	struct cq_ctx *ctx = s->base.ctx;
 
-	while (s->klen) {
-		enum pending_kind k = s->kinds[s->khead];
+	while (s->kinds.len) {
+		enum pending_kind k = *(unsigned char *)cqi_ring_at(&s->kinds, 0);
 		struct cqi_reply *r;
 
 		if (all ? cqi_redis_reply(ctx, &r) :
@@ -244,8 +232,7 @@ static enum cq_err read_replies(struct stream_q *s, long long wait_ms,
 			return ctx->err;
 		if (!r)
 			return CQ_OK;
-		s->khead = (s->khead + 1) % s->kcap;
-		s->klen--;
+		cqi_ring_shift(&s->kinds);
 		if (k == P_READ)
 			s->reading = false;
 		on_reply(s, k, r);
@@ -268,7 +255,7 @@ static enum cq_err send_async(struct stream_q *s, enum pending_kind k,
 	if (!kind_push(s, k))
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	if (cqi_redis_append(ctx, CQI_KEY(1), argc, argv, lens)) {
-		s->klen--;
+		s->kinds.len--;
 		return ctx->err;
 	}
 	if (k == P_READ)
@@ -444,29 +431,18 @@ fail:
 
 static struct taken *ring_at(struct stream_q *s, size_t i)
 {
-	return &s->ring[(s->rhead + i) % s->rcap];
+	return cqi_ring_at(&s->ring, i);
 }
 
 static bool ring_push(struct stream_q *s, const char *id, char *body_field)
 {
-	struct taken *t;
+	bool first = !s->ring.len;
+	struct taken *t = cqi_ring_push(&s->ring, 64);
 
-	if (s->rlen == s->rcap) {
-		size_t cap = s->rcap ? s->rcap * 2 : 64;
-		struct taken *n = malloc(cap * sizeof(*n));
-
-		if (!n)
-			return false;
-		for (size_t i = 0; i < s->rlen; i++)
-			n[i] = *ring_at(s, i);
-		free(s->ring);
-		s->ring = n;
-		s->rcap = cap;
-		s->rhead = 0;
-	}
-	if (!s->rlen)
+	if (!t)
+		return false;
+	if (first)
 		s->first_tag = s->next_tag + 1;
-	t = ring_at(s, s->rlen++);
 	snprintf(t->id, sizeof(t->id), "%s", id);
 	t->body_field = body_field;
 	t->done = false;
@@ -479,7 +455,7 @@ static struct taken *ring_find(struct stream_q *s, uint64_t tag)
 {
 	struct taken *t;
 
-	if (tag < s->first_tag || tag - s->first_tag >= s->rlen)
+	if (tag < s->first_tag || tag - s->first_tag >= s->ring.len)
 		return NULL;
 	t = ring_at(s, (size_t)(tag - s->first_tag));
 	return t->done ? NULL : t;
@@ -490,9 +466,8 @@ static void ring_settle(struct stream_q *s, struct taken *t)
 	t->done = true;
 	free(t->body_field);
 	t->body_field = NULL;
-	while (s->rlen && ring_at(s, 0)->done) {
-		s->rhead = (s->rhead + 1) % s->rcap;
-		s->rlen--;
+	while (s->ring.len && ring_at(s, 0)->done) {
+		cqi_ring_shift(&s->ring);
 		s->first_tag++;
 	}
 }
@@ -797,7 +772,7 @@ static const char lease_script[] =
 static void lease(struct stream_q *s, const char *idle_ms)
 {
 	size_t n = 0;
-	const char **argv = malloc((s->rlen + 7) * sizeof(*argv));
+	const char **argv = malloc((s->ring.len + 7) * sizeof(*argv));
 	struct cqi_reply *r;
 
 	if (!argv)
@@ -809,7 +784,7 @@ static void lease(struct stream_q *s, const char *idle_ms)
 	argv[4] = s->group;
 	argv[5] = s->consumer;
 	argv[6] = idle_ms;
-	for (size_t i = 0; i < s->rlen; i++)
+	for (size_t i = 0; i < s->ring.len; i++)
 		if (!ring_at(s, i)->done)
 			argv[7 + n++] = ring_at(s, i)->id;
 	if (n) {
@@ -849,7 +824,7 @@ static void send_read(struct stream_q *s, size_t max, long long wait_ms)
 	}
 	if (cqi_redis_append(s->base.ctx, CQI_KEY(argc - 2), argc, argv,
 			     NULL)) {
-		s->klen--;
+		s->kinds.len--;
 		return;
 	}
 	s->reading = true;
@@ -880,7 +855,7 @@ static void renew_if_due(struct stream_q *s)
 	if (s->vis_ms <= 0 || now < s->next_renew_ms)
 		return;
 	s->next_renew_ms = now + (every > 0 ? every : 1);
-	if (!s->rlen || settle_replies(s))
+	if (!s->ring.len || settle_replies(s))
 		return;
 	lease(s, "0");
 }
@@ -962,7 +937,7 @@ static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 			break;
 	}
 	/* send what is queued (acks) even when no reply is waited for */
-	if (!q->ctx->err && s->klen)
+	if (!q->ctx->err && s->kinds.len)
 		read_replies(s, 0, q->conf.redis_shared);
 	return q->ctx->err;
 }
@@ -991,10 +966,10 @@ static void ack(struct cqi_qdriver *q, uint64_t tag, bool upto)
 	const char **ids;
 	size_t n = 0, last;
 
-	if (q->ctx->err || tag < s->first_tag || !s->rlen)
+	if (q->ctx->err || tag < s->first_tag || !s->ring.len)
 		return;
-	last = tag - s->first_tag < s->rlen ? (size_t)(tag - s->first_tag) :
-					     s->rlen - 1;
+	last = tag - s->first_tag < s->ring.len ? (size_t)(tag - s->first_tag) :
+					     s->ring.len - 1;
 	ids = malloc((last + 1) * sizeof(*ids));
 	if (!ids) {
 		cqi_qd_fail(&s->base, CQ_ERR_NOMEM, "out of memory");
@@ -1010,7 +985,7 @@ static void ack(struct cqi_qdriver *q, uint64_t tag, bool upto)
 		settle_replies(s);
 	/* mark them settled (the ids were sent; the ring may shrink now) */
 	if (upto) {
-		while (s->rlen && s->first_tag <= tag)
+		while (s->ring.len && s->first_tag <= tag)
 			ring_settle(s, ring_at(s, 0));
 	} else {
 		struct taken *t = ring_find(s, tag);
@@ -1469,11 +1444,11 @@ static void drv_free(struct cqi_qdriver *q)
 		leave(s);
 	cqi_err_drop(q->ctx);
 	cqi_err_restore(q->ctx, &h);
-	for (size_t i = 0; i < s->rlen; i++)
+	for (size_t i = 0; i < s->ring.len; i++)
 		free(ring_at(s, i)->body_field);
 	batch_clear(&s->b);
-	free(s->ring);
-	free(s->kinds);
+	cqi_ring_clear(&s->ring);
+	cqi_ring_clear(&s->kinds);
 	free(s->retry);
 	free(s->dlq);
 	cqi_pipe_free(&s->pipe);
@@ -1813,14 +1788,14 @@ static enum cq_err release(struct cqi_qdriver *q)
 	if (s->range && pub_sync(s))
 		return q->ctx->err;
 	if (s->range) {		/* nothing was taken from the stream */
-		while (s->rlen)
+		while (s->ring.len)
 			ring_settle(s, ring_at(s, 0));
 		batch_clear(&s->b);
 		return CQ_OK;
 	}
 	snprintf(idle, sizeof(idle), "%lld", s->vis_ms > 0 ? s->vis_ms : 0);
 	lease(s, idle);
-	while (s->rlen)
+	while (s->ring.len)
 		ring_settle(s, ring_at(s, 0));
 	return q->ctx->err;
 }
@@ -2193,5 +2168,9 @@ struct cqi_qdriver *cqi_stream_qdriver_new(struct cq_ctx *ctx,
 	struct stream_q *s = cqi_qdriver_alloc(ctx, sizeof(*s), &stream_ops,
 					       conf);
 
-	return s ? &s->base : NULL;
+	if (!s)
+		return NULL;
+	s->ring.size = sizeof(struct taken);
+	s->kinds.size = 1;
+	return &s->base;
 }
