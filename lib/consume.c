@@ -53,9 +53,8 @@ struct consumer {
 	bool stopping;
 	bool drain;		/* while stopping, still handle what arrived */
 	bool drained;		/* --until-empty stopped it: look again at the end */
-	/* deliveries received, not yet handled: a ring */
-	struct cq_delivery **fifo;
-	size_t head, len, cap;
+	/* deliveries received, not yet handled: of struct cq_delivery * */
+	struct cqi_ring fifo;
 	/* printing: written since the last ack */
 	uint64_t batch_tag;
 	unsigned batch_n, ack_every;
@@ -112,30 +111,20 @@ static const char *msg_id(const struct cq_delivery *d)
 
 static bool push(struct consumer *c, struct cq_delivery *d)
 {
-	if (c->len == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		struct cq_delivery **f = malloc(cap * sizeof(*f));
+	struct cq_delivery **slot = cqi_ring_push(&c->fifo, 64);
 
-		if (!f)
-			return false;
-		for (size_t i = 0; i < c->len; i++)
-			f[i] = c->fifo[(c->head + i) % c->cap];
-		free(c->fifo);
-		c->fifo = f;
-		c->cap = cap;
-		c->head = 0;
-	}
-	c->fifo[(c->head + c->len) % c->cap] = d;
-	c->len++;
+	if (!slot)
+		return false;
+	*slot = d;
 	return true;
 }
 
 static struct cq_delivery *pop(struct consumer *c)
 {
-	struct cq_delivery *d = c->fifo[c->head];
+	struct cq_delivery **oldest = cqi_ring_at(&c->fifo, 0);
+	struct cq_delivery *d = *oldest;
 
-	c->head = (c->head + 1) % c->cap;
-	c->len--;
+	cqi_ring_shift(&c->fifo);
 	return d;
 }
 
@@ -384,7 +373,7 @@ static bool count_reached(const struct consumer *c)
 
 static bool may_take(const struct consumer *c)
 {
-	return c->len && !c->stop_err.err && !c->ctx->err &&
+	return c->fifo.len && !c->stop_err.err && !c->ctx->err &&
 	       !count_reached(c) && (!c->stopping || c->drain);
 }
 
@@ -635,7 +624,7 @@ static void exec_work(struct consumer *c, long long now)
 
 static bool busy(const struct consumer *c)
 {
-	return c->len || c->running || c->nheld || c->batch_n ||
+	return c->fifo.len || c->running || c->nheld || c->batch_n ||
 	       c->q->ops->unsettled(c->q) || c->q->ops->buffered(c->q);
 }
 
@@ -662,7 +651,7 @@ static bool finished(const struct consumer *c)
 	if (c->q->ops->unsettled(c->q))
 		return false;
 	if (c->drain && !c->stop_err.err &&
-	    (c->len || c->q->ops->buffered(c->q)))
+	    (c->fifo.len || c->q->ops->buffered(c->q)))
 		return false;
 	return true;
 }
@@ -736,12 +725,12 @@ static bool resume_after_drain(struct consumer *c)
  */
 static void take(struct consumer *c, long long wait_ms)
 {
-	size_t held = c->len + c->running + c->nheld + c->batch_n +
+	size_t held = c->fifo.len + c->running + c->nheld + c->batch_n +
 		      c->q->ops->unsettled(c->q);
 	size_t room = held < c->window ? c->window - held : 0;
 
-	if (!c->o->exec && c->len + room > READ_AHEAD)
-		room = c->len < READ_AHEAD ? READ_AHEAD - c->len : 0;
+	if (!c->o->exec && c->fifo.len + room > READ_AHEAD)
+		room = c->fifo.len < READ_AHEAD ? READ_AHEAD - c->fifo.len : 0;
 	c->q->ops->take(c->q, room, wait_ms);
 }
 
@@ -834,7 +823,7 @@ static unsigned long long forget(struct consumer *c, size_t unsettled)
 	 * handlers running; handled: the failures */
 	unsigned long long taken = c->batch_n + c->nheld + unsettled;
 	unsigned long long handled = c->nheld + unsettled;
-	unsigned long long read_ahead = c->len;
+	unsigned long long read_ahead = c->fifo.len;
 
 	for (unsigned i = 0; i < c->njobs; i++) {
 		if (c->jobs[i].pid && !c->jobs[i].stale) {
@@ -842,7 +831,7 @@ static unsigned long long forget(struct consumer *c, size_t unsettled)
 			taken++;
 		}
 	}
-	while (c->len)
+	while (c->fifo.len)
 		cqi_delivery_free(pop(c));
 	c->batch_n = 0;
 	c->batch_keys = 0;
@@ -993,9 +982,9 @@ static enum cq_err setup(struct consumer *c, bool *empty)
 
 static void cleanup(struct consumer *c)
 {
-	while (c->len)
+	while (c->fifo.len)
 		cqi_delivery_free(pop(c));
-	free(c->fifo);
+	cqi_ring_clear(&c->fifo);
 	for (unsigned i = 0; i < c->njobs; i++) {
 		cqi_delivery_free(c->jobs[i].d);
 		cqi_job_clear(&c->jobs[i]);
@@ -1016,7 +1005,8 @@ enum cq_err cqi_consume_on(struct cq_ctx *ctx, struct cqi_qdriver *q,
 			   const struct cq_consume_opts *o,
 			   struct cq_consume_stats *st)
 {
-	struct consumer c = { .ctx = ctx, .o = o, .st = st, .q = q };
+	struct consumer c = { .ctx = ctx, .o = o, .st = st, .q = q,
+			      .fifo = { .size = sizeof(struct cq_delivery *) } };
 	bool empty = false;
 	enum cq_err e;
 
