@@ -330,9 +330,10 @@ long long cqi_jittered_ttl(const struct cq_set_opts *o)
  * Record a key in a tag set and keep the set alive at least as long as
  * the key: a new set takes the key's TTL, an existing one only grows its
  * TTL, and a key without TTL makes the set persistent.  One key per
- * script (the tag set), so it runs on any cluster node.
+ * script (the tag set), so it runs on any cluster node:
+ * EVAL tag_lua 1 TAGSET KEY TTL_MS.
  */
-const char cqi_tag_lua[] =
+static const char tag_lua[] =
 	"local existed = redis.call('EXISTS', KEYS[1])\n"
 	"redis.call('SADD', KEYS[1], ARGV[1])\n"
 	"local ttl = tonumber(ARGV[2])\n"
@@ -343,13 +344,14 @@ const char cqi_tag_lua[] =
 	"end\n"
 	"return 1\n";
 
-enum cq_err cqi_tag_append(struct cq_ctx *ctx, const char *key, size_t keylen,
+enum cq_err cqi_tag_append(struct cq_ctx *ctx, struct cqi_pipe *pipe,
+			   uint64_t pipe_tag, const char *key, size_t keylen,
 			   const char *const *tags, const size_t *taglens,
 			   size_t ntags, long long ttl_ms, struct cq_buf *scratch)
 {
 	char ttl[32];
-	const char *argv[6] = { "EVAL", cqi_tag_lua, "1" };
-	size_t lens[6] = { 4, strlen(cqi_tag_lua), 1 };
+	const char *argv[6] = { "EVAL", tag_lua, "1" };
+	size_t lens[6] = { 4, strlen(tag_lua), 1 };
 
 	snprintf(ttl, sizeof(ttl), "%lld", ttl_ms > 0 ? ttl_ms : 0);
 	for (size_t i = 0; i < ntags; i++) {
@@ -360,7 +362,8 @@ enum cq_err cqi_tag_append(struct cq_ctx *ctx, const char *key, size_t keylen,
 		argv[3] = scratch->data, lens[3] = scratch->len;
 		argv[4] = key, lens[4] = keylen;
 		argv[5] = ttl, lens[5] = strlen(ttl);
-		if (cqi_redis_append(ctx, CQI_KEY(3), 6, argv, lens))
+		if (pipe ? cqi_pipe_cmd(pipe, pipe_tag, CQI_KEY(3), 6, argv, lens) :
+			   cqi_redis_append(ctx, CQI_KEY(3), 6, argv, lens))
 			return ctx->err;
 	}
 	return CQ_OK;
@@ -410,7 +413,7 @@ static enum cq_err set_tags(struct cq_ctx *ctx, const struct cq_buf *kb,
 		      r->integer : 0;
 		cqi_reply_free(r);
 	}
-	e = cqi_tag_append(ctx, kb->data, kb->len, o->tags, NULL, o->ntags,
+	e = cqi_tag_append(ctx, NULL, 0, kb->data, kb->len, o->tags, NULL, o->ntags,
 			   ttl, &scratch);
 	cq_buf_free(&scratch);
 	if (e)

@@ -32,12 +32,11 @@ bool cqi_data_key(const struct cq_ctx *ctx, const char *ns,
  * counters, tag sets, --once locks). */
 bool cqi_own_key(const struct cq_ctx *ctx, const char *kind, const char *name,
 		 size_t len, struct cq_buf *out);
-/* The script behind cqi_tag_append: EVAL cqi_tag_lua 1 TAGSET KEY TTL_MS. */
-extern const char cqi_tag_lua[];
-/* Record key (a full key name) in each tag's set, pipelined behind
- * whatever is queued; ttl_ms 0 = the key has no TTL.  Queues 3 commands
- * per tag; the caller reads their replies. */
-enum cq_err cqi_tag_append(struct cq_ctx *ctx, const char *key, size_t keylen,
+/* Record key (a full key name) in each tag's set, one EVAL a tag: on
+ * pipe, tagged pipe_tag, or with pipe NULL behind whatever ctx has queued
+ * (the caller reads their replies); ttl_ms 0 = the key has no TTL. */
+enum cq_err cqi_tag_append(struct cq_ctx *ctx, struct cqi_pipe *pipe,
+			   uint64_t pipe_tag, const char *key, size_t keylen,
 			   const char *const *tags, const size_t *taglens,
 			   size_t ntags, long long ttl_ms, struct cq_buf *scratch);
 

@@ -146,24 +146,8 @@ static enum cq_err queue_tags(struct warm *w, uint64_t recno,
 			      const char *const *tags, const size_t *lens_in,
 			      size_t n, long long ttl)
 {
-	char ttls[32];
-	const char *argv[6] = { "EVAL", cqi_tag_lua, "1" };
-	size_t lens[6] = { 4, strlen(cqi_tag_lua), 1 };
-
-	snprintf(ttls, sizeof(ttls), "%lld", ttl > 0 ? ttl : 0);
-	for (size_t i = 0; i < n; i++) {
-		size_t tl = lens_in ? lens_in[i] : strlen(tags[i]);
-
-		if (!cqi_own_key(w->ctx, "tag", tags[i], tl, &w->tagkey))
-			return cq_seterr(w->ctx, CQ_ERR_NOMEM, "out of memory");
-		argv[3] = w->tagkey.data, lens[3] = w->tagkey.len;
-		argv[4] = w->key.data, lens[4] = w->key.len;
-		argv[5] = ttls, lens[5] = strlen(ttls);
-		if (cqi_pipe_cmd(&w->pipe, TAG(recno, K_TAG), CQI_KEY(3), 6,
-				 argv, lens))
-			return w->ctx->err;
-	}
-	return CQ_OK;
+	return cqi_tag_append(w->ctx, &w->pipe, TAG(recno, K_TAG), w->key.data,
+			      w->key.len, tags, lens_in, n, ttl, &w->tagkey);
 }
 
 /* The TTL of one key: the record's own, or the run's; jittered. */
@@ -420,7 +404,7 @@ static enum cq_err job_done(struct warm *w, struct job *j)
 	w->st->warmed++;
 	if (!w->o->set.ntags)
 		return CQ_OK;
-	if (cqi_tag_append(w->ctx, w->key.data, w->key.len, w->o->set.tags,
+	if (cqi_tag_append(w->ctx, NULL, 0, w->key.data, w->key.len, w->o->set.tags,
 			   NULL, w->o->set.ntags, ttl, &w->tagkey))
 		return w->ctx->err;
 	for (size_t i = 0; i < w->o->set.ntags; i++) {
