@@ -399,7 +399,10 @@ static bool skip_if_seen(struct consumer *c, struct cq_delivery *d,
 	return true;
 }
 
-static void print_work(struct consumer *c)
+/* The next delivery to handle (to free), counted as taken: those done
+ * before, or seen already under --dedupe, are passed over.  NULL when
+ * none may be taken now. */
+static struct cq_delivery *next_work(struct consumer *c)
 {
 	while (may_take(c)) {
 		struct cq_delivery *d = pop(c);
@@ -414,6 +417,16 @@ static void print_work(struct consumer *c)
 			cqi_delivery_free(d);
 			continue;
 		}
+		return d;
+	}
+	return NULL;
+}
+
+static void print_work(struct consumer *c)
+{
+	struct cq_delivery *d;
+
+	while ((d = next_work(c))) {
 		if (!c->o->print(c->o->arg, d)) {
 			cqi_err_holdf(&c->stop_err, CQ_ERR_IO,
 				      "cannot write output");
@@ -599,25 +612,14 @@ static void sink(void *arg, const char *p, size_t n)
 
 static void exec_work(struct consumer *c, long long now)
 {
+	struct cq_delivery *d;
+
 	for (unsigned i = 0; i < c->njobs; i++)
 		if (cqi_job_done(&c->jobs[i]))
 			finish_job(c, &c->jobs[i]);
 	release_held(c, now);
-	while (c->running < c->njobs && may_take(c)) {
-		struct cq_delivery *d = pop(c);
-		bool skipped;
-
-		if (done_before(c, d)) {
-			cqi_delivery_free(d);
-			continue;
-		}
-		c->taken++;
-		if (!skip_if_seen(c, d, &skipped) || skipped) {
-			cqi_delivery_free(d);
-			continue;
-		}
+	while (c->running < c->njobs && (d = next_work(c)))
 		start_job(c, d);
-	}
 }
 
 /* ---- the loop ------------------------------------------------------------------ */
