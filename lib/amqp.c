@@ -97,6 +97,18 @@ enum cq_err cqi_amqp_status_err(struct cq_ctx *ctx, int status,
 			 what, where, amqp_error_string2(status));
 }
 
+int cqi_amqp_wait_frame(amqp_connection_state_t conn, amqp_frame_t *f,
+			long long wait_ms)
+{
+	struct timeval tv = { 0, 0 };
+
+	if (wait_ms > 0) {
+		tv.tv_sec = wait_ms / 1000;
+		tv.tv_usec = (wait_ms % 1000) * 1000;
+	}
+	return amqp_simple_wait_frame_noblock(conn, f, &tv);
+}
+
 /* The text of a connection.close / channel.close reply. */
 static void close_text(amqp_bytes_t t, char *buf, size_t len)
 {

@@ -33,6 +33,11 @@ enum cq_err cqi_amqp_rpc_err(struct cq_ctx *ctx, amqp_rpc_reply_t r,
 /* Translate a librabbitmq status code (< 0) into the context error. */
 enum cq_err cqi_amqp_status_err(struct cq_ctx *ctx, int status,
 				const char *what);
+/* Read one frame into f, waiting at most wait_ms for it (0 or less: only
+ * one already buffered or on the socket): amqp_simple_wait_frame_noblock's
+ * status (AMQP_STATUS_TIMEOUT when none came). */
+int cqi_amqp_wait_frame(amqp_connection_state_t conn, amqp_frame_t *f,
+			long long wait_ms);
 /* Check the last RPC of the connection (after amqp_queue_declare & co). */
 enum cq_err cqi_amqp_check(struct cq_ctx *ctx, const char *what);
 /* The reply of the last RPC on channel ch, for calls that may fail as a

@@ -316,18 +316,13 @@ static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 	if (a->replay && replay_requests(a, max))
 		return q->ctx->err;
 	for (int n = 0; n < 4096; n++) {
-		struct timeval tv = { 0, 0 };
 		amqp_frame_t f;
 		int st;
 
-		if (first && wait_ms > 0) {
-			tv.tv_sec = wait_ms / 1000;
-			tv.tv_usec = (wait_ms % 1000) * 1000;
-		} else if (!first && (!buffered(q) || a->handed >= max)) {
+		if (!first && (!buffered(q) || a->handed >= max))
 			break;
-		}
+		st = cqi_amqp_wait_frame(a->conn, &f, first ? wait_ms : 0);
 		first = false;
-		st = amqp_simple_wait_frame_noblock(a->conn, &f, &tv);
 		if (st == AMQP_STATUS_TIMEOUT)
 			break;
 		if (st != AMQP_STATUS_OK) {

@@ -353,26 +353,20 @@ static enum cq_err read_frames(struct cq_publisher *pub, long long wait_ms,
 
 	*timed_out = false;
 	for (;;) {
-		struct timeval tv = { 0, 0 };
 		amqp_frame_t f;
 		int st;
 
-		if (first && wait_ms > 0) {
-			tv.tv_sec = wait_ms / 1000;
-			tv.tv_usec = (wait_ms % 1000) * 1000;
-		} else if (!amqp_frames_enqueued(conn) &&
-			   !amqp_data_in_buffer(conn)) {
-			/* one cheap look at the socket, then stop */
-			if (!first)
-				break;
-		}
-		first = false;
-		st = amqp_simple_wait_frame_noblock(conn, &f, &tv);
+		/* past the first, only what is buffered: one cheap look at
+		 * the socket came first */
+		if (!first && !amqp_frames_enqueued(conn) &&
+		    !amqp_data_in_buffer(conn))
+			break;
+		st = cqi_amqp_wait_frame(conn, &f, first ? wait_ms : 0);
 		if (st == AMQP_STATUS_TIMEOUT) {
-			if (wait_ms > 0 && tv.tv_sec + tv.tv_usec > 0)
-				*timed_out = true;
+			*timed_out = first && wait_ms > 0;
 			break;
 		}
+		first = false;
 		if (st != AMQP_STATUS_OK) {
 			cqi_amqp_status_err(pub->ctx, st, "publish: read confirms");
 			return die(pub, REASON_LOST);
