@@ -13,7 +13,6 @@
  * acked only once the broker confirmed its copy (or rejected into the
  * queue's dead-letter exchange, which moves it and records x-death).
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,41 +61,6 @@ static struct amqp_q *Q(struct cqi_qdriver *q)
 static const struct amqp_q *CQ(const struct cqi_qdriver *q)
 {
 	return (const struct amqp_q *)q;
-}
-
-static void qnotice(struct amqp_q *a, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void qnotice(struct amqp_q *a, const char *fmt, ...)
-{
-	char msg[768];
-	va_list ap;
-
-	va_start(ap, fmt);
-	cqi_vformat(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	a->base.hooks.notice(a->base.hooks.arg, msg);
-}
-
-static void qfail(struct amqp_q *a, enum cq_err e, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void qfail(struct amqp_q *a, enum cq_err e, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	cqi_vformat(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	a->base.hooks.fail(a->base.hooks.arg, e, msg);
-}
-
-/* Move a context error to the engine, so the channel can still settle. */
-static void qfail_from_ctx(struct amqp_q *a)
-{
-	struct cqi_err_held h = { 0 };
-
-	cqi_err_hold(a->base.ctx, &h);
-	a->base.hooks.fail(a->base.hooks.arg, h.err, h.msg);
 }
 
 /* ---- reading frames -------------------------------------------------------- */
@@ -191,7 +155,7 @@ static enum cq_err on_other_frame(void *arg, const amqp_frame_t *f)
 	case AMQP_BASIC_CANCEL_METHOD:
 		/* the broker ended our subscription: the queue went away */
 		a->consuming = false;
-		qfail(a, CQ_ERR_NOTFOUND,
+		cqi_qd_fail(&a->base, CQ_ERR_NOTFOUND,
 		      "RabbitMQ cancelled the consumer: queue '%s' was deleted",
 		      a->base.conf.queue);
 		return CQ_OK;
@@ -535,7 +499,7 @@ static enum cq_err setup_dead_letters(struct amqp_q *a)
 		if (exchange_exists(a, a->dlx, &ex))
 			return ctx->err;
 		if (!ex) {
-			qnotice(a, "queue '%s' names dead-letter exchange '%s', which does not exist: dead letters go to '%s%s' instead",
+			cqi_qd_notice(&a->base, "queue '%s' names dead-letter exchange '%s', which does not exist: dead letters go to '%s%s' instead",
 				queue, a->dlx, queue, CQ_DLQ_SUFFIX);
 			free(a->dlx);
 			a->dlx = NULL;
@@ -564,11 +528,11 @@ static bool ensure_dlq(struct amqp_q *a)
 		code = side_declare(a, a->dlq, false, true, false,
 				    amqp_empty_table, NULL, text, sizeof(text));
 	if (code < 0) {
-		qfail_from_ctx(a);
+		cqi_qd_fail_ctx(&a->base);
 		return false;
 	}
 	if (code) {
-		qfail(a, code == 403 ? CQ_ERR_NOPERM : CQ_ERR_TEMPFAIL,
+		cqi_qd_fail(&a->base, code == 403 ? CQ_ERR_NOPERM : CQ_ERR_TEMPFAIL,
 		      "cannot declare dead-letter queue '%s': %s", a->dlq, text);
 		return false;
 	}
@@ -631,7 +595,7 @@ static void publish(struct amqp_q *a, const struct cq_message *m,
 		    uint64_t user_tag)
 {
 	if (cqi_publish(a->pub, m, user_tag) == CQ_ERR_DATA)
-		qfail_from_ctx(a);
+		cqi_qd_fail_ctx(&a->base);
 }
 
 /* Republish d to its queue with the new retry count; ack it once

@@ -186,6 +186,14 @@ void cqi_qd_fail(struct cqi_qdriver *q, enum cq_err e, const char *fmt, ...)
 	q->hooks.fail(q->hooks.arg, e, msg);
 }
 
+void cqi_qd_fail_ctx(struct cqi_qdriver *q)
+{
+	struct cqi_err_held h = { 0 };
+
+	cqi_err_hold(q->ctx, &h);
+	q->hooks.fail(q->hooks.arg, h.err, h.msg);
+}
+
 void cqi_qd_notice(struct cqi_qdriver *q, const char *fmt, ...)
 {
 	char msg[768];

@@ -448,6 +448,9 @@ void cqi_qd_fail(struct cqi_qdriver *q, enum cq_err e, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void cqi_qd_notice(struct cqi_qdriver *q, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Move the context's error to hooks.fail (cqi_err_hold): the connection
+ * still works, so the verb stops gracefully and settles what it can. */
+void cqi_qd_fail_ctx(struct cqi_qdriver *q);
 
 /* The type of Redis key key ("none", "list", "stream"...), to free; NULL
  * with the context error set. */

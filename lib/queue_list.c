@@ -473,11 +473,8 @@ static enum cq_err reply_err(struct list_q *l, struct cqi_reply *r,
 static void reply_fail(struct list_q *l, struct cqi_reply *r,
 		       const char *what)
 {
-	struct cqi_err_held h = { 0 };
-
 	reply_err(l, r, what);
-	cqi_err_hold(l->base.ctx, &h);
-	l->base.hooks.fail(l->base.hooks.arg, h.err, h.msg);
+	cqi_qd_fail_ctx(&l->base);
 }
 
 /* ---- taking ------------------------------------------------------------------- */
@@ -746,11 +743,8 @@ static enum cq_err refresh(struct list_q *l)
 	mine = r->type == CQI_REPLY_INTEGER && r->integer == 1;
 	cqi_reply_free(r);
 	if (!mine) {
-		struct cqi_err_held h = { 0 };
-
 		lease_lost(l);
-		cqi_err_hold(l->base.ctx, &h);
-		l->base.hooks.fail(l->base.hooks.arg, h.err, h.msg);
+		cqi_qd_fail_ctx(&l->base);
 		return CQ_OK;
 	}
 	l->refreshed_ms = cq_now_ms();
