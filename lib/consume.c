@@ -854,27 +854,18 @@ static unsigned long long forget(struct consumer *c, size_t unsettled)
  * go on.  False when the run must end (the context's error says why). */
 static bool reconnect(struct consumer *c)
 {
-	struct cq_reconnect r = { 0 };
-	char from[300], why[sizeof(c->ctx->errstr)];
+	struct cqi_reconnected rc;
 	size_t unsettled = c->q->ops->unsettled(c->q);
-	long long t0 = cq_now_ms();
 
 	if (!c->q->ops->reconnect || c->stopping || c->stop_err.err ||
 	    cq_stop_requested())
 		return false;
-	snprintf(why, sizeof(why), "%s", c->ctx->errstr);
-	if (c->q->ops->reconnect(c->q, from, sizeof(from)))
+	if (!cqi_qd_reconnect(c->q, &rc, &c->st->reconnects))
 		return false;
-	c->st->reconnects++;
-	r.from = from;
-	r.to = c->q->ops->where(c->q);
-	r.why = why;
-	r.ms = cq_now_ms() - t0;
-	r.unsettled = forget(c, unsettled);
-	r.n = c->st->reconnects;
+	rc.r.unsettled = forget(c, unsettled);
 	c->idle_since_ms = 0;
 	if (c->o->reconnected)
-		c->o->reconnected(c->o->arg, &r);
+		c->o->reconnected(c->o->arg, &rc.r);
 	return true;
 }
 

@@ -278,26 +278,17 @@ static void bad(struct enqueue *e, uint64_t no, const char *msg)
  */
 static bool reconnect(struct enqueue *e)
 {
-	struct cq_reconnect r = { 0 };
-	char from[300], why[sizeof(e->ctx->errstr)];
-	long long t0 = cq_now_ms();
+	struct cqi_reconnected rc;
 
 	if (!e->q->ops->reconnect || !e->q->can_reconnect ||
 	    cq_stop_requested())
 		return false;
-	snprintf(why, sizeof(why), "%s", e->ctx->errstr);
-	if (e->q->ops->reconnect(e->q, from, sizeof(from)))
+	if (!cqi_qd_reconnect(e->q, &rc, &e->st->reconnects))
 		return false;
-	e->st->reconnects++;
-	r.from = from;
-	r.to = e->q->ops->where(e->q);
-	r.why = why;
-	r.ms = cq_now_ms() - t0;
-	r.unsettled = e->st->failed - e->failed_before;
-	r.n = e->st->reconnects;
+	rc.r.unsettled = e->st->failed - e->failed_before;
 	e->failed_before = e->st->failed;
 	if (e->o->on_reconnect)
-		e->o->on_reconnect(e->o->arg, &r);
+		e->o->on_reconnect(e->o->arg, &rc.r);
 	return true;
 }
 

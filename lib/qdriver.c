@@ -223,6 +223,20 @@ enum cq_err cqi_redis_dlq_slot_check(struct cq_ctx *ctx,
 			 kind, dlq, queue, queue_key->data, CQ_DLQ_SUFFIX);
 }
 
+bool cqi_qd_reconnect(struct cqi_qdriver *q, struct cqi_reconnected *rc,
+		      unsigned *count)
+{
+	long long t0 = cq_now_ms();
+
+	snprintf(rc->why, sizeof(rc->why), "%s", q->ctx->errstr);
+	if (q->ops->reconnect(q, rc->from, sizeof(rc->from)))
+		return false;
+	rc->r = (struct cq_reconnect){ .from = rc->from, .to = q->ops->where(q),
+				       .why = rc->why,
+				       .ms = cq_now_ms() - t0, .n = ++*count };
+	return true;
+}
+
 void *cqi_qdriver_alloc(struct cq_ctx *ctx, size_t size,
 			const struct cqi_qdriver_ops *ops,
 			const struct cqi_qconf *conf)

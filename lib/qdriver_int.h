@@ -452,6 +452,22 @@ void cqi_qd_notice(struct cqi_qdriver *q, const char *fmt, ...)
  * still works, so the verb stops gracefully and settles what it can. */
 void cqi_qd_fail_ctx(struct cqi_qdriver *q);
 
+/* A reconnect as a verb reports it, with the text its pointers borrow. */
+struct cqi_reconnected {
+	struct cq_reconnect r;
+	char from[300];
+	char why[sizeof(((struct cq_ctx *)0)->errstr)];
+};
+
+/*
+ * The connection is lost (the context's error says why; q->ops->reconnect
+ * is there): connect again through the driver, rc->r telling from, to,
+ * why, how long it took and n (*count, counted one more); the caller adds
+ * unsettled.  False when it could not (the context's error says why).
+ */
+bool cqi_qd_reconnect(struct cqi_qdriver *q, struct cqi_reconnected *rc,
+		      unsigned *count);
+
 /* The type of Redis key key ("none", "list", "stream"...), to free; NULL
  * with the context error set. */
 char *cqi_redis_key_type(struct cq_ctx *ctx, const struct cq_buf *key);
