@@ -18,7 +18,7 @@
 
 /* ---- from an AMQP table ------------------------------------------------- */
 
-static bool dup_bytes(amqp_bytes_t b, char **out, size_t *len)
+bool cqi_bytes_dup(amqp_bytes_t b, char **out, size_t *len)
 {
 	*out = malloc(b.len + 1);
 	if (!*out)
@@ -52,7 +52,7 @@ static bool from_entries(const amqp_table_entry_t *te,
 		const amqp_field_value_t *v = te ? &te[i].value : &ae[i];
 
 		*count = (size_t)i + 1;
-		if (te && !dup_bytes(te[i].key, &it[i].key, NULL))
+		if (te && !cqi_bytes_dup(te[i].key, &it[i].key, NULL))
 			return false;
 		if (!from_value(v, &it[i], depth + 1))
 			return false;
@@ -116,7 +116,7 @@ static bool from_value(const amqp_field_value_t *v, struct cq_field *f,
 	case AMQP_FIELD_KIND_BYTES:
 		f->kind = v->kind == AMQP_FIELD_KIND_UTF8 ? CQ_FIELD_STRING :
 			  CQ_FIELD_BYTES;
-		return dup_bytes(v->value.bytes, &f->str, &f->len);
+		return cqi_bytes_dup(v->value.bytes, &f->str, &f->len);
 	case AMQP_FIELD_KIND_TABLE:
 		if (depth >= MAX_DEPTH)
 			goto void_;

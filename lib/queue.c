@@ -31,23 +31,11 @@ void cqi_delivery_free(struct cq_delivery *d)
 	free(d);
 }
 
-/* A NUL-terminated copy of b; false out of memory. */
-static bool copy_bytes(amqp_bytes_t b, char **out)
-{
-	*out = malloc(b.len + 1);
-	if (!*out)
-		return false;
-	if (b.len)
-		memcpy(*out, b.bytes, b.len);
-	(*out)[b.len] = '\0';
-	return true;
-}
-
 /* The property if its flag is set (else *out stays NULL). */
 static bool copy_prop(const amqp_basic_properties_t *p, amqp_flags_t flag,
 		      amqp_bytes_t b, char **out)
 {
-	return !(p->_flags & flag) || copy_bytes(b, out);
+	return !(p->_flags & flag) || cqi_bytes_dup(b, out, NULL);
 }
 
 static bool fill_props(struct cq_delivery *d, const amqp_basic_properties_t *p)
@@ -91,9 +79,9 @@ enum cq_err cqi_delivery_new(struct cq_ctx *ctx, const char *queue,
 	d->delivery_tag = tag;
 	d->redelivered = redelivered;
 	d->remaining = remaining;
-	if (!copy_bytes(msg->body, &d->body) ||
-	    !copy_bytes(exchange, &d->exchange) ||
-	    !copy_bytes(routing_key, &d->routing_key) ||
+	if (!cqi_bytes_dup(msg->body, &d->body, NULL) ||
+	    !cqi_bytes_dup(exchange, &d->exchange, NULL) ||
+	    !cqi_bytes_dup(routing_key, &d->routing_key, NULL) ||
 	    (queue && !(d->queue = strdup(queue))))
 		goto nomem;
 	d->len = msg->body.len;

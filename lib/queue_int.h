@@ -21,6 +21,10 @@ struct cqi_props {
 	amqp_message_t msg;
 };
 
+/* A NUL-terminated copy of b into *out (to free), its length into *len
+ * unless len is NULL; false out of memory. */
+bool cqi_bytes_dup(amqp_bytes_t b, char **out, size_t *len);
+
 /*
  * Decode an AMQP field table into cq_fields (a pure function: no I/O, any
  * table gives fields or CQ_ERR_NOMEM).  *items is NULL when n is 0.
