@@ -1804,6 +1804,7 @@ static enum cq_err release(struct cqi_qdriver *q)
 
 static const char *const pub_lost = "connection lost";
 static const char *const pub_refused = "refused by Redis";
+static const char *const pub_missing = "the stream does not exist";
 
 /* The pipeline tag of replay's deletes (never a publish's). */
 #define DEL_TAG UINT64_MAX
@@ -1817,11 +1818,15 @@ static void on_added(void *arg, uint64_t tag, struct cqi_reply *r)
 			reply_fail(s, r, "XDEL");
 		return;
 	}
-	if (r->type != CQI_REPLY_ERROR)
-		s->added++;
-	s->base.hooks.published(s->base.hooks.arg, tag,
-				r->type != CQI_REPLY_ERROR,
-				r->type == CQI_REPLY_ERROR ? pub_refused : NULL);
+	/* nil: NOMKSTREAM found no stream */
+	if (r->type == CQI_REPLY_ERROR || r->type == CQI_REPLY_NIL) {
+		s->base.hooks.published(s->base.hooks.arg, tag, false,
+					r->type == CQI_REPLY_NIL ? pub_missing :
+					pub_refused);
+		return;
+	}
+	s->added++;
+	s->base.hooks.published(s->base.hooks.arg, tag, true, NULL);
 }
 
 /* Replay: delete the dead letters whose copies are safe (XDEL through
@@ -2034,6 +2039,7 @@ static enum cq_err publish(struct cqi_qdriver *q, const struct cq_message *m,
 #define ARGS(p) ARG((p), strlen(p))
 	ARGS("XADD");
 	ARG(key.data, key.len);
+	ARGS("NOMKSTREAM");	/* a stream that is gone stays gone */
 	if (s->maxlen > 0) {
 		snprintf(maxlen, sizeof(maxlen), "%lld", s->maxlen);
 		ARGS("MAXLEN");

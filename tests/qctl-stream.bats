@@ -332,3 +332,19 @@ pending_is() { [ "$(pending)" = "$1" ]; }
 	assert_equal "$status" 75
 	grep -q "timed out" "$TMP/err"
 }
+
+@test "stream: replay-dlq to a stream that does not exist leaves the dead letters, creates nothing and exits 75" {
+	qctl declare -q "$Q"
+	qctl enqueue -q "$Q" a b
+	qctl consume -q --until-empty --max-retries 0 -e 'exit 65' "$Q" 2>/dev/null
+	assert_equal "$(rcli XLEN "$K.dlq")" 2
+	run -75 --separate-stderr qctl replay-dlq --to "$Q.gone" "$Q.dlq"
+	[[ "$stderr" == *"replayed 0 to '$Q.gone' (0 skipped, 2 failed)"* ]]
+	assert_equal "$(rcli XLEN "$K.dlq")" 2
+	assert_equal "$(rcli EXISTS "$K.gone")" 0
+	# its original stream deleted: the same
+	rcli DEL "$K" >/dev/null
+	run -75 --separate-stderr qctl replay-dlq "$Q.dlq"
+	assert_equal "$(rcli XLEN "$K.dlq")" 2
+	assert_equal "$(rcli EXISTS "$K")" 0
+}
