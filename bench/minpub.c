@@ -2,7 +2,7 @@
  * minpub - the broker's ceiling for confirmed persistent publishing: a
  * minimal librabbitmq publisher, for bench/run.
  *
- *   minpub HOST PORT QUEUE [WINDOW [like-cq]] < lines
+ *   minpub HOST PORT QUEUE [WINDOW [like-cq|like-replay]] < lines
  *
  * One message per stdin line (without its newline), persistent
  * (delivery-mode 2), to the default exchange with routing key QUEUE, under
@@ -16,6 +16,14 @@
  * every message by default (the mandatory flag, a timestamp and a fresh
  * 17-character message id), so that the broker's cost of those properties
  * can be told from the client's own.
+ *
+ * With "like-replay", each message is what `qctl replay-dlq` republishes
+ * for a message the broker dead-lettered from QUEUE (rejected): mandatory,
+ * persistent, with the headers the broker gave the dead letter (x-death
+ * with one entry, x-first-death-exchange, -queue and -reason) and the
+ * x-cq-replayed count replay adds.  That is the publishing half of a move
+ * at the broker's full cost, so that replay-dlq is compared with a
+ * publisher of the same messages, not of lighter ones.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +44,69 @@ static uint64_t low = 1;	/* lowest tag not yet confirmed */
 static unsigned char *done;	/* done[tag % window]: confirmed out of order */
 static uint64_t window = 10000;
 static unsigned long nacked;
+
+/* The headers of a dead letter the broker took from queue q (rejected),
+ * as replay-dlq republishes it: kinds as the broker encodes them. */
+static amqp_field_value_t rk_value[1];
+static amqp_table_entry_t death_fields[6];
+static amqp_field_value_t death_value[1];
+static amqp_table_entry_t replay_headers[5];
+
+static amqp_table_entry_t entry(const char *key, amqp_field_value_t v)
+{
+	amqp_table_entry_t e = { amqp_cstring_bytes(key), v };
+
+	return e;
+}
+
+static amqp_field_value_t text(const char *s)
+{
+	amqp_field_value_t v = { .kind = AMQP_FIELD_KIND_UTF8 };
+
+	v.value.bytes = amqp_cstring_bytes(s);
+	return v;
+}
+
+static amqp_field_value_t i64(int64_t n)
+{
+	amqp_field_value_t v = { .kind = AMQP_FIELD_KIND_I64 };
+
+	v.value.i64 = n;
+	return v;
+}
+
+static amqp_table_t like_replay(const char *q)
+{
+	amqp_field_value_t v = { .kind = AMQP_FIELD_KIND_TIMESTAMP };
+	amqp_table_t t;
+
+	v.value.u64 = (uint64_t)time(NULL);
+	rk_value[0] = text(q);
+	death_fields[0] = entry("count", i64(1));
+	death_fields[1] = entry("reason", text("rejected"));
+	death_fields[2] = entry("queue", text(q));
+	death_fields[3] = entry("time", v);
+	death_fields[4] = entry("exchange", text(""));
+	v.kind = AMQP_FIELD_KIND_ARRAY;
+	v.value.array.num_entries = 1;
+	v.value.array.entries = rk_value;
+	death_fields[5] = entry("routing-keys", v);
+	v.kind = AMQP_FIELD_KIND_TABLE;
+	v.value.table.num_entries = 6;
+	v.value.table.entries = death_fields;
+	death_value[0] = v;
+	v.kind = AMQP_FIELD_KIND_ARRAY;
+	v.value.array.num_entries = 1;
+	v.value.array.entries = death_value;
+	replay_headers[0] = entry("x-death", v);
+	replay_headers[1] = entry("x-first-death-exchange", text(""));
+	replay_headers[2] = entry("x-first-death-queue", text(q));
+	replay_headers[3] = entry("x-first-death-reason", text("rejected"));
+	replay_headers[4] = entry("x-cq-replayed", i64(1));
+	t.num_entries = 5;
+	t.entries = replay_headers;
+	return t;
+}
 
 static void die(const char *what, const char *why)
 {
@@ -117,15 +188,22 @@ int main(int argc, char **argv)
 	unsigned long count = 0;
 	unsigned idbase = 0;
 	char id[40];
-	int like_cq;
+	int like_cq, mandatory;
 
 	if (argc < 4) {
-		fputs("usage: minpub HOST PORT QUEUE [WINDOW] < lines\n", stderr);
+		fputs("usage: minpub HOST PORT QUEUE [WINDOW [like-cq|like-replay]] < lines\n",
+		      stderr);
 		return 2;
 	}
 	if (argc > 4)
 		window = strtoull(argv[4], NULL, 10);
 	like_cq = argc > 5 && strcmp(argv[5], "like-cq") == 0;
+	mandatory = like_cq;
+	if (argc > 5 && strcmp(argv[5], "like-replay") == 0) {
+		props._flags |= AMQP_BASIC_HEADERS_FLAG;
+		props.headers = like_replay(argv[3]);
+		mandatory = 1;
+	}
 	if (like_cq) {
 		props._flags |= AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
 		props.timestamp = (uint64_t)time(NULL);
@@ -161,7 +239,7 @@ int main(int argc, char **argv)
 			props.message_id = amqp_cstring_bytes(id);
 		}
 		if (amqp_basic_publish(conn, CHANNEL, amqp_empty_bytes, queue,
-				       like_cq, 0, &props, body) != AMQP_STATUS_OK)
+				       mandatory, 0, &props, body) != AMQP_STATUS_OK)
 			die("publish", "failed");
 		next_tag++;
 		if (++count % 256 == 0)
