@@ -248,11 +248,9 @@ static enum cq_err take_value(struct cq_ctx *ctx, const char *key,
 		return cq_seterr(ctx, CQ_ERR_INTERNAL,
 				 "get '%s': unexpected reply type %d", key,
 				 r->type);
-	v->data = malloc(r->len + 1);
+	v->data = cqi_memdup(r->str, r->len);
 	if (!v->data)
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-	memcpy(v->data, r->str, r->len);
-	v->data[r->len] = '\0';
 	v->len = r->len;
 	v->found = true;
 	return CQ_OK;

@@ -112,12 +112,10 @@ static enum cq_err lookup(struct fetch *f)
 		e = cqi_redis_reply_err(f->ctx, r, what);
 	} else if (r->type == CQI_REPLY_STRING) {
 		e = CQ_OK;
-		f->val.data = malloc(r->len + 1);
+		f->val.data = cqi_memdup(r->str, r->len);
 		if (!f->val.data) {
 			e = cq_seterr(f->ctx, CQ_ERR_NOMEM, "out of memory");
 		} else {
-			memcpy(f->val.data, r->str, r->len);
-			f->val.data[r->len] = '\0';
 			f->val.len = r->len;
 			f->val.found = true;
 		}

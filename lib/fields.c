@@ -20,12 +20,9 @@
 
 bool cqi_bytes_dup(amqp_bytes_t b, char **out, size_t *len)
 {
-	*out = malloc(b.len + 1);
+	*out = cqi_memdup(b.bytes, b.len);
 	if (!*out)
 		return false;
-	if (b.len)
-		memcpy(*out, b.bytes, b.len);
-	(*out)[b.len] = '\0';
 	if (len)
 		*len = b.len;
 	return true;
@@ -286,12 +283,7 @@ char *cqi_field_text(const struct cq_field *f)
 	switch (f->kind) {
 	case CQ_FIELD_STRING:
 	case CQ_FIELD_BYTES:
-		out = malloc(f->len + 1);
-		if (out) {
-			memcpy(out, f->str, f->len);
-			out[f->len] = '\0';
-		}
-		return out;
+		return cqi_memdup(f->str, f->len);
 	case CQ_FIELD_VOID:
 		return strdup("");
 	case CQ_FIELD_INT:

@@ -39,6 +39,10 @@ const char *cqi_err_warning(struct cq_ctx *ctx, struct cqi_err_held *h);
  * settled as failed). */
 void cqi_err_drop(struct cq_ctx *ctx);
 
+/* The n bytes at p (NULL when n is 0) as a NUL-terminated copy, to
+ * free; NULL out of memory. */
+char *cqi_memdup(const void *p, size_t n);
+
 /* Join the context's prefix and key into buf (reset first).  Returns false
  * out of memory. */
 bool cqi_prefixed(const struct cq_ctx *ctx, const char *key, size_t keylen,

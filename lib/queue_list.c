@@ -286,13 +286,9 @@ static bool add_str(struct cq_field *h, size_t *n, const char *key,
 	struct cq_field *f = &h[*n];
 
 	*f = (struct cq_field){ .key = strdup(key), .kind = CQ_FIELD_STRING,
-				.str = malloc(len + 1), .len = len };
+				.str = cqi_memdup(p, len), .len = len };
 	(*n)++;
-	if (!f->key || !f->str)
-		return false;
-	memcpy(f->str, p, len);
-	f->str[len] = '\0';
-	return true;
+	return f->key && f->str;
 }
 
 static bool add_json_str(struct cq_field *h, size_t *n, const char *key,
@@ -494,11 +490,9 @@ static bool keep_taken(struct list_q *l, uint64_t tag, const char *body,
 		l->tcap = cap;
 	}
 	t = &l->t[l->nt];
-	t->body = malloc(len + 1);
+	t->body = cqi_memdup(body, len);
 	if (!t->body)
 		return false;
-	memcpy(t->body, body, len);
-	t->body[len] = '\0';
 	t->len = len;
 	t->tag = tag;
 	t->meta = meta;

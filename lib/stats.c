@@ -207,11 +207,9 @@ bool cqi_metrics_add(struct cq_metrics *ms, const char *name,
 	m->label_len = 0;
 	m->value = value;
 	if (label) {
-		m->label = malloc(label_len + 1);
+		m->label = cqi_memdup(label, label_len);
 		if (!m->label)
 			return false;
-		memcpy(m->label, label, label_len);
-		m->label[label_len] = '\0';
 		m->label_len = label_len;
 	}
 	ms->n++;

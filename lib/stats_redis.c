@@ -193,11 +193,9 @@ static struct cq_track *track_entry(struct cq_cache_sample *s, const char *p,
 	s->track = t;
 	t = &s->track[s->ntrack];
 	memset(t, 0, sizeof(*t));
-	t->prefix = malloc(n + 1);
+	t->prefix = cqi_memdup(p, n);
 	if (!t->prefix)
 		return NULL;
-	memcpy(t->prefix, p, n);
-	t->prefix[n] = '\0';
 	t->len = n;
 	s->ntrack++;
 	return t;

@@ -117,6 +117,18 @@ void cq_buf_free(struct cq_buf *b)
 	b->len = b->cap = 0;
 }
 
+char *cqi_memdup(const void *p, size_t n)
+{
+	char *s = malloc(n + 1);
+
+	if (!s)
+		return NULL;
+	if (n)
+		memcpy(s, p, n);
+	s[n] = '\0';
+	return s;
+}
+
 bool cqi_prefixed(const struct cq_ctx *ctx, const char *key, size_t keylen,
 		  struct cq_buf *buf)
 {

@@ -516,13 +516,11 @@ static enum cq_err warm_exec(struct warm *w, struct cq_reader *rd)
 		if (more) {
 			struct job *j = &jobs[n++];
 
-			j->key = malloc(rec.keylen + 1);
+			j->key = cqi_memdup(rec.key, rec.keylen);
 			if (!j->key) {
 				cq_seterr(w->ctx, CQ_ERR_NOMEM, "out of memory");
 				break;
 			}
-			memcpy(j->key, rec.key, rec.keylen);
-			j->key[rec.keylen] = '\0';
 			j->keylen = rec.keylen;
 			j->recno = w->st->records;
 			j->ch.fd = -1;
