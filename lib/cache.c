@@ -233,8 +233,8 @@ static enum cq_err append_cmd(struct cq_ctx *ctx, const char *cmd,
 	return cqi_redis_append(ctx, CQI_KEY(1), 2, argv, lens);
 }
 
-static enum cq_err take_value(struct cq_ctx *ctx, const char *key,
-			      struct cqi_reply *r, struct cq_value *v)
+enum cq_err cqi_take_value(struct cq_ctx *ctx, const char *key,
+			   const struct cqi_reply *r, struct cq_value *v)
 {
 	if (r->type == CQI_REPLY_NIL)
 		return CQ_OK;
@@ -290,7 +290,7 @@ enum cq_err cq_cache_get(struct cq_ctx *ctx, size_t n, const char *const *keys,
 		if (cqi_redis_reply(ctx, &r))
 			break;
 		if (!e)
-			e = take_value(ctx, keys[i], r, &out[i]);
+			e = cqi_take_value(ctx, keys[i], r, &out[i]);
 		cqi_reply_free(r);
 		if (!o->want_ttl)
 			continue;

@@ -32,6 +32,10 @@ bool cqi_data_key(const struct cq_ctx *ctx, const char *ns,
  * counters, tag sets, --once locks). */
 bool cqi_own_key(const struct cq_ctx *ctx, const char *kind, const char *name,
 		 size_t len, struct cq_buf *out);
+/* The reply r of GET key into v (copied; a nil leaves v not found); an
+ * error reply, or one of another type, is the context's error. */
+enum cq_err cqi_take_value(struct cq_ctx *ctx, const char *key,
+			   const struct cqi_reply *r, struct cq_value *v);
 /* Record key (a full key name) in each tag's set, one EVAL a tag: on
  * pipe, tagged pipe_tag, or with pipe NULL behind whatever ctx has queued
  * (the caller reads their replies); ttl_ms 0 = the key has no TTL. */

@@ -105,23 +105,7 @@ static enum cq_err lookup(struct fetch *f)
 	}
 	if (cqi_redis_reply(f->ctx, &r))
 		return f->ctx->err;
-	if (r->type == CQI_REPLY_ERROR) {
-		char what[300];
-
-		snprintf(what, sizeof(what), "get '%s'", f->key);
-		e = cqi_redis_reply_err(f->ctx, r, what);
-	} else if (r->type == CQI_REPLY_STRING) {
-		e = CQ_OK;
-		f->val.data = cqi_memdup(r->str, r->len);
-		if (!f->val.data) {
-			e = cq_seterr(f->ctx, CQ_ERR_NOMEM, "out of memory");
-		} else {
-			f->val.len = r->len;
-			f->val.found = true;
-		}
-	} else {
-		e = CQ_OK;
-	}
+	e = cqi_take_value(f->ctx, f->key, r, &f->val);
 	cqi_reply_free(r);
 	if (!f->want_meta)
 		return e;
