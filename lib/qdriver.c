@@ -1,6 +1,7 @@
 /* qdriver.c - the queue backends: the table that maps a --backend name
- * (CQ_QUEUE_BACKEND) to its driver's constructor, and opening a driver
- * for a verb (qdriver_int.h). */
+ * (CQ_QUEUE_BACKEND) to its driver's constructor, opening a driver for a
+ * verb, and what the drivers and verbs share (hook formatters, reconnects,
+ * the FIFO ring, Redis key checks; qdriver_int.h). */
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
