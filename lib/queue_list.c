@@ -1690,6 +1690,11 @@ static enum cq_err held_err(struct list_q *l, const struct cq_buf *proc,
 			 ttl_ms > 0 ? (double)ttl_ms / 1000.0 : 0.0);
 }
 
+static bool same_key(const struct cq_buf *a, const struct cq_buf *b)
+{
+	return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
 /* --recover LIST: asked for, so an owner known gone counts as gone. */
 static enum cq_err recover_asked(struct list_q *l, const char *name)
 {
@@ -1703,6 +1708,11 @@ static enum cq_err recover_asked(struct list_q *l, const char *name)
 	if (!cqi_prefixed(ctx, name, strlen(name), &proc) ||
 	    !cqi_list_lease_key(ctx, &proc, &lease)) {
 		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (same_key(&proc, &l->k.queue)) {	/* it would never empty */
+		cq_seterr(ctx, CQ_ERR_USAGE,
+			  "--recover: '%s' is the queue itself", name);
 		goto out;
 	}
 	if (cqi_list_check_type(ctx, &proc, "--recover: processing list") ||
@@ -1787,6 +1797,10 @@ static enum cq_err name_proc(struct list_q *l)
 	if (named ? !cqi_prefixed(ctx, named, strlen(named), &l->k.proc) :
 		    !derived(ctx, &l->k.queue, what, &l->k.proc))
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	if (same_key(&l->k.proc, &l->k.queue))	/* each take a rotation */
+		return cq_seterr(ctx, CQ_ERR_USAGE,
+				 "--processing-list: '%s' is the queue itself",
+				 named);
 	if (!cqi_list_lease_key(ctx, &l->k.proc, &l->k.lease))
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	return CQ_OK;

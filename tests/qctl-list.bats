@@ -478,3 +478,18 @@ per_test_teardown() {
 	run -0 rcli GET "$DLQ"
 	assert_output x
 }
+
+@test "list: --recover or --processing-list naming the queue itself is a usage error" {
+	# --recover QUEUE moved the queue into itself, 1000 at a time, for
+	# ever (SIGTERM unheard); --processing-list QUEUE handed each message
+	# again and again
+	seq 1 1000 | qctl enqueue -q "$Q"
+	run -64 --separate-stderr timeout -s KILL 30 qctl consume --recover "$Q" --count 1 "$Q"
+	assert_equal "$stderr" "qctl: consume: --recover: '$Q' is the queue itself"
+	run -64 --separate-stderr timeout -s KILL 30 qctl consume --processing-list "$Q" --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: --processing-list: '$Q' is the queue itself"
+	run -0 rcli LLEN "$Q"
+	assert_output 1000
+	run -0 rcli LINDEX "$Q" -1
+	assert_output 1
+}
