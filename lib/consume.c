@@ -925,6 +925,9 @@ static enum cq_err check_opts(struct cq_ctx *ctx, const struct cq_consume_opts *
 	if (cqi_name_check(ctx, "queue", o->queue ? o->queue : "") ||
 	    (o->dlq && cqi_name_check(ctx, "dead-letter queue", o->dlq)))
 		return ctx->err;
+	if (o->dlq && strcmp(o->dlq, o->queue) == 0)	/* dead for ever */
+		return cq_seterr(ctx, CQ_ERR_USAGE,
+				 "--dlq: '%s' is the queue itself", o->dlq);
 	if (!o->exec == !o->print || (o->print && !o->flush))
 		return cq_seterr(ctx, CQ_ERR_USAGE, "print or exec, not both");
 	if (o->exec && (o->jobs < 1 || o->jobs > 1024))

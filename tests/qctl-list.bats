@@ -493,3 +493,12 @@ per_test_teardown() {
 	run -0 rcli LINDEX "$Q" -1
 	assert_output 1
 }
+
+@test "list: --dlq naming the queue itself is a usage error" {
+	# each dead letter went back into the queue, to fail again for ever
+	rcli LPUSH "$Q" m >/dev/null
+	run -64 --separate-stderr timeout -s KILL 20 qctl consume --dlq "$Q" -e 'exit 65' --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: --dlq: '$Q' is the queue itself"
+	run -0 rcli LRANGE "$Q" 0 -1
+	assert_output m
+}

@@ -348,3 +348,12 @@ pending_is() { [ "$(pending)" = "$1" ]; }
 	assert_equal "$(rcli XLEN "$K.dlq")" 2
 	assert_equal "$(rcli EXISTS "$K")" 0
 }
+
+@test "stream: --dlq naming the queue itself is a usage error" {
+	qctl declare -q "$Q"
+	qctl enqueue -q "$Q" m
+	run -64 --separate-stderr timeout -s KILL 20 qctl consume --dlq "$Q" -e 'exit 65' --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: --dlq: '$Q' is the queue itself"
+	assert_equal "$(rcli XLEN "$K")" 1
+	assert_equal "$(pending)" 0
+}
