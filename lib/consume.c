@@ -471,17 +471,12 @@ static bool is_poison(const struct consumer *c, const struct cqi_end *e)
 static bool hold(struct consumer *c, struct cq_delivery *d, long long retries,
 		 int code, const char *tail, size_t tlen)
 {
-	struct held *h;
+	struct held *h = cqi_grow(c->held, &c->held_cap, c->nheld + 1,
+				  sizeof(*h), 8);
 
-	if (c->nheld == c->held_cap) {
-		size_t cap = c->held_cap ? c->held_cap * 2 : 8;
-		struct held *n = realloc(c->held, cap * sizeof(*n));
-
-		if (!n)
-			return false;
-		c->held = n;
-		c->held_cap = cap;
-	}
+	if (!h)
+		return false;
+	c->held = h;
 	h = &c->held[c->nheld];
 	h->tail = strndup(tail, tlen);
 	if (!h->tail)

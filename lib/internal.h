@@ -39,6 +39,12 @@ const char *cqi_err_warning(struct cq_ctx *ctx, struct cqi_err_held *h);
  * settled as failed). */
 void cqi_err_drop(struct cq_ctx *ctx);
 
+/* The array v of *cap items, each size bytes, with room for need items:
+ * v itself when it has it, else grown (realloc) to first items (first >
+ * 0) or twice its room, doubled until need fit, and *cap set.  NULL out
+ * of memory (v as it was, still the caller's). */
+void *cqi_grow(void *v, size_t *cap, size_t need, size_t size, size_t first);
+
 /* The n bytes at p (NULL when n is 0) as a NUL-terminated copy, to
  * free; NULL out of memory. */
 char *cqi_memdup(const void *p, size_t n);

@@ -480,15 +480,10 @@ static bool keep_taken(struct list_q *l, uint64_t tag, const char *body,
 {
 	struct taken *t;
 
-	if (l->nt == l->tcap) {
-		size_t cap = l->tcap ? l->tcap * 2 : 64;
-
-		t = realloc(l->t, cap * sizeof(*t));
-		if (!t)
-			return false;
-		l->t = t;
-		l->tcap = cap;
-	}
+	t = cqi_grow(l->t, &l->tcap, l->nt + 1, sizeof(*t), 64);
+	if (!t)
+		return false;
+	l->t = t;
 	t = &l->t[l->nt];
 	t->body = cqi_memdup(body, len);
 	if (!t->body)

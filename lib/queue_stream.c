@@ -479,17 +479,14 @@ static void send_ack(struct stream_q *s, const char **ids, size_t n)
 	const char **argv;
 
 	if (s->range) {
-		if (s->ndel + n > s->del_cap) {
-			size_t cap = (s->ndel + n) * 2;
-			char (*d)[ID_MAX] = realloc(s->dels, cap * sizeof(*d));
+		char (*dels)[ID_MAX] = cqi_grow(s->dels, &s->del_cap,
+						s->ndel + n, sizeof(*dels), 64);
 
-			if (!d) {
-				cqi_qd_fail(&s->base, CQ_ERR_NOMEM, "out of memory");
-				return;
-			}
-			s->dels = d;
-			s->del_cap = cap;
+		if (!dels) {
+			cqi_qd_fail(&s->base, CQ_ERR_NOMEM, "out of memory");
+			return;
 		}
+		s->dels = dels;
 		for (size_t i = 0; i < n; i++)
 			snprintf(s->dels[s->ndel++], ID_MAX, "%s", ids[i]);
 		return;
@@ -1000,25 +997,21 @@ static void retry(struct cqi_qdriver *q, const struct cq_delivery *d,
 {
 	struct stream_q *s = S(q);
 	struct taken *t = ring_find(s, d->delivery_tag);
+	char (*ids)[ID_MAX];
 
 	(void)f;	/* the delivery count keeps the attempts */
 	if (!t) {
 		q->hooks.settled(q->hooks.arg, false, true, NULL);
 		return;
 	}
-	if (s->nretry == s->retry_cap) {
-		size_t cap = s->retry_cap ? s->retry_cap * 2 : 16;
-		char (*n)[ID_MAX] = realloc(s->retry, cap * sizeof(*n));
-
-		if (!n) {
-			/* it stays pending: claimed after the timeout */
-			q->hooks.settled(q->hooks.arg, false, false,
-					 "out of memory");
-			return;
-		}
-		s->retry = n;
-		s->retry_cap = cap;
+	ids = cqi_grow(s->retry, &s->retry_cap, s->nretry + 1, sizeof(*ids),
+		       16);
+	if (!ids) {
+		/* it stays pending: claimed after the timeout */
+		q->hooks.settled(q->hooks.arg, false, false, "out of memory");
+		return;
 	}
+	s->retry = ids;
 	memcpy(s->retry[s->nretry++], t->id, ID_MAX);
 	ring_settle(s, t);
 	q->hooks.settled(q->hooks.arg, false, true, NULL);

@@ -192,15 +192,10 @@ bool cqi_metrics_add(struct cq_metrics *ms, const char *name,
 
 	if (!d)
 		return false;
-	if (ms->n == ms->cap) {
-		size_t cap = ms->cap ? ms->cap * 2 : 32;
-
-		m = realloc(ms->m, cap * sizeof(*m));
-		if (!m)
-			return false;
-		ms->m = m;
-		ms->cap = cap;
-	}
+	m = cqi_grow(ms->m, &ms->cap, ms->n + 1, sizeof(*m), 32);
+	if (!m)
+		return false;
+	ms->m = m;
 	m = &ms->m[ms->n];
 	m->def = d;
 	m->label = NULL;

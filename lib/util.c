@@ -117,6 +117,21 @@ void cq_buf_free(struct cq_buf *b)
 	b->len = b->cap = 0;
 }
 
+void *cqi_grow(void *v, size_t *cap, size_t need, size_t size, size_t first)
+{
+	size_t n = *cap ? *cap : first;
+	void *bigger;
+
+	if (need <= *cap)
+		return v;
+	while (n < need)
+		n *= 2;
+	bigger = realloc(v, n * size);
+	if (bigger)
+		*cap = n;
+	return bigger;
+}
+
 char *cqi_memdup(const void *p, size_t n)
 {
 	char *s = malloc(n + 1);
