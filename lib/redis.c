@@ -61,6 +61,7 @@ struct node {
 	char *path;		/* the unix socket, or NULL */
 	int port;
 	char where[300];	/* host:port or socket path, no secrets */
+	unsigned conn;		/* connections opened so far */
 	/* the replies it owes, in wire order: an awaited command's
 	 * sequence number, or DROP */
 	uint64_t *owed;
@@ -73,6 +74,7 @@ struct await {
 	int slot;		/* of its key, or -1 */
 	unsigned tries;
 	unsigned lost;		/* times its node was lost (rejoin) */
+	unsigned conn;		/* its node's connection it was sent over */
 	char *cmd;		/* its RESP text, for a resend; NULL on a */
 	size_t len;		/* Redis known not to be a cluster */
 	struct cqi_reply *reply;	/* read ahead of its turn */
@@ -603,6 +605,7 @@ static enum cq_err node_open(struct cq_ctx *ctx, struct node *n)
 {
 	struct cqi_redis *rd = ctx->redis;
 
+	n->conn++;	/* what the last connection owed, this one does not */
 	n->reader = redisReaderCreateWithFunctions(&reply_fns);
 	if (!n->reader)
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
@@ -1177,6 +1180,7 @@ static enum cq_err push_cmd(struct cq_ctx *ctx, int ni, int slot, int argc,
 	memset(a, 0, sizeof(*a));
 	a->node = ni;
 	a->slot = slot;
+	a->conn = n->conn;
 	/* a copy to send again after a redirection, unless Redis is known
 	 * not to be a cluster */
 	if (keep) {
@@ -1230,6 +1234,7 @@ static enum cq_err resend(struct cq_ctx *ctx, struct await *a, uint64_t seq,
 	    queue_on(ctx, ni, seq, a->cmd, a->len) ||
 	    flush_out(ctx, ctx->redis->nodes[ni]))
 		node_hangup(ctx->redis->nodes[ni]);
+	a->conn = ctx->redis->nodes[ni]->conn;
 	return ctx->err;
 }
 
@@ -2014,15 +2019,22 @@ static enum cq_err take_over(struct cq_ctx *ctx, long long deadline,
 
 /* ---- single commands: a lost node's awaited ones ---- */
 
-/* Is node ni lost: hung up, with awaited commands unanswered? */
+/* Has awaited command a lost its reply: its node hung up, or connected
+ * again since it was sent (the new connection owes it nothing)? */
+static bool aw_gone(const struct cqi_redis *rd, const struct await *a)
+{
+	const struct node *n = rd->nodes[a->node];
+
+	return !a->reply && (n->fd < 0 || n->conn != a->conn);
+}
+
+/* Is node ni lost: awaited commands sent to it will not be answered? */
 static bool aw_lost(void *arg, int ni)
 {
 	struct cqi_redis *rd = ((struct cq_ctx *)arg)->redis;
 
-	if (rd->nodes[ni]->fd >= 0)
-		return false;
 	for (uint64_t seq = rd->ahead; seq < rd->atail; seq++)
-		if (AW(rd, seq)->node == ni && !AW(rd, seq)->reply)
+		if (AW(rd, seq)->node == ni && aw_gone(rd, AW(rd, seq)))
 			return true;
 	return false;
 }
@@ -2037,7 +2049,7 @@ static bool aw_move(void *arg)
 		struct await *a = AW(rd, seq);
 		int to;
 
-		if (a->reply || rd->nodes[a->node]->fd >= 0)
+		if (!aw_gone(rd, a))
 			continue;
 		to = new_home(ctx, a->slot, a->node);
 		if (to < 0 || queue_on(ctx, to, seq, a->cmd, a->len)) {
@@ -2048,6 +2060,7 @@ static bool aw_move(void *arg)
 			continue;
 		}
 		a->node = to;
+		a->conn = rd->nodes[to]->conn;
 		a->lost++;
 	}
 	if (flush_all(ctx)) {	/* lost again: moved in the next round */
@@ -2091,7 +2104,7 @@ static enum cq_err rejoin(struct cq_ctx *ctx)
 
 		if (!a->cmd)	/* a Redis known not to be a cluster */
 			return ctx->err;
-		if (a->reply || rd->nodes[a->node]->fd >= 0)
+		if (!aw_gone(rd, a))
 			continue;
 		if (a->lost >= MAX_REDIRECTS)	/* lost again and again */
 			return ctx->err;

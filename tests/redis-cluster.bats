@@ -376,3 +376,31 @@ db0_sum() {
 	assert_equal "$stderr" "cachectl: get: Redis at 127.0.0.1:$P1 refused the password: wrong user name or password"
 	refute_output --partial wrong
 }
+
+# ---- a master silent past --timeout, then answering again ----------------------
+# CLIENT PAUSE holds a master's replies for a while (its cluster bus goes
+# on, so no failover): cachectl's connection times out, the master is
+# taken for lost, and it serves its slots again when asked.
+
+# $2 keys of this test owned by the master at port $1, one per line.
+keys_owned_by() {
+	local x n=0
+	for x in $(seq 200); do
+		[ "$(owner "${P}o$x")" = "$1" ] || continue
+		echo "o$x"
+		n=$((n + 1))
+		[ "$n" -lt "$2" ] || return 0
+	done
+}
+
+@test "a master silent past --timeout during get K1 K2 on its slots: both are sent to it again, and answered" {
+	local ks
+	mapfile -t ks < <(keys_owned_by "$P3" 2)
+	ccli set "$P${ks[0]}" one >/dev/null
+	ccli set "$P${ks[1]}" two >/dev/null
+	# the URL names it first: both GETs go to it before any MOVED
+	export CQ_REDIS_URL="redis://127.0.0.1:$P3,127.0.0.1:$P1/0"
+	[ "$(ncli "$P3" client pause 800 all)" = OK ]
+	run -0 --separate-stderr cachectl --timeout 250ms get "${ks[0]}" "${ks[1]}"
+	assert_output $'one\ntwo'
+}

@@ -95,3 +95,13 @@ load sentinel_helper
 	run -69 --separate-stderr cachectl get k --redis "redis-sentinel://127.0.0.1#m"
 	assert_equal "$stderr" "cachectl: get: no sentinel answered (asked 127.0.0.1:26379): cannot connect to Redis at 127.0.0.1:26379: Connection refused"
 }
+
+@test "a master silent past --timeout that the sentinels still name: the command is sent to it again" {
+	local m
+	m=$(master_port)
+	# shorter than down-after-milliseconds: no failover
+	[ "$(on "$m" CLIENT PAUSE 800 WRITE)" = OK ]
+	run -0 --separate-stderr cachectl --timeout 250ms set slow v --ttl 1h
+	run -0 on "$(master_port)" GET "${P}slow"
+	assert_output v
+}
