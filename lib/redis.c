@@ -48,6 +48,9 @@
 #define FAILOVER_WAIT(ctx) (3 * (ctx)->set.timeout_ms)
 /* What a node owes that nobody awaits (fire and forget, ASKING). */
 #define DROP UINT64_MAX
+/* The slot of a command for one master only (its INFO, a SCAN with its
+ * cursor): on a cluster, sent again to that node alone if it is lost. */
+#define PINNED (-2)
 
 /* One connection to one node. */
 struct node {
@@ -832,6 +835,7 @@ static int route_node(struct cq_ctx *ctx, int route, int argc,
 	if (route < CQI_MASTERS) {	/* CQI_MASTER(m) */
 		size_t m = (size_t)(CQI_MASTER(0) - route);
 
+		*slot = PINNED;
 		if (m < rd->nmasters)
 			return rd->masters[m];
 	}
@@ -1211,7 +1215,8 @@ enum cq_err cqi_redis_append(struct cq_ctx *ctx, int route, int argc,
 		return ctx->err;
 	if (route == CQI_MASTERS && argc > 0) {
 		for (size_t m = 0; m < rd->nmasters; m++)
-			if (push_cmd(ctx, rd->masters[m], -1, argc, argv, lens))
+			if (push_cmd(ctx, rd->masters[m], PINNED, argc, argv,
+				     lens))
 				return ctx->err;
 		return CQ_OK;
 	}
@@ -1972,11 +1977,15 @@ static enum cq_err fresh_map(struct cq_ctx *ctx, const struct mover *m)
 /* Where an unanswered command of lost node d goes now: the node that
  * serves its slot (the current node for one without a key, or behind a
  * Sentinel), or d again if it serves it still and answers (a node
- * restarted); -1 if nobody does yet. */
+ * restarted; a command for d alone goes nowhere else); -1 if nobody does
+ * yet. */
 static int new_home(struct cq_ctx *ctx, int slot, int d)
 {
 	struct cqi_redis *rd = ctx->redis;
 	int to = slot >= 0 && rd->slots[slot] ? rd->slots[slot] - 1 : rd->cur;
+
+	if (slot == PINNED && !rd->sentinel)
+		to = d;
 
 	if (to != d)
 		return to;

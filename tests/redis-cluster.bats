@@ -404,3 +404,19 @@ keys_owned_by() {
 	run -0 --separate-stderr cachectl --timeout 250ms get "${ks[0]}" "${ks[1]}"
 	assert_output $'one\ntwo'
 }
+
+@test "stats while a master is silent past --timeout: its INFO is asked of it again, never of another master" {
+	local x=0 p keys
+	# the silent master holds more keys than the one the URL names first
+	while [ "$(ncli "$P3" dbsize)" -le "$(ncli "$P1" dbsize)" ]; do
+		x=$((x + 1))
+		[ "$(owner "${P}i$x")" = "$P3" ] && ccli set "${P}i$x" v >/dev/null
+	done
+	[ "$(ncli "$P3" client pause 800 all)" = OK ]
+	run -0 --separate-stderr cachectl --timeout 250ms stats --json
+	echo "$output" >"$TMP/stats"
+	for p in $P1 $P2 $P3; do
+		keys=$(ncli "$p" dbsize)
+		[ "$(jq --arg m "127.0.0.1:$p" '.redis.masters[] | select(.master == $m) | .keys' "$TMP/stats")" -eq "$keys" ]
+	done
+}
