@@ -1712,6 +1712,8 @@ static void pn_pop(struct pnode *pn)
 	struct pitem *it = pn_item(pn, 0);
 
 	pn->head += it->len;
+	if (pn->sent < pn->head)	/* moved elsewhere unsent (reroute) */
+		pn->sent = pn->head;
 	pn->ihead = (pn->ihead + 1) % pn->icap;
 	pn->icount--;
 	if (pn->inflight)

@@ -420,3 +420,35 @@ keys_owned_by() {
 		[ "$(jq --arg m "127.0.0.1:$p" '.redis.masters[] | select(.master == $m) | .keys' "$TMP/stats")" -eq "$keys" ]
 	done
 }
+
+# How many times the node at port $1 has run command $2 (INFO commandstats).
+calls() {
+	ncli "$1" info commandstats | tr -d '\r' | sed -n "s/^cmdstat_$2:calls=\([0-9]*\),.*/\1/p" | grep . || echo 0
+}
+
+@test "warm: lines ASKed to a master held past --timeout are sent again where the map says, only its own lines to it, each once" {
+	local k="${P}{mig}0" s src dst p own n asking
+	s=$(slot_of "$k")
+	src=$(owner "$k")
+	for p in $P1 $P2 $P3; do [ "$p" != "$src" ] && dst=$p; done
+	own=$(keys_owned_by "$dst" 1)
+	FIX_SLOT=$s
+	[ "$(ncli "$dst" cluster setslot "$s" importing "$(node_id "$src")")" = OK ]
+	[ "$(ncli "$src" cluster setslot "$s" migrating "$(node_id "$dst")")" = OK ]
+	# 300 new keys of the migrating slot, ASKed to dst (in its log ahead
+	# of its own line), then a key dst owns
+	seq 1 300 | awk '{ printf "{mig}%d\tv%d\n", $1, $1 }' >"$TMP/in"
+	printf '%s\tmine\n' "$own" >>"$TMP/in"
+	export CQ_REDIS_URL="redis://127.0.0.1:$src/0"
+	asking=$(calls "$dst" asking)
+	[ "$(ncli "$dst" client pause 1000 all)" = OK ]
+	run -0 --separate-stderr cachectl --timeout 500ms warm --ttl 1h --window 1 "$TMP/in"
+	[[ $stderr == "warmed 301 keys in "*" (0 skipped, 0 failed)" ]]
+	n=$(ncli "$dst" eval "return #redis.call('keys', ARGV[1])" 0 "${P}{mig}*")
+	[ "$n" -eq 300 ]
+	[ "$(ncli "$dst" get "$P$own")" = mine ]
+	# the connections cut while it was held ran nothing: each line once
+	[ $(($(calls "$dst" asking) - asking)) -eq 300 ]
+	for p in $P1 $P2 $P3; do ncli "$p" cluster setslot "$s" node "$(node_id "$dst")" >/dev/null; done
+	FIX_SLOT=''
+}
