@@ -808,6 +808,12 @@ size_t cqi_redis_masters(struct cq_ctx *ctx)
 	}
 	if (settle_map(ctx))
 		return 0;
+	if (!ctx->redis->nmasters) {
+		cq_seterr(ctx, CQ_ERR_TEMPFAIL,
+			  "Redis at %s is a cluster node that serves no hash slot (CLUSTER SLOTS is empty: is the cluster set up?)",
+			  cqi_redis_where(ctx));
+		return 0;
+	}
 	return ctx->redis->nmasters;
 }
 

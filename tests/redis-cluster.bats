@@ -452,3 +452,14 @@ calls() {
 	for p in $P1 $P2 $P3; do ncli "$p" cluster setslot "$s" node "$(node_id "$dst")" >/dev/null; done
 	FIX_SLOT=''
 }
+
+@test "a cluster node that serves no slot yet (CLUSTER SLOTS empty): stats and invalidate --pattern exit 75 saying so" {
+	priv_redis_start --tcp --cluster-enabled yes --cluster-config-file "$BATS_TEST_TMPDIR/priv-redis/nodes.conf"
+	export CQ_REDIS_URL=$PRIV_URL
+	[ -z "$(redis-cli -p "$PRIV_PORT" cluster slots)" ]
+	run -75 --separate-stderr cachectl stats
+	assert_equal "$stderr" "cachectl: stats: Redis at 127.0.0.1:$PRIV_PORT is a cluster node that serves no hash slot (CLUSTER SLOTS is empty: is the cluster set up?)"
+	assert_output ''
+	run -75 --separate-stderr cachectl invalidate --pattern 'x*'
+	[[ $stderr == *"serves no hash slot"* ]]
+}
