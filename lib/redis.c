@@ -1777,7 +1777,9 @@ static enum cq_err pn_send(struct cqi_pipe *p, int ni)
 	n = node_ready(p->ctx, ni);
 	if (!n || write_all(p->ctx, n, pn->log.data + pn->sent,
 			    pn->log.len - pn->sent)) {
-		if (p->ctx->err == CQ_ERR_NOMEM)
+		/* a password, a certificate refused: no use waiting */
+		if (p->ctx->err != CQ_ERR_TEMPFAIL &&
+		    p->ctx->err != CQ_ERR_UNAVAILABLE)
 			return p->ctx->err;
 		node_down(p, ni);
 		return CQ_OK;

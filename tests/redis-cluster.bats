@@ -463,3 +463,19 @@ calls() {
 	run -75 --separate-stderr cachectl invalidate --pattern 'x*'
 	[[ $stderr == *"serves no hash slot"* ]]
 }
+
+@test "a master that refuses the password the others take: warm exits 77 naming it, without waiting for a failover" {
+	local pw='s3cret,pw' p
+	for p in $P1 $P2 $P3; do
+		[ "$(ncli "$p" config set requirepass "$pw")" = OK ]
+	done
+	FIX_PASS=$pw
+	export CQ_REDIS_URL="redis://:$pw@127.0.0.1:$P1/0"
+	seq 1 300 | awk '{ printf "np%d\tv%d\n", $1, $1 }' >"$TMP/in"
+	ncli "$P3" -a "$pw" --no-auth-warning config set requirepass other >/dev/null
+	run --separate-stderr cachectl --timeout 2s warm --ttl 1h "$TMP/in"
+	ncli "$P3" -a other --no-auth-warning config set requirepass "$pw" >/dev/null
+	[ "$status" -eq 77 ]
+	[[ $stderr == *"Redis at 127.0.0.1:$P3 refused the password: wrong user name or password"* ]]
+	[[ $stderr != *s3cret* ]]
+}
