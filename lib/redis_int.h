@@ -167,8 +167,9 @@ typedef enum cq_err (*cqi_sentinel_try_fn)(void *arg, const char *host,
 /* Ask the sentinels in order for the master (each over its own
  * connection; with pass if one asks for it) and try each address until
  * one is the master; asked again every 100 ms until deadline (cq_now_ms's
- * clock).  Errors are ctx's: every sentinel down 69; no sentinel that
- * answered knows the name 64; no master in time 75; a refused password 77. */
+ * clock) or a stop request.  Errors are ctx's: every sentinel down 69; no
+ * sentinel that answered knows the name 64; no master in time (or a stop)
+ * 75; a refused password 77. */
 enum cq_err cqi_sentinel_find(struct cq_ctx *ctx, struct cqi_sentinel *s,
 			      const char *pass, long long deadline,
 			      cqi_sentinel_try_fn try, void *arg);

@@ -186,6 +186,10 @@ enum cq_err cqi_sentinel_find(struct cq_ctx *ctx, struct cqi_sentinel *s,
 			return cq_seterr(ctx, CQ_ERR_UNAVAILABLE,
 					 "no sentinel answered (asked %s): %s",
 					 s->list, why);
+		if (cq_stop_requested())	/* SIGTERM: ask no more */
+			return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
+					 "%s (the wait for a master was stopped by %s)",
+					 why, cq_stop_name());
 		if (cq_now_ms() + RETRY_MS >= deadline)
 			return cq_seterr(ctx, CQ_ERR_TEMPFAIL, "%s", why);
 		pause_ms(RETRY_MS);

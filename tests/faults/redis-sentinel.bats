@@ -8,8 +8,13 @@ bats_require_minimum_version 1.5.0
 load fault_helper
 load ../sentinel_helper
 
-# After a test that killed the master: the dead node back as a replica.
+# After a test that killed the master: the dead node back as a replica;
+# a master name a test gave the sentinels (DEAD_NAME) forgotten.
 per_test_teardown() {
+	local s
+	if [ -n "${DEAD_NAME:-}" ]; then
+		for s in $CQ_SENTINEL_PORTS; do on "$s" SENTINEL REMOVE "$DEAD_NAME" >/dev/null 2>&1; done
+	fi
 	[ -n "${NO_HEAL:-}" ] ||
 		"$SANDBOX" --dir "$SSB" sentinel-heal >>"$BATS_FILE_TMPDIR/sandbox.log" 2>&1 || true
 }
@@ -22,6 +27,14 @@ moved_from() { local m; m=$(master_port) && [ "$m" != "$1" ]; }
 # wait for the background job; its exit code in rc
 wait_bg() { rc=0; wait "$BGPID" || rc=$?; BGPID=; }
 kill_master() { "$SANDBOX" --dir "$SSB" sentinel-kill-master 2>>"$BATS_FILE_TMPDIR/sandbox.log"; }
+# key $1 of this test is on the private master
+priv_has() { [ "$(pcli EXISTS "$P$1")" = 1 ]; }
+# process $1 has ended (gone, or a zombie not waited for yet)
+gone() {
+	local st
+	st=$(ps -o stat= -p "$1" 2>/dev/null)
+	[ -z "$st" ] || [[ $st == Z* ]]
+}
 
 @test "kill -9 of the master during warm: warm carries on with the new master, every line written once" {
 	local n=200000 old new rc
@@ -87,6 +100,30 @@ kill_master() { "$SANDBOX" --dir "$SSB" sentinel-kill-master 2>>"$BATS_FILE_TMPD
 	[ "$(count_on "$(master_port)")" -eq $n ]
 	run -0 on "$(master_port)" GET "${P}e$n"
 	assert_output "value of e$n"
+}
+
+@test "a master lost that the sentinels still name (no replica to promote): SIGTERM ends warm's wait for it at once" {
+	local s rc
+	# a master of its own, watched by the sandbox's sentinels
+	priv_redis_start --tcp
+	DEAD_NAME="cqdead$$"
+	for s in $CQ_SENTINEL_PORTS; do
+		[ "$(on "$s" SENTINEL MONITOR "$DEAD_NAME" 127.0.0.1 "$PRIV_PORT" 2)" = OK ]
+	done
+	seq 1 2000 | awk '{ print "d" $1 "\tv" $1 }' >"$TMP/in"
+	# --timeout 20s: the wait for a master would last a minute
+	cachectl --timeout 20s warm --ttl 1h --rate 50 --window 1 \
+		--redis "${CQ_REDIS_SENTINEL_URL%#*}#$DEAD_NAME" "$TMP/in" 2>"$TMP/err" &
+	BGPID=$!
+	wait_for 10 priv_has d5
+	kill -9 "$(cat "$PRIV_PID")"
+	sleep 1
+	kill -TERM "$BGPID"
+	wait_for 15 gone "$BGPID" || { cat "$TMP/err"; false; }
+	wait_bg
+	note "$(cat "$TMP/err")"
+	[ "$rc" -eq 75 ]
+	grep -q "^cachectl: warm: lost the master at 127\.0\.0\.1:$PRIV_PORT; " "$TMP/err"
 }
 
 @test "a master lost with every sentinel gone: warm exits 75 naming the lines not written; re-running them on the promoted replica completes the set" {
