@@ -2297,6 +2297,7 @@ static enum cq_err cluster_cmd(struct cqi_pipe *p, uint64_t tag, int route,
 	 * this one only once it is BACKLOG windows behind */
 	if (poll_nodes(p, true) || send_all(p))
 		return p->ctx->err;
+	pn = &p->cl->pn[ni];	/* a MOVED to a new node may have moved it */
 	if (pn->inflight > BACKLOG * p->window)
 		return cluster_sync(p, ni, (BACKLOG - 1) * p->window);
 	return CQ_OK;

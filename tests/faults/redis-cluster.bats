@@ -152,6 +152,37 @@ named_lines() { sed -n 's/^cachectl: warm: line \([0-9]*\): .*/\1/p' "$1" | sort
 	[ "$(all_keys | grep -c "^${P}${tag}k")" -eq "$n" ]
 }
 
+@test "a manual CLUSTER FAILOVER during warm: the old master's MOVED names a node warm has not met, every line written once" {
+	local rc=0 p r='' m i
+	cluster --replicas 1
+	# a replica the URL does not name: warm meets it through a MOVED
+	for p in $P4 $P5 $P6; do
+		[ "$(ncli "$p" role 2>/dev/null | head -n 1)" = slave ] && { r=$p; break; }
+	done
+	[ -n "$r" ]
+	m=$(ncli "$r" role | sed -n 3p)
+	input 200000 >"$TMP/in.tsv"
+	# bursts of 4,000 lines (no --rate: warm reads replies as it goes,
+	# not in a sync every 50 ms)
+	for i in $(seq 0 49); do
+		sed -n "$((i * 4000 + 1)),$((i * 4000 + 4000))p" "$TMP/in.tsv"
+		sleep 0.1
+	done | cachectl warm --ttl 1h 2>"$TMP/warm.err" &
+	BGPID=$!
+	sleep 2
+	[ "$(ncli "$r" cluster failover)" = OK ]
+	wait "$BGPID" || rc=$?
+	BGPID=
+	[ "$rc" -eq 0 ] || { cat "$TMP/warm.err" >&2; false; }
+	run -0 cat "$TMP/warm.err"
+	assert_output --regexp '^warmed 200000 keys in [0-9.]+s \(0 skipped, 0 failed\)$'
+	# the replica is a master now, its old master a replica
+	[ "$(ncli "$r" role | head -n 1)" = master ]
+	[ "$(ncli "$m" role | head -n 1)" = slave ]
+	[ "$(all_keys | sort -u | wc -l)" -eq 200000 ]
+	[ "$(keys_without_ttl)" -eq 0 ]
+}
+
 @test "kill -9 of a master with no replica: warm exits 75 naming the lines not written, and they complete the set" {
 	local rc=0
 	cluster --replicas 0 --aof
