@@ -78,6 +78,7 @@ struct await {
 	unsigned tries;
 	unsigned lost;		/* times its node was lost (rejoin) */
 	unsigned conn;		/* its node's connection it was sent over */
+	long long lost_at;	/* when it was first lost (rejoin), or 0 */
 	char *cmd;		/* its RESP text, for a resend; NULL on a */
 	size_t len;		/* Redis known not to be a cluster */
 	struct cqi_reply *reply;	/* read ahead of its turn */
@@ -1523,6 +1524,7 @@ struct pnode {
 	size_t inflight;	/* the first inflight items were written */
 	bool down;		/* its connection broke: waiting for a node */
 	bool gone;		/* no node took its slots: its commands fail */
+	long long lost_at;	/* lost, and not heard from since (0: it answers) */
 };
 
 struct cqi_cpipe {
@@ -1758,6 +1760,8 @@ static void node_down(struct cqi_pipe *p, int ni)
 
 	cqi_err_drop(p->ctx);
 	node_hangup(p->ctx->redis->nodes[ni]);
+	if (!pn->lost_at)
+		pn->lost_at = cq_now_ms();
 	pn->down = true;
 	pn->sent = pn->head;
 	pn->inflight = 0;
@@ -1885,6 +1889,7 @@ static enum cq_err pn_read(struct cqi_pipe *p, int ni)
 			return p->ctx->err;
 		if (!r)
 			return CQ_OK;
+		p->cl->pn[ni].lost_at = 0;	/* it answers */
 		if (!p->cl->pn[ni].icount) {
 			cqi_reply_free(r);
 			return cq_seterr(p->ctx, CQ_ERR_INTERNAL,
@@ -2071,6 +2076,12 @@ static bool aw_move(void *arg)
 		if (!aw_gone(rd, a))
 			continue;
 		to = new_home(ctx, a->slot, a->node);
+		/* its node takes connections but has not answered since it
+		 * was first lost (a node stopped, SIGSTOP): no more tries */
+		if (to == a->node && a->lost_at &&
+		    (cq_now_ms() - a->lost_at >= FAILOVER_WAIT(ctx) ||
+		     cq_stop_requested()))
+			to = -1;
 		if (to < 0 || queue_on(ctx, to, seq, a->cmd, a->len)) {
 			if (ctx->err == CQ_ERR_NOMEM)
 				return false;
@@ -2112,6 +2123,7 @@ static enum cq_err rejoin(struct cq_ctx *ctx)
 	struct cqi_redis *rd = ctx->redis;
 	struct mover m = { aw_lost, aw_move, ctx };
 	char cause[sizeof(ctx->errstr)], name[32] = "", where[300] = "";
+	long long since = cq_now_ms();
 	uint64_t seq;
 	enum cq_err e;
 
@@ -2127,6 +2139,11 @@ static enum cq_err rejoin(struct cq_ctx *ctx)
 			continue;
 		if (a->lost >= MAX_REDIRECTS)	/* lost again and again */
 			return ctx->err;
+		/* waited for from its first loss, however often it is lost */
+		if (!a->lost_at)
+			a->lost_at = since;
+		if (a->lost_at < since)
+			since = a->lost_at;
 		if (!where[0]) {
 			cmd_name(a, name, sizeof(name));
 			memcpy(where, rd->nodes[a->node]->where, sizeof(where));
@@ -2144,7 +2161,7 @@ static enum cq_err rejoin(struct cq_ctx *ctx)
 	if (rd->sentinel)	/* a master that failed over: all of it */
 		for (size_t i = 0; i < rd->nnodes; i++)
 			node_hangup(rd->nodes[i]);
-	e = take_over(ctx, cq_now_ms() + FAILOVER_WAIT(ctx), &m);
+	e = take_over(ctx, since + FAILOVER_WAIT(ctx), &m);
 	if (!e || ctx->err)
 		return ctx->err;
 	return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
@@ -2178,6 +2195,11 @@ static bool reroute(struct cqi_pipe *p, int d)
 		if (to < 0)
 			return false;
 		if (to == d) {
+			/* it takes connections but has not answered since it
+			 * was lost (a node stopped, SIGSTOP): no more tries */
+			if (cq_now_ms() - pn->lost_at >= FAILOVER_WAIT(p->ctx) ||
+			    cq_stop_requested())
+				return false;
 			pn->down = false;	/* all sent again */
 			return true;
 		}
@@ -2208,9 +2230,16 @@ static enum cq_err recover(struct cqi_pipe *p)
 {
 	struct cqi_cpipe *c = p->cl;
 	struct mover m = { pipe_lost, pipe_move, p };
+	long long since = cq_now_ms();
 
+	/* from the first loss not answered since: a node that keeps being
+	 * lost is waited for once */
+	for (size_t i = 0; i < c->npn; i++)
+		if (c->pn[i].down && c->pn[i].lost_at &&
+		    c->pn[i].lost_at < since)
+			since = c->pn[i].lost_at;
 	c->any_down = false;
-	if (!take_over(p->ctx, cq_now_ms() + FAILOVER_WAIT(p->ctx), &m) ||
+	if (!take_over(p->ctx, since + FAILOVER_WAIT(p->ctx), &m) ||
 	    p->ctx->err)
 		return p->ctx->err;
 	for (size_t i = 0; i < c->npn; i++) {

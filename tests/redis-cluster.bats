@@ -401,7 +401,7 @@ keys_owned_by() {
 	# the URL names it first: both GETs go to it before any MOVED
 	export CQ_REDIS_URL="redis://127.0.0.1:$P3,127.0.0.1:$P1/0"
 	[ "$(ncli "$P3" client pause 800 all)" = OK ]
-	run -0 --separate-stderr cachectl --timeout 250ms get "${ks[0]}" "${ks[1]}"
+	run -0 --separate-stderr cachectl --timeout 300ms get "${ks[0]}" "${ks[1]}"
 	assert_output $'one\ntwo'
 }
 
@@ -413,7 +413,7 @@ keys_owned_by() {
 		[ "$(owner "${P}i$x")" = "$P3" ] && ccli set "${P}i$x" v >/dev/null
 	done
 	[ "$(ncli "$P3" client pause 800 all)" = OK ]
-	run -0 --separate-stderr cachectl --timeout 250ms stats --json
+	run -0 --separate-stderr cachectl --timeout 300ms stats --json
 	echo "$output" >"$TMP/stats"
 	for p in $P1 $P2 $P3; do
 		keys=$(ncli "$p" dbsize)

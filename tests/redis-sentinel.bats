@@ -101,7 +101,7 @@ load sentinel_helper
 	m=$(master_port)
 	# shorter than down-after-milliseconds: no failover
 	[ "$(on "$m" CLIENT PAUSE 800 WRITE)" = OK ]
-	run -0 --separate-stderr cachectl --timeout 250ms set slow v --ttl 1h
+	run -0 --separate-stderr cachectl --timeout 300ms set slow v --ttl 1h
 	run -0 on "$(master_port)" GET "${P}slow"
 	assert_output v
 }

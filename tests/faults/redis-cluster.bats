@@ -69,6 +69,19 @@ keys_without_ttl() {
 	echo "$n"
 }
 
+# A node a test stopped (SIGSTOP) goes on again, even when the test failed.
+per_test_teardown() {
+	[ -z "${STOPPED_PID:-}" ] || kill -CONT "$STOPPED_PID" 2>/dev/null
+	return 0
+}
+
+# process $1 has ended (gone, or a zombie not waited for yet)
+gone() {
+	local st
+	st=$(ps -o stat= -p "$1" 2>/dev/null)
+	[ -z "$st" ] || [[ $st == Z* ]]
+}
+
 # N lines of input: key TAB value.
 input() { seq 1 "$1" | awk '{ printf "k%d\tvalue %d\n", $1, $1 }'; }
 
@@ -223,4 +236,34 @@ named_lines() { sed -n 's/^cachectl: warm: line \([0-9]*\): .*/\1/p' "$1" | sort
 	run -75 --separate-stderr cachectl get --timeout 1s "${tag}k"
 	[ $((SECONDS - t0)) -ge 3 ]
 	assert_regex "$stderr" "^cachectl: get: GET: not done: Redis at 127\.0\.0\.1:$P1 went down and no node took over its slots within 3s \(cannot connect to Redis at 127\.0\.0\.1:$P1: Connection refused\)$"
+}
+
+@test "a master that hangs (SIGSTOP) with no replica: get and warm give up on it 3x --timeout after it was first lost, exit 75" {
+	local rc=0 pid i tag='' t0
+	cluster --replicas 0
+	for i in $(seq 1 50); do
+		[ "$(ncli "$P2" exists "${P}{h$i}k")" = 0 ] && { tag="{h$i}"; break; }
+	done
+	[ -n "$tag" ]
+	# not the URL's first node (CLUSTER SLOTS is asked of that one)
+	input 3000 >"$TMP/in.tsv"
+	pid=$(ncli "$P2" info server | tr -d '\r' | sed -n 's/^process_id://p')
+	kill -STOP "$pid"
+	STOPPED_PID=$pid
+	# it takes connections and never answers: each try timed out (16 of
+	# 2 s for a get, hundreds for warm)
+	t0=$SECONDS
+	run -75 --separate-stderr cachectl get --timeout 2s "${tag}k"
+	[ $((SECONDS - t0)) -lt 20 ]
+	assert_equal "$stderr" "cachectl: get: GET: not done: Redis at 127.0.0.1:$P2 went down and no node took over its slots within 6s (Redis at 127.0.0.1:$P2 timed out (--timeout 2000ms))"
+	cachectl warm --ttl 1h --timeout 2s "$TMP/in.tsv" 2>"$TMP/warm.err" &
+	BGPID=$!
+	wait_for 60 gone "$BGPID" || { tail -3 "$TMP/warm.err" >&2; false; }
+	wait "$BGPID" || rc=$?
+	BGPID=
+	[ "$rc" -eq 75 ] || { tail -3 "$TMP/warm.err" >&2; false; }
+	grep -q "^cachectl: warm: line [0-9]*: write refused: not written: Redis at 127.0.0.1:$P2 went down and no node took over its slots within 6s$" "$TMP/warm.err" ||
+		{ tail -3 "$TMP/warm.err" >&2; false; }
+	kill -CONT "$pid"
+	STOPPED_PID=
 }
