@@ -88,6 +88,7 @@ struct cqi_redis {
 	struct node **nodes;
 	size_t nnodes;
 	int cur;		/* the node of the URL that answered */
+	int from;		/* the node the last reply came from, or -1 */
 	enum { MODE_UNKNOWN, MODE_SINGLE, MODE_CLUSTER } mode;
 	bool map_stale;		/* a MOVED changed a slot: ask again */
 	uint16_t *slots;	/* [CQI_SLOTS]: master's node index + 1, or 0 */
@@ -277,9 +278,11 @@ enum cq_err cqi_redis_reply_err(struct cq_ctx *ctx, const struct cqi_reply *r,
 {
 	const char *s = r->str ? r->str : "";
 
-	if (strncmp(s, "NOAUTH", 6) == 0)
+	if (strncmp(s, "NOAUTH", 6) == 0)	/* say which node asks */
 		return cq_seterr(ctx, CQ_ERR_NOPERM,
 				 "Redis at %s needs a password (put it in the URL, CQ_REDIS_PASSWORD or --password-file)",
+				 ctx->redis && ctx->redis->from >= 0 ?
+				 ctx->redis->nodes[ctx->redis->from]->where :
 				 cqi_redis_where(ctx));
 	switch (cqi_redis_err_kind(s)) {
 	case CQ_ERR_NOPERM:
@@ -1007,6 +1010,7 @@ static enum cq_err redis_new(struct cq_ctx *ctx, const char *user,
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	ctx->redis = rd;
 	ctx->redis_close = redis_close;
+	rd->from = -1;
 	rd->slots = calloc(CQI_SLOTS, sizeof(*rd->slots));
 	rd->masters = calloc(1, sizeof(*rd->masters));
 	rd->nmasters = 1;
@@ -1341,6 +1345,7 @@ static struct cqi_reply *pop_awaited(struct cqi_redis *rd)
 	struct await *a = AW(rd, rd->ahead);
 	struct cqi_reply *r = a->reply;
 
+	rd->from = a->node;
 	free(a->cmd);
 	memset(a, 0, sizeof(*a));
 	rd->ahead++;

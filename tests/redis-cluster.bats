@@ -479,3 +479,18 @@ calls() {
 	[[ $stderr == *"Redis at 127.0.0.1:$P3 refused the password: wrong user name or password"* ]]
 	[[ $stderr != *s3cret* ]]
 }
+
+@test "a master that alone asks for a password: get and stats name it, not the node the URL names first" {
+	local k err1 rc1
+	k=$(keys_owned_by "$P3" 1)
+	ccli set "$P$k" v >/dev/null
+	ncli "$P3" config set requirepass only3 >/dev/null
+	run --separate-stderr cachectl get "$k"
+	rc1=$status err1=$stderr
+	run --separate-stderr cachectl stats
+	ncli "$P3" -a only3 --no-auth-warning config set requirepass '' >/dev/null
+	[ "$rc1" -eq 77 ]
+	assert_equal "$err1" "cachectl: get: Redis at 127.0.0.1:$P3 needs a password (put it in the URL, CQ_REDIS_PASSWORD or --password-file)"
+	[ "$status" -eq 77 ]
+	assert_equal "$stderr" "cachectl: stats: Redis at 127.0.0.1:$P3 needs a password (put it in the URL, CQ_REDIS_PASSWORD or --password-file)"
+}
