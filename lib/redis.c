@@ -2214,6 +2214,7 @@ static bool reroute(struct cqi_pipe *p, int d)
 		pn_pop(pn);
 	}
 	pn->down = false;
+	pn->lost_at = 0;	/* nothing waits for it: a later loss is new */
 	return true;
 }
 
