@@ -954,7 +954,7 @@ static size_t unsettled(const struct cqi_qdriver *q)
 {
 	/* retries and dead letters settle at once; copies being published
 	 * (replay) when their replies come */
-	return CS(q)->pub_ready ? CS(q)->pipe.count : 0;
+	return CS(q)->pub_ready ? cqi_pipe_pending(&CS(q)->pipe) : 0;
 }
 
 static void ack(struct cqi_qdriver *q, uint64_t tag, bool upto)
@@ -1849,20 +1849,17 @@ static enum cq_err flush_dels(struct stream_q *s)
 }
 
 /* The connection went: every XADD not answered failed. */
+static void pub_lost_one(void *arg, uint64_t tag)
+{
+	struct stream_q *s = arg;
+
+	if (tag != DEL_TAG)
+		s->base.hooks.published(s->base.hooks.arg, tag, false, pub_lost);
+}
+
 static void pub_lost_all(struct stream_q *s)
 {
-	struct cqi_pipe *p = &s->pipe;
-
-	while (p->count) {
-		uint64_t tag = p->tags[p->head];
-
-		p->head = (p->head + 1) % p->ring;
-		p->count--;
-		if (tag != DEL_TAG)
-			s->base.hooks.published(s->base.hooks.arg, tag, false,
-						pub_lost);
-	}
-	p->inflight = p->nout = 0;
+	cqi_pipe_abandon(&s->pipe, pub_lost_one, s);
 }
 
 /*

@@ -2347,6 +2347,46 @@ enum cq_err cqi_pipe_sync(struct cqi_pipe *p, size_t keep)
 	return single_sync(p, keep);
 }
 
+size_t cqi_pipe_pending(const struct cqi_pipe *p)
+{
+	size_t n = 0;
+
+	if (!p->cl)
+		return p->count;
+	for (size_t i = 0; i < p->cl->npn; i++)
+		n += p->cl->pn[i].icount;
+	return n;
+}
+
+void cqi_pipe_abandon(struct cqi_pipe *p,
+		      void (*lost)(void *arg, uint64_t tag), void *arg)
+{
+	if (!p->cl) {
+		while (p->count) {
+			uint64_t tag = p->tags[p->head];
+
+			p->head = (p->head + 1) % p->ring;
+			p->count--;
+			lost(arg, tag);
+		}
+		p->inflight = p->nout = 0;
+		return;
+	}
+	for (size_t i = 0; i < p->cl->npn; i++) {
+		struct pnode *pn = &p->cl->pn[i];
+
+		while (pn->icount) {
+			struct pitem item = *pn_item(pn, 0);
+
+			pn_pop(pn);
+			if (!item.drop)
+				lost(arg, item.tag);
+		}
+		pn->sent = pn->head = 0;
+		cq_buf_reset(&pn->log);
+	}
+}
+
 enum cq_err cqi_pipe_cmd(struct cqi_pipe *p, uint64_t tag, int route,
 			 int argc, const char **argv, const size_t *lens)
 {

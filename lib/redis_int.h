@@ -147,6 +147,15 @@ enum cq_err cqi_pipe_cmd(struct cqi_pipe *p, uint64_t tag, int route,
 			 int argc, const char **argv, const size_t *lens);
 /* Send what is queued and read replies until at most keep are in flight. */
 enum cq_err cqi_pipe_sync(struct cqi_pipe *p, size_t keep);
+/* Commands queued or in flight whose reply has not come (on a cluster or
+ * behind a Sentinel, an ASKING sent ahead of one counts until answered). */
+size_t cqi_pipe_pending(const struct cqi_pipe *p);
+/* The pipeline cannot go on (cqi_pipe_sync failed): forget every command
+ * whose reply has not come, handing each one's tag to lost(arg, tag),
+ * oldest first (node by node on a cluster), so that none is left
+ * unsettled. */
+void cqi_pipe_abandon(struct cqi_pipe *p,
+		      void (*lost)(void *arg, uint64_t tag), void *arg);
 void cqi_pipe_free(struct cqi_pipe *p);
 
 /* ---- Sentinel (sentinel.c) ------------------------------------------------ */

@@ -9,9 +9,11 @@ load fault_helper
 load ../sentinel_helper
 
 # After a test that killed the master: the dead node back as a replica;
-# a master name a test gave the sentinels (DEAD_NAME) forgotten.
+# a master name a test gave the sentinels (DEAD_NAME) forgotten; a test's
+# own sentinel set (OWN_SSB) stopped.
 per_test_teardown() {
 	local s
+	[ -z "${OWN_SSB:-}" ] || "$SANDBOX" --dir "$OWN_SSB" stop >/dev/null 2>&1 || true
 	if [ -n "${DEAD_NAME:-}" ]; then
 		for s in $CQ_SENTINEL_PORTS; do on "$s" SENTINEL REMOVE "$DEAD_NAME" >/dev/null 2>&1; done
 	fi
@@ -156,4 +158,51 @@ gone() {
 	redis-cli -p "$replica" REPLICAOF NO ONE >/dev/null
 	run -0 cachectl warm -q --ttl 1h --redis "redis://127.0.0.1:$replica/0" < <(tail -n +$((warmed + 1)) "$TMP/in")
 	[ "$(count_on "$replica")" -eq $n ]
+}
+
+# stream $1 on the master holds at least $2 entries
+stream_has() { [ "$(on "$(master_port)" XLEN "$1")" -ge "$2" ]; }
+
+# each line of $1 from 1 to $2 is in stream $3 on port $4 or named in $5
+# (qctl's "lines A-B: not confirmed", "line A: ...", "lines from N on")
+every_line_kept_or_named() {
+	local n=$2 named
+	redis-cli -p "$4" --raw XRANGE "$3" - + | grep -x 'm[0-9]*' >"$TMP/kept" || true
+	named=$(sed -n -e 's/^qctl: enqueue: lines \([0-9]*\)-\([0-9]*\): not confirmed: .*/\1 \2/p' \
+		-e 's/^qctl: enqueue: line \([0-9]*\): not confirmed: .*/\1 \1/p' \
+		-e "s/^qctl: enqueue: lines from \([0-9]*\) on: not sent\$/\1 $n/p" "$5")
+	[ -n "$named" ]
+	while read -r a b; do seq "$a" "$b"; done <<<"$named" | sed 's/^/m/' >>"$TMP/kept"
+	[ "$(sort -u "$TMP/kept" | wc -l)" -eq "$n" ]
+}
+
+@test "a master lost with every sentinel gone: enqueue --backend stream exits 75, and each line is in the stream or named" {
+	local q=st m s replica rc env	# the key is "${P}st" (CQ_PREFIX)
+	# a master, replica and sentinels of its own: the suite's may be gone
+	OWN_SSB=$TMP/ssb
+	env=$("$SANDBOX" --dir "$OWN_SSB" start-sentinel 2>"$TMP/sandbox.log") || { cat "$TMP/sandbox.log"; false; }
+	eval "$env"
+	export CQ_REDIS_URL=$CQ_REDIS_SENTINEL_URL
+	qctl declare --backend stream "$q"
+	# lines 1-1000, then (once the master and sentinels are gone) the rest
+	# (bats's fd 3 closed: a job left behind must not hold the run open)
+	{
+		seq 1 1000 | sed "s/^/m/"
+		for _ in $(seq 300); do [ -e "$TMP/go" ] && break; sleep 0.1; done
+		seq 1001 3000 | sed "s/^/m/"
+	} 3>&- | qctl enqueue --backend stream --timeout 1 "$q" 2>"$TMP/err" 3>&- &
+	BGPID=$!
+	wait_for 10 stream_has "$P$q" 1000
+	for s in $CQ_SENTINEL_DATA_PORTS; do
+		if [ "$(redis-cli -p "$s" --raw ROLE | head -1)" = master ]; then m=$s; else replica=$s; fi
+	done
+	for s in 1 2 3; do kill -9 "$(cat "$OWN_SSB/sentinel/s$s/pid")"; done
+	kill -9 "$(redis-cli -p "$m" INFO server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')"
+	touch "$TMP/go"
+	wait_bg
+	note "$(cat "$TMP/err")"
+	[ "$rc" -eq 75 ] || { echo "rc $rc"; false; }
+	grep -q 'lost the master at' "$TMP/err"
+	# what the replica has plus what qctl named: every line
+	every_line_kept_or_named m 3000 "$P$q" "$replica" "$TMP/err"
 }
