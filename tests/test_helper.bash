@@ -196,6 +196,16 @@ low_memory() {
 	fi
 }
 
+# alive PID: the process exists and has not exited.  A daemonized server
+# is a child of init, and an init that reaps slowly (this machine's takes
+# ~2 s) leaves an exited one a zombie that still answers kill -0.
+alive() {
+	local line st
+	{ read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
+	st=${line##*) }
+	[[ ${st%% *} != [ZX] ]]
+}
+
 # Start a private redis-server for a test that must own its server (hit
 # rates and evictions are server-wide; or the test fills or kills it): on a
 # unix socket in the test's temp dir, and with --tcp also on a free
@@ -238,7 +248,7 @@ priv_redis_stop() {
 	pid=$(cat "$pidf")
 	kill "$pid" 2>/dev/null || { rm -f "$pidf"; return 0; }
 	for i in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || break
+		alive "$pid" || break
 		sleep 0.05
 	done
 	rm -f "$pidf"
