@@ -166,9 +166,9 @@ struct replay {
 	struct cqi_qdriver *q;	/* the DLQ: taken from, published through */
 	struct inflight *fly;
 	uint64_t seq;
-	/* deliveries taken but not yet handled, FIFO */
-	struct cq_delivery **fifo;
-	size_t fifo_cap, fifo_head, fifo_len;
+	/* deliveries taken but not yet handled (of struct cq_delivery *),
+	 * room for a window made at the start */
+	struct cqi_ring fifo;
 	uint64_t total;		/* messages to look at: those present at start */
 	uint64_t received;	/* taken so far (at most total) */
 	bool taking;		/* not yet told to stop() */
@@ -288,11 +288,20 @@ static void on_published(void *arg, uint64_t seq, bool ok, const char *reason)
 	forget_flight(f);
 }
 
+static void on_fail(void *arg, enum cq_err e, const char *msg)
+{
+	struct replay *r = arg;
+
+	if (!r->fail.err)
+		cqi_err_holdf(&r->fail, e, "%s", msg);
+}
+
 /* hooks.deliver: queue it for handling, or hold it once total were
  * taken. */
 static bool on_deliver(void *arg, struct cq_delivery *d)
 {
 	struct replay *r = arg;
+	struct cq_delivery **slot;
 	bool counted;
 
 	if (r->st->reconnects && d->redelivered && r->done.slot &&
@@ -311,17 +320,16 @@ static bool on_deliver(void *arg, struct cq_delivery *d)
 		cqi_delivery_free(d);
 		return true;
 	}
+	slot = cqi_ring_push(&r->fifo, r->o->window);
+	if (!slot) {	/* more than take() asked for: left in the DLQ */
+		on_fail(r, CQ_ERR_NOMEM, "out of memory");
+		hold(r, d->delivery_tag);
+		cqi_delivery_free(d);
+		return true;
+	}
 	r->received++;
-	r->fifo[(r->fifo_head + r->fifo_len++) % r->fifo_cap] = d;
+	*slot = d;
 	return true;
-}
-
-static void on_fail(void *arg, enum cq_err e, const char *msg)
-{
-	struct replay *r = arg;
-
-	if (!r->fail.err)
-		cqi_err_holdf(&r->fail, e, "%s", msg);
 }
 
 static bool note_target(struct replay *r, const char *target)
@@ -411,18 +419,33 @@ static enum cq_err handle(struct replay *r, const struct cq_delivery *d)
 	return e;
 }
 
+/* The oldest delivery taken and not yet handled (fifo.len > 0), now the
+ * caller's. */
+static struct cq_delivery *shift(struct replay *r)
+{
+	struct cq_delivery *d = *(struct cq_delivery **)cqi_ring_at(&r->fifo, 0);
+
+	cqi_ring_shift(&r->fifo);
+	return d;
+}
+
+/* Forget every delivery taken and not yet handled. */
+static void drop_taken(struct replay *r)
+{
+	while (r->fifo.len)
+		cqi_delivery_free(shift(r));
+}
+
 /* Handle the next message taken, if any.  *did: one was handled. */
 static enum cq_err handle_next(struct replay *r, bool *did)
 {
 	struct cq_delivery *d;
 	enum cq_err e;
 
-	*did = r->fifo_len > 0;
+	*did = r->fifo.len > 0;
 	if (!*did)
 		return CQ_OK;
-	d = r->fifo[r->fifo_head];
-	r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
-	r->fifo_len--;
+	d = shift(r);
 	e = handle(r, d);
 	cqi_delivery_free(d);
 	if (e == CQ_ERR_DATA && r->q->ops->pub_alive(r->q)) {
@@ -442,13 +465,11 @@ static void stop_taking(struct replay *r, bool stop_request)
 	if (stop_request) {
 		r->st->stopped = true;
 		r->total = r->received;
-		while (r->fifo_len) {
-			struct cq_delivery *d = r->fifo[r->fifo_head];
+		while (r->fifo.len) {
+			struct cq_delivery *d = shift(r);
 
 			hold(r, d->delivery_tag);
 			cqi_delivery_free(d);
-			r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
-			r->fifo_len--;
 		}
 	}
 	if (r->taking)
@@ -465,22 +486,15 @@ static void stop_taking(struct replay *r, bool stop_request)
  */
 static bool reconnect(struct replay *r)
 {
-	struct cq_reconnect rc = { 0 };
-	char from[300], why[sizeof(r->ctx->errstr)];
-	long long t0 = cq_now_ms();
+	struct cqi_reconnected rc;
 	uint64_t back = r->received - r->st->replayed;
 
 	if (!r->q->ops->reconnect || !lost(r) || r->fail.err ||
 	    cq_stop_requested())
 		return false;
-	snprintf(why, sizeof(why), "%s", r->ctx->errstr);
-	if (r->q->ops->reconnect(r->q, from, sizeof(from)))
+	if (!cqi_qd_reconnect(r->q, &rc, &r->st->reconnects))
 		return false;
-	while (r->fifo_len) {
-		cqi_delivery_free(r->fifo[r->fifo_head]);
-		r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
-		r->fifo_len--;
-	}
+	drop_taken(r);
 	for (size_t i = 0; i <= r->o->window; i++)
 		forget_flight(&r->fly[i]);
 	r->held = 0;
@@ -491,15 +505,9 @@ static bool reconnect(struct replay *r)
 	r->received = r->st->seen = r->st->replayed;
 	r->st->skipped = r->st->failed = r->st->would_move = 0;
 	r->taking = true;
-	r->st->reconnects++;
-	rc.from = from;
-	rc.to = r->q->ops->where(r->q);
-	rc.why = why;
-	rc.ms = cq_now_ms() - t0;
-	rc.unsettled = back;
-	rc.n = r->st->reconnects;
+	rc.r.unsettled = back;
 	if (r->o->on_reconnect)
-		r->o->on_reconnect(r->o->arg, &rc);
+		r->o->on_reconnect(r->o->arg, &rc.r);
 	return true;
 }
 
@@ -527,7 +535,7 @@ static enum cq_err replay_loop(struct replay *r)
 			break;
 		if (flush_acks(r))
 			continue;
-		want = r->fifo_cap - r->fifo_len;
+		want = r->o->window - r->fifo.len;
 		if (r->total - r->received < want)
 			want = (size_t)(r->total - r->received);
 		before = r->received + r->settled + r->held;
@@ -553,7 +561,8 @@ enum cq_err cqi_replay_on(struct cq_ctx *ctx, struct cqi_qdriver *q,
 			  struct cq_replay_stats *st)
 {
 	struct replay r = { .ctx = ctx, .dlq = q->conf.queue, .o = o, .st = st,
-			    .q = q, .min_held = UINT64_MAX, .in_order = true };
+			    .q = q, .min_held = UINT64_MAX, .in_order = true,
+			    .fifo.size = sizeof(struct cq_delivery *) };
 	uint64_t present = 0;
 	enum cq_err e;
 
@@ -578,10 +587,11 @@ enum cq_err cqi_replay_on(struct cq_ctx *ctx, struct cqi_qdriver *q,
 		e = CQ_OK;
 		goto out;
 	}
-	r.fifo_cap = o->window;
-	r.fifo = calloc(r.fifo_cap, sizeof(*r.fifo));
+	/* room for a window taken (take() asks for no more), made now */
+	if (cqi_ring_push(&r.fifo, o->window))
+		r.fifo.len--;
 	r.fly = calloc(o->window + 1, sizeof(*r.fly));
-	if (!r.fifo || !r.fly) {
+	if (!r.fifo.v || !r.fly) {
 		e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 		goto out;
 	}
@@ -607,11 +617,7 @@ enum cq_err cqi_replay_on(struct cq_ctx *ctx, struct cqi_qdriver *q,
 	if (!e && q->ops->release(q))
 		e = ctx->err;
 out:
-	while (r.fifo_len) {
-		cqi_delivery_free(r.fifo[r.fifo_head]);
-		r.fifo_head = (r.fifo_head + 1) % r.fifo_cap;
-		r.fifo_len--;
-	}
+	drop_taken(&r);
 	if (r.fly)
 		for (size_t i = 0; i <= o->window; i++) {
 			free(r.fly[i].message_id);
@@ -622,7 +628,7 @@ out:
 	free(r.first_target);
 	cqi_done_clear(&r.done);
 	free(r.fly);
-	free(r.fifo);
+	cqi_ring_clear(&r.fifo);
 	q->ops->free(q);
 	return e;
 }
