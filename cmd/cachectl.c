@@ -22,17 +22,6 @@ static bool parse_jitter(struct cli *cli, const char *arg,
 	return false;
 }
 
-static bool parse_ttl(struct cli *cli, const char *opt, const char *arg,
-		      long long *ms)
-{
-	if (!cli_duration(cli, opt, arg, ms))
-		return false;
-	if (*ms > 0)
-		return true;
-	cli_usage_error(cli, "%s must be positive", opt);
-	return false;
-}
-
 static bool parse_ns(struct cli *cli, const char *arg, const char **ns)
 {
 	if (cq_ns_name_ok(arg)) {
@@ -281,7 +270,8 @@ static int set_opt(struct cli *cli, int c, struct cq_set_opts *o,
 {
 	switch (c) {
 	case OPT_SET_TTL:
-		return parse_ttl(cli, "--ttl", optarg, &o->ttl_ms) ? 0 : EX_USAGE;
+		return cli_positive_duration(cli, "--ttl", optarg,
+					     &o->ttl_ms) ? 0 : EX_USAGE;
 	case OPT_SET_JITTER:
 		return parse_jitter(cli, optarg, o) ? 0 : EX_USAGE;
 	case OPT_SET_NO_TTL:
@@ -665,7 +655,8 @@ static int warm_opt(struct cli *cli, int c, struct cq_warm_opts *o,
 
 	switch (c) {
 	case OPT_WARM_TTL:
-		return parse_ttl(cli, "--ttl", optarg, &o->set.ttl_ms) ? 0 : EX_USAGE;
+		return cli_positive_duration(cli, "--ttl", optarg,
+					     &o->set.ttl_ms) ? 0 : EX_USAGE;
 	case OPT_WARM_JITTER:
 		return parse_jitter(cli, optarg, &o->set) ? 0 : EX_USAGE;
 	case OPT_WARM_NO_TTL:
@@ -702,7 +693,8 @@ static int warm_opt(struct cli *cli, int c, struct cq_warm_opts *o,
 		o->once = optarg;
 		return 0;
 	case OPT_WARM_ONCE_TTL:
-		return parse_ttl(cli, "--once-ttl", optarg, &o->once_ttl_ms) ? 0 : EX_USAGE;
+		return cli_positive_duration(cli, "--once-ttl", optarg,
+					     &o->once_ttl_ms) ? 0 : EX_USAGE;
 	case OPT_WARM_KEYS:
 		*keys = optarg;
 		return 0;
@@ -934,17 +926,21 @@ static int fetch_opt(struct cli *cli, int c, struct cq_fetch_opts *o)
 {
 	switch (c) {
 	case OPT_FETCH_TTL:
-		return parse_ttl(cli, "--ttl", optarg, &o->set.ttl_ms) ? 0 : EX_USAGE;
+		return cli_positive_duration(cli, "--ttl", optarg,
+					     &o->set.ttl_ms) ? 0 : EX_USAGE;
 	case OPT_FETCH_JITTER:
 		return parse_jitter(cli, optarg, &o->set) ? 0 : EX_USAGE;
 	case OPT_FETCH_NS:
 		return parse_ns(cli, optarg, &o->ns) ? 0 : EX_USAGE;
 	case OPT_FETCH_LOCK_TTL:
-		return parse_ttl(cli, "--lock-ttl", optarg, &o->lock_ttl_ms) ? 0 : EX_USAGE;
+		return cli_positive_duration(cli, "--lock-ttl", optarg,
+					     &o->lock_ttl_ms) ? 0 : EX_USAGE;
 	case OPT_FETCH_WAIT:
-		return parse_ttl(cli, "--wait", optarg, &o->wait_ms) ? 0 : EX_USAGE;
+		return cli_positive_duration(cli, "--wait", optarg,
+					     &o->wait_ms) ? 0 : EX_USAGE;
 	case OPT_FETCH_STALE:
-		return parse_ttl(cli, "--stale", optarg, &o->stale_ms) ? 0 : EX_USAGE;
+		return cli_positive_duration(cli, "--stale", optarg,
+					     &o->stale_ms) ? 0 : EX_USAGE;
 	case OPT_FETCH_BETA:
 		return parse_beta(cli, optarg, &o->beta) ? 0 : EX_USAGE;
 	case OPT_FETCH_FAIL_CLOSED:

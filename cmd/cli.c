@@ -70,6 +70,17 @@ bool cli_duration(struct cli *cli, const char *opt, const char *arg,
 	return false;
 }
 
+bool cli_positive_duration(struct cli *cli, const char *opt, const char *arg,
+			   long long *ms)
+{
+	if (!cli_duration(cli, opt, arg, ms))
+		return false;
+	if (*ms > 0)
+		return true;
+	cli_usage_error(cli, "%s must be positive", opt);
+	return false;
+}
+
 bool cli_uint(struct cli *cli, const char *opt, const char *arg,
 	      unsigned long long min, unsigned long long max,
 	      unsigned long long *out)
@@ -126,10 +137,9 @@ int cli_common_opt(struct cli *cli, int c, const char *arg)
 		s->prefix = arg;
 		break;
 	case OPT_TIMEOUT:
-		if (!cli_duration(cli, "--timeout", arg, &s->timeout_ms))
+		if (!cli_positive_duration(cli, "--timeout", arg,
+					   &s->timeout_ms))
 			return EX_USAGE;
-		if (s->timeout_ms <= 0)
-			return cli_usage_error(cli, "--timeout must be positive");
 		break;
 	case OPT_PASSWORD_FILE:
 		s->password_file = arg;

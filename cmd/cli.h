@@ -162,6 +162,9 @@ bool cli_printf(struct cli *cli, const char *fmt, ...)
 /* Parse helpers that print a usage error naming the option. */
 bool cli_duration(struct cli *cli, const char *opt, const char *arg,
 		  long long *ms);
+/* A duration above zero ("OPT must be positive" otherwise). */
+bool cli_positive_duration(struct cli *cli, const char *opt, const char *arg,
+			   long long *ms);
 bool cli_uint(struct cli *cli, const char *opt, const char *arg,
 	      unsigned long long min, unsigned long long max,
 	      unsigned long long *out);

@@ -1431,10 +1431,9 @@ static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
 		o->dedupe = true;
 		break;
 	case OPT_CONS_DEDUPE_TTL:
-		if (!cli_duration(cli, "--dedupe-ttl", optarg, &o->dedupe_ttl_ms))
+		if (!cli_positive_duration(cli, "--dedupe-ttl", optarg,
+					   &o->dedupe_ttl_ms))
 			return EX_USAGE;
-		if (o->dedupe_ttl_ms <= 0)
-			return cli_usage_error(cli, "--dedupe-ttl must be positive");
 		break;
 	case OPT_CONS_PREFETCH:
 		if (!cli_uint(cli, "--prefetch", optarg, 1, 65535, &n))
@@ -1447,11 +1446,9 @@ static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
 		o->count = n;
 		break;
 	case OPT_CONS_IDLE:
-		if (!cli_duration(cli, "--idle-timeout", optarg,
-				  &o->idle_timeout_ms))
+		if (!cli_positive_duration(cli, "--idle-timeout", optarg,
+					   &o->idle_timeout_ms))
 			return EX_USAGE;
-		if (o->idle_timeout_ms <= 0)
-			return cli_usage_error(cli, "--idle-timeout must be positive");
 		break;
 	case OPT_CONS_UNTIL_EMPTY:
 		o->until_empty = true;
