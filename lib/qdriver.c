@@ -310,6 +310,27 @@ enum cq_err cqi_wait_readable(struct cq_ctx *ctx, int fd)
 	}
 }
 
+const char *cqi_redis_refusal(const struct cqi_reply *r,
+			      const char *wrongtype)
+{
+	static const struct { const char *prefix, *reason; } known[] = {
+		{ "OOM", "refused by Redis: out of memory (maxmemory)" },
+		{ "WRONGTYPE", NULL },	/* wrongtype */
+		{ "READONLY", "refused by Redis: a read-only replica" },
+		{ "NOPERM", "refused by Redis: no permission" },
+		{ "NOAUTH", "refused by Redis: no permission" },
+		{ "MASTERDOWN", "refused by Redis: no master" },
+		{ "CLUSTERDOWN", "refused by Redis Cluster: the cluster is down" },
+		{ "not written: ", "Redis went down" },	/* redis.c's */
+	};
+	const char *err = r->str ? r->str : "";
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strncmp(err, known[i].prefix, strlen(known[i].prefix)) == 0)
+			return known[i].reason ? known[i].reason : wrongtype;
+	return "refused by Redis";
+}
+
 char *cqi_redis_key_type(struct cq_ctx *ctx, const struct cq_buf *key)
 {
 	const char *argv[2] = { "TYPE", key->data };

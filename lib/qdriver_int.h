@@ -468,6 +468,16 @@ struct cqi_reconnected {
 bool cqi_qd_reconnect(struct cqi_qdriver *q, struct cqi_reconnected *rc,
 		      unsigned *count);
 
+/*
+ * Why Redis refused a queue's write, from its error reply r, for
+ * hooks.published: "refused by Redis: out of memory (maxmemory)", "Redis
+ * went down"..., wrongtype for WRONGTYPE.  Static text (wrongtype too),
+ * so that it outlives the driver and the same cause is the same pointer.
+ */
+struct cqi_reply;
+const char *cqi_redis_refusal(const struct cqi_reply *r,
+			      const char *wrongtype);
+
 /* The type of Redis key key ("none", "list", "stream"...), to free; NULL
  * with the context error set. */
 char *cqi_redis_key_type(struct cq_ctx *ctx, const struct cq_buf *key);

@@ -1035,28 +1035,6 @@ static enum cq_err flush(struct cqi_qdriver *q)
 
 /* ---- publishing: enqueue, and replay's copies --------------------------------- */
 
-/* A reason for hooks.published: static text, so that it outlives the
- * driver and the same cause is the same pointer. */
-static const char *reason_of(const char *redis_err)
-{
-	static const struct { const char *prefix, *reason; } known[] = {
-		{ "OOM", "refused by Redis: out of memory (maxmemory)" },
-		{ "WRONGTYPE", "refused by Redis: the key is not a list" },
-		{ "READONLY", "refused by Redis: a read-only replica" },
-		{ "NOPERM", "refused by Redis: no permission" },
-		{ "NOAUTH", "refused by Redis: no permission" },
-		{ "MASTERDOWN", "refused by Redis: no master" },
-		{ "CLUSTERDOWN", "refused by Redis Cluster: the cluster is down" },
-		{ "not written: ", "Redis went down" },
-	};
-
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-		if (strncmp(redis_err, known[i].prefix,
-			    strlen(known[i].prefix)) == 0)
-			return known[i].reason;
-	return "refused by Redis";
-}
-
 static struct pending *pend_at(struct list_q *l, size_t i)
 {
 	return cqi_ring_at(&l->pend, i);
@@ -1108,7 +1086,8 @@ static void on_write(void *arg, uint64_t tag, struct cqi_reply *r)
 	pend_done(l, tag);
 	l->in_reply = true;
 	l->base.hooks.published(l->base.hooks.arg, tag, ok,
-				ok ? NULL : reason_of(r->str ? r->str : ""));
+				ok ? NULL : cqi_redis_refusal(r,
+					"refused by Redis: the key is not a list"));
 	l->in_reply = false;
 }
 

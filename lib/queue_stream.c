@@ -1796,8 +1796,9 @@ static enum cq_err release(struct cqi_qdriver *q)
 /* ---- publishing: XADD, pipelined ------------------------------------------------ */
 
 static const char *const pub_lost = "connection lost";
-static const char *const pub_refused = "refused by Redis";
 static const char *const pub_missing = "the stream does not exist";
+static const char *const pub_wrongtype =
+	"refused by Redis: the key is not a stream";
 
 /* The pipeline tag of replay's deletes (never a publish's). */
 #define DEL_TAG UINT64_MAX
@@ -1815,7 +1816,7 @@ static void on_added(void *arg, uint64_t tag, struct cqi_reply *r)
 	if (r->type == CQI_REPLY_ERROR || r->type == CQI_REPLY_NIL) {
 		s->base.hooks.published(s->base.hooks.arg, tag, false,
 					r->type == CQI_REPLY_NIL ? pub_missing :
-					pub_refused);
+					cqi_redis_refusal(r, pub_wrongtype));
 		return;
 	}
 	s->added++;

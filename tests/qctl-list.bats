@@ -355,16 +355,8 @@ per_test_teardown() {
 }
 
 @test "list: enqueue names the lines not written when Redis refuses them, and exits 75" {
-	# a Redis that refuses writes once it is full (maxmemory, noeviction)
-	priv_redis_start --tcp --maxmemory 2mb --maxmemory-policy noeviction
-	head -c 200000 /dev/zero | tr '\0' x >"$TMP/big"
-	for i in $(seq 1 20); do cat "$TMP/big"; echo; done >"$TMP/in"
-	run -75 --separate-stderr qctl --redis "$PRIV_URL" enqueue "$Q" <"$TMP/in"
-	# the lines named are exactly those Redis does not have
-	local have
-	have=$(pcli LLEN "$Q")
-	[ "$have" -gt 0 ] && [ "$have" -lt 20 ]
-	[[ "$stderr" == *"qctl: enqueue: lines $((have + 1))-20: not confirmed: refused by Redis: out of memory (maxmemory)"* ]]
+	priv_redis_full
+	enqueue_to_full_redis LLEN "$Q"
 }
 
 @test "list: peek shows the oldest first without taking, with retry counts and reasons" {

@@ -333,6 +333,13 @@ pending_is() { [ "$(pending)" = "$1" ]; }
 	grep -q "timed out" "$TMP/err"
 }
 
+@test "stream: enqueue names the lines Redis refuses, and why, and exits 75" {
+	# the reason is Redis's, as for a list, not a bare "refused by Redis"
+	priv_redis_full
+	pcli XGROUP CREATE "$K" qctl 0 MKSTREAM >/dev/null
+	enqueue_to_full_redis XLEN "$K"
+}
+
 @test "stream: replay-dlq to a stream that does not exist leaves the dead letters, creates nothing and exits 75" {
 	qctl declare -q "$Q"
 	qctl enqueue -q "$Q" a b

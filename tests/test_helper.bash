@@ -259,6 +259,26 @@ pcli() {
 	redis-cli -s "$PRIV_SOCK" --raw "$@"
 }
 
+# A private Redis (priv_redis_start --tcp) that refuses writes once it is
+# full (maxmemory 2 MB, noeviction), and $TMP/in: 20 lines of 200 KB, more
+# than it holds.
+priv_redis_full() {
+	priv_redis_start --tcp --maxmemory 2mb --maxmemory-policy noeviction
+	head -c 200000 /dev/zero | tr '\0' x >"$TMP/big"
+	for i in $(seq 1 20); do cat "$TMP/big"; echo; done >"$TMP/in"
+}
+
+# Enqueue $TMP/in to queue $Q on the full private Redis: exit 75, and the
+# lines named as not confirmed, with Redis's reason, are exactly those the
+# queue does not have (its length: pcli with the arguments given).
+enqueue_to_full_redis() {
+	run -75 --separate-stderr qctl --redis "$PRIV_URL" enqueue "$Q" <"$TMP/in"
+	local have
+	have=$(pcli "$@")
+	[ "$have" -gt 0 ] && [ "$have" -lt 20 ]
+	[[ "$stderr" == *"qctl: enqueue: lines $((have + 1))-20: not confirmed: refused by Redis: out of memory (maxmemory)"* ]]
+}
+
 # The lines of INPUT that an `enqueue --json` report (FAILED, one JSON record
 # per line) says to re-send: qctl(1)'s recipe, named lines and a never-sent
 # range ({"from_line":N}), in input order.
