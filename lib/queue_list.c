@@ -754,6 +754,10 @@ static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 
 	l->handed = 0;
 	l->room = max;
+	/* the engine polls fd() while handlers run: a server that hung up
+	 * meanwhile is found before their acks are counted */
+	if (cqi_redis_check_idle(q->ctx))
+		return q->ctx->err;
 	if (l->pub_on) {
 		/* replay: the writes' replies first (nothing else may be read
 		 * before them: the acks they bring go with the take), and an

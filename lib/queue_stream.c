@@ -914,7 +914,7 @@ static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 
 	if (s->range)
 		return range_take(s, max);
-	if (read_replies(s, 0, false))
+	if (read_replies(s, 0, false) || cqi_redis_check_idle(q->ctx))
 		return q->ctx->err;
 	renew_if_due(s);
 	for (;;) {
@@ -946,8 +946,9 @@ static bool buffered(const struct cqi_qdriver *q)
 
 static int fd(const struct cqi_qdriver *q)
 {
-	return CS(q)->reading && !q->conf.redis_shared ? cqi_redis_fd(q->ctx) :
-							 -1;
+	/* not reading, the socket is polled for a server that hangs up
+	 * (take looks: cqi_redis_check_idle) */
+	return cqi_redis_fd(q->ctx);
 }
 
 static size_t unsettled(const struct cqi_qdriver *q)

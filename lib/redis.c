@@ -1439,6 +1439,53 @@ int cqi_redis_fd(const struct cq_ctx *ctx)
 	return ni >= 0 && (size_t)ni < rd->nnodes ? rd->nodes[ni]->fd : -1;
 }
 
+/* Has n's server hung up (EOF, or a reset), as far as a look that reads
+ * nothing can tell?  Over TLS a record that is no reply (a session
+ * ticket) is taken in on the way, with the socket not blocking. */
+static bool hung_up(struct node *n)
+{
+	char c;
+	long got;
+	int flags;
+
+	if (!n->tls) {
+		do
+			got = recv(n->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		while (got < 0 && errno == EINTR);
+		return got == 0 ||
+		       (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+	}
+	flags = fcntl(n->fd, F_GETFL);
+	if (flags < 0 || fcntl(n->fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		return false;
+	got = cqi_tls_peek(n->tls);
+	fcntl(n->fd, F_SETFL, flags);
+	return got < 0;
+}
+
+enum cq_err cqi_redis_check_idle(struct cq_ctx *ctx)
+{
+	struct cqi_redis *rd = ctx->redis;
+	struct pollfd pfd;
+	struct node *n;
+
+	if (ctx->err || !rd || rd->ahead != rd->atail || rd->cur < 0 ||
+	    (size_t)rd->cur >= rd->nnodes)
+		return ctx->err;
+	n = rd->nodes[rd->cur];
+	if (n->fd < 0 || n->ocount)
+		return CQ_OK;
+	pfd = (struct pollfd){ n->fd, POLLIN, 0 };
+	if (poll(&pfd, 1, 0) <= 0 || !hung_up(n))
+		return CQ_OK;
+	/* closed here too, so that nobody polls it any more */
+	node_hangup(n);
+	if (rd->mode == MODE_SINGLE && !rd->sentinel)
+		return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
+				 "Redis at %s closed the connection", n->where);
+	return CQ_OK;	/* opened again, or replaced, when next needed */
+}
+
 /* Will a read of n's socket return within ms?  Bytes OpenSSL already
  * decrypted count; so does an error (for the read to report). */
 static bool readable_within(const struct node *n, long long ms)

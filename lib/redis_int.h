@@ -110,6 +110,15 @@ enum cq_err cqi_redis_err_kind(const char *s);
  * socket of the node the oldest awaited reply comes from).  -1 when not
  * connected. */
 int cqi_redis_fd(const struct cq_ctx *ctx);
+/* Nothing awaited: has the server closed the connection meanwhile (a
+ * restart, a client timeout)?  Looks without waiting, at the socket
+ * cqi_redis_fd gives.  On a single Redis a close is the context error
+ * (75, "closed the connection"), found before anything is counted as
+ * sent over it; on a cluster or behind a Sentinel the node is hung up
+ * quietly, to be opened again or replaced when next needed.  For a
+ * driver that polls cqi_redis_fd while nothing is awaited (a queue
+ * consumer while its handlers run): a closed socket stays readable. */
+enum cq_err cqi_redis_check_idle(struct cq_ctx *ctx);
 /* Send what is queued, then wait at most wait_ms (0: not at all) for the
  * next awaited reply.  *reply is NULL when it has not come yet: the
  * command stays awaited, for a later call (or cqi_redis_reply, which
@@ -233,6 +242,10 @@ long cqi_tls_write(struct cq_ctx *ctx, struct cqi_tls *t, const void *buf,
 /* Whether bytes already read from the socket wait in t (poll(2) does not
  * see them). */
 bool cqi_tls_pending(const struct cqi_tls *t);
+/* On a socket that does not block: 1 when application bytes wait, 0
+ * when none do (a record that is none, such as a session ticket, is
+ * taken in), -1 when the server closed the connection or it failed. */
+int cqi_tls_peek(struct cqi_tls *t);
 void cqi_tls_close(struct cqi_tls *t);
 
 #endif

@@ -30,7 +30,7 @@
 	X(SSL_CTX_use_certificate_chain_file) X(SSL_CTX_use_PrivateKey_file) \
 	X(SSL_CTX_check_private_key) X(SSL_new) X(SSL_free) X(SSL_set_fd) \
 	X(SSL_ctrl) X(SSL_set_verify) X(SSL_set1_host) X(SSL_get0_param) \
-	X(SSL_connect) X(SSL_read) X(SSL_write) X(SSL_get_error) \
+	X(SSL_connect) X(SSL_read) X(SSL_peek) X(SSL_write) X(SSL_get_error) \
 	X(SSL_get_verify_result) X(SSL_shutdown) X(SSL_pending) \
 	X(X509_VERIFY_PARAM_set1_ip_asc) X(X509_verify_cert_error_string) \
 	X(ERR_get_error) X(ERR_peek_error) X(ERR_error_string_n) \
@@ -336,6 +336,18 @@ long cqi_tls_write(struct cq_ctx *ctx, struct cqi_tls *t, const void *buf,
 bool cqi_tls_pending(const struct cqi_tls *t)
 {
 	return ossl.SSL_pending(t->ssl) > 0;
+}
+
+int cqi_tls_peek(struct cqi_tls *t)
+{
+	char c;
+	int ret = ossl.SSL_peek(t->ssl, &c, 1), e;
+
+	if (ret > 0)
+		return 1;
+	e = ossl.SSL_get_error(t->ssl, ret);
+	ossl.ERR_clear_error();
+	return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -1;
 }
 
 void cqi_tls_close(struct cqi_tls *t)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # Faults under qctl on Redis list queues (issue 12 §2): consumers and
 # replays killed with SIGKILL at random points, a consumer killed beside a
-# live one, Redis going away, and a Redis Cluster.  Nothing is ever lost: each message is acked only after
+# live one, Redis going away (under a stream consumer too), and a Redis Cluster.  Nothing is ever lost: each message is acked only after
 # its handler succeeded (or its output was flushed), or is back in the
 # queue once the dead consumer's lease expired.  Counted with redis-cli.
 # A private sandbox: one test stops its redis-server.
@@ -133,19 +133,36 @@ HANDLER='echo $$ >>"$TMP/handlers"; b=$(cat); sleep 0.0$((RANDOM % 5)); echo "$b
 	[ "$dup" -le $((6 * (2 * 50 + 128))) ]
 }
 
-@test "list faults: Redis going away under a running handler exits 75; the message is not acked" {
-	rcli LPUSH "$Q" job >/dev/null
-	qctl consume -e 'echo $$ >>"$TMP/handlers"; cat >/dev/null; sleep 1' "$Q" \
-		>"$TMP/out" 2>"$TMP/err" &
-	BGPID=$!
-	wait_for 10 test -s "$TMP/handlers"
-	sb stop-redis
-	local rc=0
-	wait "$BGPID" || rc=$?
-	BGPID=
-	cat "$TMP/err"
-	assert_equal "$rc" 75
-	grep -q "^qctl: consume: " "$TMP/err"
+@test "list and stream faults: Redis going away under a running handler: exit 75, the message named not acked, counted 0, no busy wait" {
+	local b user sys
+	for b in list stream; do
+		qctl declare -q --backend "$b" "$Q.$b"
+		qctl enqueue -q --backend "$b" "$Q.$b" job
+		: >"$TMP/handlers"
+		# the handler outlives the server by 2 s; its ack is never sent
+		( TIMEFORMAT='%3U %3S' rc=0
+		  time qctl consume --backend "$b" "$Q.$b" \
+			-e 'echo $$ >>"$TMP/handlers"; cat >/dev/null; while [ ! -e "$TMP/stopped" ]; do sleep 0.05; done; sleep 2' \
+			>"$TMP/out" 2>"$TMP/err" || rc=$?
+		  echo "$rc" >"$TMP/rc" ) 2>"$TMP/cpu" &
+		BGPID=$!
+		wait_for 10 test -s "$TMP/handlers"
+		sb stop-redis
+		touch "$TMP/stopped"
+		wait "$BGPID" || true
+		BGPID=
+		rm -f "$TMP/stopped"
+		cat "$TMP/err"
+		assert_equal "$(cat "$TMP/rc")" 75
+		grep -q "^qctl: consume: message '.*' handled but not acked: the connection is gone (it comes back, redelivered)$" "$TMP/err"
+		grep -q "^qctl: consume: consumed 0 messages in .* (0 acked, 0 retried, 0 dead-lettered)$" "$TMP/err"
+		grep -q "^qctl: consume: Redis at 127.0.0.1:[0-9]* closed the connection$" "$TMP/err"
+		# the closed socket is not polled in a loop while the handler runs
+		read -r user sys <"$TMP/cpu"
+		echo "$b: cpu $user user, $sys sys"
+		awk -v u="$user" -v s="$sys" 'BEGIN { exit !(u + s < 0.5) }'
+		sb start-redis
+	done
 }
 
 @test "list faults: on a Redis Cluster every step stays on the queue's slot; a dead-letter list off it is refused, naming the one that works" {
