@@ -521,9 +521,11 @@ static void row(const struct opts *o, const struct cli *cli,
 	}
 	for (size_t i = 0; i < ms->nqueues; i++) {
 		const struct cq_queue_stat *q = &ms->queues[i];
+		/* a list or stream queue is down with its Redis */
+		bool down = q->src == CQ_SRC_REDIS ? !r->up : qdown;
 
-		cells(b, ms, queue_cols, NQUEUE, q->name, qdown || !q->found,
-		      qdown ? "down" : q->found ? NULL : "none");
+		cells(b, ms, queue_cols, NQUEUE, q->name, down || !q->found,
+		      down ? "down" : q->found ? NULL : "none");
 	}
 	if (o->so.nodes) {
 		bool down = !ms->src[CQ_SRC_API].up;

@@ -62,14 +62,16 @@ xlen() { rcli XLEN "$1"; }
 	assert_output "CQ CRITICAL - dlq[$Q]=1 (>0)"
 }
 
-@test "cqstat: Redis down makes a stream queue's figures unknown, naming Redis; the AMQP queue stays known" {
+@test "cqstat: Redis down makes a stream or list queue's figures unknown (down, not none), naming Redis; the AMQP queue stays known" {
 	qctl declare -q "$Q"
 	run -3 --separate-stderr cqstat --no-cache --redis redis://127.0.0.1:1/0 \
 		-Q "stream:$Q" -Q "$Q" --check 'ready>5'
 	[[ "$output" == "CQ UNKNOWN - ready[stream:$Q] unknown: "*"127.0.0.1:1"*" ready[$Q]=0" ]]
-	run -0 --separate-stderr cqstat --no-cache --redis redis://127.0.0.1:1/0 -Q "stream:$Q" -Q "$Q"
+	run -0 --separate-stderr cqstat --no-cache --redis redis://127.0.0.1:1/0 -Q "stream:$Q" -Q "list:$Q" -Q "$Q"
 	[[ "$stderr" == "cqstat: redis down: "* ]]
 	[[ "$stderr" != *"no queue"* ]]
+	# the table says down for the Redis queues (not none: no such queue)
+	[[ "${lines[2]}" == *" down "*" down "* && "${lines[2]}" != *none* ]]
 }
 
 @test "cqstat: a missing stream is 'no queue', exit 1; amqp:NAME is RabbitMQ's queue of that name" {
