@@ -224,6 +224,13 @@ enum cq_err cqi_redis_dlq_slot_check(struct cq_ctx *ctx,
 			 kind, dlq, queue, queue_key->data, CQ_DLQ_SUFFIX);
 }
 
+enum cq_err cqi_qd_unsupported(struct cqi_qdriver *q, const char *backend,
+			       const char *opt)
+{
+	return cq_seterr(q->ctx, CQ_ERR_USAGE,
+			 "%s: not supported by the %s backend", opt, backend);
+}
+
 bool cqi_qd_reconnect(struct cqi_qdriver *q, struct cqi_reconnected *rc,
 		      unsigned *count)
 {

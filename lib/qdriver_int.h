@@ -452,6 +452,12 @@ void cqi_qd_notice(struct cqi_qdriver *q, const char *fmt, ...)
  * still works, so the verb stops gracefully and settles what it can. */
 void cqi_qd_fail_ctx(struct cqi_qdriver *q);
 
+/* An option the backend (named: "list") has no such thing for:
+ * CQ_ERR_USAGE, "OPT: not supported by the list backend" (the verb
+ * prefixes its name). */
+enum cq_err cqi_qd_unsupported(struct cqi_qdriver *q, const char *backend,
+			       const char *opt);
+
 /* A reconnect as a verb reports it, with the text its pointers borrow. */
 struct cqi_reconnected {
 	struct cq_reconnect r;

@@ -1178,8 +1178,7 @@ static enum cq_err pub_start(struct cqi_qdriver *q, size_t window,
 
 	(void)mandatory;
 	if (exchange && *exchange)
-		return cq_seterr(q->ctx, CQ_ERR_USAGE,
-				 "--exchange: not supported by the list backend");
+		return cqi_qd_unsupported(q, "list", "--exchange");
 	if (l->pub_on)
 		return cq_seterr(q->ctx, CQ_ERR_INTERNAL,
 				 "publisher already started");
@@ -1467,8 +1466,7 @@ static enum cq_err declare(struct cqi_qdriver *q, const struct cq_queue_opts *o,
 	uint64_t ready = 0;
 
 	if (opt)
-		return cq_seterr(ctx, CQ_ERR_USAGE,
-				 "%s: not supported by the list backend", opt);
+		return cqi_qd_unsupported(q, "list", opt);
 	if (cqi_list_check_type(ctx, &l->k.queue, "queue") ||
 	    llen(ctx, &l->k.queue, &ready) ||
 	    consumers(l, &live, &inflight))

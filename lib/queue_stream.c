@@ -1689,9 +1689,7 @@ static enum cq_err purge(struct cqi_qdriver *q, uint64_t *count)
 
 static enum cq_err unsupported(struct cqi_qdriver *q, const char *opt)
 {
-	return cq_seterr(q->ctx, CQ_ERR_USAGE,
-			 "%s: not supported by the stream backend",
-			 opt);
+	return cqi_qd_unsupported(q, "stream", opt);
 }
 
 /* XGROUP CREATE ... MKSTREAM from the first entry: the group exists
@@ -1974,8 +1972,7 @@ static enum cq_err pub_start(struct cqi_qdriver *q, size_t window,
 
 	(void)mandatory;
 	if (exchange && *exchange)
-		return cq_seterr(q->ctx, CQ_ERR_USAGE,
-				 "enqueue: --exchange: not supported by the stream backend");
+		return unsupported(q, "--exchange");
 	if (need_stream(s) || cqi_pipe_init(&s->pipe, q->ctx, window, on_added, s))
 		return q->ctx->err;
 	s->pub_ready = true;

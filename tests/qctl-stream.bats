@@ -225,6 +225,13 @@ pending_is() { [ "$(pending)" = "$1" ]; }
 	assert_equal "$stderr" "qctl: declare: --quorum: not supported by the stream backend"
 }
 
+@test "stream: enqueue --exchange is a usage error that names the verb once" {
+	qctl declare -q "$Q"
+	run -64 --separate-stderr qctl enqueue --exchange x "$Q" m
+	assert_equal "$stderr" "qctl: enqueue: --exchange: not supported by the stream backend"
+	assert_equal "$(rcli XLEN "$K")" 0
+}
+
 @test "stream: stats shows length, ready (the group's lag), pending, consumers, dead letters and the oldest pending idle time" {
 	qctl declare -q --dlq "$Q"
 	peer produce "$CQ_REDIS_URL" "$K" 5
