@@ -162,6 +162,19 @@ bool cqi_data_key(const struct cq_ctx *ctx, const char *ns,
 	return cq_buf_append(out, key, keylen);
 }
 
+void cqi_ns_gen_fresh(char *fresh, size_t len)
+{
+	snprintf(fresh, len, "%llu",
+		 (unsigned long long)(cqi_rand_below(1ULL << 40) + (1ULL << 20)));
+}
+
+enum cq_err cqi_ns_gen_bad(struct cq_ctx *ctx, const char *ns)
+{
+	return cq_seterr(ctx, CQ_ERR_DATA,
+			 "namespace '%s': its generation key holds something that is not a generation",
+			 ns);
+}
+
 /* Take a generation reply: nil, or a decimal number. */
 static enum cq_err take_gen(struct cq_ctx *ctx, const char *ns, struct cqi_reply *r,
 			    struct cqi_gen *gen)
@@ -170,9 +183,7 @@ static enum cq_err take_gen(struct cq_ctx *ctx, const char *ns, struct cqi_reply
 		return CQ_OK;
 	if (r->type != CQI_REPLY_STRING || r->len < 1 ||
 	    r->len >= sizeof(gen->s) || strspn(r->str, "0123456789") != r->len)
-		return cq_seterr(ctx, CQ_ERR_DATA,
-				 "namespace '%s': its generation key holds something that is not a generation",
-				 ns);
+		return cqi_ns_gen_bad(ctx, ns);
 	memcpy(gen->s, r->str, r->len);
 	gen->s[r->len] = '\0';
 	gen->found = true;
@@ -202,8 +213,7 @@ enum cq_err cqi_ns_gen(struct cq_ctx *ctx, const char *ns, bool create,
 		goto out;
 	/* A fresh random start: never a generation used before the key was
 	 * lost.  SET NX GET: whoever comes first wins, the others read it. */
-	snprintf(fresh, sizeof(fresh), "%llu",
-		 (unsigned long long)(cqi_rand_below(1ULL << 40) + (1ULL << 20)));
+	cqi_ns_gen_fresh(fresh, sizeof(fresh));
 	argv[0] = "SET", lens[0] = 3;
 	argv[2] = fresh, lens[2] = strlen(fresh);
 	argv[3] = "NX", lens[3] = 2;

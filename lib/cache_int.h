@@ -24,6 +24,12 @@ struct cqi_gen {
  */
 enum cq_err cqi_ns_gen(struct cq_ctx *ctx, const char *ns, bool create,
 		       struct cqi_gen *gen);
+/* A fresh random generation, 2^20 to 2^20 + 2^40, decimal into fresh
+ * (24 bytes hold it), for a namespace whose key is missing: restarting
+ * at 1 could bring back an older generation's keys. */
+void cqi_ns_gen_fresh(char *fresh, size_t len);
+/* Namespace ns's generation key holds something else: CQ_ERR_DATA. */
+enum cq_err cqi_ns_gen_bad(struct cq_ctx *ctx, const char *ns);
 /* prefix + [ "ns:" NS ":" GEN ":" ] + key into out (reset first). */
 bool cqi_data_key(const struct cq_ctx *ctx, const char *ns,
 		  const struct cqi_gen *gen, const char *key, size_t keylen,

@@ -438,8 +438,7 @@ enum cq_err cq_invalidate_ns(struct cq_ctx *ctx, const char *ns,
 		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	snprintf(fresh, sizeof(fresh), "%llu",
-		 (unsigned long long)(cqi_rand_below(1ULL << 40) + (1ULL << 20)));
+	cqi_ns_gen_fresh(fresh, sizeof(fresh));
 	argv[3] = k.data, lens[3] = k.len;
 	lens[4] = strlen(fresh);
 	if (cqi_redis_append(ctx, CQI_KEY(3), 5, argv, lens) ||
@@ -449,9 +448,7 @@ enum cq_err cq_invalidate_ns(struct cq_ctx *ctx, const char *ns,
 		snprintf(st->generation, sizeof(st->generation), "%lld",
 			 r->integer);
 	else if (r->type == CQI_REPLY_ERROR && strstr(r->str, "not an integer"))
-		cq_seterr(ctx, CQ_ERR_DATA,
-			  "namespace '%s': its generation key holds something that is not a generation",
-			  ns);
+		cqi_ns_gen_bad(ctx, ns);
 	else if (r->type == CQI_REPLY_ERROR)
 		cqi_redis_reply_err(ctx, r, "bumping the generation");
 	cqi_reply_free(r);
