@@ -267,19 +267,21 @@ static enum cq_err tls_setup(struct cq_ctx *ctx, amqp_socket_t *s,
 			     const char *host)
 {
 	const struct cq_settings *set = &ctx->set;
+	bool given;
 	int st;
 
 	if (set->cacert) {
+		if (cqi_check_file(ctx, "CA file", set->cacert))
+			return ctx->err;
 		st = amqp_ssl_socket_set_cacert(s, set->cacert);
 		if (st)
 			return cq_seterr(ctx, CQ_ERR_USAGE,
 					 "cannot use CA file '%s': %s",
 					 set->cacert, amqp_error_string2(st));
 	}
-	if (set->cert || set->key) {
-		if (!set->cert || !set->key)
-			return cq_seterr(ctx, CQ_ERR_USAGE,
-					 "--cert and --key go together");
+	if (cqi_tls_client_files(ctx, &given))
+		return ctx->err;
+	if (given) {
 		st = amqp_ssl_socket_set_key(s, set->cert, set->key);
 		if (st)
 			return cq_seterr(ctx, CQ_ERR_USAGE,

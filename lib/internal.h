@@ -49,6 +49,14 @@ void *cqi_grow(void *v, size_t *cap, size_t need, size_t size, size_t first);
  * free; NULL out of memory. */
 char *cqi_memdup(const void *p, size_t n);
 
+/* The file a flag names (what: "CA file", "client key") can be read:
+ * else CQ_ERR_USAGE, "cannot use CA file 'PATH': why". */
+enum cq_err cqi_check_file(struct cq_ctx *ctx, const char *what,
+			   const char *path);
+/* --cert and --key: *given false for neither; both, each readable
+ * (cqi_check_file); else CQ_ERR_USAGE, "--cert and --key go together". */
+enum cq_err cqi_tls_client_files(struct cq_ctx *ctx, bool *given);
+
 /* Join the context's prefix and key into buf (reset first).  Returns false
  * out of memory. */
 bool cqi_prefixed(const struct cq_ctx *ctx, const char *key, size_t keylen,

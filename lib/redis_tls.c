@@ -103,26 +103,14 @@ static bool is_address(const char *host)
 	       inet_pton(AF_INET6, host, a) == 1;
 }
 
-/* A file named by a flag must be readable: say which and why not. */
-static enum cq_err check_file(struct cq_ctx *ctx, const char *what,
-			      const char *path)
-{
-	FILE *f = fopen(path, "r");
-
-	if (!f)
-		return cq_seterr(ctx, CQ_ERR_USAGE, "cannot use %s '%s': %s",
-				 what, path, strerror(errno));
-	fclose(f);
-	return CQ_OK;
-}
-
 static enum cq_err load_files(struct cq_ctx *ctx, SSL_CTX *sc)
 {
 	const struct cq_settings *set = &ctx->set;
 	char buf[256];
+	bool given;
 
 	if (set->cacert) {
-		if (check_file(ctx, "CA file", set->cacert))
+		if (cqi_check_file(ctx, "CA file", set->cacert))
 			return ctx->err;
 		if (ossl.SSL_CTX_load_verify_locations(sc, set->cacert,
 						       NULL) != 1)
@@ -134,14 +122,10 @@ static enum cq_err load_files(struct cq_ctx *ctx, SSL_CTX *sc)
 				 "cannot load the system CAs: %s",
 				 ossl_reason(buf, sizeof(buf)));
 	}
-	if (!set->cert && !set->key)
-		return CQ_OK;
-	if (!set->cert || !set->key)
-		return cq_seterr(ctx, CQ_ERR_USAGE,
-				 "--cert and --key go together");
-	if (check_file(ctx, "client certificate", set->cert) ||
-	    check_file(ctx, "client key", set->key))
+	if (cqi_tls_client_files(ctx, &given))
 		return ctx->err;
+	if (!given)
+		return CQ_OK;
 	if (ossl.SSL_CTX_use_certificate_chain_file(sc, set->cert) != 1 ||
 	    ossl.SSL_CTX_use_PrivateKey_file(sc, set->key,
 					     SSL_FILETYPE_PEM) != 1 ||

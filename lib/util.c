@@ -1,5 +1,5 @@
-/* util.c - clocks, randomness, buffers, throttling, and the queue names
- * the broker takes. */
+/* util.c - clocks, randomness, buffers, throttling, the queue names the
+ * broker takes, and the files the TLS flags name. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -142,6 +142,34 @@ char *cqi_memdup(const void *p, size_t n)
 		memcpy(s, p, n);
 	s[n] = '\0';
 	return s;
+}
+
+enum cq_err cqi_check_file(struct cq_ctx *ctx, const char *what,
+			   const char *path)
+{
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return cq_seterr(ctx, CQ_ERR_USAGE, "cannot use %s '%s': %s",
+				 what, path, strerror(errno));
+	fclose(f);
+	return CQ_OK;
+}
+
+enum cq_err cqi_tls_client_files(struct cq_ctx *ctx, bool *given)
+{
+	const struct cq_settings *set = &ctx->set;
+
+	*given = set->cert || set->key;
+	if (!*given)
+		return CQ_OK;
+	if (!set->cert || !set->key)
+		return cq_seterr(ctx, CQ_ERR_USAGE,
+				 "--cert and --key go together");
+	if (cqi_check_file(ctx, "client certificate", set->cert) ||
+	    cqi_check_file(ctx, "client key", set->key))
+		return ctx->err;
+	return CQ_OK;
 }
 
 bool cqi_prefixed(const struct cq_ctx *ctx, const char *key, size_t keylen,
