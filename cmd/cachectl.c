@@ -733,6 +733,9 @@ static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
 		 * what it was for input without them */
 		if (st->blank)
 			o = cq_json_add(o, "{s:I}", "blank", (long long)st->blank);
+		if (st->wrong_type)
+			o = cq_json_add(o, "{s:I}", "wrong_type",
+					(long long)st->wrong_type);
 		o = cq_json_add(o, "{s:I,s:f}", "records", (long long)st->records,
 				"seconds", (double)st->elapsed_ms / 1000.0);
 		/* said only when they hold: a run --once skipped, a run a
@@ -752,10 +755,12 @@ static int warm_summary(struct cli *cli, const struct cq_warm_stats *st)
 				(unsigned long long)st->blank);
 		fputs(")\n", stderr);
 	}
-	/* a run stopped early is worth retrying, as a failed write is */
+	/* a run stopped early is worth retrying, as a failed write is; a
+	 * key of another type is bad data, as a bad line is */
 	return cli_worse(cli_worse(st->denied ? EX_NOPERM : 0,
-				   st->failed || st->stopped ? EX_TEMPFAIL : 0),
-			 st->bad ? EX_DATAERR : 0);
+				   st->failed > st->denied + st->wrong_type ||
+				   st->stopped ? EX_TEMPFAIL : 0),
+			 st->bad || st->wrong_type ? EX_DATAERR : 0);
 }
 
 /* After a run that had to stop: how many records read were not written

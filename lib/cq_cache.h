@@ -133,6 +133,9 @@ struct cq_warm_stats {
 	uint64_t denied;	/* of failed: refused for permission (an ACL's
 				 * NOPERM), which no retry gets through */
 	uint64_t blank;		/* blank lines, skipped */
+	uint64_t wrong_type;	/* of failed: refused because a key holds
+				 * another type (a --tag's key not a set),
+				 * which no retry gets through either */
 };
 
 struct cq_warm_opts {

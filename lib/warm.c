@@ -2,6 +2,7 @@
  * TTL + jitter in a bounded window, or a command run per missing key. */
 #include <errno.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,31 @@ static void report_refused(struct warm *w, uint64_t recno, const char *key,
 	}
 }
 
+/* Recording the key under tag i (SIZE_MAX: one of several) refused: a
+ * tag key of another type is the input's fault, as for set --tag (no
+ * retry gets it through); the rest as a write refused. */
+static void tag_refused(struct warm *w, uint64_t recno, const char *key,
+			size_t keylen, size_t i, const char *reply)
+{
+	const struct cq_set_opts *o = &w->o->set;
+
+	if (cqi_redis_err_kind(reply) != CQ_ERR_DATA) {
+		report_refused(w, recno, key, keylen, "recording a tag failed",
+			       reply);
+		return;
+	}
+	w->st->wrong_type++;
+	if (o->ntags == 1)
+		i = 0;
+	if (i < o->ntags)
+		report_fail(w, recno, key, keylen,
+			    "tag '%s': its key holds something other than a set (the key was written, not recorded under the tag)",
+			    o->tags[i]);
+	else
+		report_fail(w, recno, key, keylen,
+			    "a --tag's key holds something other than a set (the key was written, not recorded under that tag)");
+}
+
 static void on_reply(void *arg, uint64_t tag, struct cqi_reply *r)
 {
 	struct warm *w = arg;
@@ -83,8 +109,7 @@ static void on_reply(void *arg, uint64_t tag, struct cqi_reply *r)
 		break;
 	case K_TAG:
 		if (r->type == CQI_REPLY_ERROR)
-			report_refused(w, recno, NULL, 0, "recording a tag failed",
-				       r->str);
+			tag_refused(w, recno, NULL, 0, SIZE_MAX, r->str);
 		break;
 	case K_LOCK:
 		if (r->type != CQI_REPLY_INTEGER || r->integer != 1) {
@@ -411,8 +436,7 @@ static enum cq_err job_done(struct warm *w, struct job *j)
 		if (cqi_redis_reply(w->ctx, &r))
 			return w->ctx->err;
 		if (r->type == CQI_REPLY_ERROR)
-			report_refused(w, j->recno, j->key, j->keylen,
-				       "recording a tag failed", r->str);
+			tag_refused(w, j->recno, j->key, j->keylen, i, r->str);
 		cqi_reply_free(r);
 	}
 	return CQ_OK;

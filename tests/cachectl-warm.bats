@@ -222,6 +222,22 @@ load test_helper
 	run -1 cachectl get --ns cat a
 }
 
+@test "warm --tag onto a tag key of another type: each line named with the tag, exit 65 as for set, not 75" {
+	rcli rpush "${P}cq:tag:t" x >/dev/null
+	run -65 --separate-stderr bash -c "printf 'a\t1\nb\t2\n' | cachectl warm --ttl 1m --tag ok --tag t"
+	assert_equal "${stderr_lines[0]}" "cachectl: warm: line 1: a --tag's key holds something other than a set (the key was written, not recorded under that tag)"
+	assert_equal "${stderr_lines[1]}" "cachectl: warm: line 2: a --tag's key holds something other than a set (the key was written, not recorded under that tag)"
+	[[ "${stderr_lines[2]}" == "warmed 2 keys in "*"(0 skipped, 2 failed)" ]]
+	assert_equal "$(rcli get "${P}b")" 2
+	assert_equal "$(rcli scard "${P}cq:tag:ok")" 2
+	# one tag (and --exec) names it; --json counts them apart
+	printf 'c\n' >"$TMP/keys"
+	run -65 --separate-stderr cachectl warm --ttl 1m --tag t --keys "$TMP/keys" --exec 'echo v'
+	assert_equal "${stderr_lines[0]}" "cachectl: warm: line 1: key 'c': tag 't': its key holds something other than a set (the key was written, not recorded under the tag)"
+	run -65 --separate-stderr bash -c "printf 'd\t1\n' | cachectl warm --json --ttl 1m --tag t"
+	[ "$(jq -c '{failed, denied, wrong_type}' <<<"$output")" = '{"failed":1,"denied":0,"wrong_type":1}' ]
+}
+
 @test "warm --json prints the summary as JSON on stdout" {
 	run -65 --separate-stderr bash -c "printf 'a\t1\nbad\n' | cachectl warm --json --ttl 1m"
 	[[ "$output" =~ ^\{\"warmed\":1,\"skipped\":0,\"bad\":1,\"failed\":0,\"denied\":0,\"records\":2,\"seconds\":[0-9.]+\}$ ]]
