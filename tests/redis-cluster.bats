@@ -128,6 +128,28 @@ keys_on() { ncli "$1" --scan --pattern "$P*" | wc -l; }
 	[ "$(keys_on "$P1")" -gt 0 ] && [ "$(keys_on "$P2")" -gt 0 ] && [ "$(keys_on "$P3")" -gt 0 ]
 }
 
+@test "get K1 K2 ... over the masters: a key of another type among them is exit 65 naming it; binary values and a closed pipe as on one Redis" {
+	local x args=()
+	head -c 100000 /dev/zero | tr '\0' v >"$TMP/v"
+	for x in $(seq 20); do
+		ccli -x set "${P}m$x" <"$TMP/v" >/dev/null
+		args+=("m$x")
+		[ "$x" = 12 ] && args+=(lst)
+	done
+	ccli rpush "${P}lst" a >/dev/null
+	run -65 --separate-stderr cachectl get "${args[@]}"
+	assert_equal "$stderr" "cachectl: get: get 'lst': the key holds a non-string type"
+	# NUL bytes and newlines, byte for byte, on whichever master
+	printf 'a\0b\nc\377' >"$TMP/bin"
+	cachectl set bin --ttl 1m - <"$TMP/bin"
+	cachectl get -n bin | cmp - "$TMP/bin"
+	# a reader that goes away (2 MB of values): 74, silently
+	run -0 --separate-stderr bash -c 'cachectl get "$@" | head -c 1 >/dev/null; echo "${PIPESTATUS[0]}"' _ \
+		$(seq -f 'm%g' 20)
+	assert_equal "$output" 74
+	assert_equal "$stderr" ""
+}
+
 @test "a URL naming one master only: MOVED sends each command to the owner, and the map is learnt" {
 	local k p
 	export CQ_REDIS_URL="redis://127.0.0.1:$P2/0"
