@@ -94,6 +94,25 @@ per_test_teardown() {
 	assert_output 0
 }
 
+@test "list: a reader that goes away: consume and peek exit 74 silently; what was not written is back in the queue, nothing held" {
+	seq 1 20000 | qctl enqueue -q "$Q"
+	run -0 --separate-stderr bash -c 'qctl peek -n 5000 "$1" | head -n 1 >/dev/null; echo "${PIPESTATUS[0]}"' _ "$Q"
+	assert_output 74
+	assert_equal "$stderr" ""
+	assert_equal "$(rcli LLEN "$Q")" 20000
+	run -0 --separate-stderr bash -c 'qctl consume "$1" | head -n 1 >/dev/null; echo "${PIPESTATUS[0]}"' _ "$Q"
+	assert_output 74
+	assert_equal "$stderr" ""
+	n=$(rcli LLEN "$Q")
+	((n > 0 && n < 20000))
+	# acked only what went down the pipe: the rest is in the queue, in
+	# order, and no processing list or lease is left
+	assert_equal "$(rcli LINDEX "$Q" 0)" 20000
+	assert_equal "$(rcli LINDEX "$Q" -1)" $((20000 - n + 1))
+	run -0 proc_lists
+	assert_output ""
+}
+
 @test "list: --count N takes N and gives back what it took beyond them" {
 	rcli LPUSH "$Q" 1 2 3 4 5 >/dev/null
 	run -0 --separate-stderr qctl consume --count 2 "$Q"

@@ -73,6 +73,27 @@ pending_is() { [ "$(pending)" = "$1" ]; }
 	rcli UNLINK "$K" >/dev/null	# acked entries stay: 50 MB less for the suites after
 }
 
+@test "stream: a reader that goes away: consume and peek exit 74 silently; what was not written is released to the next consumer" {
+	group "$K"
+	seq 1 20000 | qctl enqueue -q "$Q"
+	run -0 --separate-stderr bash -c 'qctl peek -n 5000 "$1" | head -n 1 >/dev/null; echo "${PIPESTATUS[0]}"' _ "$Q"
+	assert_output 74
+	assert_equal "$stderr" ""
+	assert_equal "$(pending)" 0
+	run -0 --separate-stderr bash -c 'qctl consume "$1" | head -n 1 >/dev/null; echo "${PIPESTATUS[0]}"' _ "$Q"
+	assert_output 74
+	assert_equal "$stderr" ""
+	# what it read and did not write stays pending, released: the next
+	# consumer takes it at once with the rest, each once, none lost
+	held=$(pending)
+	left=$((held + $(group_field lag)))
+	((held > 0 && left < 20000))
+	qctl consume -q --until-empty "$Q" >"$TMP/rest"
+	assert_equal "$(pending)" 0
+	assert_equal "$(group_field lag)" 0
+	sort -n "$TMP/rest" | cmp - <(seq $((20000 - left + 1)) 20000)
+}
+
 @test "stream: --exec acks after success; a failure is retried by delivery count, then dead-lettered with its reason" {
 	group "$K"
 	rcli XADD "$K" '*' body ok1 >/dev/null
