@@ -88,6 +88,16 @@ consume_dedupe() {
 	run -1 cachectl get missing
 }
 
+@test "a 50 MB value holding NUL bytes over rediss://, both ways; a wrong password is 77 and not shown" {
+	head -c 50000000 /dev/urandom >"$TMP/big"
+	run -0 cachectl set big - --ttl 1m <"$TMP/big"
+	rcli GET "${P}big" | head -c 50000000 | cmp - "$TMP/big"
+	cachectl get -n big | cmp - "$TMP/big"
+	rcli UNLINK "${P}big" >/dev/null
+	run -77 --separate-stderr cachectl get k --redis "rediss://cq:S3cr3t-tls@${CQ_REDISS_URL#rediss://}"
+	assert_equal "$stderr" "cachectl: get: Redis at localhost:$TLS_PORT refused the user name or password: wrong user name or password"
+}
+
 @test "warm over rediss:// writes every line with its TTL" {
 	seq 1 20000 | awk '{ printf "k%d\tvalue-%d\n", $1, $1 }' >"$TMP/in"
 	run -0 --separate-stderr cachectl warm --ttl 1h "$TMP/in"
