@@ -66,8 +66,8 @@ poll() {
 @test "--api adds unacked messages and rates; ready+unacked covers every message" {
 	qctl declare -q --dlq "$Q"
 	seq 5 | qctl enqueue -q "$Q"
-	# a consumer holding its messages unacked while its handler sleeps
-	qctl consume -q "$Q" --exec 'sleep 20' --prefetch 1 >/dev/null 2>&1 &
+	# a consumer holding its messages unacked while its handler waits
+	qctl consume -q "$Q" --exec "$HOLD" --prefetch 1 >/dev/null 2>&1 &
 	BGPID=$!
 	poll '.queues[0].unacked == 1 and .queues[0].ready == 4 and .queues[0].consumers == 1' \
 		--no-cache -Q "$Q" --api "$API"

@@ -20,7 +20,7 @@ QUEUE_SUITE=1
 @test "consumers are counted; unacked messages are not (a passive declare)" {
 	qctl declare -q "$Q"
 	seq 3 | qctl enqueue -q "$Q"
-	qctl consume -q "$Q" --exec 'sleep 20' --prefetch 1 >/dev/null 2>&1 &
+	qctl consume -q "$Q" --exec "$HOLD" --prefetch 1 >/dev/null 2>&1 &
 	BGPID=$!
 	for i in $(seq 40); do
 		out=$(qctl stats --json "$Q")

@@ -43,6 +43,8 @@ setup() {
 
 teardown() {
 	if declare -F per_test_teardown >/dev/null; then per_test_teardown; fi
+	# handlers running $HOLD end now (qctl stopped by SIGTERM waits for them)
+	: >"$TMP/release"
 	# a background process the test started and named in BGPID
 	if [ -n "${BGPID:-}" ] && kill "$BGPID" 2>/dev/null; then
 		wait "$BGPID" 2>/dev/null
@@ -58,6 +60,10 @@ teardown() {
 	if [ -n "${QUEUE_SUITE:-}" ]; then drop_test_queues; fi
 	return 0
 }
+
+# A handler (for consume --exec) that holds its message unacked until the
+# test ends: it waits for $TMP/release, made by teardown, at most 30 s.
+HOLD='for i in $(seq 300); do [ -e "$TMP/release" ] && exit 0; sleep 0.1; done; exit 1'
 
 # host:port of the sandbox Redis.
 hostport() {
