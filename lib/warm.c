@@ -93,6 +93,15 @@ static void tag_refused(struct warm *w, uint64_t recno, const char *key,
 			    "a --tag's key holds something other than a set (the key was written, not recorded under that tag)");
 }
 
+/* The --once lock expired or was taken: said once, and not released. */
+static void lock_lost(struct warm *w)
+{
+	if (!w->lock_lost)
+		report_fail(w, 0, NULL, 0, "lost the --once lock (it expired or was taken); another run may start");
+	w->lock_lost = true;
+	w->lock.held = false;
+}
+
 static void on_reply(void *arg, uint64_t tag, struct cqi_reply *r)
 {
 	struct warm *w = arg;
@@ -112,12 +121,8 @@ static void on_reply(void *arg, uint64_t tag, struct cqi_reply *r)
 			tag_refused(w, recno, NULL, 0, SIZE_MAX, r->str);
 		break;
 	case K_LOCK:
-		if (r->type != CQI_REPLY_INTEGER || r->integer != 1) {
-			if (!w->lock_lost)
-				report_fail(w, 0, NULL, 0, "lost the --once lock (it expired or was taken); another run may start");
-			w->lock_lost = true;
-			w->lock.held = false;
-		}
+		if (r->type != CQI_REPLY_INTEGER || r->integer != 1)
+			lock_lost(w);
 		break;
 	}
 }
@@ -160,10 +165,8 @@ static enum cq_err extend_lock(struct warm *w, bool pipelined)
 	if (cqi_lock_extend(w->ctx, w->lockkey.data, w->lockkey.len,
 			    once_ttl(w), &w->lock, &still))
 		return w->ctx->err;
-	if (!still && !w->lock_lost) {
-		w->lock_lost = true;
-		report_fail(w, 0, NULL, 0, "lost the --once lock (it expired or was taken); another run may start");
-	}
+	if (!still)
+		lock_lost(w);
 	return CQ_OK;
 }
 
