@@ -265,6 +265,18 @@ pcli() {
 	redis-cli -s "$PRIV_SOCK" --raw "$@"
 }
 
+# The lowest and highest TTL in ms of keys $P$1 followed by 1 to $2, as
+# "MIN MAX" (jitter tests).
+pttl_range() {
+	local i t min=999999 max=0
+	for i in $(seq 1 "$2"); do
+		t=$(rcli pttl "$P$1$i")
+		[ "$t" -lt "$min" ] && min=$t
+		[ "$t" -gt "$max" ] && max=$t
+	done
+	echo "$min $max"
+}
+
 # A private Redis (priv_redis_start --tcp) that refuses writes once it is
 # full (maxmemory 2 MB, noeviction), and $TMP/in: 20 lines of 200 KB, more
 # than it holds.
