@@ -66,28 +66,44 @@ static const char *scheme_end(const char *url)
 	return p ? p + 3 : NULL;
 }
 
+/* The '@' that ends the user info of the authority at auth (up to the
+ * first '/', '?' or '#'): the last one, or NULL for none. */
+static const char *userinfo_at(const char *auth)
+{
+	const char *at = NULL, *end = auth + strcspn(auth, "/?#");
+
+	for (const char *p = auth; p < end; p++)
+		if (*p == '@')
+			at = p;
+	return at;
+}
+
+/* The user info [auth, at): the user, and after the first ':' the
+ * password. */
+static void split_userinfo(const char *auth, const char *at,
+			   struct url_parts *u)
+{
+	const char *colon = memchr(auth, ':', (size_t)(at - auth));
+
+	u->has_userinfo = true;
+	u->user.p = auth;
+	u->user.n = colon ? (size_t)(colon - auth) : (size_t)(at - auth);
+	u->has_pass = colon != NULL;
+	u->pass.p = colon ? colon + 1 : NULL;
+	u->pass.n = colon ? (size_t)(at - colon - 1) : 0;
+}
+
 static bool split_url(const char *rest, struct url_parts *u,
 		      char *errbuf, size_t errlen)
 {
 	size_t alen = strcspn(rest, "/?#");
-	const char *auth = rest, *at = NULL, *hp, *end = rest + alen;
+	const char *auth = rest, *at = userinfo_at(rest), *hp,
+		   *end = rest + alen;
 
 	memset(u, 0, sizeof(*u));
-	for (const char *p = auth; p < end; p++)
-		if (*p == '@')
-			at = p;
 	hp = auth;
 	if (at) {
-		const char *colon = memchr(auth, ':', (size_t)(at - auth));
-
-		u->has_userinfo = true;
-		u->user.p = auth;
-		u->user.n = colon ? (size_t)(colon - auth) : (size_t)(at - auth);
-		if (colon) {
-			u->has_pass = true;
-			u->pass.p = colon + 1;
-			u->pass.n = (size_t)(at - colon - 1);
-		}
+		split_userinfo(auth, at, u);
 		hp = at + 1;
 	}
 	if (*hp == '[') {
@@ -215,12 +231,11 @@ static bool host_list(const char *rest, struct cqi_redis_url *out,
 		      char *errbuf, size_t errlen)
 {
 	size_t alen = strcspn(rest, "/?#"), n;
-	const char *p = rest, *end = rest + alen;
+	const char *p = rest, *end = rest + alen, *at = userinfo_at(rest);
 	char member[300];
 
-	for (const char *q = rest; q < end; q++)
-		if (*q == '@')
-			p = q + 1;
+	if (at)
+		p = at + 1;
 	do {
 		struct url_parts mu;
 		struct cqi_redis_node *nd;
@@ -375,7 +390,7 @@ enum cq_err cqi_sentinel_url_parse(const char *url,
 				   struct cqi_sentinel_url *out,
 				   char *errbuf, size_t errlen)
 {
-	const char *rest, *end, *at = NULL, *p, *hash;
+	const char *rest, *end, *at, *p, *hash;
 	struct url_parts u;
 
 	memset(out, 0, sizeof(*out));
@@ -385,22 +400,15 @@ enum cq_err cqi_sentinel_url_parse(const char *url,
 	}
 	rest = url + strlen(SENTINEL_SCHEME);
 	end = rest + strcspn(rest, "/?#");
-	for (p = rest; p < end; p++)
-		if (*p == '@')
-			at = p;
+	at = userinfo_at(rest);
 	out->hosts = calloc(SENTINEL_MAX, sizeof(*out->hosts));
 	out->ports = calloc(SENTINEL_MAX, sizeof(*out->ports));
 	if (!out->hosts || !out->ports)
 		goto nomem;
 	if (at) {	/* the master's user and password, as in redis:// */
-		const char *colon = memchr(rest, ':', (size_t)(at - rest));
-		struct span user = { rest, colon ? (size_t)(colon - rest) :
-					   (size_t)(at - rest) };
-		struct span pass = { colon ? colon + 1 : NULL,
-				     colon ? (size_t)(at - colon - 1) : 0 };
-
-		if (!span_decode(user, user.n > 0, &out->user) ||
-		    !span_decode(pass, colon != NULL, &out->pass))
+		split_userinfo(rest, at, &u);
+		if (!span_decode(u.user, u.user.n > 0, &out->user) ||
+		    !span_decode(u.pass, u.has_pass, &out->pass))
 			goto bad_escape;
 	}
 	for (p = at ? at + 1 : rest; p <= end; ) {
