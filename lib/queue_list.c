@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -407,36 +408,73 @@ enum cq_err cqi_list_keys(struct cq_ctx *ctx, const char *queue,
 	return CQ_OK;
 }
 
-enum cq_err cqi_list_check_type(struct cq_ctx *ctx, const struct cq_buf *key,
-				const char *role)
+/* CQ_ERR_DATA naming key (its role) unless it is of Redis type want, or
+ * missing. */
+static enum cq_err check_type(struct cq_ctx *ctx, const struct cq_buf *key,
+			      const char *role, const char *want)
 {
 	char *t = cqi_redis_key_type(ctx, key);
 	enum cq_err e = CQ_OK;
 
 	if (!t)
 		return ctx->err;
-	if (*t && strcmp(t, "list") && strcmp(t, "none"))
+	if (*t && strcmp(t, want) && strcmp(t, "none"))
 		e = cq_seterr(ctx, CQ_ERR_DATA,
-			      "%s '%s' is a Redis %s, not a list", role,
-			      key->data, t);
+			      "%s '%s' is a Redis %s, not a %s", role,
+			      key->data, t, want);
 	free(t);
 	return e;
 }
 
-/* The context's WRONGTYPE error, with the key that is not a list named
- * when one of ours is. */
+enum cq_err cqi_list_check_type(struct cq_ctx *ctx, const struct cq_buf *key,
+				const char *role)
+{
+	return check_type(ctx, key, role, "list");
+}
+
+/* The keys beside the queue that a verb's scripts read or write are
+ * looked at before they run: of another type, a script would stop
+ * half-way (purge's RPOP done, its HDEL refused: a message gone).  The
+ * record hash (peek, purge); with registry, the consumer registry too
+ * (consume, replay). */
+static enum cq_err check_side_types(struct list_q *l, bool registry)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+
+	if (check_type(ctx, &l->k.meta, "record hash", "hash") ||
+	    (registry &&
+	     check_type(ctx, &l->k.registry, "consumer registry", "set")))
+		return ctx->err;
+	return CQ_OK;
+}
+
+/* The context's WRONGTYPE error, with the key of ours that is of another
+ * type named. */
 static enum cq_err name_wrong_type(struct list_q *l)
 {
 	struct cq_ctx *ctx = l->base.ctx;
-	const struct cq_buf *keys[] = { &l->k.queue, &l->k.proc, &l->k.dlq };
-	static const char *const roles[] = { "queue", "processing list",
-					     "dead-letter list" };
+	static const struct { size_t off; const char *role, *type; } ours[] = {
+		{ offsetof(struct cqi_list_keys, queue), "queue", "list" },
+		{ offsetof(struct cqi_list_keys, proc), "processing list", "list" },
+		{ offsetof(struct cqi_list_keys, dlq), "dead-letter list", "list" },
+		{ offsetof(struct cqi_list_keys, meta), "record hash", "hash" },
+		{ offsetof(struct cqi_list_keys, dlq_meta),
+		  "dead-letter list's record hash", "hash" },
+		{ offsetof(struct cqi_list_keys, registry), "consumer registry",
+		  "set" },
+		{ offsetof(struct cqi_list_keys, lease), "lease", "string" },
+	};
 	struct cqi_err_held h = { 0 };
 
 	cqi_err_hold(ctx, &h);
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (keys[i]->len && cqi_list_check_type(ctx, keys[i], roles[i]))
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+		const struct cq_buf *key = (const struct cq_buf *)
+			((const char *)&l->k + ours[i].off);
+
+		if (key->len &&
+		    check_type(ctx, key, ours[i].role, ours[i].type))
 			return ctx->err;
+	}
 	cqi_err_restore(ctx, &h);
 	return ctx->err;
 }
@@ -850,6 +888,7 @@ static enum cq_err inspect(struct cqi_qdriver *q, uint64_t *ready)
 	struct list_q *l = L(q);
 
 	if (cqi_list_check_type(q->ctx, &l->k.queue, "queue") ||
+	    check_side_types(l, true) ||
 	    (q->conf.recover && recover_asked(l, q->conf.recover)) ||
 	    recover_dead(l))
 		return q->ctx->err;
@@ -1295,7 +1334,8 @@ static enum cq_err peek(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
 	enum cq_err e = CQ_OK;
 
 	*seen = 0;
-	if (cqi_list_check_type(ctx, &l->k.queue, "queue"))
+	if (cqi_list_check_type(ctx, &l->k.queue, "queue") ||
+	    check_side_types(l, false))
 		return ctx->err;
 	while (*seen < count && !e) {
 		size_t n = count - *seen < PEEK_PAGE ? count - *seen : PEEK_PAGE;
@@ -1368,7 +1408,7 @@ static enum cq_err purge(struct cqi_qdriver *q, uint64_t *count)
 
 	*count = 0;
 	if (cqi_list_check_type(ctx, &l->k.queue, "queue") ||
-	    llen(ctx, &l->k.queue, &ready))
+	    check_side_types(l, false) || llen(ctx, &l->k.queue, &ready))
 		return ctx->err;
 	if (!(r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, ex, exl)))
 		return ctx->err;
@@ -1415,7 +1455,7 @@ static enum cq_err consumers(struct list_q *l, double *live, double *inflight)
 
 	*live = *inflight = 0;
 	if (!r)
-		return ctx->err;
+		return ctx->err == CQ_ERR_DATA ? name_wrong_type(l) : ctx->err;
 	for (size_t i = 0; i < r->elements; i++) {
 		struct cq_buf proc = { 0 }, lease = { 0 };
 		const char *ex[2] = { "EXISTS" };
@@ -1624,7 +1664,7 @@ static enum cq_err recover_dead(struct list_q *l)
 	l->recovered_ms = cq_now_ms();
 	r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv, lens);
 	if (!r)
-		return ctx->err;
+		return ctx->err == CQ_ERR_DATA ? name_wrong_type(l) : ctx->err;
 	for (size_t i = 0; i < r->elements && !e; i++) {
 		struct cq_buf proc = { 0 };
 		unsigned long long moved = 0;
@@ -1796,7 +1836,9 @@ static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 	if (cqi_list_check_type(q->ctx, &l->k.proc, "processing list") ||
 	    (q->conf.exec &&
 	     (cqi_list_check_type(q->ctx, &l->k.dlq, "dead-letter list") ||
-	      dlq_slot_check(l))))
+	      dlq_slot_check(l) ||
+	      check_type(q->ctx, &l->k.dlq_meta,
+			 "dead-letter list's record hash", "hash"))))
 		return q->ctx->err;
 	if (take_lease(l))
 		return q->ctx->err;

@@ -141,6 +141,33 @@ per_test_teardown() {
 	assert_output m
 }
 
+@test "list: a key beside the queue of another type is named, exit 65, before anything is taken or removed" {
+	rcli LPUSH "$Q" a b c >/dev/null
+	rcli SET "$META" x >/dev/null
+	# purge's script popped a message, then its HDEL was refused: 'a' gone
+	run -65 --separate-stderr qctl purge --yes "$Q"
+	assert_equal "$stderr" "qctl: purge: record hash '$META' is a Redis string, not a hash"
+	run -65 --separate-stderr qctl consume --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: record hash '$META' is a Redis string, not a hash"
+	run -65 --separate-stderr qctl peek "$Q"
+	assert_equal "$stderr" "qctl: peek: record hash '$META' is a Redis string, not a hash"
+	rcli DEL "$META" >/dev/null
+	rcli SET "{$Q}|cq:consumers" x >/dev/null
+	run -65 --separate-stderr qctl stats "$Q"
+	assert_equal "$stderr" "qctl: stats: consumer registry '{$Q}|cq:consumers' is a Redis string, not a set"
+	run -65 --separate-stderr qctl consume --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: consumer registry '{$Q}|cq:consumers' is a Redis string, not a set"
+	rcli DEL "{$Q}|cq:consumers" >/dev/null
+	rcli SET "$DLQ_META" x >/dev/null
+	run -65 --separate-stderr qctl consume -e true --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: dead-letter list's record hash '$DLQ_META' is a Redis string, not a hash"
+	# every message where it was, nothing held
+	run -0 rcli LRANGE "$Q" 0 -1
+	assert_output "$(printf 'c\nb\na')"
+	run -0 rcli --scan --pattern "{$Q}|cq:processing*"
+	assert_output ""
+}
+
 @test "list: --prefix applies to the queue and the keys beside it" {
 	export CQ_PREFIX="p:$Q:"
 	rcli LPUSH "p:$Q:$Q" x >/dev/null
