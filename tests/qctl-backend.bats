@@ -76,3 +76,21 @@ verb_args() {
 	run -0 --separate-stderr qctl stats --backend amqp --json "$Q"
 	assert_equal "$(jq -c '[.amqp.up, .redis]' <<<"$output")" '[true,null]'
 }
+
+@test "backend: list and stream: every verb exits 69 with Redis unreachable and 77 with a wrong password, naming the node, the password never shown" {
+	local b verb hp
+	hp=${CQ_REDIS_URL#redis://}
+	hp=${hp%%/*}
+	for b in list stream; do
+		for verb in $VERBS; do
+			run -69 --separate-stderr qctl "$verb" --backend "$b" \
+				--redis "redis://u:Pw-$b-x@127.0.0.1:1/0" $(verb_args "$verb")
+			assert_equal "$stderr" "qctl: $verb: cannot connect to Redis at 127.0.0.1:1: Connection refused"
+			run -77 --separate-stderr qctl "$verb" --backend "$b" \
+				--redis "redis://u:Pw-$b-x@$hp/0" $(verb_args "$verb")
+			assert_equal "$stderr" "qctl: $verb: Redis at $hp refused the user name or password: wrong user name or password"
+		done
+	done
+	run -0 rcli EXISTS "$Q"
+	assert_output 0
+}
