@@ -46,6 +46,9 @@
 /* How long a pipeline or a single command waits for a node that went down
  * to be replaced (take_over). */
 #define FAILOVER_WAIT(ctx) (3 * (ctx)->set.timeout_ms)
+/* The pause between two looks at a node that is not back yet: lost
+ * (take_over) or loading its dataset (still_loading). */
+#define RETRY_PAUSE_MS 200
 /* What a node owes that nobody awaits (fire and forget, ASKING). */
 #define DROP UINT64_MAX
 /* The slot of a command for one master only (its INFO, a SCAN with its
@@ -65,6 +68,8 @@ struct node {
 	int port;
 	char where[300];	/* host:port or socket path, no secrets */
 	unsigned conn;		/* connections opened so far */
+	long long loading_since; /* its first -LOADING reply in a row, or 0 */
+	long long loading_paused; /* when its last pause for one ended */
 	/* the replies it owes, in wire order: an awaited command's
 	 * sequence number, or DROP */
 	uint64_t *owed;
@@ -79,8 +84,9 @@ struct await {
 	unsigned lost;		/* times its node was lost (rejoin) */
 	unsigned conn;		/* its node's connection it was sent over */
 	long long lost_at;	/* when it was first lost (rejoin), or 0 */
-	char *cmd;		/* its RESP text, for a resend; NULL on a */
-	size_t len;		/* Redis known not to be a cluster */
+	long long sent_at;	/* when it was last sent */
+	char *cmd;		/* its RESP text, for a resend */
+	size_t len;
 	struct cqi_reply *reply;	/* read ahead of its turn */
 };
 
@@ -339,6 +345,45 @@ static void sleep_ms(long long ms)
 
 	while (ms > 0 && nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
+}
+
+/* ---- a node loading its dataset ------------------------------------------ */
+
+static bool is_loading(const struct cqi_reply *r)
+{
+	return r->type == CQI_REPLY_ERROR && r->str &&
+	       strncmp(r->str, "LOADING", 7) == 0;
+}
+
+/* Is r, node n's reply, a -LOADING worth trying again?  A Redis just
+ * restarted answers so until its RDB or AOF is read: it is waited for as
+ * a lost node is (take_over), up to FAILOVER_WAIT from its first such
+ * reply in a row, RETRY_PAUSE_MS between tries (the caller's to take).
+ * When the time is up r says so instead, naming n; any other reply ends
+ * n's wait. */
+static bool still_loading(struct cq_ctx *ctx, struct node *n,
+			  struct cqi_reply *r)
+{
+	long long now = cq_now_ms();
+	char msg[400], *s;
+
+	if (!is_loading(r)) {
+		n->loading_since = 0;
+		return false;
+	}
+	if (!n->loading_since)
+		n->loading_since = now;
+	if (now - n->loading_since < FAILOVER_WAIT(ctx) && !cq_stop_requested())
+		return true;
+	snprintf(msg, sizeof(msg),
+		 "LOADING: Redis at %s was still loading its dataset into memory after %.1fs",
+		 n->where, (double)(now - n->loading_since) / 1000);
+	if ((s = strdup(msg))) {
+		free(r->str);
+		r->str = s;
+		r->len = strlen(s);
+	}
+	return false;
 }
 
 /* ---- the transport: one connection to one node -------------------------- */
@@ -759,12 +804,25 @@ static enum cq_err ask_map(struct cq_ctx *ctx, int i)
 {
 	struct cqi_redis *rd = ctx->redis;
 	const char *argv[2] = { "CLUSTER", "SLOTS" };
-	struct node *n = node_ready(ctx, i);
-	struct cqi_reply *r = n ? node_call(ctx, n, 2, argv) : NULL;
+	struct node *n;
+	struct cqi_reply *r;
 	enum cq_err e;
 
+	for (;;) {	/* a node loading its dataset is waited for */
+		n = node_ready(ctx, i);
+		r = n ? node_call(ctx, n, 2, argv) : NULL;
+		if (!r || !still_loading(ctx, n, r))
+			break;
+		cqi_reply_free(r);
+		sleep_ms(RETRY_PAUSE_MS);
+	}
 	if (!r)
 		return ctx->err;
+	if (is_loading(r)) {
+		e = cq_seterr(ctx, CQ_ERR_TEMPFAIL, "%s", r->str);
+		cqi_reply_free(r);
+		return e;
+	}
 	if (r->type == CQI_REPLY_ERROR) {
 		if (cqi_cluster_off(r->str))
 			rd->mode = MODE_SINGLE;
@@ -1196,15 +1254,14 @@ static enum cq_err push_cmd(struct cq_ctx *ctx, int ni, int slot, int argc,
 	a->node = ni;
 	a->slot = slot;
 	a->conn = n->conn;
-	/* a copy to send again after a redirection, unless Redis is known
-	 * not to be a cluster */
-	if (keep) {
-		a->len = n->out.len - at;
-		a->cmd = malloc(a->len);
-		if (!a->cmd)
-			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-		memcpy(a->cmd, n->out.data + at, a->len);
-	}
+	a->sent_at = cq_now_ms();
+	/* a copy to send again after a redirection, or to a node that was
+	 * loading its dataset */
+	a->len = n->out.len - at;
+	a->cmd = malloc(a->len);
+	if (!a->cmd)
+		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	memcpy(a->cmd, n->out.data + at, a->len);
 	rd->atail++;
 	if (n->fd >= 0)
 		return CQ_OK;
@@ -1246,6 +1303,7 @@ static enum cq_err resend(struct cq_ctx *ctx, struct await *a, uint64_t seq,
 
 	a->node = ni;	/* a failure below leaves it lost there (rejoin) */
 	a->tries++;
+	a->sent_at = cq_now_ms();
 	if ((ask && queue_on(ctx, ni, DROP, asking, sizeof(asking) - 1)) ||
 	    queue_on(ctx, ni, seq, a->cmd, a->len) ||
 	    flush_out(ctx, ctx->redis->nodes[ni]))
@@ -1267,13 +1325,28 @@ static void busy_pause(unsigned tries)
  * little later, a few times).  True if a was sent again (or the context
  * error set). */
 static bool redirected(struct cq_ctx *ctx, struct await *a, uint64_t seq,
-		       const struct cqi_reply *r)
+		       struct cqi_reply *r)
 {
 	struct cqi_redis *rd = ctx->redis;
 	struct cqi_redirect to;
 	int ni;
 
-	if (!a->cmd || r->type != CQI_REPLY_ERROR)
+	if (still_loading(ctx, rd->nodes[a->node], r)) {
+		struct node *n = rd->nodes[a->node];
+		unsigned tries = a->tries;
+
+		/* one pause for every command sent before it */
+		if (a->sent_at >= n->loading_paused) {
+			sleep_ms(RETRY_PAUSE_MS);
+			n->loading_paused = cq_now_ms();
+		}
+		ni = a->slot >= 0 && rd->slots[a->slot] ?
+		     rd->slots[a->slot] - 1 : a->node;
+		resend(ctx, a, seq, ni, false);
+		a->tries = tries;	/* not a redirection nor a busy reply */
+		return true;
+	}
+	if (r->type != CQI_REPLY_ERROR)
 		return false;
 	if (cqi_cluster_redirect(r->str, &to)) {
 		if (a->tries >= MAX_REDIRECTS)
@@ -1898,6 +1971,14 @@ static enum cq_err dispatch(struct cqi_pipe *p, int ni, struct cqi_reply *r)
 			if (pn_queue(p, dest, &a, asking))
 				return p->ctx->err;
 		}
+	} else if (still_loading(p->ctx, rd->nodes[ni], r)) {
+		long long until = cq_now_ms() + RETRY_PAUSE_MS;
+
+		if (p->cl->pause_until < until)
+			p->cl->pause_until = until;
+		dest = item.slot >= 0 && rd->slots[item.slot] ?
+		       rd->slots[item.slot] - 1 : ni;
+		item.tries--;	/* not a redirection */
 	} else if (r->type == CQI_REPLY_ERROR && cqi_cluster_busy(r->str) &&
 		   still_busy(p)) {
 		unsigned b = p->cl->busy < 5 ? p->cl->busy++ : 5;
@@ -2089,7 +2170,7 @@ static enum cq_err take_over(struct cq_ctx *ctx, long long deadline,
 			return ctx->err;
 		if (cq_now_ms() >= deadline || cq_stop_requested())
 			return CQ_ERR_TEMPFAIL;
-		sleep_ms(200);
+		sleep_ms(RETRY_PAUSE_MS);
 	}
 }
 
@@ -2185,8 +2266,6 @@ static enum cq_err rejoin(struct cq_ctx *ctx)
 	for (seq = rd->ahead; seq < rd->atail; seq++) {
 		struct await *a = AW(rd, seq);
 
-		if (!a->cmd)	/* a Redis known not to be a cluster */
-			return ctx->err;
 		if (!aw_gone(rd, a))
 			continue;
 		if (a->lost >= MAX_REDIRECTS)	/* lost again and again */

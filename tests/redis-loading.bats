@@ -1,0 +1,122 @@
+#!/usr/bin/env bats
+# A Redis just restarted answers -LOADING until its RDB is read: cq waits
+# for it as for a lost node (up to 3x --timeout), then goes on, or exits 75
+# naming the server and "loading".  Each test owns a private redis-server
+# that loads its dataset slowly (key-load-delay); `CONFIG SET
+# key-load-delay 0` (allowed while loading) ends the loading on demand.
+
+bats_require_minimum_version 1.5.0
+load test_helper
+
+# Stop the private server at once (SHUTDOWN NOSAVE; the exited process
+# may linger unreaped a second or more: its pid file says it is gone).
+loading_stop() {
+	[ -f "${PRIV_PID:-}" ] || return 0
+	pcli SHUTDOWN NOSAVE >/dev/null 2>&1
+	wait_for 5 test ! -f "$PRIV_PID"
+}
+per_test_teardown() { loading_stop; }
+
+# Restart the private server so that it loads $1 keys (${P}1..) and the
+# list $Q (m1 m2; prefixed) from its RDB, about $2 microseconds a key: it
+# answers -LOADING meanwhile.
+loading_start() {
+	local keys=$1 delay=$2 dir=$BATS_TEST_TMPDIR/priv-redis i
+	priv_redis_start --tcp
+	pcli EVAL "for i = 1, $keys do redis.call('SET', KEYS[1] .. i, i) end
+		redis.call('LPUSH', KEYS[2], 'm1', 'm2')" 2 "$P" "$P$Q" >/dev/null
+	pcli SAVE >/dev/null
+	loading_stop
+	redis-server --port "$PRIV_PORT" --bind 127.0.0.1 --unixsocket "$PRIV_SOCK" \
+		--save '' --appendonly no --daemonize yes --pidfile "$PRIV_PID" \
+		--logfile "$dir/redis.log" --dir "$dir" --key-load-delay "$delay" \
+		--loading-process-events-interval-bytes 1024 >/dev/null
+	for i in $(seq 100); do
+		[[ $(pcli PING 2>/dev/null) == LOADING* ]] && return 0
+		sleep 0.05
+	done
+	echo "the private redis-server is not loading" >&2
+	return 1
+}
+
+loading_end() { pcli CONFIG SET key-load-delay 0 >/dev/null; }
+
+# Is the private server still loading?  Done?
+loading() { [ "$(pcli INFO persistence | tr -d '\r' | sed -n 's/^loading://p')" = 1 ]; }
+loaded() { [ "$(pcli PING)" = PONG ]; }
+
+@test "get while Redis loads its dataset waits, then prints the value once loaded" {
+	loading_start 3000 1000
+	export CQ_REDIS_URL=$PRIV_URL
+	cachectl --timeout 2s get 7 >"$TMP/out" 2>"$TMP/err" &
+	BGPID=$!
+	sleep 0.5
+	loading	# still loading, and get still waiting
+	kill -0 "$BGPID"
+	loading_end
+	local rc=0
+	wait "$BGPID" || rc=$?
+	BGPID=
+	cat "$TMP/err"
+	assert_equal "$rc" 0
+	assert_equal "$(cat "$TMP/out")" 7
+	[ ! -s "$TMP/err" ]
+}
+
+@test "get and warm give up on a Redis still loading after 3x --timeout: exit 75 naming it and 'loading'" {
+	loading_start 3000 1000
+	export CQ_REDIS_URL=$PRIV_URL
+	local re="Redis at 127\.0\.0\.1:$PRIV_PORT was still loading its dataset into memory after [0-9.]+s"
+	run -75 --separate-stderr cachectl --timeout 200ms get 7
+	assert_output ""
+	[[ $stderr =~ ^"cachectl: get: get '7': LOADING: "$re$ ]]
+	printf 'w1\tv\nw2\tv\n' >"$TMP/in"
+	run -75 --separate-stderr cachectl --timeout 200ms warm --ttl 1h "$TMP/in"
+	[[ ${stderr%%$'\n'*} =~ ^"cachectl: warm: LOADING: "$re$ ]]
+	loading
+	loading_end
+	wait_for 10 loaded
+	run -0 pcli DBSIZE
+	assert_output 3001
+}
+
+@test "warm started while Redis loads waits, then writes every line" {
+	loading_start 3000 1000
+	export CQ_REDIS_URL=$PRIV_URL
+	seq 1 500 | awk '{ printf "w%d\tv%d\n", $1, $1 }' >"$TMP/in"
+	cachectl --timeout 2s warm --ttl 1h "$TMP/in" 2>"$TMP/err" &
+	BGPID=$!
+	sleep 0.5
+	loading
+	kill -0 "$BGPID"
+	loading_end
+	local rc=0
+	wait "$BGPID" || rc=$?
+	BGPID=
+	cat "$TMP/err"
+	assert_equal "$rc" 0
+	grep -q "^warmed 500 keys in .* (0 skipped, 0 failed)$" "$TMP/err"
+	run -0 pcli DBSIZE
+	assert_output 3501
+	run -0 pcli GET "${P}w500"
+	assert_output v500
+}
+
+@test "a list consumer started while Redis loads waits, then takes the messages" {
+	loading_start 3000 1000
+	export CQ_REDIS_URL=$PRIV_URL
+	qctl --timeout 2s consume --backend list --count 2 --idle-timeout 5s "$Q" >"$TMP/out" 2>"$TMP/err" &
+	BGPID=$!
+	sleep 0.5
+	loading
+	kill -0 "$BGPID"
+	loading_end
+	local rc=0
+	wait "$BGPID" || rc=$?
+	BGPID=
+	cat "$TMP/err"
+	assert_equal "$rc" 0
+	assert_equal "$(cat "$TMP/out")" $'m1\nm2'
+	run -0 pcli LLEN "$P$Q"
+	assert_output 0
+}
