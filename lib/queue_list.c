@@ -1392,38 +1392,42 @@ static const char purge_lua[] =
 	"end\n"
 	"return n\n";
 
+/* KEYS queue meta: without records, the whole list goes at once and its
+ * length is the count (one step: a message pushed meanwhile is either
+ * counted or left); -1 when there are records (purge_lua's turn). */
+static const char unlink_lua[] =
+	"if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end\n"
+	"local n = redis.call('LLEN', KEYS[1])\n"
+	"redis.call('UNLINK', KEYS[1])\n"
+	"return n\n";
+
 /* Remove the ready messages (what was there at the start: a producer
  * pushing meanwhile is not chased) and their records; the processing
- * lists and their records stay.  Without records, one UNLINK. */
+ * lists and their records stay.  The count is what the scripts removed. */
 static enum cq_err purge(struct cqi_qdriver *q, uint64_t *count)
 {
 	struct list_q *l = L(q);
 	struct cq_ctx *ctx = q->ctx;
 	const struct cq_buf *keys[] = { &l->k.queue, &l->k.meta };
-	const char *ex[2] = { "EXISTS", l->k.meta.data };
-	size_t exl[2] = { 6, l->k.meta.len };
 	struct cqi_reply *r;
 	uint64_t ready = 0;
-	bool records;
 
 	*count = 0;
 	if (cqi_list_check_type(ctx, &l->k.queue, "queue") ||
-	    check_side_types(l, false) || llen(ctx, &l->k.queue, &ready))
+	    check_side_types(l, false))
 		return ctx->err;
-	if (!(r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, ex, exl)))
+	if (!(r = eval(ctx, unlink_lua, keys, 2, NULL, NULL, 0)))
 		return ctx->err;
-	records = r->integer > 0;
-	cqi_reply_free(r);
-	if (!records) {
-		const char *argv[2] = { "UNLINK", l->k.queue.data };
-		size_t lens[2] = { 6, l->k.queue.len };
-
-		if (!(r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv, lens)))
-			return ctx->err;
+	if (r->type == CQI_REPLY_ERROR)
+		return reply_err(l, r, "purge");
+	if (r->integer >= 0) {
+		*count = (uint64_t)r->integer;
 		cqi_reply_free(r);
-		*count = ready;
 		return CQ_OK;
 	}
+	cqi_reply_free(r);
+	if (llen(ctx, &l->k.queue, &ready))
+		return ctx->err;
 	while (*count < ready) {
 		char ns[24];
 		const char *args[] = { ns };

@@ -442,6 +442,24 @@ per_test_teardown() {
 	assert_output 1
 }
 
+@test "list: purge under a running producer prints exactly what it deleted" {
+	local n=5000 purged=0 got
+	rcli -r "$n" LPUSH "$Q" m >/dev/null &
+	BGPID=$!
+	# purge again and again while the messages come, then once more
+	while kill -0 "$BGPID" 2>/dev/null; do
+		got=$(qctl purge --yes "$Q")
+		purged=$((purged + $(sed -n 's/^purged \([0-9]*\) messages* from .*/\1/p' <<<"$got")))
+	done
+	wait "$BGPID"
+	BGPID=
+	got=$(qctl purge --yes "$Q")
+	purged=$((purged + $(sed -n 's/^purged \([0-9]*\) messages* from .*/\1/p' <<<"$got")))
+	run -0 rcli EXISTS "$Q"
+	assert_output 0
+	assert_equal "$purged" "$n"
+}
+
 @test "list: stats gives ready, live consumers, dead letters and what consumers hold; declare checks the keys and refuses what a list has not" {
 	rcli LPUSH "$Q" a b c >/dev/null
 	rcli LPUSH "$DLQ" x >/dev/null
