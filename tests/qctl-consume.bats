@@ -434,7 +434,8 @@ enqueue() {
 	qctl enqueue -q "$Q" m1
 	export SEEN="$TMP/seen"
 	# 1st delivery: the handler kills its consumer, the broker gets it back
-	run -137 qctl consume -q -n 1 --exec 'echo "$CQ_RETRIES $CQ_DELIVERY_COUNT" >> "$SEEN"; kill -9 $PPID; sleep 5' "$Q"
+	# (its sleep lets go of run's output, which would wait for it)
+	run -137 qctl consume -q -n 1 --exec 'echo "$CQ_RETRIES $CQ_DELIVERY_COUNT" >> "$SEEN"; kill -9 $PPID; exec sleep 5 >/dev/null 2>&1' "$Q"
 	# 2nd: the broker counted one return; the handler fails, qctl retries
 	# with a new copy, which starts at the broker's 0 again
 	run -0 --separate-stderr qctl consume --idle-timeout 1s \
