@@ -8,10 +8,13 @@
  * consumer's name until then, so a kill loses nothing: a consumer whose
  * entries sat idle longer than the visibility timeout is presumed dead,
  * and XAUTOCLAIM takes them over.  A live consumer renews the entries it
- * holds (XCLAIM JUSTID, only while still theirs), so it is never robbed
- * however long its handlers run.  On a clean stop, what was taken and not
- * done is released (its idle time set to the timeout) for the next
- * consumer to claim at once.
+ * holds (XCLAIM JUSTID, only while still theirs) every third of its own
+ * timeout, so it is never robbed however long its handlers run: each
+ * consumer records its timeout in the hash {Q}|cq:vis:GROUP, and entries
+ * are taken over only once idle longer than the longest recorded there,
+ * whatever the claimer's own (claim_idle).  On a clean stop, what was
+ * taken and not done is released (its idle time set to that) for the next
+ * consumer to claim at once, and the record goes.
  *
  * The entry's delivery count (XPENDING) is the broker's count
  * (CQ_HDR_DELIVERY_COUNT); each delivery after the first counts as a
@@ -79,6 +82,8 @@ struct lost {
 struct stream_q {
 	struct cqi_qdriver base;	/* first */
 	struct cq_buf key, dlq_key;	/* with the context's prefix */
+	struct cq_buf vis_key;		/* {Q}|cq:vis:GROUP: consumer -> its
+					 * visibility timeout (ms) */
 	char *dlq;			/* the dead-letter stream, as named */
 	const char *group;
 	char consumer[300];
@@ -118,6 +123,8 @@ struct stream_q {
 	size_t nretry, retry_cap;
 	long long next_claim_ms, next_renew_ms;
 	char cursor[ID_MAX];		/* XAUTOCLAIM's */
+	long long claim_idle;		/* the group's longest timeout, read
+					 * at each round of XAUTOCLAIM */
 };
 
 /* Defined with the verbs that use them most (stats, purge, enqueue). */
@@ -698,7 +705,7 @@ static enum cq_err claim_retries(struct stream_q *s)
  * claimed.  One that reads again is simply added back by Redis.
  */
 static const char forget_script[] =
-	"local n = 0\n"
+	"local n, live = 0, { [ARGV[2]] = true }\n"
 	"for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do\n"
 	"  local h = {}\n"
 	"  for i = 1, #c, 2 do h[c[i]] = c[i + 1] end\n"
@@ -706,24 +713,52 @@ static const char forget_script[] =
 	"     h['idle'] >= tonumber(ARGV[3]) then\n"
 	"    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], h['name'])\n"
 	"    n = n + 1\n"
+	"  else\n"
+	"    live[h['name']] = true\n"
 	"  end\n"
+	"end\n"
+	"for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do\n"
+	"  if not live[f] then redis.call('HDEL', KEYS[2], f) end\n"
 	"end\n"
 	"return n\n";
 
 /* (one script: a consumer that reads meanwhile is not removed with what
- * it just took) */
+ * it just took; the records of those gone go with them) */
 static void forget_dead(struct stream_q *s)
 {
 	char idle[24];
-	const char *argv[7] = { "EVAL", forget_script, "1", s->key.data,
-				s->group, s->consumer, idle };
+	const char *argv[8] = { "EVAL", forget_script, "2", s->key.data,
+				s->vis_key.data, s->group, s->consumer, idle };
 
-	snprintf(idle, sizeof(idle), "%lld", s->vis_ms);
-	cqi_reply_free(entry_cmd(s, "forget dead consumers", CQI_KEY(3), 7,
+	snprintf(idle, sizeof(idle), "%lld", s->claim_idle);
+	cqi_reply_free(entry_cmd(s, "forget dead consumers", CQI_KEY(3), 8,
 				 argv));
 }
 
-/* Entries idle longer than the visibility timeout: their consumer died. */
+/* How long an entry must have been idle to be taken over: the longest
+ * visibility timeout the group's consumers recorded, and at least ours.
+ * (Read apart from the claim: an entry taken meanwhile is not idle.) */
+static long long group_idle(struct stream_q *s)
+{
+	const char *argv[2] = { "HVALS", s->vis_key.data };
+	struct cqi_reply *r = cqi_redis_cmd(s->base.ctx, CQI_KEY(1), 2, argv,
+					    NULL);
+	long long m = s->vis_ms;
+
+	for (size_t i = 0; r && r->type == CQI_REPLY_ARRAY && i < r->elements;
+	     i++) {
+		const struct cqi_reply *e = r->element[i];
+		long long v = is_str(e) ? strtoll(e->str, NULL, 10) : 0;
+
+		if (v > m)
+			m = v;
+	}
+	cqi_reply_free(r);
+	return m;
+}
+
+/* Entries idle longer than the group's longest visibility timeout: their
+ * consumer died. */
 static enum cq_err autoclaim(struct stream_q *s, size_t max)
 {
 	char idle[24], n[24];
@@ -731,7 +766,12 @@ static enum cq_err autoclaim(struct stream_q *s, size_t max)
 				s->consumer, idle, s->cursor, "COUNT", n };
 	struct cqi_reply *r;
 
-	snprintf(idle, sizeof(idle), "%lld", s->vis_ms);
+	if (strcmp(s->cursor, "0-0") == 0) {	/* a new round */
+		s->claim_idle = group_idle(s);
+		if (s->base.ctx->err)
+			return s->base.ctx->err;
+	}
+	snprintf(idle, sizeof(idle), "%lld", s->claim_idle);
 	snprintf(n, sizeof(n), "%zu", max);
 	r = entry_cmd(s, "XAUTOCLAIM", CQI_KEY(1), 8, argv);
 	if (!r)
@@ -751,12 +791,15 @@ static enum cq_err autoclaim(struct stream_q *s, size_t max)
 }
 
 /*
- * Renew (idle_ms "0") or release (idle_ms the timeout: claimable at once)
- * the entries this consumer holds, each only while it is still ours.
+ * Renew (idle_ms "0") or release (idle_ms the group's longest timeout:
+ * claimable at once) the entries this consumer holds, each only while it
+ * is still ours.  A renewal records our timeout again (ARGV[4]; "" not),
+ * should a claimer have taken us for gone.
  */
 static const char lease_script[] =
+	"if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[2], ARGV[4]) end\n"
 	"local n = 0\n"
-	"for i = 4, #ARGV do\n"
+	"for i = 5, #ARGV do\n"
 	"  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)\n"
 	"  if #p > 0 and p[1][2] == ARGV[2] then\n"
 	"    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i],\n"
@@ -766,27 +809,32 @@ static const char lease_script[] =
 	"end\n"
 	"return n\n";
 
-static void lease(struct stream_q *s, const char *idle_ms)
+static void lease(struct stream_q *s, bool renew)
 {
 	size_t n = 0;
-	const char **argv = malloc((s->ring.len + 7) * sizeof(*argv));
+	const char **argv = malloc((s->ring.len + 9) * sizeof(*argv));
+	char idle[24], vis[24];
 	struct cqi_reply *r;
 
 	if (!argv)
 		return;
+	snprintf(idle, sizeof(idle), "%lld", renew ? 0 : group_idle(s));
+	snprintf(vis, sizeof(vis), "%lld", renew ? s->vis_ms : 0);
 	argv[0] = "EVAL";
 	argv[1] = lease_script;
-	argv[2] = "1";
+	argv[2] = "2";
 	argv[3] = s->key.data;
-	argv[4] = s->group;
-	argv[5] = s->consumer;
-	argv[6] = idle_ms;
+	argv[4] = s->vis_key.data;
+	argv[5] = s->group;
+	argv[6] = s->consumer;
+	argv[7] = idle;
+	argv[8] = renew ? vis : "";
 	for (size_t i = 0; i < s->ring.len; i++)
 		if (!ring_at(s, i)->done)
-			argv[7 + n++] = ring_at(s, i)->id;
-	if (n) {
+			argv[9 + n++] = ring_at(s, i)->id;
+	if (n && !s->base.ctx->err) {
 		r = entry_cmd(s, "renew the entries held", CQI_KEY(3),
-			      (int)(n + 7), argv);
+			      (int)(n + 9), argv);
 		cqi_reply_free(r);
 	}
 	free(argv);
@@ -854,7 +902,7 @@ static void renew_if_due(struct stream_q *s)
 	s->next_renew_ms = now + (every > 0 ? every : 1);
 	if (!s->ring.len || settle_replies(s))
 		return;
-	lease(s, "0");
+	lease(s, true);
 }
 
 /* Replay: the next max entries after the last one handed (XRANGE). */
@@ -1298,7 +1346,7 @@ static enum cq_err ready_count(struct stream_q *s, uint64_t *ready, bool any)
 	*ready += s->nretry + (batch_left(&s->b) ? 1 : 0);
 	if (s->vis_ms <= 0)
 		return CQ_OK;
-	snprintf(idle, sizeof(idle), "%lld", s->vis_ms);
+	snprintf(idle, sizeof(idle), "%lld", group_idle(s));
 	r = cqi_redis_cmd(ctx, CQI_KEY(1), 8, argv, NULL);
 	if (!r)
 		return ctx->err;
@@ -1327,6 +1375,26 @@ static enum cq_err depth(struct cqi_qdriver *q, uint64_t *ready, char *why,
 	return e;
 }
 
+/* Join the group and record our visibility timeout in one step (a
+ * claimer's forget_dead drops the records of consumers not in it). */
+static const char join_script[] =
+	"redis.call('XGROUP', 'CREATECONSUMER', KEYS[1], ARGV[1], ARGV[2])\n"
+	"redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])\n"
+	"return 1\n";
+
+static enum cq_err record_vis(struct stream_q *s)
+{
+	char vis[24];
+	const char *argv[8] = { "EVAL", join_script, "2", s->key.data,
+				s->vis_key.data, s->group, s->consumer, vis };
+	struct cqi_reply *r;
+
+	snprintf(vis, sizeof(vis), "%lld", s->vis_ms);
+	r = cqi_redis_cmd(s->base.ctx, CQI_KEY(3), 8, argv, NULL);
+	cqi_reply_free(r);
+	return s->base.ctx->err;
+}
+
 static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 {
 	struct stream_q *s = S(q);
@@ -1343,6 +1411,8 @@ static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 	if (q->conf.exec &&
 	    cqi_redis_dlq_slot_check(q->ctx, &s->key, sname(s), &s->dlq_key,
 				     s->dlq, "stream"))
+		return q->ctx->err;
+	if (s->vis_ms > 0 && record_vis(s))
 		return q->ctx->err;
 	s->started = s->taking = true;
 	s->history = true;
@@ -1365,7 +1435,8 @@ static enum cq_err drv_connect(struct cqi_qdriver *q)
 {
 	struct stream_q *s = S(q);
 	const char *name = q->conf.queue;
-	char host[256];
+	char host[256], *vis;
+	bool ok;
 
 	if (!q->ctx->redis)
 		return cq_seterr(q->ctx, CQ_ERR_INTERNAL,
@@ -1392,20 +1463,28 @@ static enum cq_err drv_connect(struct cqi_qdriver *q)
 	}
 	s->vis_ms = q->conf.visibility_ms;
 	snprintf(s->cursor, sizeof(s->cursor), "0-0");
+	if (asprintf(&vis, "vis:%s", s->group) < 0)
+		return cq_seterr(q->ctx, CQ_ERR_NOMEM, "out of memory");
+	ok = cqi_derived_key(q->ctx->set.prefix, s->key.data, s->key.len, vis,
+			     &s->vis_key);
+	free(vis);
+	if (!ok)
+		return cq_seterr(q->ctx, CQ_ERR_NOMEM, "out of memory");
 	return CQ_OK;
 }
 
 /* A clean end: what was taken and not done is released for the next
- * consumer to claim at once; a consumer that holds nothing leaves the
- * group (its name would only clutter XINFO CONSUMERS). */
+ * consumer to claim at once, and our timeout's record goes; a consumer
+ * that holds nothing leaves the group (its name would only clutter XINFO
+ * CONSUMERS). */
 static void leave(struct stream_q *s)
 {
 	struct cq_ctx *ctx = s->base.ctx;
-	char idle[24];
 	const char *pargv[7] = { "XPENDING", s->key.data, s->group, "-", "+",
 				 "1", s->consumer };
 	const char *dargv[5] = { "XGROUP", "DELCONSUMER", s->key.data,
 				 s->group, s->consumer };
+	const char *hargv[3] = { "HDEL", s->vis_key.data, s->consumer };
 	struct cqi_reply *r;
 
 	if (ctx->err || !s->started || settle_replies(s))
@@ -1417,8 +1496,8 @@ static void leave(struct stream_q *s)
 		    is_str(e->element[0]) && !ring_push(s, e->element[0]->str, NULL))
 			break;
 	}
-	snprintf(idle, sizeof(idle), "%lld", s->vis_ms > 0 ? s->vis_ms : 0);
-	lease(s, idle);
+	lease(s, false);
+	cqi_reply_free(cqi_redis_cmd(ctx, CQI_KEY(1), 3, hargv, NULL));
 	r = cqi_redis_cmd(ctx, CQI_KEY(1), 7, pargv, NULL);
 	if (r && r->type == CQI_REPLY_ARRAY && r->elements == 0) {
 		cqi_reply_free(r);
@@ -1450,6 +1529,7 @@ static void drv_free(struct cqi_qdriver *q)
 	free(s->dels);
 	cq_buf_free(&s->key);
 	cq_buf_free(&s->dlq_key);
+	cq_buf_free(&s->vis_key);
 	free(s);
 }
 
@@ -1773,7 +1853,6 @@ static bool exhausted(const struct cqi_qdriver *q)
 static enum cq_err release(struct cqi_qdriver *q)
 {
 	struct stream_q *s = S(q);
-	char idle[24];
 
 	if (settle_replies(s))
 		return q->ctx->err;
@@ -1785,8 +1864,7 @@ static enum cq_err release(struct cqi_qdriver *q)
 		batch_clear(&s->b);
 		return CQ_OK;
 	}
-	snprintf(idle, sizeof(idle), "%lld", s->vis_ms > 0 ? s->vis_ms : 0);
-	lease(s, idle);
+	lease(s, false);
 	while (s->ring.len)
 		ring_settle(s, ring_at(s, 0));
 	return q->ctx->err;

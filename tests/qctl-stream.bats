@@ -156,6 +156,31 @@ pending_is() { [ "$(pending)" = "$1" ]; }
 	assert_equal "$(pending)" 0
 }
 
+@test "stream: a consumer with a shorter --visibility-timeout never takes what a live one with a longer timeout holds" {
+	local vis="$P{$K}|cq:vis:qctl"
+	group "$K"
+	rcli XADD "$K" '*' body slow >/dev/null
+	# renews every 2 s (a third of its timeout): its entry sits idle up
+	# to 2 s between renewals, far past the other's 600 ms
+	qctl consume --consumer long --visibility-timeout 6s --count 1 \
+		--exec 'sleep 2.5; cat >"$TMP/slow"' "$Q" 2>"$TMP/a.err" &
+	BGPID=$!
+	wait_for 5 pending_is 1
+	# each records its timeout; claims wait for the longest recorded
+	assert_equal "$(rcli HGET "$vis" long)" 6000
+	run -1 --separate-stderr qctl consume --consumer short --visibility-timeout 600ms \
+		--idle-timeout 2s --exec 'cat >>"$TMP/stolen"' "$Q"
+	wait "$BGPID"
+	BGPID=
+	cat "$TMP/a.err"
+	[ ! -e "$TMP/stolen" ]
+	assert_equal "$(cat "$TMP/slow")" slow
+	assert_equal "$(pending)" 0
+	# both left cleanly: no record stays
+	run -0 rcli EXISTS "$vis"
+	assert_output 0
+}
+
 @test "stream: --dedupe works on the stream's own Redis connection" {
 	group "$K"
 	peer produce "$CQ_REDIS_URL" "$K" 3
