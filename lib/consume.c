@@ -102,9 +102,22 @@ static void notice(struct consumer *c, const char *fmt, ...)
 	c->o->notice(c->o->arg, msg);
 }
 
-static const char *msg_id(const struct cq_delivery *d)
+/* How a notice names d: its id quoted, or (an app's list message has
+ * none) the start of its body.  buf holds it until the next call. */
+static const char *msg_name(const struct cq_delivery *d, char *buf,
+			    size_t cap)
 {
-	return d->message_id ? d->message_id : "(no id)";
+	char shown[160];
+
+	if (d->message_id) {
+		cqi_show_bytes(d->message_id, strlen(d->message_id), 100,
+			       shown, sizeof(shown));
+		snprintf(buf, cap, "'%s'", shown);
+	} else {
+		cqi_show_bytes(d->body, d->len, 40, shown, sizeof(shown));
+		snprintf(buf, cap, "with no id ('%s')", shown);
+	}
+	return buf;
 }
 
 /* ---- the queue of received deliveries ------------------------------------ */
@@ -332,12 +345,12 @@ static void dead_letter(struct consumer *c, struct cq_delivery *d,
 	struct cqi_failure f = { .attempts = attempts, .code = code,
 				 .reason = reason, .tail = tail, .tlen = tlen,
 				 .host = c->host };
-	char where[320];
+	char where[320], name[200];
 
 	if (!c->q->ops->dead_letter(c->q, d, &f, where, sizeof(where)))
 		return;		/* stays unacked: it comes back */
-	notice(c, "message '%s' dead-lettered %s: %s", msg_id(d), where,
-	       reason);
+	notice(c, "message %s dead-lettered %s: %s",
+	       msg_name(d, name, sizeof(name)), where, reason);
 }
 
 /* ---- printing ---------------------------------------------------------------- */
@@ -515,7 +528,7 @@ static void failed(struct consumer *c, struct cqi_job *j)
 	bool poison = is_poison(c, &end);
 	long long attempts = j->retries + 1;
 	int code = end.code;
-	char reason[64];
+	char reason[64], name[200];
 	const char *tail;
 	size_t tlen;
 
@@ -525,7 +538,8 @@ static void failed(struct consumer *c, struct cqi_job *j)
 		dead_letter(c, d, attempts, reason, code, tail, tlen);
 		return;
 	}
-	notice(c, "message '%s' failed (%s): retry %lld of %u%s%s", msg_id(d),
+	notice(c, "message %s failed (%s): retry %lld of %u%s%s",
+	       msg_name(d, name, sizeof(name)),
 	       reason, attempts, c->o->max_retries,
 	       c->o->retry_delay_ms && !c->stopping ? " after the delay" : "",
 	       delivery_count_note(d));
@@ -545,13 +559,15 @@ static void finish_stale(struct consumer *c, struct cqi_job *j)
 {
 	struct cqi_end end = cqi_job_end(j);
 	bool ok = end.kind == CQI_END_EXIT && end.code == 0;
+	char name[200];
 
 	if (ok) {
 		dedupe_mark(c, j->d->message_id);
 		done_add(c, j->d, false);
 	}
-	notice(c, "message '%s' %s: the connection is gone (it comes back, redelivered)",
-	       msg_id(j->d), ok ? "handled but not acked" : "failed, not settled");
+	notice(c, "message %s %s: the connection is gone (it comes back, redelivered)",
+	       msg_name(j->d, name, sizeof(name)),
+	       ok ? "handled but not acked" : "failed, not settled");
 }
 
 static void finish_job(struct consumer *c, struct cqi_job *j)

@@ -69,6 +69,11 @@ struct json_t;
 int cqi_json_set_bytes(struct json_t *obj, const char *name, const char *p,
 		       size_t n);
 
+/* The n bytes at p for a one-line message: control bytes and stray bytes
+ * as \xFF, cut after max bytes ("..."); buf always terminated. */
+void cqi_show_bytes(const char *p, size_t n, size_t max, char *buf,
+		    size_t cap);
+
 /* Percent-decode s[0..n) into a new NUL-terminated string; NULL on a bad
  * escape or out of memory. */
 char *cqi_pct_decode(const char *s, size_t n);

@@ -209,23 +209,23 @@ void cqi_throttle_wait(struct cqi_throttle *t, unsigned long long n)
 
 /* ---- queue names ---------------------------------------------------------- */
 
-/* The name for a message: stray bytes as \xFF, cut after 60 bytes. */
-static void show_name(const char *name, char *buf, size_t cap)
+void cqi_show_bytes(const char *p, size_t n, size_t max, char *buf,
+		    size_t cap)
 {
-	size_t n = strlen(name), o = 0, l;
+	size_t o = 0, l;
 
-	for (size_t i = 0; i < n && i < 60 && o + 8 < cap; i += l) {
-		l = cq_utf8_seq(name + i, n - i);
-		if (l) {
-			memcpy(buf + o, name + i, l);
+	for (size_t i = 0; i < n && i < max && o + 8 < cap; i += l) {
+		l = cq_utf8_seq(p + i, n - i);
+		if (l && (l > 1 || (p[i] >= 0x20 && p[i] != 0x7f))) {
+			memcpy(buf + o, p + i, l);
 			o += l;
 		} else {
 			o += (size_t)snprintf(buf + o, cap - o, "\\x%02X",
-					      (unsigned char)name[i]);
+					      (unsigned char)p[i]);
 			l = 1;
 		}
 	}
-	if (n > 60 && o + 4 < cap)
+	if (n > max && o + 4 < cap)
 		memcpy(buf + o, "...", 3), o += 3;
 	buf[o] = '\0';
 }
@@ -239,7 +239,7 @@ bool cq_name_ok(const char *kind, const char *name, char *err, size_t errlen)
 		cqi_errbuf(err, errlen, "empty %s name", kind);
 		return false;
 	}
-	show_name(name, shown, sizeof(shown));
+	cqi_show_bytes(name, strlen(name), 60, shown, sizeof(shown));
 	if (n > 255) {
 		cqi_errbuf(err, errlen, "%s name longer than 255 bytes: '%s'",
 			   kind, shown);

@@ -194,6 +194,9 @@ per_test_teardown() {
 	run -0 --separate-stderr qctl consume --max-retries 2 --until-empty \
 		-e 'echo "try $CQ_RETRIES" >>"$TMP/tries"; echo "disk full" >&2; exit 3' "$Q"
 	[[ "$stderr" == *"(0 acked, 2 retried, 1 dead-lettered)" ]]
+	# an app's message has no id: the start of its body names it
+	[[ "$stderr" == *"qctl: consume: message with no id ('job') failed (exit 3): retry 1 of 2"* ]]
+	[[ "$stderr" == *"qctl: consume: message with no id ('job') dead-lettered to list '$DLQ': exit 3"* ]]
 	assert_equal "$(cat "$TMP/tries")" "$(printf 'try 0\ntry 1\ntry 2')"
 	# the body as it was, in Q.dlq; the record in the DLQ's side hash
 	run -0 rcli LRANGE "$DLQ" 0 -1
