@@ -43,16 +43,7 @@ hold_in_handlers() {
 	wait_for 10 has_lines "$TMP/handlers" "$n"
 }
 
-per_test_teardown() {
-	# the consumer first (it would start handlers again for retries),
-	# then each handler, the leader of its own process group
-	local pid
-	[ -n "${BGPID:-}" ] && kill -9 "$BGPID" 2>/dev/null
-	for pid in $(cat "$TMP/handlers" 2>/dev/null); do
-		kill -9 -- "-$pid" 2>/dev/null
-	done
-	return 0
-}
+per_test_teardown() { kill_consumer_and_handlers; }
 
 # ---- printing -------------------------------------------------------------------
 

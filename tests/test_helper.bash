@@ -265,6 +265,18 @@ pcli() {
 	redis-cli -s "$PRIV_SOCK" --raw "$@"
 }
 
+# For a per_test_teardown: kill -9 the background consumer $BGPID first
+# (it would start handlers again for retries), then each handler listed
+# in $TMP/handlers, the leader of its own process group.
+kill_consumer_and_handlers() {
+	local pid
+	[ -n "${BGPID:-}" ] && kill -9 "$BGPID" 2>/dev/null
+	for pid in $(cat "$TMP/handlers" 2>/dev/null); do
+		kill -9 -- "-$pid" 2>/dev/null
+	done
+	return 0
+}
+
 # The lowest and highest TTL in ms of keys $P$1 followed by 1 to $2, as
 # "MIN MAX" (jitter tests).
 pttl_range() {

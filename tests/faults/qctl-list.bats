@@ -16,11 +16,7 @@ per_test_setup() {
 }
 
 per_test_teardown() {
-	local pid
-	[ -n "${BGPID:-}" ] && kill -9 "$BGPID" 2>/dev/null
-	for pid in $(cat "$TMP/handlers" 2>/dev/null); do
-		kill -9 -- "-$pid" 2>/dev/null
-	done
+	kill_consumer_and_handlers
 	redis_cluster_stop "$SB"
 	sb_heal
 }
