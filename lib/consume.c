@@ -975,8 +975,7 @@ static enum cq_err setup(struct consumer *c, bool *empty)
 		if (!c->jobs || !c->pfds)
 			return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 		c->njobs = c->o->jobs;
-		if (gethostname(c->host, sizeof(c->host) - 1) < 0)
-			snprintf(c->host, sizeof(c->host), "unknown");
+		cqi_hostname(c->host, sizeof(c->host));
 	}
 	if (c->q->ops->reconnect && c->q->can_reconnect) {
 		/* the acks the broker may have missed (the window), and

@@ -49,6 +49,10 @@ void *cqi_grow(void *v, size_t *cap, size_t need, size_t size, size_t first);
  * free; NULL out of memory. */
 char *cqi_memdup(const void *p, size_t n);
 
+/* This host's name into buf of len bytes (cut to fit), "unknown" when
+ * it has none. */
+void cqi_hostname(char *buf, size_t len);
+
 /* The file a flag names (what: "CA file", "client key") can be read:
  * else CQ_ERR_USAGE, "cannot use CA file 'PATH': why". */
 enum cq_err cqi_check_file(struct cq_ctx *ctx, const char *what,

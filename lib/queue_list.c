@@ -1989,8 +1989,7 @@ struct cqi_qdriver *cqi_list_qdriver_new(struct cq_ctx *ctx,
 		return NULL;
 	l->pend.size = sizeof(struct pending);
 	l->lease_ms = conf->lease_ms > 0 ? conf->lease_ms : LEASE_MS_DEFAULT;
-	if (gethostname(l->host, sizeof(l->host) - 1) < 0 || !*l->host)
-		snprintf(l->host, sizeof(l->host), "unknown");
+	cqi_hostname(l->host, sizeof(l->host));
 	l->host[strcspn(l->host, " ")] = '\0';
 	pid_space(l->where, sizeof(l->where));
 	if (cqi_list_keys(ctx, conf->queue, conf->dlq, &l->k)) {

@@ -1455,9 +1455,7 @@ static enum cq_err drv_connect(struct cqi_qdriver *q)
 		snprintf(s->consumer, sizeof(s->consumer), "%s",
 			 q->conf.consumer);
 	} else {
-		if (gethostname(host, sizeof(host) - 1) < 0)
-			snprintf(host, sizeof(host), "unknown");
-		host[sizeof(host) - 1] = '\0';
+		cqi_hostname(host, sizeof(host));
 		snprintf(s->consumer, sizeof(s->consumer), "qctl-%s-%ld", host,
 			 (long)getpid());
 	}

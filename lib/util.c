@@ -144,6 +144,13 @@ char *cqi_memdup(const void *p, size_t n)
 	return s;
 }
 
+void cqi_hostname(char *buf, size_t len)
+{
+	buf[len - 1] = '\0';
+	if (gethostname(buf, len - 1) < 0 || !*buf)
+		snprintf(buf, len, "unknown");
+}
+
 enum cq_err cqi_check_file(struct cq_ctx *ctx, const char *what,
 			   const char *path)
 {
