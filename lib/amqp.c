@@ -489,18 +489,6 @@ enum cq_err cq_amqp_connect(struct cq_ctx *ctx)
 	return e;
 }
 
-/* Sleep ms, in slices, unless a stop is requested. */
-static void pause_ms(long long ms)
-{
-	while (ms > 0 && !cq_stop_requested()) {
-		long long t = ms < 100 ? ms : 100;
-		struct timespec ts = { 0, t * 1000000 };
-
-		nanosleep(&ts, NULL);
-		ms -= t;
-	}
-}
-
 bool cqi_amqp_may_reconnect(const struct cq_ctx *ctx)
 {
 	return member_count(ctx->set.amqp_url) > 1;
@@ -542,7 +530,7 @@ enum cq_err cqi_amqp_reconnect(struct cq_ctx *ctx, char *lost, size_t len)
 		}
 		if (cq_stop_requested() || cq_now_ms() >= deadline)
 			break;
-		pause_ms(wait < deadline - cq_now_ms() ?
+		cqi_sleep_ms(wait < deadline - cq_now_ms() ?
 			 wait : deadline - cq_now_ms());
 		wait = wait * 2 > RECONNECT_PAUSE_MAX_MS ?
 		       RECONNECT_PAUSE_MAX_MS : wait * 2;

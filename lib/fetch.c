@@ -264,15 +264,6 @@ static enum cq_err compute(struct fetch *f, bool do_store, bool print)
 	return CQ_OK;
 }
 
-static void sleep_ms(long long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR &&
-	       !cq_stop_requested())
-		;
-}
-
 static long long lock_ttl(const struct fetch *f)
 {
 	return f->o->lock_ttl_ms > 0 ? f->o->lock_ttl_ms : DEFAULT_LOCK_TTL;
@@ -311,7 +302,7 @@ static enum cq_err miss(struct fetch *f)
 					 "waited %lldms for another caller to compute '%s' (--wait, --lock-ttl)",
 					 wait, f->key);
 		}
-		sleep_ms(pause);
+		cqi_sleep_ms(pause);
 		if (cq_stop_requested())
 			return stopped(f, "no longer waiting for another caller");
 		pause = pause * 3 / 2 > 200 ? 200 : pause * 3 / 2;

@@ -49,6 +49,10 @@ void *cqi_grow(void *v, size_t *cap, size_t need, size_t size, size_t first);
  * free; NULL out of memory. */
 char *cqi_memdup(const void *p, size_t n);
 
+/* Sleep ms milliseconds, or until a stop request (cq_stop_requested):
+ * stop.c. */
+void cqi_sleep_ms(long long ms);
+
 /* This host's name into buf of len bytes (cut to fit), "unknown" when
  * it has none. */
 void cqi_hostname(char *buf, size_t len);

@@ -144,13 +144,6 @@ static enum answer ask(struct cq_ctx *ctx, struct cqi_sentinel *s, size_t i,
 	return a;
 }
 
-static void pause_ms(long long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
 enum cq_err cqi_sentinel_find(struct cq_ctx *ctx, struct cqi_sentinel *s,
 			      const char *pass, long long deadline,
 			      cqi_sentinel_try_fn try, void *arg)
@@ -192,6 +185,6 @@ enum cq_err cqi_sentinel_find(struct cq_ctx *ctx, struct cqi_sentinel *s,
 					 why, cq_stop_name());
 		if (cq_now_ms() + RETRY_MS >= deadline)
 			return cq_seterr(ctx, CQ_ERR_TEMPFAIL, "%s", why);
-		pause_ms(RETRY_MS);
+		cqi_sleep_ms(RETRY_MS);
 	}
 }

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "cq.h"
 #include "internal.h"
@@ -46,6 +47,21 @@ enum cq_err cq_stop_catch(struct cq_ctx *ctx)
 int cq_stop_requested(void)
 {
 	return requests > 1 ? 2 : requests;
+}
+
+void cqi_sleep_ms(long long ms)
+{
+	/* in slices, so that a signal landing just before nanosleep() is
+	 * seen */
+	while (ms > 0 && !cq_stop_requested()) {
+		long long t = ms < 100 ? ms : 100;
+		struct timespec ts = { 0, t * 1000000 };
+
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR &&
+		       !cq_stop_requested())
+			;
+		ms -= t;
+	}
 }
 
 const char *cq_stop_name(void)
