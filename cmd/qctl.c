@@ -814,7 +814,8 @@ struct replay_out {
 	uint64_t lost;		/* in flight when the connection went */
 };
 
-static void on_replay(void *arg, const struct cq_replay_event *ev)
+/* False once standard output cannot be written: the run ends. */
+static bool on_replay(void *arg, const struct cq_replay_event *ev)
 {
 	struct replay_out *ro = arg;
 	struct cli *cli = ro->cli;
@@ -838,6 +839,7 @@ static void on_replay(void *arg, const struct cq_replay_event *ev)
 		cli_err(cli, "message %s: skipped: %s", id, ev->reason);
 	}
 	cli_progress(cli, "%llu done", (unsigned long long)ro->done);
+	return !cli->out_failed;
 }
 
 /* ", N reconnects" for the summary, or "". */
@@ -957,6 +959,8 @@ static int cmd_replay(struct cli *cli, int argc, char **argv)
 		ret = cli_fail(cli);
 	if (e && !st.started)
 		goto out;	/* nothing began: the error says it all */
+	if (st.quit)
+		goto out;	/* the output is gone: its error says it all */
 	if (o.to || (!st.several_targets && st.target[0]))
 		snprintf(where, sizeof(where), "'%s'", o.to ? o.to : st.target);
 	else

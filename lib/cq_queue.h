@@ -408,7 +408,9 @@ struct cq_replay_event {
 	const char *target;
 	const char *reason;
 };
-typedef void (*cq_replay_fn)(void *arg, const struct cq_replay_event *ev);
+/* False ends the run early (the caller's output cannot be written): it
+ * takes nothing more, settles what is in flight and sets st->quit. */
+typedef bool (*cq_replay_fn)(void *arg, const struct cq_replay_event *ev);
 /* {"action":"moved|failed|skipped|would-move","message_id":..,"to":..,
  * "reason":..}; caller frees; NULL out of memory. */
 char *cq_replay_event_json(const struct cq_replay_event *ev);
@@ -440,6 +442,8 @@ struct cq_replay_stats {
 				 * before every message present was seen */
 	char target[256];	/* the one target, when there was one */
 	unsigned reconnects;	/* connections lost and made again */
+	bool quit;		/* o->fn ended the run (its output is gone)
+				 * before every message present was seen */
 };
 
 /*

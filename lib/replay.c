@@ -171,6 +171,7 @@ struct replay {
 	struct cqi_ring fifo;
 	uint64_t total;		/* messages to look at: those present at start */
 	uint64_t received;	/* taken so far (at most total) */
+	bool quit;		/* o->fn asked to end the run */
 	bool taking;		/* not yet told to stop() */
 	uint64_t held;		/* left unsettled, given back at the end */
 	uint64_t min_held;	/* lowest one (UINT64_MAX: none) */
@@ -196,8 +197,8 @@ static void event(struct replay *r, enum cq_replay_what what,
 {
 	struct cq_replay_event ev = { what, id, target, reason };
 
-	if (r->o->fn)
-		r->o->fn(r->o->arg, &ev);
+	if (r->o->fn && !r->o->fn(r->o->arg, &ev))
+		r->quit = true;
 }
 
 /* Leave a message in the DLQ: unsettled until release at the end. */
@@ -252,7 +253,8 @@ static void forget_flight(struct inflight *f)
  * be settled here, and the original comes back to the DLQ. */
 static bool lost(const struct replay *r)
 {
-	return r->ctx->err && r->q->can_reconnect && !r->st->stopped;
+	return r->ctx->err && r->q->can_reconnect && !r->st->stopped &&
+	       !r->st->quit;
 }
 
 /* hooks.published: the copy is safe (ack the original) or not (hold it). */
@@ -458,12 +460,12 @@ static enum cq_err handle_next(struct replay *r, bool *did)
 	return r->q->ops->pub_poll(r->q);
 }
 
-/* Take nothing more (all taken, or a stop request: then what was taken
- * but not yet republished is held too); what is in flight settles. */
-static void stop_taking(struct replay *r, bool stop_request)
+/* Take nothing more (all taken, or cut short: a stop request, or the
+ * caller's output gone; then what was taken but not yet republished is
+ * held too); what is in flight settles. */
+static void stop_taking(struct replay *r, bool cut_short)
 {
-	if (stop_request) {
-		r->st->stopped = true;
+	if (cut_short) {
 		r->total = r->received;
 		while (r->fifo.len) {
 			struct cq_delivery *d = shift(r);
@@ -522,8 +524,14 @@ static enum cq_err replay_loop(struct replay *r)
 
 		if (r->ctx->err && reconnect(r))
 			continue;
-		if (!r->st->stopped && cq_stop_requested())
+		if (!r->st->stopped && cq_stop_requested()) {
+			r->st->stopped = true;
 			stop_taking(r, true);
+		}
+		if (!r->st->quit && r->quit) {
+			r->st->quit = true;
+			stop_taking(r, true);
+		}
 		if (r->taking && r->received >= r->total)
 			stop_taking(r, false);
 		if (r->ctx->err || r->fail.err)

@@ -502,6 +502,18 @@ per_test_teardown() { kill_consumer_and_handlers; }
 	assert_output 0
 }
 
+@test "list: replay-dlq --dry-run into a reader that goes away stops there: 74 without a word, every dead letter in place" {
+	seq 1 20000 | qctl enqueue -q "$DLQ"
+	# it went on through all 20,000 (15 s), then said 'would replay 20000'
+	run -0 --separate-stderr bash -c 'qctl replay-dlq --dry-run --to "$1" "$2" | head -n 1 >/dev/null; echo "${PIPESTATUS[0]}"' _ "$Q" "$DLQ"
+	assert_output 74
+	assert_equal "$stderr" ""
+	assert_equal "$(rcli LLEN "$DLQ")" 20000
+	assert_equal "$(rcli LINDEX "$DLQ" -1)" 1
+	run -0 rcli --scan --pattern "{$DLQ}|cq:processing*"
+	assert_output ""
+}
+
 @test "list: replay-dlq moves every dead letter when they hold more bytes than one take brings" {
 	# one take stops after 4 MB of bodies: that is not an empty list
 	for i in 1 2 3 4 5 6 7 8; do

@@ -153,6 +153,23 @@ dead_letters() {
 	[ "$(jq -r .to <<<"$output" | sort -u)" = "$Q" ]
 }
 
+@test "replay-dlq: a reader that goes away ends the run: 74 without a word; moved and left add up" {
+	qctl declare -q "$Q"
+	qctl declare -q "$Q.dlq"
+	seq 1 2000 | qctl enqueue -q "$Q.dlq"
+	# --dry-run went on through every message, then said 'would replay 2000'
+	run -0 --separate-stderr bash -c 'qctl replay-dlq --dry-run --to "$1" "$1.dlq" | head -n 1 >/dev/null; echo "${PIPESTATUS[0]}"' _ "$Q"
+	assert_output 74
+	assert_equal "$stderr" ""
+	# moving: it stops within a window; each message moved or still there
+	run -0 --separate-stderr bash -c 'qctl replay-dlq --json --window 100 --to "$1" "$1.dlq" | head -c 1 >/dev/null; echo "${PIPESTATUS[0]}"' _ "$Q"
+	assert_output 74
+	assert_equal "$stderr" ""
+	wait_for 10 eval '[ "$(depth "$Q" "$Q.dlq")" = 2000 ]'
+	moved=$(depth "$Q")
+	((moved > 0 && moved < 2000))
+}
+
 @test "replay-dlq: an empty DLQ exits 1; a missing one exits 1 naming it" {
 	qctl declare -q "$Q.dlq"
 	run -1 --separate-stderr qctl replay-dlq "$Q.dlq"
