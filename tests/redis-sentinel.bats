@@ -105,3 +105,16 @@ load sentinel_helper
 	run -0 on "$(master_port)" GET "${P}slow"
 	assert_output v
 }
+
+@test "bad input through the sentinels: a 50 MB value holding NUL bytes both ways, a key of another type is 65, a closed pipe 74" {
+	head -c 50000000 /dev/urandom >"$TMP/big"
+	run -0 cachectl set big - --ttl 1m <"$TMP/big"
+	on "$(master_port)" GET "${P}big" | head -c 50000000 | cmp - "$TMP/big"
+	cachectl get -n big | cmp - "$TMP/big"
+	run -0 bash -c 'cachectl get big big | head -c 1 >/dev/null; echo "${PIPESTATUS[0]}"'
+	assert_output 74
+	on "$(master_port)" UNLINK "${P}big" >/dev/null
+	on "$(master_port)" RPUSH "${P}l" x >/dev/null
+	run -65 --separate-stderr cachectl get l
+	assert_equal "$stderr" "cachectl: get: get 'l': the key holds a non-string type"
+}
