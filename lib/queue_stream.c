@@ -2095,6 +2095,17 @@ static enum cq_err publish(struct cqi_qdriver *q, const struct cq_message *m,
 	size_t n = 0;
 	enum cq_err e;
 
+	/* a header of the body's name would be a second such field, which
+	 * other readers take for the body */
+	for (size_t k = 0; *bf && k < m->nheaders; k++) {
+		if (strcmp(m->headers[k].key, bf) != 0)
+			continue;
+		e = cq_seterr(q->ctx, CQ_ERR_DATA,
+			      "header '%s' is the name of the stream's body field",
+			      bf);
+		q->hooks.published(q->hooks.arg, tag, false, CQ_REASON_BAD);
+		goto out;
+	}
 	if (!argv || !lens || !nums ||
 	    !cqi_prefixed(q->ctx, target, strlen(target), &key)) {
 		e = cq_seterr(q->ctx, CQ_ERR_NOMEM, "out of memory");
@@ -2198,7 +2209,9 @@ static enum cq_err wait_input(struct cqi_qdriver *q, int in)
 
 static bool pub_alive(const struct cqi_qdriver *q)
 {
-	return !q->ctx->err;
+	/* a message refused before the wire (CQ_ERR_DATA, publish) leaves
+	 * the publisher as it was: the connection's errors are others */
+	return !q->ctx->err || q->ctx->err == CQ_ERR_DATA;
 }
 
 static const struct cqi_qdriver_ops stream_ops = {

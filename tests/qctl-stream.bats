@@ -225,6 +225,19 @@ pending_is() { [ "$(pending)" = "$1" ]; }
 
 # ---- bad input -----------------------------------------------------------------------
 
+@test "stream: a header named as the body field is refused, naming its line; the lines after it are written" {
+	group "$K"
+	printf '%s\n' '{"body":"x","headers":{"body":"y"}}' '{"body":"ok","headers":{"a":"1"}}' >"$TMP/in"
+	# XADD took 'body x body y': other readers saw 'y' as the body
+	run -75 --separate-stderr qctl enqueue --jsonl "$Q" <"$TMP/in"
+	assert_equal "${stderr_lines[0]}" "qctl: enqueue: line 1: header 'body' is the name of the stream's body field"
+	[[ "${stderr_lines[-1]}" == "enqueued 1 message in "*"(1 failed, 1 malformed)" ]]
+	run -75 --separate-stderr qctl enqueue -H body=z "$Q" m
+	assert_equal "${stderr_lines[0]}" "qctl: enqueue: argument 1: header 'body' is the name of the stream's body field"
+	assert_equal "$(rcli XLEN "$K")" 1
+	assert_equal "$(rcli XRANGE "$K" - + | tail -n 4 | tr '\n' ' ')" "body ok a 1 "
+}
+
 @test "stream: a stream without the group, a missing stream, a key of another type" {
 	rcli XADD "$K" '*' body x >/dev/null
 	run -1 --separate-stderr qctl consume --until-empty "$Q"
