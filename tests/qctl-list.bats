@@ -437,18 +437,10 @@ per_test_teardown() { kill_consumer_and_handlers; }
 }
 
 @test "list: purge under a running producer prints exactly what it deleted" {
-	local n=5000 purged=0 got
+	local n=5000 purged
 	rcli -r "$n" LPUSH "$Q" m >/dev/null &
 	BGPID=$!
-	# purge again and again while the messages come, then once more
-	while kill -0 "$BGPID" 2>/dev/null; do
-		got=$(qctl purge --yes "$Q")
-		purged=$((purged + $(sed -n 's/^purged \([0-9]*\) messages* from .*/\1/p' <<<"$got")))
-	done
-	wait "$BGPID"
-	BGPID=
-	got=$(qctl purge --yes "$Q")
-	purged=$((purged + $(sed -n 's/^purged \([0-9]*\) messages* from .*/\1/p' <<<"$got")))
+	purge_while_producing "$Q"
 	run -0 rcli EXISTS "$Q"
 	assert_output 0
 	assert_equal "$purged" "$n"

@@ -338,18 +338,11 @@ pending_is() { [ "$(pending)" = "$1" ]; }
 }
 
 @test "stream: purge under a running producer prints exactly what it deleted" {
-	local n=5000 purged=0 got
+	local n=5000 purged
 	qctl declare -q "$Q"
 	rcli -r "$n" XADD "$K" '*' body m >/dev/null &
 	BGPID=$!
-	while kill -0 "$BGPID" 2>/dev/null; do
-		got=$(qctl purge --yes "$Q")
-		purged=$((purged + $(sed -n 's/^purged \([0-9]*\) messages* from .*/\1/p' <<<"$got")))
-	done
-	wait "$BGPID"
-	BGPID=
-	got=$(qctl purge --yes "$Q")
-	purged=$((purged + $(sed -n 's/^purged \([0-9]*\) messages* from .*/\1/p' <<<"$got")))
+	purge_while_producing "$Q"
 	assert_equal "$(rcli XLEN "$K")" 0
 	assert_equal "$purged" "$n"
 }

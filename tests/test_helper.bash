@@ -277,6 +277,21 @@ kill_consumer_and_handlers() {
 	return 0
 }
 
+# Purge queue $1 again and again while $BGPID (a producer) runs, then once
+# more: $purged gets the sum of what each purge said it deleted.
+purge_while_producing() {
+	local got
+	purged=0
+	while kill -0 "$BGPID" 2>/dev/null; do
+		got=$(qctl purge --yes "$1")
+		purged=$((purged + $(sed -n 's/^purged \([0-9]*\) messages* from .*/\1/p' <<<"$got")))
+	done
+	wait "$BGPID"
+	BGPID=
+	got=$(qctl purge --yes "$1")
+	purged=$((purged + $(sed -n 's/^purged \([0-9]*\) messages* from .*/\1/p' <<<"$got")))
+}
+
 # The lowest and highest TTL in ms of keys $P$1 followed by 1 to $2, as
 # "MIN MAX" (jitter tests).
 pttl_range() {
