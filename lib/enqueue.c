@@ -439,7 +439,7 @@ enum cq_err cq_enqueue(struct cq_ctx *ctx, int fd,
 {
 	struct enqueue e = { .ctx = ctx, .o = o, .st = st };
 	struct cqi_qconf conf = { .queue = o->tmpl->routing_key,
-				  .maxlen = o->maxlen };
+				  .maxlen = o->maxlen, .tmpl = o->tmpl };
 	struct cqi_qhooks hooks = { .arg = &e, .fail = on_fail,
 				    .published = on_published,
 				    .blocked = on_blocked,

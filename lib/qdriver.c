@@ -231,6 +231,34 @@ enum cq_err cqi_qd_unsupported(struct cqi_qdriver *q, const char *backend,
 			 "%s: not supported by the %s backend", opt, backend);
 }
 
+enum cq_err cqi_qd_keepable(struct cqi_qdriver *q, const char *backend,
+			    const struct cq_message *m, bool headers,
+			    bool tmpl)
+{
+	size_t nh = 0;
+	const char *opt;
+
+	for (size_t i = 0; !headers && i < m->nheaders; i++)
+		nh += m->headers[i].value || m->headers[i].is_int ||
+		      m->headers[i].is_bool || m->headers[i].is_float;
+	opt = m->message_id ? "--message-id" :
+	      m->priority >= 0 ? "--priority" :
+	      m->content_type ? "--content-type" :
+	      m->expiration ? "--expiration" : nh ? "-H" : NULL;
+	if (!opt)
+		return CQ_OK;
+	if (tmpl)
+		return cqi_qd_unsupported(q, backend, opt);
+	return cq_seterr(q->ctx, CQ_ERR_DATA,
+			 "%s: not kept by the %s backend (%s)",
+			 m->message_id ? "message_id" :
+			 m->priority >= 0 ? "priority" :
+			 m->content_type ? "content_type" :
+			 m->expiration ? "expiration" : "headers", backend,
+			 headers ? "an entry holds the body and headers only" :
+				   "a list holds the body only");
+}
+
 bool cqi_qd_reconnect(struct cqi_qdriver *q, struct cqi_reconnected *rc,
 		      unsigned *count)
 {

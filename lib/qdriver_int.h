@@ -113,6 +113,9 @@ struct cqi_qconf {
 	const char *consumer;
 	long long visibility_ms;
 	long long maxlen;	/* stream: XADD MAXLEN (enqueue --maxlen), 0 none */
+	/* enqueue: the message its options make (pub_start refuses what
+	 * the backend cannot keep), or NULL */
+	const struct cq_message *tmpl;
 	/* the verb talks to Redis too between calls (consume --dedupe): a
 	 * driver on that connection leaves no reply awaited when it
 	 * returns */
@@ -452,6 +455,15 @@ void cqi_qd_notice(struct cqi_qdriver *q, const char *fmt, ...)
  * still works, so the verb stops gracefully and settles what it can. */
 void cqi_qd_fail_ctx(struct cqi_qdriver *q);
 
+/* What a Redis backend cannot keep of a message enqueue gives it (an id
+ * of its own, a priority, a content type, an expiration; headers too
+ * unless headers is true): with tmpl, the options' (CQ_ERR_USAGE, "OPT:
+ * not supported by the BACKEND backend"); else one record's
+ * (CQ_ERR_DATA, for the caller to settle as a bad message).  CQ_OK when
+ * there is none. */
+enum cq_err cqi_qd_keepable(struct cqi_qdriver *q, const char *backend,
+			    const struct cq_message *m, bool headers,
+			    bool tmpl);
 /* An option the backend (named: "list") has no such thing for:
  * CQ_ERR_USAGE, "OPT: not supported by the list backend" (the verb
  * prefixes its name). */

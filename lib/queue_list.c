@@ -1218,6 +1218,9 @@ static enum cq_err pub_start(struct cqi_qdriver *q, size_t window,
 	(void)mandatory;
 	if (exchange && *exchange)
 		return cqi_qd_unsupported(q, "list", "--exchange");
+	if (q->conf.tmpl &&
+	    cqi_qd_keepable(q, "list", q->conf.tmpl, false, true))
+		return q->ctx->err;
 	if (l->pub_on)
 		return cq_seterr(q->ctx, CQ_ERR_INTERNAL,
 				 "publisher already started");
@@ -1246,6 +1249,12 @@ static enum cq_err publish(struct cqi_qdriver *q, const struct cq_message *m,
 	if (!l->pub_on || l->pub_dead || ctx->err) {
 		q->hooks.published(q->hooks.arg, tag, false, CQ_REASON_LOST);
 		return ctx->err ? ctx->err : CQ_ERR_TEMPFAIL;
+	}
+	/* an id, a priority, headers... of a record: a list has no place
+	 * for them (a replayed copy goes back bare, on purpose) */
+	if (!m->from && cqi_qd_keepable(q, "list", m, false, false)) {
+		q->hooks.published(q->hooks.arg, tag, false, CQ_REASON_BAD);
+		return ctx->err;
 	}
 	if (!cqi_prefixed(ctx, target, strlen(target), &key) ||
 	    !pend_add(l, tag)) {
@@ -1286,7 +1295,10 @@ static enum cq_err pub_flush(struct cqi_qdriver *q)
 
 static bool pub_alive(const struct cqi_qdriver *q)
 {
-	return CL(q)->pub_on && !CL(q)->pub_dead && !q->ctx->err;
+	/* a message refused before the wire (CQ_ERR_DATA, publish) leaves
+	 * the publisher as it was */
+	return CL(q)->pub_on && !CL(q)->pub_dead &&
+	       (!q->ctx->err || q->ctx->err == CQ_ERR_DATA);
 }
 
 static enum cq_err give_back(struct list_q *l);

@@ -2049,6 +2049,9 @@ static enum cq_err pub_start(struct cqi_qdriver *q, size_t window,
 	(void)mandatory;
 	if (exchange && *exchange)
 		return unsupported(q, "--exchange");
+	if (q->conf.tmpl &&
+	    cqi_qd_keepable(q, "stream", q->conf.tmpl, true, true))
+		return q->ctx->err;
 	if (need_stream(s) || cqi_pipe_init(&s->pipe, q->ctx, window, on_added, s))
 		return q->ctx->err;
 	s->pub_ready = true;
@@ -2103,6 +2106,12 @@ static enum cq_err publish(struct cqi_qdriver *q, const struct cq_message *m,
 		e = cq_seterr(q->ctx, CQ_ERR_DATA,
 			      "header '%s' is the name of the stream's body field",
 			      bf);
+		q->hooks.published(q->hooks.arg, tag, false, CQ_REASON_BAD);
+		goto out;
+	}
+	/* an id, a priority... of a record: an entry has no place for them */
+	if (!m->from && cqi_qd_keepable(q, "stream", m, true, false)) {
+		e = q->ctx->err;
 		q->hooks.published(q->hooks.arg, tag, false, CQ_REASON_BAD);
 		goto out;
 	}

@@ -378,6 +378,22 @@ per_test_teardown() { kill_consumer_and_handlers; }
 	assert_output "$(printf '1) "\\xff"\n2) "bin"')"
 }
 
+@test "list: enqueue refuses what a list cannot keep: an option is 64 before anything is sent, a record's id, priority or headers name its line" {
+	local o
+	for o in "-H a=1" "--message-id m1" "--priority 3" "--content-type text/plain" "--expiration 5s"; do
+		# each was dropped without a word: only the body was pushed
+		run -64 --separate-stderr qctl enqueue $o "$Q" m
+		assert_equal "${stderr_lines[0]}" "qctl: enqueue: ${o%% *}: not supported by the list backend"
+	done
+	assert_equal "$(rcli EXISTS "$Q")" 0
+	printf '%s\n' '{"body":"a","message_id":"i"}' '{"body":"b","headers":{"h":"1"}}' '{"body":"c"}' >"$TMP/in"
+	run -75 --separate-stderr qctl enqueue --jsonl "$Q" <"$TMP/in"
+	assert_equal "${stderr_lines[0]}" "qctl: enqueue: line 1: message_id: not kept by the list backend (a list holds the body only)"
+	assert_equal "${stderr_lines[1]}" "qctl: enqueue: line 2: headers: not kept by the list backend (a list holds the body only)"
+	run -0 rcli LRANGE "$Q" 0 -1
+	assert_output c
+}
+
 @test "list: enqueue of 10000 lines is pipelined and every one lands" {
 	seq 1 10000 | qctl enqueue -q "$Q"
 	run -0 rcli LLEN "$Q"

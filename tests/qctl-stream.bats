@@ -225,7 +225,7 @@ pending_is() { [ "$(pending)" = "$1" ]; }
 
 # ---- bad input -----------------------------------------------------------------------
 
-@test "stream: a header named as the body field is refused, naming its line; the lines after it are written" {
+@test "stream: enqueue refuses what an entry cannot keep: a header named as the body field, an id, a priority; the lines after are written" {
 	group "$K"
 	printf '%s\n' '{"body":"x","headers":{"body":"y"}}' '{"body":"ok","headers":{"a":"1"}}' >"$TMP/in"
 	# XADD took 'body x body y': other readers saw 'y' as the body
@@ -234,6 +234,14 @@ pending_is() { [ "$(pending)" = "$1" ]; }
 	[[ "${stderr_lines[-1]}" == "enqueued 1 message in "*"(1 failed, 1 malformed)" ]]
 	run -75 --separate-stderr qctl enqueue -H body=z "$Q" m
 	assert_equal "${stderr_lines[0]}" "qctl: enqueue: argument 1: header 'body' is the name of the stream's body field"
+	# what an entry has no place for: an option is 64 up front, a record's
+	# own is its line's error (each was dropped without a word)
+	run -64 --separate-stderr qctl enqueue --priority 3 "$Q" m
+	assert_equal "${stderr_lines[0]}" "qctl: enqueue: --priority: not supported by the stream backend"
+	run -64 --separate-stderr qctl enqueue --message-id m1 "$Q" m
+	assert_equal "${stderr_lines[0]}" "qctl: enqueue: --message-id: not supported by the stream backend"
+	run -75 --separate-stderr qctl enqueue --jsonl "$Q" <<<'{"body":"x","expiration":"5s"}'
+	assert_equal "${stderr_lines[0]}" "qctl: enqueue: line 1: expiration: not kept by the stream backend (an entry holds the body and headers only)"
 	assert_equal "$(rcli XLEN "$K")" 1
 	assert_equal "$(rcli XRANGE "$K" - + | tail -n 4 | tr '\n' ' ')" "body ok a 1 "
 }
