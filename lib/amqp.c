@@ -336,10 +336,11 @@ static enum cq_err open_one(struct cq_ctx *ctx, const struct cqi_amqp_url *u)
 	ctx->amqp = a;
 	ctx->amqp_close = amqp_close;
 	a->next_tag = 1;
-	snprintf(a->where, sizeof(a->where),
-		 strchr(u->host, ':') ? "[%s]:%d%s%s" : "%s:%d%s%s", u->host,
-		 u->port, strcmp(u->vhost, "/") ? " vhost " : "",
-		 strcmp(u->vhost, "/") ? u->vhost : "");
+	cqi_host_port(a->where, sizeof(a->where), u->host, u->port);
+	if (strcmp(u->vhost, "/") != 0)
+		snprintf(a->where + strlen(a->where),
+			 sizeof(a->where) - strlen(a->where), " vhost %s",
+			 u->vhost);
 	a->conn = amqp_new_connection();
 	if (!a->conn)
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");

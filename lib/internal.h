@@ -49,6 +49,9 @@ void *cqi_grow(void *v, size_t *cap, size_t need, size_t size, size_t first);
  * free; NULL out of memory. */
 char *cqi_memdup(const void *p, size_t n);
 
+/* "host:port" into buf, "[host]:port" for an IPv6 address (url.c). */
+void cqi_host_port(char *buf, size_t len, const char *host, int port);
+
 /* Sleep ms milliseconds, or until a stop request (cq_stop_requested):
  * stop.c. */
 void cqi_sleep_ms(long long ms);

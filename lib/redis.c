@@ -714,8 +714,7 @@ static int node_index(struct cq_ctx *ctx, const char *host, int port,
 	if (path)
 		snprintf(n->where, sizeof(n->where), "%s", path);
 	else
-		snprintf(n->where, sizeof(n->where),
-			 strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+		cqi_host_port(n->where, sizeof(n->where), host, port);
 	rd->nodes[rd->nnodes++] = n;
 	return (int)i;
 }

@@ -31,11 +31,6 @@ void cqi_sentinel_free(struct cqi_sentinel *s)
 	free(s);
 }
 
-static void host_port(char *buf, size_t len, const char *host, int port)
-{
-	snprintf(buf, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-}
-
 enum cq_err cqi_sentinel_new(struct cq_ctx *ctx, struct cqi_sentinel **out)
 {
 	struct cqi_sentinel *s = calloc(1, sizeof(*s));
@@ -57,8 +52,8 @@ enum cq_err cqi_sentinel_new(struct cq_ctx *ctx, struct cqi_sentinel **out)
 		if (i)
 			n += (size_t)snprintf(s->list + n, sizeof(s->list) - n, ", ");
 		if (n + 1 < sizeof(s->list))
-			host_port(s->list + n, sizeof(s->list) - n,
-				  s->url.hosts[i], s->url.ports[i]);
+			cqi_host_port(s->list + n, sizeof(s->list) - n,
+				      s->url.hosts[i], s->url.ports[i]);
 		n = strlen(s->list);
 	}
 	*out = s;
@@ -86,7 +81,7 @@ static struct cqi_reply *ask_once(struct cq_ctx *ctx, struct cqi_sentinel *s,
 	*out = c;
 	if (!c)
 		return NULL;
-	host_port(hp, sizeof(hp), s->url.hosts[i], s->url.ports[i]);
+	cqi_host_port(hp, sizeof(hp), s->url.hosts[i], s->url.ports[i]);
 	snprintf(url, sizeof(url), "redis://%s/0", hp);
 	c->set.redis_url = url;
 	c->set.redis_password = pass;

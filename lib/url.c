@@ -1,5 +1,6 @@
 /* url.c - Redis and AMQP URL parsing, and redaction for messages. */
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -325,6 +326,11 @@ bad_escape:
 fail:
 	cqi_redis_url_clear(out);
 	return CQ_ERR_USAGE;
+}
+
+void cqi_host_port(char *buf, size_t len, const char *host, int port)
+{
+	snprintf(buf, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 }
 
 void cqi_redis_url_clear(struct cqi_redis_url *u)
