@@ -1656,6 +1656,11 @@ static enum cq_err stats(struct cqi_qdriver *q, struct cqi_qstats *out)
 	len = int_cmd(s, 2, largv);
 	if (len < 0 || group_info(s, &gi))
 		return q->ctx->err;
+	/* a group named (--group, stream:NAME@GROUP) that is not there is a
+	 * typo or a consumer never set up: no figures stand for it (the
+	 * default group's absence reads as the whole stream ready) */
+	if (!gi.found && strcmp(s->group, DEFAULT_GROUP) != 0)
+		return no_group_err(s);
 	if (gi.found && isnan(gi.lag)) {
 		/* Redis cannot tell after some deletions: count them */
 		if (entries_after(s, gi.last_id, false, &n))

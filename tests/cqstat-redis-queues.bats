@@ -36,7 +36,7 @@ xlen() { rcli XLEN "$1"; }
 	assert_line "cq_queue_stream_length{queue=\"stream:$Q\"} 3"
 }
 
-@test "cqstat: stream:NAME@GROUP reads that group: its lag is ready, its pending unacked" {
+@test "cqstat: stream:NAME@GROUP reads that group: its lag is ready, its pending unacked; a group not there is that queue's error" {
 	qctl declare --backend stream -q "$Q"
 	qctl enqueue --backend stream -q "$Q" 1 2 3 4
 	rcli XGROUP CREATE "$K" g1 0 >/dev/null
@@ -44,6 +44,14 @@ xlen() { rcli XLEN "$1"; }
 	run -0 --separate-stderr cqstat --no-cache --json -Q "stream:$Q@g1" -Q "stream:$Q"
 	assert_equal "$(jq -c '[.queues[] | [.queue, .ready, .unacked, .consumers]]' <<<"$output")" \
 		"[[\"stream:$Q@g1\",1,3,1],[\"stream:$Q\",4,0,0]]"
+	# a group that is not there (a typo) has no figures: it read as the
+	# whole stream ready, no consumers, exit 0
+	run -1 --separate-stderr cqstat --no-cache -Q "stream:$Q@g2" -Q "stream:$Q@g1"
+	assert_equal "$stderr" "cqstat: stream:$Q@g2: stream '$Q' has no consumer group 'g2' (create it with: qctl declare --backend stream --group g2 $Q)"
+	run -3 --separate-stderr cqstat --no-cache -Q "stream:$Q@g2" --check 'ready>100:crit'
+	[[ "$output" == "CQ UNKNOWN - ready unknown: stream '$Q' has no consumer group 'g2'"* ]]
+	run -1 --separate-stderr qctl stats --backend stream --group g2 "$Q"
+	[[ "$stderr" == "qctl: stats: stream '$Q' has no consumer group 'g2' "* ]]
 }
 
 @test "cqstat: --check 'dlq>0:crit' is CRITICAL for a stream's dead letters as for an AMQP queue's" {
