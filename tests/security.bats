@@ -194,19 +194,23 @@ refute_secret() {
 }
 
 @test "fetch lock tokens are random: two concurrent fetches hold different 128-bit tokens" {
-	cachectl fetch k1 --ttl 1m -- sh -c 'sleep 2; echo one' >"$TMP/1" &
+	# each command holds its lock until the test has read both tokens (a
+	# fixed sleep raced the reading on a loaded machine); 30 s at most
+	local hold="i=0; until [ -e '$TMP/go' ] || [ \$i -ge 600 ]; do sleep 0.05; i=\$((i + 1)); done"
+	cachectl fetch k1 --ttl 1m -- sh -c "$hold; echo one" >"$TMP/1" &
 	local p1=$!
-	cachectl fetch k2 --ttl 1m -- sh -c 'sleep 2; echo two' >"$TMP/2" &
+	cachectl fetch k2 --ttl 1m -- sh -c "$hold; echo two" >"$TMP/2" &
 	local p2=$!
 	locks() { [ "$(admin --scan --pattern "${P}*|cq:lock" | wc -l)" -eq 2 ]; }
 	local i
-	for i in $(seq 50); do locks && break; sleep 0.05; done
+	for i in $(seq 300); do locks && break; sleep 0.05; done
 	run -0 admin --scan --pattern "${P}*|cq:lock"
-	[ "${#lines[@]}" -eq 2 ]
 	local t1 t2
 	t1=$(admin GET "${lines[0]}")
 	t2=$(admin GET "${lines[1]}")
+	touch "$TMP/go"
 	wait "$p1" "$p2"
+	[ "${#lines[@]}" -eq 2 ]
 	[[ "$t1" =~ ^[0-9a-f]{32}$ ]] && [[ "$t2" =~ ^[0-9a-f]{32}$ ]]
 	[ "$t1" != "$t2" ]
 	[ "$(cat "$TMP/1")" = one ] && [ "$(cat "$TMP/2")" = two ]
