@@ -1649,14 +1649,16 @@ struct pnode {
 	bool down;		/* its connection broke: waiting for a node */
 	bool gone;		/* no node took its slots: its commands fail */
 	long long lost_at;	/* lost, and not heard from since (0: it answers) */
+	/* in trouble (TRYAGAIN, CLUSTERDOWN, LOADING): nothing is sent to it
+	 * before pause_until; the other nodes go on */
+	long long pause_until;
+	unsigned busy;		/* its busy replies in a row */
+	long long busy_since;	/* the first of them */
 };
 
 struct cqi_cpipe {
 	struct pnode *pn;	/* one per node of the context */
 	size_t npn;
-	long long pause_until;	/* a cluster in trouble: nothing sent yet */
-	unsigned busy;		/* busy replies in a row */
-	long long busy_since;	/* the first of them */
 	bool any_down;
 };
 
@@ -1897,11 +1899,10 @@ static enum cq_err pn_send(struct cqi_pipe *p, int ni)
 {
 	struct pnode *pn = &p->cl->pn[ni];
 	struct node *n;
-	long long wait = p->cl->pause_until - cq_now_ms();
 
-	if (pn->down || pn->sent == pn->log.len)
+	if (pn->down || pn->sent == pn->log.len ||
+	    cq_now_ms() < pn->pause_until)	/* poll_nodes wakes for it */
 		return CQ_OK;
-	sleep_ms(wait);
 	n = node_ready(p->ctx, ni);
 	if (!n || write_all(p->ctx, n, pn->log.data + pn->sent,
 			    pn->log.len - pn->sent)) {
@@ -1925,16 +1926,25 @@ static enum cq_err send_all(struct cqi_pipe *p)
 	return CQ_OK;
 }
 
-/* A TRYAGAIN or CLUSTERDOWN: worth another try while the cluster has
- * been in trouble for less than FAILOVER_WAIT (a failover takes a few
+/* A TRYAGAIN or CLUSTERDOWN from pn's node: worth another try while it
+ * has been in trouble for less than FAILOVER_WAIT (a failover takes a few
  * node timeouts); after that every command it refuses fails. */
-static bool still_busy(struct cqi_pipe *p)
+static bool still_busy(struct cqi_pipe *p, struct pnode *pn)
 {
 	long long now = cq_now_ms();
 
-	if (!p->cl->busy)
-		p->cl->busy_since = now;
-	return now - p->cl->busy_since < FAILOVER_WAIT(p->ctx);
+	if (!pn->busy)
+		pn->busy_since = now;
+	return now - pn->busy_since < FAILOVER_WAIT(p->ctx);
+}
+
+/* Send nothing more to pn's node for ms. */
+static void pn_pause(struct pnode *pn, long long ms)
+{
+	long long until = cq_now_ms() + ms;
+
+	if (pn->pause_until < until)
+		pn->pause_until = until;
 }
 
 /* A reply for node ni's oldest item. */
@@ -1946,6 +1956,7 @@ static enum cq_err dispatch(struct cqi_pipe *p, int ni, struct cqi_reply *r)
 	const char *t = pn->log.data + pn->head;
 	struct cqi_redirect to;
 	int dest = -1;
+	long long pause = 0;
 	char *copy;
 	enum cq_err e;
 
@@ -1971,18 +1982,15 @@ static enum cq_err dispatch(struct cqi_pipe *p, int ni, struct cqi_reply *r)
 				return p->ctx->err;
 		}
 	} else if (still_loading(p->ctx, rd->nodes[ni], r)) {
-		long long until = cq_now_ms() + RETRY_PAUSE_MS;
-
-		if (p->cl->pause_until < until)
-			p->cl->pause_until = until;
+		pause = RETRY_PAUSE_MS;
 		dest = item.slot >= 0 && rd->slots[item.slot] ?
 		       rd->slots[item.slot] - 1 : ni;
 		item.tries--;	/* not a redirection */
 	} else if (r->type == CQI_REPLY_ERROR && cqi_cluster_busy(r->str) &&
-		   still_busy(p)) {
-		unsigned b = p->cl->busy < 5 ? p->cl->busy++ : 5;
+		   still_busy(p, pn)) {
+		unsigned b = pn->busy < 5 ? pn->busy++ : 5;
 
-		p->cl->pause_until = cq_now_ms() + (25LL << b) * 2;
+		pause = (25LL << b) * 2;
 		dest = item.slot >= 0 && rd->slots[item.slot] ?
 		       rd->slots[item.slot] - 1 : ni;
 	}
@@ -1996,10 +2004,12 @@ static enum cq_err dispatch(struct cqi_pipe *p, int ni, struct cqi_reply *r)
 		pn_pop(pn);
 		e = pn_queue(p, dest, &item, copy);
 		free(copy);
+		if (!e && pause)	/* that node only */
+			pn_pause(&p->cl->pn[dest], pause);
 		return e;
 	}
 	if (r->type != CQI_REPLY_ERROR)
-		p->cl->busy = 0;
+		pn->busy = 0;
 	pn_pop(pn);
 	if (p->fn)
 		p->fn(p->arg, item.tag, r);
@@ -2035,14 +2045,34 @@ static enum cq_err pn_read(struct cqi_pipe *p, int ni)
 	}
 }
 
+/* How long until a paused node has something to send, or -1. */
+static long long next_wake(const struct cqi_pipe *p)
+{
+	long long now = cq_now_ms(), t = -1;
+
+	for (size_t i = 0; i < p->cl->npn; i++) {
+		const struct pnode *pn = &p->cl->pn[i];
+		long long w = pn->pause_until - now;
+
+		if (!pn->down && pn->sent < pn->log.len && w > 0 &&
+		    (t < 0 || w < t))
+			t = w;
+	}
+	return t;
+}
+
 /* Wait for replies from every node with some in flight, up to the
- * timeout; a node silent that long is taken for down.  With now, take
- * only what has come already. */
+ * timeout; a node silent that long is taken for down.  A paused node's
+ * turn to send cuts the wait short (and then nobody is taken for down).
+ * With now, take only what has come already. */
 static enum cq_err poll_nodes(struct cqi_pipe *p, bool now)
 {
 	struct cqi_cpipe *c = p->cl;
 	struct pollfd pfd[MAX_NODES];
 	int map[MAX_NODES], np = 0, got;
+	long long wait = now ? 0 : p->ctx->set.timeout_ms;
+	long long wake = now ? -1 : next_wake(p);
+	bool cut = wake >= 0 && wake < wait;
 
 	for (size_t i = 0; i < c->npn; i++) {
 		struct node *n = p->ctx->redis->nodes[i];
@@ -2056,12 +2086,16 @@ static enum cq_err poll_nodes(struct cqi_pipe *p, bool now)
 		pfd[np].events = POLLIN;
 		map[np++] = (int)i;
 	}
-	if (!np)
+	if (cut)
+		wait = wake;
+	if (!np) {
+		sleep_ms(cut ? wait : 0);
 		return CQ_OK;
+	}
 	do
-		got = poll(pfd, (nfds_t)np, now ? 0 : (int)p->ctx->set.timeout_ms);
+		got = poll(pfd, (nfds_t)np, (int)wait);
 	while (got < 0 && errno == EINTR);
-	if (!got && now)
+	if (!got && (now || cut))
 		return CQ_OK;
 	if (got < 0)
 		return cq_seterr(p->ctx, CQ_ERR_INTERNAL, "poll: %s",
@@ -2451,14 +2485,15 @@ static enum cq_err cluster_cmd(struct cqi_pipe *p, uint64_t tag, int route,
 		return p->ctx->err;
 	if (p->cl->any_down)
 		return cluster_sync(p, ni, p->window - p->batch);
-	if (pn->inflight <= p->window)
+	/* (all of them in flight, unless the node is paused) */
+	if (pn->icount <= p->window)
 		return CQ_OK;
 	/* over its window: take what has come from any node, and wait for
 	 * this one only once it is BACKLOG windows behind */
 	if (poll_nodes(p, true) || send_all(p))
 		return p->ctx->err;
 	pn = &p->cl->pn[ni];	/* a MOVED to a new node may have moved it */
-	if (pn->inflight > BACKLOG * p->window)
+	if (pn->icount > BACKLOG * p->window)
 		return cluster_sync(p, ni, (BACKLOG - 1) * p->window);
 	return CQ_OK;
 }
