@@ -300,6 +300,38 @@ keys_on() { ncli "$1" --scan --pattern "$P*" | wc -l; }
 	grep -q "^cachectl: warm: line [0-9]*: write refused: CLUSTERDOWN " "$TMP/err"
 }
 
+@test "a master loading its dataset (LOADING) during get and warm: both wait for it, and everything is written" {
+	local p o t=0 rc=0
+	p=$(owner "${P}{ld}k")
+	FIX_KEYS="$P*"
+	ncli "$p" eval "for i = 1, 2000 do redis.call('SET', ARGV[1] .. i, i) end" 0 "${P}{ld}" >/dev/null
+	ncli "$p" config set loading-process-events-interval-bytes 1024 >/dev/null
+	ncli "$p" config set key-load-delay 1000 >/dev/null
+	ncli "$p" debug reload >/dev/null 2>&1 &
+	local reload=$!
+	wait_for 5 bash -c "redis-cli -p $p ping | grep -q LOADING"
+	cachectl --timeout 2s get "{ld}7" >"$TMP/got" 2>"$TMP/get.err" &
+	BGPID=$!
+	seq 1 600 | awk '{ printf "w%d\tv\n", $1 }' >"$TMP/in.tsv"
+	cachectl --timeout 2s warm --ttl 1h "$TMP/in.tsv" 2>"$TMP/warm.err" &
+	local warm=$!
+	sleep 0.5
+	kill -0 "$BGPID"	# both wait for the loading master
+	kill -0 "$warm"
+	ncli "$p" config set key-load-delay 0 >/dev/null
+	wait "$reload"
+	wait "$warm" || rc=$?
+	wait "$BGPID"
+	BGPID=
+	cat "$TMP/get.err" "$TMP/warm.err"
+	assert_equal "$(cat "$TMP/got")" 7
+	assert_equal "$rc" 0
+	for o in $P1 $P2 $P3; do
+		t=$((t + $(ncli "$o" eval "return #redis.call('keys', ARGV[1])" 0 "${P}w*")))
+	done
+	assert_equal "$t" 600
+}
+
 # ---- invalidate, stats and cqstat over every master (issue 11 §3) ---------------------
 
 # Sum of field $1 (keys or expires) of db0 over the three masters.
