@@ -818,7 +818,6 @@ static void lease(struct stream_q *s, bool renew)
 
 	if (!argv)
 		return;
-	snprintf(idle, sizeof(idle), "%lld", renew ? 0 : group_idle(s));
 	snprintf(vis, sizeof(vis), "%lld", renew ? s->vis_ms : 0);
 	argv[0] = "EVAL";
 	argv[1] = lease_script;
@@ -832,6 +831,9 @@ static void lease(struct stream_q *s, bool renew)
 	for (size_t i = 0; i < s->ring.len; i++)
 		if (!ring_at(s, i)->done)
 			argv[9 + n++] = ring_at(s, i)->id;
+	/* (nothing held: nothing to ask) */
+	if (n)
+		snprintf(idle, sizeof(idle), "%lld", renew ? 0 : group_idle(s));
 	if (n && !s->base.ctx->err) {
 		r = entry_cmd(s, "renew the entries held", CQI_KEY(3),
 			      (int)(n + 9), argv);
