@@ -465,14 +465,33 @@ static enum cq_err parsed_reply(struct cq_ctx *ctx, struct node *n,
 	return CQ_OK;
 }
 
-/* The next reply off n's wire, whoever it belongs to. */
+/* Will a read of n's socket return within ms?  Bytes OpenSSL already
+ * decrypted count; so does an error (for the read to report). */
+static bool readable_within(const struct node *n, long long ms)
+{
+	struct pollfd pfd = { n->fd, POLLIN, 0 };
+	int got;
+
+	if (n->tls && cqi_tls_pending(n->tls))
+		return true;
+	if (ms < 0)
+		ms = 0;
+	do
+		got = poll(&pfd, 1, ms > 0x7fffffff ? 0x7fffffff : (int)ms);
+	while (got < 0 && errno == EINTR);
+	return got != 0;
+}
+
+/* The next reply off n's wire, whoever it belongs to; with a deadline
+ * (end >= 0, cq_now_ms's clock) *out is NULL when it has not come by
+ * then, without one it is waited for (up to --timeout per read). */
 static enum cq_err next_reply(struct cq_ctx *ctx, struct node *n,
-			      struct cqi_reply **out)
+			      long long end, struct cqi_reply **out)
 {
 	for (;;) {
 		if (parsed_reply(ctx, n, out))
 			return ctx->err;
-		if (*out)
+		if (*out || (end >= 0 && !readable_within(n, end - cq_now_ms())))
 			return CQ_OK;
 		if (fill(ctx, n))
 			return ctx->err;
@@ -618,7 +637,7 @@ static struct cqi_reply *node_call(struct cq_ctx *ctx, struct node *n,
 		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 		return NULL;
 	}
-	if (flush_out(ctx, n) || next_reply(ctx, n, &r))
+	if (flush_out(ctx, n) || next_reply(ctx, n, -1, &r))
 		return NULL;
 	return r;
 }
@@ -1394,20 +1413,27 @@ static enum cq_err give_reply(struct cq_ctx *ctx, struct node *n,
 	return CQ_OK;
 }
 
-/* Read node ni's next reply and give it to the command it belongs to. */
-static enum cq_err take_reply(struct cq_ctx *ctx, int ni)
+/* Read node ni's next reply and give it to the command it belongs to;
+ * with a deadline (end >= 0) *came is false when it has not come by
+ * then. */
+static enum cq_err take_reply(struct cq_ctx *ctx, int ni, long long end,
+			      bool *came)
 {
 	struct node *n = ctx->redis->nodes[ni];
 	struct cqi_reply *r;
 
+	*came = false;
 	if (!n->ocount)
 		return cq_seterr(ctx, CQ_ERR_INTERNAL,
 				 "a Redis reply was awaited from %s, which owes none",
 				 n->where);
-	if (next_reply(ctx, n, &r)) {
+	if (next_reply(ctx, n, end, &r)) {
 		node_hangup(n);	/* its awaited commands are lost (rejoin) */
 		return ctx->err;
 	}
+	if (!r)
+		return CQ_OK;
+	*came = true;
 	return give_reply(ctx, n, r);
 }
 
@@ -1438,10 +1464,19 @@ static enum cq_err flush_all(struct cq_ctx *ctx)
 	return CQ_OK;
 }
 
-enum cq_err cqi_redis_reply(struct cq_ctx *ctx, struct cqi_reply **reply)
+/* The oldest awaited command's reply, waited for until end (cq_now_ms's
+ * clock), or for good if end < 0: *reply NULL when it has not come by
+ * then (it stays awaited).  A node lost meanwhile is rejoined, the
+ * command sent again where its reply will come from, however long that
+ * takes (a blocking read, BLMOVE or XREADGROUP BLOCK, too: it is safe
+ * to send again, see rejoin); its reply is then waited for until end
+ * only, what is left of it. */
+static enum cq_err reply_by(struct cq_ctx *ctx, long long end,
+			    struct cqi_reply **reply)
 {
 	struct cqi_redis *rd = ctx->redis;
 	struct await *a;
+	bool came;
 
 	*reply = NULL;
 	if (ctx->err)
@@ -1452,11 +1487,22 @@ enum cq_err cqi_redis_reply(struct cq_ctx *ctx, struct cqi_reply **reply)
 	if (flush_all(ctx) && rejoin(ctx))
 		return ctx->err;
 	a = AW(rd, rd->ahead);
-	while (!a->reply)
-		if (take_reply(ctx, a->node) && rejoin(ctx))
-			return ctx->err;
+	while (!a->reply) {
+		if (take_reply(ctx, a->node, end, &came)) {
+			if (rejoin(ctx))
+				return ctx->err;
+			continue;	/* sent again: a look for its reply */
+		}
+		if (!came)
+			return CQ_OK;	/* not yet: it stays awaited */
+	}
 	*reply = pop_awaited(rd);
 	return CQ_OK;
+}
+
+enum cq_err cqi_redis_reply(struct cq_ctx *ctx, struct cqi_reply **reply)
+{
+	return reply_by(ctx, -1, reply);
 }
 
 struct cqi_reply *cqi_redis_cmd(struct cq_ctx *ctx, int route, int argc,
@@ -1558,61 +1604,10 @@ enum cq_err cqi_redis_check_idle(struct cq_ctx *ctx)
 	return CQ_OK;	/* opened again, or replaced, when next needed */
 }
 
-/* Will a read of n's socket return within ms?  Bytes OpenSSL already
- * decrypted count; so does an error (for the read to report). */
-static bool readable_within(const struct node *n, long long ms)
-{
-	struct pollfd pfd = { n->fd, POLLIN, 0 };
-	int got;
-
-	if (n->tls && cqi_tls_pending(n->tls))
-		return true;
-	if (ms < 0)
-		ms = 0;
-	do
-		got = poll(&pfd, 1, ms > 0x7fffffff ? 0x7fffffff : (int)ms);
-	while (got < 0 && errno == EINTR);
-	return got != 0;
-}
-
 enum cq_err cqi_redis_reply_within(struct cq_ctx *ctx, long long wait_ms,
 				   struct cqi_reply **reply)
 {
-	struct cqi_redis *rd = ctx->redis;
-	long long end = cq_now_ms() + (wait_ms > 0 ? wait_ms : 0);
-	struct await *a;
-
-	*reply = NULL;
-	if (ctx->err)
-		return ctx->err;
-	if (!rd || rd->ahead == rd->atail)
-		return cq_seterr(ctx, CQ_ERR_INTERNAL,
-				 "a Redis reply was read that no command awaits");
-	if (flush_all(ctx))
-		return ctx->err;
-	a = AW(rd, rd->ahead);
-	while (!a->reply) {
-		struct node *n = rd->nodes[a->node];
-		struct cqi_reply *r;
-
-		if (!n->ocount)
-			return cq_seterr(ctx, CQ_ERR_INTERNAL,
-					 "a Redis reply was awaited from %s, which owes none",
-					 n->where);
-		if (parsed_reply(ctx, n, &r))
-			return ctx->err;
-		if (!r) {
-			if (!readable_within(n, end - cq_now_ms()))
-				return CQ_OK;	/* not yet: it stays awaited */
-			if (fill(ctx, n))
-				return ctx->err;
-			continue;
-		}
-		if (give_reply(ctx, n, r))
-			return ctx->err;
-	}
-	*reply = pop_awaited(rd);
-	return CQ_OK;
+	return reply_by(ctx, cq_now_ms() + (wait_ms > 0 ? wait_ms : 0), reply);
 }
 
 /* ---- pipelines with a bounded window -------------------------------------- */
@@ -1667,6 +1662,7 @@ enum cq_err cqi_pipe_init(struct cqi_pipe *p, struct cq_ctx *ctx,
 			  size_t window, cqi_reply_fn fn, void *arg)
 {
 	struct cqi_redis *rd = ctx->redis;
+	bool came;
 
 	memset(p, 0, sizeof(*p));
 	p->ctx = ctx;
@@ -1688,7 +1684,7 @@ enum cq_err cqi_pipe_init(struct cqi_pipe *p, struct cq_ctx *ctx,
 	/* replies nobody waits for (fire and forget) go first */
 	for (size_t i = 0; i < rd->nnodes; i++)
 		while (rd->nodes[i]->ocount)
-			if (take_reply(ctx, (int)i))
+			if (take_reply(ctx, (int)i, -1, &came))
 				return ctx->err;
 	if (settle_map(ctx))
 		return ctx->err;
@@ -1739,7 +1735,7 @@ static enum cq_err read_one(struct cqi_pipe *p)
 	struct cqi_reply *r;
 	uint64_t tag;
 
-	if (next_reply(p->ctx, pipe_node(p), &r))
+	if (next_reply(p->ctx, pipe_node(p), -1, &r))
 		return p->ctx->err;
 	tag = p->tags[p->head];
 	p->head = (p->head + 1) % p->ring;
@@ -2283,7 +2279,14 @@ static void cmd_name(const struct await *a, char *name, size_t size)
  * node hung up): on a cluster or behind a Sentinel, its awaited commands
  * not answered yet are sent again where take_over says, within
  * FAILOVER_WAIT, so that each is answered once; else exit 75 naming the
- * first.  On a single Redis, or for another error, the error stays. */
+ * first.  On a single Redis, or for another error, the error stays.
+ * A blocking read lost so (a queue consumer's BLMOVE, XREADGROUP BLOCK)
+ * is sent again too: if the dead master had moved nothing, nothing
+ * changes; if it had moved an item and died before replying, the new
+ * master either never had that write (the item is still in the queue,
+ * read by the resent command) or has it (the item sits in the
+ * consumer's processing list, or pending under its name in the group,
+ * where lease recovery or the visibility timeout's claim finds it). */
 static enum cq_err rejoin(struct cq_ctx *ctx)
 {
 	struct cqi_redis *rd = ctx->redis;

@@ -122,7 +122,11 @@ enum cq_err cqi_redis_check_idle(struct cq_ctx *ctx);
 /* Send what is queued, then wait at most wait_ms (0: not at all) for the
  * next awaited reply.  *reply is NULL when it has not come yet: the
  * command stays awaited, for a later call (or cqi_redis_reply, which
- * blocks).  Errors as cqi_redis_reply. */
+ * blocks).  Errors as cqi_redis_reply, and a node lost meanwhile too:
+ * on a cluster or behind a Sentinel it is rejoined, the command (a
+ * blocking read as well) sent again to the node that took over, which
+ * may take up to 3x --timeout beyond wait_ms; its reply is then awaited
+ * as before. */
 enum cq_err cqi_redis_reply_within(struct cq_ctx *ctx, long long wait_ms,
 				   struct cqi_reply **reply);
 
