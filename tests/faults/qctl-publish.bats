@@ -91,7 +91,9 @@ N=${CQ_FAULT_PUBLISH_N:-50000}
 	# the lost broker is named; what was in flight then (a few, or none when
 	# every copy sent had been confirmed) is said to stay in the DLQ
 	grep -q "RabbitMQ at 127.0.0.1:[0-9]*: " "$TMP/err"
-	! grep "in flight" "$TMP/err" | grep -Evq "in flight (was|were) not confirmed and stay in '$Q.dlq'"
+	if grep "in flight" "$TMP/err" | grep -Evq "in flight (was|were) not confirmed and stay in '$Q.dlq'"; then
+		cat "$TMP/err"; false
+	fi
 	sb start-rabbit
 	run -0 qctl replay-dlq -q "$Q.dlq"
 	take_bodies "$Q.dlq" > "$TMP/left"
