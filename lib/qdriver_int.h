@@ -45,9 +45,9 @@
  * CQ_ERR_NOPERM; an option the backend cannot honour (--exchange, --quorum
  * on a list) CQ_ERR_USAGE, "VERB: --OPTION: not supported by the list
  * backend".  Every op must be set (none NULL), but reconnect and where
- * (both NULL: a driver that never reconnects); a driver without exhausted
- * yet makes replay-dlq a usage error ("not supported by the list backend
- * yet").
+ * (both NULL: a driver that never reconnects) and browse (NULL: a driver
+ * that cannot read without taking); a driver without exhausted yet makes
+ * replay-dlq a usage error ("not supported by the list backend yet").
  */
 #ifndef CQ_QDRIVER_INT_H
 #define CQ_QDRIVER_INT_H
@@ -99,9 +99,10 @@ struct cqi_qconf {
 	const char *dlq;	/* --dlq, or NULL: the driver's default */
 	bool exec;		/* handlers: failures are retried and dead-lettered
 				 * (the message's raw form is kept for that) */
-	bool browse;		/* replay with a filter or --dry-run: most
-				 * messages taken will be held (AMQP takes
-				 * them with basic.get from the start) */
+	bool browse;		/* replay with a filter, or --dry-run on a
+				 * driver without ops->browse: most messages
+				 * taken will be held (AMQP takes them with
+				 * basic.get from the start) */
 	const char *group;	/* stream: the consumer group (--group), NULL =
 				 * "qctl"; other backends ignore it */
 	/* A backend's own settings go here, NULL/0 meaning its default
@@ -337,6 +338,21 @@ struct cqi_qdriver_ops {
 	 */
 	enum cq_err (*peek)(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
 			    void *arg, size_t *seen);
+	/*
+	 * browse: replay --dry-run's read of the DLQ (replay.c, after
+	 * connect and inspect; count is what was present at start, or
+	 * --count): peek's contract with nothing taken at all, so nothing
+	 * moves and nothing is hidden from other consumers meanwhile, in
+	 * pages as large as the driver likes (a list: LRANGE from the
+	 * oldest end, 1000 at a time).  An error fn returns ends it and is
+	 * returned, the context left as fn left it.  NULL: the driver can
+	 * only look by taking, and replay takes and holds (conf.browse),
+	 * then release gives back: AMQP (basic.get, then requeue); a
+	 * stream's replay takes with XRANGE anyway, every entry left where
+	 * it is.
+	 */
+	enum cq_err (*browse)(struct cqi_qdriver *q, size_t count,
+			      cq_peek_fn fn, void *arg, size_t *seen);
 	/* What the queue's settings say (its type, a delivery limit):
 	 * known false when the backend has none. */
 	enum cq_err (*info)(struct cqi_qdriver *q, struct cq_queue_info *out);

@@ -79,9 +79,10 @@ static const char refresh_lua[] =
 static const char meta_lua[] =
 	"return redis.call('HGET', KEYS[1], redis.sha1hex(ARGV[1]))\n";
 
-/* KEYS proc meta; ARGV body: acked (with a side-hash record to drop). */
+/* KEYS proc meta; ARGV body dir: acked (with a side-hash record to
+ * drop), looked for from the end dir says (LREM's count: -1 or 1). */
 static const char ack_meta_lua[] =
-	"local n = redis.call('LREM', KEYS[1], -1, ARGV[1])\n"
+	"local n = redis.call('LREM', KEYS[1], ARGV[2], ARGV[1])\n"
 	"if n > 0 then redis.call('HDEL', KEYS[2], redis.sha1hex(ARGV[1])) end\n"
 	"return n\n";
 
@@ -110,12 +111,20 @@ static const char move_lua[] =
 	"if KEYS[4] then redis.call('HDEL', KEYS[4], h) end\n"
 	"return 1\n";
 
-/* KEYS proc queue; ARGV body: back to the consuming end (unsettled at a
- * clean exit). */
+/* KEYS proc queue; ARGV bodies, the newest taken first: back to the
+ * consuming end (unsettled at a clean exit), so the oldest is next.  The
+ * newest taken is at the processing list's head: moved from there in
+ * O(1), an LREM (a scan) only for one found elsewhere. */
 static const char unget_lua[] =
 	LUA_TYPE_IS("KEYS[2]", "list")
-	"if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end\n"
-	"return redis.call('RPUSH', KEYS[2], ARGV[1])\n";
+	"for i = 1, #ARGV do\n"
+	"  if redis.call('LINDEX', KEYS[1], 0) == ARGV[i] then\n"
+	"    redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')\n"
+	"  elseif redis.call('LREM', KEYS[1], -1, ARGV[i]) > 0 then\n"
+	"    redis.call('RPUSH', KEYS[2], ARGV[i])\n"
+	"  end\n"
+	"end\n"
+	"return #ARGV\n";
 
 /* KEYS proc lease queue registry; ARGV max [token]: -1 while a lease
  * lives (unless it is token's: an owner known gone), else up to max
@@ -187,6 +196,7 @@ struct list_q {
 	bool pub_on, pub_dead, in_reply;
 	struct cqi_ring pend;	/* of struct pending, in the order given */
 	size_t nacked;		/* unsettled marked acked, LREM due */
+	size_t nheld;		/* unsettled held by replay */
 };
 
 static struct list_q *L(struct cqi_qdriver *q)
@@ -559,6 +569,8 @@ static void drop_taken(struct list_q *l, size_t from, size_t n)
 	for (size_t i = from; i < from + n; i++) {
 		if (l->t[i].acked)
 			l->nacked--;
+		if (l->t[i].held)
+			l->nheld--;
 		free(l->t[i].body);
 	}
 	memmove(l->t + from, l->t + from + n,
@@ -929,27 +941,31 @@ static enum cq_err resume(struct cqi_qdriver *q)
 
 /* Send the LREM (with its record's HDEL when it has one) of each acked
  * message not sent yet, pipelined, counting them in *sent; false when the
- * connection is gone. */
+ * connection is gone.  The oldest taken are at the processing list's
+ * tail, where a consumer's acks find them; replay's held ones pile up
+ * there, so while any is held an ack looks from the head (the newest),
+ * not through all of them. */
 static bool remove_send(struct list_q *l, size_t *sent)
 {
 	struct cq_ctx *ctx = l->base.ctx;
+	const char *dir = l->nheld ? "1" : "-1";
 
 	for (size_t j = 0; j < l->nt; j++) {
 		struct taken *t = &l->t[j];
 		const char *argv[7] = { "EVAL", ack_meta_lua, "2",
 					l->k.proc.data, l->k.meta.data,
-					t->body };
+					t->body, dir };
 		size_t lens[7] = { 4, strlen(ack_meta_lua), 1, l->k.proc.len,
-				   l->k.meta.len, t->len };
-		const char *lrem[4] = { "LREM", l->k.proc.data, "-1", t->body };
-		size_t llens[4] = { 4, l->k.proc.len, 2, t->len };
+				   l->k.meta.len, t->len, strlen(dir) };
+		const char *lrem[4] = { "LREM", l->k.proc.data, dir, t->body };
+		size_t llens[4] = { 4, l->k.proc.len, strlen(dir), t->len };
 
 		if (!t->acked || t->lrem_sent)
 			continue;
 		t->lrem_sent = true;
 		(*sent)++;
 		if (t->meta ?
-		    cqi_redis_append(ctx, CQI_KEY(3), 6, argv, lens) :
+		    cqi_redis_append(ctx, CQI_KEY(3), 7, argv, lens) :
 		    cqi_redis_append(ctx, CQI_KEY(1), 4, lrem, llens))
 			return false;
 	}
@@ -1310,8 +1326,10 @@ static void hold(struct cqi_qdriver *q, uint64_t tag)
 	struct list_q *l = L(q);
 	size_t i = find_taken(l, tag);
 
-	if (i < l->nt)
+	if (i < l->nt && !l->t[i].held) {
 		l->t[i].held = true;	/* it stays in the processing list */
+		l->nheld++;
+	}
 }
 
 static enum cq_err release_op(struct cqi_qdriver *q)
@@ -1321,14 +1339,17 @@ static enum cq_err release_op(struct cqi_qdriver *q)
 
 /* ---- peek, info, purge, declare, stats ------------------------------------------ */
 
-/* KEYS queue meta; ARGV from n: up to n messages from the from-th oldest
- * (0-based), oldest first, each with its record. */
+/* KEYS queue meta; ARGV from n max: up to n messages from the from-th
+ * oldest (0-based), oldest first, each with its record, stopping once
+ * they hold max bytes. */
 static const char peek_lua[] =
 	"local from, n = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
 	"local items = redis.call('LRANGE', KEYS[1], -from - n, -from - 1)\n"
 	"local has = redis.call('EXISTS', KEYS[2]) == 1\n"
-	"local out = {}\n"
+	"local out, bytes, max = {}, 0, tonumber(ARGV[3])\n"
 	"for i = #items, 1, -1 do\n"
+	"  if bytes >= max then break end\n"
+	"  bytes = bytes + #items[i]\n"
 	"  out[#out + 1] = items[i]\n"
 	"  out[#out + 1] = has and redis.call('HGET', KEYS[2],\n"
 	"                                     redis.sha1hex(items[i])) or false\n"
@@ -1336,9 +1357,13 @@ static const char peek_lua[] =
 	"return out\n";
 
 #define PEEK_PAGE 100
+#define BROWSE_PAGE 1000
 
-static enum cq_err peek(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
-			void *arg, size_t *seen)
+/* Call fn for up to count messages, oldest first, read page at a time
+ * with LRANGE from the consuming end: nothing moves (peek, browse). */
+static enum cq_err read_oldest(struct cqi_qdriver *q, size_t count,
+			       size_t page, cq_peek_fn fn, void *arg,
+			       size_t *seen)
 {
 	struct list_q *l = L(q);
 	struct cq_ctx *ctx = q->ctx;
@@ -1350,15 +1375,16 @@ static enum cq_err peek(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
 	    check_side_types(l, false))
 		return ctx->err;
 	while (*seen < count && !e) {
-		size_t n = count - *seen < PEEK_PAGE ? count - *seen : PEEK_PAGE;
-		char from[24], ns[24];
-		const char *args[] = { from, ns };
+		size_t n = count - *seen < page ? count - *seen : page;
+		char from[24], ns[24], maxb[24];
+		const char *args[] = { from, ns, maxb };
 		struct cqi_reply *r;
-		size_t got;
+		size_t got, bytes = 0;
 
 		snprintf(from, sizeof(from), "%zu", *seen);
 		snprintf(ns, sizeof(ns), "%zu", n);
-		r = eval(ctx, peek_lua, keys, 2, args, NULL, 2);
+		snprintf(maxb, sizeof(maxb), "%u", TAKE_BYTES);
+		r = eval(ctx, peek_lua, keys, 2, args, NULL, 3);
 		if (!r)
 			return ctx->err;
 		if (r->type == CQI_REPLY_ERROR)
@@ -1367,6 +1393,7 @@ static enum cq_err peek(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
 		for (size_t i = 0; i < got && !e; i++) {
 			struct cq_delivery *d;
 
+			bytes += r->element[2 * i]->len;
 			d = list_delivery(q->conf.queue, r->element[2 * i],
 					  r->element[2 * i + 1], *seen + 1);
 			if (!d) {
@@ -1378,10 +1405,23 @@ static enum cq_err peek(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
 			cqi_delivery_free(d);
 		}
 		cqi_reply_free(r);
-		if (got < n)
+		/* fewer than n: the list ran out, unless max bytes stopped it */
+		if (got < n && bytes < TAKE_BYTES)
 			break;
 	}
 	return e;
+}
+
+static enum cq_err peek(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
+			void *arg, size_t *seen)
+{
+	return read_oldest(q, count, PEEK_PAGE, fn, arg, seen);
+}
+
+static enum cq_err browse(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
+			  void *arg, size_t *seen)
+{
+	return read_oldest(q, count, BROWSE_PAGE, fn, arg, seen);
 }
 
 static enum cq_err info(struct cqi_qdriver *q, struct cq_queue_info *out)
@@ -1865,27 +1905,47 @@ static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 }
 
 /* At a clean exit: what was taken and not settled goes back to the
- * consuming end (newest first, so the oldest is next), and the lease is
- * given up. */
+ * consuming end (newest first, so the oldest is next), in batches of
+ * UNGET_BATCH (and TAKE_BYTES), and the lease is given up. */
+#define UNGET_BATCH 256
+
 static enum cq_err give_back(struct list_q *l)
 {
 	struct cq_ctx *ctx = l->base.ctx;
-	const struct cq_buf *back[] = { &l->k.proc, &l->k.queue };
+	const char *argv[5 + UNGET_BATCH];
+	size_t lens[5 + UNGET_BATCH];
 	struct cqi_reply *r;
 
 	if (quiesce(l))
 		return ctx->err;
+	argv[0] = "EVAL";
+	argv[1] = unget_lua;
+	argv[2] = "2";
+	argv[3] = l->k.proc.data;
+	argv[4] = l->k.queue.data;
+	lens[0] = 4;
+	lens[1] = strlen(unget_lua);
+	lens[2] = 1;
+	lens[3] = l->k.proc.len;
+	lens[4] = l->k.queue.len;
 	while (l->nt) {
-		const char *args[1] = { l->t[l->nt - 1].body };
-		size_t lens[1] = { l->t[l->nt - 1].len };
+		size_t n = 0, bytes = 0;
 
-		r = eval(ctx, unget_lua, back, 2, args, lens, 1);
-		if (!r)
+		while (n < UNGET_BATCH && n < l->nt && bytes < TAKE_BYTES) {
+			const struct taken *t = &l->t[l->nt - 1 - n];
+
+			argv[5 + n] = t->body;
+			lens[5 + n] = t->len;
+			bytes += t->len;
+			n++;
+		}
+		if (cqi_redis_append(ctx, CQI_KEY(3), (int)(5 + n), argv, lens) ||
+		    cqi_redis_reply(ctx, &r))
 			return ctx->err;
 		if (r->type == CQI_REPLY_ERROR)
 			return reply_err(l, r, "give back");
 		cqi_reply_free(r);
-		drop_taken(l, l->nt - 1, 1);
+		drop_taken(l, l->nt - n, n);
 	}
 	return CQ_OK;
 }
@@ -1985,6 +2045,7 @@ static const struct cqi_qdriver_ops list_ops = {
 	.pub_flush = pub_flush,
 	.pub_alive = pub_alive,
 	.peek = peek,
+	.browse = browse,
 	.info = info,
 	.purge = purge,
 	.declare = declare,

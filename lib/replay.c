@@ -172,6 +172,7 @@ struct replay {
 	uint64_t total;		/* messages to look at: those present at start */
 	uint64_t received;	/* taken so far (at most total) */
 	bool quit;		/* o->fn asked to end the run */
+	bool browsing;		/* --dry-run through ops->browse: nothing taken */
 	bool taking;		/* not yet told to stop() */
 	uint64_t held;		/* left unsettled, given back at the end */
 	uint64_t min_held;	/* lowest one (UINT64_MAX: none) */
@@ -207,7 +208,8 @@ static void hold(struct replay *r, uint64_t tag)
 	r->held++;
 	if (tag < r->min_held)
 		r->min_held = tag;
-	r->q->ops->hold(r->q, tag);
+	if (!r->browsing)
+		r->q->ops->hold(r->q, tag);
 }
 
 /* Send the batched ack. */
@@ -564,6 +566,41 @@ static enum cq_err replay_loop(struct replay *r)
 	return flush_acks(r);
 }
 
+/* browse's fn: a dry run looks at one message; CQ_ERR_INTERNAL, with no
+ * error on the context, ends the browse on a stop request or o->fn's. */
+static enum cq_err browsed(void *arg, const struct cq_delivery *d)
+{
+	struct replay *r = arg;
+	enum cq_err e;
+
+	if (cq_stop_requested()) {
+		r->st->stopped = true;
+		return CQ_ERR_INTERNAL;
+	}
+	e = handle(r, d);
+	if (e)
+		return e;
+	if (r->quit) {
+		r->st->quit = true;
+		return CQ_ERR_INTERNAL;
+	}
+	return CQ_OK;
+}
+
+/* A dry run on a driver that reads without taking: the messages present
+ * at start (r->total of them), oldest first, each where it was. */
+static enum cq_err dry_run_browse(struct replay *r)
+{
+	size_t seen;
+	enum cq_err e;
+
+	r->browsing = true;
+	e = r->q->ops->browse(r->q, (size_t)r->total, browsed, r, &seen);
+	if (e && !r->ctx->err && (r->st->stopped || r->st->quit))
+		return CQ_OK;
+	return e ? (r->ctx->err ? r->ctx->err : e) : CQ_OK;
+}
+
 enum cq_err cqi_replay_on(struct cq_ctx *ctx, struct cqi_qdriver *q,
 			  const struct cq_replay_opts *o,
 			  struct cq_replay_stats *st)
@@ -593,6 +630,10 @@ enum cq_err cqi_replay_on(struct cq_ctx *ctx, struct cqi_qdriver *q,
 	r.total = o->count && o->count < present ? o->count : present;
 	if (r.total == 0) {
 		e = CQ_OK;
+		goto out;
+	}
+	if (o->dry_run && q->ops->browse) {
+		e = dry_run_browse(&r);
 		goto out;
 	}
 	/* room for a window taken (take() asks for no more), made now */

@@ -510,6 +510,53 @@ per_test_teardown() { kill_consumer_and_handlers; }
 	assert_output 0
 }
 
+@test "list: replay-dlq --dry-run reads the dead letters where they are: the same lines in their order, the list and its records untouched, no key made" {
+	rcli LPUSH "$Q" a b c d >/dev/null
+	qctl consume --max-retries 1 --until-empty -e 'exit 3' "$Q" 2>/dev/null
+	rcli LPUSH "$DLQ" raw >/dev/null
+	before=$(rcli LRANGE "$DLQ" 0 -1; rcli HGETALL "$DLQ_META" | paste - - | sort)
+	keys=$(test_keys)
+	run -0 --separate-stderr qctl replay-dlq --dry-run --filter 'body:^(raw|b|c)$' "$DLQ"
+	assert_output "$(printf "would move (no id) to '%s'\n" "$Q" "$Q" "$Q")"
+	assert_equal "$stderr" "would replay 3 to '$Q' (2 skipped), nothing moved"
+	# oldest first: a and d do not match
+	run -0 --separate-stderr qctl replay-dlq --dry-run --json --filter 'body:^(raw|b|c)$' "$DLQ"
+	skip='{"action":"skipped","message_id":null,"to":"'$Q'","reason":"does not match the filter"}'
+	would='{"action":"would-move","message_id":null,"to":"'$Q'"}'
+	assert_output "$(printf '%s\n' "$skip" "$would" "$would" "$skip" "$would")"
+	assert_equal "$(rcli LRANGE "$DLQ" 0 -1; rcli HGETALL "$DLQ_META" | paste - - | sort)" "$before"
+	assert_equal "$(test_keys)" "$keys"
+}
+
+@test "list: replay-dlq --dry-run takes nothing while it runs: the dead letters stay in the list for every reader, no processing list" {
+	seq 1 5000 | qctl enqueue -q "$DLQ"
+	before=$(rcli LRANGE "$DLQ" 0 -1 | md5sum)
+	# the reader stops reading after one line: the dry run waits for the
+	# pipe mid-run (5,000 lines are more than it holds); the old dry run
+	# had taken the first 1,000 into a processing list by then
+	qctl replay-dlq --dry-run --to "$Q" "$DLQ" 2>"$TMP/err" | {
+		read -r first
+		echo "$first"
+		rcli LLEN "$DLQ"
+		rcli LINDEX "$DLQ" -1
+		rcli --scan --pattern "{$DLQ}|cq:*"
+		wc -l
+	} >"$TMP/mid"
+	assert_equal "$(cat "$TMP/mid")" "$(printf "would move (no id) to '%s'\n5000\n1\n4999" "$Q")"
+	assert_equal "$(cat "$TMP/err")" "would replay 5000 to '$Q' (0 skipped), nothing moved"
+	assert_equal "$(rcli LRANGE "$DLQ" 0 -1 | md5sum)" "$before"
+	assert_equal "$(test_keys)" "$DLQ"
+}
+
+@test "list: replay-dlq --filter leaves what does not match in the dead-letter list, in its order, over many batches" {
+	seq 1 3000 | qctl enqueue -q "$DLQ"
+	run -0 --separate-stderr qctl replay-dlq --to "$Q" --filter 'body:[02468]$' "$DLQ"
+	[[ "$stderr" == "replayed 1500 to '$Q' (1500 skipped, 0 failed) in "* ]]
+	assert_equal "$(rcli LRANGE "$DLQ" 0 -1)" "$(seq 2999 -2 1)"
+	assert_equal "$(rcli LRANGE "$Q" 0 -1)" "$(seq 3000 -2 2)"
+	assert_equal "$(test_keys)" "$(printf '%s\n' "$Q" "$DLQ" | sort)"
+}
+
 @test "list: replay-dlq --dry-run into a reader that goes away stops there: 74 without a word, every dead letter in place" {
 	seq 1 20000 | qctl enqueue -q "$DLQ"
 	# it went on through all 20,000 (15 s), then said 'would replay 20000'
