@@ -131,9 +131,9 @@ load test_helper
 	grep -F "\"$P" "$TMP/mon" | grep -i '"set"' >"$TMP/sets"
 	cat "$TMP/sets"
 	[ "$(wc -l <"$TMP/sets")" -eq 5 ]	# XX, XX then NX, XX, XX
-	! grep -i '"keepttl"' "$TMP/sets" | grep -qiv '"xx"'
-	! grep -iv '"keepttl"' "$TMP/sets" | grep -qiv '"nx"'
-	! grep -iv '"keepttl"' "$TMP/sets" | grep -qiv '"px"'
+	! grep -i '"keepttl"' "$TMP/sets" | grep -qiv '"xx"' || false
+	! grep -iv '"keepttl"' "$TMP/sets" | grep -qiv '"nx"' || false
+	! grep -iv '"keepttl"' "$TMP/sets" | grep -qiv '"px"' || false
 	[ "$(rcli get "${P}k")" = x ]
 	ttl=$(rcli pttl "${P}k")
 	[ "$ttl" -gt 0 ] && [ "$ttl" -le 60000 ]

@@ -259,7 +259,7 @@ enqueue() {
 		--handler-timeout 300ms -e 'sleep 50 & echo $! >"$TMP/handler.pid"; wait' "$Q"
 	[[ "$stderr" == *"dead-lettered to '$Q.dlq': timeout"* ]]
 	# the background sleep went with its process group
-	! kill -0 "$(cat "$TMP/handler.pid")" 2>/dev/null
+	wait_for 5 gone "$(cat "$TMP/handler.pid")"
 	run -0 first_headers "$Q.dlq"
 	jq -e '."x-cq-death-reason" == "timeout"' <<<"$output"
 }

@@ -35,7 +35,7 @@ bg_wait() {
 }
 
 # Processes whose command line holds $1 (the unique marker of a test).
-alive() {
+marked() {
 	pgrep -f -- "$1" | wc -l | tr -d ' '
 }
 
@@ -66,8 +66,8 @@ lock_key() { echo "${P}{${P}$1}|cq:lock"; }
 	[ "$status" = 75 ]
 	grep -qx "cachectl: fetch: stopped by SIGTERM: the command was stopped, nothing cached" "$TMP/err"
 	# no child left, no lock left, nothing cached
-	! kill -0 "$(cat "$TMP/pid")" 2>/dev/null
-	[ "$(alive "$mark")" = 0 ]
+	wait_for 5 gone "$(cat "$TMP/pid")"
+	[ "$(marked "$mark")" = 0 ]
 	[ "$(rcli exists "$(lock_key k)")" = 0 ]
 	[ "$(rcli exists "${P}k")" = 0 ]
 	# the next caller computes at once instead of waiting the lock's TTL
@@ -90,7 +90,7 @@ lock_key() { echo "${P}{${P}$1}|cq:lock"; }
 	[ "$status" = 75 ]
 	[ "$SECONDS" -lt 3 ]
 	grep -q "stopped by SIGINT" "$TMP/err"
-	! kill -0 "$(cat "$TMP/pid")" 2>/dev/null
+	wait_for 5 gone "$(cat "$TMP/pid")"
 	[ "$(rcli exists "$(lock_key k)")" = 0 ]
 }
 
@@ -170,7 +170,7 @@ lock_key() { echo "${P}{${P}$1}|cq:lock"; }
 	[[ "$stderr" == *"dead-lettered through exchange '$Q.dlx': timeout"* ]]
 	# the child that ignores SIGTERM outlived its shell, then got SIGKILL:
 	# the message was settled only once nothing of the attempt was left
-	! kill -0 "$(cat "$TMP/pid")" 2>/dev/null
+	wait_for 5 gone "$(cat "$TMP/pid")"
 	[ "$SECONDS" -ge 5 ]
 	[ "$(ready "$Q.dlq")" = 1 ]
 }

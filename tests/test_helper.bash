@@ -212,6 +212,12 @@ alive() {
 	[[ ${st%% *} != [ZX] ]]
 }
 
+# The process is gone: exited, or killed and only waiting to be reaped (a
+# zombie answers kill -0; this machine's init reaps orphans seconds late).
+gone() {
+	! alive "$1"
+}
+
 # Start a private redis-server for a test that must own its server (hit
 # rates and evictions are server-wide; or the test fills or kills it): on a
 # unix socket in the test's temp dir, and with --tcp also on a free

@@ -57,7 +57,7 @@ lines_at_least() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
 		p=$(cat "$SB/cluster/n$n/rabbitmq.pid")
 		ss -Hltnp | grep "pid=$p," | awk '{ print $4 }' > "$TMP/addrs"
 		[ -s "$TMP/addrs" ]
-		! grep -v '^127\.0\.0\.1:' "$TMP/addrs"
+		! grep -v '^127\.0\.0\.1:' "$TMP/addrs" || false
 	done
 	# each node has the management API
 	for n in 1 2 3; do
@@ -158,7 +158,7 @@ lines_at_least() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
 		"[\"127.0.0.1:$(node_port 1)\",\"127.0.0.1:$(node_port 2)\"]" ]
 	grep -q "not confirmed: connection lost\|not confirmed: channel closed" "$TMP/err"
 	# the input was read to its end: nothing left unsent
-	! grep -q "not sent" "$TMP/err"
+	! grep -q "not sent" "$TMP/err" || false
 	confirmed=$(sed -n 's/^enqueued \([0-9]*\) messages.*, 1 reconnect)$/\1/p' "$TMP/err")
 	# the lines named, re-sent through node 2
 	resend_lines "$TMP/failed.jsonl" "$TMP/in" > "$TMP/resend"
