@@ -528,7 +528,7 @@ per_test_teardown() { kill_consumer_and_handlers; }
 	assert_equal "$(test_keys)" "$keys"
 }
 
-@test "list: replay-dlq --dry-run takes nothing while it runs: the dead letters stay in the list for every reader, no processing list" {
+@test "list: replay-dlq --dry-run takes nothing while it runs: the dead letters stay in the list for every reader (peek sees the oldest), no processing list" {
 	seq 1 5000 | qctl enqueue -q "$DLQ"
 	before=$(rcli LRANGE "$DLQ" 0 -1 | md5sum)
 	# the reader stops reading after one line: the dry run waits for the
@@ -540,9 +540,10 @@ per_test_teardown() { kill_consumer_and_handlers; }
 		rcli LLEN "$DLQ"
 		rcli LINDEX "$DLQ" -1
 		rcli --scan --pattern "{$DLQ}|cq:*"
+		qctl peek --count 1 "$DLQ"	# another reader sees the oldest
 		wc -l
 	} >"$TMP/mid"
-	assert_equal "$(cat "$TMP/mid")" "$(printf "would move (no id) to '%s'\n5000\n1\n4999" "$Q")"
+	assert_equal "$(cat "$TMP/mid")" "$(printf "would move (no id) to '%s'\n5000\n1\n#1 id=- age=? size=1\n   body: 1\n4999" "$Q")"
 	assert_equal "$(cat "$TMP/err")" "would replay 5000 to '$Q' (0 skipped), nothing moved"
 	assert_equal "$(rcli LRANGE "$DLQ" 0 -1 | md5sum)" "$before"
 	assert_equal "$(test_keys)" "$DLQ"
