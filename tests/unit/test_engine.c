@@ -469,6 +469,48 @@ static const struct cqi_qdriver_ops fake_dlq_ops = {
 	.free = f_free,
 };
 
+/* Read up to count of the queue, oldest first, taking nothing (a
+ * list's LRANGE). */
+static enum cq_err f_browse(struct cqi_qdriver *q, size_t count,
+			    cq_peek_fn fn, void *arg, size_t *seen)
+{
+	struct fake *f = F(q);
+	enum cq_err e = CQ_OK;
+
+	for (*seen = 0; *seen < count && *seen < f->nready && !e; (*seen)++) {
+		struct cq_delivery *d = delivery(&f->ready[*seen], *seen + 1);
+
+		e = fn(arg, d);
+		cqi_delivery_free(d);
+	}
+	return e;
+}
+
+/* The same, with browse: a dry run reads without taking. */
+static const struct cqi_qdriver_ops fake_browse_ops = {
+	.connect = f_connect,
+	.inspect = f_inspect,
+	.start = f_start,
+	.take = f_replay_take,
+	.buffered = f_buffered,
+	.fd = f_fd,
+	.unsettled = f_pub_unsettled,
+	.depth = f_depth,
+	.stop = f_stop,
+	.resume = f_resume,
+	.ack = f_ack,
+	.hold = f_hold,
+	.release = f_release,
+	.exhausted = f_exhausted,
+	.pub_start = f_pub_start,
+	.publish = f_publish,
+	.pub_poll = f_pub_poll,
+	.pub_flush = f_pub_flush,
+	.pub_alive = f_pub_alive,
+	.browse = f_browse,
+	.free = f_free,
+};
+
 /* ---- the fixture ------------------------------------------------------- */
 
 struct fixture {
@@ -839,6 +881,67 @@ static void test_replay_dry_run(void **state)
 	assert_string_equal(x->f.ready[1].id, "b");
 }
 
+/* o->fn: the reader goes away after the first event. */
+static bool gone_after_one(void *arg, const struct cq_replay_event *ev)
+{
+	(void)ev;
+	return ++*(int *)arg < 1;
+}
+
+/*
+ * A dry run on a driver with browse reads without taking: nothing is
+ * started, taken, held or given back, the bound and the filter apply as
+ * on the taking path, and a reader that goes away ends it quietly.
+ */
+static void test_replay_dry_run_browse(void **state)
+{
+	struct fixture *x = *state;
+	struct cq_replay_opts o;
+	struct cq_replay_stats st;
+	struct cq_filter *fl = NULL;
+	char err[200];
+	int events = 0;
+
+	put(&x->f, "a", "1", 0);
+	put(&x->f, "b", "2", 0);
+	put(&x->f, "c", "3", 0);
+	assert_int_equal(cq_filter_add(&fl, "body:^[13]$", err, sizeof(err)), CQ_OK);
+	cq_replay_opts_init(&o);
+	o.to = "work";
+	o.dry_run = true;
+	o.count = 2;
+	o.filter = fl;
+	x->f.base.ops = &fake_browse_ops;
+	x->f.dir = NULL;
+	assert_int_equal(cqi_replay_on(x->ctx, &x->f.base, &o, &st), CQ_OK);
+	assert_int_equal(st.present, 3);
+	assert_int_equal(st.seen, 2);
+	assert_int_equal(st.would_move, 1);
+	assert_int_equal(st.skipped, 1);
+	assert_string_equal(st.target, "work");
+	assert_false(x->f.taking);
+	assert_int_equal(x->f.next_tag, 0);
+	assert_int_equal(x->f.nheld, 0);
+	assert_int_equal(x->f.nreleased, 0);
+	assert_int_equal(x->f.npub, 0);
+	assert_int_equal(x->f.nready, 3);
+	assert_string_equal(x->f.ready[0].id, "a");
+	assert_string_equal(x->f.ready[2].id, "c");
+	/* the reader goes away: the run ends there, no error */
+	cq_replay_opts_init(&o);
+	o.to = "work";
+	o.dry_run = true;
+	o.fn = gone_after_one;
+	o.arg = &events;
+	assert_int_equal(cqi_replay_on(x->ctx, &x->f.base, &o, &st), CQ_OK);
+	assert_true(st.quit);
+	assert_false(st.stopped);
+	assert_int_equal(st.seen, 1);
+	assert_int_equal(x->ctx->err, CQ_OK);
+	assert_int_equal(x->f.nready, 3);
+	cq_filter_free(fl);
+}
+
 static void on_reconnected(void *arg, const struct cq_reconnect *r)
 {
 	(void)arg;
@@ -918,6 +1021,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replay_confirm_then_ack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_bounds_and_filters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_dry_run, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_dry_run_browse, setup, teardown),
 		/* last: a stop request stays for the rest of the process */
 		cmocka_unit_test_setup_teardown(test_stop_settles_in_flight, setup, teardown),
 	};
