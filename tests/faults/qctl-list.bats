@@ -162,6 +162,29 @@ HANDLER='echo $$ >>"$TMP/handlers"; b=$(cat); sleep 0.0$((RANDOM % 5)); echo "$b
 	done
 }
 
+@test "list and stream faults: a single Redis going away while consume waits idle (BLMOVE, XREADGROUP BLOCK): exit 75 at once, naming it" {
+	local b
+	for b in list stream; do
+		qctl declare -q --backend "$b" "$Q.$b"
+		qctl enqueue -q --backend "$b" "$Q.$b" job
+		# Redis stops once the message is handled and consume waits again
+		( wait_for 10 test -s "$TMP/out.$b" && sleep 0.5 && sb stop-redis ) 3>&- &
+		BGPID=$!
+		SECONDS=0
+		run -75 --separate-stderr timeout 20 qctl consume --backend "$b" -e "cat >>'$TMP/out.$b'" "$Q.$b"
+		wait "$BGPID"
+		BGPID=
+		echo "$b: ${SECONDS}s; $stderr"
+		# not waited for as a lost master is (3x --timeout): there is none other
+		[ "$SECONDS" -lt 5 ]
+		assert_equal "$(cat "$TMP/out.$b")" job
+		[[ ${stderr_lines[0]} == "qctl: consume: consumed 1 message in "*" (1 acked, 0 retried, 0 dead-lettered)" ]]
+		[[ ${stderr_lines[1]} =~ ^qctl:\ consume:\ Redis\ at\ 127\.0\.0\.1:[0-9]+\ closed\ the\ connection$ ]]
+		[ "${#stderr_lines[@]}" -eq 2 ]
+		sb start-redis
+	done
+}
+
 @test "list faults: on a Redis Cluster every step stays on the queue's slot; a dead-letter list off it is refused, naming the one that works" {
 	redis_cluster_start "$SB" --replicas 0
 	seq 1 100 | qctl enqueue -q "$Q"
