@@ -30,7 +30,8 @@ runs() {
 	run -0 rcli get "${P}k"
 	assert_output computed
 	t=$(rcli pttl "${P}k")
-	[ "$t" -gt 55000 ] && [ "$t" -le 60000 ]
+	[ "$t" -gt 55000 ]
+	[ "$t" -le 60000 ]
 	run -0 rcli exists "$(lock_key k)"
 	assert_output 0
 }
@@ -105,7 +106,8 @@ runs() {
 		[ "$t" -gt 0 ] && break
 		sleep 0.01
 	done
-	[ "$t" -gt 15000 ] && [ "$t" -le 20000 ]
+	[ "$t" -gt 15000 ]
+	[ "$t" -le 20000 ]
 	wait
 }
 

@@ -11,7 +11,8 @@ load test_helper
 	run -0 rcli get "${P}k"
 	assert_output "a value"
 	ttl=$(rcli pttl "${P}k")
-	[ "$ttl" -gt 85000 ] && [ "$ttl" -le 90000 ]
+	[ "$ttl" -gt 85000 ]
+	[ "$ttl" -le 90000 ]
 }
 
 @test "set without --ttl is refused (exit 64) unless CQ_DEFAULT_TTL or --no-ttl" {
@@ -21,7 +22,8 @@ load test_helper
 	assert_output 0
 	CQ_DEFAULT_TTL=2m run -0 cachectl set k v
 	ttl=$(rcli pttl "${P}k")
-	[ "$ttl" -gt 110000 ] && [ "$ttl" -le 120000 ]
+	[ "$ttl" -gt 110000 ]
+	[ "$ttl" -le 120000 ]
 	run -0 cachectl set k2 v --no-ttl
 	run -0 rcli pttl "${P}k2"
 	assert_output -1
@@ -30,7 +32,8 @@ load test_helper
 @test "set --jitter DUR spreads expiry over [ttl, ttl+jitter]" {
 	for i in $(seq 1 20); do cachectl set "k$i" v --ttl 100s --jitter 50s; done
 	read -r min max <<<"$(pttl_range k 20)"
-	[ "$min" -gt 95000 ] && [ "$max" -le 150000 ]
+	[ "$min" -gt 95000 ]
+	[ "$max" -le 150000 ]
 	# 20 uniform draws over 50 s all within 1 s of each other: chance ~1e-30
 	[ $((max - min)) -gt 1000 ]
 }
@@ -38,7 +41,8 @@ load test_helper
 @test "set --jitter PCT spreads expiry by a percentage of the TTL" {
 	for i in $(seq 1 20); do cachectl set "k$i" v --ttl 100s --jitter 20%; done
 	read -r min max <<<"$(pttl_range k 20)"
-	[ "$min" -gt 95000 ] && [ "$max" -le 120000 ]
+	[ "$min" -gt 95000 ]
+	[ "$max" -le 120000 ]
 	[ $((max - min)) -gt 1000 ]
 }
 
@@ -67,7 +71,8 @@ load test_helper
 	run -0 rcli get "${P}k"
 	assert_output new
 	ttl=$(rcli pttl "${P}k")
-	[ "$ttl" -gt 400000 ] && [ "$ttl" -le 500000 ]
+	[ "$ttl" -gt 400000 ]
+	[ "$ttl" -le 500000 ]
 }
 
 @test "set --keep-ttl on a missing key writes nothing (exit 1): no key without expiry" {
@@ -95,12 +100,14 @@ load test_helper
 	assert_output '{"key":"old","written":true,"bytes":3}'
 	[ "$(rcli get "${P}old")" = new ]
 	ttl=$(rcli pttl "${P}old")
-	[ "$ttl" -gt 400000 ] && [ "$ttl" -le 500000 ]
+	[ "$ttl" -gt 400000 ]
+	[ "$ttl" -le 500000 ]
 	run -0 --separate-stderr cachectl set --json fresh v --keep-ttl --ttl 90s
 	assert_output '{"key":"fresh","written":true,"bytes":1,"ttl_ms":90000}'
 	[ "$(rcli get "${P}fresh")" = v ]
 	ttl=$(rcli pttl "${P}fresh")
-	[ "$ttl" -gt 85000 ] && [ "$ttl" -le 90000 ]
+	[ "$ttl" -gt 85000 ]
+	[ "$ttl" -le 90000 ]
 	# with --xx a missing key stays missing, --ttl or not
 	run -1 --separate-stderr cachectl set gone v --keep-ttl --ttl 90s --xx
 	assert_equal "$stderr" "cachectl: set: not set: 'gone' is missing"
@@ -136,7 +143,8 @@ load test_helper
 	! grep -iv '"keepttl"' "$TMP/sets" | grep -qiv '"px"' || false
 	[ "$(rcli get "${P}k")" = x ]
 	ttl=$(rcli pttl "${P}k")
-	[ "$ttl" -gt 0 ] && [ "$ttl" -le 60000 ]
+	[ "$ttl" -gt 0 ]
+	[ "$ttl" -le 60000 ]
 }
 
 @test "set reads a binary value from stdin byte for byte" {
@@ -175,7 +183,8 @@ load test_helper
 	run -0 rcli smembers "${P}cq:tag:blue"
 	assert_output "${P}k"
 	t=$(rcli pttl "${P}cq:tag:red")
-	[ "$t" -gt 95000 ] && [ "$t" -le 100000 ]
+	[ "$t" -gt 95000 ]
+	[ "$t" -le 100000 ]
 	# a longer-lived key stretches the set's TTL, a shorter one never cuts it
 	cachectl set k2 v --ttl 300s --tag red
 	cachectl set k3 v --ttl 10s --tag red
@@ -231,7 +240,8 @@ load test_helper
 	[ "$ttl" = 90000 ]
 	[ "$(rcli get "${P}$k")" = "a value" ]
 	pttl=$(rcli pttl "${P}$k")
-	[ "$pttl" -gt 85000 ] && [ "$pttl" -le 90000 ]
+	[ "$pttl" -gt 85000 ]
+	[ "$pttl" -le 90000 ]
 	# not written: written false, no ttl_ms, exit 1 as without --json
 	run -1 --separate-stderr cachectl set --json --nx --ttl 90s "$k" other
 	assert_output "{\"key\":\"we\\\"ird\\\\ k é\",\"written\":false,\"bytes\":5}"

@@ -41,7 +41,8 @@ load test_helper
 @test "warm gives every key the TTL plus jitter" {
 	seq 1 30 | awk '{printf "j%d\tv\n", $1}' | cachectl warm -q --ttl 100s --jitter 50s
 	read -r min max <<<"$(pttl_range j 30)"
-	[ "$min" -gt 95000 ] && [ "$max" -le 150000 ]
+	[ "$min" -gt 95000 ]
+	[ "$max" -le 150000 ]
 	[ $((max - min)) -gt 1000 ]
 }
 
@@ -145,11 +146,14 @@ load test_helper
 	run -0 cachectl get a b c
 	[ "$output" = $'text\n{"n":[1,2]}\n42' ]
 	t=$(rcli pttl "${P}a")
-	[ "$t" -gt 95000 ] && [ "$t" -le 100000 ]
+	[ "$t" -gt 95000 ]
+	[ "$t" -le 100000 ]
 	t=$(rcli pttl "${P}c")
-	[ "$t" -gt 245000 ] && [ "$t" -le 250000 ]
+	[ "$t" -gt 245000 ]
+	[ "$t" -le 250000 ]
 	t=$(rcli pttl "${P}b")
-	[ "$t" -gt 55000 ] && [ "$t" -le 60000 ]
+	[ "$t" -gt 55000 ]
+	[ "$t" -le 60000 ]
 	run -0 rcli smembers "${P}cq:tag:t1"
 	assert_output "${P}b"
 	[ "$(rcli strlen "${P}$(printf '\377')")" = 2 ]

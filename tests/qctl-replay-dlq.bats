@@ -131,7 +131,8 @@ dead_letters() {
 	kill -9 "$pid"
 	wait "$pid" || true
 	moved=$(ready "$Q")
-	[ "$moved" -gt 0 ] && [ "$moved" -lt 3000 ]
+	[ "$moved" -gt 0 ]
+	[ "$moved" -lt 3000 ]
 	run -0 qctl replay-dlq -q "$Q.dlq"
 	[ "$(ready "$Q.dlq")" = 0 ]
 	take_bodies "$Q" | sort -n | uniq > "$TMP/got"

@@ -132,7 +132,9 @@ keys_on() { ncli "$1" --scan --pattern "$P*" | wc -l; }
 	run -1 --separate-stderr cachectl get "${args[@]}"
 	[ "$output" = "${want%$'\n'}" ]
 	# the keys really are spread over the nodes
-	[ "$(keys_on "$P1")" -gt 0 ] && [ "$(keys_on "$P2")" -gt 0 ] && [ "$(keys_on "$P3")" -gt 0 ]
+	[ "$(keys_on "$P1")" -gt 0 ]
+	[ "$(keys_on "$P2")" -gt 0 ]
+	[ "$(keys_on "$P3")" -gt 0 ]
 }
 
 @test "get K1 K2 ... over the masters: a key of another type among them is exit 65 naming it; binary values and a closed pipe as on one Redis" {
@@ -171,7 +173,8 @@ keys_on() { ncli "$1" --scan --pattern "$P*" | wc -l; }
 		[ "$(ncli "$p" pttl "$k")" -gt 3500000 ]
 	done
 	# some of them were not the seed's: they came back MOVED
-	[ "$(keys_on "$P1")" -gt 0 ] && [ "$(keys_on "$P3")" -gt 0 ]
+	[ "$(keys_on "$P1")" -gt 0 ]
+	[ "$(keys_on "$P3")" -gt 0 ]
 	run -0 cachectl get mv1 mv2 mv3 mv4 mv5 mv6 mv7 mv8 mv9 mv10 mv11 mv12
 	assert_output "$(printf 'w%s\n' $(seq 12))"
 }

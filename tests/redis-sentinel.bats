@@ -15,7 +15,8 @@ load sentinel_helper
 	run -0 on "$(master_port)" GET "${P}k"
 	assert_output 'hello sentinel'
 	run -0 on "$(master_port)" TTL "${P}k"
-	[ "$output" -gt 3500 ] && [ "$output" -le 3600 ]
+	[ "$output" -gt 3500 ]
+	[ "$output" -le 3600 ]
 }
 
 @test "warm through the sentinels writes every line on the master the sentinels name" {

@@ -211,9 +211,11 @@ refute_secret() {
 	touch "$TMP/go"
 	wait "$p1" "$p2"
 	[ "${#lines[@]}" -eq 2 ]
-	[[ "$t1" =~ ^[0-9a-f]{32}$ ]] && [[ "$t2" =~ ^[0-9a-f]{32}$ ]]
+	[[ "$t1" =~ ^[0-9a-f]{32}$ ]]
+	[[ "$t2" =~ ^[0-9a-f]{32}$ ]]
 	[ "$t1" != "$t2" ]
-	[ "$(cat "$TMP/1")" = one ] && [ "$(cat "$TMP/2")" = two ]
+	[ "$(cat "$TMP/1")" = one ]
+	[ "$(cat "$TMP/2")" = two ]
 	# released by their owners
 	run -0 admin --scan --pattern "${P}*|cq:lock"
 	assert_output ''

@@ -157,7 +157,8 @@ lock_key() { echo "${P}{${P}$1}|cq:lock"; }
 	grep -qx "cachectl: invalidate: stopped by SIGTERM: the keys not scanned yet are left" "$TMP/err"
 	n=$(jq -r .invalidated "$TMP/out")
 	[ "$(jq -r .stopped "$TMP/out")" = true ]
-	[ "$n" -gt 0 ] && [ "$n" -lt 50000 ]
+	[ "$n" -gt 0 ]
+	[ "$n" -lt 50000 ]
 	[ "$(rcli --scan --pattern "${P}u*" | wc -l)" = $((50000 - n)) ]
 }
 
@@ -278,7 +279,8 @@ slow_input_stopped() {
 	[ "$status" = 75 ]
 	grep -q "qctl: replay-dlq: stopped by SIGTERM" "$TMP/err"
 	moved=$(sed -n "s/^replayed \([0-9]*\) to '$Q'.*/\1/p" "$TMP/err")
-	[ "$moved" -gt 0 ] && [ "$moved" -lt 3000 ]
+	[ "$moved" -gt 0 ]
+	[ "$moved" -lt 3000 ]
 	# the summary's count is what the queue holds; the rest is back in the DLQ
 	until_true 10 '[ "$(ready "$Q.dlq")" = $((3000 - moved)) ]'
 	[ "$(ready "$Q")" = "$moved" ]

@@ -326,7 +326,8 @@ enqueue_to_full_redis() {
 	run -75 --separate-stderr qctl --redis "$PRIV_URL" enqueue "$Q" <"$TMP/in"
 	local have
 	have=$(pcli "$@")
-	[ "$have" -gt 0 ] && [ "$have" -lt 20 ]
+	[ "$have" -gt 0 ]
+	[ "$have" -lt 20 ]
 	[[ "$stderr" == *"qctl: enqueue: lines $((have + 1))-20: not confirmed: refused by Redis: out of memory (maxmemory)"* ]]
 }
 

@@ -28,11 +28,14 @@ dbsize_over() { [ "$(rcli DBSIZE 2>/dev/null || echo 0)" -gt "$1" ]; }
 	from=$(sed -n 's/^cachectl: warm: \([0-9]*\) keys not confirmed written; lines from \([0-9]*\) on not read$/\2/p' "$TMP/err")
 	warmed=$(sed -n 's/^warmed \([0-9]*\) keys in .* (0 skipped, \([0-9]*\) failed)$/\1/p' "$TMP/err")
 	failed=$(sed -n 's/^warmed \([0-9]*\) keys in .* (0 skipped, \([0-9]*\) failed)$/\2/p' "$TMP/err")
-	[ -n "$lost" ] && [ -n "$from" ] && [ -n "$warmed" ]
+	[ -n "$lost" ]
+	[ -n "$from" ]
+	[ -n "$warmed" ]
 	# the summary counts what the error line counts
 	[ "$failed" = "$lost" ]
 	note "warm: $warmed written, $lost without a reply, lines from $from of $n not read"
-	[ "$warmed" -gt 0 ] && [ "$from" -le "$n" ]
+	[ "$warmed" -gt 0 ]
+	[ "$from" -le "$n" ]
 	[ $((warmed + lost + 1)) -eq "$from" ]
 	# nothing went to the new server behind our back
 	run -0 rcli DBSIZE
@@ -57,7 +60,8 @@ dbsize_over() { [ "$(rcli DBSIZE 2>/dev/null || echo 0)" -gt "$1" ]; }
 	cat "$TMP/err" "$TMP/out"
 	[ "$rc" -eq 75 ]
 	lost=$(sed -n 's/^cachectl: warm: \([0-9]*\) keys not confirmed written; .*/\1/p' "$TMP/err")
-	[ -n "$lost" ] && [ "$lost" -gt 0 ]
+	[ -n "$lost" ]
+	[ "$lost" -gt 0 ]
 	[ "$(jq -r .failed "$TMP/out")" = "$lost" ]
 	[ $(($(jq -r '.warmed + .failed' "$TMP/out"))) -eq "$(jq -r .records "$TMP/out")" ]
 }

@@ -89,12 +89,15 @@ printf '%s\n' "$body" >>"$DONE"
 SH
 	chmod +x "$TMP/killer"
 	run -0 --separate-stderr qctl consume "$Q" --exec "$TMP/killer" --until-empty --max-retries 3
-	[ -e "$TMP/killed-msg-7" ] && [ -e "$TMP/killed-msg-23" ] && [ -e "$TMP/killed-msg-42" ]
+	[ -e "$TMP/killed-msg-7" ]
+	[ -e "$TMP/killed-msg-23" ]
+	[ -e "$TMP/killed-msg-42" ]
 	check_all_there "$DONE" "$n"
 	[ "$DUPS" -eq 0 ]
 	# the summary counts the three retries; nothing was dead-lettered
 	[[ "$stderr" == *"consumed "*" (50 acked, 3 retried, 0 dead-lettered)"* ]]
-	[ "$(depth "$Q")" -eq 0 ] && [ "$(depth "$Q.dlq")" -eq 0 ]
+	[ "$(depth "$Q")" -eq 0 ]
+	[ "$(depth "$Q.dlq")" -eq 0 ]
 }
 
 @test "consume --exec with qctl SIGKILLed: unacked messages come back, none lost" {
@@ -183,7 +186,8 @@ SH
 	nresend=$(wc -l <"$TMP/resend-numbers")
 	# (lines the broker confirmed while enqueue sat waiting on its input
 	# are named too: it reads confirms only while publishing)
-	[ "$nresend" -ge $((n / 2)) ] && [ "$nresend" -le "$n" ]
+	[ "$nresend" -ge $((n / 2)) ]
+	[ "$nresend" -le "$n" ]
 	awk 'NR == FNR { want[$1] = 1; next } want[FNR]' "$TMP/resend-numbers" "$TMP/lines" |
 		qctl enqueue -q "$Q"
 	take_bodies "$Q" >"$TMP/got"
@@ -209,7 +213,8 @@ SH
 	[ "$status" -ne 124 ]	# it ended by itself
 	# 1 try + 2 retries each, then the dead-letter queue
 	[ "$(grep -c . "$TMP/tries")" -eq $((n * 3)) ]
-	[ "$(depth "$Q")" -eq 0 ] && [ "$(depth "$Q.dlq")" -eq "$n" ]
+	[ "$(depth "$Q")" -eq 0 ]
+	[ "$(depth "$Q.dlq")" -eq "$n" ]
 	[[ "$stderr" == *"(0 acked, $((n * 2)) retried, $n dead-lettered)"* ]]
 	# replay them while a consumer that always fails bounces each one
 	# straight back into the DLQ: replay moves what was there at start,
@@ -227,6 +232,7 @@ SH
 	[ "$rc" -eq 0 ]
 	# each message went round exactly once more
 	[ "$(grep -c . "$TMP/tries")" -eq "$n" ]
-	[ "$(depth "$Q.dlq")" -eq "$n" ] && [ "$(depth "$Q")" -eq 0 ]
+	[ "$(depth "$Q.dlq")" -eq "$n" ]
+	[ "$(depth "$Q")" -eq 0 ]
 	note "dead-letter loop: $((n * 3)) tries for $n messages, then the DLQ; replay moved them once"
 }

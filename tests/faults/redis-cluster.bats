@@ -203,7 +203,8 @@ named_lines() { sed -n 's/^cachectl: warm: line \([0-9]*\): .*/\1/p' "$1" | sort
 	# counted on the node that serves the tag now: node 1's replica
 	new=$(masters | grep -vx "$P1" | while read -r i; do
 		[ "$(ncli "$i" exists "${P}${tag}k")" = 0 ] && echo "$i"; done)
-	[ -n "$new" ] && [ "$new" != "$P1" ]
+	[ -n "$new" ]
+	[ "$new" != "$P1" ]
 	run -0 ncli "$new" LLEN "${P}$tag$Q.list"
 	assert_output 0
 	[ -z "$(ncli "$new" --scan --pattern "*$Q.list*processing*" |

@@ -197,7 +197,10 @@ has_lines() { [ "$(wc -l <"$1")" -ge "$2" ]; }
 	lost=$(sed -n 's/^cachectl: warm: \([0-9]*\) keys not confirmed written; lines from \([0-9]*\) on not read$/\1/p' "$TMP/err")
 	from=$(sed -n 's/^cachectl: warm: \([0-9]*\) keys not confirmed written; lines from \([0-9]*\) on not read$/\2/p' "$TMP/err")
 	warmed=$(sed -n 's/^warmed \([0-9]*\) keys in .* (0 skipped, \([0-9]*\) failed)$/\1/p' "$TMP/err")
-	[ -n "$lost" ] && [ -n "$from" ] && [ -n "$warmed" ] && [ "$warmed" -gt 0 ]
+	[ -n "$lost" ]
+	[ -n "$from" ]
+	[ -n "$warmed" ]
+	[ "$warmed" -gt 0 ]
 	[ $((warmed + lost + 1)) -eq "$from" ]
 	# a reply counted only once the replica had the write: all there
 	run -0 redis-cli -p "$replica" --raw EXISTS "${P}x1" "${P}x$warmed"

@@ -63,7 +63,8 @@ dead_letters() {
 	[ "$status" = 75 ]
 	grep -q "qctl: replay-dlq: stopped by SIG$sig" "$TMP/err"
 	moved=$(sed -n "s/^replayed \([0-9]*\) to .*/\1/p" "$TMP/err")
-	[ "$moved" -gt 0 ] && [ "$moved" -lt 20000 ]
+	[ "$moved" -gt 0 ]
+	[ "$moved" -lt 20000 ]
 	wait_for 20 depth_at_least "$Q.dlq" $((20000 - moved))
 	[ "$(ready "$Q")" = "$moved" ]
 	[ "$(ready "$Q.dlq")" = $((20000 - moved)) ]
@@ -83,7 +84,8 @@ dead_letters() {
 	sleep 2	# the broker's counts settle
 	total=$(( $(ready "$Q") + $(ready "$Q.dlq") ))
 	note "$total messages in both queues"
-	[ "$total" -ge 20000 ] && [ "$total" -le 20500 ]
+	[ "$total" -ge 20000 ]
+	[ "$total" -le 20500 ]
 	[ "$( (take_bodies "$Q"; take_bodies "$Q.dlq") | sort -un | wc -l)" = 20000 ]
 }
 
