@@ -215,7 +215,7 @@ alive() {
 # The process is gone: exited, or killed and only waiting to be reaped (a
 # zombie answers kill -0; this machine's init reaps orphans seconds late).
 gone() {
-	! alive "$1"
+	if alive "$1"; then return 1; fi
 }
 
 # Start a private redis-server for a test that must own its server (hit
