@@ -45,20 +45,27 @@ loading_end() { pcli CONFIG SET key-load-delay 0 >/dev/null; }
 loading() { [ "$(pcli INFO persistence | tr -d '\r' | sed -n 's/^loading://p')" = 1 ]; }
 loaded() { [ "$(pcli PING)" = PONG ]; }
 
+# $BGPID, started on the loading server, is still waiting half a second
+# later, the server still loading; once the loading ends it finishes with
+# exit 0 (its stderr, $TMP/err, shown).
+waited_out() {
+	local rc=0
+	sleep 0.5
+	loading
+	kill -0 "$BGPID"
+	loading_end
+	wait "$BGPID" || rc=$?
+	BGPID=
+	cat "$TMP/err"
+	assert_equal "$rc" 0
+}
+
 @test "get while Redis loads its dataset waits, then prints the value once loaded" {
 	loading_start 3000 1000
 	export CQ_REDIS_URL=$PRIV_URL
 	cachectl --timeout 2s get 7 >"$TMP/out" 2>"$TMP/err" &
 	BGPID=$!
-	sleep 0.5
-	loading	# still loading, and get still waiting
-	kill -0 "$BGPID"
-	loading_end
-	local rc=0
-	wait "$BGPID" || rc=$?
-	BGPID=
-	cat "$TMP/err"
-	assert_equal "$rc" 0
+	waited_out
 	assert_equal "$(cat "$TMP/out")" 7
 	[ ! -s "$TMP/err" ]
 }
@@ -86,15 +93,7 @@ loaded() { [ "$(pcli PING)" = PONG ]; }
 	seq 1 500 | awk '{ printf "w%d\tv%d\n", $1, $1 }' >"$TMP/in"
 	cachectl --timeout 2s warm --ttl 1h "$TMP/in" 2>"$TMP/err" &
 	BGPID=$!
-	sleep 0.5
-	loading
-	kill -0 "$BGPID"
-	loading_end
-	local rc=0
-	wait "$BGPID" || rc=$?
-	BGPID=
-	cat "$TMP/err"
-	assert_equal "$rc" 0
+	waited_out
 	grep -q "^warmed 500 keys in .* (0 skipped, 0 failed)$" "$TMP/err"
 	run -0 pcli DBSIZE
 	assert_output 3501
@@ -107,15 +106,7 @@ loaded() { [ "$(pcli PING)" = PONG ]; }
 	export CQ_REDIS_URL=$PRIV_URL
 	qctl --timeout 2s consume --backend list --count 2 --idle-timeout 5s "$Q" >"$TMP/out" 2>"$TMP/err" &
 	BGPID=$!
-	sleep 0.5
-	loading
-	kill -0 "$BGPID"
-	loading_end
-	local rc=0
-	wait "$BGPID" || rc=$?
-	BGPID=
-	cat "$TMP/err"
-	assert_equal "$rc" 0
+	waited_out
 	assert_equal "$(cat "$TMP/out")" $'m1\nm2'
 	run -0 pcli LLEN "$P$Q"
 	assert_output 0
