@@ -218,6 +218,45 @@ gone() {
 	if alive "$1"; then return 1; fi
 }
 
+# Idle list and stream consumers, for failover tests: QUEUE.list and
+# QUEUE.stream get one message each, which `consume -n 6` takes and acks;
+# each consumer then waits idle in its blocking read (BLMOVE, XREADGROUP
+# BLOCK).  Their output, stderr and pid go to $TMP/{out,err,pid}.BACKEND.
+idle_consumers_start() {
+	local q=$1 b
+	for b in list stream; do
+		qctl declare -q --backend "$b" "$q.$b"
+		qctl enqueue -q --backend "$b" "$q.$b" "$b-0"
+		qctl consume --backend "$b" -n 6 "$q.$b" >"$TMP/out.$b" 2>"$TMP/err.$b" &
+		echo $! >"$TMP/pid.$b"
+	done
+	for b in list stream; do wait_for 10 lines_at_least "$TMP/out.$b" 1; done
+}
+
+# The idle consumers of QUEUE carried on (after a master was lost): each
+# still runs (asked before giving it its last 5 messages: given them, it
+# ends at once), then takes those 5 and ends with exit 0, each message
+# once and in order, all 6 acked.
+idle_consumers_carry_on() {
+	local q=$1 b pid rc
+	for b in list stream; do
+		pid=$(cat "$TMP/pid.$b")
+		kill -0 "$pid" || { cat "$TMP/err.$b"; false; }
+		qctl enqueue -q --backend "$b" "$q.$b" $(seq -f "$b-%g" 1 5)
+	done
+	for b in list stream; do
+		pid=$(cat "$TMP/pid.$b")
+		rc=0
+		wait "$pid" || rc=$?
+		[ "$rc" -eq 0 ] || { cat "$TMP/err.$b"; false; }
+		assert_equal "$(cat "$TMP/out.$b")" "$(seq -f "$b-%g" 0 5)"
+		grep -q "^qctl: consume: consumed 6 messages in .* (6 acked, 0 retried, 0 dead-lettered)$" "$TMP/err.$b"
+	done
+}
+
+# File $1 holds at least $2 lines.
+lines_at_least() { [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]; }
+
 # Start a private redis-server for a test that must own its server (hit
 # rates and evictions are server-wide; or the test fills or kills it): on a
 # unix socket in the test's temp dir, and with --tcp also on a free

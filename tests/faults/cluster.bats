@@ -45,7 +45,6 @@ kill_when() {
 	sb kill-node "$KILL"
 }
 
-lines_at_least() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
 
 @test "cluster: the sandbox runs three clustered nodes, distribution on loopback only" {
 	run -0 "$SANDBOX" --dir "$SB" cluster-ctl 1 cluster_status --formatter json

@@ -10,7 +10,6 @@ load fault_helper
 
 QUEUE_SUITE=1
 
-test_lines_at_least() { [ "$(wc -l <"$1")" -ge "$2" ]; }
 
 # Check that "$1" (one body per line) holds each of msg-1..msg-$2 at least
 # once; sets DUPS to the number of extra copies.
@@ -158,7 +157,7 @@ SH
 	qctl consume "$Q.c" --exec "$TMP/holder" --jobs 2 --until-empty 2>"$TMP/con.err" &
 	cpid=$!
 	wait_for 60 depth_at_least "$Q" $((n / 2))
-	wait_for 60 test_lines_at_least "$DONE" 50
+	wait_for 60 lines_at_least "$DONE" 50
 	sb stop-rabbit
 	touch "$TMP/go"
 	rc=0

@@ -166,40 +166,22 @@ named_lines() { sed -n 's/^cachectl: warm: line \([0-9]*\): .*/\1/p' "$1" | sort
 }
 
 @test "kill -9 of the master of a list and a stream queue under idle consumers (BLMOVE, XREADGROUP BLOCK): its replica takes over, both consumers carry on, every message consumed and acked once" {
-	local i tag='' b pid rc new
+	local i tag='' new
 	cluster --replicas 1
 	# a hash tag of node 1's slots (redis-cli answers MOVED for another's)
 	for i in $(seq 1 50); do
 		[ "$(ncli "$P1" exists "${P}{r$i}k")" = 0 ] && { tag="{r$i}"; break; }
 	done
 	[ -n "$tag" ]
-	for b in list stream; do
-		qctl declare -q --backend "$b" "$tag$Q.$b"
-		qctl enqueue -q --backend "$b" "$tag$Q.$b" "$b-0"
-		qctl consume --backend "$b" -n 6 "$tag$Q.$b" >"$TMP/out.$b" 2>"$TMP/err.$b" &
-		echo $! >"$TMP/pid.$b"
-	done
-	# each has taken and acked its first message and waits, idle; node 1's
+	# each takes and acks its first message and waits, idle; node 1's
 	# replica has all of it
-	for b in list stream; do wait_for 10 test -s "$TMP/out.$b"; done
+	idle_consumers_start "$tag$Q"
 	sleep 0.5
 	[ "$(printf 'SET %s 1\nWAIT 1 2000\n' "${P}${tag}sync" | ncli "$P1" | tail -1)" = 1 ]
 	"$TOP/scripts/sandbox" --dir "$RC_DIR" kill-redis-node 1
 	# neither consumer gave up; what is enqueued once a replica took over
-	# reaches them (asked before: given its 5, a consumer ends at once)
-	for b in list stream; do
-		pid=$(cat "$TMP/pid.$b")
-		kill -0 "$pid" || { cat "$TMP/err.$b"; false; }
-		qctl enqueue -q --backend "$b" "$tag$Q.$b" $(seq -f "$b-%g" 1 5)
-	done
-	for b in list stream; do
-		pid=$(cat "$TMP/pid.$b")
-		rc=0
-		wait "$pid" || rc=$?
-		[ "$rc" -eq 0 ] || { cat "$TMP/err.$b"; false; }
-		assert_equal "$(cat "$TMP/out.$b")" "$(seq -f "$b-%g" 0 5)"
-		grep -q "^qctl: consume: consumed 6 messages in .* (6 acked, 0 retried, 0 dead-lettered)$" "$TMP/err.$b"
-	done
+	# reaches them
+	idle_consumers_carry_on "$tag$Q"
 	# counted on the node that serves the tag now: node 1's replica
 	new=$(masters | grep -vx "$P1" | while read -r i; do
 		[ "$(ncli "$i" exists "${P}${tag}k")" = 0 ] && echo "$i"; done)
