@@ -551,16 +551,6 @@ static bool emit(struct cli *cli, const struct cq_buf *b)
 	return !cli->out_failed;
 }
 
-/* Could the sample tell whether a queue exists?  A passive declare or
- * the management API answered (Redis, for a list or stream queue). */
-static bool queue_known(const struct cq_metrics *ms,
-			const struct cq_queue_stat *q)
-{
-	if (q->src == CQ_SRC_REDIS)
-		return ms->src[CQ_SRC_REDIS].up;
-	return ms->src[CQ_SRC_AMQP].up || ms->src[CQ_SRC_API].up;
-}
-
 /* Say on stderr when a server goes down, once until it is back. */
 static void report_down(struct cli *cli, const struct cq_metrics *ms,
 			bool *was_down, bool *queue_said)
@@ -579,9 +569,9 @@ static void report_down(struct cli *cli, const struct cq_metrics *ms,
 		if (ms->queues[i].error)
 			cli_err(cli, "%s: %s", ms->queues[i].name,
 				ms->queues[i].error);
-		else if (!ms->queues[i].found && queue_known(ms, &ms->queues[i]))
+		else if (!ms->queues[i].found && cq_queue_known(ms, &ms->queues[i]))
 			cli_err(cli, "no queue '%s'", ms->queues[i].name);
-		known &= queue_known(ms, &ms->queues[i]);
+		known &= cq_queue_known(ms, &ms->queues[i]);
 	}
 	if (known)
 		*queue_said = true;
@@ -644,7 +634,7 @@ static void count(struct tally *t, const struct cq_metrics *ms)
 	}
 	for (size_t i = 0; i < ms->nqueues; i++)
 		if (ms->queues[i].error ||
-		    (!ms->queues[i].found && queue_known(ms, &ms->queues[i])))
+		    (!ms->queues[i].found && cq_queue_known(ms, &ms->queues[i])))
 			t->missing = true;
 }
 

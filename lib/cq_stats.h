@@ -75,7 +75,8 @@ struct cq_member {
 struct cq_queue_stat {
 	char *name;
 	char *dlq;		/* its dead-letter queue, NULL when none known */
-	bool found;		/* false: no such queue (or not read) */
+	bool found;		/* false: no such queue, or not read (see
+				 * cq_queue_known) */
 	int src;		/* where its figures come from: CQ_SRC_AMQP
 				 * (and the API), or CQ_SRC_REDIS (a list or
 				 * stream queue) */
@@ -109,12 +110,17 @@ double cq_metrics_get(const struct cq_metrics *ms, const char *name,
 		      const char *label);
 /* Mark a source used, and up or down with the context's error. */
 void cq_metrics_source(struct cq_metrics *ms, int src, const struct cq_ctx *ctx);
+/* Could the sample tell whether q exists?  A passive declare or the
+ * management API answered (Redis, for a list or stream queue).  When
+ * not, q->found means nothing: the queue is unknown, not missing. */
+bool cq_queue_known(const struct cq_metrics *ms, const struct cq_queue_stat *q);
 
 /* ---- output ------------------------------------------------------------ */
 
 /* One JSON object for the sample (no newline): {"time":..,"interval":..,
  * "redis":{"up":..,..,"dbs":[..],"prefixes":[..]},"amqp":{"up":..},
- * "queues":[{"queue":..,"ready":..,..}]}; an unknown value is null.
+ * "queues":[{"queue":..,"found":..,"ready":..,..}]}; an unknown value is
+ * null (found too, for a queue whose server could not be asked).
  * Caller frees; NULL out of memory. */
 char *cq_metrics_json(const struct cq_metrics *ms);
 /* Prometheus text exposition: # HELP and # TYPE once per metric, then

@@ -286,6 +286,13 @@ void cq_metrics_source(struct cq_metrics *ms, int src, const struct cq_ctx *ctx)
 		 ctx->err ? (ctx->errstr[0] ? ctx->errstr : cq_strerror(ctx->err)) : "");
 }
 
+bool cq_queue_known(const struct cq_metrics *ms, const struct cq_queue_stat *q)
+{
+	if (q->src == CQ_SRC_REDIS)
+		return ms->src[CQ_SRC_REDIS].up;
+	return ms->src[CQ_SRC_AMQP].up || ms->src[CQ_SRC_API].up;
+}
+
 /* ---- UTF-8 --------------------------------------------------------------- */
 
 static bool appends(struct cq_buf *b, const char *s)
@@ -413,7 +420,8 @@ static json_t *source_json(const struct cq_source *s)
 	return o;
 }
 
-/* Fill the queue objects with their names, DLQ and found flags. */
+/* Fill the queue objects with their names, DLQ and found flags (null:
+ * its server could not be asked). */
 static void queues_json(const struct cq_metrics *ms, json_t *queues)
 {
 	for (size_t i = 0; i < ms->nqueues; i++) {
@@ -424,7 +432,8 @@ static void queues_json(const struct cq_metrics *ms, json_t *queues)
 
 		if (!o)
 			continue;
-		json_object_set_new(o, "found", json_boolean(q->found));
+		json_object_set_new(o, "found", cq_queue_known(ms, q) ?
+				    json_boolean(q->found) : json_null());
 		json_object_set_new(o, "backend", json_string(q->backend));
 		json_object_set_new(o, "dlq_queue",
 				    q->dlq ? json_string(q->dlq) : json_null());

@@ -146,6 +146,9 @@ poll() {
 	run --separate-stderr -0 cqstat -Q "$Q" --amqp "$DOWN_AMQP"
 	assert_line -n 2 --regexp '^ +[0-9.-]+ .* down +- +- +- +- +-$'
 	[[ $stderr == "cqstat: amqp down: cannot connect to RabbitMQ at 127.0.0.1:1: "* ]]
+	# --json: whether the queue exists is unknown (null), not false
+	run --separate-stderr -0 cqstat --json -Q "$Q" --amqp "$DOWN_AMQP"
+	assert_equal "$(jq -c '[.amqp.up, .queues[0].found, .queues[0].ready]' <<<"$output")" '[false,null,null]'
 	# with the API up, ready and consumers still come from it
 	poll '.amqp.up == false and .api.up == true and .queues[0].ready == 0' \
 		--no-cache -Q "$Q" --amqp "$DOWN_AMQP" --api "$API"
@@ -208,6 +211,8 @@ poll() {
 	# neither could tell: down, not missing
 	run --separate-stderr -69 cqstat --no-cache -Q "$Q.nosuch" --amqp "$DOWN_AMQP" --api "http://127.0.0.1:1"
 	refute_output --partial none
+	run --separate-stderr -69 cqstat --no-cache -Q "$Q.nosuch" --amqp "$DOWN_AMQP" --api "http://127.0.0.1:1" --json
+	assert_equal "$(jq -c '[.amqp.up, .api.up, .queues[0].found]' <<<"$output")" '[false,false,null]'
 }
 
 @test "long queue names are cut in the middle, keeping the end; the header stays as wide as its columns" {

@@ -80,6 +80,10 @@ xlen() { rcli XLEN "$1"; }
 	[[ "$stderr" != *"no queue"* ]]
 	# the table says down for the Redis queues (not none: no such queue)
 	[[ "${lines[2]}" == *" down "*" down "* && "${lines[2]}" != *none* ]]
+	# --json: found is unknown (null) for them, not false; known for the AMQP one
+	run -0 --separate-stderr cqstat --no-cache --json --redis redis://127.0.0.1:1/0 -Q "stream:$Q" -Q "list:$Q" -Q "$Q"
+	assert_equal "$(jq -c '[.redis.up, [.queues[] | [.queue, .found]]]' <<<"$output")" \
+		"[false,[[\"$Q\",true],[\"stream:$Q\",null],[\"list:$Q\",null]]]"
 }
 
 @test "cqstat: a missing stream is 'no queue', exit 1; amqp:NAME is RabbitMQ's queue of that name" {

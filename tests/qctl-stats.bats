@@ -52,9 +52,17 @@ qctl: stats: no queue '$Q.nosuch2'"
 	assert_equal "$(jq -c '.queues[0].found' <<<"$output")" false
 }
 
-@test "RabbitMQ unreachable: exit 69; a refused login: exit 77" {
+@test "RabbitMQ (or Redis, for a list or stream) unreachable: exit 69, no JSON; a refused login: exit 77" {
 	run --separate-stderr -69 qctl stats --amqp "$DOWN_AMQP" "$Q"
 	[[ $stderr == "qctl: stats: cannot connect to RabbitMQ at 127.0.0.1:1: "* ]]
+	# --json prints no object that could say found false: the server is down
+	run --separate-stderr -69 qctl stats --json --amqp "$DOWN_AMQP" "$Q"
+	assert_output ''
+	for b in list stream; do
+		run --separate-stderr -69 qctl stats --json --backend $b --redis "$DOWN_REDIS" "$Q"
+		assert_output ''
+		[[ $stderr == "qctl: stats: cannot connect to Redis at 127.0.0.1:1: "* ]]
+	done
 	url=${CQ_AMQP_URL/guest:guest@/guest:Nope4pw@}
 	run --separate-stderr -77 qctl stats --amqp "$url" "$Q"
 	[[ $stderr != *Nope4pw* ]]

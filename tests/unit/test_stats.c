@@ -266,6 +266,10 @@ static void test_outputs(void **state)
 	assert_true(cq_cache_figures(NULL, &s, &ms));
 	assert_true(cqi_metrics_add_queue(&ms, "jobs", NULL, false) == 0);
 	assert_true(cqi_metrics_add(&ms, "ready", "jobs", 4, NAN));
+	/* a list queue missing from a Redis that answered */
+	assert_true(cqi_metrics_add_queue(&ms, "list:jobs", NULL, false) == 1);
+	ms.queues[1].src = CQ_SRC_REDIS;
+	ms.queues[1].backend = "list";
 
 	assert_true(cq_metrics_prom(&ms, &b));
 	check_prom(b.data);
@@ -286,7 +290,9 @@ static void test_outputs(void **state)
 	assert_non_null(strstr(json, "\"dbs\":[{\"db\":0,\"keys\":10,\"keys_no_ttl\":6},{\"db\":3,"));
 	assert_non_null(strstr(json, "\"prefixes\":[{\"prefix\":\"we\\\"ird\\\\\\n:\",\"hit_rate\":0.25,"));
 	assert_non_null(strstr(json, "\"amqp\":{\"up\":false,\"error\":\"cannot connect to RabbitMQ\"}"));
-	assert_non_null(strstr(json, "{\"queue\":\"jobs\",\"found\":false,\"backend\":\"amqp\",\"dlq_queue\":null,\"ready\":null}"));
+	/* RabbitMQ down: whether the queue exists is unknown, not false */
+	assert_non_null(strstr(json, "{\"queue\":\"jobs\",\"found\":null,\"backend\":\"amqp\",\"dlq_queue\":null,\"ready\":null}"));
+	assert_non_null(strstr(json, "{\"queue\":\"list:jobs\",\"found\":false,\"backend\":\"list\",\"dlq_queue\":null}"));
 	free(json);
 
 	assert_true(cq_metrics_text(&ms, &b));
