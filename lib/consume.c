@@ -1026,8 +1026,15 @@ enum cq_err cqi_consume_on(struct cq_ctx *ctx, struct cqi_qdriver *q,
 	c.ack_every = o->dedupe ? 1 : c.window / 4;
 	if (c.ack_every < 1)
 		c.ack_every = 1;
-	if (setup(&c, &empty) == CQ_OK && !empty)
+	if (setup(&c, &empty) == CQ_OK && !empty) {
 		run(&c);
+	} else if (ctx->err == CQ_ERR_TEMPFAIL && cq_stop_requested()) {
+		/* a wait before the first take (a Redis loading its
+		 * dataset, a master to find) cut short by a signal: stopped
+		 * as a consumer stops, having taken nothing */
+		cqi_err_drop(ctx);
+		st->stopped = true;
+	}
 	st->elapsed_ms = cq_now_ms() - c.start_ms;
 	cleanup(&c);
 	cqi_err_restore(ctx, &c.stop_err);

@@ -359,13 +359,13 @@ static bool is_loading(const struct cqi_reply *r)
  * restarted answers so until its RDB or AOF is read: it is waited for as
  * a lost node is (take_over), up to FAILOVER_WAIT from its first such
  * reply in a row, RETRY_PAUSE_MS between tries (the caller's to take).
- * When the time is up r says so instead, naming n; any other reply ends
- * n's wait. */
+ * When the time is up, or a stop request (SIGTERM) came, r says so
+ * instead, naming n; any other reply ends n's wait. */
 static bool still_loading(struct cq_ctx *ctx, struct node *n,
 			  struct cqi_reply *r)
 {
 	long long now = cq_now_ms();
-	char msg[400], *s;
+	char msg[400], stop[80] = "", *s;
 
 	if (!is_loading(r)) {
 		n->loading_since = 0;
@@ -375,9 +375,12 @@ static bool still_loading(struct cq_ctx *ctx, struct node *n,
 		n->loading_since = now;
 	if (now - n->loading_since < FAILOVER_WAIT(ctx) && !cq_stop_requested())
 		return true;
+	if (cq_stop_requested())	/* not the time: a signal ended it */
+		snprintf(stop, sizeof(stop), " (the wait for it was stopped by %s)",
+			 cq_stop_name());
 	snprintf(msg, sizeof(msg),
-		 "LOADING: Redis at %s was still loading its dataset into memory after %.1fs",
-		 n->where, (double)(now - n->loading_since) / 1000);
+		 "LOADING: Redis at %s was still loading its dataset into memory after %.1fs%s",
+		 n->where, (double)(now - n->loading_since) / 1000, stop);
 	if ((s = strdup(msg))) {
 		free(r->str);
 		r->str = s;

@@ -111,3 +111,40 @@ waited_out() {
 	run -0 pcli LLEN "$P$Q"
 	assert_output 0
 }
+
+@test "SIGTERM ends a wait on a loading Redis between two pauses: warm exits 75 saying so, a consumer 0 with its summary" {
+	loading_start 3000 2000
+	export CQ_REDIS_URL=$PRIV_URL
+	local rc=0 t0
+	printf 'w1\tv\n' >"$TMP/in"
+	cachectl --timeout 10s warm --ttl 1h "$TMP/in" 2>"$TMP/err" &
+	BGPID=$!
+	qctl --timeout 10s consume --backend list "$Q" >"$TMP/out" 2>"$TMP/cerr" &
+	local cpid=$!
+	sleep 0.5
+	loading
+	t0=$(date +%s%N)
+	kill -TERM "$BGPID" "$cpid"
+	wait "$BGPID" || rc=$?
+	BGPID=
+	cat "$TMP/err"
+	assert_equal "$rc" 75
+	# a pause is 0.2 s: out long before the 30 s the wait could last
+	[ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 1000 ]
+	[[ $(head -1 "$TMP/err") =~ ^"cachectl: warm: LOADING: Redis at 127.0.0.1:$PRIV_PORT was still loading its dataset into memory after "[0-9.]+"s (the wait for it was stopped by SIGTERM)"$ ]]
+	grep -qx "cachectl: warm: 0 keys not confirmed written; lines from 1 on not read" "$TMP/err"
+	rc=0
+	wait "$cpid" || rc=$?
+	cat "$TMP/cerr"
+	assert_equal "$rc" 0
+	grep -q "^qctl: consume: consumed 0 messages in " "$TMP/cerr"
+	[ ! -s "$TMP/out" ]
+	# nothing was written or taken meanwhile
+	loading
+	loading_end
+	wait_for 10 loaded
+	run -0 pcli DBSIZE
+	assert_output 3001
+	run -0 pcli LLEN "$P$Q"
+	assert_output 2
+}
