@@ -1247,7 +1247,8 @@ static const char consume_usage[] =
 	"                         qctl-HOST-PID; the same name again first takes\n"
 	"                         back what it left pending)\n"
 	"  --visibility-timeout DUR  claim the entries another consumer left\n"
-	"                         pending this long: it died (default 5m, 0 never)\n"
+	"                         pending this long: it died (default 5m; more\n"
+	"                         than 0: a long one, 30d, for never)\n"
 	"\n"
 	"With --until-empty or --idle-timeout, exit 1 when no message came.\n"
 	"SIGTERM or SIGINT: take no new message, let handlers finish, settle\n"
@@ -1468,8 +1469,8 @@ static int consume_opt(struct cli *cli, int c, struct consume_cli *cc,
 		o->consumer = optarg;
 		break;
 	case OPT_CONS_VISIBILITY:
-		if (!cli_duration(cli, "--visibility-timeout", optarg,
-				  &o->visibility_ms))
+		if (!cli_positive_duration(cli, "--visibility-timeout", optarg,
+					   &o->visibility_ms))
 			return EX_USAGE;
 		break;
 	case OPT_CONS_PROCESSING:

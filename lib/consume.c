@@ -945,6 +945,12 @@ static enum cq_err check_opts(struct cq_ctx *ctx, const struct cq_consume_opts *
 		return cq_seterr(ctx, CQ_ERR_USAGE, "jobs must be 1-1024");
 	if (o->dedupe && o->dedupe_ttl_ms <= 0)
 		return cq_seterr(ctx, CQ_ERR_USAGE, "dedupe TTL must be positive");
+	/* 0 would let others claim what this consumer holds (it renews
+	 * nothing) while it took nothing over: never taken over is a long
+	 * timeout, which every claimer of the group then waits for */
+	if (o->visibility_ms <= 0)
+		return cq_seterr(ctx, CQ_ERR_USAGE,
+				 "visibility timeout must be positive");
 	return CQ_OK;
 }
 

@@ -523,7 +523,8 @@ struct cq_consume_opts {
 	 * queue_group) */
 	const char *consumer;		/* NULL: qctl-HOST-PID */
 	long long visibility_ms;	/* claim a dead consumer's entries idle
-					 * this long (default 5m, 0 never) */
+					 * this long (default 5m; positive,
+					 * else CQ_ERR_USAGE) */
 
 	/* Reports (each may be NULL); all run inside cq_consume. */
 	void (*handler_stderr)(void *arg, const char *p, size_t n);

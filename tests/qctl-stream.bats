@@ -141,6 +141,25 @@ pending_is() { [ "$(pending)" = "$1" ]; }
 	assert_equal "$(group_field consumers)" 0
 }
 
+@test "stream: --visibility-timeout 0 is a usage error: nothing read, no consumer joined, no timeout recorded" {
+	local v
+	group "$K"
+	rcli XADD "$K" '*' body m >/dev/null
+	for v in 0 0s 0ms; do
+		run -64 --separate-stderr qctl consume --visibility-timeout "$v" --until-empty "$Q"
+		assert_output ""
+		assert_equal "$stderr" "qctl: consume: --visibility-timeout must be positive
+Try 'qctl consume --help'."
+	done
+	assert_equal "$(group_field last-delivered-id)" 0-0
+	assert_equal "$(group_field consumers)" 0
+	run -0 rcli EXISTS "$P{$K}|cq:vis:qctl"
+	assert_output 0
+	# --help says what to give instead
+	run -0 qctl consume --help
+	assert_output --partial "(default 5m; more"
+}
+
 @test "stream: a live consumer keeps entries its handler holds past the visibility timeout" {
 	group "$K"
 	rcli XADD "$K" '*' body slow >/dev/null

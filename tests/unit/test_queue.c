@@ -620,6 +620,32 @@ static void test_no_connect_of_its_own(void **state)
 	cq_ctx_free(ctx);
 }
 
+/* A visibility timeout of 0 is refused before anything is tried: its
+ * consumer would renew nothing, so others could take what it holds. */
+static void test_visibility_zero(void **state)
+{
+	struct cq_settings set = {
+		.redis_url = "redis://127.0.0.1:1/0",
+		.amqp_url = "amqp://guest:guest@127.0.0.1:1/%2f",
+		.timeout_ms = 1000,
+	};
+	struct cq_consume_opts o;
+	struct cq_consume_stats st;
+	struct cq_ctx *ctx;
+
+	(void)state;
+	ctx = cq_ctx_new(&set);
+	assert_non_null(ctx);
+	cq_consume_opts_init(&o);
+	o.queue = "q";
+	o.print = print_nothing;
+	o.flush = flush_nothing;
+	o.visibility_ms = 0;
+	assert_int_equal(cq_consume(ctx, &o, &st), CQ_ERR_USAGE);
+	assert_string_equal(ctx->errstr, "visibility timeout must be positive");
+	cq_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -634,6 +660,7 @@ int main(void)
 		cmocka_unit_test(test_reader_rules),
 		cmocka_unit_test(test_filters),
 		cmocka_unit_test(test_no_connect_of_its_own),
+		cmocka_unit_test(test_visibility_zero),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
