@@ -366,18 +366,50 @@ const char *cqi_redis_refusal(const struct cqi_reply *r,
 	return "refused by Redis";
 }
 
+enum cq_err cqi_redis_key_types(struct cq_ctx *ctx,
+				const struct cq_buf *const *keys, size_t n,
+				char **types)
+{
+	struct cqi_reply *r, *refused = NULL;
+	size_t queued = 0;
+	bool nomem = false;
+
+	memset(types, 0, n * sizeof(*types));
+	for (; queued < n; queued++) {
+		const char *argv[2] = { "TYPE", keys[queued]->data };
+		size_t lens[2] = { 4, keys[queued]->len };
+
+		if (cqi_redis_append(ctx, CQI_KEY(1), 2, argv, lens))
+			break;
+	}
+	/* every queued reply is read, even after an error one (a context
+	 * error would stop the reading), to keep the order */
+	for (size_t i = 0; i < queued && !cqi_redis_reply(ctx, &r); i++) {
+		if (r->type == CQI_REPLY_ERROR && !refused) {
+			refused = r;
+			continue;
+		}
+		if (r->type != CQI_REPLY_ERROR &&
+		    !(types[i] = strdup(r->str ? r->str : "")))
+			nomem = true;
+		cqi_reply_free(r);
+	}
+	if (refused && !ctx->err)
+		cqi_redis_reply_err(ctx, refused, "TYPE");
+	cqi_reply_free(refused);
+	if (nomem && !ctx->err)
+		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+	if (ctx->err)
+		for (size_t i = 0; i < n; i++) {
+			free(types[i]);
+			types[i] = NULL;
+		}
+	return ctx->err;
+}
+
 char *cqi_redis_key_type(struct cq_ctx *ctx, const struct cq_buf *key)
 {
-	const char *argv[2] = { "TYPE", key->data };
-	size_t lens[2] = { 4, key->len };
-	struct cqi_reply *r = cqi_redis_cmd(ctx, CQI_KEY(1), 2, argv, lens);
 	char *t;
 
-	if (!r)
-		return NULL;
-	t = strdup(r->str ? r->str : "");
-	cqi_reply_free(r);
-	if (!t)
-		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-	return t;
+	return cqi_redis_key_types(ctx, &key, 1, &t) ? NULL : t;
 }

@@ -515,6 +515,13 @@ const char *cqi_redis_refusal(const struct cqi_reply *r,
 /* The type of Redis key key ("none", "list", "stream"...), to free; NULL
  * with the context error set. */
 char *cqi_redis_key_type(struct cq_ctx *ctx, const struct cq_buf *key);
+/* The types of keys[0..n) into types[0..n) (each to free), asked in one
+ * pipeline: one round trip when they are on one node (a queue's keys,
+ * which share its hash tag).  On an error all are NULL and the context
+ * error is set (an error reply's too, after every reply is read). */
+enum cq_err cqi_redis_key_types(struct cq_ctx *ctx,
+				const struct cq_buf *const *keys, size_t n,
+				char **types);
 
 /*
  * A dead letter moves in one script, so on a Redis Cluster the dead-letter

@@ -418,22 +418,67 @@ enum cq_err cqi_list_keys(struct cq_ctx *ctx, const char *queue,
 	return CQ_OK;
 }
 
-/* CQ_ERR_DATA naming key (its role) unless it is of Redis type want, or
- * missing. */
+/* A key that a verb needs to be of Redis type want, or missing; role
+ * names it in the message. */
+struct key_want {
+	const struct cq_buf *key;
+	const char *role;
+	const char *want;
+};
+
+/* CQ_ERR_DATA naming w's key (its role) unless type t is the one wanted
+ * or "none". */
+static enum cq_err wrong_type(struct cq_ctx *ctx, const struct key_want *w,
+			      const char *t)
+{
+	if (!*t || !strcmp(t, w->want) || !strcmp(t, "none"))
+		return CQ_OK;
+	return cq_seterr(ctx, CQ_ERR_DATA, "%s '%s' is a Redis %s, not a %s",
+			 w->role, w->key->data, t, w->want);
+}
+
+/* The types of w[0..n) (at most MAX_WANTS) in one round trip, to free
+ * with free_types. */
+#define MAX_WANTS 8
+static enum cq_err ask_types(struct cq_ctx *ctx, const struct key_want *w,
+			     size_t n, char **types)
+{
+	const struct cq_buf *keys[MAX_WANTS];
+
+	if (n > MAX_WANTS)
+		return cq_seterr(ctx, CQ_ERR_INTERNAL, "too many keys to check");
+	for (size_t i = 0; i < n; i++)
+		keys[i] = w[i].key;
+	return cqi_redis_key_types(ctx, keys, n, types);
+}
+
+static void free_types(char **types, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(types[i]);
+}
+
+/* The first of w[0..n) whose key is of another type, as CQ_ERR_DATA;
+ * their types asked in one round trip (a TYPE each, pipelined). */
+static enum cq_err check_types(struct cq_ctx *ctx, const struct key_want *w,
+			       size_t n)
+{
+	char *types[MAX_WANTS];
+
+	if (ask_types(ctx, w, n, types))
+		return ctx->err;
+	for (size_t i = 0; i < n && !ctx->err; i++)
+		wrong_type(ctx, &w[i], types[i]);
+	free_types(types, n);
+	return ctx->err;
+}
+
 static enum cq_err check_type(struct cq_ctx *ctx, const struct cq_buf *key,
 			      const char *role, const char *want)
 {
-	char *t = cqi_redis_key_type(ctx, key);
-	enum cq_err e = CQ_OK;
+	const struct key_want w = { key, role, want };
 
-	if (!t)
-		return ctx->err;
-	if (*t && strcmp(t, want) && strcmp(t, "none"))
-		e = cq_seterr(ctx, CQ_ERR_DATA,
-			      "%s '%s' is a Redis %s, not a %s", role,
-			      key->data, t, want);
-	free(t);
-	return e;
+	return check_types(ctx, &w, 1);
 }
 
 enum cq_err cqi_list_check_type(struct cq_ctx *ctx, const struct cq_buf *key,
@@ -442,20 +487,20 @@ enum cq_err cqi_list_check_type(struct cq_ctx *ctx, const struct cq_buf *key,
 	return check_type(ctx, key, role, "list");
 }
 
-/* The keys beside the queue that a verb's scripts read or write are
- * looked at before they run: of another type, a script would stop
+/* The queue, and the keys beside it that a verb's scripts read or write,
+ * are looked at before they run: of another type, a script would stop
  * half-way (purge's RPOP done, its HDEL refused: a message gone).  The
  * record hash (peek, purge); with registry, the consumer registry too
- * (consume, replay). */
-static enum cq_err check_side_types(struct list_q *l, bool registry)
+ * (consume, replay).  One round trip. */
+static enum cq_err check_queue_types(struct list_q *l, bool registry)
 {
-	struct cq_ctx *ctx = l->base.ctx;
+	const struct key_want w[] = {
+		{ &l->k.queue, "queue", "list" },
+		{ &l->k.meta, "record hash", "hash" },
+		{ &l->k.registry, "consumer registry", "set" },
+	};
 
-	if (check_type(ctx, &l->k.meta, "record hash", "hash") ||
-	    (registry &&
-	     check_type(ctx, &l->k.registry, "consumer registry", "set")))
-		return ctx->err;
-	return CQ_OK;
+	return check_types(l->base.ctx, w, registry ? 3 : 2);
 }
 
 /* The context's WRONGTYPE error, with the key of ours that is of another
@@ -474,17 +519,21 @@ static enum cq_err name_wrong_type(struct list_q *l)
 		  "set" },
 		{ offsetof(struct cqi_list_keys, lease), "lease", "string" },
 	};
+	struct key_want w[sizeof(ours) / sizeof(ours[0])];
 	struct cqi_err_held h = { 0 };
+	size_t n = 0;
 
-	cqi_err_hold(ctx, &h);
 	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
 		const struct cq_buf *key = (const struct cq_buf *)
 			((const char *)&l->k + ours[i].off);
 
-		if (key->len &&
-		    check_type(ctx, key, ours[i].role, ours[i].type))
-			return ctx->err;
+		if (key->len)
+			w[n++] = (struct key_want){ key, ours[i].role,
+						    ours[i].type };
 	}
+	cqi_err_hold(ctx, &h);
+	if (check_types(ctx, w, n))
+		return ctx->err;
 	cqi_err_restore(ctx, &h);
 	return ctx->err;
 }
@@ -899,8 +948,7 @@ static enum cq_err inspect(struct cqi_qdriver *q, uint64_t *ready)
 {
 	struct list_q *l = L(q);
 
-	if (cqi_list_check_type(q->ctx, &l->k.queue, "queue") ||
-	    check_side_types(l, true) ||
+	if (check_queue_types(l, true) ||
 	    (q->conf.recover && recover_asked(l, q->conf.recover)) ||
 	    recover_dead(l))
 		return q->ctx->err;
@@ -1371,8 +1419,7 @@ static enum cq_err read_oldest(struct cqi_qdriver *q, size_t count,
 	enum cq_err e = CQ_OK;
 
 	*seen = 0;
-	if (cqi_list_check_type(ctx, &l->k.queue, "queue") ||
-	    check_side_types(l, false))
+	if (check_queue_types(l, false))
 		return ctx->err;
 	while (*seen < count && !e) {
 		size_t n = count - *seen < page ? count - *seen : page;
@@ -1424,12 +1471,13 @@ static enum cq_err browse(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,
 	return read_oldest(q, count, BROWSE_PAGE, fn, arg, seen);
 }
 
+/* A list has no settings: nothing to ask (peek, which follows, checks
+ * the key's type with the record hash's, in one round trip). */
 static enum cq_err info(struct cqi_qdriver *q, struct cq_queue_info *out)
 {
-	struct list_q *l = L(q);
-
-	out->known = false;	/* a list has no settings */
-	return cqi_list_check_type(q->ctx, &l->k.queue, "queue");
+	(void)q;
+	out->known = false;
+	return CQ_OK;
 }
 
 /* KEYS queue meta; ARGV n: up to n messages removed from the consuming
@@ -1465,8 +1513,7 @@ static enum cq_err purge(struct cqi_qdriver *q, uint64_t *count)
 	uint64_t ready = 0;
 
 	*count = 0;
-	if (cqi_list_check_type(ctx, &l->k.queue, "queue") ||
-	    check_side_types(l, false))
+	if (check_queue_types(l, false))
 		return ctx->err;
 	if (!(r = eval(ctx, unlink_lua, keys, 2, NULL, NULL, 0)))
 		return ctx->err;
@@ -1586,10 +1633,13 @@ static enum cq_err stats(struct cqi_qdriver *q, struct cqi_qstats *out)
 {
 	struct list_q *l = L(q);
 	struct cq_ctx *ctx = q->ctx;
+	const struct key_want w[] = {
+		{ &l->k.queue, "queue", "list" },
+		{ &l->k.dlq, "dead-letter list", "list" },
+	};
 	uint64_t ready = 0, dead = 0;
 
-	if (cqi_list_check_type(ctx, &l->k.queue, "queue") ||
-	    cqi_list_check_type(ctx, &l->k.dlq, "dead-letter list") ||
+	if (check_types(ctx, w, 2) ||
 	    llen(ctx, &l->k.queue, &ready) || llen(ctx, &l->k.dlq, &dead) ||
 	    consumers(l, &out->consumers, &out->inflight))
 		return ctx->err;
@@ -1885,16 +1935,35 @@ static enum cq_err dlq_slot_check(struct list_q *l)
 					l->k.dlq_name, "list");
 }
 
+/* The processing list is a list; with --exec the dead-letter list and
+ * its record hash are what they should be, on the queue's slot.  Their
+ * types in one round trip; the errors in the order they were checked
+ * one by one. */
+static enum cq_err check_start_keys(struct list_q *l)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	const struct key_want w[] = {
+		{ &l->k.proc, "processing list", "list" },
+		{ &l->k.dlq, "dead-letter list", "list" },
+		{ &l->k.dlq_meta, "dead-letter list's record hash", "hash" },
+	};
+	size_t n = l->base.conf.exec ? 3 : 1;
+	char *types[3];
+
+	if (ask_types(ctx, w, n, types))
+		return ctx->err;
+	if (!wrong_type(ctx, &w[0], types[0]) && n > 1 &&
+	    !wrong_type(ctx, &w[1], types[1]) && !dlq_slot_check(l))
+		wrong_type(ctx, &w[2], types[2]);
+	free_types(types, n);
+	return ctx->err;
+}
+
 static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 {
 	struct list_q *l = L(q);
 	(void)window;
-	if (cqi_list_check_type(q->ctx, &l->k.proc, "processing list") ||
-	    (q->conf.exec &&
-	     (cqi_list_check_type(q->ctx, &l->k.dlq, "dead-letter list") ||
-	      dlq_slot_check(l) ||
-	      check_type(q->ctx, &l->k.dlq_meta,
-			 "dead-letter list's record hash", "hash"))))
+	if (check_start_keys(l))
 		return q->ctx->err;
 	if (take_lease(l))
 		return q->ctx->err;

@@ -132,6 +132,34 @@ per_test_teardown() { kill_consumer_and_handlers; }
 	assert_output m
 }
 
+@test "list: keys checked together (one round trip) name the first wrong one, in the order they were checked one by one" {
+	rcli SET "$Q" x >/dev/null
+	rcli SET "$META" x >/dev/null
+	rcli SET "{$Q}|cq:consumers" x >/dev/null
+	run -65 --separate-stderr qctl consume --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: queue '$Q' is a Redis string, not a list"
+	run -65 --separate-stderr qctl peek "$Q"
+	assert_equal "$stderr" "qctl: peek: queue '$Q' is a Redis string, not a list"
+	rcli DEL "$Q" >/dev/null
+	run -65 --separate-stderr qctl consume --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: record hash '$META' is a Redis string, not a hash"
+	rcli DEL "$META" "{$Q}|cq:consumers" >/dev/null
+	rcli LPUSH "$Q" m >/dev/null
+	rcli SET "$Q:work" x >/dev/null
+	rcli SET "$DLQ" x >/dev/null
+	rcli SET "$DLQ_META" x >/dev/null
+	run -65 --separate-stderr qctl consume -e true --processing-list "$Q:work" --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: processing list '$Q:work' is a Redis string, not a list"
+	rcli DEL "$Q:work" >/dev/null
+	run -65 --separate-stderr qctl consume -e true --until-empty "$Q"
+	assert_equal "$stderr" "qctl: consume: dead-letter list '$DLQ' is a Redis string, not a list"
+	run -65 --separate-stderr qctl stats "$Q"
+	assert_equal "$stderr" "qctl: stats: dead-letter list '$DLQ' is a Redis string, not a list"
+	# nothing was taken
+	run -0 rcli LRANGE "$Q" 0 -1
+	assert_output m
+}
+
 @test "list: a key beside the queue of another type is named, exit 65, before anything is taken or removed" {
 	rcli LPUSH "$Q" a b c >/dev/null
 	rcli SET "$META" x >/dev/null
