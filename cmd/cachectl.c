@@ -595,6 +595,7 @@ static const char warm_usage[] =
 	"  --jobs N           commands at a time with --exec (default 1)\n"
 	"  --pass-env         let --exec commands inherit CQ_REDIS_URL,\n"
 	"                     CQ_AMQP_URL, CQ_REDIS_PASSWORD, CQ_PASSWORD_FILE\n"
+	"                     and the CQ_SENTINEL_ login\n"
 	"  --json             the summary as one JSON object on stdout\n"
 	"\n"
 	"SIGTERM or SIGINT: stop reading, settle the writes in flight, stop the\n"
@@ -897,7 +898,8 @@ static const char fetch_usage[] =
 	"  --track            count the hit or miss of the prefix for\n"
 	"                     cqstat --track (CQ_TRACK=1)\n"
 	"  --pass-env         let CMD inherit CQ_REDIS_URL, CQ_AMQP_URL,\n"
-	"                     CQ_REDIS_PASSWORD, CQ_PASSWORD_FILE\n"
+	"                     CQ_REDIS_PASSWORD, CQ_PASSWORD_FILE and the\n"
+	"                     CQ_SENTINEL_ login\n"
 	"\n"
 	"SIGTERM or SIGINT: stop CMD's process group, cache nothing, release\n"
 	"the lock, exit 75.\n";

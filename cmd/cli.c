@@ -102,7 +102,10 @@ void cli_common_help(const struct cli_prog *prog, FILE *f)
 		fputs("  --amqp URL[,URL]   AMQP URL list (CQ_AMQP_URL, AMQP_URL)\n", f);
 	fputs("  --prefix P         key prefix (CQ_PREFIX)\n"
 	      "  --timeout DUR      connect and command timeout (CQ_TIMEOUT, 5s)\n"
-	      "  --password-file F  read the Redis password from F\n", f);
+	      "  --password-file F  read the Redis password from F\n"
+	      "  --sentinel-password-file F\n"
+	      "                     read the sentinels' own password from F\n"
+	      "                     (CQ_SENTINEL_PASSWORD; CQ_SENTINEL_USER)\n", f);
 	fputs(amqp ? "  --cacert F, --cert F, --key F   TLS files for rediss:// and amqps://\n"
 		   : "  --cacert F, --cert F, --key F   TLS files for rediss://\n", f);
 	fputs("  --insecure         TLS without checking the server certificate (warns)\n", f);
@@ -143,6 +146,9 @@ int cli_common_opt(struct cli *cli, int c, const char *arg)
 		break;
 	case OPT_PASSWORD_FILE:
 		s->password_file = arg;
+		break;
+	case OPT_SENTINEL_PASSWORD_FILE:
+		s->sentinel_password_file = arg;
 		break;
 	case OPT_CACERT:
 		s->cacert = arg;

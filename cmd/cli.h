@@ -92,6 +92,7 @@ struct cli {
 enum {
 	OPT_REDIS = 256, OPT_AMQP, OPT_PREFIX, OPT_TIMEOUT, OPT_PASSWORD_FILE,
 	OPT_CACERT, OPT_CERT, OPT_KEY, OPT_JSON, OPT_HELP, OPT_INSECURE,
+	OPT_SENTINEL_PASSWORD_FILE,
 	OPT_VERB = 300,		/* first code free for a verb's own options */
 };
 #define CLI_COMMON_OPTIONS \
@@ -100,6 +101,8 @@ enum {
 	{ "prefix", required_argument, NULL, OPT_PREFIX }, \
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT }, \
 	{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE }, \
+	{ "sentinel-password-file", required_argument, NULL, \
+	  OPT_SENTINEL_PASSWORD_FILE }, \
 	{ "cacert", required_argument, NULL, OPT_CACERT }, \
 	{ "cert", required_argument, NULL, OPT_CERT }, \
 	{ "key", required_argument, NULL, OPT_KEY }, \

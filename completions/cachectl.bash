@@ -1,7 +1,8 @@
 # bash completion for cachectl(1)                          -*- shell-script -*-
 
-_cachectl_common="--redis --amqp --prefix --timeout --password-file --cacert
---cert --key --insecure --json --quiet -q --help -h"
+_cachectl_common="--redis --amqp --prefix --timeout --password-file
+--sentinel-password-file --cacert --cert --key --insecure --json --quiet -q
+--help -h"
 
 _cachectl_verb_opts() {
 	case $1 in
@@ -30,7 +31,7 @@ _cachectl() {
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
 		--redis | --amqp | --prefix | --timeout | --password-file | \
-			--cacert | --cert | --key)
+			--sentinel-password-file | --cacert | --cert | --key)
 			[ -z "$verb" ] && ((i++)) ;;
 		--) [ -n "$verb" ] && { dashdash=$i; break; } ;;
 		-*) ;;
@@ -49,7 +50,7 @@ _cachectl() {
 	fi
 
 	case $prev in
-	--password-file | --cacert | --cert | --key | --keys)
+	--password-file | --sentinel-password-file | --cacert | --cert | --key | --keys)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return 0 ;;
 	--exec)

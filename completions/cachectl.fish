@@ -12,7 +12,7 @@ function __cachectl_no_verb
             continue
         end
         switch $w
-            case --redis --amqp --prefix --timeout --password-file --cacert --cert --key
+            case --redis --amqp --prefix --timeout --password-file --sentinel-password-file --cacert --cert --key
                 set skip 1
             case '-*'
             case '*'
@@ -33,7 +33,7 @@ function __cachectl_verb
             continue
         end
         switch $w
-            case --redis --amqp --prefix --timeout --password-file --cacert --cert --key
+            case --redis --amqp --prefix --timeout --password-file --sentinel-password-file --cacert --cert --key
                 set skip 1
             case '-*'
             case '*'
@@ -67,6 +67,7 @@ complete -c cachectl -l amqp -x -d 'AMQP URL list'
 complete -c cachectl -l prefix -x -d 'Key prefix'
 complete -c cachectl -l timeout -x -d 'Connect and command timeout' -a '1s 5s 30s'
 complete -c cachectl -l password-file -r -F -d 'Read the Redis password from a file'
+complete -c cachectl -l sentinel-password-file -r -F -d "Read the sentinels' own password from a file"
 complete -c cachectl -l cacert -r -F -d 'CA file for rediss'
 complete -c cachectl -l cert -r -F -d 'Client certificate for rediss'
 complete -c cachectl -l key -r -F -d 'Client key for rediss'

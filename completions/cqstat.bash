@@ -7,7 +7,7 @@ _cqstat() {
 	COMPREPLY=()
 
 	case $prev in
-	--password-file | --cacert | --cert | --key)
+	--password-file | --sentinel-password-file | --cacert | --cert | --key)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return ;;
 	--check)
@@ -22,7 +22,7 @@ _cqstat() {
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W "--queue -Q --api --match --nodes --masters --no-cache --track
 			--json --prom --check --metrics --redis --amqp --prefix
-			--timeout --password-file --cacert --cert --key --insecure --quiet -q
+			--timeout --password-file --sentinel-password-file --cacert --cert --key --insecure --quiet -q
 			--help -h --version" -- "$cur"))
 	fi
 }

@@ -17,6 +17,7 @@ complete -c cqstat -l amqp -x -d 'AMQP URL list'
 complete -c cqstat -l prefix -x -d 'Key prefix of the pfxhit column'
 complete -c cqstat -l timeout -x -a '1s 5s 30s' -d 'Connect and command timeout'
 complete -c cqstat -l password-file -r -F -d 'Read the Redis password from a file'
+complete -c cqstat -l sentinel-password-file -r -F -d "Read the sentinels' own password from a file"
 complete -c cqstat -l cacert -r -F -d 'CA file'
 complete -c cqstat -l insecure -d 'TLS without checking the server certificate'
 complete -c cqstat -l cert -r -F -d 'Client certificate'

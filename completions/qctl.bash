@@ -5,21 +5,21 @@ _qctl()
 	COMPREPLY=()
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD-1]}
-	local common="--redis --amqp --prefix --timeout --password-file --cacert --cert --key --insecure --json --quiet -q --help -h"
+	local common="--redis --amqp --prefix --timeout --password-file --sentinel-password-file --cacert --cert --key --insecure --json --quiet -q --help -h"
 	local verbs="enqueue consume peek replay-dlq declare purge stats"
 
 	# the verb is the first word that is not an option (or an option's value)
 	verb=
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
-		--redis|--amqp|--prefix|--timeout|--password-file|--cacert|--cert|--key) ((i++)) ;;
+		--redis|--amqp|--prefix|--timeout|--password-file|--sentinel-password-file|--cacert|--cert|--key) ((i++)) ;;
 		-*) ;;
 		*) verb=${COMP_WORDS[i]}; break ;;
 		esac
 	done
 
 	case $prev in
-	--password-file|--cacert|--cert|--key)
+	--password-file|--sentinel-password-file|--cacert|--cert|--key)
 		COMPREPLY=($(compgen -f -- "$cur")); return ;;
 	--redis|--amqp|--prefix|--timeout|--exchange|--routing-key|-H|--header|\
 	--priority|--message-id|--content-type|--expiration|--window|--max-size|\

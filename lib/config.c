@@ -32,6 +32,9 @@ enum cq_err cq_settings_from_env(struct cq_settings *s, char *errbuf,
 	s->amqp_url = first_env("CQ_AMQP_URL", "AMQP_URL", CQ_DEFAULT_AMQP_URL);
 	s->redis_password = env("CQ_REDIS_PASSWORD");
 	s->password_file = env("CQ_PASSWORD_FILE");
+	s->sentinel_user = env("CQ_SENTINEL_USER");
+	s->sentinel_password = env("CQ_SENTINEL_PASSWORD");
+	s->sentinel_password_file = env("CQ_SENTINEL_PASSWORD_FILE");
 	s->prefix = env("CQ_PREFIX");
 	s->api_url = env("CQ_API_URL");
 	s->queue_backend = env("CQ_QUEUE_BACKEND");

@@ -55,6 +55,12 @@ struct cq_settings {
 	const char *redis_url;		/* redis://, rediss://, unix:// */
 	const char *redis_password;	/* overrides the URL's password */
 	const char *password_file;	/* first line is the Redis password */
+	/* redis-sentinel:// only: the sentinels' own login, when they have
+	 * one that is not the master's (without one they are asked with no
+	 * password, then the master's) */
+	const char *sentinel_user;	/* ACL user (CQ_SENTINEL_USER) */
+	const char *sentinel_password;	/* CQ_SENTINEL_PASSWORD */
+	const char *sentinel_password_file;	/* first line is theirs */
 	const char *amqp_url;		/* amqp[s]://, comma-separated list */
 	const char *cacert, *cert, *key;	/* rediss:// and amqps:// files */
 	bool insecure;			/* TLS without checking the server */
@@ -65,8 +71,9 @@ struct cq_settings {
 	bool track;			/* CQ_TRACK: per-prefix hit counters */
 	const char *api_url;		/* CQ_API_URL: RabbitMQ management API */
 	bool pass_env;			/* commands cq runs inherit CQ_AMQP_URL,
-					 * CQ_REDIS_URL, CQ_REDIS_PASSWORD and
-					 * CQ_PASSWORD_FILE (--pass-env) */
+					 * CQ_REDIS_URL, CQ_REDIS_PASSWORD,
+					 * CQ_PASSWORD_FILE and the CQ_SENTINEL_
+					 * ones (--pass-env) */
 	const char *queue_backend;	/* qctl's queues: "amqp" (NULL), "list",
 					 * "stream" (CQ_QUEUE_BACKEND, --backend;
 					 * checked by cq_backend_ok) */

@@ -459,8 +459,8 @@ void cqi_end_text(const struct cqi_end *e, char *buf, size_t len);
 /* In a child before exec, after it took its own process group (so that
  * stopping it reaches what it starts, and a Ctrl-C reaches only cq, which
  * stops it): default signal dispositions and mask, and cq's own secrets
- * (CQ_AMQP_URL, CQ_REDIS_URL, CQ_REDIS_PASSWORD, CQ_PASSWORD_FILE) out of
- * the environment unless pass_env. */
+ * (CQ_AMQP_URL, CQ_REDIS_URL, CQ_REDIS_PASSWORD, CQ_PASSWORD_FILE, the
+ * CQ_SENTINEL_ login) out of the environment unless pass_env. */
 void cqi_child_setup(bool pass_env);
 /* True when a command with this stdin gets its own process group: always
  * unless it reads a terminal, which only the terminal's foreground group

@@ -945,39 +945,45 @@ static int route_node(struct cq_ctx *ctx, int route, int argc,
 
 /* ---- connecting ------------------------------------------------------------- */
 
-/* The password to use, newly allocated or NULL: CQ_REDIS_PASSWORD, then
- * --password-file, then the URL's. */
-static enum cq_err pick_password(struct cq_ctx *ctx, const char *url_pass,
-				 char **pass)
+enum cq_err cqi_password_pick(struct cq_ctx *ctx, const char *direct,
+			      const char *file, const char *what,
+			      const char *fallback, char **pass)
 {
-	const char *file = ctx->set.password_file;
 	char line[1024];
 	FILE *f;
 
 	*pass = NULL;
-	if (ctx->set.redis_password) {
-		*pass = strdup(ctx->set.redis_password);
+	if (direct) {
+		*pass = strdup(direct);
 		goto done;
 	}
 	if (!file) {
-		if (url_pass)
-			*pass = strdup(url_pass);
+		if (fallback)
+			*pass = strdup(fallback);
 		goto done;
 	}
 	f = fopen(file, "r");
 	if (!f)
-		return cq_seterr(ctx, CQ_ERR_USAGE,
-				 "cannot read password file '%s': %s", file,
-				 strerror(errno));
+		return cq_seterr(ctx, CQ_ERR_USAGE, "cannot read %s '%s': %s",
+				 what, file, strerror(errno));
 	if (!fgets(line, sizeof(line), f))
 		line[0] = '\0';
 	fclose(f);
 	line[strcspn(line, "\r\n")] = '\0';
 	*pass = strdup(line);
+	memset(line, 0, sizeof(line));
 done:
-	if ((ctx->set.redis_password || file || url_pass) && !*pass)
+	if ((direct || file || fallback) && !*pass)
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	return CQ_OK;
+}
+
+void cqi_password_free(char *pass)
+{
+	if (!pass)
+		return;
+	memset(pass, 0, strlen(pass));
+	free(pass);
 }
 
 static enum cq_err redis_select(struct cq_ctx *ctx, struct node *n, int db)
@@ -1025,10 +1031,7 @@ static void redis_close(struct cq_ctx *ctx)
 	free(rd->aw);
 	free(rd->slots);
 	free(rd->masters);
-	if (rd->pass) {
-		memset(rd->pass, 0, strlen(rd->pass));
-		free(rd->pass);
-	}
+	cqi_password_free(rd->pass);
 	free(rd->user);
 	cqi_sentinel_free(rd->sentinel);
 	free(rd);
@@ -1096,7 +1099,9 @@ static enum cq_err redis_new(struct cq_ctx *ctx, const char *user,
 	rd->user = user ? strdup(user) : NULL;
 	if (!rd->slots || !rd->masters || (user && !rd->user))
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
-	return pick_password(ctx, url_pass, &rd->pass);
+	return cqi_password_pick(ctx, ctx->set.redis_password,
+				 ctx->set.password_file, "password file",
+				 url_pass, &rd->pass);
 }
 
 /* ---- behind a Sentinel -------------------------------------------------------- */
@@ -1120,6 +1125,12 @@ static enum cq_err try_master(void *arg, const char *host, int port,
 		cqi_reply_free(r);
 		rd->cur = rd->masters[0] = ni;
 		return CQ_OK;
+	}
+	/* a master that wants a password (or a user allowed ROLE) */
+	if (r && r->type == CQI_REPLY_ERROR &&
+	    cqi_redis_err_kind(r->str) == CQ_ERR_NOPERM) {
+		rd->from = ni;	/* the reply's node, for the message */
+		cqi_redis_reply_err(ctx, r, "ROLE");
 	}
 	if (ni < 0 || ctx->err == CQ_ERR_NOPERM || ctx->err == CQ_ERR_USAGE ||
 	    ctx->err == CQ_ERR_NOMEM) {

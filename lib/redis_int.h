@@ -171,12 +171,26 @@ void cqi_pipe_abandon(struct cqi_pipe *p,
 		      void (*lost)(void *arg, uint64_t tag), void *arg);
 void cqi_pipe_free(struct cqi_pipe *p);
 
+/* ---- passwords ----------------------------------------------------------- */
+
+/* The password to log in with, newly allocated (free it with
+ * cqi_password_free), or NULL when none is given: direct (an environment
+ * variable's), else the first line of file (what names the file in a
+ * message: "password file"), else fallback (the URL's).  A file that
+ * cannot be read is a usage error on ctx. */
+enum cq_err cqi_password_pick(struct cq_ctx *ctx, const char *direct,
+			      const char *file, const char *what,
+			      const char *fallback, char **pass);
+/* Wipe and free a password; NULL is fine. */
+void cqi_password_free(char *pass);
+
 /* ---- Sentinel (sentinel.c) ------------------------------------------------ */
 
 struct cqi_sentinel;
 struct cqi_sentinel_url;
-/* The sentinels and master name of ctx's redis-sentinel:// URL; a bad URL
- * is ctx's error (64). */
+/* The sentinels and master name of ctx's redis-sentinel:// URL, and the
+ * sentinel login of ctx's settings (its file read now); a bad URL, an
+ * unreadable file or a user without a password is ctx's error (64). */
 enum cq_err cqi_sentinel_new(struct cq_ctx *ctx, struct cqi_sentinel **out);
 void cqi_sentinel_free(struct cqi_sentinel *s);
 /* Its URL's parts (the master's user, password and db).  Borrowed. */
@@ -187,11 +201,13 @@ const struct cqi_sentinel_url *cqi_sentinel_parts(const struct cqi_sentinel *s);
 typedef enum cq_err (*cqi_sentinel_try_fn)(void *arg, const char *host,
 					   int port, char *why, size_t whylen);
 /* Ask the sentinels in order for the master (each over its own
- * connection; with pass if one asks for it) and try each address until
- * one is the master; asked again every 100 ms until deadline (cq_now_ms's
- * clock) or a stop request.  Errors are ctx's: every sentinel down 69; no
- * sentinel that answered knows the name 64; no master in time (or a stop)
- * 75; a refused password 77. */
+ * connection, logged in with the sentinel login of ctx's settings if
+ * given, else with the master's password pass if one asks for it) and
+ * try each address until one is the master; asked again every 100 ms
+ * until deadline (cq_now_ms's clock) or a stop request.  Errors are
+ * ctx's: every sentinel down 69; no sentinel that answered knows the name
+ * 64; no master in time (or a stop) 75; no sentinel gave an address and
+ * one refused the login (or asked for one none gave) 77, naming it. */
 enum cq_err cqi_sentinel_find(struct cq_ctx *ctx, struct cqi_sentinel *s,
 			      const char *pass, long long deadline,
 			      cqi_sentinel_try_fn try, void *arg);

@@ -47,6 +47,7 @@ int cqi_exit_status(int status)
 /* cq's own secrets: a child gets them only with --pass-env. */
 static const char *const secrets[] = {
 	"CQ_AMQP_URL", "CQ_REDIS_URL", "CQ_REDIS_PASSWORD", "CQ_PASSWORD_FILE",
+	"CQ_SENTINEL_USER", "CQ_SENTINEL_PASSWORD", "CQ_SENTINEL_PASSWORD_FILE",
 };
 
 bool cqi_child_own_group(bool null_stdin)

@@ -27,17 +27,7 @@ admin() {
 }
 
 # Fail if the secret (or another string) shows anywhere in the last run.
-refute_secret() {
-	local s
-	for s in "$SECRET" "$@"; do
-		if [[ "$output" == *"$s"* ]] || [[ "${stderr:-}" == *"$s"* ]]; then
-			echo "secret '$s' printed:"
-			echo "stdout: $output"
-			echo "stderr: ${stderr:-}"
-			return 1
-		fi
-	done
-}
+refute_secret() { refute_printed "$SECRET" "$@"; }
 
 @test "the password can come from the URL in CQ_REDIS_URL (nothing in argv)" {
 	export CQ_REDIS_URL="redis://$USER_NAME:$SECRET@$HOSTPORT/0"

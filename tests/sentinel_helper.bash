@@ -5,7 +5,11 @@
 # and the independent views of them through redis-cli.  Load it after
 # test_helper (or fault_helper).
 
-setup_file() {
+setup_file() { sentinel_start; }
+
+# Start the suite's sentinels (a suite with a setup_file of its own calls
+# it first).
+sentinel_start() {
 	export SSB="$BATS_FILE_TMPDIR/sb" SANDBOX="$TOP/scripts/sandbox"
 	local env
 	env=$("$SANDBOX" --dir "$SSB" start-sentinel 2>"$BATS_FILE_TMPDIR/sandbox.log") || {
@@ -16,7 +20,9 @@ setup_file() {
 	export CQ_REDIS_SENTINEL_URL CQ_SENTINEL_MASTER CQ_SENTINEL_PORTS CQ_SENTINEL_DATA_PORTS
 }
 
-teardown_file() {
+teardown_file() { sentinel_stop; }
+
+sentinel_stop() {
 	"$SANDBOX" --dir "$SSB" stop >/dev/null 2>&1
 	return 0
 }

@@ -38,6 +38,7 @@ setup() {
 	# its environment (drop_test_queues)
 	_TEST_AMQP_URL=$CQ_AMQP_URL _TEST_API_URL=${CQ_API_URL:-}
 	unset CQ_DEFAULT_TTL CQ_TRACK CQ_REDIS_PASSWORD CQ_PASSWORD_FILE ACL_USER
+	unset CQ_SENTINEL_USER CQ_SENTINEL_PASSWORD CQ_SENTINEL_PASSWORD_FILE
 	if declare -F per_test_setup >/dev/null; then per_test_setup; fi
 }
 
@@ -395,4 +396,18 @@ redis_cluster_start() {
 redis_cluster_stop() {
 	[ -d "$1/redis-cluster" ] || return 0
 	"$TOP/scripts/sandbox" --dir "$1" stop-redis-cluster >/dev/null 2>&1 || true
+}
+
+# Fail if one of the secrets given shows anywhere in the last run (stdout
+# or, with run --separate-stderr, stderr).
+refute_printed() {
+	local s
+	for s in "$@"; do
+		if [[ "$output" == *"$s"* ]] || [[ "${stderr:-}" == *"$s"* ]]; then
+			echo "secret '$s' printed:"
+			echo "stdout: $output"
+			echo "stderr: ${stderr:-}"
+			return 1
+		fi
+	done
 }
