@@ -33,6 +33,9 @@
 
 /* Send when this many bytes are queued, whatever the command count. */
 #define OUT_MAX_BYTES (1U << 20)
+/* A single Redis's pipeline reads replies back rather than keep more
+ * text than this in flight (to send again after a -LOADING). */
+#define KEEP_MAX_BYTES (16U << 20)
 /* Read this much at a time. */
 #define READ_CHUNK (64U << 10)
 
@@ -1628,7 +1631,10 @@ enum cq_err cqi_redis_reply_within(struct cq_ctx *ctx, long long wait_ms,
 
 /*
  * On a single Redis a pipeline writes into the node's output buffer and
- * reads its replies in order (tags in p->tags).  On a cluster each master
+ * reads its replies in order (p->cmds), keeping each command's text (p->log)
+ * until its reply came: one refused with -LOADING (the server reloading
+ * its dataset, DEBUG RELOAD) is sent again after a pause, as long as
+ * still_loading says.  On a cluster each master
  * has its own pipeline (struct pnode, one window each), all driven from
  * here: a command's text stays in its node's log until its reply came,
  * so that a MOVED or ASK sends it again to the node named, and a master
@@ -1685,8 +1691,8 @@ enum cq_err cqi_pipe_init(struct cqi_pipe *p, struct cq_ctx *ctx,
 	p->ring = p->window + p->batch + 1;
 	p->fn = fn;
 	p->arg = arg;
-	p->tags = calloc(p->ring, sizeof(*p->tags));
-	if (!p->tags)
+	p->cmds = calloc(p->ring, sizeof(*p->cmds));
+	if (!p->cmds)
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	if (ctx->err)
 		return ctx->err;
@@ -1713,8 +1719,10 @@ void cqi_pipe_free(struct cqi_pipe *p)
 {
 	if (!p)
 		return;
-	free(p->tags);
-	p->tags = NULL;
+	free(p->cmds);
+	p->cmds = NULL;
+	cq_buf_free(&p->log);
+	p->loghead = 0;
 	if (p->cl) {
 		for (size_t i = 0; i < p->cl->npn; i++) {
 			cq_buf_free(&p->cl->pn[i].log);
@@ -1733,41 +1741,105 @@ static struct node *pipe_node(struct cqi_pipe *p)
 	return p->ctx->redis->nodes[p->ctx->redis->cur];
 }
 
+static struct cqi_pcmd *pcmd(struct cqi_pipe *p, size_t i)
+{
+	return &p->cmds[(p->head + i) % p->ring];
+}
+
 static enum cq_err send_queued(struct cqi_pipe *p)
 {
+	long long now;
+
 	if (!p->nout)
 		return CQ_OK;
 	if (flush_out(p->ctx, pipe_node(p)))
 		return p->ctx->err;
+	now = cq_now_ms();
+	for (size_t i = p->inflight; i < p->count; i++)
+		pcmd(p, i)->sent_at = now;
 	p->inflight += p->nout;
 	p->nout = 0;
 	return CQ_OK;
 }
 
+/* Queue text t (len bytes, already at the end of the log) for sending. */
+static enum cq_err queue_text(struct cqi_pipe *p, uint64_t tag, size_t len,
+			      const char *t)
+{
+	struct cqi_pcmd *c = pcmd(p, p->count);
+
+	if (!cq_buf_append(&pipe_node(p)->out, t, len))
+		return cq_seterr(p->ctx, CQ_ERR_NOMEM, "out of memory");
+	c->tag = tag;
+	c->len = (uint32_t)len;
+	c->sent_at = 0;
+	p->count++;
+	p->nout++;
+	return CQ_OK;
+}
+
+/* Forget the oldest command's text; the log is compacted now and then. */
+static void log_pop(struct cqi_pipe *p, size_t len)
+{
+	p->loghead += len;
+	if (p->loghead == p->log.len) {
+		cq_buf_reset(&p->log);
+		p->loghead = 0;
+	} else if (p->loghead > (256U << 10) && p->loghead * 2 > p->log.len) {
+		memmove(p->log.data, p->log.data + p->loghead,
+			p->log.len - p->loghead);
+		p->log.len -= p->loghead;
+		p->loghead = 0;
+	}
+}
+
 static enum cq_err read_one(struct cqi_pipe *p)
 {
+	struct node *n = pipe_node(p);
+	struct cqi_pcmd c = *pcmd(p, 0);
 	struct cqi_reply *r;
-	uint64_t tag;
+	bool again;
 
-	if (next_reply(p->ctx, pipe_node(p), -1, &r))
+	if (next_reply(p->ctx, n, -1, &r))
 		return p->ctx->err;
-	tag = p->tags[p->head];
 	p->head = (p->head + 1) % p->ring;
 	p->count--;
 	p->inflight--;
-	if (p->fn)
-		p->fn(p->arg, tag, r);
+	again = still_loading(p->ctx, n, r);
+	if (again) {
+		/* one pause for every command sent before it */
+		if (c.sent_at >= n->loading_paused) {
+			sleep_ms(RETRY_PAUSE_MS);
+			n->loading_paused = cq_now_ms();
+		}
+		/* its text, moved to the end of the log (room made first:
+		 * it is copied from the log itself); out of memory, the
+		 * reply is its caller's */
+		again = cq_buf_reserve(&p->log, c.len) &&
+			cq_buf_append(&p->log, p->log.data + p->loghead, c.len) &&
+			!queue_text(p, c.tag, c.len,
+				    p->log.data + p->log.len - c.len);
+	}
+	log_pop(p, c.len);
+	if (!again && p->fn)
+		p->fn(p->arg, c.tag, r);
 	cqi_reply_free(r);
-	return CQ_OK;
+	return p->ctx->err;
 }
 
 static enum cq_err single_sync(struct cqi_pipe *p, size_t keep)
 {
-	if (send_queued(p))
-		return p->ctx->err;
-	while (p->inflight > keep)
-		if (read_one(p))
+	do {
+		if (send_queued(p))
 			return p->ctx->err;
+		while (p->inflight > keep)
+			if (read_one(p))
+				return p->ctx->err;
+		/* commands sent again (-LOADING) go out and are read back
+		 * too, unless single commands went out behind the first
+		 * ones: those replies come first, and are their caller's */
+	} while (p->nout && p->inflight + p->nout > keep &&
+		 !pipe_node(p)->ocount);
 	return CQ_OK;
 }
 
@@ -1775,23 +1847,26 @@ static enum cq_err single_cmd(struct cqi_pipe *p, uint64_t tag, int route,
 			      int argc, const char **argv, const size_t *lens)
 {
 	struct node *n = pipe_node(p);
+	size_t at = p->log.len;
 
 	if (route < CQI_MASTERS || route >= argc || route == CQI_MASTERS)
 		return cq_seterr(p->ctx, CQ_ERR_INTERNAL,
 				 "%s: route %d is not for a pipeline", argv[0],
 				 route);
-	if (!resp_append(&n->out, argc, argv, lens))
+	if (!resp_append(&p->log, argc, argv, lens) ||
+	    queue_text(p, tag, p->log.len - at, p->log.data + at))
 		return cq_seterr(p->ctx, CQ_ERR_NOMEM, "out of memory");
-	p->tags[(p->head + p->count) % p->ring] = tag;
-	p->count++;
-	p->nout++;
 	if (p->nout < p->batch && n->out.len < OUT_MAX_BYTES)
 		return CQ_OK;
 	if (send_queued(p))
 		return p->ctx->err;
-	/* keep the server busy: read back only down to window - batch */
+	/* keep the server busy: read back only down to window - batch; and
+	 * keep no more than KEEP_MAX_BYTES of text in flight (large values) */
 	if (p->inflight > p->window)
 		return single_sync(p, p->window - p->batch);
+	while (p->inflight && p->log.len - p->loghead > KEEP_MAX_BYTES)
+		if (read_one(p))
+			return p->ctx->err;
 	return CQ_OK;
 }
 
@@ -2540,13 +2615,15 @@ void cqi_pipe_abandon(struct cqi_pipe *p,
 {
 	if (!p->cl) {
 		while (p->count) {
-			uint64_t tag = p->tags[p->head];
+			uint64_t tag = pcmd(p, 0)->tag;
 
 			p->head = (p->head + 1) % p->ring;
 			p->count--;
 			lost(arg, tag);
 		}
 		p->inflight = p->nout = 0;
+		cq_buf_reset(&p->log);
+		p->loghead = 0;
 		return;
 	}
 	for (size_t i = 0; i < p->cl->npn; i++) {

@@ -136,9 +136,18 @@ enum cq_err cqi_redis_reply_within(struct cq_ctx *ctx, long long wait_ms,
  * Commands are formatted straight into the driver's output buffer (no
  * allocation per command), sent in batches, and their replies are read
  * while at most `window` commands are in flight.  Each command carries a
- * tag (a line number, a kind...) given back with its reply.
+ * tag (a line number, a kind...) given back with its reply.  Its text is
+ * kept until its reply came, so that one refused with -LOADING is sent
+ * again.
  */
 typedef void (*cqi_reply_fn)(void *arg, uint64_t tag, struct cqi_reply *r);
+
+/* A single Redis's command, queued or in flight. */
+struct cqi_pcmd {
+	uint64_t tag;
+	uint32_t len;		/* of its text in the pipeline's log */
+	long long sent_at;	/* when it was written */
+};
 
 struct cqi_pipe {
 	struct cq_ctx *ctx;
@@ -146,8 +155,11 @@ struct cqi_pipe {
 	size_t inflight;	/* sent, reply not yet read */
 	size_t window;		/* most commands in flight */
 	size_t batch;		/* send when this many are queued */
-	uint64_t *tags;		/* ring: tags of queued + in-flight commands */
+	struct cqi_pcmd *cmds;	/* ring: the in-flight commands, then the
+				 * queued ones */
 	size_t ring, head, count;
+	struct cq_buf log;	/* their text, in the same order, from loghead */
+	size_t loghead;
 	cqi_reply_fn fn;
 	void *arg;
 	struct cqi_cpipe *cl;	/* on a cluster: a pipeline per node */

@@ -44,6 +44,8 @@ loading_end() { pcli CONFIG SET key-load-delay 0 >/dev/null; }
 # Is the private server still loading?  Done?
 loading() { [ "$(pcli INFO persistence | tr -d '\r' | sed -n 's/^loading://p')" = 1 ]; }
 loaded() { [ "$(pcli PING)" = PONG ]; }
+# Does the private server hold at least $1 keys?
+priv_holds() { [ "$(pcli DBSIZE)" -ge "$1" ]; }
 
 # $BGPID, started on the loading server, is still waiting half a second
 # later, the server still loading; once the loading ends it finishes with
@@ -147,4 +149,44 @@ waited_out() {
 	assert_output 3001
 	run -0 pcli LLEN "$P$Q"
 	assert_output 2
+}
+
+@test "a single Redis that starts loading mid-run (DEBUG RELOAD): warm and a list enqueue send again what was refused with LOADING; exit 0, nothing lost or doubled" {
+	local rc=0 i
+	priv_redis_start --tcp --enable-debug-command local \
+		--loading-process-events-interval-bytes 1024
+	pcli EVAL "for i = 1, 2000 do redis.call('SET', KEYS[1] .. i, i) end" 1 "$P" >/dev/null
+	seq 1 10000 | awk '{ printf "w%d\tv%d\n", $1, $1 }' >"$TMP/in"
+	cachectl --redis "$PRIV_URL" --timeout 2s warm --ttl 1h --rate 5000 "$TMP/in" 2>"$TMP/err" &
+	BGPID=$!
+	# 100 messages every 50 ms
+	for i in $(seq 0 49); do seq $((i * 100 + 1)) $((i * 100 + 100)); sleep 0.05; done |
+		qctl --redis "$PRIV_URL" --timeout 2s enqueue --backend list "$Q" 2>"$TMP/qerr" &
+	local qpid=$!
+	wait_for 10 priv_holds 2500
+	# about 1 s of loading (the keys so far, 300 us each): the writes
+	# meanwhile are answered -LOADING
+	pcli CONFIG SET key-load-delay 300 >/dev/null
+	pcli DEBUG RELOAD >/dev/null
+	pcli CONFIG SET key-load-delay 0 >/dev/null
+	# both were still running: the reload was mid-run
+	kill -0 "$BGPID"
+	kill -0 "$qpid"
+	wait "$BGPID" || rc=$?
+	BGPID=
+	cat "$TMP/err"
+	assert_equal "$rc" 0
+	grep -q "^warmed 10000 keys in .* (0 skipped, 0 failed)$" "$TMP/err"
+	run -0 pcli --scan --pattern "${P}w*"
+	assert_equal "${#lines[@]}" 10000
+	run -0 pcli GET "${P}w10000"
+	assert_output v10000
+	rc=0
+	wait "$qpid" || rc=$?
+	cat "$TMP/qerr"
+	assert_equal "$rc" 0
+	grep -q "^enqueued 5000 messages in " "$TMP/qerr"
+	run -0 pcli LLEN "$P$Q"
+	assert_output 5000
+	[ "$(pcli LRANGE "$P$Q" 0 -1 | sort -un | wc -l)" = 5000 ]
 }
