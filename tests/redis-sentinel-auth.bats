@@ -28,10 +28,9 @@ setup_file() {
 		redis-cli -p "$s" SENTINEL MONITOR cqlocked 127.0.0.1 "$LOCKED_PORT" 2 &&
 			redis-cli -p "$s" SENTINEL SET cqlocked auth-pass "$MPW" &&
 			redis-cli -p "$s" ACL SETUSER watcher on ">$WPW" -@all '+sentinel|get-master-addr-by-name' &&
-			redis-cli -p "$s" ACL SETUSER pinger on ">$WPW" -@all +ping &&
-			redis-cli -p "$s" SENTINEL CONFIG SET sentinel-pass "$SPW" &&
-			redis-cli -p "$s" ACL SETUSER default resetpass ">$SPW" || return 1
+			redis-cli -p "$s" ACL SETUSER pinger on ">$WPW" -@all +ping || return 1
 	done >/dev/null
+	sentinel_protect "$SPW"
 }
 
 teardown_file() {

@@ -27,6 +27,17 @@ sentinel_stop() {
 	return 0
 }
 
+# Give the sentinels the password $1 (requirepass of their default user,
+# and sentinel-pass, with which they reach each other to agree on a
+# failover); redis-cli on them then needs REDISCLI_AUTH=$1.
+sentinel_protect() {
+	local s
+	for s in $CQ_SENTINEL_PORTS; do
+		redis-cli -p "$s" SENTINEL CONFIG SET sentinel-pass "$1" &&
+			redis-cli -p "$s" ACL SETUSER default resetpass ">$1" || return 1
+	done >/dev/null
+}
+
 per_test_setup() {
 	export CQ_REDIS_URL=$CQ_REDIS_SENTINEL_URL
 	S1=${CQ_SENTINEL_PORTS%% *}
