@@ -172,14 +172,19 @@ static enum cq_err scan_loop(struct inval *iv, int argc, const char **argv,
 	bool masters = cursor_at == 1;
 	size_t nm = masters ? cqi_redis_masters(iv->ctx) : 1, left = nm;
 	char (*cursor)[32] = calloc(nm ? nm : 1, sizeof(*cursor));
+	struct cqi_reply **rs = calloc(nm ? nm : 1, sizeof(*rs));
 	char count[24];
 	size_t n = iv->o->count ? iv->o->count : DEFAULT_COUNT;
 	enum cq_err e = CQ_OK;
 
-	if (!cursor)
+	if (!cursor || !rs) {
+		free(cursor);
+		free(rs);
 		return cq_seterr(iv->ctx, CQ_ERR_NOMEM, "out of memory");
+	}
 	if (!nm) {
 		free(cursor);
+		free(rs);
 		return iv->ctx->err;
 	}
 	for (size_t m = 0; m < nm; m++)
@@ -199,17 +204,19 @@ static enum cq_err scan_loop(struct inval *iv, int argc, const char **argv,
 		}
 		if (e || drain(iv))
 			break;
-		for (size_t m = 0; m < nm && !e; m++) {
-			struct cqi_reply *r;
-
-			if (!cursor[m][0])
-				continue;
-			if (cqi_redis_reply(iv->ctx, &r)) {
+		/* every master's reply first: the UNLINKs queued for the
+		 * keys found (and read back with --rate) come after them */
+		for (size_t m = 0; m < nm && !e; m++)
+			if (cursor[m][0] && cqi_redis_reply(iv->ctx, &rs[m]))
 				e = iv->ctx->err;
-				break;
-			}
-			e = scan_reply(iv, r, argv[0], argv[1], cursor[m]);
-			cqi_reply_free(r);
+		for (size_t m = 0; m < nm; m++) {
+			if (!rs[m])
+				continue;
+			if (!e)
+				e = scan_reply(iv, rs[m], argv[0], argv[1],
+					       cursor[m]);
+			cqi_reply_free(rs[m]);
+			rs[m] = NULL;
 			if (!e && strcmp(cursor[m], "0") == 0) {
 				cursor[m][0] = '\0';
 				left--;
@@ -227,6 +234,7 @@ static enum cq_err scan_loop(struct inval *iv, int argc, const char **argv,
 		}
 	}
 	free(cursor);
+	free(rs);
 	if (e)
 		return e;
 	return drain(iv);

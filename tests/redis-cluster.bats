@@ -368,6 +368,39 @@ db0_sum() {
 	run -1 --separate-stderr cachectl invalidate --pattern 'k1*'
 }
 
+# Keys of this test matching $1 over the three masters.
+matching() {
+	local p n=0
+	for p in $P1 $P2 $P3; do
+		n=$((n + $(ncli "$p" --scan --pattern "$P$1" | wc -l)))
+	done
+	echo "$n"
+}
+fewer_than() { [ "$(matching "$1")" -lt "$2" ]; }
+
+@test "invalidate --pattern --rate on a cluster: SIGTERM deletes what was scanned, exit 75; a second run deletes the rest" {
+	local n rc=0
+	seq 1 6000 | awk '{ print "u" $1 "\tv" $1 }' | cachectl warm -q --ttl 1h
+	cachectl invalidate --pattern 'u*' --rate 3000 --json >"$TMP/out" 2>"$TMP/err" &
+	BGPID=$!
+	wait_for 10 fewer_than 'u*' 5500
+	kill -TERM "$BGPID"
+	wait "$BGPID" || rc=$?
+	BGPID=
+	cat "$TMP/err"
+	assert_equal "$rc" 75
+	grep -qx "cachectl: invalidate: stopped by SIGTERM: the keys not scanned yet are left" "$TMP/err"
+	[ "$(jq -r .stopped "$TMP/out")" = true ]
+	n=$(jq -r .invalidated "$TMP/out")
+	[ "$n" -gt 0 ]
+	[ "$n" -lt 6000 ]
+	[ "$(matching 'u*')" -eq $((6000 - n)) ]
+	# --rate reads UNLINK replies between the masters' SCAN replies
+	run -0 --separate-stderr cachectl invalidate --pattern 'u*' --rate 100000
+	[[ $stderr == "invalidated $((6000 - n)) keys in "* ]]
+	[ "$(matching 'u*')" -eq 0 ]
+}
+
 @test "invalidate --tag on a cluster: members on every master go, then the tag set" {
 	local p tagkey
 	seq 1 300 | awk '{ print "t" $1 "\tv" $1 }' >"$TMP/in"
