@@ -180,7 +180,6 @@ enum cq_err cqi_record_parse(const char *line, size_t len,
 			    char *err, size_t errlen)
 {
 	struct cq_record *rec = calloc(1, sizeof(*rec));
-	json_error_t je;
 	bool have_body = false;
 	const char *k;
 	json_t *v;
@@ -190,17 +189,9 @@ enum cq_err cqi_record_parse(const char *line, size_t len,
 		cqi_errbuf(err, errlen, "out of memory");
 		return CQ_ERR_NOMEM;
 	}
-	rec->root = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
-			       &je);
-	if (!rec->root) {
-		cqi_errbuf(err, errlen, "bad JSON at column %d: %s", je.column,
-			   je.text);
+	rec->root = cqi_jsonl_object(line, len, err, errlen);
+	if (!rec->root)
 		goto bad;
-	}
-	if (!json_is_object(rec->root)) {
-		cqi_errbuf(err, errlen, "want a JSON object");
-		goto bad;
-	}
 	json_object_foreach(rec->root, k, v) {
 		if (!take_member(rec, k, v, msg, &have_body, err, errlen))
 			goto bad;

@@ -80,6 +80,15 @@ struct json_t;
 int cqi_json_set_bytes(struct json_t *obj, const char *name, const char *p,
 		       size_t n);
 
+/* The JSON object that line[0..len) holds, as one line of JSONL input:
+ * duplicate keys refused, NUL bytes allowed in strings, JSON's blanks
+ * allowed after the object, nothing else.  A new reference (the caller
+ * decrefs), or NULL with what is wrong in err: lower case, no line number
+ * ("bad JSON at column 9: ...", "text after the JSON object at column
+ * 14: 'x'", "not a JSON object: '[1]'", "empty line"). */
+struct json_t *cqi_jsonl_object(const char *line, size_t len, char *err,
+				size_t errlen);
+
 /* The n bytes at p for a one-line message: control bytes and stray bytes
  * as \xFF, cut after max bytes ("..."); buf always terminated. */
 void cqi_show_bytes(const char *p, size_t n, size_t max, char *buf,

@@ -1,4 +1,5 @@
-/* json.c - JSON output helpers over jansson, and base64. */
+/* json.c - JSON helpers over jansson: output, the object of one JSONL
+ * line (the input of warm --jsonl and enqueue --jsonl), and base64. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,4 +180,57 @@ char *cq_json_value_line(const char *key, size_t keylen, const char *val,
 done:
 	json_decref(o);
 	return out;
+}
+
+/* JSON's whitespace, which may follow the object. */
+static bool json_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* The column (1 for the first) of line[at], in characters as jansson
+ * counts them: bytes that do not continue a UTF-8 sequence. */
+static size_t column_of(const char *line, size_t at)
+{
+	size_t col = 1;
+
+	for (size_t i = 0; i < at; i++)
+		col += ((unsigned char)line[i] & 0xc0) != 0x80;
+	return col;
+}
+
+json_t *cqi_jsonl_object(const char *line, size_t len, char *err,
+			 size_t errlen)
+{
+	char shown[200];
+	json_error_t je;
+	json_t *o;
+	size_t at;
+
+	if (!line || !len) {
+		cqi_errbuf(err, errlen, "empty line");
+		return NULL;
+	}
+	o = json_loadb(line, len, JSON_REJECT_DUPLICATES |
+		       JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL, &je);
+	if (!o) {
+		cqi_errbuf(err, errlen, "bad JSON at column %d: %s", je.column,
+			   je.text);
+		return NULL;
+	}
+	/* anything after the object but blanks (a NUL too) is an error */
+	for (at = je.position; at < len && json_blank(line[at]); at++)
+		;
+	if (at < len) {
+		cqi_show_bytes(line + at, len - at, 40, shown, sizeof(shown));
+		cqi_errbuf(err, errlen, "text after the JSON object at column %zu: '%s'",
+			   column_of(line, at), shown);
+	} else if (!json_is_object(o)) {
+		cqi_show_bytes(line, len, 40, shown, sizeof(shown));
+		cqi_errbuf(err, errlen, "not a JSON object: '%s'", shown);
+	} else {
+		return o;
+	}
+	json_decref(o);
+	return NULL;
 }

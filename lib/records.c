@@ -268,31 +268,12 @@ static bool take_record(json_t *o, struct cqi_warm_rec *rec, char *err,
 bool cqi_warm_parse_jsonl(const char *line, size_t len, struct cqi_warm_rec *rec,
 			 char *err, size_t errlen)
 {
-	json_error_t je;
 	json_t *o;
 	bool ok;
 
 	rec_reset(rec);
-	if (!line || !len)
-		return fail(err, errlen, "empty line");
-	o = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DISABLE_EOF_CHECK |
-		       JSON_ALLOW_NUL, &je);
-	if (!o) {
-		cqi_errbuf(err, errlen, "bad JSON at column %d: %s", je.column,
-			   je.text);
+	if (!(o = cqi_jsonl_object(line, len, err, errlen)))
 		return false;
-	}
-	/* anything after the object other than blanks is an error */
-	for (size_t i = je.position; i < len; i++) {
-		if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r') {
-			json_decref(o);
-			return fail(err, errlen, "text after the JSON object");
-		}
-	}
-	if (!json_is_object(o)) {
-		json_decref(o);
-		return fail(err, errlen, "not a JSON object");
-	}
 	ok = take_record(o, rec, err, errlen);
 	json_decref(o);
 	return ok;

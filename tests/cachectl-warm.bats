@@ -168,14 +168,20 @@ load test_helper
 	["not","an","object"]
 	{"key":"d","value":"4","colour":"red"}
 	{"key":"e","value":"5"}
+	{"key":"f","key":"g","value":"6"}
+	{"key":"h","value":"7"} x
 	EOF
 	run -65 --separate-stderr cachectl warm --jsonl --ttl 1m "$TMP/in"
-	[[ "${stderr_lines[0]}" == "cachectl: warm: line 2: bad JSON"* ]]
+	[ "${stderr_lines[0]}" = "cachectl: warm: line 2: bad JSON at column 19: unexpected token near end of file" ]
 	[ "${stderr_lines[1]}" = 'cachectl: warm: line 3: missing "key"' ]
 	[[ "${stderr_lines[2]}" == 'cachectl: warm: line 4: "ttl" must be a positive'* ]]
-	[ "${stderr_lines[3]}" = "cachectl: warm: line 5: not a JSON object" ]
+	# the words of enqueue --jsonl for the same faults (qctl-enqueue.bats)
+	[ "${stderr_lines[3]}" = "cachectl: warm: line 5: not a JSON object: '[\"not\",\"an\",\"object\"]'" ]
 	[ "${stderr_lines[4]}" = 'cachectl: warm: line 6: unknown field "colour"' ]
+	[ "${stderr_lines[5]}" = "cachectl: warm: line 8: bad JSON at column 16: duplicate object key near '\"key\"'" ]
+	[ "${stderr_lines[6]}" = "cachectl: warm: line 9: text after the JSON object at column 25: 'x'" ]
 	run -0 cachectl get a e
+	run -1 cachectl get h
 }
 
 @test "warm refuses values over --max-size and lines far longer, by line" {

@@ -143,14 +143,19 @@ EOF
 {"body":"ok2","headers":{"k":{"nested":1}}}
 {"headers":{}}
 {"body":"ok3"}
+{"body":"a","body":"b"}
+{"body":"ok4"} x
 EOF
 	run -65 --separate-stderr qctl enqueue --jsonl "$Q" < "$TMP/in"
-	[[ "$stderr" == *"qctl: enqueue: line 2: bad JSON"* ]]
+	[[ "$stderr" == *"qctl: enqueue: line 2: bad JSON at column 8: unexpected token near end of file"* ]]
 	[[ "$stderr" == *"qctl: enqueue: line 3: priority: want an integer 0-255"* ]]
-	[[ "$stderr" == *"qctl: enqueue: line 4: want a JSON object"* ]]
+	# the words of warm --jsonl for the same faults (cachectl-warm.bats)
+	[[ "$stderr" == *"qctl: enqueue: line 4: not a JSON object: '[\"not an object\"]'"* ]]
 	[[ "$stderr" == *"qctl: enqueue: line 5: header 'k': want a string, number or boolean"* ]]
 	[[ "$stderr" == *"qctl: enqueue: line 6: no \"body\" or \"body_base64\""* ]]
-	[[ "$stderr" == *"enqueued 2 messages in "*"(0 failed, 5 malformed)"* ]]
+	[[ "$stderr" == *"qctl: enqueue: line 8: bad JSON at column 18: duplicate object key near '\"body\"'"* ]]
+	[[ "$stderr" == *"qctl: enqueue: line 9: text after the JSON object at column 16: 'x'"* ]]
+	[[ "$stderr" == *"enqueued 2 messages in "*"(0 failed, 7 malformed)"* ]]
 	run -0 take_all "$Q"
 	assert_output "$(printf 'ok1\nok3')"
 }

@@ -1,6 +1,7 @@
 /* Unit tests for the cache's pure functions: cluster slots, derived keys,
- * namespace names, glob escaping, jitter, base64, and the warm record
- * parsers (TSV, -0 pairs, JSONL, keys). */
+ * namespace names, glob escaping, jitter, base64, the warm record
+ * parsers (TSV, -0 pairs, JSONL, keys), and the JSONL line rules warm and
+ * enqueue share (cqi_jsonl_object). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "cq.h"
 #include "internal.h"
@@ -326,6 +328,59 @@ static void test_jsonl_bad(void **state)
 	cqi_warm_rec_clear(&r);
 }
 
+/* One JSONL line's faults: the same words from warm's parser and from
+ * enqueue's, whatever fields each wants. */
+static void test_jsonl_shared(void **state)
+{
+	static const struct {
+		const char *in;
+		size_t len;
+		const char *msg;
+	} bad[] = {
+#define L(s) s, sizeof(s) - 1
+		{ L(""), "empty line" },
+		{ L("{\"a\":"), "bad JSON at column 5: unexpected token near end of file" },
+		{ L("{\"a\":1,\"a\":2}"), "bad JSON at column 10: duplicate object key near '\"a\"'" },
+		{ L("[1, 2]"), "not a JSON object: '[1, 2]'" },
+		{ L("{\"a\":1} x"), "text after the JSON object at column 9: 'x'" },
+		{ L("{\"a\":1}{}"), "text after the JSON object at column 8: '{}'" },
+		/* a NUL after the object is text too, not an end */
+		{ L("{\"a\":1}\0x"), "text after the JSON object at column 8: '\\x00x'" },
+		/* columns count characters, as jansson's do */
+		{ L("{\"\xc3\xa9\":1} x"), "text after the JSON object at column 9: 'x'" },
+#undef L
+	};
+	struct cqi_warm_rec r = { 0 };
+	struct cq_record *rec;
+	struct cq_message m;
+	char err[200], err2[200];
+	json_t *o;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_null(cqi_jsonl_object(bad[i].in, bad[i].len, err,
+					     sizeof(err)));
+		if (strcmp(err, bad[i].msg))
+			fail_msg("case %zu: got '%s', want '%s'", i, err, bad[i].msg);
+		assert_false(cqi_warm_parse_jsonl(bad[i].in, bad[i].len, &r,
+						  err2, sizeof(err2)));
+		assert_string_equal(err2, bad[i].msg);
+		cq_message_init(&m);
+		assert_int_equal(cqi_record_parse(bad[i].in, bad[i].len, &m,
+						 &rec, err2, sizeof(err2)),
+				 CQ_ERR_DATA);
+		assert_string_equal(err2, bad[i].msg);
+	}
+	/* JSON's blanks may follow; a NUL inside a string is kept */
+	o = cqi_jsonl_object("{\"a\":\"x\\u0000y\"} \t\r\n",
+			     strlen("{\"a\":\"x\\u0000y\"} \t\r\n"), err,
+			     sizeof(err));
+	assert_non_null(o);
+	assert_int_equal(json_string_length(json_object_get(o, "a")), 3);
+	json_decref(o);
+	cqi_warm_rec_clear(&r);
+}
+
 static void test_keys(void **state)
 {
 	struct cqi_warm_rec r = { 0 };
@@ -372,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_nul),
 		cmocka_unit_test(test_jsonl_good),
 		cmocka_unit_test(test_jsonl_bad),
+		cmocka_unit_test(test_jsonl_shared),
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_parsers_total),
 	};
