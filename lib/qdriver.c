@@ -273,6 +273,18 @@ bool cqi_qd_reconnect(struct cqi_qdriver *q, struct cqi_reconnected *rc,
 	return true;
 }
 
+bool cqi_qd_rejoined(struct cqi_qdriver *q, char *from, size_t len)
+{
+	const char *where = "";
+	unsigned long n = q->ctx->redis ? cqi_redis_rejoins(q->ctx, &where) : 0;
+	bool more = n != q->rejoins;
+
+	q->rejoins = n;
+	if (from && len)
+		snprintf(from, len, "%s", where);
+	return more;
+}
+
 void *cqi_qdriver_alloc(struct cq_ctx *ctx, size_t size,
 			const struct cqi_qdriver_ops *ops,
 			const struct cqi_qconf *conf)

@@ -386,6 +386,7 @@ struct cqi_qdriver {
 	struct cqi_qconf conf;
 	struct cqi_qhooks hooks;
 	bool can_reconnect;	/* set by connect: reconnect may succeed */
+	unsigned long rejoins;	/* cqi_qd_rejoined's last look */
 };
 
 /* A backend: constructors return NULL out of memory (context error). */
@@ -501,6 +502,20 @@ struct cqi_reconnected {
  */
 bool cqi_qd_reconnect(struct cqi_qdriver *q, struct cqi_reconnected *rc,
 		      unsigned *count);
+
+/*
+ * A Redis driver's look, before it takes (one place for the list and the
+ * stream): were commands whose replies were lost sent again since the
+ * last look (a failover, a master restarted: cqi_redis_rejoins)?  Then
+ * what a lost command did may have reached the new master unheard: a
+ * BLMOVE's or take script's move into the consumer's processing list, an
+ * XREADGROUP's entries now pending under its name.  The driver then looks
+ * there for what it holds and never received (a list gives it back to
+ * the queue, a stream reads its own pending entries again), once nothing
+ * it sent awaits a reply.  from gets where the lost commands had gone.
+ * A driver looks once in start(), to begin from there.
+ */
+bool cqi_qd_rejoined(struct cqi_qdriver *q, char *from, size_t len);
 
 /*
  * Why Redis refused a queue's write, from its error reply r, for

@@ -21,7 +21,8 @@
  *
  * A processing list whose lease has expired belongs to a consumer that is
  * gone: its messages go back to the consuming end of the queue, oldest
- * next.  One whose lease lives is never touched.  Retries and dead
+ * next.  One whose lease lives is never touched, but by its owner after
+ * a failover (resync): what a lost reply moved there unheard goes back.  Retries and dead
  * letters are one script each (the LREM, the push and the side hash
  * together), so a kill between two steps loses nothing.
  */
@@ -112,19 +113,23 @@ static const char move_lua[] =
 	"return 1\n";
 
 /* KEYS proc queue; ARGV bodies, the newest taken first: back to the
- * consuming end (unsettled at a clean exit), so the oldest is next.  The
- * newest taken is at the processing list's head: moved from there in
- * O(1), an LREM (a scan) only for one found elsewhere. */
+ * consuming end (unsettled at a clean exit; after a failover, what this
+ * consumer never received), so the oldest is next; returns how many were
+ * there.  The newest taken is at the processing list's head: moved from
+ * there in O(1), an LREM (a scan) only for one found elsewhere. */
 static const char unget_lua[] =
 	LUA_TYPE_IS("KEYS[2]", "list")
+	"local n = 0\n"
 	"for i = 1, #ARGV do\n"
 	"  if redis.call('LINDEX', KEYS[1], 0) == ARGV[i] then\n"
 	"    redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')\n"
+	"    n = n + 1\n"
 	"  elseif redis.call('LREM', KEYS[1], -1, ARGV[i]) > 0 then\n"
 	"    redis.call('RPUSH', KEYS[2], ARGV[i])\n"
+	"    n = n + 1\n"
 	"  end\n"
 	"end\n"
-	"return #ARGV\n";
+	"return n\n";
 
 /* KEYS proc lease queue registry; ARGV max [token]: -1 while a lease
  * lives (unless it is token's: an owner known gone), else up to max
@@ -186,6 +191,11 @@ struct list_q {
 	bool taking;
 	bool empty;		/* the last take found the queue empty */
 	bool blocked;		/* a BLMOVE awaits its reply */
+	/* commands whose replies were lost were sent again (a failover):
+	 * the processing list is looked at before the next take (resync),
+	 * their node named */
+	bool resync;
+	char lost_from[300];
 	struct cq_delivery *stash;	/* arrived, not yet handed */
 	struct taken *t;	/* unsettled, in tag order */
 	size_t nt, tcap;
@@ -845,6 +855,8 @@ static bool refresh_due(const struct list_q *l, long long now)
 }
 
 static enum cq_err recover_dead(struct list_q *l);
+static bool resync_due(struct list_q *l);
+static enum cq_err resync(struct list_q *l);
 
 static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 {
@@ -861,6 +873,8 @@ static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 		/* replay: the writes' replies first (nothing else may be read
 		 * before them: the acks they bring go with the take), and an
 		 * empty list ends the taking: no BLMOVE */
+		if (resync_due(l) && resync(l))
+			return q->ctx->err;
 		if (l->taking && max)
 			return take_now(l, max);
 		if (pub_sync(l, 0) || flush_acks(l))
@@ -879,6 +893,8 @@ static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 			return cq_seterr(q->ctx, CQ_ERR_NOMEM, "out of memory");
 		}
 	}
+	if (resync_due(l) && resync(l))
+		return q->ctx->err;
 	if (l->blocked || l->stash)
 		return CQ_OK;
 	if (l->taking && l->handed < max &&
@@ -1970,6 +1986,7 @@ static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 	if (!q->conf.processing && enroll(l))
 		return q->ctx->err;
 	l->taking = true;
+	cqi_qd_rejoined(q, NULL, 0);	/* lost replies from here on */
 	return CQ_OK;
 }
 
@@ -1978,15 +1995,14 @@ static enum cq_err start(struct cqi_qdriver *q, unsigned window)
  * UNGET_BATCH (and TAKE_BYTES), and the lease is given up. */
 #define UNGET_BATCH 256
 
-static enum cq_err give_back(struct list_q *l)
+/* One unget_lua of the n bodies (n <= UNGET_BATCH) at argv[5..] and
+ * lens[5..]: *moved counts those the processing list held. */
+static enum cq_err unget(struct list_q *l, const char **argv, size_t *lens,
+			 size_t n, unsigned long long *moved)
 {
 	struct cq_ctx *ctx = l->base.ctx;
-	const char *argv[5 + UNGET_BATCH];
-	size_t lens[5 + UNGET_BATCH];
 	struct cqi_reply *r;
 
-	if (quiesce(l))
-		return ctx->err;
 	argv[0] = "EVAL";
 	argv[1] = unget_lua;
 	argv[2] = "2";
@@ -1997,6 +2013,26 @@ static enum cq_err give_back(struct list_q *l)
 	lens[2] = 1;
 	lens[3] = l->k.proc.len;
 	lens[4] = l->k.queue.len;
+	if (cqi_redis_append(ctx, CQI_KEY(3), (int)(5 + n), argv, lens) ||
+	    cqi_redis_reply(ctx, &r))
+		return ctx->err;
+	if (r->type == CQI_REPLY_ERROR)
+		return reply_err(l, r, "give back");
+	if (r->type == CQI_REPLY_INTEGER && r->integer > 0)
+		*moved += (unsigned long long)r->integer;
+	cqi_reply_free(r);
+	return CQ_OK;
+}
+
+static enum cq_err give_back(struct list_q *l)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	const char *argv[5 + UNGET_BATCH];
+	size_t lens[5 + UNGET_BATCH];
+	unsigned long long moved = 0;
+
+	if (quiesce(l))
+		return ctx->err;
 	while (l->nt) {
 		size_t n = 0, bytes = 0;
 
@@ -2008,15 +2044,137 @@ static enum cq_err give_back(struct list_q *l)
 			bytes += t->len;
 			n++;
 		}
-		if (cqi_redis_append(ctx, CQI_KEY(3), (int)(5 + n), argv, lens) ||
-		    cqi_redis_reply(ctx, &r))
+		if (unget(l, argv, lens, n, &moved))
 			return ctx->err;
-		if (r->type == CQI_REPLY_ERROR)
-			return reply_err(l, r, "give back");
-		cqi_reply_free(r);
 		drop_taken(l, l->nt - n, n);
 	}
 	return CQ_OK;
+}
+
+/* ---- after a failover ---------------------------------------------------------- */
+
+/* A body to match: in the processing list (i its index there) or held. */
+struct body_ref {
+	const char *p;
+	size_t len, i;
+};
+
+static int body_cmp(const struct body_ref *a, const struct body_ref *b)
+{
+	if (a->len != b->len)
+		return a->len < b->len ? -1 : 1;
+	return a->len ? memcmp(a->p, b->p, a->len) : 0;
+}
+
+static int body_order(const void *a, const void *b)
+{
+	const struct body_ref *x = a, *y = b;
+	int c = body_cmp(x, y);
+
+	return c ? c : x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Mark in keep[] the processing list's items (the n of in, sorted) that
+ * a held message (the nh of held, sorted) accounts for, one each. */
+static void match_held(const struct body_ref *in, size_t n,
+		       const struct body_ref *held, size_t nh, bool *keep)
+{
+	size_t a = 0, b = 0;
+
+	while (a < n && b < nh) {
+		int c = body_cmp(&in[a], &held[b]);
+
+		if (c == 0)
+			keep[in[a].i] = true;
+		a += c <= 0;
+		b += c >= 0;
+	}
+}
+
+/* Send back to the queue each item of the processing list (LRANGE reply
+ * r, the newest first) that keep[] does not mark; *moved counts them. */
+static enum cq_err unget_unheld(struct list_q *l, const struct cqi_reply *r,
+				const bool *keep, unsigned long long *moved)
+{
+	const char *argv[5 + UNGET_BATCH];
+	size_t lens[5 + UNGET_BATCH];
+	size_t n = 0, bytes = 0;
+
+	for (size_t i = 0; i <= r->elements; i++) {
+		if ((i == r->elements || n == UNGET_BATCH ||
+		     bytes >= TAKE_BYTES) && n) {
+			if (unget(l, argv, lens, n, moved))
+				return l->base.ctx->err;
+			n = bytes = 0;
+		}
+		if (i == r->elements || keep[i])
+			continue;
+		argv[5 + n] = r->element[i]->str ? r->element[i]->str : "";
+		lens[5 + n] = r->element[i]->len;
+		bytes += lens[5 + n++];
+	}
+	return CQ_OK;
+}
+
+static bool resync_due(struct list_q *l)
+{
+	if (cqi_qd_rejoined(&l->base, l->lost_from, sizeof(l->lost_from)))
+		l->resync = true;
+	return l->resync && l->leased && !l->blocked;
+}
+
+/*
+ * Commands whose replies were lost were sent again (cqi_qd_rejoined): a
+ * BLMOVE or take script the old master ran before it died may have moved
+ * messages into our processing list that the new master has (the write
+ * replicated) and we never received; they would wait there until we end.
+ * Every message there that we do not hold goes back to the queue's
+ * consuming end, as recovery gives back a dead consumer's (oldest next),
+ * to be delivered again.  One we hold that is not there (the move never
+ * replicated) is still in the queue: it comes again too (at least once).
+ */
+static enum cq_err resync(struct list_q *l)
+{
+	struct cq_ctx *ctx = l->base.ctx;
+	const char *argv[4] = { "LRANGE", l->k.proc.data, "0", "-1" };
+	size_t lens[4] = { 6, l->k.proc.len, 1, 2 };
+	struct body_ref *in = NULL, *held;
+	struct cqi_reply *r;
+	unsigned long long moved = 0;
+	bool *keep = NULL;
+
+	l->resync = false;
+	if (quiesce(l))
+		return ctx->err;
+	r = cqi_redis_cmd(ctx, CQI_KEY(1), 4, argv, lens);
+	if (!r)
+		return ctx->err == CQ_ERR_DATA ? name_wrong_type(l) : ctx->err;
+	in = calloc(r->elements + l->nt + 1, sizeof(*in));
+	keep = calloc(r->elements + 1, sizeof(*keep));
+	if (!in || !keep) {
+		cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	held = in + r->elements;
+	for (size_t i = 0; i < r->elements; i++)
+		in[i] = (struct body_ref){ r->element[i]->str,
+					   r->element[i]->len, i };
+	for (size_t j = 0; j < l->nt; j++)
+		held[j] = (struct body_ref){ l->t[j].body, l->t[j].len, j };
+	qsort(in, r->elements, sizeof(*in), body_order);
+	qsort(held, l->nt, sizeof(*held), body_order);
+	match_held(in, r->elements, held, l->nt, keep);
+	if (unget_unheld(l, r, keep, &moved) == CQ_OK && moved) {
+		l->empty = false;
+		cqi_qd_notice(&l->base, "%llu message%s in processing list '%s' that this consumer never received (Redis at %s was lost before its reply came) went back to '%s', to be delivered again",
+			moved, moved == 1 ? "" : "s", l->k.proc.data,
+			l->lost_from, l->base.conf.queue);
+	}
+out:
+	free(in);
+	free(keep);
+	cqi_reply_free(r);
+	return ctx->err;
 }
 
 static void release(struct list_q *l)

@@ -14,7 +14,9 @@
  * are taken over only once idle longer than the longest recorded there,
  * whatever the claimer's own (claim_idle).  On a clean stop, what was
  * taken and not done is released (its idle time set to that) for the next
- * consumer to claim at once, and the record goes.
+ * consumer to claim at once, and the record goes.  After a failover a
+ * consumer reads its own pending entries again (resync_if_due): an
+ * XREADGROUP whose reply was lost left them there unheard.
  *
  * The entry's delivery count (XPENDING) is the broker's count
  * (CQ_HDR_DELIVERY_COUNT); each delivery after the first counts as a
@@ -68,6 +70,8 @@ struct batch {
 	struct cqi_reply *entries;	/* its array of [id, [field, value...]] */
 	long long *counts;		/* delivery count of each, or NULL: 1 */
 	size_t next;
+	bool history;			/* our own pending entries: those we
+					 * hold already are passed over */
 };
 
 /* Where a group stood (enqueue --maxlen: did trimming take unread
@@ -111,6 +115,11 @@ struct stream_q {
 	uint64_t added;
 	bool history;			/* our own pending entries first */
 	char hist_from[ID_MAX];		/* ... after this id */
+	/* read again after a failover (cqi_qd_rejoined): the node lost,
+	 * and how many entries we never received were found */
+	bool resync;
+	char lost_from[300];
+	unsigned long long resynced;
 	struct batch b;
 	/* taken, unsettled: a ring ordered by tag */
 	struct cqi_ring ring;		/* of struct taken */
@@ -512,6 +521,19 @@ static void send_ack(struct stream_q *s, const char **ids, size_t n)
 	free(argv);
 }
 
+/* Do we hold entry id: taken and not settled, or to be claimed again
+ * (a retry)? */
+static bool holds(struct stream_q *s, const char *id)
+{
+	for (size_t i = 0; i < s->ring.len; i++)
+		if (!ring_at(s, i)->done && strcmp(ring_at(s, i)->id, id) == 0)
+			return true;
+	for (size_t i = 0; i < s->nretry; i++)
+		if (strcmp(s->retry[i], id) == 0)
+			return true;
+	return false;
+}
+
 /* Hand the batch's entries to the engine, at most max. */
 static size_t hand(struct stream_q *s, size_t max)
 {
@@ -530,6 +552,10 @@ static size_t hand(struct stream_q *s, size_t max)
 			continue;
 		id = e->element[0];
 		fv = e->element[1];
+		if (b->history && holds(s, id->str))
+			continue;
+		if (b->history && s->resync)
+			s->resynced++;
 		if (fv->type != CQI_REPLY_ARRAY) {
 			/* deleted while pending: nothing left to do */
 			const char *ids[1] = { id->str };
@@ -648,8 +674,11 @@ static struct cqi_reply *entry_cmd(struct stream_q *s, const char *what,
 	return r;
 }
 
+static void history_done(struct stream_q *s);
+
 /* This consumer's own pending entries, left by an earlier run under the
- * same name (XREADGROUP from id 0): they come first. */
+ * same name (XREADGROUP from id 0): they come first.  (After a failover
+ * too: resync_if_due.) */
 static enum cq_err read_history(struct stream_q *s, size_t max)
 {
 	char n[24];
@@ -661,17 +690,48 @@ static enum cq_err read_history(struct stream_q *s, size_t max)
 	snprintf(n, sizeof(n), "%zu", max);
 	r = entry_cmd(s, "XREADGROUP", CQI_KEY(7), 9, argv);
 	if (!r) {
-		s->history = false;
+		s->history = s->resync = false;
 		return s->base.ctx->err;
 	}
 	e = read_entries(r);
 	if (!e || !e->elements)
-		s->history = false;
+		history_done(s);
 	else if (e->element[e->elements - 1]->elements &&
 		 is_str(e->element[e->elements - 1]->element[0]))
 		snprintf(s->hist_from, sizeof(s->hist_from), "%s",
 			 e->element[e->elements - 1]->element[0]->str);
-	return batch_from(s, r, e);
+	if (batch_from(s, r, e))
+		return s->base.ctx->err;
+	s->b.history = true;
+	return CQ_OK;
+}
+
+/* Our pending entries all read again: after a failover, say what was
+ * found that we never received. */
+static void history_done(struct stream_q *s)
+{
+	s->history = false;
+	if (s->resync && s->resynced)
+		cqi_qd_notice(&s->base, "%llu entr%s pending in group '%s' of stream '%s' under this consumer's name ('%s') that it never received (Redis at %s was lost before its reply came): taken back",
+			s->resynced, s->resynced == 1 ? "y" : "ies", s->group,
+			sname(s), s->consumer, s->lost_from);
+	s->resync = false;
+	s->resynced = 0;
+}
+
+/* Commands whose replies were lost were sent again (cqi_qd_rejoined): an
+ * XREADGROUP the old master ran before it died may have left entries
+ * pending under our name on the new one that we never received; they
+ * would wait there for the visibility timeout.  Read our pending entries
+ * again from the start (read_history), passing over those we hold. */
+static void resync_if_due(struct stream_q *s)
+{
+	if (!cqi_qd_rejoined(&s->base, s->lost_from, sizeof(s->lost_from)) ||
+	    !s->started)
+		return;
+	s->resync = s->history = true;
+	s->resynced = 0;
+	snprintf(s->hist_from, sizeof(s->hist_from), "0");
 }
 
 /* Claim the failed entries again (their delivery count goes up). */
@@ -970,6 +1030,7 @@ static enum cq_err take(struct cqi_qdriver *q, size_t max, long long wait_ms)
 	for (;;) {
 		if (q->ctx->err)
 			return q->ctx->err;
+		resync_if_due(s);
 		handed += hand(s, max - handed);
 		if (handed >= max || !s->taking)
 			break;
@@ -1419,6 +1480,7 @@ static enum cq_err start(struct cqi_qdriver *q, unsigned window)
 	s->started = s->taking = true;
 	s->history = true;
 	snprintf(s->hist_from, sizeof(s->hist_from), "0");
+	cqi_qd_rejoined(q, NULL, 0);	/* lost replies from here on */
 	return CQ_OK;
 }
 

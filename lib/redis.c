@@ -114,6 +114,10 @@ struct cqi_redis {
 	/* behind a Sentinel: how to find the master, and its db */
 	struct cqi_sentinel *sentinel;
 	int db;
+	/* commands whose replies were lost, sent again (cqi_redis_rejoins):
+	 * how often, and where the last lost ones had gone */
+	unsigned long rejoins;
+	char rejoined_from[300];
 };
 #define AW(rd, seq) (&(rd)->aw[(seq) & ((rd)->acap - 1)])
 
@@ -2364,6 +2368,22 @@ static void cmd_name(const struct await *a, char *name, size_t size)
 		 u && len > 0 && len <= end - u - 1 ? len : 0, u ? u + 1 : "");
 }
 
+/* Commands lost at where were sent again (cqi_redis_rejoins). */
+static void rejoined(struct cqi_redis *rd, const char *where)
+{
+	rd->rejoins++;
+	snprintf(rd->rejoined_from, sizeof(rd->rejoined_from), "%s", where);
+}
+
+unsigned long cqi_redis_rejoins(const struct cq_ctx *ctx, const char **from)
+{
+	const struct cqi_redis *rd = ctx->redis;
+
+	if (from)
+		*from = rd ? rd->rejoined_from : "";
+	return rd ? rd->rejoins : 0;
+}
+
 /* The connection to a node failed in the middle of work (ctx's error, the
  * node hung up): on a cluster or behind a Sentinel, its awaited commands
  * not answered yet are sent again where take_over says, within
@@ -2375,7 +2395,7 @@ static void cmd_name(const struct await *a, char *name, size_t size)
  * master either never had that write (the item is still in the queue,
  * read by the resent command) or has it (the item sits in the
  * consumer's processing list, or pending under its name in the group,
- * where lease recovery or the visibility timeout's claim finds it). */
+ * where the consumer looks once told: cqi_redis_rejoins). */
 static enum cq_err rejoin(struct cq_ctx *ctx)
 {
 	struct cqi_redis *rd = ctx->redis;
@@ -2418,6 +2438,8 @@ static enum cq_err rejoin(struct cq_ctx *ctx)
 		for (size_t i = 0; i < rd->nnodes; i++)
 			node_hangup(rd->nodes[i]);
 	e = take_over(ctx, since + FAILOVER_WAIT(ctx), &m);
+	if (!e && !ctx->err)
+		rejoined(rd, where);
 	if (!e || ctx->err)
 		return ctx->err;
 	return cq_seterr(ctx, CQ_ERR_TEMPFAIL,
@@ -2488,6 +2510,8 @@ static enum cq_err recover(struct cqi_pipe *p)
 	struct cqi_cpipe *c = p->cl;
 	struct mover m = { pipe_lost, pipe_move, p };
 	long long since = cq_now_ms();
+	char lost[300] = "";
+	enum cq_err e;
 
 	/* from the first loss not answered since: a node that keeps being
 	 * lost is waited for once */
@@ -2495,9 +2519,15 @@ static enum cq_err recover(struct cqi_pipe *p)
 		if (c->pn[i].down && c->pn[i].lost_at &&
 		    c->pn[i].lost_at < since)
 			since = c->pn[i].lost_at;
+	for (size_t i = 0; i < c->npn && !lost[0]; i++)
+		if (c->pn[i].down)
+			memcpy(lost, p->ctx->redis->nodes[i]->where,
+			       sizeof(lost));
 	c->any_down = false;
-	if (!take_over(p->ctx, since + FAILOVER_WAIT(p->ctx), &m) ||
-	    p->ctx->err)
+	e = take_over(p->ctx, since + FAILOVER_WAIT(p->ctx), &m);
+	if (!p->ctx->err && lost[0])	/* sent again, all or some */
+		rejoined(p->ctx->redis, lost);
+	if (!e || p->ctx->err)
 		return p->ctx->err;
 	for (size_t i = 0; i < c->npn; i++) {
 		struct pnode *pn = &c->pn[i];

@@ -130,6 +130,18 @@ enum cq_err cqi_redis_check_idle(struct cq_ctx *ctx);
 enum cq_err cqi_redis_reply_within(struct cq_ctx *ctx, long long wait_ms,
 				   struct cqi_reply **reply);
 
+/*
+ * How many times commands whose replies were lost (their node gone in the
+ * middle of work: a failover, a master restarted) were sent again, to the
+ * node that took over or to the same one back; *from (unless NULL) gets
+ * where the last lost ones had gone (borrowed until the next command).
+ * What such a command did on the lost connection may have reached the
+ * new master without its reply reaching us: a queue consumer asks
+ * (cqi_qd_rejoined) to look for what its blocking read took unheard.
+ * 0 on a single Redis, where a lost connection is the context error.
+ */
+unsigned long cqi_redis_rejoins(const struct cq_ctx *ctx, const char **from);
+
 /* ---- pipelines with a bounded window ------------------------------------ */
 
 /*

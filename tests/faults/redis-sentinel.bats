@@ -134,6 +134,103 @@ replicated() { [ "$(printf 'SET %s 1\nWAIT 1 2000\n' "${P}sync" | redis-cli -p "
 	assert_line -n 0 0
 }
 
+# A command in RESP, for redis-cli --pipe.
+resp() {
+	local a
+	printf '*%d\r\n' $#
+	for a; do printf '$%d\r\n%s\r\n' "${#a}" "$a"; done
+}
+
+# The log of the data node on port $1.
+node_log() {
+	local n=1 p
+	for p in $CQ_SENTINEL_DATA_PORTS; do
+		[ "$p" = "$1" ] && { echo "$SSB/sentinel/d$n/log"; return 0; }
+		n=$((n + 1))
+	done
+	return 1
+}
+
+# The master on port $1 gets message $3 (list $2's LPUSH, or stream $2's
+# XADD with "-s") in one pipeline that drops a client whose replies
+# outgrow 64 kB while it runs: a consumer waiting in BLMOVE or XREADGROUP
+# BLOCK is served (the move done, and replicated) and its connection
+# closed before the reply goes out.  Succeeds when the master's log says
+# it dropped one ($4: blmove or xreadgroup), else the message waits in
+# the queue as any other.
+drop_reply() {
+	local port=$1 key=$2 body=$3 cmd=$4 log before
+	log=$(node_log "$port")
+	before=$(grep -c "cmd=$cmd .*output buffer limits" "$log" || true)
+	{
+		resp CONFIG SET client-output-buffer-limit "normal 64kb 64kb 0"
+		if [ "$cmd" = blmove ]; then resp LPUSH "$key" "$body"; else resp XADD "$key" '*' body "$body"; fi
+		resp CONFIG SET client-output-buffer-limit "normal 0 0 0"
+	} | redis-cli -p "$port" --pipe >/dev/null
+	[ "$(grep -c "cmd=$cmd .*output buffer limits" "$log" || true)" -gt "$before" ]
+}
+
+@test "a consumer's read answered by the master, the reply lost, then the master killed: the message is delivered in the consumer's life, once (list: back from its processing list; stream: its own pending entry read again)" {
+	local b m old new try pid big cmd rc
+	big=$(head -c 100000 /dev/zero | tr '\0' x)
+	m=$(master_port)
+	for b in list stream; do
+		qctl declare -q --backend "$b" "$Q.$b"
+		qctl consume --backend "$b" --exec "cut -c1-2 >>$TMP/got.$b" "$Q.$b" 2>"$TMP/err.$b" &
+		echo $! >"$TMP/pid.$b"
+	done
+	sleep 0.5
+	# each consumer frozen while its read waits on the master, which
+	# answers it with message mN and drops it unanswered (if the read
+	# was not waiting at that instant, it takes mN as usual: once more)
+	for b in list stream; do
+		pid=$(cat "$TMP/pid.$b")
+		cmd=$([ "$b" = list ] && echo blmove || echo xreadgroup)
+		for try in 1 2 3 4 5 6; do
+			[ "$try" -lt 6 ]
+			kill -STOP "$pid"
+			drop_reply "$m" "$P$Q.$b" "m$try$big" "$cmd" && break
+			kill -CONT "$pid"
+			wait_for 10 lines_at_least "$TMP/got.$b" "$try"
+		done
+		echo "$try" >"$TMP/tries.$b"
+	done
+	# the master's moves are on the replica: then it dies
+	replicated "$m"
+	[ "$(on "$m" XPENDING "$P$Q.stream" qctl | head -1)" = 1 ]
+	old=$(kill_master)
+	wait_for 15 moved_from "$old"
+	new=$(master_port)
+	# the message waits for the list consumer in its processing list on
+	# the new master, and pending under the stream consumer's name
+	[ -n "$(redis-cli -p "$new" --scan --pattern "*$P$Q.list*processing*")" ]
+	[ "$(on "$new" XPENDING "$P$Q.stream" qctl | head -1)" = 1 ]
+	for b in list stream; do kill -CONT "$(cat "$TMP/pid.$b")"; done
+	# each handled, within the consumer's life, and only once
+	for b in list stream; do
+		try=$(cat "$TMP/tries.$b")
+		wait_for 10 lines_at_least "$TMP/got.$b" "$try" || { cat "$TMP/err.$b"; false; }
+		pid=$(cat "$TMP/pid.$b")
+		kill -0 "$pid"
+		kill -TERM "$pid"
+		rc=0
+		wait "$pid" || rc=$?
+		note "$b: master $old killed, $new took over; $(tr '\n' ' ' <"$TMP/err.$b")"
+		[ "$rc" -eq 0 ] || { cat "$TMP/err.$b"; false; }
+		assert_equal "$(cat "$TMP/got.$b")" "$(seq -f "m%g" 1 "$try")"
+		grep -q "^qctl: consume: consumed $try messages\{0,1\} in .* ($try acked, 0 retried, 0 dead-lettered)$" "$TMP/err.$b"
+	done
+	grep -q "^qctl: consume: 1 message in processing list '[^']*cq:processing:[^']*' that this consumer never received (Redis at 127\.0\.0\.1:$old was lost before its reply came) went back to '$Q.list', to be delivered again$" "$TMP/err.list"
+	grep -q "^qctl: consume: 1 entry pending in group 'qctl' of stream '$Q.stream' under this consumer's name ('.*') that it never received (Redis at 127\.0\.0\.1:$old was lost before its reply came): taken back$" "$TMP/err.stream"
+	# on the new master: the list and every processing list empty, the
+	# stream's entries all there and none pending
+	run -0 on "$new" LLEN "$P$Q.list"
+	assert_output 0
+	[ -z "$(redis-cli -p "$new" --scan --pattern "*$P$Q.list*processing*")" ]
+	run -0 on "$new" XPENDING "$P$Q.stream" qctl
+	assert_line -n 0 0
+}
+
 @test "a master lost that the sentinels still name (no replica to promote): SIGTERM ends warm's wait for it at once" {
 	local s rc
 	# a master of its own, watched by the sandbox's sentinels
