@@ -142,6 +142,108 @@ Try 'cachectl --help'." ]
 	done
 }
 
+# The options a --help text on stdin defines, one a line, sorted: the names
+# on its lines that start with an option (up to the description), not the
+# options its prose mentions.
+help_options() {
+	grep -E '^ {2,4}-' | sed -E 's/ {2,}[^ -].*$//' |
+		grep -oE -- '(^|[ ,])--?[a-zA-Z0-9][a-zA-Z0-9-]*' | sed 's/^[ ,]*//' | sort -u
+}
+
+# The text of the section of man page FILE whose heading matches the ERE
+# HEADING, up to the next .SH or .SS, with \- read as -.
+man_section() { # FILE HEADING
+	awk -v h="$2" '$0 ~ h { on = 1; print; next } on && /^\.S[HS] / { exit } on' "$1" |
+		sed 's/\\-/-/g'
+}
+
+# The option lines (each .TP's tag) of man text on stdin
+man_option_lines() {
+	grep -A1 '^\.TP' | grep -v -e '^\.TP' -e '^--$' || true
+}
+
+# The section of man/PROG.1 on VERB's options: the verb's .SS (cqstat: OPTIONS)
+man_verb_section() { # PROG [VERB]
+	if [ -n "${2:-}" ]; then
+		man_section "$TOP/man/$1.1" "^\\.SS \"?$2(\"| |\$)"
+	else
+		man_section "$TOP/man/$1.1" '^\.SH OPTIONS'
+	fi
+}
+
+# Whether TEXT names OPTION as a man page's option lines do: after a space,
+# a quote or a font change, and before a space, a quote or a line's end
+man_names() { # TEXT OPTION
+	local nl=$'\n'
+	local re="(^|[ \"$nl]|\\\\fP)$2([ \"$nl]|\$)"
+	[[ $1 =~ $re ]]
+}
+
+@test "every option of every --help is in the man page, with the same short name, and every option the man page gives a verb is in its --help" {
+	local p v o s l help opts text tags own line rc=0
+	for p in cachectl qctl cqstat; do
+		for v in $([ "$p" = cqstat ] || "$p" --list-commands); do
+			help=$("$p" ${v:+"$v"} --help)
+			opts=$'\n'$(help_options <<<"$help")$'\n'
+			own=$(man_verb_section "$p" ${v:+"$v"})
+			text=$own$'\n'$(man_section "$TOP/man/$p.1" '^\.SH COMMON OPTIONS')
+			tags=$(man_option_lines <<<"$text")
+			# each option of the help: in the verb's section or COMMON OPTIONS
+			for o in $opts; do
+				man_names "$text" "$o" ||
+					{ echo "$p $v --help has $o, man/$p.1 does not say it there"; rc=1; }
+			done
+			# "-x, --long" in the help: one man option line names both
+			while read -r s l; do
+				s=${s%,}
+				while IFS= read -r line; do
+					man_names "$line" "$s" && man_names "$line" "$l" && continue 2
+				done <<<"$tags"
+				echo "$p $v --help pairs $s with $l, man/$p.1 does not"
+				rc=1
+			done < <(grep -oE -- '^ {2,4}-[a-zA-Z0-9], --[a-z][a-z0-9-]*' <<<"$help")
+			# each option line of the verb's own section: in its help
+			for o in $(man_option_lines <<<"$own" |
+				grep -oE -- '(^|[ "]|\\fP)--?[a-zA-Z0-9][a-zA-Z0-9-]*' | sed -E 's/^([ "]|\\fP)//'); do
+				[[ $opts == *$'\n'"$o"$'\n'* ]] ||
+					{ echo "man/$p.1 gives '$p $v' $o, its --help does not"; rc=1; }
+			done
+		done
+	done
+	return "$rc"
+}
+
+# The options a completion file offers after "PROG [VERB] -", one a line,
+# sorted (bash: the completion function; fish: its completion engine)
+bash_options() { # PROG [VERB]
+	bash --norc --noprofile -c '
+		source "$1" || exit
+		fn=$(complete -p "$2" | sed -n "s/.*-F \([^ ]*\).*/\1/p")
+		shift
+		COMP_WORDS=("$@" -); COMP_CWORD=$#; COMP_LINE="$* -"; COMP_POINT=${#COMP_LINE}
+		"$fn" "$1" - "${@: -1}"
+		printf "%s\n" "${COMPREPLY[@]}"' _ "$TOP/completions/$1.bash" "$@" | sort -u
+}
+fish_options() { # PROG [VERB]
+	mkdir -p "$TMP/empty"
+	(cd "$TMP/empty" && fish --no-config -c 'source $argv[1]; and complete -C "$argv[2]"' \
+		"$TOP/completions/$1.fish" "$* -") | cut -f1 | sort -u
+}
+
+@test "bash and fish completions offer every option of every --help" {
+	local p v kind missing rc=0
+	for p in cachectl qctl cqstat; do
+		for v in $([ "$p" = cqstat ] || "$p" --list-commands); do
+			for kind in bash fish; do
+				missing=$(comm -23 <("$p" ${v:+"$v"} --help | help_options) <("${kind}_options" "$p" ${v:+"$v"}))
+				[ -z "$missing" ] ||
+					{ echo "$kind completion of '$p $v' lacks:" $missing; rc=1; }
+			done
+		done
+	done
+	return "$rc"
+}
+
 # The verbs a completion file offers after "PROG ", one a line, sorted.
 # bash: the completion function, run with PATH as given (so that, without
 # the program on it, the file's own fallback list is what is offered).
