@@ -1403,14 +1403,29 @@ static enum cq_err release_op(struct cqi_qdriver *q)
 
 /* ---- peek, info, purge, declare, stats ------------------------------------------ */
 
-/* KEYS queue meta; ARGV from n max: up to n messages from the from-th
- * oldest (0-based), oldest first, each with its record, stopping once
- * they hold max bytes. */
+/* KEYS queue meta; ARGV from n max [last]: up to n messages from the
+ * from-th oldest (0-based), oldest first, each with its record, stopping
+ * once they hold max bytes; first, from again.  last is the newest item
+ * read so far, which should be the from-th oldest: when a consumer took
+ * from the consuming end meanwhile (or a give-back pushed there), from is
+ * its place now (of its copies, the one nearest the old place; 0 when it
+ * is gone, taken with every older one), so that the reader skips nothing. */
 static const char peek_lua[] =
 	"local from, n = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+	"if ARGV[4] and from > 0 and\n"
+	"   redis.call('LINDEX', KEYS[1], -from) ~= ARGV[4] then\n"
+	"  local len, best = redis.call('LLEN', KEYS[1]), nil\n"
+	"  for _, i in ipairs(redis.call('LPOS', KEYS[1], ARGV[4], 'COUNT', 0)) do\n"
+	"    local at = len - i\n"
+	"    if not best or math.abs(at - from) < math.abs(best - from) then\n"
+	"      best = at\n"
+	"    end\n"
+	"  end\n"
+	"  from = best or 0\n"
+	"end\n"
 	"local items = redis.call('LRANGE', KEYS[1], -from - n, -from - 1)\n"
 	"local has = redis.call('EXISTS', KEYS[2]) == 1\n"
-	"local out, bytes, max = {}, 0, tonumber(ARGV[3])\n"
+	"local out, bytes, max = { from }, 0, tonumber(ARGV[3])\n"
 	"for i = #items, 1, -1 do\n"
 	"  if bytes >= max then break end\n"
 	"  bytes = bytes + #items[i]\n"
@@ -1432,6 +1447,8 @@ static enum cq_err read_oldest(struct cqi_qdriver *q, size_t count,
 	struct list_q *l = L(q);
 	struct cq_ctx *ctx = q->ctx;
 	const struct cq_buf *keys[] = { &l->k.queue, &l->k.meta };
+	struct cq_buf last = { 0 };	/* the newest read so far */
+	long long from = 0;		/* its place from the consuming end */
 	enum cq_err e = CQ_OK;
 
 	*seen = 0;
@@ -1439,27 +1456,37 @@ static enum cq_err read_oldest(struct cqi_qdriver *q, size_t count,
 		return ctx->err;
 	while (*seen < count && !e) {
 		size_t n = count - *seen < page ? count - *seen : page;
-		char from[24], ns[24], maxb[24];
-		const char *args[] = { from, ns, maxb };
-		struct cqi_reply *r;
+		char froms[24], ns[24], maxb[24];
+		const char *args[] = { froms, ns, maxb, last.data };
+		size_t lens[] = { 0, 0, 0, last.len };
+		struct cqi_reply *r, *const *item;
 		size_t got, bytes = 0;
 
-		snprintf(from, sizeof(from), "%zu", *seen);
+		snprintf(froms, sizeof(froms), "%lld", from);
 		snprintf(ns, sizeof(ns), "%zu", n);
 		snprintf(maxb, sizeof(maxb), "%u", TAKE_BYTES);
-		r = eval(ctx, peek_lua, keys, 2, args, NULL, 3);
+		for (int i = 0; i < 3; i++)
+			lens[i] = strlen(args[i]);
+		r = eval(ctx, peek_lua, keys, 2, args, lens, *seen ? 4 : 3);
 		if (!r)
-			return ctx->err;
-		if (r->type == CQI_REPLY_ERROR)
-			return reply_err(l, r, "peek");
-		got = r->elements / 2;
+			break;
+		if (r->type == CQI_REPLY_ERROR) {
+			reply_err(l, r, "peek");
+			break;
+		}
+		got = r->elements ? (r->elements - 1) / 2 : 0;
+		from = r->elements ? r->element[0]->integer + (long long)got : 0;
+		item = r->element + 1;
 		for (size_t i = 0; i < got && !e; i++) {
 			struct cq_delivery *d;
 
-			bytes += r->element[2 * i]->len;
-			d = list_delivery(q->conf.queue, r->element[2 * i],
-					  r->element[2 * i + 1], *seen + 1);
-			if (!d) {
+			bytes += item[2 * i]->len;
+			cq_buf_reset(&last);
+			if (!cq_buf_append(&last, item[2 * i]->str ?
+					   item[2 * i]->str : "",
+					   item[2 * i]->len) ||
+			    !(d = list_delivery(q->conf.queue, item[2 * i],
+						item[2 * i + 1], *seen + 1))) {
 				e = cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 				break;
 			}
@@ -1472,7 +1499,8 @@ static enum cq_err read_oldest(struct cqi_qdriver *q, size_t count,
 		if (got < n && bytes < TAKE_BYTES)
 			break;
 	}
-	return e;
+	cq_buf_free(&last);
+	return e ? e : ctx->err;
 }
 
 static enum cq_err peek(struct cqi_qdriver *q, size_t count, cq_peek_fn fn,

@@ -577,6 +577,23 @@ per_test_teardown() { kill_consumer_and_handlers; }
 	assert_equal "$(test_keys)" "$DLQ"
 }
 
+@test "list: replay-dlq --dry-run skips none when a consumer takes the oldest meanwhile: each page goes on from the last one listed, where it is now" {
+	seq 1 5000 | qctl enqueue -q "$DLQ"
+	# the reader stops after one line: the dry run waits on the pipe
+	# past its first page of 1,000; then the 1,000 oldest are taken
+	qctl replay-dlq --dry-run --to "$Q" "$DLQ" 2>"$TMP/err" | {
+		read -r _
+		rcli RPOP "$DLQ" 1000 | wc -l >"$TMP/taken"
+		wc -l
+	} >"$TMP/rest"
+	assert_equal "$(cat "$TMP/taken")" 1000
+	# each of the 5,000 listed once (it read by position: 1,000 unread
+	# ones were passed over, 'would replay 4000')
+	assert_equal "$(cat "$TMP/err")" "would replay 5000 to '$Q' (0 skipped), nothing moved"
+	assert_equal "$(cat "$TMP/rest")" 4999
+	assert_equal "$(rcli LLEN "$DLQ")" 4000
+}
+
 @test "list: replay-dlq --filter leaves what does not match in the dead-letter list, in its order, over many batches" {
 	seq 1 3000 | qctl enqueue -q "$DLQ"
 	run -0 --separate-stderr qctl replay-dlq --to "$Q" --filter 'body:[02468]$' "$DLQ"
