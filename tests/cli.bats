@@ -142,6 +142,15 @@ Try 'cachectl --help'." ]
 	done
 }
 
+# Every "PROG VERB" of cachectl and qctl, and "cqstat", which has no verbs
+prog_verbs() {
+	local p
+	for p in cachectl qctl; do
+		"$p" --list-commands | sed "s/^/$p /"
+	done
+	echo cqstat
+}
+
 # The options a --help text on stdin defines, one a line, sorted: the names
 # on its lines that start with an option (up to the description), not the
 # options its prose mentions.
@@ -180,34 +189,34 @@ man_names() { # TEXT OPTION
 }
 
 @test "every option of every --help is in the man page, with the same short name, and every option the man page gives a verb is in its --help" {
-	local p v o s l help opts text tags own line rc=0
-	for p in cachectl qctl cqstat; do
-		for v in $([ "$p" = cqstat ] || "$p" --list-commands); do
-			help=$("$p" ${v:+"$v"} --help)
-			opts=$'\n'$(help_options <<<"$help")$'\n'
-			own=$(man_verb_section "$p" ${v:+"$v"})
-			text=$own$'\n'$(man_section "$TOP/man/$p.1" '^\.SH COMMON OPTIONS')
-			tags=$(man_option_lines <<<"$text")
-			# each option of the help: in the verb's section or COMMON OPTIONS
-			for o in $opts; do
-				man_names "$text" "$o" ||
-					{ echo "$p $v --help has $o, man/$p.1 does not say it there"; rc=1; }
-			done
-			# "-x, --long" in the help: one man option line names both
-			while read -r s l; do
-				s=${s%,}
-				while IFS= read -r line; do
-					man_names "$line" "$s" && man_names "$line" "$l" && continue 2
-				done <<<"$tags"
-				echo "$p $v --help pairs $s with $l, man/$p.1 does not"
-				rc=1
-			done < <(grep -oE -- '^ {2,4}-[a-zA-Z0-9], --[a-z][a-z0-9-]*' <<<"$help")
-			# each option line of the verb's own section: in its help
-			for o in $(man_option_lines <<<"$own" |
-				grep -oE -- '(^|[ "]|\\fP)--?[a-zA-Z0-9][a-zA-Z0-9-]*' | sed -E 's/^([ "]|\\fP)//'); do
-				[[ $opts == *$'\n'"$o"$'\n'* ]] ||
-					{ echo "man/$p.1 gives '$p $v' $o, its --help does not"; rc=1; }
-			done
+	local pvs pv p v o s l help opts text tags own line rc=0
+	mapfile -t pvs < <(prog_verbs)
+	for pv in "${pvs[@]}"; do
+		read -r p v <<<"$pv"
+		help=$("$p" ${v:+"$v"} --help)
+		opts=$'\n'$(help_options <<<"$help")$'\n'
+		own=$(man_verb_section "$p" ${v:+"$v"})
+		text=$own$'\n'$(man_section "$TOP/man/$p.1" '^\.SH COMMON OPTIONS')
+		tags=$(man_option_lines <<<"$text")
+		# each option of the help: in the verb's section or COMMON OPTIONS
+		for o in $opts; do
+			man_names "$text" "$o" ||
+				{ echo "$p $v --help has $o, man/$p.1 does not say it there"; rc=1; }
+		done
+		# "-x, --long" in the help: one man option line names both
+		while read -r s l; do
+			s=${s%,}
+			while IFS= read -r line; do
+				man_names "$line" "$s" && man_names "$line" "$l" && continue 2
+			done <<<"$tags"
+			echo "$p $v --help pairs $s with $l, man/$p.1 does not"
+			rc=1
+		done < <(grep -oE -- '^ {2,4}-[a-zA-Z0-9], --[a-z][a-z0-9-]*' <<<"$help")
+		# each option line of the verb's own section: in its help
+		for o in $(man_option_lines <<<"$own" |
+			grep -oE -- '(^|[ "]|\\fP)--?[a-zA-Z0-9][a-zA-Z0-9-]*' | sed -E 's/^([ "]|\\fP)//'); do
+			[[ $opts == *$'\n'"$o"$'\n'* ]] ||
+				{ echo "man/$p.1 gives '$p $v' $o, its --help does not"; rc=1; }
 		done
 	done
 	return "$rc"
@@ -224,21 +233,40 @@ bash_options() { # PROG [VERB]
 		"$fn" "$1" - "${@: -1}"
 		printf "%s\n" "${COMPREPLY[@]}"' _ "$TOP/completions/$1.bash" "$@" | sort -u
 }
+# zsh: the completion file sourced with _arguments replaced by a function
+# that prints the options of its specs (the verb's own call, after the one
+# that hands the words after the verb on: '->args')
+zsh_options() { # PROG [VERB]
+	zsh -f -c '
+		_arguments() {
+			local a
+			if [[ "$*" == *"->"* ]]; then state=args; return 1; fi
+			for a in "$@"; do
+				[[ $a == -[sCSRnwW] ]] && continue
+				a=${a#\(*\)}; a=${a#\*}; a=${a#\(*\)}
+				[[ $a =~ "^--?[a-zA-Z0-9][a-zA-Z0-9-]*" ]] && print -r -- $MATCH
+			done
+			return 1
+		}
+		_describe() { : }
+		words=($2) state=
+		source $1' _ "$TOP/completions/_$1" "${2:-}" | sort -u
+}
 fish_options() { # PROG [VERB]
 	mkdir -p "$TMP/empty"
 	(cd "$TMP/empty" && fish --no-config -c 'source $argv[1]; and complete -C "$argv[2]"' \
 		"$TOP/completions/$1.fish" "$* -") | cut -f1 | sort -u
 }
 
-@test "bash and fish completions offer every option of every --help" {
-	local p v kind missing rc=0
-	for p in cachectl qctl cqstat; do
-		for v in $([ "$p" = cqstat ] || "$p" --list-commands); do
-			for kind in bash fish; do
-				missing=$(comm -23 <("$p" ${v:+"$v"} --help | help_options) <("${kind}_options" "$p" ${v:+"$v"}))
-				[ -z "$missing" ] ||
-					{ echo "$kind completion of '$p $v' lacks:" $missing; rc=1; }
-			done
+@test "bash, zsh and fish completions offer every option of every --help" {
+	local pvs pv p v kind missing rc=0
+	mapfile -t pvs < <(prog_verbs)
+	for pv in "${pvs[@]}"; do
+		read -r p v <<<"$pv"
+		for kind in bash zsh fish; do
+			missing=$(comm -23 <("$p" ${v:+"$v"} --help | help_options) <("${kind}_options" "$p" ${v:+"$v"}))
+			[ -z "$missing" ] ||
+				{ echo "$kind completion of '$p $v' lacks:" $missing; rc=1; }
 		done
 	done
 	return "$rc"
