@@ -368,6 +368,10 @@ db0_sum() {
 	run -1 --separate-stderr cachectl invalidate --pattern 'k1*'
 }
 
+@test "warm on a cluster: SIGTERM in the middle writes every line read to its master, exit 75" {
+	warm_stopped_midway 300 matching 'w*'
+}
+
 # Keys of this test matching $1 over the three masters.
 matching() {
 	local p n=0

@@ -28,6 +28,10 @@ load sentinel_helper
 	assert_output v19999
 }
 
+@test "warm through the sentinels: SIGTERM in the middle writes every line read, exit 75" {
+	warm_stopped_midway 300 count_on "$(master_port)"
+}
+
 @test "stats, cqstat and invalidate through the sentinels" {
 	cachectl set a 1 --ttl 1h
 	cachectl set b 2 --ttl 1h

@@ -110,6 +110,11 @@ consume_dedupe() {
 	((output > 3500))
 }
 
+@test "warm over rediss://: SIGTERM in the middle writes every line read, exit 75" {
+	warm_stopped_midway 300 tls_w_keys
+}
+tls_w_keys() { rcli --scan --pattern "${P}w*" | wc -l; }
+
 @test "invalidate by key, pattern and tag over rediss://" {
 	cachectl set a 1 --ttl 1m --tag t
 	cachectl set b 2 --ttl 1m --tag t

@@ -287,6 +287,94 @@ slow_input_stopped() {
 	[ "$( (take_bodies "$Q"; take_bodies "$Q.dlq") | sort -n | uniq | wc -l)" = 3000 ]
 }
 
+@test "fetch waiting for another caller's value: SIGTERM ends the wait, exit 75; the owner's lock and run are untouched" {
+	cachectl fetch k --ttl 1m -- sh -c "until [ -e '$TMP/go' ]; do sleep 0.05; done; echo theirs" \
+		>"$TMP/out1" 2>"$TMP/err1" 3>&- &
+	echo $! >"$TMP/pid.owner"
+	until_true 20 '[ "$(rcli exists "$(lock_key k)")" = 1 ]'
+	token=$(rcli get "$(lock_key k)")
+	bg cachectl fetch k --ttl 1m -- sh -c "touch '$TMP/ran'; echo mine"
+	sleep 0.3
+	kill -TERM "$BG"
+	bg_wait
+	[ "$status" = 75 ]
+	[ "$(cat "$TMP/err")" = "cachectl: fetch: stopped by SIGTERM: no longer waiting for another caller" ]
+	[ ! -s "$TMP/out" ]
+	[ ! -e "$TMP/ran" ]
+	# the owner's lock is still the owner's; its value lands as usual
+	[ "$(rcli get "$(lock_key k)")" = "$token" ]
+	touch "$TMP/go"
+	wait "$(cat "$TMP/pid.owner")"
+	[ "$(cat "$TMP/out1")" = theirs ]
+	[ "$(rcli get "${P}k")" = theirs ]
+	[ "$(rcli exists "$(lock_key k)")" = 0 ]
+}
+
+@test "consume --dedupe: SIGTERM finishes the running handler and marks its id only; the others stay unmarked in the queue" {
+	qctl declare -q "$Q"
+	printf '{"body":"m%d","message_id":"id%d"}\n' 1 1 2 2 3 3 | qctl enqueue -q --jsonl "$Q"
+	bg qctl consume --dedupe --prefetch 3 -e "touch '$TMP/started'; sleep 0.5; cat >>'$TMP/done'" "$Q"
+	wait_for 20 test -e "$TMP/started"
+	kill -TERM "$BG"
+	bg_wait
+	[ "$status" = 0 ]
+	grep -q "consumed 1 message in .*(1 acked, 0 retried, 0 dead-lettered, 0 skipped)" "$TMP/err"
+	[ "$(cat "$TMP/done")" = m1 ]
+	[ "$(rcli --scan --pattern "${P}*" | sort | paste -sd' ')" = "${P}qctl:done:$Q:id1" ]
+	until_true 10 '[ "$(ready "$Q")" = 2 ]'
+	[ "$(take_bodies "$Q" | paste -sd' ')" = "m2 m3" ]
+}
+
+@test "consume --backend stream: SIGTERM lets the running handler finish and acks it; nothing left pending, the rest undelivered; exit 0" {
+	qctl declare -q --backend stream "$Q"
+	qctl enqueue -q --backend stream "$Q" one two three
+	bg qctl consume --backend stream --prefetch 1 -e "touch '$TMP/started'; sleep 0.5; cat >>'$TMP/done'" "$Q"
+	wait_for 20 test -e "$TMP/started"
+	kill -TERM "$BG"
+	bg_wait
+	[ "$status" = 0 ]
+	grep -q "consumed 1 message in .*(1 acked, 0 retried, 0 dead-lettered)" "$TMP/err"
+	[ "$(cat "$TMP/done")" = one ]
+	[ "$(rcli XLEN "$P$Q")" = 3 ]
+	[ "$(rcli XPENDING "$P$Q" qctl | head -1)" = 0 ]
+	# the group has handed out one entry; two wait for the next consumer
+	[ "$(group_field "$P$Q" entries-read)" = 1 ]
+	[ "$(group_field "$P$Q" lag)" = 2 ]
+}
+
+# Field $2 of the qctl group of stream $1 (XINFO GROUPS).
+group_field() {
+	rcli XINFO GROUPS "$1" | awk -v f="$2" 'p { print; exit } $0 == f { p = 1 }'
+}
+
+@test "replay-dlq --backend list and stream: SIGTERM ends the run, exit 75; the summary's count is in the queue, the rest in the DLQ, none twice" {
+	local b len moved
+	for b in list stream; do
+		len=$([ "$b" = list ] && echo LLEN || echo XLEN)
+		[ "$b" = list ] || qctl declare -q --backend "$b" --dlq "$Q.$b"
+		seq 1 1000 | qctl enqueue -q --backend "$b" "$Q.$b.dlq"
+		bg qctl replay-dlq --backend "$b" --rate 1000 "$Q.$b.dlq"
+		until_true 20 '[ "$(rcli "$len" "$P$Q.$b")" -ge 100 ]'
+		kill -TERM "$BG"
+		bg_wait
+		[ "$status" = 75 ]
+		moved=$(sed -n "s/^replayed \([0-9]*\) to '$Q.$b' (0 skipped, 0 failed) in .*/\1/p" "$TMP/err")
+		grep -qx "qctl: replay-dlq: stopped by SIGTERM: $((1000 - moved)) of the 1000 messages present not looked at (they stay in '$Q.$b.dlq')" "$TMP/err"
+		[ "$(rcli "$len" "$P$Q.$b")" = "$moved" ]
+		[ "$(rcli "$len" "$P$Q.$b.dlq")" = $((1000 - moved)) ]
+		[ "$( (bodies "$b" "$P$Q.$b"; bodies "$b" "$P$Q.$b.dlq") | sort -un | wc -l)" = 1000 ]
+	done
+}
+
+# The bodies held by list or stream ($1) key $2, with redis-cli.
+bodies() {
+	if [ "$1" = list ]; then
+		rcli LRANGE "$2" 0 -1
+	else
+		rcli XRANGE "$2" - + | awk 'p { print; p = 0; next } $0 == "body" { p = 1 }'
+	fi
+}
+
 @test "handlers and fetch commands get no cq secret unless --pass-env" {
 	qctl declare -q "$Q"
 	qctl enqueue -q "$Q" a

@@ -411,3 +411,35 @@ refute_printed() {
 		fi
 	done
 }
+
+# SIGTERM to a warm in the middle of its input, on whatever Redis
+# CQ_REDIS_URL names: `cachectl warm --json` reads $1 lines (w1..w$1)
+# from a pipe that then stays open and silent (--window 4: each line is
+# sent at once, not with the next batch); once "$2 ARGS..." (a command
+# printing how many of the test's w* keys the server holds, counted
+# without cachectl) says $1, warm gets SIGTERM.  It must exit 75 saying
+# so, every line read written and counted once, the next named.
+warm_stopped_midway() {
+	local n=$1 rc=0 pid
+	shift
+	mkfifo "$TMP/warm.in"
+	( seq 1 "$n" | awk '{ printf "w%d\tv%d\n", $1, $1 }'; exec sleep 60 ) >"$TMP/warm.in" 3>&- &
+	local writer=$!
+	cachectl warm --ttl 1h --json --window 4 "$TMP/warm.in" >"$TMP/warm.out" 2>"$TMP/warm.err" 3>&- &
+	pid=$!
+	wait_for 20 warm_holds "$n" "$@" || { kill "$pid" "$writer"; return 1; }
+	kill -TERM "$pid"
+	wait "$pid" || rc=$?
+	kill "$writer" 2>/dev/null
+	cat "$TMP/warm.err"
+	[ "$rc" = 75 ]
+	grep -qx "cachectl: warm: stopped by SIGTERM" "$TMP/warm.err"
+	grep -qx "cachectl: warm: 0 keys not confirmed written; lines from $((n + 1)) on not read" "$TMP/warm.err"
+	[ "$(jq -c '[.warmed, .failed, .stopped]' "$TMP/warm.out")" = "[$n,0,true]" ]
+	[ "$("$@")" = "$n" ]
+}
+warm_holds() {
+	local n=$1
+	shift
+	[ "$("$@")" = "$n" ]
+}
