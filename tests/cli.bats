@@ -133,6 +133,44 @@ Try 'cachectl --help'." ]
 	done
 }
 
+# An alternating-font macro (.BR, .RB, .BI, .IB, .IR, .RI) splits its
+# arguments at spaces, quotes or not inside a word: an unquoted argument
+# with an odd number of quotes lost a space ({"error":"not sent"} printed
+# "notsent"); write that space as '\ ' or quote the whole argument.
+@test "no man page argument loses a space to roff's splitting" {
+	run -0 awk '
+		/^\.(BR|RB|BI|IB|IR|RI)[ \t]/ {
+			s = substr($0, 5)
+			n = length(s)
+			i = 1
+			while (i <= n) {
+				c = substr(s, i, 1)
+				if (c == " " || c == "\t") { i++; continue }
+				if (c == "\"") {	# a quoted argument: to its closing quote ("" is one)
+					for (i++; i <= n; i++) {
+						if (substr(s, i, 1) != "\"") continue
+						if (substr(s, i + 1, 1) == "\"") { i++; continue }
+						break
+					}
+					i++
+					continue
+				}
+				arg = ""
+				while (i <= n && substr(s, i, 1) != " " && substr(s, i, 1) != "\t") {
+					k = substr(s, i, 1) == "\\" ? 2 : 1	# an escape: "\ " too
+					arg = arg substr(s, i, k)
+					i += k
+				}
+				if (gsub(/"/, "\"", arg) % 2) {
+					print FILENAME ":" FNR ": " $0
+					break
+				}
+			}
+		}
+	' "$TOP"/man/*.[17]
+	[ -z "$output" ] || { echo "$output"; false; }
+}
+
 @test "man pages document every verb in a section of its own" {
 	for p in cachectl qctl; do
 		for verb in $("$p" --list-commands); do
