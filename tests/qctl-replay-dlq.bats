@@ -93,6 +93,22 @@ dead_letters() {
 	assert_output "$(printf 'order 1\norder 2\ninvoice 4')"
 }
 
+@test "replay-dlq: --count N looks at N messages, the ones --filter passes over too (as qctl(1) and --help say)" {
+	qctl declare -q "$Q"
+	qctl declare -q "$Q.dlq"
+	qctl enqueue -q "$Q.dlq" a b c
+	run -0 --separate-stderr qctl replay-dlq --filter body:b --count 1 "$Q.dlq"
+	[[ "$stderr" == "replayed 0 to their original queues (1 skipped, 0 failed)"* ]]
+	run -0 --separate-stderr qctl replay-dlq --filter body:b --count 2 "$Q.dlq"
+	[[ "$stderr" == "replayed 1 to '$Q' (1 skipped, 0 failed)"* ]]
+	run -0 take_all "$Q"
+	assert_output b
+	run -0 take_all "$Q.dlq"
+	assert_output "$(printf 'a\nc')"
+	run -0 qctl replay-dlq --help
+	assert_output --partial "  -n, --count N      look at no more than N messages (with --filter,"
+}
+
 @test "replay-dlq: a message whose queue is gone stays in the DLQ and is reported (75)" {
 	dead_letters 2
 	qctl declare -q "$Q.dlq"
