@@ -852,8 +852,9 @@ static enum cq_err autoclaim(struct stream_q *s, size_t max)
 
 /*
  * Renew (idle_ms "0") or release (idle_ms the group's longest timeout:
- * claimable at once) the entries this consumer holds, each only while it
- * is still ours.  A renewal records our timeout again (ARGV[4]; "" not),
+ * claimable at once) the entries this consumer holds (on release, with
+ * those it was to claim again after a failure), each only while it is
+ * still ours.  A renewal records our timeout again (ARGV[4]; "" not),
  * should a claimer have taken us for gone.
  */
 static const char lease_script[] =
@@ -872,7 +873,8 @@ static const char lease_script[] =
 static void lease(struct stream_q *s, bool renew)
 {
 	size_t n = 0;
-	const char **argv = malloc((s->ring.len + 9) * sizeof(*argv));
+	const char **argv = malloc((s->ring.len + s->nretry + 9) *
+				   sizeof(*argv));
 	char idle[24], vis[24];
 	struct cqi_reply *r;
 
@@ -891,6 +893,10 @@ static void lease(struct stream_q *s, bool renew)
 	for (size_t i = 0; i < s->ring.len; i++)
 		if (!ring_at(s, i)->done)
 			argv[9 + n++] = ring_at(s, i)->id;
+	/* on release, the failed ones not claimed again yet (a stop came
+	 * first) too: the next consumer retries them at once */
+	for (size_t i = 0; !renew && i < s->nretry; i++)
+		argv[9 + n++] = s->retry[i];
 	/* (nothing held: nothing to ask) */
 	if (n)
 		snprintf(idle, sizeof(idle), "%lld", renew ? 0 : group_idle(s));

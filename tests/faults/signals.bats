@@ -112,3 +112,51 @@ dead_letters() {
 	tail -n "+$from" "$TMP/in.tsv" | cachectl warm -q --ttl 1h --once big
 	[ "$(rcli dbsize)" = 1000000 ]
 }
+
+# Is the entry of stream $1 pending in group qctl idle at least $2 ms?
+pending_idle_at_least() {
+	local idle
+	idle=$(rcli XPENDING "$1" qctl - + 10 | sed -n 3p)
+	[ -n "$idle" ] && [ "$idle" -ge "$2" ]
+}
+
+@test "consume on each backend: a second SIGTERM kills the running handler's process group; its message goes back at once, exit 0" {
+	local b rc pids
+	for b in amqp list stream; do
+		[ "$b" = list ] || qctl declare -q --backend "$b" "$Q.$b"
+		qctl enqueue -q --backend "$b" "$Q.$b" one two
+		rm -f "$TMP/pids"
+		qctl consume --backend "$b" --prefetch 1 \
+			-e "sleep 300 & echo \$\$ \$! >'$TMP/pids'; wait" "$Q.$b" 2>"$TMP/err" 3>&- &
+		BGPID=$!
+		wait_for 20 test -s "$TMP/pids"
+		pids=$(cat "$TMP/pids")
+		kill -TERM "$BGPID"
+		sleep 0.3
+		# the first lets the handler finish...
+		kill -0 "$BGPID"
+		for p in $pids; do kill -0 "$p"; done
+		# ...the second stops it
+		kill -TERM "$BGPID"
+		rc=0
+		wait "$BGPID" || rc=$?
+		BGPID=
+		cat "$TMP/err"
+		[ "$rc" = 0 ]
+		grep -q "consumed 1 message in .*(0 acked, 1 retried, 0 dead-lettered)" "$TMP/err"
+		for p in $pids; do wait_for 5 gone "$p"; done
+		case $b in
+		amqp) wait_for 10 test "$(ready "$Q.$b")" = 2 ;;
+		list)
+			[ "$(rcli LLEN "$P$Q.$b")" = 2 ]
+			# no processing list or lease left: the queue and the
+			# failure's record only
+			[ "$(rcli --scan --pattern "*$Q.$b*" | sort | paste -sd' ')" = "$P$Q.$b $P{$P$Q.$b}|cq:meta" ] ;;
+		stream)
+			# released: idle past the default 5m visibility timeout,
+			# so the next consumer claims it at once
+			[ "$(rcli XLEN "$P$Q.$b")" = 2 ]
+			pending_idle_at_least "$P$Q.$b" 300000 ;;
+		esac
+	done
+}
