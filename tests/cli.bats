@@ -171,6 +171,23 @@ Try 'cachectl --help'." ]
 	[ -z "$output" ] || { echo "$output"; false; }
 }
 
+@test "every variable lib/config.c reads is in README's settings table and a man page's ENVIRONMENT, and the table names no other" {
+	local vars v table environ rc=0
+	vars=$(grep -oE '(first_)?env\("[A-Z_]+"(, "[A-Z_]+")?' "$TOP/lib/config.c" |
+		grep -oE '[A-Z][A-Z_]+' | sort -u)
+	[ -n "$vars" ]
+	table=$(sed -n '/^## Settings/,/^## /p' "$TOP/README.md" | grep '^|')
+	environ=$(sed -n '/^\.SH ENVIRONMENT/,/^\.SH /p' "$TOP"/man/*.1)
+	for v in $vars; do
+		grep -qF "\`$v\`" <<<"$table" || { echo "README's settings table lacks $v"; rc=1; }
+		grep -qw "$v" <<<"$environ" || { echo "no man page's ENVIRONMENT names $v"; rc=1; }
+	done
+	for v in $(grep -oE '`[A-Z][A-Z_]+`' <<<"$table" | tr -d '`' | sort -u); do
+		grep -qx "$v" <<<"$vars" || { echo "README's settings table names $v, which lib/config.c does not read"; rc=1; }
+	done
+	return "$rc"
+}
+
 @test "man pages document every verb in a section of its own" {
 	for p in cachectl qctl; do
 		for verb in $("$p" --list-commands); do
