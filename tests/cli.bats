@@ -277,6 +277,25 @@ man_names() { # TEXT OPTION
 	return "$rc"
 }
 
+@test "every usage line of every --help is a line of the man page's SYNOPSIS" {
+	local pvs pv p v u syn rc=0
+	mapfile -t pvs < <(prog_verbs)
+	for pv in "${pvs[@]}"; do
+		read -r p v <<<"$pv"
+		# rendered wide, one space apart; "cachectl [OPTIONS] get" is "cachectl get"
+		syn=$(MANWIDTH=300 man -l "$TOP/man/$p.1" 2>/dev/null | sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' |
+			sed -E "s/^ +//; s/ +/ /g; s/^$p \[OPTIONS\] ([a-z])/$p \1/")
+		while IFS= read -r u; do
+			grep -qxF -- "$u" <<<"$syn" ||
+				{ echo "man/$p.1's SYNOPSIS lacks '$u' ($p $v --help)"; rc=1; }
+		done < <("$p" ${v:+"$v"} --help |
+			awk '/^usage: / { sub(/^usage: /, ""); print; on = 1; next }
+			     on && /^ +[a-z]/ { sub(/^ +/, ""); print; next } { on = 0 }' |
+			sed -E 's/ +/ /g')
+	done
+	return "$rc"
+}
+
 # The options a completion file offers after "PROG [VERB] -", one a line,
 # sorted (bash: the completion function; fish: its completion engine)
 bash_options() { # PROG [VERB]
