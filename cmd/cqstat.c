@@ -577,17 +577,23 @@ static void report_down(struct cli *cli, const struct cq_metrics *ms,
 		*queue_said = true;
 }
 
+/* Sleep until due_ms, or a stop request (SIGINT, SIGTERM): in slices,
+ * so that a signal landing just before nanosleep() is seen. */
 static void sleep_until(long long due_ms)
 {
-	long long now = cq_now_ms();
-	struct timespec ts;
+	long long left;
 
-	if (due_ms <= now)
-		return;
-	ts.tv_sec = (due_ms - now) / 1000;
-	ts.tv_nsec = ((due_ms - now) % 1000) * 1000000;
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	while (!cq_stop_requested() && (left = due_ms - cq_now_ms()) > 0) {
+		struct timespec ts;
+
+		if (left > 100)
+			left = 100;
+		ts.tv_sec = 0;
+		ts.tv_nsec = left * 1000000;
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR &&
+		       !cq_stop_requested())
+			;
+	}
 }
 
 /* Which servers the checks need: a queue metric needs AMQP, up[amqp] and
@@ -645,23 +651,30 @@ static int run(struct cli *cli, struct opts *o)
 	struct cq_buf out = { 0 };
 	struct tally t = { 0 };
 	bool was_down[CQ_NSRC] = { false }, queue_said = false, ok = true;
+	bool stopped = false;
 	long long start = cq_now_ms();
 	size_t shown = 0;	/* queues under the last header */
 	size_t shown_masters = 0;	/* --masters: masters under it */
+	unsigned long long i;
 	int ret = 0;
 
 	o->so.api_url = o->so.api_url && *o->so.api_url ? o->so.api_url : NULL;
 	if (o->mode == MODE_CHECK)
 		checks_need(o);
 	cq_metrics_init(&ms);
+	/* with an interval, a signal ends the run between two samples */
+	if (o->count != 1 && cq_stop_catch(cli->ctx))
+		return cli_fail(cli);
 	st = cq_stat_new(&cli->set, &o->so);
 	if (!st)
 		return cli_fatal(cli, EX_SOFTWARE, "out of memory");
-	for (unsigned long long i = 0; ok && (o->count == 0 || i < o->count); i++) {
+	for (i = 0; ok && (o->count == 0 || i < o->count); i++) {
 		bool last = o->count && i + 1 == o->count;
 
 		if (i > 0)
 			sleep_until(start + (long long)i * o->interval_ms);
+		if ((stopped = cq_stop_requested()))
+			break;
 		if (cq_stat_sample(st, &ms)) {
 			ret = cli_fatal(cli, EX_SOFTWARE, "out of memory");
 			break;
@@ -697,11 +710,21 @@ static int run(struct cli *cli, struct opts *o)
 		}
 		ok = ok && emit(cli, &out);
 	}
+	/* --prom stopped before its last sample: the figures of the last one
+	 * taken, so that what it writes is still a whole exposition */
+	if (stopped && i > 0 && o->mode == MODE_PROM) {
+		cq_buf_reset(&out);
+		ok = cq_metrics_prom(&ms, &out) && emit(cli, &out);
+	}
 	cq_metrics_clear(&ms);
 	cq_stat_free(st);
 	cq_buf_free(&out);
 	if (!ok && !cli->out_failed)	/* not the output: memory */
 		ret = cli_fatal(cli, EX_SOFTWARE, "out of memory");
+	else if (stopped && o->count)	/* before the last sample */
+		ret = cli_fatal(cli, EX_TEMPFAIL,
+				"stopped by %s after %llu of %llu samples",
+				cq_stop_name(), i, o->count);
 	if (o->mode == MODE_CHECK)
 		return ret;	/* a state, or an error: cli ends either */
 	if (ret)

@@ -360,6 +360,50 @@ Try 'cqstat --help'."
 	assert_output 74
 }
 
+# Is process $1 in nanosleep() (the kernel's word for where it waits)?
+sleeping() { [ "$(cat "/proc/$1/wchan" 2>/dev/null)" = hrtimer_nanosleep ]; }
+
+@test "with an INTERVAL, SIGTERM ends the run between samples: forever is exit 0, short of COUNT 75 saying so, --prom still whole, --check UNKNOWN" {
+	local pid ppid cpid rc n
+	cqstat 100ms >"$TMP/out" 2>"$TMP/err" &
+	pid=$!
+	cqstat 100ms 1000 >"$TMP/out.n" 2>"$TMP/err.n" &
+	cpid=$!
+	cqstat --prom 10s >"$TMP/out.prom" 2>"$TMP/err.prom" &
+	ppid=$!
+	cqstat --check 'hit_rate<0:warn' 10s >"$TMP/out.check" 2>/dev/null &
+	wait_for 10 lines_at_least "$TMP/out" 4
+	wait_for 10 lines_at_least "$TMP/out.n" 4
+	# the two that print at the end have taken their first sample
+	wait_for 10 sleeping "$ppid"
+	wait_for 10 sleeping $!
+	kill -TERM "$pid" "$cpid" "$ppid" $!
+	# without COUNT a signal is how it ends; the lines are whole
+	rc=0
+	wait "$pid" || rc=$?
+	assert_equal "$rc" 0
+	[ ! -s "$TMP/err" ]
+	[ -z "$(awk 'NR > 2 && NF != 8' "$TMP/out")" ]
+	[ "$(tail -c 1 "$TMP/out" | od -An -c | tr -d ' ')" = '\n' ]
+	rc=0
+	wait "$cpid" || rc=$?
+	assert_equal "$rc" 75
+	n=$(($(wc -l <"$TMP/out.n") - 2))
+	assert_equal "$(cat "$TMP/err.n")" "cqstat: stopped by SIGTERM after $n of 1000 samples"
+	# --prom: the first sample's exposition, the same metrics as a run
+	# of one sample
+	rc=0
+	wait "$ppid" || rc=$?
+	assert_equal "$rc" 75
+	assert_equal "$(cat "$TMP/err.prom")" "cqstat: stopped by SIGTERM after 1 of 2 samples"
+	run -0 cqstat --prom
+	assert_equal "$(grep -v '^#' "$TMP/out.prom" | cut -d' ' -f1)" "$(grep -v '^#' <<<"$output" | cut -d' ' -f1)"
+	rc=0
+	wait $! || rc=$?
+	assert_equal "$rc" 3
+	assert_equal "$(cat "$TMP/out.check")" "CQ UNKNOWN - stopped by SIGTERM after 1 of 2 samples"
+}
+
 @test "the man page and the completions know every option of --help" {
 	opts=$(cqstat --help | grep -oE -- '--[a-z][a-z-]+' | sort -u)
 	[ -n "$opts" ]
