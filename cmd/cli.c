@@ -92,7 +92,7 @@ bool cli_uint(struct cli *cli, const char *opt, const char *arg,
 	return false;
 }
 
-void cli_common_help(const struct cli_prog *prog, FILE *f)
+void cli_common_help(const struct cli_prog *prog, bool verb, FILE *f)
 {
 	bool amqp = prog->connect_amqp != NULL;
 
@@ -112,7 +112,7 @@ void cli_common_help(const struct cli_prog *prog, FILE *f)
 	fputs("  --json             one JSON object per line\n"
 	      "  -q, --quiet        no progress, summary or notice lines\n"
 	      "  -h, --help         this help\n", f);
-	if (prog->common_help)
+	if (verb && prog->common_help)
 		fputs(prog->common_help, f);
 }
 
@@ -120,7 +120,7 @@ static void print_verb_usage(const struct cli *cli, FILE *f)
 {
 	fputs(cli->verb->usage, f);
 	fputc('\n', f);
-	cli_common_help(cli->program, f);
+	cli_common_help(cli->program, true, f);
 	if (cli->verb == cli->program->main)
 		fputs("  --version          print the version\n", f);
 }
@@ -389,8 +389,12 @@ static void print_usage(const struct cli_prog *p, FILE *f)
 	for (const struct cli_verb *v = p->verbs; v->name; v++)
 		fprintf(f, "  %-12s %s\n", v->name, v->summary);
 	fprintf(f, "\nRun '%s VERB --help' for a verb's options.\n\n", p->name);
-	cli_common_help(p, f);
+	cli_common_help(p, false, f);
 	fputs("  --version          print the version\n", f);
+	/* qctl's --backend: a verb's option, not the program's */
+	if (p->common_help)
+		fprintf(f, "\nEvery verb also takes, after the verb:\n%s",
+			p->common_help);
 }
 
 /*

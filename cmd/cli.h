@@ -115,8 +115,9 @@ enum {
 #define CLI_COMMON_SHORT "qh"
 
 /* Print the common options' help; the AMQP ones only for a program that
- * talks to a broker. */
-void cli_common_help(const struct cli_prog *prog, FILE *f);
+ * talks to a broker; for a verb (or cqstat), also the program's options
+ * that only a verb takes (qctl's --backend). */
+void cli_common_help(const struct cli_prog *prog, bool verb, FILE *f);
 
 /* Hold closed standard descriptors with /dev/null, so that no socket
  * gets fd 1 and output fails cleanly (cli_main does it first thing). */

@@ -55,6 +55,18 @@ PROGS="cachectl qctl cqstat"
 	done
 }
 
+@test "qctl's --backend and --group go after the verb: qctl --help says so, and before it they are a usage error" {
+	run -0 qctl --help
+	assert_output --partial $'\nEvery verb also takes, after the verb:\n  --backend KIND '
+	assert_output --partial $'\n  --group NAME '
+	run -0 qctl stats --help
+	assert_output --partial $'\n  --backend KIND '
+	run -64 --separate-stderr qctl --backend list stats "$Q"
+	[[ "$stderr" == *"unrecognized option '--backend'"* ]]
+	run -64 --separate-stderr qctl --group g stats "$Q"
+	[[ "$stderr" == *"unrecognized option '--group'"* ]]
+}
+
 @test "an unknown verb is a usage error naming it" {
 	run -64 --separate-stderr cachectl frobnicate
 	[ "$stderr" = "cachectl: unknown verb 'frobnicate'
@@ -197,10 +209,12 @@ Try 'cachectl --help'." ]
 	done
 }
 
-# Every "PROG VERB" of cachectl and qctl, and "cqstat", which has no verbs
+# "cachectl", every "cachectl VERB", "qctl", every "qctl VERB", and
+# "cqstat", which has no verbs
 prog_verbs() {
 	local p
 	for p in cachectl qctl; do
+		echo "$p"
 		"$p" --list-commands | sed "s/^/$p /"
 	done
 	echo cqstat
@@ -208,9 +222,9 @@ prog_verbs() {
 
 # The options a --help text on stdin defines, one a line, sorted: the names
 # on its lines that start with an option (up to the description), not the
-# options its prose mentions.
+# options its prose mentions, nor those it says go after the verb.
 help_options() {
-	grep -E '^ {2,4}-' | sed -E 's/ {2,}[^ -].*$//' |
+	sed '/after the verb:$/,$d' | grep -E '^ {2,4}-' | sed -E 's/ {2,}[^ -].*$//' |
 		grep -oE -- '(^|[ ,])--?[a-zA-Z0-9][a-zA-Z0-9-]*' | sed 's/^[ ,]*//' | sort -u
 }
 
@@ -226,7 +240,8 @@ man_option_lines() {
 	grep -A1 '^\.TP' | grep -v -e '^\.TP' -e '^--$' || true
 }
 
-# The section of man/PROG.1 on VERB's options: the verb's .SS (cqstat: OPTIONS)
+# The section of man/PROG.1 on VERB's options: the verb's .SS (without a
+# verb: OPTIONS, which only cqstat has)
 man_verb_section() { # PROG [VERB]
 	if [ -n "${2:-}" ]; then
 		man_section "$TOP/man/$1.1" "^\\.SS \"?$2(\"| |\$)"
@@ -282,6 +297,7 @@ man_names() { # TEXT OPTION
 	mapfile -t pvs < <(prog_verbs)
 	for pv in "${pvs[@]}"; do
 		read -r p v <<<"$pv"
+		[ -n "$v" ] || [ "$p" = cqstat ] || continue	# a verb's usage, or cqstat's
 		# rendered wide, one space apart; "cachectl [OPTIONS] get" is "cachectl get"
 		syn=$(MANWIDTH=300 man -l "$TOP/man/$p.1" 2>/dev/null | sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' |
 			sed -E "s/^ +//; s/ +/ /g; s/^$p \[OPTIONS\] ([a-z])/$p \1/")
@@ -308,13 +324,13 @@ bash_options() { # PROG [VERB]
 		printf "%s\n" "${COMPREPLY[@]}"' _ "$TOP/completions/$1.bash" "$@" | sort -u
 }
 # zsh: the completion file sourced with _arguments replaced by a function
-# that prints the options of its specs (the verb's own call, after the one
-# that hands the words after the verb on: '->args')
+# that prints the options of its specs (the program's own, and with a verb
+# the verb's, once the first call hands the words after it on: '->args')
 zsh_options() { # PROG [VERB]
 	zsh -f -c '
 		_arguments() {
 			local a
-			if [[ "$*" == *"->"* ]]; then state=args; return 1; fi
+			[[ "$*" == *"->"* ]] && state=args
 			for a in "$@"; do
 				[[ $a == -[sCSRnwW] ]] && continue
 				a=${a#\(*\)}; a=${a#\*}; a=${a#\(*\)}
