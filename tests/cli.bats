@@ -200,6 +200,18 @@ Try 'cachectl --help'." ]
 	return "$rc"
 }
 
+@test "cqstat(1)'s METRICS names every metric of cqstat --metrics, and no other" {
+	local listed documented
+	listed=$(cqstat --metrics | awk '{ print $1 }' | sort -u)
+	documented=$(man_section "$TOP/man/cqstat.1" '^\.SH METRICS' | man_option_lines |
+		sed -E 's/^\.[BIR]+ //' | grep -oE '[a-z][a-z0-9_]*' | sort -u)
+	[ -n "$listed" ]
+	[ "$listed" = "$documented" ] && return
+	echo "cqstat --metrics (left), cqstat(1) METRICS (right):"
+	diff <(echo "$listed") <(echo "$documented")
+	return 1
+}
+
 @test "man pages document every verb in a section of its own" {
 	for p in cachectl qctl; do
 		for verb in $("$p" --list-commands); do
