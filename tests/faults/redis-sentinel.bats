@@ -8,11 +8,16 @@ bats_require_minimum_version 1.5.0
 load fault_helper
 load ../sentinel_helper
 
-# After a test that killed the master: the dead node back as a replica;
+# After a test: its consumers ($TMP/pid.*) killed if a failure left them
+# running; after one that killed the master, the dead node back as a replica;
 # a master name a test gave the sentinels (DEAD_NAME) forgotten; a test's
 # own sentinel set (OWN_SSB) stopped.
 per_test_teardown() {
-	local s
+	local s f
+	# a test's consumers left running (stopped, even) when it failed
+	for f in "$TMP"/pid.*; do
+		[ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
+	done
 	[ -z "${OWN_SSB:-}" ] || "$SANDBOX" --dir "$OWN_SSB" stop >/dev/null 2>&1 || true
 	if [ -n "${DEAD_NAME:-}" ]; then
 		for s in $CQ_SENTINEL_PORTS; do on "$s" SENTINEL REMOVE "$DEAD_NAME" >/dev/null 2>&1; done
@@ -229,6 +234,44 @@ drop_reply() {
 	[ -z "$(redis-cli -p "$new" --scan --pattern "*$P$Q.list*processing*")" ]
 	run -0 on "$new" XPENDING "$P$Q.stream" qctl
 	assert_line -n 0 0
+}
+
+@test "a list consumer's BLMOVE answered with a copy of a message it holds, the reply lost, the master the same: the copy goes back and is handled, the one held is kept" {
+	local m try big pid rc n
+	big=$(head -c 100000 /dev/zero | tr '\0' x)
+	m=$(master_port)
+	on "$m" LPUSH "$P$Q" "m$big" >/dev/null
+	# the first handler fails: its message is held for a retry in 30 s
+	# (in the processing list) while the consumer waits in BLMOVE for
+	# the other job
+	qctl consume --backend list -j 2 --retry-delay 30s \
+		--exec "cut -c1 >>$TMP/got; [ -e $TMP/failed ] || { touch $TMP/failed; exit 3; }" \
+		"$Q" 2>"$TMP/err" &
+	pid=$!
+	echo "$pid" >"$TMP/pid.list"
+	wait_for 10 lines_at_least "$TMP/got" 1
+	for try in 1 2 3 4 5 6; do
+		[ "$try" -lt 6 ]
+		drop_reply "$m" "$P$Q" "m$big" blmove && break
+		wait_for 10 lines_at_least "$TMP/got" $((try + 1))
+	done
+	# the copy dropped unanswered, in the processing list beside the
+	# held one of the same body: given back, and handled
+	n=$((try + 1))
+	wait_for 10 lines_at_least "$TMP/got" "$n" || { cat "$TMP/err"; false; }
+	kill -TERM "$pid"
+	rc=0
+	wait "$pid" || rc=$?
+	note "$(tr '\n' ' ' <"$TMP/err")"
+	[ "$rc" -eq 0 ] || { cat "$TMP/err"; false; }
+	assert_equal "$(cat "$TMP/got")" "$(yes m | head -n "$n")"
+	grep -q "^qctl: consume: consumed $n messages in .* ($((n - 1)) acked, 1 retried, 0 dead-lettered)$" "$TMP/err"
+	grep -q "^qctl: consume: 1 message in processing list '[^']*cq:processing:[^']*' that this consumer never received (Redis at 127\.0\.0\.1:$m was lost before its reply came) went back to '$Q', to be delivered again$" "$TMP/err"
+	# the held one went back for its retry at the stop: in the queue,
+	# the processing list empty
+	run -0 on "$m" LLEN "$P$Q"
+	assert_output 1
+	[ -z "$(redis-cli -p "$m" --scan --pattern "*$P$Q*processing*")" ]
 }
 
 @test "a master lost that the sentinels still name (no replica to promote): SIGTERM ends warm's wait for it at once" {
