@@ -143,6 +143,9 @@ Try 'cachectl --help'." ]
 		assert_output --partial "EXIT STATUS"
 		assert_output --partial "ENVIRONMENT"
 	done
+	run -0 --separate-stderr env MANWIDTH=80 man --warnings -l "$TOP/man/cq.7"
+	[ -z "$stderr" ] || { echo "$stderr"; false; }
+	assert_output --partial "STAMPEDE PROTECTION"
 }
 
 # An alternating-font macro (.BR, .RB, .BI, .IB, .IR, .RI) splits its
