@@ -342,11 +342,6 @@ slow_input_stopped() {
 	[ "$(group_field "$P$Q" lag)" = 2 ]
 }
 
-# Field $2 of the qctl group of stream $1 (XINFO GROUPS).
-group_field() {
-	rcli XINFO GROUPS "$1" | awk -v f="$2" 'p { print; exit } $0 == f { p = 1 }'
-}
-
 @test "replay-dlq --backend list and stream: SIGTERM ends the run, exit 75; the summary's count is in the queue, the rest in the DLQ, none twice" {
 	local b len moved
 	for b in list stream; do

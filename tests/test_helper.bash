@@ -443,3 +443,9 @@ warm_holds() {
 	shift
 	[ "$("$@")" = "$n" ]
 }
+
+# Field $2 of the (first) group of stream $1, XINFO GROUPS: entries-read,
+# lag, pending...
+group_field() {
+	rcli XINFO GROUPS "$1" | awk -v f="$2" 'p { print; exit } $0 == f { p = 1 }'
+}

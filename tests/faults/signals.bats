@@ -160,3 +160,35 @@ pending_idle_at_least() {
 		esac
 	done
 }
+
+@test "consume printing 100,000 from a list and a stream: a signal mid-run; what was printed is acked, the rest back in the queue or unread, none twice" {
+	local b sig rc printed pending
+	for b in list stream; do
+		[ "$b" = list ] || qctl declare -q --backend "$b" "$Q.$b"
+		seq 1 100000 | qctl enqueue -q --backend "$b" "$Q.$b"
+		sig=$(random_signal)
+		qctl consume --backend "$b" "$Q.$b" >"$TMP/out" 2>"$TMP/err" &
+		pid=$!
+		wait_for 20 lines_at_least "$TMP/out" 1000
+		kill "-$sig" "$pid"
+		rc=0
+		wait "$pid" || rc=$?
+		note "$b, SIG$sig: $(tail -1 "$TMP/err")"
+		[ "$rc" = 0 ]
+		printed=$(wc -l <"$TMP/out")
+		grep -q "consumed $printed messages in .* ($printed acked, 0 retried, 0 dead-lettered)" "$TMP/err"
+		[ "$(sort -u "$TMP/out" | wc -l)" = "$printed" ]
+		if [ "$b" = list ]; then
+			[ "$(rcli LLEN "$P$Q.$b")" = $((100000 - printed)) ]
+			# no processing list or lease left
+			[ "$(rcli --scan --pattern "*$Q.$b*" | paste -sd' ')" = "$P$Q.$b" ] ||
+				[ "$printed" = 100000 ]
+		else
+			# read and not printed: pending, released (claimable at
+			# once); the rest not read
+			pending=$(rcli XPENDING "$P$Q.$b" qctl | head -1)
+			[ "$pending" = 0 ] || pending_idle_at_least "$P$Q.$b" 300000
+			[ "$(group_field "$P$Q.$b" entries-read)" = $((printed + pending)) ]
+		fi
+	done
+}
