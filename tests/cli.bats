@@ -215,6 +215,20 @@ Try 'cachectl --help'." ]
 	return 1
 }
 
+@test "README's exit code table and the EXIT STATUS of cachectl(1) and qctl(1) list the same codes" {
+	local readme p man
+	readme=$(sed -n '/^## Exit codes/,/^## /p' "$TOP/README.md" | grep -oE '^\| [0-9]+ ' | tr -d '| ' | sort -n)
+	[ -n "$readme" ]
+	for p in cachectl qctl; do
+		man=$(man_section "$TOP/man/$p.1" '^\.SH EXIT STATUS' | grep -A1 '^\.TP' |
+			sed -n 's/^\.B \([0-9][0-9]*\)$/\1/p' | sort -n)
+		[ "$man" = "$readme" ] && continue
+		echo "README (left), man/$p.1 EXIT STATUS (right):"
+		diff <(echo "$readme") <(echo "$man")
+		return 1
+	done
+}
+
 @test "man pages document every verb in a section of its own" {
 	for p in cachectl qctl; do
 		for verb in $("$p" --list-commands); do
