@@ -117,7 +117,8 @@ dead_letters() {
 pending_idle_at_least() {
 	local idle
 	idle=$(rcli XPENDING "$1" qctl - + 10 | sed -n 3p)
-	[ -n "$idle" ] && [ "$idle" -ge "$2" ]
+	[ -n "$idle" ] || return 1
+	[ "$idle" -ge "$2" ]
 }
 
 @test "consume on each backend: a second SIGTERM kills the running handler's process group; its message goes back at once, exit 0" {
