@@ -455,8 +455,9 @@ static int inv_summary(struct cli *cli, const struct cq_inval_stats *st,
 					(double)st->elapsed_ms / 1000.0);
 
 		if (ns)
-			rec = cq_json_add(rec, "{s:s}", "generation",
-					  st->generation);
+			rec = cq_json_add(rec, "{s:s?}", "generation",
+					  st->generation[0] ? st->generation :
+					  NULL);
 		if (st->stopped)
 			rec = cq_json_add(rec, "{s:b}", "stopped", 1);
 		cli_put_json(cli, rec);

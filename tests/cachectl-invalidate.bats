@@ -207,6 +207,12 @@ calls() {
 	run -0 --separate-stderr cachectl invalidate --ns users --dry-run
 	[ "$stderr" = "cachectl: invalidate: namespace 'users' is at generation $gen" ]
 	run -0 cachectl get --ns users u1
+	run -0 --separate-stderr cachectl invalidate --ns users --dry-run --json
+	[ "$(jq -c '[.matched, .generation]' <<<"$output")" = "[0,\"$gen\"]" ]
+	# a namespace never used has no generation yet: null, not ""
+	run -0 --separate-stderr cachectl invalidate --ns fresh --dry-run --json
+	[ "$(jq -c '.generation' <<<"$output")" = null ]
+	[ "$(rcli exists "${P}cq:ns:fresh")" = 0 ]
 }
 
 @test "a lost generation key never brings old keys back" {
