@@ -310,6 +310,21 @@ slow_input_stopped() {
 	[ "$(rcli exists "$(lock_key k)")" = 0 ]
 }
 
+@test "fetch --stale: SIGTERM to the background refresh stops its command and releases the lock; the stale value stays" {
+	cachectl fetch k --ttl 200ms --stale 1m -- echo old >/dev/null
+	sleep 0.3
+	run -0 cachectl fetch k --ttl 200ms --stale 1m -- sh -c "echo \$\$ \$PPID >'$TMP/pids'; sleep 300 & wait"
+	assert_output old
+	wait_file "$TMP/pids"
+	read -r cmd refresher <"$TMP/pids"
+	[ "$(rcli exists "$(lock_key k)")" = 1 ]
+	kill -TERM "$refresher"
+	wait_for 10 gone "$refresher"
+	wait_for 5 gone "$cmd"
+	[ "$(rcli exists "$(lock_key k)")" = 0 ]
+	[ "$(rcli get "${P}k")" = old ]
+}
+
 @test "consume --dedupe: SIGTERM finishes the running handler and marks its id only; the others stay unmarked in the queue" {
 	qctl declare -q "$Q"
 	printf '{"body":"m%d","message_id":"id%d"}\n' 1 1 2 2 3 3 | qctl enqueue -q --jsonl "$Q"
