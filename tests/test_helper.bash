@@ -255,6 +255,92 @@ idle_consumers_carry_on() {
 	done
 }
 
+# ---- a consumer's read answered by Redis, its reply lost (the fault
+# suites of a Sentinel and a Cluster) ----
+
+# A command in RESP, for redis-cli --pipe.
+resp() {
+	local a
+	printf '*%d\r\n' $#
+	for a; do printf '$%d\r\n%s\r\n' "${#a}" "$a"; done
+}
+
+# The master on port $1 (its log file $2) gets message $4 (list $3's
+# LPUSH, or stream $3's XADD) in one pipeline that drops a client whose
+# replies outgrow 64 kB while it runs: a consumer waiting in BLMOVE or
+# XREADGROUP BLOCK is served (the move done, and replicated) and its
+# connection closed before the reply goes out.  Succeeds when the log
+# says it dropped one ($5: blmove or xreadgroup); else the message waits
+# in the queue as any other.
+drop_reply() {
+	local port=$1 log=$2 key=$3 body=$4 cmd=$5 before
+	before=$(grep -c "cmd=$cmd .*output buffer limits" "$log" || true)
+	{
+		resp CONFIG SET client-output-buffer-limit "normal 64kb 64kb 0"
+		if [ "$cmd" = blmove ]; then resp LPUSH "$key" "$body"; else resp XADD "$key" '*' body "$body"; fi
+		resp CONFIG SET client-output-buffer-limit "normal 0 0 0"
+	} | redis-cli -p "$port" --pipe >/dev/null
+	[ "$(grep -c "cmd=$cmd .*output buffer limits" "$log" || true)" -gt "$before" ]
+}
+
+# A list and a stream consumer of QUEUE.list and QUEUE.stream whose
+# handlers write the first 2 bytes of each message to $TMP/lost-got.list
+# and lost-got.stream (pids in $TMP/lost-pid.*), waiting idle.
+lost_reply_consumers_start() {
+	local b
+	for b in list stream; do
+		qctl declare -q --backend "$b" "$1.$b"
+		qctl consume --backend "$b" --exec "cut -c1-2 >>$TMP/lost-got.$b" "$1.$b" 2>"$TMP/lost-err.$b" &
+		echo $! >"$TMP/lost-pid.$b"
+	done
+	sleep 0.5
+}
+
+# Each consumer of lost_reply_consumers_start frozen (SIGSTOP) while its
+# read waits on the master on port $1 (log $2), which answers it with a
+# 100 kB message mN and drops it unanswered (drop_reply): if the read was
+# not waiting at that instant, the consumer takes mN as usual, and m(N+1)
+# is tried ($TMP/lost-tries.B says how many).  The keys are $P$3.B.
+lost_reply_freeze() {
+	local b pid cmd try big
+	big=$(head -c 100000 /dev/zero | tr '\0' x)
+	for b in list stream; do
+		pid=$(cat "$TMP/lost-pid.$b")
+		cmd=$([ "$b" = list ] && echo blmove || echo xreadgroup)
+		for try in 1 2 3 4 5 6; do
+			[ "$try" -lt 6 ] || return 1
+			kill -STOP "$pid"
+			drop_reply "$1" "$2" "$P$3.$b" "m$try$big" "$cmd" && break
+			kill -CONT "$pid"
+			wait_for 10 lines_at_least "$TMP/lost-got.$b" "$try" || return 1
+		done
+		echo "$try" >"$TMP/lost-tries.$b"
+	done
+}
+
+# The frozen consumers go on, the node on port $1 lost: each
+# handles its dropped message within its life, once, says so, and ends
+# on SIGTERM with exit 0, every message of QUEUE ($2) counted once.
+lost_reply_delivered() {
+	local b try pid rc
+	for b in list stream; do kill -CONT "$(cat "$TMP/lost-pid.$b")"; done
+	for b in list stream; do
+		try=$(cat "$TMP/lost-tries.$b")
+		wait_for 10 lines_at_least "$TMP/lost-got.$b" "$try" || { cat "$TMP/lost-err.$b"; return 1; }
+		pid=$(cat "$TMP/lost-pid.$b")
+		kill -0 "$pid"
+		kill -TERM "$pid"
+		rc=0
+		wait "$pid" || rc=$?
+		echo "# $b: $(tr '\n' ' ' <"$TMP/lost-err.$b")" >&3
+		[ "$rc" -eq 0 ] || { cat "$TMP/lost-err.$b"; return 1; }
+		assert_equal "$(cat "$TMP/lost-got.$b")" "$(seq -f "m%g" 1 "$try")"
+		grep -q "^qctl: consume: consumed $try messages\{0,1\} in .* ($try acked, 0 retried, 0 dead-lettered)$" "$TMP/lost-err.$b" || return 1
+	done
+	grep -q "^qctl: consume: 1 message in processing list '[^']*cq:processing:[^']*' that this consumer never received (Redis at 127\.0\.0\.1:$1 was lost before its reply came) went back to '$2.list', to be delivered again$" "$TMP/lost-err.list" &&
+	grep -q "^qctl: consume: 1 entry pending in group 'qctl' of stream '$2.stream' under this consumer's name ('.*') that it never received (Redis at 127\.0\.0\.1:$1 was lost before its reply came): taken back$" "$TMP/lost-err.stream"
+}
+
 # File $1 holds at least $2 lines.
 lines_at_least() { [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]; }
 

@@ -69,9 +69,12 @@ keys_without_ttl() {
 	echo "$n"
 }
 
-# A node a test stopped (SIGSTOP) goes on again, even when the test failed.
+# A node a test stopped (SIGSTOP) goes on again, even when the test
+# failed; consumers it stopped are killed.
 per_test_teardown() {
+	local pid
 	[ -z "${STOPPED_PID:-}" ] || kill -CONT "$STOPPED_PID" 2>/dev/null
+	for pid in ${STOPPED_PIDS:-}; do kill -9 "$pid" 2>/dev/null; done
 	return 0
 }
 
@@ -165,36 +168,59 @@ named_lines() { sed -n 's/^cachectl: warm: line \([0-9]*\): .*/\1/p' "$1" | sort
 	[ "$(all_keys | grep -c "^${P}${tag}k")" -eq "$n" ]
 }
 
-@test "kill -9 of the master of a list and a stream queue under idle consumers (BLMOVE, XREADGROUP BLOCK): its replica takes over, both consumers carry on, every message consumed and acked once" {
-	local i tag='' new
-	cluster --replicas 1
-	# a hash tag of node 1's slots (redis-cli answers MOVED for another's)
+# A hash tag of node 1's slots (redis-cli answers MOVED for another's).
+node1_tag() {
+	local i
 	for i in $(seq 1 50); do
-		[ "$(ncli "$P1" exists "${P}{r$i}k")" = 0 ] && { tag="{r$i}"; break; }
+		[ "$(ncli "$P1" exists "${P}{r$i}k")" = 0 ] && { echo "{r$i}"; return 0; }
 	done
+	return 1
+}
+
+# The master that serves hash tag $1 now, other than node 1.
+tag_master() {
+	local i
+	for i in $(masters | grep -vx "$P1"); do
+		[ "$(ncli "$i" exists "${P}$1k")" = 0 ] && echo "$i"
+	done
+	return 0
+}
+
+@test "kill -9 of the master of a list and a stream queue under idle consumers (BLMOVE, XREADGROUP BLOCK), and under others whose reads it answered, the replies lost: its replica takes over, every consumer carries on, every message consumed and acked once" {
+	local i q tag new
+	cluster --replicas 1
+	tag=$(node1_tag)
 	[ -n "$tag" ]
-	# each takes and acks its first message and waits, idle; node 1's
-	# replica has all of it
+	# each takes and acks its first message and waits, idle
 	idle_consumers_start "$tag$Q"
-	sleep 0.5
+	# and on queues of their own, two frozen with a message node 1 moved
+	# for them and dropped unanswered
+	lost_reply_consumers_start "$tag$Q.lost"
+	STOPPED_PIDS="$(cat "$TMP"/pid.* "$TMP"/lost-pid.*)"
+	lost_reply_freeze "$P1" "$RC_DIR/redis-cluster/n1/redis.log" "$tag$Q.lost"
+	# node 1's replica has all of it
 	[ "$(printf 'SET %s 1\nWAIT 1 2000\n' "${P}${tag}sync" | ncli "$P1" | tail -1)" = 1 ]
 	"$TOP/scripts/sandbox" --dir "$RC_DIR" kill-redis-node 1
 	# neither consumer gave up; what is enqueued once a replica took over
 	# reaches them
 	idle_consumers_carry_on "$tag$Q"
+	# the frozen ones handle theirs (back from the processing list; their
+	# own pending entry read again) on node 1's replica
+	lost_reply_delivered "$P1" "$tag$Q.lost"
 	# counted on the node that serves the tag now: node 1's replica
-	new=$(masters | grep -vx "$P1" | while read -r i; do
-		[ "$(ncli "$i" exists "${P}${tag}k")" = 0 ] && echo "$i"; done)
+	new=$(tag_master "$tag")
 	[ -n "$new" ]
 	[ "$new" != "$P1" ]
-	run -0 ncli "$new" LLEN "${P}$tag$Q.list"
-	assert_output 0
-	[ -z "$(ncli "$new" --scan --pattern "*$Q.list*processing*" |
+	for q in "$Q" "$Q.lost"; do
+		run -0 ncli "$new" LLEN "${P}$tag$q.list"
+		assert_output 0
+		run -0 ncli "$new" XPENDING "${P}$tag$q.stream" qctl
+		assert_line -n 0 0
+	done
+	[ -z "$(ncli "$new" --scan --pattern "*$Q*.list*processing*" |
 		while read -r k; do [ "$(ncli "$new" LLEN "$k")" = 0 ] || echo "$k"; done)" ]
 	run -0 ncli "$new" XLEN "${P}$tag$Q.stream"
 	assert_output 6
-	run -0 ncli "$new" XPENDING "${P}$tag$Q.stream" qctl
-	assert_line -n 0 0
 }
 
 @test "a manual CLUSTER FAILOVER during warm: the old master's MOVED names a node warm has not met, every line written once" {

@@ -8,14 +8,14 @@ bats_require_minimum_version 1.5.0
 load fault_helper
 load ../sentinel_helper
 
-# After a test: its consumers ($TMP/pid.*) killed if a failure left them
+# After a test: its consumers ($TMP/*pid.*) killed if a failure left them
 # running; after one that killed the master, the dead node back as a replica;
 # a master name a test gave the sentinels (DEAD_NAME) forgotten; a test's
 # own sentinel set (OWN_SSB) stopped.
 per_test_teardown() {
 	local s f
 	# a test's consumers left running (stopped, even) when it failed
-	for f in "$TMP"/pid.*; do
+	for f in "$TMP"/pid.* "$TMP"/lost-pid.*; do
 		[ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
 	done
 	[ -z "${OWN_SSB:-}" ] || "$SANDBOX" --dir "$OWN_SSB" stop >/dev/null 2>&1 || true
@@ -139,13 +139,6 @@ replicated() { [ "$(printf 'SET %s 1\nWAIT 1 2000\n' "${P}sync" | redis-cli -p "
 	assert_line -n 0 0
 }
 
-# A command in RESP, for redis-cli --pipe.
-resp() {
-	local a
-	printf '*%d\r\n' $#
-	for a; do printf '$%d\r\n%s\r\n' "${#a}" "$a"; done
-}
-
 # The log of the data node on port $1.
 node_log() {
 	local n=1 p
@@ -156,53 +149,13 @@ node_log() {
 	return 1
 }
 
-# The master on port $1 gets message $3 (list $2's LPUSH, or stream $2's
-# XADD with "-s") in one pipeline that drops a client whose replies
-# outgrow 64 kB while it runs: a consumer waiting in BLMOVE or XREADGROUP
-# BLOCK is served (the move done, and replicated) and its connection
-# closed before the reply goes out.  Succeeds when the master's log says
-# it dropped one ($4: blmove or xreadgroup), else the message waits in
-# the queue as any other.
-drop_reply() {
-	local port=$1 key=$2 body=$3 cmd=$4 log before
-	log=$(node_log "$port")
-	before=$(grep -c "cmd=$cmd .*output buffer limits" "$log" || true)
-	{
-		resp CONFIG SET client-output-buffer-limit "normal 64kb 64kb 0"
-		if [ "$cmd" = blmove ]; then resp LPUSH "$key" "$body"; else resp XADD "$key" '*' body "$body"; fi
-		resp CONFIG SET client-output-buffer-limit "normal 0 0 0"
-	} | redis-cli -p "$port" --pipe >/dev/null
-	[ "$(grep -c "cmd=$cmd .*output buffer limits" "$log" || true)" -gt "$before" ]
-}
-
 @test "a consumer's read answered by the master, the reply lost, then the master killed: the message is delivered in the consumer's life, once (list: back from its processing list; stream: its own pending entry read again)" {
-	local b m old new try pid big cmd rc
-	big=$(head -c 100000 /dev/zero | tr '\0' x)
+	local m old new
 	m=$(master_port)
-	for b in list stream; do
-		qctl declare -q --backend "$b" "$Q.$b"
-		qctl consume --backend "$b" --exec "cut -c1-2 >>$TMP/got.$b" "$Q.$b" 2>"$TMP/err.$b" &
-		echo $! >"$TMP/pid.$b"
-	done
-	sleep 0.5
-	# each consumer frozen while its read waits on the master, which
-	# answers it with message mN and drops it unanswered (if the read
-	# was not waiting at that instant, it takes mN as usual: once more)
-	for b in list stream; do
-		pid=$(cat "$TMP/pid.$b")
-		cmd=$([ "$b" = list ] && echo blmove || echo xreadgroup)
-		for try in 1 2 3 4 5 6; do
-			[ "$try" -lt 6 ]
-			kill -STOP "$pid"
-			drop_reply "$m" "$P$Q.$b" "m$try$big" "$cmd" && break
-			kill -CONT "$pid"
-			wait_for 10 lines_at_least "$TMP/got.$b" "$try"
-		done
-		echo "$try" >"$TMP/tries.$b"
-	done
+	lost_reply_consumers_start "$Q"
+	lost_reply_freeze "$m" "$(node_log "$m")" "$Q"
 	# the master's moves are on the replica: then it dies
 	replicated "$m"
-	[ "$(on "$m" XPENDING "$P$Q.stream" qctl | head -1)" = 1 ]
 	old=$(kill_master)
 	wait_for 15 moved_from "$old"
 	new=$(master_port)
@@ -210,23 +163,7 @@ drop_reply() {
 	# the new master, and pending under the stream consumer's name
 	[ -n "$(redis-cli -p "$new" --scan --pattern "*$P$Q.list*processing*")" ]
 	[ "$(on "$new" XPENDING "$P$Q.stream" qctl | head -1)" = 1 ]
-	for b in list stream; do kill -CONT "$(cat "$TMP/pid.$b")"; done
-	# each handled, within the consumer's life, and only once
-	for b in list stream; do
-		try=$(cat "$TMP/tries.$b")
-		wait_for 10 lines_at_least "$TMP/got.$b" "$try" || { cat "$TMP/err.$b"; false; }
-		pid=$(cat "$TMP/pid.$b")
-		kill -0 "$pid"
-		kill -TERM "$pid"
-		rc=0
-		wait "$pid" || rc=$?
-		note "$b: master $old killed, $new took over; $(tr '\n' ' ' <"$TMP/err.$b")"
-		[ "$rc" -eq 0 ] || { cat "$TMP/err.$b"; false; }
-		assert_equal "$(cat "$TMP/got.$b")" "$(seq -f "m%g" 1 "$try")"
-		grep -q "^qctl: consume: consumed $try messages\{0,1\} in .* ($try acked, 0 retried, 0 dead-lettered)$" "$TMP/err.$b"
-	done
-	grep -q "^qctl: consume: 1 message in processing list '[^']*cq:processing:[^']*' that this consumer never received (Redis at 127\.0\.0\.1:$old was lost before its reply came) went back to '$Q.list', to be delivered again$" "$TMP/err.list"
-	grep -q "^qctl: consume: 1 entry pending in group 'qctl' of stream '$Q.stream' under this consumer's name ('.*') that it never received (Redis at 127\.0\.0\.1:$old was lost before its reply came): taken back$" "$TMP/err.stream"
+	lost_reply_delivered "$old" "$Q"
 	# on the new master: the list and every processing list empty, the
 	# stream's entries all there and none pending
 	run -0 on "$new" LLEN "$P$Q.list"
@@ -252,7 +189,7 @@ drop_reply() {
 	wait_for 10 lines_at_least "$TMP/got" 1
 	for try in 1 2 3 4 5 6; do
 		[ "$try" -lt 6 ]
-		drop_reply "$m" "$P$Q" "m$big" blmove && break
+		drop_reply "$m" "$(node_log "$m")" "$P$Q" "m$big" blmove && break
 		wait_for 10 lines_at_least "$TMP/got" $((try + 1))
 	done
 	# the copy dropped unanswered, in the processing list beside the
