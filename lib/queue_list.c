@@ -22,9 +22,9 @@
  * A processing list whose lease has expired belongs to a consumer that is
  * gone: its messages go back to the consuming end of the queue, oldest
  * next.  One whose lease lives is never touched, but by its owner after
- * a failover (resync): what a lost reply moved there unheard goes back.  Retries and dead
- * letters are one script each (the LREM, the push and the side hash
- * together), so a kill between two steps loses nothing.
+ * a failover (resync): what a lost reply moved there unheard goes back.
+ * Retries and dead letters are one script each (the LREM, the push and
+ * the side hash together), so a kill between two steps loses nothing.
  */
 #include <errno.h>
 #include <poll.h>
@@ -2079,7 +2079,7 @@ static enum cq_err give_back(struct list_q *l)
 	return CQ_OK;
 }
 
-/* ---- after a failover ---------------------------------------------------------- */
+/* ---- after a failover ---------------------------------------------- */
 
 /* A body to match: in the processing list (i its index there) or held. */
 struct body_ref {
