@@ -2194,7 +2194,7 @@ static enum cq_err resync(struct list_q *l)
 	match_held(in, r->elements, held, l->nt, keep);
 	if (unget_unheld(l, r, keep, &moved) == CQ_OK && moved) {
 		l->empty = false;
-		cqi_qd_notice(&l->base, "%llu message%s in processing list '%s' that this consumer never received (Redis at %s was lost before its reply came) went back to '%s', to be delivered again",
+		cqi_qd_notice(&l->base, "%llu message%s in processing list '%s' that this consumer never received (the connection to Redis at %s was lost before the reply came) went back to '%s', to be delivered again",
 			moved, moved == 1 ? "" : "s", l->k.proc.data,
 			l->lost_from, l->base.conf.queue);
 	}

@@ -712,7 +712,7 @@ static void history_done(struct stream_q *s)
 {
 	s->history = false;
 	if (s->resync && s->resynced)
-		cqi_qd_notice(&s->base, "%llu entr%s pending in group '%s' of stream '%s' under this consumer's name ('%s') that it never received (Redis at %s was lost before its reply came): taken back",
+		cqi_qd_notice(&s->base, "%llu entr%s pending in group '%s' of stream '%s' under this consumer's name ('%s') that it never received (the connection to Redis at %s was lost before the reply came): taken back",
 			s->resynced, s->resynced == 1 ? "y" : "ies", s->group,
 			sname(s), s->consumer, s->lost_from);
 	s->resync = false;

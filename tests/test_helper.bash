@@ -337,8 +337,8 @@ lost_reply_delivered() {
 		assert_equal "$(cat "$TMP/lost-got.$b")" "$(seq -f "m%g" 1 "$try")"
 		grep -q "^qctl: consume: consumed $try messages\{0,1\} in .* ($try acked, 0 retried, 0 dead-lettered)$" "$TMP/lost-err.$b" || return 1
 	done
-	grep -q "^qctl: consume: 1 message in processing list '[^']*cq:processing:[^']*' that this consumer never received (Redis at 127\.0\.0\.1:$1 was lost before its reply came) went back to '$2.list', to be delivered again$" "$TMP/lost-err.list" &&
-	grep -q "^qctl: consume: 1 entry pending in group 'qctl' of stream '$2.stream' under this consumer's name ('.*') that it never received (Redis at 127\.0\.0\.1:$1 was lost before its reply came): taken back$" "$TMP/lost-err.stream"
+	grep -q "^qctl: consume: 1 message in processing list '[^']*cq:processing:[^']*' that this consumer never received (the connection to Redis at 127\.0\.0\.1:$1 was lost before the reply came) went back to '$2.list', to be delivered again$" "$TMP/lost-err.list" &&
+	grep -q "^qctl: consume: 1 entry pending in group 'qctl' of stream '$2.stream' under this consumer's name ('.*') that it never received (the connection to Redis at 127\.0\.0\.1:$1 was lost before the reply came): taken back$" "$TMP/lost-err.stream"
 }
 
 # File $1 holds at least $2 lines.

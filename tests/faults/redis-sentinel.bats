@@ -203,7 +203,7 @@ node_log() {
 	[ "$rc" -eq 0 ] || { cat "$TMP/err"; false; }
 	assert_equal "$(cat "$TMP/got")" "$(yes m | head -n "$n")"
 	grep -q "^qctl: consume: consumed $n messages in .* ($((n - 1)) acked, 1 retried, 0 dead-lettered)$" "$TMP/err"
-	grep -q "^qctl: consume: 1 message in processing list '[^']*cq:processing:[^']*' that this consumer never received (Redis at 127\.0\.0\.1:$m was lost before its reply came) went back to '$Q', to be delivered again$" "$TMP/err"
+	grep -q "^qctl: consume: 1 message in processing list '[^']*cq:processing:[^']*' that this consumer never received (the connection to Redis at 127\.0\.0\.1:$m was lost before the reply came) went back to '$Q', to be delivered again$" "$TMP/err"
 	# the held one went back for its retry at the stop: in the queue,
 	# the processing list empty
 	run -0 on "$m" LLEN "$P$Q"
