@@ -1809,7 +1809,10 @@ static enum cq_err read_one(struct cqi_pipe *p)
 	p->head = (p->head + 1) % p->ring;
 	p->count--;
 	p->inflight--;
-	again = still_loading(p->ctx, n, r);
+	/* sent again only while no single command waits behind it (a
+	 * list's take right behind its writes): that one is answered
+	 * first, and its caller reads the replies in wire order */
+	again = !n->ocount && still_loading(p->ctx, n, r);
 	if (again) {
 		/* one pause for every command sent before it */
 		if (c.sent_at >= n->loading_paused) {
@@ -1840,10 +1843,8 @@ static enum cq_err single_sync(struct cqi_pipe *p, size_t keep)
 			if (read_one(p))
 				return p->ctx->err;
 		/* commands sent again (-LOADING) go out and are read back
-		 * too, unless single commands went out behind the first
-		 * ones: those replies come first, and are their caller's */
-	} while (p->nout && p->inflight + p->nout > keep &&
-		 !pipe_node(p)->ocount);
+		 * too */
+	} while (p->nout && p->inflight + p->nout > keep);
 	return CQ_OK;
 }
 

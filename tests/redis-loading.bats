@@ -151,8 +151,8 @@ waited_out() {
 	assert_output 2
 }
 
-@test "a single Redis that starts loading mid-run (DEBUG RELOAD): warm and a list enqueue send again what was refused with LOADING; exit 0, nothing lost or doubled" {
-	local rc=0 i
+@test "a single Redis that starts loading mid-run (DEBUG RELOAD): warm and a list enqueue send again what was refused with LOADING; exit 0, nothing lost or doubled; a replay loses nothing either" {
+	local rc=0 i moved
 	priv_redis_start --tcp --enable-debug-command local \
 		--loading-process-events-interval-bytes 1024
 	pcli EVAL "for i = 1, 2000 do redis.call('SET', KEYS[1] .. i, i) end" 1 "$P" >/dev/null
@@ -163,15 +163,20 @@ waited_out() {
 	for i in $(seq 0 49); do seq $((i * 100 + 1)) $((i * 100 + 100)); sleep 0.05; done |
 		qctl --redis "$PRIV_URL" --timeout 2s enqueue --backend list "$Q" 2>"$TMP/qerr" &
 	local qpid=$!
+	# and a replay, whose writes go right behind its takes
+	seq 1 5000 | qctl --redis "$PRIV_URL" enqueue -q --backend list "$Q.r.dlq"
+	qctl --redis "$PRIV_URL" --timeout 2s replay-dlq --backend list --rate 2500 "$Q.r.dlq" 2>"$TMP/rerr" &
+	local rpid=$!
 	wait_for 10 priv_holds 2500
 	# about 1 s of loading (the keys so far, 300 us each): the writes
 	# meanwhile are answered -LOADING
 	pcli CONFIG SET key-load-delay 300 >/dev/null
 	pcli DEBUG RELOAD >/dev/null
 	pcli CONFIG SET key-load-delay 0 >/dev/null
-	# both were still running: the reload was mid-run
+	# all were still running: the reload was mid-run
 	kill -0 "$BGPID"
 	kill -0 "$qpid"
+	kill -0 "$rpid"
 	wait "$BGPID" || rc=$?
 	BGPID=
 	cat "$TMP/err"
@@ -189,4 +194,18 @@ waited_out() {
 	run -0 pcli LLEN "$P$Q"
 	assert_output 5000
 	[ "$(pcli LRANGE "$P$Q" 0 -1 | sort -un | wc -l)" = 5000 ]
+	# the replay's writes refused with LOADING are not sent again (a
+	# take waits behind them): named and left in the DLQ, exit 75;
+	# every message is in one of the two lists, once, nothing held
+	rc=0
+	wait "$rpid" || rc=$?
+	cat "$TMP/rerr"
+	[ "$rc" = 0 ] || [ "$rc" = 75 ]
+	moved=$(sed -n "s/^replayed \([0-9]*\) to '$Q.r' (0 skipped, [0-9]* failed) in .*/\1/p" "$TMP/rerr")
+	run -0 pcli LLEN "$P$Q.r"
+	assert_output "$moved"
+	run -0 pcli LLEN "$P$Q.r.dlq"
+	assert_output $((5000 - moved))
+	[ "$( (pcli LRANGE "$P$Q.r" 0 -1; pcli LRANGE "$P$Q.r.dlq" 0 -1) | sort -un | wc -l)" = 5000 ]
+	[ -z "$(pcli --scan --pattern "*$Q.r*processing*")" ]
 }
