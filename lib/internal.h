@@ -117,6 +117,11 @@ void cqi_stats_track(struct cq_ctx *ctx, size_t hits, size_t misses);
 struct cq_reader;
 void cqi_reader_wait(struct cq_reader *r,
 		     enum cq_err (*wait)(void *arg, int fd), void *arg);
+/* Wait until fd can be read (CQ_OK), or a stop request (CQ_ERR_TEMPFAIL
+ * and no context error: the reader stops); a reader's wait without one,
+ * and the end of every wait once there is nothing to serve (a queue
+ * driver's wait_input, warm's).  CQ_ERR_IO when poll() fails. */
+enum cq_err cqi_wait_readable(struct cq_ctx *ctx, int fd);
 
 /*
  * Helpers of the files below that no program calls (programs get cq.h

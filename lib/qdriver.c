@@ -2,8 +2,6 @@
  * (CQ_QUEUE_BACKEND) to its driver's constructor, opening a driver for a
  * verb, and what the drivers and verbs share (hook formatters, reconnects,
  * the FIFO ring, Redis key checks; qdriver_int.h). */
-#include <errno.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,25 +334,6 @@ void cqi_ring_clear(struct cqi_ring *r)
 	free(r->v);
 	r->v = NULL;
 	r->head = r->len = r->cap = 0;
-}
-
-enum cq_err cqi_wait_readable(struct cq_ctx *ctx, int fd)
-{
-	struct pollfd pfd = { fd, POLLIN, 0 };
-
-	/* in slices, so that a signal landing just before poll() is seen */
-	for (;;) {
-		int n;
-
-		if (cq_stop_requested())
-			return CQ_ERR_TEMPFAIL;	/* the reader stops */
-		n = poll(&pfd, 1, 200);
-		if (n > 0)
-			return CQ_OK;
-		if (n < 0 && errno != EINTR)
-			return cq_seterr(ctx, CQ_ERR_IO, "poll: %s",
-					 strerror(errno));
-	}
 }
 
 const char *cqi_redis_refusal(const struct cqi_reply *r,

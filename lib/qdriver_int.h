@@ -432,12 +432,6 @@ void *cqi_qdriver_alloc(struct cq_ctx *ctx, size_t size,
 			const struct cqi_qdriver_ops *ops,
 			const struct cqi_qconf *conf);
 
-/* Wait until fd can be read (CQ_OK), or a stop request (CQ_ERR_TEMPFAIL
- * and no context error: the reader stops, as wait_input's contract
- * says); a driver's wait_input once it has nothing to serve on its
- * connection.  CQ_ERR_IO when poll() fails. */
-enum cq_err cqi_wait_readable(struct cq_ctx *ctx, int fd);
-
 /*
  * A queue, first in first out, of items of one size (set before the
  * first push; the rest zeroed is an empty ring) in a ring that doubles

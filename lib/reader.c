@@ -109,10 +109,30 @@ static void shrink(struct cq_reader *r)
 	}
 }
 
+enum cq_err cqi_wait_readable(struct cq_ctx *ctx, int fd)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+
+	/* in slices, so that a signal landing just before poll() is seen */
+	for (;;) {
+		int n;
+
+		if (cq_stop_requested())
+			return CQ_ERR_TEMPFAIL;	/* the reader stops */
+		n = poll(&pfd, 1, 200);
+		if (n > 0)
+			return CQ_OK;
+		if (n < 0 && errno != EINTR)
+			return cq_seterr(ctx, CQ_ERR_IO, "poll: %s",
+					 strerror(errno));
+	}
+}
+
 /* Read more bytes after end, making room first (the buffer never grows
  * past max + READ_CHUNK: a longer record is cut before). */
 static bool fill(struct cq_reader *r)
 {
+	enum cq_err e;
 	ssize_t n;
 
 	if (r->cap - r->end < READ_CHUNK && r->start > 0)
@@ -133,29 +153,18 @@ static bool fill(struct cq_reader *r)
 			r->cap = cap;
 		}
 	}
-	if (r->wait) {
-		enum cq_err e = r->wait(r->wait_arg, r->fd);
-
-		if (e && !r->ctx->err && cq_stop_requested()) {
-			r->stopped = true;
-			return false;
-		}
-		if (e) {
-			if (!r->ctx->err)
-				cq_seterr(r->ctx, e, "the connection ended while input was awaited");
-			return false;
-		}
-	} else {
-		struct pollfd p = { .fd = r->fd, .events = POLLIN };
-
-		/* wait in poll(), which a stop request interrupts (SA_RESTART
-		 * restarts a read()) */
-		while (poll(&p, 1, -1) < 0 && errno == EINTR) {
-			if (cq_stop_requested()) {
-				r->stopped = true;
-				return false;
-			}
-		}
+	/* wait in poll(), which a stop request ends (SA_RESTART restarts
+	 * a read()) */
+	e = r->wait ? r->wait(r->wait_arg, r->fd) :
+		      cqi_wait_readable(r->ctx, r->fd);
+	if (e && !r->ctx->err && cq_stop_requested()) {
+		r->stopped = true;
+		return false;
+	}
+	if (e) {
+		if (!r->ctx->err)
+			cq_seterr(r->ctx, e, "the connection ended while input was awaited");
+		return false;
 	}
 	do
 		n = read(r->fd, r->buf + r->end, r->cap - r->end);

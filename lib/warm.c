@@ -300,6 +300,23 @@ static bool next_record(struct warm *w, struct cq_reader *rd,
 	return false;
 }
 
+/* The reader's wait (cqi_reader_wait): input at hand is read on, the
+ * batch kept; slow input (a pipe from a producer, no line yet) first
+ * sends what is queued and reads its replies, so that a record read is
+ * written now, not with the next batch, 250 records or EOF later. */
+static enum cq_err wait_input(void *arg, int fd)
+{
+	struct warm *w = arg;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	if (poll(&p, 1, 0) > 0)
+		return CQ_OK;
+	if (cqi_pipe_sync(&w->pipe, 0))
+		return w->ctx->err;
+	progress(w, false);
+	return cqi_wait_readable(w->ctx, fd);
+}
+
 static enum cq_err warm_data(struct warm *w, struct cq_reader *rd)
 {
 	struct cqi_warm_rec rec = { 0 };
@@ -307,6 +324,7 @@ static enum cq_err warm_data(struct warm *w, struct cq_reader *rd)
 
 	if (w->o->rate > 0)	/* send about 20 times a second */
 		every = w->o->rate / 20 > 1 ? (uint64_t)(w->o->rate / 20) : 1;
+	cqi_reader_wait(rd, wait_input, w);
 	while (next_record(w, rd, &rec)) {
 		if (queue_set(w, w->st->records, &rec))
 			break;

@@ -257,6 +257,24 @@ load test_helper
 	run -0 cachectl get r30
 }
 
+key_exists() { [ "$(rcli exists "$1")" = 1 ]; }
+
+@test "warm from a slow pipe writes each line as it comes, not with the next batch or at EOF" {
+	mkfifo "$TMP/in"
+	cachectl warm -q --ttl 1m < "$TMP/in" 2> "$TMP/err" &
+	pid=$!
+	exec 4> "$TMP/in"
+	printf 'slow1\tv1\n' >&4
+	# the writer stays open: the line is written while warm waits for more
+	wait_for 10 key_exists "${P}slow1" || { exec 4>&-; false; }
+	printf 'slow2\tv2\n' >&4
+	wait_for 10 key_exists "${P}slow2" || { exec 4>&-; false; }
+	exec 4>&-
+	wait "$pid"
+	run -0 cachectl get slow1 slow2
+	[ "$output" = $'v1\nv2' ]
+}
+
 @test "warm shows progress on a terminal" {
 	seq 1 40 | awk '{printf "p%d\tv\n", $1}' >"$TMP/in"
 	run -0 script -qec "cachectl warm --ttl 1m --rate 100 '$TMP/in'" /dev/null
@@ -403,7 +421,8 @@ load test_helper
 	priv_redis_start --tcp
 	run -75 --separate-stderr bash -c "{ printf 'a\t1\n'; sleep 0.5; kill \$(cat '$PRIV_PID'); sleep 0.5; printf 'b\t2\n'; } | cachectl warm --ttl 1m --redis '$PRIV_URL'"
 	[[ "$stderr" == *"Redis at 127.0.0.1:$PRIV_PORT"* ]]
-	[[ "$stderr" == *"warmed "*" keys in "* ]]
+	# (line 1 is written while the input waits, unless the kill came first)
+	[[ "$stderr" =~ warmed\ [01]\ keys?\ in\  ]] || { echo "$stderr"; false; }
 }
 
 @test "warm of 1,000,000 lines stays under 16 MiB of memory" {

@@ -2,7 +2,9 @@
 # The test suites themselves: every check in a test can fail.  Bats runs a
 # test under set -e, which ignores a failing '! cmd' and every command of an
 # '&&' list but the last, so such a line checks nothing unless it is the
-# test's last.  Needs no server.
+# test's last.  And wait_for runs its condition again and again, but a
+# "$(...)" in its arguments is expanded once, before the first try.
+# Needs no server.
 
 bats_require_minimum_version 1.5.0
 bats_load_library bats-support
@@ -26,5 +28,10 @@ lines_where() {
 
 @test "no check hides behind another: '[ A ] && [ B ]' is written one check a line" {
 	run -0 lines_where '/^[[:space:]]*\[\[? .* \]\]? && \[\[? .* \]\]?[[:space:]]*$/'
+	assert_output ''
+}
+
+@test "wait_for's condition is asked again each try: no \"\$(...)\" expanded once in its arguments" {
+	run -0 lines_where '/wait_for [0-9.]+ (test|\[) .*\$\(/'
 	assert_output ''
 }

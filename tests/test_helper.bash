@@ -151,6 +151,8 @@ depth() {
 			     $1 in want { n += $2 } END { print n + 0 }' "$@"
 }
 depth_at_least() { [ "$(depth "$1")" -ge "$2" ]; }
+# Has queue $1 exactly $2 messages ready? (a condition for wait_for)
+ready_is() { [ "$(ready "$1")" = "$2" ]; }
 
 # Take every message of queue $1 with amqp-get, one body per line.
 take_all() {

@@ -147,7 +147,7 @@ pending_idle_at_least() {
 		grep -q "consumed 1 message in .*(0 acked, 1 retried, 0 dead-lettered)" "$TMP/err"
 		for p in $pids; do wait_for 5 gone "$p"; done
 		case $b in
-		amqp) wait_for 10 test "$(ready "$Q.$b")" = 2 ;;
+		amqp) wait_for 10 ready_is "$Q.$b" 2 ;;
 		list)
 			[ "$(rcli LLEN "$P$Q.$b")" = 2 ]
 			# no processing list or lease left: the queue and the
