@@ -676,6 +676,46 @@ static struct cqi_reply *entry_cmd(struct stream_q *s, const char *what,
 
 static void history_done(struct stream_q *s);
 
+/*
+ * After a failover, reading our pending entries again (XREADGROUP from an
+ * id) counted a delivery of each: of those a handler holds, delivered no
+ * second time, and of those a lost reply took, which we hear of now for
+ * the first time.  Each count goes back down by one (XCLAIM RETRYCOUNT
+ * JUSTID sets it and counts nothing), in the batch too, so that a
+ * failover costs no message one of its retries.
+ */
+static enum cq_err uncount_history(struct stream_q *s)
+{
+	struct cq_ctx *ctx = s->base.ctx;
+	struct batch *b = &s->b;
+	size_t sent = 0;
+
+	for (size_t i = 0; b->counts && i < b->entries->elements; i++) {
+		struct cqi_reply *x = b->entries->element[i];
+		char c[24];
+		const char *argv[9] = { "XCLAIM", s->key.data, s->group,
+					s->consumer, "0", NULL, "RETRYCOUNT",
+					c, "JUSTID" };
+
+		if (x->type != CQI_REPLY_ARRAY || !x->elements ||
+		    !is_str(x->element[0]) || b->counts[i] < 2)
+			continue;
+		snprintf(c, sizeof(c), "%lld", --b->counts[i]);
+		argv[5] = x->element[0]->str;
+		if (cqi_redis_append(ctx, CQI_KEY(1), 9, argv, NULL))
+			return ctx->err;
+		sent++;
+	}
+	while (sent--) {
+		struct cqi_reply *r;
+
+		if (cqi_redis_reply(ctx, &r))
+			return ctx->err;
+		cqi_reply_free(r);	/* refused: that count stays one up */
+	}
+	return CQ_OK;
+}
+
 /* This consumer's own pending entries, left by an earlier run under the
  * same name (XREADGROUP from id 0): they come first.  (After a failover
  * too: resync_if_due.) */
@@ -700,7 +740,7 @@ static enum cq_err read_history(struct stream_q *s, size_t max)
 		 is_str(e->element[e->elements - 1]->element[0]))
 		snprintf(s->hist_from, sizeof(s->hist_from), "%s",
 			 e->element[e->elements - 1]->element[0]->str);
-	if (batch_from(s, r, e))
+	if (batch_from(s, r, e) || (s->resync && uncount_history(s)))
 		return s->base.ctx->err;
 	s->b.history = true;
 	return CQ_OK;

@@ -211,6 +211,46 @@ node_log() {
 	[ -z "$(redis-cli -p "$m" --scan --pattern "*$P$Q*processing*")" ]
 }
 
+# nothing pending in group qctl of this test's stream on port $1
+none_pending() { [ "$(on "$1" XPENDING "$P$Q" qctl | head -1)" = 0 ]; }
+
+@test "a stream consumer's XREADGROUP answered, the reply lost, the master the same: the entry is taken back, and the one a handler holds keeps its delivery count" {
+	local m try big pid rc id
+	big=$(head -c 100000 /dev/zero | tr '\0' x)
+	m=$(master_port)
+	qctl declare -q --backend stream "$Q"
+	id=$(on "$m" XADD "$P$Q" '*' body h)
+	# the first handler holds its entry until told; the other job waits
+	# in XREADGROUP BLOCK, whose reply is dropped
+	qctl consume --backend stream -j 2 \
+		--exec "b=\$(cut -c1); echo \$b \$CQ_RETRIES >>$TMP/got; [ \$b != h ] || until [ -e $TMP/go ]; do sleep 0.05; done" \
+		"$Q" 2>"$TMP/err" &
+	pid=$!
+	echo "$pid" >"$TMP/pid.stream"
+	wait_for 10 lines_at_least "$TMP/got" 1
+	for try in 1 2 3 4 5 6; do
+		[ "$try" -lt 6 ]
+		drop_reply "$m" "$P$Q" "m$try$big" xreadgroup && break
+		wait_for 10 lines_at_least "$TMP/got" $((try + 1))
+	done
+	# the dropped entry read again (its own pending entries) and handled
+	wait_for 10 lines_at_least "$TMP/got" $((try + 1)) || { cat "$TMP/err"; false; }
+	# the held entry was delivered once: reading the pending entries
+	# again does not count a delivery of it (XPENDING's count)
+	run -0 on "$m" XPENDING "$P$Q" qctl "$id" "$id" 1
+	assert_line -n 3 1
+	touch "$TMP/go"
+	wait_for 10 none_pending "$m"
+	# and the one taken back came as a first delivery, no retry
+	assert_equal "$(cat "$TMP/got")" "$(printf 'h 0\nm 0\nm 0\nm 0\nm 0\nm 0\n' | head -n $((try + 1)))"
+	kill -TERM "$pid"
+	rc=0
+	wait "$pid" || rc=$?
+	note "$(tr '\n' ' ' <"$TMP/err")"
+	[ "$rc" -eq 0 ] || { cat "$TMP/err"; false; }
+	grep -q "^qctl: consume: 1 entry pending in group 'qctl' of stream '$Q' under this consumer's name ('.*') that it never received (Redis at 127\.0\.0\.1:$m was lost before its reply came): taken back$" "$TMP/err"
+}
+
 @test "a master lost that the sentinels still name (no replica to promote): SIGTERM ends warm's wait for it at once" {
 	local s rc
 	# a master of its own, watched by the sandbox's sentinels
