@@ -230,7 +230,7 @@ none_pending() { [ "$(on "$1" XPENDING "$P$Q" qctl | head -1)" = 0 ]; }
 	wait_for 10 lines_at_least "$TMP/got" 1
 	for try in 1 2 3 4 5 6; do
 		[ "$try" -lt 6 ]
-		drop_reply "$m" "$P$Q" "m$try$big" xreadgroup && break
+		drop_reply "$m" "$(node_log "$m")" "$P$Q" "m$try$big" xreadgroup && break
 		wait_for 10 lines_at_least "$TMP/got" $((try + 1))
 	done
 	# the dropped entry read again (its own pending entries) and handled
@@ -248,7 +248,7 @@ none_pending() { [ "$(on "$1" XPENDING "$P$Q" qctl | head -1)" = 0 ]; }
 	wait "$pid" || rc=$?
 	note "$(tr '\n' ' ' <"$TMP/err")"
 	[ "$rc" -eq 0 ] || { cat "$TMP/err"; false; }
-	grep -q "^qctl: consume: 1 entry pending in group 'qctl' of stream '$Q' under this consumer's name ('.*') that it never received (Redis at 127\.0\.0\.1:$m was lost before its reply came): taken back$" "$TMP/err"
+	grep -q "^qctl: consume: 1 entry pending in group 'qctl' of stream '$Q' under this consumer's name ('.*') that it never received (the connection to Redis at 127\.0\.0\.1:$m was lost before the reply came): taken back$" "$TMP/err"
 }
 
 @test "a master lost that the sentinels still name (no replica to promote): SIGTERM ends warm's wait for it at once" {
