@@ -1696,7 +1696,8 @@ enum cq_err cqi_pipe_init(struct cqi_pipe *p, struct cq_ctx *ctx,
 	p->fn = fn;
 	p->arg = arg;
 	p->cmds = calloc(p->ring, sizeof(*p->cmds));
-	if (!p->cmds)
+	p->held = calloc(p->ring, sizeof(*p->held));
+	if (!p->cmds || !p->held)
 		return cq_seterr(ctx, CQ_ERR_NOMEM, "out of memory");
 	if (ctx->err)
 		return ctx->err;
@@ -1727,6 +1728,13 @@ void cqi_pipe_free(struct cqi_pipe *p)
 	p->cmds = NULL;
 	cq_buf_free(&p->log);
 	p->loghead = 0;
+	for (size_t i = 0; i < p->nheld; i++)
+		cqi_reply_free(p->held[i].r);
+	free(p->held);
+	p->held = NULL;
+	p->nheld = 0;
+	free(p->after);
+	p->after = NULL;
 	if (p->cl) {
 		for (size_t i = 0; i < p->cl->npn; i++) {
 			cq_buf_free(&p->cl->pn[i].log);
@@ -1766,17 +1774,15 @@ static enum cq_err send_queued(struct cqi_pipe *p)
 	return CQ_OK;
 }
 
-/* Queue text t (len bytes, already at the end of the log) for sending. */
-static enum cq_err queue_text(struct cqi_pipe *p, uint64_t tag, size_t len,
+/* Queue command c, its text t (c.len bytes, already at the end of the
+ * log), for sending. */
+static enum cq_err queue_text(struct cqi_pipe *p, struct cqi_pcmd c,
 			      const char *t)
 {
-	struct cqi_pcmd *c = pcmd(p, p->count);
-
-	if (!cq_buf_append(&pipe_node(p)->out, t, len))
+	if (!cq_buf_append(&pipe_node(p)->out, t, c.len))
 		return cq_seterr(p->ctx, CQ_ERR_NOMEM, "out of memory");
-	c->tag = tag;
-	c->len = (uint32_t)len;
-	c->sent_at = 0;
+	c.sent_at = 0;
+	*pcmd(p, p->count) = c;
 	p->count++;
 	p->nout++;
 	return CQ_OK;
@@ -1797,41 +1803,138 @@ static void log_pop(struct cqi_pipe *p, size_t len)
 	}
 }
 
-static enum cq_err read_one(struct cqi_pipe *p)
+/* Note the key of a command answered while commands refused before it
+ * are held: sent again, they would land after it. */
+static void answered_after(struct cqi_pipe *p, uint64_t key)
+{
+	if (!key) {
+		p->after_any = true;
+		return;
+	}
+	if (p->nafter == p->aftercap) {
+		size_t cap = p->aftercap ? p->aftercap * 2 : 64;
+		uint64_t *a = realloc(p->after, cap * sizeof(*a));
+
+		if (!a) {	/* unknown: as if it had no key */
+			p->after_any = true;
+			return;
+		}
+		p->after = a;
+		p->aftercap = cap;
+	}
+	p->after[p->nafter++] = key;
+}
+
+static int key_order(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Was a command on held command c's key answered after it? */
+static bool overtaken(const struct cqi_pipe *p, const struct cqi_pcmd *c)
+{
+	if (p->after_any || (!c->key && p->nafter))
+		return true;
+	return p->nafter &&
+	       bsearch(&c->key, p->after, p->nafter, sizeof(*p->after),
+		       key_order);
+}
+
+/*
+ * Every reply in flight is read: the held commands (refused with
+ * -LOADING) go out again, in their order, after one pause, unless a
+ * later command on the same key was answered meanwhile (the reload ended
+ * under the batch): sent again, one would land after it, and a later
+ * line's value give way to an earlier one's.  Such a command's refusal
+ * is its caller's, as when the wait runs out.  Their texts are at the
+ * log's end: the kept ones stay there, in order.
+ */
+static enum cq_err resolve_held(struct cqi_pipe *p)
+{
+	size_t from = p->log.len, to, n = p->nheld;
+	bool paused = false;
+
+	for (size_t i = 0; i < n; i++)
+		from -= p->held[i].c.len;
+	to = from;
+	if (p->nafter)
+		qsort(p->after, p->nafter, sizeof(*p->after), key_order);
+	p->nheld = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct cqi_pheld *h = &p->held[i];
+		size_t len = h->c.len;
+
+		if (overtaken(p, &h->c) || p->ctx->err) {
+			if (p->fn)
+				p->fn(p->arg, h->c.tag, h->r);
+		} else {
+			if (!paused) {
+				sleep_ms(RETRY_PAUSE_MS);
+				paused = true;
+			}
+			memmove(p->log.data + to, p->log.data + from, len);
+			if (!queue_text(p, h->c, p->log.data + to))
+				to += len;
+			else if (p->fn)	/* out of memory */
+				p->fn(p->arg, h->c.tag, h->r);
+		}
+		from += len;
+		cqi_reply_free(h->r);
+		h->r = NULL;
+	}
+	p->log.len = to;
+	p->nafter = 0;
+	p->after_any = false;
+	return p->ctx->err;
+}
+
+static enum cq_err read_reply(struct cqi_pipe *p)
 {
 	struct node *n = pipe_node(p);
 	struct cqi_pcmd c = *pcmd(p, 0);
 	struct cqi_reply *r;
-	bool again;
+	bool hold;
 
 	if (next_reply(p->ctx, n, -1, &r))
 		return p->ctx->err;
 	p->head = (p->head + 1) % p->ring;
 	p->count--;
 	p->inflight--;
-	/* sent again only while no single command waits behind it (a
-	 * list's take right behind its writes): that one is answered
-	 * first, and its caller reads the replies in wire order */
-	again = !n->ocount && still_loading(p->ctx, n, r);
-	if (again) {
-		/* one pause for every command sent before it */
-		if (c.sent_at >= n->loading_paused) {
-			sleep_ms(RETRY_PAUSE_MS);
-			n->loading_paused = cq_now_ms();
-		}
+	/* held only while no single command waits behind it (a list's take
+	 * right behind its writes): that one is answered first, and its
+	 * caller reads the replies in wire order */
+	hold = !n->ocount && still_loading(p->ctx, n, r);
+	if (hold) {
 		/* its text, moved to the end of the log (room made first:
 		 * it is copied from the log itself); out of memory, the
 		 * reply is its caller's */
-		again = cq_buf_reserve(&p->log, c.len) &&
-			cq_buf_append(&p->log, p->log.data + p->loghead, c.len) &&
-			!queue_text(p, c.tag, c.len,
-				    p->log.data + p->log.len - c.len);
+		hold = cq_buf_reserve(&p->log, c.len) &&
+		       cq_buf_append(&p->log, p->log.data + p->loghead, c.len);
+	} else if (p->nheld && !is_loading(r)) {
+		answered_after(p, c.key);
 	}
 	log_pop(p, c.len);
-	if (!again && p->fn)
+	if (hold) {
+		p->held[p->nheld++] = (struct cqi_pheld){ c, r };
+		return CQ_OK;
+	}
+	if (p->fn)
 		p->fn(p->arg, c.tag, r);
 	cqi_reply_free(r);
 	return p->ctx->err;
+}
+
+/* Read one reply; once one is held (-LOADING), every reply in flight,
+ * and then the held ones are sent again or failed. */
+static enum cq_err read_one(struct cqi_pipe *p)
+{
+	do {
+		if (read_reply(p))
+			return p->ctx->err;
+	} while (p->nheld && p->inflight);
+	return p->nheld ? resolve_held(p) : CQ_OK;
 }
 
 static enum cq_err single_sync(struct cqi_pipe *p, size_t keep)
@@ -1853,14 +1956,21 @@ static enum cq_err single_cmd(struct cqi_pipe *p, uint64_t tag, int route,
 {
 	struct node *n = pipe_node(p);
 	size_t at = p->log.len;
+	struct cqi_pcmd c = { 0 };
 
 	if (route < CQI_MASTERS || route >= argc || route == CQI_MASTERS)
 		return cq_seterr(p->ctx, CQ_ERR_INTERNAL,
 				 "%s: route %d is not for a pipeline", argv[0],
 				 route);
-	if (!resp_append(&p->log, argc, argv, lens) ||
-	    queue_text(p, tag, p->log.len - at, p->log.data + at))
+	if (!resp_append(&p->log, argc, argv, lens))
 		return cq_seterr(p->ctx, CQ_ERR_NOMEM, "out of memory");
+	c.tag = tag;
+	c.len = (uint32_t)(p->log.len - at);
+	if (route > 0)		/* odd: 0 is "no key" */
+		c.key = cqi_hash64(CQI_HASH_INIT, argv[route],
+				   lens ? lens[route] : strlen(argv[route])) | 1;
+	if (queue_text(p, c, p->log.data + at))
+		return p->ctx->err;
 	if (p->nout < p->batch && n->out.len < OUT_MAX_BYTES)
 		return CQ_OK;
 	if (send_queued(p))
@@ -2635,7 +2745,7 @@ size_t cqi_pipe_pending(const struct cqi_pipe *p)
 	size_t n = 0;
 
 	if (!p->cl)
-		return p->count;
+		return p->count + p->nheld;
 	for (size_t i = 0; i < p->cl->npn; i++)
 		n += p->cl->pn[i].icount;
 	return n;
@@ -2645,6 +2755,14 @@ void cqi_pipe_abandon(struct cqi_pipe *p,
 		      void (*lost)(void *arg, uint64_t tag), void *arg)
 {
 	if (!p->cl) {
+		/* held ones first: sent before the rest */
+		for (size_t i = 0; i < p->nheld; i++) {
+			cqi_reply_free(p->held[i].r);
+			p->held[i].r = NULL;
+			lost(arg, p->held[i].c.tag);
+		}
+		p->nheld = p->nafter = 0;
+		p->after_any = false;
 		while (p->count) {
 			uint64_t tag = pcmd(p, 0)->tag;
 

@@ -159,6 +159,14 @@ struct cqi_pcmd {
 	uint64_t tag;
 	uint32_t len;		/* of its text in the pipeline's log */
 	long long sent_at;	/* when it was written */
+	uint64_t key;		/* its key's hash (odd), 0: no key */
+};
+
+/* A command refused with -LOADING, held (with its reply) until every
+ * reply sent before it is read, then sent again or failed. */
+struct cqi_pheld {
+	struct cqi_pcmd c;
+	struct cqi_reply *r;
 };
 
 struct cqi_pipe {
@@ -172,6 +180,14 @@ struct cqi_pipe {
 	size_t ring, head, count;
 	struct cq_buf log;	/* their text, in the same order, from loghead */
 	size_t loghead;
+	/* refused with -LOADING, their texts at the log's end (held), and
+	 * the keys of the commands answered after the first of them (after;
+	 * after_any: one with no key) */
+	struct cqi_pheld *held;
+	size_t nheld;
+	uint64_t *after;
+	size_t nafter, aftercap;
+	bool after_any;
 	cqi_reply_fn fn;
 	void *arg;
 	struct cqi_cpipe *cl;	/* on a cluster: a pipeline per node */
