@@ -1760,15 +1760,10 @@ static struct cqi_pcmd *pcmd(struct cqi_pipe *p, size_t i)
 
 static enum cq_err send_queued(struct cqi_pipe *p)
 {
-	long long now;
-
 	if (!p->nout)
 		return CQ_OK;
 	if (flush_out(p->ctx, pipe_node(p)))
 		return p->ctx->err;
-	now = cq_now_ms();
-	for (size_t i = p->inflight; i < p->count; i++)
-		pcmd(p, i)->sent_at = now;
 	p->inflight += p->nout;
 	p->nout = 0;
 	return CQ_OK;
@@ -1781,7 +1776,6 @@ static enum cq_err queue_text(struct cqi_pipe *p, struct cqi_pcmd c,
 {
 	if (!cq_buf_append(&pipe_node(p)->out, t, c.len))
 		return cq_seterr(p->ctx, CQ_ERR_NOMEM, "out of memory");
-	c.sent_at = 0;
 	*pcmd(p, p->count) = c;
 	p->count++;
 	p->nout++;

@@ -158,7 +158,6 @@ typedef void (*cqi_reply_fn)(void *arg, uint64_t tag, struct cqi_reply *r);
 struct cqi_pcmd {
 	uint64_t tag;
 	uint32_t len;		/* of its text in the pipeline's log */
-	long long sent_at;	/* when it was written */
 	uint64_t key;		/* its key's hash (odd), 0: no key */
 };
 
